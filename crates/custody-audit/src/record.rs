@@ -1,0 +1,187 @@
+//! The audit record and its JSON rendering.
+
+use custody_core::{Action, Principal};
+use serde::{Serialize, Serializer};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One audit row: who did what, why it was allowed, what it touched, what it cost,
+/// and how it ended. Its JSON rendering (`serde_json`) uses the same field names as
+/// the Parquet columns.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// When the request arrived, in microseconds since the Unix epoch (UTC).
+    #[serde(serialize_with = "rfc3339_micros")]
+    pub event_time: i64,
+    /// The request id (honoured from `x-request-id` or generated).
+    pub request_id: String,
+    /// The agent session this call belongs to.
+    pub session_id: Option<String>,
+    /// W3C trace id.
+    pub trace_id: Option<String>,
+    /// Always [`crate::SCHEMA_VERSION`] for records built by this version.
+    pub schema_version: i32,
+    /// Who.
+    pub principal: Principal,
+    /// What.
+    pub action: Action,
+    /// Why it was allowed or denied.
+    pub policy: PolicyOutcome,
+    /// Whether sensitive data was involved.
+    pub content_safety: ContentSafety,
+    /// Which model and what it cost.
+    pub usage: Usage,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// The policy decision behind a call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyOutcome {
+    /// `allow` or `deny`.
+    pub decision: Option<String>,
+    /// The rule (or readable grant) that decided.
+    pub rule: Option<String>,
+    /// The scopes that mattered.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Content-safety findings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContentSafety {
+    /// Whether any PII or secret was found.
+    pub pii_detected: Option<bool>,
+    /// What was found where, and what was done; never the raw value.
+    pub redactions: Option<Vec<Redaction>>,
+}
+
+/// One kind of finding at one JSON path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Redaction {
+    /// Detector kind, e.g. `EMAIL`.
+    pub kind: String,
+    /// JSON path of the finding.
+    pub path: String,
+    /// How many findings.
+    pub count: i64,
+    /// `log`, `redact` or `block`.
+    pub action: String,
+}
+
+/// Model and cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// The model asked for.
+    pub model: Option<String>,
+    /// Input (prompt) tokens.
+    pub input_tokens: Option<i64>,
+    /// Output (completion) tokens.
+    pub output_tokens: Option<i64>,
+    /// Estimated cost in US dollars.
+    pub estimated_cost_usd: Option<f64>,
+}
+
+/// How the exchange ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The HTTP status custody sent to the client.
+    pub status: Option<i32>,
+    /// From the request's arrival to the last byte of the response (or the error).
+    pub duration_ms: f64,
+    /// What went wrong, if anything (custody's error, the upstream's failure, or a
+    /// stream cut short); `None` for a complete exchange, whatever its status.
+    pub error: Option<String>,
+    /// Request body bytes received from the client.
+    pub bytes_in: i64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: i64,
+}
+
+/// Microseconds since the Unix epoch for `t` (0 for times before it).
+pub(crate) fn to_micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl AuditRecord {
+    /// A record for a request that arrived at `at`, with every later-filled field empty.
+    pub fn new(at: SystemTime, request_id: String, action: Action) -> Self {
+        Self {
+            event_time: to_micros(at),
+            request_id,
+            session_id: None,
+            trace_id: None,
+            schema_version: crate::SCHEMA_VERSION,
+            principal: Principal::default(),
+            action,
+            policy: PolicyOutcome::default(),
+            content_safety: ContentSafety::default(),
+            usage: Usage::default(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    /// The UTC `(YYYY-MM-DD, HH)` partition this record belongs to.
+    pub fn partition(&self) -> (String, String) {
+        let t = datetime(self.event_time);
+        (
+            format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+            format!("{:02}", t.hour()),
+        )
+    }
+}
+
+fn datetime(micros: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn rfc3339_micros<S: Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    let text = datetime(*micros)
+        .format(&format)
+        .map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_core::ActionKind;
+    use std::time::Duration;
+
+    fn sample() -> AuditRecord {
+        let at = UNIX_EPOCH + Duration::from_micros(1_772_807_527_891_234);
+        AuditRecord::new(
+            at,
+            "req_1".into(),
+            Action {
+                kind: ActionKind::Llm,
+                route: Some("openai".into()),
+                method: "POST".into(),
+                path: "/openai/v1/chat/completions".into(),
+                upstream: Some("https://api.openai.com/v1/chat/completions".into()),
+                tool: None,
+                parameters: None,
+            },
+        )
+    }
+
+    #[test]
+    fn partition_is_utc_date_and_hour() {
+        assert_eq!(sample().partition(), ("2026-03-06".into(), "14".into()));
+    }
+
+    #[test]
+    fn json_rendering_uses_column_names_and_rfc3339() {
+        let v = serde_json::to_value(sample()).expect("serialize");
+        assert_eq!(v["event_time"], "2026-03-06T14:32:07.891234Z");
+        assert_eq!(v["schema_version"], crate::SCHEMA_VERSION);
+        assert_eq!(v["action"]["kind"], "llm");
+        assert!(v["principal"]["sub"].is_null());
+        assert!(v["content_safety"]["redactions"].is_null());
+        assert_eq!(v["outcome"]["bytes_in"], 0);
+    }
+}

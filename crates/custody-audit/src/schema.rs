@@ -1,0 +1,128 @@
+//! The public audit schema (version [`SCHEMA_VERSION`]).
+//!
+//! Column names avoid reserved words of DuckDB, Trino/Athena and Spark (`user`,
+//! `timestamp`, `date`) so every column works unquoted. See `docs/audit-schema.md`.
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// The audit schema version written in every row and in each file's metadata
+/// (`custody.schema_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// File-level metadata key holding [`SCHEMA_VERSION`].
+pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+
+fn utf8_list(name: &str) -> Field {
+    Field::new_list(name, Field::new_list_field(DataType::Utf8, true), true)
+}
+
+/// Fields of `principal`.
+pub fn principal_fields() -> Fields {
+    Fields::from(vec![
+        utf8("sub"),
+        utf8("org"),
+        utf8("role"),
+        utf8_list("roles"),
+        utf8("issuer"),
+    ])
+}
+
+/// Fields of `action`.
+pub fn action_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("kind", DataType::Utf8, false),
+        utf8("route"),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        utf8("upstream"),
+        utf8("tool"),
+        utf8("parameters"),
+    ])
+}
+
+/// Fields of `policy`.
+pub fn policy_fields() -> Fields {
+    Fields::from(vec![utf8("decision"), utf8("rule"), utf8_list("scopes")])
+}
+
+/// Fields of one element of `content_safety.redactions`.
+pub fn redaction_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("count", DataType::Int64, false),
+        Field::new("action", DataType::Utf8, false),
+    ])
+}
+
+/// Fields of `content_safety`.
+pub fn content_safety_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("pii_detected", DataType::Boolean, true),
+        Field::new_list(
+            "redactions",
+            Field::new_list_field(DataType::Struct(redaction_fields()), true),
+            true,
+        ),
+    ])
+}
+
+/// Fields of `usage`.
+pub fn usage_fields() -> Fields {
+    Fields::from(vec![
+        utf8("model"),
+        Field::new("input_tokens", DataType::Int64, true),
+        Field::new("output_tokens", DataType::Int64, true),
+        Field::new("estimated_cost_usd", DataType::Float64, true),
+    ])
+}
+
+/// Fields of `outcome`.
+pub fn outcome_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("status", DataType::Int32, true),
+        Field::new("duration_ms", DataType::Float64, false),
+        utf8("error"),
+        Field::new("bytes_in", DataType::Int64, false),
+        Field::new("bytes_out", DataType::Int64, false),
+    ])
+}
+
+/// The Arrow schema of an audit file.
+pub fn audit_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let fields = vec![
+                Field::new(
+                    "event_time",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+                Field::new("request_id", DataType::Utf8, false),
+                utf8("session_id"),
+                utf8("trace_id"),
+                Field::new("schema_version", DataType::Int32, false),
+                Field::new("principal", DataType::Struct(principal_fields()), false),
+                Field::new("action", DataType::Struct(action_fields()), false),
+                Field::new("policy", DataType::Struct(policy_fields()), false),
+                Field::new(
+                    "content_safety",
+                    DataType::Struct(content_safety_fields()),
+                    false,
+                ),
+                Field::new("usage", DataType::Struct(usage_fields()), false),
+                Field::new("outcome", DataType::Struct(outcome_fields()), false),
+            ];
+            let metadata =
+                HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);
+            Arc::new(Schema::new_with_metadata(fields, metadata))
+        })
+        .clone()
+}

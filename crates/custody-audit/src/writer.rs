@@ -1,0 +1,239 @@
+//! Writing audit rows as Parquet files under a Hive-partitioned directory.
+
+use crate::batch::to_record_batch;
+use crate::record::AuditRecord;
+use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, audit_schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a batch of rows could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The rows could not be turned into an Arrow batch (a bug: the schema and the
+    /// builder disagree).
+    #[error("building the Arrow batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet encoding failed.
+    #[error("encoding Parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Names files `<instance>-<boot>-<seq>.parquet`: unique per process (the boot id is a
+/// fresh time-ordered UUID) and sortable by time of writing within one process.
+#[derive(Debug)]
+pub struct FileNamer {
+    prefix: String,
+    seq: u64,
+}
+
+impl FileNamer {
+    /// A namer for this process. `instance` is the pod or host name; characters
+    /// other than ASCII alphanumerics, `-` and `_` are replaced by `_`.
+    pub fn new(instance: &str) -> Self {
+        let instance: String = instance
+            .chars()
+            .take(63)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let instance = if instance.is_empty() {
+            "custody".to_owned()
+        } else {
+            instance
+        };
+        Self {
+            prefix: format!("{instance}-{}", uuid::Uuid::now_v7().simple()),
+            seq: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.seq += 1;
+        format!("{}-{:08}.parquet", self.prefix, self.seq)
+    }
+}
+
+/// Writes batches of rows into `dir/dt=YYYY-MM-DD/hour=HH/`, one file per partition
+/// touched by the batch.
+#[derive(Debug)]
+pub struct ParquetDirWriter {
+    dir: PathBuf,
+    namer: FileNamer,
+    props: WriterProperties,
+}
+
+impl ParquetDirWriter {
+    /// A writer into `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>, namer: FileNamer) -> Self {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                SCHEMA_VERSION_KEY.to_owned(),
+                SCHEMA_VERSION.to_string(),
+            )]))
+            .build();
+        Self {
+            dir: dir.into(),
+            namer,
+            props,
+        }
+    }
+
+    /// The directory rows are written under.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `rows` and returns the files created. On error, no partial file is
+    /// left under a `.parquet` name; files already completed for other partitions of
+    /// the same call are removed again so that a retry does not duplicate rows.
+    pub fn write(&mut self, rows: &[AuditRecord]) -> Result<Vec<PathBuf>, WriteError> {
+        let mut partitions: BTreeMap<(String, String), Vec<AuditRecord>> = BTreeMap::new();
+        for row in rows {
+            partitions
+                .entry(row.partition())
+                .or_default()
+                .push(row.clone());
+        }
+        let mut written = Vec::new();
+        for ((dt, hour), rows) in partitions {
+            let dir = self
+                .dir
+                .join(format!("dt={dt}"))
+                .join(format!("hour={hour}"));
+            match self.write_file(&dir, &rows) {
+                Ok(path) => written.push(path),
+                Err(e) => {
+                    for path in &written {
+                        let _ = fs::remove_file(path);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    fn write_file(&mut self, dir: &Path, rows: &[AuditRecord]) -> Result<PathBuf, WriteError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let name = self.namer.next();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(&name);
+        let result = (|| {
+            let file = File::create(&tmp).map_err(io_err(&tmp))?;
+            let batch = to_record_batch(rows)?;
+            let mut writer = ArrowWriter::try_new(file, audit_schema(), Some(self.props.clone()))?;
+            writer.write(&batch)?;
+            let file = writer.into_inner()?;
+            file.sync_all().map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            // Make the rename itself durable.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_core::{Action, ActionKind};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn row(micros: i64) -> AuditRecord {
+        AuditRecord::new(
+            UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).expect("positive")),
+            "req".into(),
+            Action {
+                kind: ActionKind::Http,
+                route: None,
+                method: "GET".into(),
+                path: "/".into(),
+                upstream: None,
+                tool: None,
+                parameters: None,
+            },
+        )
+    }
+
+    #[test]
+    fn writes_one_file_per_partition_with_zstd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = ParquetDirWriter::new(dir.path(), FileNamer::new("pod/a b"));
+        let hour = 3_600_000_000;
+        let base = 1_772_807_527_000_000 / hour * hour;
+        let files = w
+            .write(&[row(base), row(base + 1), row(base + hour)])
+            .expect("write");
+        assert_eq!(files.len(), 2);
+        let first = files[0].strip_prefix(dir.path()).expect("under dir");
+        let parts: Vec<_> = first
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(parts[0], "dt=2026-03-06");
+        assert_eq!(parts[1], "hour=14");
+        assert!(parts[2].starts_with("pod_a_b-"), "{}", parts[2]);
+        assert!(parts[2].ends_with("-00000001.parquet"));
+
+        let reader = SerializedFileReader::new(File::open(&files[0]).expect("open")).expect("read");
+        let meta = reader.metadata();
+        assert_eq!(meta.file_metadata().num_rows(), 2);
+        let col = meta.row_group(0).column(0);
+        assert_eq!(col.compression(), Compression::ZSTD(ZstdLevel::default()));
+        assert!(
+            col.statistics().is_some(),
+            "row-group statistics are written"
+        );
+        let kv = meta.file_metadata().key_value_metadata().expect("kv");
+        assert!(
+            kv.iter()
+                .any(|k| k.key == crate::schema::SCHEMA_VERSION_KEY)
+        );
+    }
+
+    #[test]
+    fn failed_write_leaves_no_parquet_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blocker = dir.path().join("audit");
+        fs::write(&blocker, b"not a directory").expect("write");
+        let mut w = ParquetDirWriter::new(&blocker, FileNamer::new("x"));
+        let err = w.write(&[row(0)]).expect_err("must fail");
+        assert!(matches!(err, WriteError::Io { .. }), "{err}");
+    }
+}

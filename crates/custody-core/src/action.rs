@@ -1,0 +1,92 @@
+//! Actions: what a call did, and the kinds of route that carry them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocol a route speaks, chosen in the route's config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// The OpenAI API (chat completions, responses, embeddings).
+    Openai,
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// MCP (JSON-RPC over streamable HTTP).
+    Mcp,
+    /// A plain HTTP / REST tool.
+    Http,
+}
+
+impl RouteKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Openai => "openai",
+            RouteKind::Anthropic => "anthropic",
+            RouteKind::Mcp => "mcp",
+            RouteKind::Http => "http",
+        }
+    }
+
+    /// The action kind a call on such a route has before any inspection.
+    pub fn action_kind(self) -> ActionKind {
+        match self {
+            RouteKind::Openai | RouteKind::Anthropic => ActionKind::Llm,
+            RouteKind::Mcp => ActionKind::Tool,
+            RouteKind::Http => ActionKind::Http,
+        }
+    }
+
+    /// Whether the route talks to an LLM provider.
+    pub fn is_llm(self) -> bool {
+        matches!(self, RouteKind::Openai | RouteKind::Anthropic)
+    }
+}
+
+impl fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of action recorded in `action.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// A call to an LLM provider.
+    Llm,
+    /// A tool call (MCP or a mapped REST tool).
+    Tool,
+    /// Any other HTTP request (unmapped, or unrouted).
+    Http,
+}
+
+impl ActionKind {
+    /// The audit spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Llm => "llm",
+            ActionKind::Tool => "tool",
+            ActionKind::Http => "http",
+        }
+    }
+}
+
+/// What a call did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// llm | tool | http.
+    pub kind: ActionKind,
+    /// The route's name; `None` when no route matched.
+    pub route: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// The request path as the client sent it (without the query).
+    pub path: String,
+    /// The upstream URL the request was sent to (scheme, authority and path; no query).
+    pub upstream: Option<String>,
+    /// The tool name, e.g. `crm:contacts:search`, when the call is a tool call.
+    pub tool: Option<String>,
+    /// The tool's parameters as JSON text (after redaction).
+    pub parameters: Option<String>,
+}

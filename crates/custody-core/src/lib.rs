@@ -1,0 +1,15 @@
+//! Shared vocabulary of custody: request ids, the principal a call is attributed to,
+//! the action it performed and the kind of route it travelled.
+//!
+//! Invariants: this crate does no I/O and has no heavy dependencies; every other
+//! custody crate may depend on it, so it stays small and stable.
+
+#![deny(missing_docs)]
+
+mod action;
+mod principal;
+mod request_id;
+
+pub use action::{Action, ActionKind, RouteKind};
+pub use principal::Principal;
+pub use request_id::RequestId;

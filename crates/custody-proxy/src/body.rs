@@ -1,0 +1,192 @@
+//! The audited response body and the per-request [`Exchange`] that records the row.
+//!
+//! Exactly-once: an [`Exchange`] records its row when finished explicitly, and its
+//! `Drop` records one for every path that never finished it (a cancelled handler, a
+//! client that went away mid-stream, a connection aborted at shutdown).
+
+use bytes::Bytes;
+use custody_audit::{AuditRecord, AuditSink};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
+
+/// One request's audit row in the making.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    sink: AuditSink,
+    started: Instant,
+    /// `None` once recorded.
+    record: Option<Box<AuditRecord>>,
+}
+
+impl Exchange {
+    pub(crate) fn new(sink: AuditSink, started: Instant, record: AuditRecord) -> Self {
+        Self {
+            sink,
+            started,
+            record: Some(Box::new(record)),
+        }
+    }
+
+    /// The row being built.
+    pub(crate) fn record(&mut self) -> &mut AuditRecord {
+        // `record` is only `None` after `finish`, which consumes `self`.
+        self.record.get_or_insert_with(|| unreachable_record())
+    }
+
+    /// Records the row with the final status, error and byte count.
+    pub(crate) fn finish(mut self, status: Option<u16>, error: Option<String>, bytes_out: u64) {
+        self.emit(status, error, bytes_out);
+    }
+
+    fn emit(&mut self, status: Option<u16>, error: Option<String>, bytes_out: u64) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        let o = &mut record.outcome;
+        if status.is_some() {
+            o.status = status.map(i32::from);
+        }
+        o.error = error.or(o.error.take());
+        o.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
+        o.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.sink.record(*record);
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.emit(
+            None,
+            Some("client went away before the response was sent".into()),
+            0,
+        );
+    }
+}
+
+#[cold]
+fn unreachable_record() -> Box<AuditRecord> {
+    // Kept total so the request path has no panic; never reached in practice.
+    Box::new(AuditRecord::new(
+        std::time::SystemTime::now(),
+        String::new(),
+        custody_core::Action {
+            kind: custody_core::ActionKind::Http,
+            route: None,
+            method: String::new(),
+            path: String::new(),
+            upstream: None,
+            tool: None,
+            parameters: None,
+        },
+    ))
+}
+
+/// The upstream's response body, streamed frame by frame to the client, counting
+/// bytes, enforcing the idle timeout between frames, and recording the row when it
+/// ends, fails, or is dropped.
+#[derive(Debug)]
+pub(crate) struct AuditedBody {
+    inner: Incoming,
+    exchange: Option<Exchange>,
+    status: u16,
+    bytes: u64,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+}
+
+/// Why a streamed response stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamError {
+    #[error("upstream response body idle for more than {0:?}")]
+    Idle(Duration),
+    #[error("upstream response body failed: {0}")]
+    Upstream(String),
+}
+
+impl AuditedBody {
+    pub(crate) fn new(
+        inner: Incoming,
+        exchange: Exchange,
+        status: u16,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            exchange: Some(exchange),
+            status,
+            bytes: 0,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+        }
+    }
+
+    fn finish(&mut self, error: Option<String>) {
+        if let Some(ex) = self.exchange.take() {
+            ex.finish(Some(self.status), error, self.bytes);
+        }
+    }
+}
+
+impl Body for AuditedBody {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                this.idle.as_mut().reset(deadline);
+                if this.inner.is_end_stream() {
+                    this.finish(None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e = StreamError::Upstream(crate::error::chain(&e));
+                this.finish(Some(e.to_string()));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(this.idle.as_mut().poll(cx));
+                let e = StreamError::Idle(this.idle_timeout);
+                this.finish(Some(e.to_string()));
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AuditedBody {
+    fn drop(&mut self) {
+        if self.exchange.is_some() {
+            let error = (!self.inner.is_end_stream())
+                .then(|| "client went away before the response body was complete".to_owned());
+            self.finish(error);
+        }
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,230 @@
+//! Configuration: YAML → [`raw`] (the file's shape, `deny_unknown_fields`) →
+//! [`Config::validate`] → [`Config`] (checked, typed, defaults applied).
+//!
+//! Every problem is reported with its path (`routes[1].upstream: ...`), all at once:
+//! each top-level section and each route is deserialized on its own so one typo does
+//! not hide the next, and semantic checks collect rather than stop. Validation does no
+//! I/O; files named in the config are read when the proxy is built.
+
+mod raw;
+mod units;
+mod validate;
+
+use custody_core::RouteKind;
+use http::uri::{Authority, Scheme};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use units::{parse_duration, parse_size};
+#[cfg(test)]
+pub(crate) use validate::parse_upstream as validate_parse_upstream;
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where custody listens.
+    pub listen: ListenConfig,
+    /// Routes, in config order (matching is by longest prefix).
+    pub routes: Vec<RouteConfig>,
+    /// Trust for HTTPS upstreams.
+    pub upstream_tls: UpstreamTlsConfig,
+    /// Timeouts and pooling towards upstreams.
+    pub upstream: UpstreamConfig,
+    /// Where audit rows go.
+    pub audit: AuditConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// `listen`.
+#[derive(Clone, Debug)]
+pub struct ListenConfig {
+    /// Unix socket path; `None` disables.
+    pub unix: Option<PathBuf>,
+    /// Loopback TCP address; `None` disables.
+    pub tcp: Option<SocketAddr>,
+    /// Admin listener (`/healthz`, `/readyz`); `None` disables.
+    pub admin: Option<SocketAddr>,
+}
+
+/// One entry of `routes`.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    /// Unique name, recorded as `action.route`.
+    pub name: String,
+    /// Path prefix, `/` followed by segments, no trailing slash (or just `/`).
+    pub prefix: String,
+    /// The upstream base URL.
+    pub upstream: Upstream,
+    /// The protocol spoken.
+    pub kind: RouteKind,
+}
+
+/// An upstream base URL, split for fast request building.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port.
+    pub authority: Authority,
+    /// Base path without a trailing slash (empty for the root).
+    pub base_path: String,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// `upstream_tls`.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamTlsConfig {
+    /// PEM bundle of extra CAs trusted in addition to the built-in web roots.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+/// `upstream`.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request to receiving the response headers.
+    pub response_header_timeout: Duration,
+    /// Longest pause allowed between two chunks of a response body.
+    pub idle_timeout: Duration,
+    /// How long an unused pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Most idle pooled connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+/// `audit`.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// The local directory sink.
+    pub dir: PathBuf,
+    /// Flush after this many rows.
+    pub flush_rows: usize,
+    /// Flush at least this often.
+    pub flush_interval: Duration,
+}
+
+/// `limits`.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_request_body: u64,
+}
+
+/// `shutdown`.
+#[derive(Clone, Debug)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub grace_period: Duration,
+}
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: `listen.tcp`, `routes[2].kind`, or `(file)` for the file as a whole.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in a config, or the file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file was read but is not valid.
+    #[error("{}", render_issues(.source_name, .issues))]
+    Invalid {
+        /// File name (or `<inline>`).
+        source_name: String,
+        /// Every problem found.
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+fn render_issues(source: &str, issues: &[ConfigIssue]) -> String {
+    let mut out = format!(
+        "invalid config {source}: {} problem{}",
+        issues.len(),
+        if issues.len() == 1 { "" } else { "s" }
+    );
+    for issue in issues {
+        out.push_str("\n  ");
+        out.push_str(&issue.to_string());
+    }
+    out
+}
+
+impl Config {
+    /// The configuration used when no file is given.
+    pub fn defaults() -> Self {
+        // The defaults are valid by construction; the test `defaults_are_valid`
+        // checks that the empty document validates to the same thing.
+        match Self::from_yaml_str("{}", "<defaults>") {
+            Ok(c) => c,
+            Err(e) => unreachable!("built-in defaults are invalid: {e}"),
+        }
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates YAML text; `source_name` names it in errors.
+    pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Self, ConfigError> {
+        let mut issues = Vec::new();
+        let raw = raw::parse(text, &mut issues);
+        let config = validate::validate(raw, &mut issues);
+        match config {
+            Some(c) if issues.is_empty() => Ok(c),
+            _ => Err(ConfigError::Invalid {
+                source_name: source_name.to_owned(),
+                issues,
+            }),
+        }
+    }
+}
+
+/// The default Unix socket path when no config file is given:
+/// `/tmp/custody-<uid>/custody.sock`, creatable by any user.
+pub fn default_unix_socket() -> PathBuf {
+    let uid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").map(|m| m.uid()).ok()
+    };
+    let dir = match uid {
+        Some(uid) => format!("custody-{uid}"),
+        None => "custody".to_owned(),
+    };
+    std::env::temp_dir().join(dir).join("custody.sock")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! The config file's shape, as written. Leaves that need parsing beyond YAML
+//! (durations, sizes, addresses, URLs) stay text here and are checked in
+//! [`super::validate`].
+
+use super::ConfigIssue;
+use custody_core::RouteKind;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+/// A field that distinguishes "absent" (use the default) from `null` (disabled).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Setting<T> {
+    /// Not in the file.
+    #[default]
+    Absent,
+    /// Explicitly `null`.
+    Null,
+    /// A value.
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Setting<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            Some(v) => Setting::Value(v),
+            None => Setting::Null,
+        })
+    }
+}
+
+/// A number or a string with a unit (`8MiB`, `10s`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub(crate) enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrText {
+    pub(crate) fn text(&self) -> String {
+        match self {
+            NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Text(t) => t.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawConfig {
+    pub(crate) listen: Option<RawListen>,
+    /// `None` when absent (defaults apply); each route parsed on its own.
+    pub(crate) routes: Option<Vec<Option<RawRoute>>>,
+    pub(crate) upstream_tls: Option<RawUpstreamTls>,
+    pub(crate) upstream: Option<RawUpstream>,
+    pub(crate) audit: Option<RawAudit>,
+    pub(crate) limits: Option<RawLimits>,
+    pub(crate) shutdown: Option<RawShutdown>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    #[serde(default)]
+    pub(crate) unix: Setting<String>,
+    #[serde(default)]
+    pub(crate) tcp: Setting<String>,
+    #[serde(default)]
+    pub(crate) admin: Setting<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) name: String,
+    pub(crate) prefix: String,
+    pub(crate) upstream: String,
+    pub(crate) kind: RouteKind,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    #[serde(default)]
+    pub(crate) extra_ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) connect_timeout: Option<NumberOrText>,
+    pub(crate) response_header_timeout: Option<NumberOrText>,
+    pub(crate) idle_timeout: Option<NumberOrText>,
+    pub(crate) pool_idle_timeout: Option<NumberOrText>,
+    pub(crate) pool_max_idle_per_host: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) dir: Option<String>,
+    pub(crate) flush_rows: Option<usize>,
+    pub(crate) flush_interval: Option<NumberOrText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) max_request_body: Option<NumberOrText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShutdown {
+    pub(crate) grace_period: Option<NumberOrText>,
+}
+
+const SECTIONS: &[&str] = &[
+    "listen",
+    "routes",
+    "upstream_tls",
+    "upstream",
+    "audit",
+    "limits",
+    "shutdown",
+];
+
+/// Parses `text`, recording every structural problem in `issues`. Sections with
+/// problems come back as `None`; the rest are usable, so semantic validation can
+/// still report their problems in the same run.
+pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
+    let mut raw = RawConfig::default();
+    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            issues.push(ConfigIssue {
+                path: "(file)".into(),
+                message: format!("not valid YAML: {e}"),
+            });
+            return raw;
+        }
+    };
+    let map = match doc {
+        serde_yaml::Value::Null => return raw,
+        serde_yaml::Value::Mapping(m) => m,
+        other => {
+            issues.push(ConfigIssue {
+                path: "(file)".into(),
+                message: format!("expected a mapping of sections, found {}", kind_of(&other)),
+            });
+            return raw;
+        }
+    };
+    for (key, value) in map {
+        let Some(key) = key.as_str().map(str::to_owned) else {
+            issues.push(ConfigIssue {
+                path: "(file)".into(),
+                message: format!("section names must be strings, found {}", kind_of(&key)),
+            });
+            continue;
+        };
+        match key.as_str() {
+            "listen" => raw.listen = section(&key, value, issues),
+            "upstream_tls" => raw.upstream_tls = section(&key, value, issues),
+            "upstream" => raw.upstream = section(&key, value, issues),
+            "audit" => raw.audit = section(&key, value, issues),
+            "limits" => raw.limits = section(&key, value, issues),
+            "shutdown" => raw.shutdown = section(&key, value, issues),
+            "routes" => raw.routes = routes(value, issues),
+            _ => issues.push(ConfigIssue {
+                path: key.clone(),
+                message: format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
+            }),
+        }
+    }
+    raw
+}
+
+fn routes(
+    value: serde_yaml::Value,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Vec<Option<RawRoute>>> {
+    match value {
+        serde_yaml::Value::Null => Some(Vec::new()),
+        serde_yaml::Value::Sequence(items) => Some(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let path = format!("routes[{i}]");
+                    if item.is_null() {
+                        issues.push(ConfigIssue {
+                            path,
+                            message: "a route cannot be null".into(),
+                        });
+                        return None;
+                    }
+                    deserialize_at(&path, item, issues)
+                })
+                .collect(),
+        ),
+        other => {
+            issues.push(ConfigIssue {
+                path: "routes".into(),
+                message: format!("expected a list of routes, found {}", kind_of(&other)),
+            });
+            None
+        }
+    }
+}
+
+/// Deserializes one section (`null` means all defaults), recording its first problem
+/// with the full path.
+fn section<T: DeserializeOwned + Default>(
+    path: &str,
+    value: serde_yaml::Value,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<T> {
+    if value.is_null() {
+        return Some(T::default());
+    }
+    deserialize_at(path, value, issues)
+}
+
+fn deserialize_at<T: DeserializeOwned>(
+    path: &str,
+    value: serde_yaml::Value,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." {
+                path.to_owned()
+            } else if inner.starts_with('[') {
+                format!("{path}{inner}")
+            } else {
+                format!("{path}.{inner}")
+            };
+            issues.push(ConfigIssue {
+                path,
+                message: e.into_inner().to_string(),
+            });
+            None
+        }
+    }
+}
+
+fn kind_of(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "null",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
+}

@@ -1,0 +1,152 @@
+use super::*;
+
+fn issues(yaml: &str) -> Vec<String> {
+    match Config::from_yaml_str(yaml, "test.yaml") {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { issues, .. }) => {
+            issues.iter().map(ToString::to_string).collect()
+        }
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::defaults();
+    assert_eq!(c.listen.tcp, Some("127.0.0.1:15080".parse().expect("addr")));
+    assert_eq!(
+        c.listen.admin,
+        Some("127.0.0.1:15090".parse().expect("addr"))
+    );
+    assert!(
+        c.listen
+            .unix
+            .as_ref()
+            .is_some_and(|p| p.ends_with("custody.sock"))
+    );
+    let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["openai", "anthropic"]);
+    assert_eq!(c.routes[0].upstream.to_string(), "https://api.openai.com");
+    assert_eq!(c.audit.flush_rows, 10_000);
+    assert_eq!(c.audit.flush_interval, Duration::from_secs(10));
+    assert_eq!(c.limits.max_request_body, 8 << 20);
+}
+
+#[test]
+fn full_example_parses() {
+    let c = Config::from_yaml_str(
+        r#"
+listen:
+  unix: /run/custody/custody.sock
+  tcp: null
+  admin: 127.0.0.1:15091
+routes:
+  - name: crm
+    prefix: /tools/crm
+    upstream: http://crm.internal:8080/base/
+    kind: http
+upstream_tls:
+  extra_ca_file: /etc/custody/ca.pem
+audit:
+  dir: /var/lib/custody/audit
+  flush_rows: 500
+  flush_interval: 2s
+limits:
+  max_request_body: 1MiB
+shutdown:
+  grace_period: 5s
+"#,
+        "x",
+    )
+    .expect("valid");
+    assert_eq!(c.listen.tcp, None);
+    assert_eq!(
+        c.listen.unix,
+        Some(PathBuf::from("/run/custody/custody.sock"))
+    );
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].upstream.base_path, "/base");
+    assert_eq!(c.routes[0].kind, RouteKind::Http);
+    assert_eq!(c.limits.max_request_body, 1 << 20);
+    assert_eq!(c.shutdown.grace_period, Duration::from_secs(5));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let got = issues(
+        r#"
+listen:
+  tcp: "not an address"
+  sockett: /tmp/x
+routes:
+  - name: a
+    prefix: tools
+    upstream: ftp://x
+    kind: openai
+  - name: b
+    prefix: /b
+    upstream: http://b
+    kind: grpc
+  - name: a
+    prefix: /c/
+    upstream: http://c
+    kind: http
+audit:
+  flush_rows: 0
+  flush_interval: soon
+limits:
+  max_request_body: 8 parsecs
+colour: blue
+"#,
+    );
+    let joined = got.join("\n");
+    for expected in [
+        "listen.sockett: unknown field `sockett`",
+        "routes[0].prefix: \"tools\" must start with '/'",
+        "routes[0].upstream: unsupported scheme \"ftp\"",
+        "routes[1].kind: unknown variant `grpc`",
+        "routes[2].name: duplicate route name \"a\"",
+        "routes[2].prefix: \"/c/\" must not end with '/'",
+        "audit.flush_rows: must be at least 1",
+        "audit.flush_interval: invalid duration \"soon\"",
+        "limits.max_request_body: invalid size \"8 parsecs\"",
+        "colour: unknown section",
+    ] {
+        assert!(
+            joined.contains(expected),
+            "missing {expected:?} in:\n{joined}"
+        );
+    }
+}
+
+#[test]
+fn semantic_problems_in_a_section_with_a_typo_elsewhere_are_still_reported() {
+    let got = issues("listen: {tcp: 'nope'}\naudit: {flush_intervall: 1s}\n").join("\n");
+    assert!(got.contains("listen.tcp: invalid socket address"), "{got}");
+    assert!(
+        got.contains("audit.flush_intervall: unknown field"),
+        "{got}"
+    );
+}
+
+#[test]
+fn rejects_no_listeners_and_bad_yaml() {
+    assert!(
+        issues("listen: {unix: null, tcp: null}")
+            .join("")
+            .contains("accept no traffic")
+    );
+    assert!(issues("listen: [").join("").contains("not valid YAML"));
+    assert!(issues("- a\n- b").join("").contains("expected a mapping"));
+    assert!(
+        issues("upstream: {connect_timeout: 5}")
+            .join("")
+            .contains("needs a unit")
+    );
+}
+
+#[test]
+fn empty_routes_list_means_no_routes() {
+    let c = Config::from_yaml_str("routes: []", "x").expect("valid");
+    assert!(c.routes.is_empty());
+}

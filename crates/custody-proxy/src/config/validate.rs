@@ -1,0 +1,310 @@
+//! Semantic checks and defaults: [`RawConfig`] → [`Config`], collecting every issue.
+
+use super::raw::{NumberOrText, RawConfig, RawRoute, Setting};
+use super::units::{parse_duration, parse_size};
+use super::*;
+use http::Uri;
+use std::collections::HashSet;
+
+/// Built-in defaults, documented in `docs/configuration.md`.
+pub(crate) mod defaults {
+    use std::time::Duration;
+    pub(crate) const TCP: &str = "127.0.0.1:15080";
+    pub(crate) const ADMIN: &str = "127.0.0.1:15090";
+    pub(crate) const AUDIT_DIR: &str = "./custody-audit";
+    pub(crate) const FLUSH_ROWS: usize = 10_000;
+    pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+    pub(crate) const MAX_REQUEST_BODY: u64 = 8 << 20;
+    pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
+    pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+    pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 64;
+    pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(25);
+    pub(crate) const ROUTES: &[(&str, &str, &str, custody_core::RouteKind)] = &[
+        (
+            "openai",
+            "/openai",
+            "https://api.openai.com",
+            custody_core::RouteKind::Openai,
+        ),
+        (
+            "anthropic",
+            "/anthropic",
+            "https://api.anthropic.com",
+            custody_core::RouteKind::Anthropic,
+        ),
+    ];
+}
+
+struct Issues<'a>(&'a mut Vec<ConfigIssue>);
+
+impl Issues<'_> {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// `Some(parsed)`, or records the problem and returns `None`.
+    fn check<T>(&mut self, path: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|m| self.push(path, m)).ok()
+    }
+
+    fn duration(&mut self, path: &str, v: Option<&NumberOrText>, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        let parsed = match v {
+            NumberOrText::Number(_) => {
+                Err(format!("a duration needs a unit, e.g. \"{}s\"", v.text()))
+            }
+            NumberOrText::Text(t) => parse_duration(t),
+        };
+        match self.check(path, parsed) {
+            Some(d) if d.is_zero() => {
+                self.push(path, "must be greater than zero");
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+}
+
+pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<Config> {
+    let mut is = Issues(issues);
+    let listen = raw.listen.unwrap_or_default();
+    let addr = |is: &mut Issues<'_>, path: &str, s: Setting<String>, default: &str| match s {
+        Setting::Null => None,
+        Setting::Absent => default.parse().ok(),
+        Setting::Value(text) => is.check(
+            path,
+            text.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "invalid socket address {text:?}; expected host:port such as 127.0.0.1:15080"
+                )
+            }),
+        ),
+    };
+    let unix = match listen.unix {
+        Setting::Null => None,
+        Setting::Absent => Some(default_unix_socket()),
+        Setting::Value(p) if p.trim().is_empty() => {
+            is.push("listen.unix", "must not be empty (use null to disable)");
+            None
+        }
+        Setting::Value(p) => {
+            // sun_path holds 108 bytes including the terminating NUL.
+            if p.len() > 107 {
+                is.push(
+                    "listen.unix",
+                    format!("socket path is {} bytes; the limit is 107", p.len()),
+                );
+            }
+            Some(PathBuf::from(p))
+        }
+    };
+    let listen = ListenConfig {
+        unix,
+        tcp: addr(&mut is, "listen.tcp", listen.tcp, defaults::TCP),
+        admin: addr(&mut is, "listen.admin", listen.admin, defaults::ADMIN),
+    };
+    if listen.unix.is_none() && listen.tcp.is_none() {
+        is.push(
+            "listen",
+            "both listen.unix and listen.tcp are disabled: custody would accept no traffic",
+        );
+    }
+    if let (Some(tcp), Some(admin)) = (listen.tcp, listen.admin) {
+        if tcp == admin {
+            is.push(
+                "listen.admin",
+                format!("same address as listen.tcp ({tcp})"),
+            );
+        }
+    }
+
+    let routes = match raw.routes {
+        None => defaults::ROUTES
+            .iter()
+            .filter_map(|(name, prefix, upstream, kind)| {
+                Some(RouteConfig {
+                    name: (*name).into(),
+                    prefix: (*prefix).into(),
+                    upstream: parse_upstream(upstream).ok()?,
+                    kind: *kind,
+                })
+            })
+            .collect(),
+        Some(raw_routes) => validate_routes(raw_routes, &mut is),
+    };
+
+    let tls = raw.upstream_tls.unwrap_or_default();
+    let upstream_tls = UpstreamTlsConfig {
+        extra_ca_file: tls.extra_ca_file.map(PathBuf::from),
+    };
+
+    let up = raw.upstream.unwrap_or_default();
+    let upstream = UpstreamConfig {
+        connect_timeout: is.duration(
+            "upstream.connect_timeout",
+            up.connect_timeout.as_ref(),
+            defaults::CONNECT_TIMEOUT,
+        ),
+        response_header_timeout: is.duration(
+            "upstream.response_header_timeout",
+            up.response_header_timeout.as_ref(),
+            defaults::RESPONSE_HEADER_TIMEOUT,
+        ),
+        idle_timeout: is.duration(
+            "upstream.idle_timeout",
+            up.idle_timeout.as_ref(),
+            defaults::IDLE_TIMEOUT,
+        ),
+        pool_idle_timeout: is.duration(
+            "upstream.pool_idle_timeout",
+            up.pool_idle_timeout.as_ref(),
+            defaults::POOL_IDLE_TIMEOUT,
+        ),
+        pool_max_idle_per_host: up
+            .pool_max_idle_per_host
+            .unwrap_or(defaults::POOL_MAX_IDLE_PER_HOST),
+    };
+
+    let au = raw.audit.unwrap_or_default();
+    let audit = AuditConfig {
+        dir: match au.dir {
+            Some(d) if d.trim().is_empty() => {
+                is.push("audit.dir", "must not be empty");
+                PathBuf::from(defaults::AUDIT_DIR)
+            }
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(defaults::AUDIT_DIR),
+        },
+        flush_rows: match au.flush_rows {
+            Some(0) => {
+                is.push("audit.flush_rows", "must be at least 1");
+                defaults::FLUSH_ROWS
+            }
+            Some(n) => n,
+            None => defaults::FLUSH_ROWS,
+        },
+        flush_interval: is.duration(
+            "audit.flush_interval",
+            au.flush_interval.as_ref(),
+            defaults::FLUSH_INTERVAL,
+        ),
+    };
+
+    let li = raw.limits.unwrap_or_default();
+    let limits = LimitsConfig {
+        max_request_body: match li.max_request_body {
+            None => defaults::MAX_REQUEST_BODY,
+            Some(v) => is
+                .check("limits.max_request_body", parse_size(&v.text()))
+                .unwrap_or(defaults::MAX_REQUEST_BODY),
+        },
+    };
+
+    let sh = raw.shutdown.unwrap_or_default();
+    let shutdown = ShutdownConfig {
+        grace_period: is.duration(
+            "shutdown.grace_period",
+            sh.grace_period.as_ref(),
+            defaults::GRACE_PERIOD,
+        ),
+    };
+
+    Some(Config {
+        listen,
+        routes,
+        upstream_tls,
+        upstream,
+        audit,
+        limits,
+        shutdown,
+    })
+}
+
+fn validate_routes(raw: Vec<Option<RawRoute>>, is: &mut Issues<'_>) -> Vec<RouteConfig> {
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    let mut routes = Vec::new();
+    for (i, route) in raw.into_iter().enumerate() {
+        let Some(route) = route else { continue };
+        let at = |field: &str| format!("routes[{i}].{field}");
+        let mut ok = true;
+        if route.name.trim().is_empty() {
+            is.push(at("name"), "must not be empty");
+            ok = false;
+        } else if !names.insert(route.name.clone()) {
+            is.push(at("name"), format!("duplicate route name {:?}", route.name));
+            ok = false;
+        }
+        if let Err(m) = check_prefix(&route.prefix) {
+            is.push(at("prefix"), m);
+            ok = false;
+        } else if !prefixes.insert(route.prefix.clone()) {
+            is.push(at("prefix"), format!("duplicate prefix {:?}", route.prefix));
+            ok = false;
+        }
+        let upstream = is.check(&at("upstream"), parse_upstream(&route.upstream));
+        if let (true, Some(upstream)) = (ok, upstream) {
+            routes.push(RouteConfig {
+                name: route.name,
+                prefix: route.prefix,
+                upstream,
+                kind: route.kind,
+            });
+        }
+    }
+    routes
+}
+
+fn check_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?} must start with '/'"));
+    }
+    if prefix.len() > 1 && prefix.ends_with('/') {
+        return Err(format!(
+            "{prefix:?} must not end with '/' (write {:?})",
+            prefix.trim_end_matches('/')
+        ));
+    }
+    if prefix.contains(['?', '#', ' ']) || prefix.contains("//") {
+        return Err(format!(
+            "{prefix:?} must be a plain path without '?', '#', spaces or empty segments"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("invalid URL {text:?}: {e}"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme {other:?} in {text:?}; use http or https"
+            ));
+        }
+        None => return Err(format!("{text:?} needs a scheme, e.g. https://{text}")),
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        return Err(format!("{text:?} has no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!("{text:?}: credentials in the URL are not allowed"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{text:?}: an upstream URL cannot carry a query"));
+    }
+    Ok(Upstream {
+        scheme,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+    })
+}

@@ -1,0 +1,158 @@
+//! Errors on the request path, and the one place they become HTTP responses.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use std::time::Duration;
+
+/// Why custody answered a request itself instead of relaying the upstream's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No route's prefix matches the path.
+    #[error("no route matches {path}; configured prefixes: {prefixes}")]
+    RouteNotFound {
+        /// The request path.
+        path: String,
+        /// The configured prefixes, comma-separated.
+        prefixes: String,
+    },
+    /// The request body is larger than `limits.max_request_body`.
+    #[error("request body exceeds the limit of {limit} bytes (limits.max_request_body)")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request could not be read (malformed framing, client went away mid-body).
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    /// The upstream could not be reached or broke the exchange.
+    #[error("upstream {upstream} unreachable: {cause}")]
+    UpstreamUnreachable {
+        /// `scheme://authority`.
+        upstream: String,
+        /// The error chain.
+        cause: String,
+    },
+    /// The upstream did not answer in time.
+    #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
+    UpstreamTimeout {
+        /// `scheme://authority`.
+        upstream: String,
+        /// `connect` or `response headers`.
+        phase: &'static str,
+        /// The configured timeout.
+        after: Duration,
+    },
+}
+
+impl ProxyError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The machine-readable `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ProxyError::RouteNotFound { .. } => "route_not_found",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+        }
+    }
+
+    /// The JSON error response. This is the only place request-path errors turn into
+    /// responses.
+    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        json_error(
+            self.status(),
+            self.error_type(),
+            &self.to_string(),
+            request_id,
+        )
+    }
+}
+
+/// `{"error":{"type":...,"message":...,"request_id":...}}` with `x-request-id`.
+pub(crate) fn json_error(
+    status: StatusCode,
+    error_type: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        error: Inner<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Inner<'a> {
+        #[serde(rename = "type")]
+        error_type: &'a str,
+        message: &'a str,
+        request_id: &'a str,
+    }
+    let body = serde_json::to_vec(&Envelope {
+        error: Inner {
+            error_type,
+            message,
+            request_id,
+        },
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(crate::headers::X_REQUEST_ID, v);
+    }
+    response
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn error_body_is_the_documented_json() {
+        let e = ProxyError::BodyTooLarge { limit: 10 };
+        let resp = e.to_response("req_1");
+        assert_eq!(resp.status(), 413);
+        assert_eq!(resp.headers()["x-request-id"], "req_1");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["error"]["type"], "body_too_large");
+        assert_eq!(v["error"]["request_id"], "req_1");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("10 bytes"))
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! Header handling shared by both directions of the proxy.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// The request id header, honoured from clients, forwarded upstream and echoed back.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Connection-level headers (RFC 9110 §7.6.1) that must not be forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including any named in `Connection`, and `Upgrade`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_standard_and_listed_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "keep-alive, X-Secret-Hop".parse().expect("value"),
+        );
+        h.insert("keep-alive", "timeout=5".parse().expect("value"));
+        h.insert("x-secret-hop", "1".parse().expect("value"));
+        h.insert("transfer-encoding", "chunked".parse().expect("value"));
+        h.insert("te", "trailers".parse().expect("value"));
+        h.insert("upgrade", "websocket".parse().expect("value"));
+        h.insert("authorization", "Bearer x".parse().expect("value"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["authorization"]);
+    }
+}

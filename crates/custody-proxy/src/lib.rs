@@ -1,0 +1,29 @@
+//! The custody proxy: listeners (Unix socket, loopback TCP, admin), routing by
+//! longest prefix, the upstream client (rustls, HTTP/1.1 and HTTP/2, pooled), and the
+//! request pipeline that turns every request into exactly one audit row.
+//!
+//! Invariants:
+//! - Every request that reaches a listener yields exactly one audit row, whether it
+//!   was forwarded, refused or failed; the row is recorded when the response body
+//!   ends, errors, or is dropped ([`body`]).
+//! - Errors become HTTP responses in one place ([`error::ProxyError::into_response`]),
+//!   as JSON `{"error":{"type","message","request_id"}}`.
+//! - Response bodies stream through frame by frame; nothing buffers a whole response.
+//! - Nothing on the request path panics on bad input, logs a body, or waits on disk.
+
+#![deny(missing_docs)]
+
+mod admin;
+mod body;
+pub mod config;
+mod error;
+mod headers;
+mod listener;
+mod pipeline;
+mod route;
+mod server;
+mod upstream;
+
+pub use config::{Config, ConfigError};
+pub use error::ProxyError;
+pub use server::{Running, ShutdownReport, StartError, start};

@@ -1,0 +1,121 @@
+//! Binding listeners: loopback TCP and a Unix socket with safe stale-socket handling.
+
+use crate::server::StartError;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use tokio::net::{TcpListener, UnixListener};
+
+/// Mode of the Unix socket file: owner and group may connect.
+pub(crate) const SOCKET_MODE: u32 = 0o660;
+
+pub(crate) async fn bind_tcp(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// A bound Unix socket; the file is removed when this is dropped.
+#[derive(Debug)]
+pub(crate) struct UnixSocket {
+    pub(crate) listener: UnixListener,
+    pub(crate) path: PathBuf,
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `path`, creating its directory if needed. An existing socket file is
+/// replaced when nothing accepts on it (left by a crash) and is an error when a live
+/// process holds it; any other kind of file there is an error, never deleted.
+pub(crate) fn bind_unix(path: &Path) -> Result<UnixSocket, StartError> {
+    let bind_err = |source: io::Error| StartError::Bind {
+        what: "unix socket",
+        addr: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o770)
+                .create(dir)
+                .map_err(bind_err)?;
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(StartError::SocketInUse(path.to_owned())),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::warn!(path = %path.display(), "replacing stale socket left by an earlier process");
+                    std::fs::remove_file(path).map_err(bind_err)?;
+                }
+                Err(e) => return Err(bind_err(e)),
+            }
+        }
+        Ok(_) => {
+            return Err(bind_err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way; remove it or choose another listen.unix",
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    let socket = UnixSocket {
+        listener,
+        path: path.to_owned(),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .map_err(bind_err)?;
+    Ok(socket)
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn socket_mode_and_stale_replacement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/custody.sock");
+        let first = bind_unix(&path).expect("bind");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, SOCKET_MODE);
+        // A live listener holds the path.
+        assert!(matches!(bind_unix(&path), Err(StartError::SocketInUse(_))));
+        // A crash leaves the file behind without a listener: simulate by leaking the
+        // file (std listener closed, file kept).
+        let std_listener = first.listener.into_std().expect("std");
+        drop(std_listener);
+        assert!(path.exists());
+        let second = bind_unix(&path).expect("stale socket replaced");
+        drop(second);
+        assert!(!path.exists(), "socket removed on drop");
+    }
+
+    #[test]
+    fn refuses_to_delete_a_regular_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("custody.sock");
+        std::fs::write(&path, b"data").expect("write");
+        let err = bind_unix(&path).expect_err("must refuse");
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert!(path.exists());
+    }
+}

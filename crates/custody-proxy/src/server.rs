@@ -1,0 +1,326 @@
+//! Startup (bind everything first, fail fast), the accept loops, per-connection
+//! serving over HTTP/1.1 and h2c, and graceful shutdown.
+
+use crate::admin::{self, Health};
+use crate::body::Exchange;
+use crate::config::Config;
+use crate::error::chain;
+use crate::listener::{UnixSocket, bind_tcp, bind_unix};
+use crate::pipeline::Pipeline;
+use crate::upstream::build_client;
+use custody_audit::{AuditHandle, AuditRecord, SinkConfig};
+use custody_core::{Action, ActionKind, RequestId};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why custody could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        /// `tcp`, `admin` or `unix socket`.
+        what: &'static str,
+        /// The address or path.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another live process accepts on the Unix socket path.
+    #[error("unix socket {} is in use by a running process (another custody?); stop it or choose another listen.unix", .0.display())]
+    SocketInUse(PathBuf),
+    /// `upstream_tls.extra_ca_file` could not be used.
+    #[error("upstream_tls.extra_ca_file {}: {message}", path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The audit directory cannot be created.
+    #[error("audit directory {}: {source}", path.display())]
+    AuditDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What happened during shutdown.
+#[derive(Debug)]
+pub struct ShutdownReport {
+    /// Whether every in-flight request finished within the grace period.
+    pub drained: bool,
+    /// Audit rows that could not be written (0 unless the disk is failing).
+    pub unwritten_rows: u64,
+}
+
+/// A started custody; call [`Running::shutdown`] to stop it gracefully.
+#[derive(Debug)]
+pub struct Running {
+    listening: Vec<String>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    admin_stop: CancellationToken,
+    tracker: TaskTracker,
+    health: Arc<Health>,
+    audit: AuditHandle,
+    grace: Duration,
+}
+
+struct Context {
+    pipeline: Pipeline,
+    builder: auto::Builder<TokioExecutor>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Binds every listener, starts the audit writer and begins serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let client = build_client(&config.upstream, &config.upstream_tls)?;
+    std::fs::create_dir_all(&config.audit.dir).map_err(|source| StartError::AuditDir {
+        path: config.audit.dir.clone(),
+        source,
+    })?;
+    let unix = config.listen.unix.as_deref().map(bind_unix).transpose()?;
+    let tcp = match config.listen.tcp {
+        Some(addr) => Some(bind_tcp("tcp", addr).await?),
+        None => None,
+    };
+    let admin = match config.listen.admin {
+        Some(addr) => Some(bind_tcp("admin", addr).await?),
+        None => None,
+    };
+
+    let audit = AuditHandle::spawn(SinkConfig {
+        dir: config.audit.dir.clone(),
+        flush_rows: config.audit.flush_rows,
+        flush_interval: config.audit.flush_interval,
+        instance: instance_name(),
+    });
+    let health = Arc::new(Health {
+        ready: false.into(),
+        audit: audit.sink().stats().clone(),
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let ctx = Arc::new(Context {
+        pipeline: Pipeline::new(&config, client, audit.sink()),
+        builder,
+        shutdown: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    });
+
+    let mut listening = Vec::new();
+    if let Some(socket) = unix {
+        listening.push(format!("unix:{}", socket.path.display()));
+        ctx.tracker.spawn(accept_unix(socket, ctx.clone()));
+    }
+    if let Some(listener) = tcp {
+        listening.push(format!("tcp:{}", local(&listener)));
+        ctx.tracker.spawn(accept_tcp(listener, ctx.clone()));
+    }
+    let admin_stop = CancellationToken::new();
+    if let Some(listener) = admin {
+        listening.push(format!("admin:{}", local(&listener)));
+        tokio::spawn(serve_admin(listener, health.clone(), admin_stop.clone()));
+    }
+    health.ready.store(true, Ordering::Release);
+    Ok(Running {
+        listening,
+        shutdown: ctx.shutdown.clone(),
+        hard_stop: ctx.hard_stop.clone(),
+        admin_stop,
+        tracker: ctx.tracker.clone(),
+        health,
+        audit,
+        grace: config.shutdown.grace_period,
+    })
+}
+
+impl Running {
+    /// What is being listened on, e.g. `unix:/tmp/custody-1000/custody.sock`,
+    /// `tcp:127.0.0.1:15080`, `admin:127.0.0.1:15090`.
+    pub fn listening(&self) -> &[String] {
+        &self.listening
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to the grace period,
+    /// cuts the rest (their rows record the cut), flushes the audit trail.
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.health.ready.store(false, Ordering::Release);
+        self.shutdown.cancel();
+        self.tracker.close();
+        let drained = tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(grace = ?self.grace, "grace period over; cutting the remaining connections");
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+        let unwritten_rows = self.audit.shutdown().await;
+        self.admin_stop.cancel();
+        ShutdownReport {
+            drained,
+            unwritten_rows,
+        }
+    }
+}
+
+fn local(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string())
+}
+
+async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = ctx.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                serve(&ctx, stream);
+            }
+            Err(e) => accept_failed(&e).await,
+        }
+    }
+}
+
+async fn accept_unix(socket: UnixSocket, ctx: Arc<Context>) {
+    loop {
+        let accepted = tokio::select! {
+            r = socket.listener.accept() => r,
+            () = ctx.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => serve(&ctx, stream),
+            Err(e) => accept_failed(&e).await,
+        }
+    }
+}
+
+/// Accept errors are per-connection (aborted handshakes) or resource exhaustion
+/// (EMFILE); back off briefly so the latter does not spin.
+async fn accept_failed(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn serve<IO>(ctx: &Arc<Context>, io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = ctx.clone();
+    ctx.tracker.clone().spawn(async move {
+        let svc = service_fn(|req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(ctx.pipeline.handle(req).await) }
+        });
+        let conn = ctx.builder.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = ctx.shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = ctx.hard_stop.cancelled() => return,
+                }
+            }
+        };
+        if let Err(e) = result {
+            connection_error(&ctx, &*e);
+        }
+    });
+}
+
+/// A request hyper rejected before it reached the pipeline (malformed request line or
+/// headers) still gets its audit row; hyper itself answers 400 (431 for oversized
+/// headers).
+fn connection_error(ctx: &Context, e: &(dyn std::error::Error + Send + Sync + 'static)) {
+    let Some(h) = e.downcast_ref::<hyper::Error>() else {
+        tracing::debug!(error = %chain(e), "connection ended with an error");
+        return;
+    };
+    if !(h.is_parse() || h.is_parse_too_large()) {
+        tracing::debug!(error = %chain(e), "connection ended with an error");
+        return;
+    }
+    let status = if h.is_parse_too_large() { 431 } else { 400 };
+    let record = AuditRecord::new(
+        SystemTime::now(),
+        RequestId::generate().to_string(),
+        Action {
+            kind: ActionKind::Http,
+            route: None,
+            method: String::new(),
+            path: String::new(),
+            upstream: None,
+            tool: None,
+            parameters: None,
+        },
+    );
+    Exchange::new(ctx.pipeline.sink().clone(), Instant::now(), record).finish(
+        Some(status),
+        Some(format!("malformed HTTP request: {}", chain(e))),
+        0,
+    );
+}
+
+async fn serve_admin(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = stop.cancelled() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let health = health.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(|req| {
+                let response = admin::respond(&health, &req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// The name used in audit file names: `CUSTODY_INSTANCE`, else the pod name
+/// (`POD_NAME`, `HOSTNAME`), else the kernel host name.
+fn instance_name() -> String {
+    ["CUSTODY_INSTANCE", "POD_NAME", "HOSTNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "custody".into())
+}

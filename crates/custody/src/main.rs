@@ -1,0 +1,201 @@
+//! The custody sidecar binary.
+//!
+//! `custody run [--config FILE]` serves; `custody config check [--config FILE]`
+//! validates a config and prints the effective settings. Exit codes: 0 success,
+//! 1 runtime failure (cannot bind, cannot write), 2 invalid config or usage.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use custody_proxy::{Config, ConfigError};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "custody",
+    version,
+    about = "Identity-attributed, policy-explained audit trails for AI agent traffic"
+)]
+struct Cli {
+    /// Log format: `json` (one object per line), `text`, or `auto` (text on a terminal, JSON otherwise).
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the sidecar: listeners, proxy and audit writer. Stops gracefully on SIGTERM/SIGINT.
+    Run {
+        /// YAML config file; without it the built-in defaults apply (see docs/configuration.md).
+        #[arg(long, short, env = "CUSTODY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Work with config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a config file, report every problem with its path, and print the effective settings.
+    Check {
+        /// YAML config file; without it the built-in defaults are checked.
+        #[arg(long, short, env = "CUSTODY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config } => {
+            let config = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "custody stopped");
+                    eprintln!("custody: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match load(config.as_deref()) {
+            Ok(c) => {
+                println!("{}", summary(&c, config.as_deref()));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
+    let result = match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::defaults()),
+    };
+    result.map_err(|e: ConfigError| {
+        eprintln!("custody: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("custody")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let running = custody_proxy::start(config).await?;
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            listening = ?running.listening(),
+            "custody is running"
+        );
+        let signal = wait_for_signal().await?;
+        tracing::info!(
+            signal,
+            "shutting down: no new connections; finishing in-flight requests"
+        );
+        let report = running.shutdown().await;
+        tracing::info!(drained = report.drained, "custody stopped");
+        if report.unwritten_rows > 0 {
+            anyhow::bail!("{} audit rows could not be written", report.unwritten_rows);
+        }
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+fn summary(c: &Config, path: Option<&Path>) -> String {
+    let mut out = format!(
+        "config {} is valid\n",
+        path.map_or("(built-in defaults)".into(), |p| p.display().to_string())
+    );
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "disabled".into());
+    out += &format!(
+        "listen.unix:  {}\n",
+        opt(c.listen.unix.as_ref().map(|p| p.display().to_string()))
+    );
+    out += &format!(
+        "listen.tcp:   {}\n",
+        opt(c.listen.tcp.map(|a| a.to_string()))
+    );
+    out += &format!(
+        "listen.admin: {}\n",
+        opt(c.listen.admin.map(|a| a.to_string()))
+    );
+    out += "routes:\n";
+    for r in &c.routes {
+        out += &format!(
+            "  {:<12} {:<20} -> {} ({})\n",
+            r.name, r.prefix, r.upstream, r.kind
+        );
+    }
+    out += &format!(
+        "audit:        {} (flush every {} rows or {:?})\n",
+        c.audit.dir.display(),
+        c.audit.flush_rows,
+        c.audit.flush_interval
+    );
+    out += &format!(
+        "limits.max_request_body: {} bytes",
+        c.limits.max_request_body
+    );
+    out
+}
