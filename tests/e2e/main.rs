@@ -1,1 +1,16 @@
+//! End-to-end tests: the real `custody` binary between real sockets, a stub
+//! upstream, and the Parquet files it writes.
 
+mod errors;
+mod lifecycle;
+mod proxy;
+
+use custody_tests::stub::Stub;
+
+/// Routes used by most tests: an OpenAI-kind route and an HTTP-kind route to the stub.
+pub(crate) fn routes(stub: &Stub) -> String {
+    format!(
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - {{name: echo, prefix: /tools/echo, upstream: '{u}/echo', kind: http}}\n",
+        u = stub.url()
+    )
+}

@@ -1,1 +1,9 @@
-//! x
+//! Test support for custody's end-to-end tests and load harness: a stub upstream
+//! that speaks enough of the OpenAI API (JSON and SSE), a harness that runs the real
+//! `custody` binary with a generated config, small HTTP clients over TCP and Unix
+//! sockets, and a reader that turns the Parquet audit files back into JSON rows.
+
+pub mod client;
+pub mod harness;
+pub mod rows;
+pub mod stub;

@@ -189,7 +189,7 @@ mod tests {
                 parameters: None,
             },
         );
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             r.principal.roles = Some(vec!["analyst".into(), "admin".into()]);
             r.content_safety.redactions = Some(vec![Redaction {
                 kind: "EMAIL".into(),

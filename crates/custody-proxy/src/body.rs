@@ -34,7 +34,7 @@ impl Exchange {
     /// The row being built.
     pub(crate) fn record(&mut self) -> &mut AuditRecord {
         // `record` is only `None` after `finish`, which consumes `self`.
-        self.record.get_or_insert_with(|| unreachable_record())
+        self.record.get_or_insert_with(unreachable_record)
     }
 
     /// Records the row with the final status, error and byte count.

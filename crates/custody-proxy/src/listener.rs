@@ -45,14 +45,14 @@ pub(crate) fn bind_unix(path: &Path) -> Result<UnixSocket, StartError> {
         addr: path.display().to_string(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o770)
-                .create(dir)
-                .map_err(bind_err)?;
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o770)
+            .create(dir)
+            .map_err(bind_err)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -99,10 +99,11 @@ mod tests {
         assert_eq!(mode, SOCKET_MODE);
         // A live listener holds the path.
         assert!(matches!(bind_unix(&path), Err(StartError::SocketInUse(_))));
-        // A crash leaves the file behind without a listener: simulate by leaking the
-        // file (std listener closed, file kept).
-        let std_listener = first.listener.into_std().expect("std");
-        drop(std_listener);
+        drop(first);
+        assert!(!path.exists(), "socket removed on drop");
+        // A crash leaves the file behind without a listener; std's listener does not
+        // remove its file, which simulates that.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("std bind"));
         assert!(path.exists());
         let second = bind_unix(&path).expect("stale socket replaced");
         drop(second);

@@ -35,7 +35,7 @@ impl Router {
             .map(|r| r.prefix.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Self { routes, prefixes }
     }
 

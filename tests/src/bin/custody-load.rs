@@ -1,1 +1,298 @@
-fn main() {}
+//! The load harness: runs the same request mix directly against a stub upstream and
+//! through custody, in one run, and prints what custody adds.
+//!
+//! ```text
+//! cargo build --release -p custody -p custody-tests
+//! target/release/custody-load --concurrency 1,16 --requests 20000 --body-size 1024
+//! ```
+//!
+//! Reported per mode (json / sse) and concurrency: latency p50/p99 direct and through
+//! custody and their difference, requests/s, custody's CPU time per request (from
+//! `/proc/<pid>/stat` over the through-custody phase) and custody's peak RSS (VmHWM).
+//! Every connection is keep-alive; each of `concurrency` connections sends its share
+//! of the requests back to back. This is a benchmark, not a test: it asserts nothing.
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use clap::Parser;
+use custody_tests::harness::{admin_get, free_port};
+use custody_tests::stub::Stub;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Connection counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
+    concurrency: Vec<usize>,
+    /// Measured requests per phase (after the warm-up).
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Warm-up requests per phase (not measured).
+    #[arg(long, default_value_t = 1_000)]
+    warmup: usize,
+    /// Approximate request body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    body_size: usize,
+    /// Modes: `json` (a chat completion) and/or `sse` (a streamed one).
+    #[arg(long, value_delimiter = ',', default_values_t = ["json".to_string(), "sse".to_string()])]
+    mode: Vec<String>,
+    /// The custody binary (default: `custody` next to this program).
+    #[arg(long)]
+    custody_bin: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let stub = Stub::start().await;
+    let dir = tempfile::tempdir()?;
+    let bin = match &args.custody_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("custody"),
+    };
+    let mut custody = start_custody(&bin, dir.path(), &stub)?;
+    let result = run(&args, &stub, &custody).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &custody.child.id().to_string()])
+        .status();
+    let _ = custody.child.wait();
+    result
+}
+
+struct CustodyProc {
+    child: Child,
+    tcp: SocketAddr,
+    pid: u32,
+}
+
+fn start_custody(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    stub: &Stub,
+) -> anyhow::Result<CustodyProc> {
+    let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let config = dir.join("custody.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\naudit: {{dir: '{}'}}\n",
+            stub.url(),
+            dir.join("audit").display()
+        ),
+    )?;
+    let child = Command::new(bin)
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("CUSTODY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin_get(admin, "/readyz").is_none_or(|(c, _)| c != 200) {
+        if Instant::now() > deadline {
+            bail!("custody did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(CustodyProc { child, tcp, pid })
+}
+
+fn request_body(mode: &str, size: usize) -> Bytes {
+    let filler = "x".repeat(size.saturating_sub(120));
+    let stream = mode == "sse";
+    Bytes::from(
+        serde_json::json!({
+            "model": "gpt-4o-mini",
+            "stream": stream,
+            "messages": [{"role": "user", "content": filler}],
+        })
+        .to_string(),
+    )
+}
+
+#[derive(Debug)]
+struct Phase {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v.get(i).copied().unwrap_or_default()
+    }
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn drive(
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+    concurrency: usize,
+    requests: usize,
+) -> anyhow::Result<Phase> {
+    let per = requests.div_ceil(concurrency);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let body = body.clone();
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let io = tokio::net::TcpStream::connect(addr).await?;
+            io.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+            tokio::spawn(conn);
+            let mut lat = Vec::with_capacity(per);
+            for _ in 0..per {
+                let req = http::Request::post(&path)
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))?;
+                let t = Instant::now();
+                let resp = sender.send_request(req).await?;
+                if resp.status() != 200 {
+                    bail!("status {}", resp.status());
+                }
+                resp.into_body().collect().await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(per * concurrency);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok(Phase {
+        latencies,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// (user + system CPU time) of `pid`.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat format")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat are utime and stime; after "comm)" they are at 11, 12.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmHWM not found")
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<()> {
+    println!(
+        "custody-load: {} requests per phase (+{} warm-up), body ~{} B, keep-alive, custody pid {}",
+        args.requests, args.warmup, args.body_size, custody.pid
+    );
+    println!(
+        "{:<5} {:>4} | {:>10} {:>10} | {:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} | {:>10}",
+        "mode",
+        "conc",
+        "direct p50",
+        "p99",
+        "custody p50",
+        "p99",
+        "added p50",
+        "p99",
+        "rps dir",
+        "rps cus",
+        "cpu/req"
+    );
+    for mode in &args.mode {
+        let body = request_body(mode, args.body_size);
+        for &c in &args.concurrency {
+            drive(
+                stub.addr,
+                "/v1/chat/completions",
+                body.clone(),
+                c,
+                args.warmup,
+            )
+            .await?;
+            drive(
+                custody.tcp,
+                "/openai/v1/chat/completions",
+                body.clone(),
+                c,
+                args.warmup,
+            )
+            .await?;
+            let direct = drive(
+                stub.addr,
+                "/v1/chat/completions",
+                body.clone(),
+                c,
+                args.requests,
+            )
+            .await?;
+            let cpu_before = cpu_time(custody.pid)?;
+            let through = drive(
+                custody.tcp,
+                "/openai/v1/chat/completions",
+                body.clone(),
+                c,
+                args.requests,
+            )
+            .await?;
+            let cpu = cpu_time(custody.pid)?.saturating_sub(cpu_before);
+            let cpu_per_req = cpu.as_secs_f64() * 1e6 / through.latencies.len() as f64;
+            println!(
+                "{:<5} {:>4} | {:>8.0}µs {:>8.0}µs | {:>9.0}µs {:>8.0}µs | {:>7.0}µs {:>7.0}µs | {:>9.0} {:>9.0} | {:>8.1}µs",
+                mode,
+                c,
+                us(direct.pct(0.5)),
+                us(direct.pct(0.99)),
+                us(through.pct(0.5)),
+                us(through.pct(0.99)),
+                us(through.pct(0.5)) - us(direct.pct(0.5)),
+                us(through.pct(0.99)) - us(direct.pct(0.99)),
+                direct.rps(),
+                through.rps(),
+                cpu_per_req,
+            );
+        }
+    }
+    println!(
+        "custody peak RSS (VmHWM): {:.1} MiB",
+        peak_rss_kib(custody.pid)? as f64 / 1024.0
+    );
+    Ok(())
+}

@@ -115,13 +115,13 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             "both listen.unix and listen.tcp are disabled: custody would accept no traffic",
         );
     }
-    if let (Some(tcp), Some(admin)) = (listen.tcp, listen.admin) {
-        if tcp == admin {
-            is.push(
-                "listen.admin",
-                format!("same address as listen.tcp ({tcp})"),
-            );
-        }
+    if let (Some(tcp), Some(admin)) = (listen.tcp, listen.admin)
+        && tcp == admin
+    {
+        is.push(
+            "listen.admin",
+            format!("same address as listen.tcp ({tcp})"),
+        );
     }
 
     let routes = match raw.routes {

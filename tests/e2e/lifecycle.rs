@@ -1,0 +1,201 @@
+//! Startup, flushing and graceful shutdown.
+
+use crate::routes;
+use custody_tests::client::{post_json, send};
+use custody_tests::harness::{Custody, admin_get, custody_bin};
+use custody_tests::rows::parquet_files;
+use custody_tests::stub::Stub;
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+fn chat() -> serde_json::Value {
+    json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_streams_finish_then_flushes_and_exits_0() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let mut req = post_json("/openai/v1/chat/completions", &chat());
+    req.headers_mut()
+        .insert("x-stub-gate", "1".parse().expect("value"));
+    let resp = send(&custody.unix(), req).await.expect("response");
+    let mut body = resp.into_body();
+    body.frame().await.expect("first frame").expect("ok");
+
+    custody.signal_term();
+    // Not ready any more, and no new connections accepted...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admin_get(custody.admin, "/readyz").is_some_and(|(c, _)| c == 200) {
+        assert!(Instant::now() < deadline, "readyz still 200 after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::os::unix::net::UnixStream::connect(&custody.socket).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...but the stream in flight completes.
+    stub.release();
+    let rest = body.collect().await.expect("rest of the stream").to_bytes();
+    assert!(String::from_utf8_lossy(&rest).contains("[DONE]"));
+    let status = custody.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}\n{}", custody.log());
+    assert!(!custody.socket.exists(), "socket file removed on exit");
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0]["outcome"]["error"].is_null(), "{:#?}", rows[0]);
+}
+
+#[tokio::test]
+async fn grace_period_cuts_what_does_not_finish_and_records_it() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "{}shutdown:\n  grace_period: 500ms\n",
+        routes(&stub)
+    ));
+    let mut req = post_json("/openai/v1/chat/completions", &chat());
+    req.headers_mut()
+        .insert("x-stub-gate", "1".parse().expect("value"));
+    req.headers_mut()
+        .insert("x-request-id", "cut".parse().expect("value"));
+    let resp = send(&custody.tcp(), req).await.expect("response");
+    let mut body = resp.into_body();
+    body.frame().await.expect("first frame").expect("ok");
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["request_id"], "cut");
+    assert!(
+        rows[0]["outcome"]["error"].as_str().is_some(),
+        "{:#?}",
+        rows[0]
+    );
+}
+
+#[tokio::test]
+async fn rows_flush_by_count_and_by_interval_without_shutdown() {
+    let stub = Stub::start().await;
+    let by_rows = Custody::start(&format!(
+        "{}audit:\n  dir: '{{audit_dir}}'\n  flush_rows: 3\n  flush_interval: 1h\n",
+        routes(&stub)
+    ));
+    let by_time = Custody::start(&format!(
+        "{}audit:\n  dir: '{{audit_dir}}'\n  flush_rows: 100000\n  flush_interval: 300ms\n",
+        routes(&stub)
+    ));
+    let body = json!({"model": "m", "messages": []});
+    for _ in 0..3 {
+        let resp = send(
+            &by_rows.unix(),
+            post_json("/openai/v1/chat/completions", &body),
+        )
+        .await
+        .expect("resp");
+        resp.into_body().collect().await.expect("body");
+    }
+    let resp = send(
+        &by_time.unix(),
+        post_json("/openai/v1/chat/completions", &body),
+    )
+    .await
+    .expect("resp");
+    resp.into_body().collect().await.expect("body");
+    for custody in [&by_rows, &by_time] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while parquet_files(&custody.audit_dir).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "no file flushed:\n{}",
+                custody.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(by_rows.rows().len(), 3);
+    assert_eq!(by_time.rows().len(), 1);
+    let file = &parquet_files(&by_rows.audit_dir)[0];
+    let rel = file
+        .strip_prefix(&by_rows.audit_dir)
+        .expect("under audit dir")
+        .to_string_lossy()
+        .into_owned();
+    let re_ok = rel.starts_with("dt=") && rel.contains("/hour=") && rel.ends_with(".parquet");
+    assert!(re_ok, "hive layout: {rel}");
+}
+
+#[tokio::test]
+async fn unix_socket_mode_stale_socket_and_socket_in_use() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let meta = std::fs::symlink_metadata(&custody.socket).expect("socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    // A second custody on the same socket fails with a clear message and exit 1.
+    let config = custody.dir.path().join("second.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {{unix: '{}', tcp: null, admin: null}}\naudit: {{dir: '{}'}}\n",
+            custody.socket.display(),
+            custody.dir.path().join("a2").display()
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(custody_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by a running process"), "{stderr}");
+
+    // A socket left by a killed process is replaced.
+    let socket = custody.socket.clone();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &custody.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    custody.wait_exit(Duration::from_secs(10));
+    assert!(socket.exists(), "SIGKILL leaves the socket file behind");
+    let mut child = std::process::Command::new(custody_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "second custody exited"
+        );
+        assert!(Instant::now() < deadline, "stale socket not replaced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("wait").success());
+}
+
+#[tokio::test]
+async fn readyz_and_healthz() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let (code, body) = admin_get(custody.admin, "/healthz").expect("healthz");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = admin_get(custody.admin, "/readyz").expect("readyz");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["status"], "ready");
+    let (code, _) = admin_get(custody.admin, "/nope").expect("404");
+    assert_eq!(code, 404);
+    custody.stop();
+    assert!(custody.rows().is_empty(), "admin requests are not audited");
+}

@@ -1,0 +1,209 @@
+//! Forwarding: JSON and SSE, over the Unix socket and TCP, and what reaches the upstream.
+
+use crate::routes;
+use bytes::Bytes;
+use custody_tests::client::{post_json, request, send, send_collect};
+use custody_tests::harness::Custody;
+use custody_tests::stub::Stub;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    for target in [custody.unix(), custody.tcp()] {
+        let (parts, body) = send_collect(
+            &target,
+            post_json("/openai/v1/chat/completions", &chat(false)),
+        )
+        .await
+        .expect("request");
+        assert_eq!(parts.status, 200);
+        assert!(
+            parts.headers["x-request-id"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("req_")
+        );
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "Hello from the stub."
+        );
+    }
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for row in &rows {
+        assert_eq!(row["schema_version"], 1);
+        assert_eq!(row["action"]["kind"], "llm");
+        assert_eq!(row["action"]["route"], "openai");
+        assert_eq!(row["action"]["method"], "POST");
+        assert_eq!(row["action"]["path"], "/openai/v1/chat/completions");
+        assert_eq!(
+            row["action"]["upstream"],
+            format!("{}/v1/chat/completions", stub.url())
+        );
+        assert_eq!(row["usage"]["model"], "gpt-4o-mini");
+        assert!(
+            row["usage"]["input_tokens"].is_null(),
+            "not invented before inspection exists"
+        );
+        assert_eq!(row["outcome"]["status"], 200);
+        assert!(row["outcome"]["error"].is_null());
+        assert!(row["outcome"]["bytes_in"].as_i64().expect("bytes_in") > 50);
+        assert!(row["outcome"]["bytes_out"].as_i64().expect("bytes_out") > 100);
+        assert!(row["outcome"]["duration_ms"].as_f64().expect("duration") > 0.0);
+        assert!(row["principal"]["sub"].is_null());
+    }
+    assert_ne!(rows[0]["request_id"], rows[1]["request_id"]);
+}
+
+#[tokio::test]
+async fn sse_reaches_the_client_event_by_event() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let mut req = post_json("/openai/v1/chat/completions", &chat(true));
+    req.headers_mut()
+        .insert("x-stub-gate", "1".parse().expect("value"));
+    let response = send(&custody.unix(), req).await.expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    // The stub holds the rest of the stream until released: the first event can only
+    // arrive here if custody relays it without waiting for the whole body.
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("first event arrives while the upstream is still streaming")
+        .expect("frame")
+        .expect("ok");
+    let first = first.into_data().expect("data");
+    assert!(first.starts_with(b"data: {"), "{first:?}");
+    assert!(std::str::from_utf8(&first).expect("utf8").contains("part0"));
+    stub.release();
+    let rest = body.collect().await.expect("rest").to_bytes();
+    let rest = std::str::from_utf8(&rest).expect("utf8");
+    assert!(rest.contains("part2"));
+    assert!(rest.trim_end().ends_with("data: [DONE]"));
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["outcome"]["status"], 200);
+    assert!(rows[0]["outcome"]["error"].is_null(), "{:#?}", rows[0]);
+    assert_eq!(
+        rows[0]["outcome"]["bytes_out"].as_u64().expect("bytes_out") as usize,
+        first.len() + rest.len()
+    );
+}
+
+#[tokio::test]
+async fn request_is_rewritten_for_the_upstream() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let req = request("PUT", "/tools/echo/contacts/42?q=a%20b&x=1")
+        .header("x-request-id", "caller-chosen-id-1")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("authorization", "Bearer upstream-credential")
+        .body(Full::new(Bytes::from_static(b"{\"a\":1}")))
+        .expect("request");
+    let (parts, body) = send_collect(&custody.tcp(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+    assert_eq!(parts.headers["x-request-id"], "caller-chosen-id-1");
+    let seen: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(seen["method"], "PUT");
+    assert_eq!(
+        seen["path"], "/echo/contacts/42",
+        "prefix stripped, base path kept"
+    );
+    assert_eq!(seen["query"], "q=a%20b&x=1", "query kept verbatim");
+    let headers = &seen["headers"];
+    assert_eq!(
+        headers["host"],
+        stub.addr.to_string(),
+        "Host is the upstream's authority"
+    );
+    assert_eq!(headers["x-request-id"], "caller-chosen-id-1");
+    assert_eq!(headers["authorization"], "Bearer upstream-credential");
+    for hop in ["x-hop", "keep-alive", "connection"] {
+        assert!(headers.get(hop).is_none(), "{hop} forwarded: {headers}");
+    }
+    assert_eq!(seen["body_len"], 7);
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["request_id"], "caller-chosen-id-1");
+    assert_eq!(row["action"]["kind"], "http");
+    assert_eq!(row["action"]["route"], "echo");
+    assert_eq!(row["action"]["path"], "/tools/echo/contacts/42");
+    assert_eq!(
+        row["action"]["upstream"],
+        format!("{}/echo/contacts/42", stub.url())
+    );
+    assert!(
+        row["usage"]["model"].is_null(),
+        "model is read on LLM routes only"
+    );
+}
+
+#[tokio::test]
+async fn upstream_statuses_are_relayed_not_treated_as_custody_errors() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let (parts, _) = send_collect(
+        &custody.unix(),
+        request("GET", "/tools/echo/../status/503")
+            .body(Full::default())
+            .expect("req"),
+    )
+    .await
+    .expect("request");
+    // `..` is not resolved by custody: the upstream decides what the path means.
+    assert_eq!(parts.status, 200);
+    let req = request("GET", "/openai/status/429")
+        .body(Full::default())
+        .expect("req");
+    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 429);
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 2);
+    let relayed = rows
+        .iter()
+        .find(|r| r["outcome"]["status"] == 429)
+        .expect("429 row");
+    assert!(relayed["outcome"]["error"].is_null());
+}
+
+#[tokio::test]
+async fn many_requests_on_one_keep_alive_connection() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let io = tokio::net::UnixStream::connect(&custody.socket)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    for _ in 0..20 {
+        let resp = sender
+            .send_request(post_json("/openai/v1/chat/completions", &chat(false)))
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("body");
+    }
+    drop(sender);
+    custody.stop();
+    assert_eq!(custody.rows().len(), 20);
+}

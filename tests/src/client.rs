@@ -1,0 +1,92 @@
+//! Minimal HTTP/1.1 clients over TCP and Unix sockets, one connection per request,
+//! so each test sees exactly what crosses the wire.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where to send a request.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Loopback TCP.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+/// Sends `req` on a fresh connection and returns the streaming response.
+pub async fn send(
+    target: &Target,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<Response<Incoming>> {
+    match target {
+        Target::Tcp(addr) => {
+            let io = tokio::net::TcpStream::connect(addr).await?;
+            send_on(TokioIo::new(io), req).await
+        }
+        Target::Unix(path) => {
+            let io = tokio::net::UnixStream::connect(path).await?;
+            send_on(TokioIo::new(io), req).await
+        }
+    }
+}
+
+async fn send_on<IO>(io: IO, req: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    Ok(sender.send_request(req).await?)
+}
+
+/// Sends `req` and collects the whole response body.
+pub async fn send_collect(
+    target: &Target,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<(http::response::Parts, Bytes)> {
+    let (parts, body) = send(target, req).await?.into_parts();
+    Ok((parts, body.collect().await?.to_bytes()))
+}
+
+/// A request builder preset with `Host: localhost`.
+pub fn request(method: &str, path: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+}
+
+/// A JSON POST to `path`.
+pub fn post_json(path: &str, body: &serde_json::Value) -> Request<Full<Bytes>> {
+    request("POST", path)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid request")
+}
+
+/// A request body sent in the given chunks with `Transfer-Encoding: chunked` (no
+/// length is announced).
+pub struct ChunkedBody(std::collections::VecDeque<Bytes>);
+
+impl ChunkedBody {
+    /// A body of `chunks`.
+    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        Self(chunks.into_iter().collect())
+    }
+}
+
+impl hyper::body::Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}

@@ -1,0 +1,36 @@
+//! Reads custody's Parquet audit files back as JSON rows, with the parquet crate's
+//! own record reader (independent of custody's writer code).
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use std::path::{Path, PathBuf};
+
+/// Every `*.parquet` file under `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// All rows of all files under `dir`, in file order.
+pub fn read_dir(dir: &Path) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for path in parquet_files(dir) {
+        let file = std::fs::File::open(&path).expect("open parquet");
+        let reader = SerializedFileReader::new(file).expect("parquet reader");
+        for row in reader.get_row_iter(None).expect("row iter") {
+            rows.push(row.expect("row").to_json_value());
+        }
+    }
+    rows
+}

@@ -1,0 +1,257 @@
+//! A stub upstream, shaped like the OpenAI API where tests need it to be.
+//!
+//! Endpoints:
+//! - `POST /v1/chat/completions`: a chat completion; with `"stream": true`, an SSE
+//!   stream of chunks (a usage chunk when `stream_options.include_usage`), then
+//!   `data: [DONE]`. The header `x-stub-gate: 1` makes the stream wait after its first
+//!   event until [`Stub::release`] is called, so a test can prove streaming is not
+//!   buffered without relying on timing. `x-stub-chunks: N` sets the number of chunks.
+//! - `ANY /echo/...`: JSON describing the request as received (method, path, query,
+//!   headers, body length).
+//! - `GET /slow?ms=N`: answers after N milliseconds.
+//! - `GET /stall`: sends headers and one chunk, then nothing.
+//! - `GET /status/N`: answers with status N.
+//! - `GET /bytes?n=N`: N bytes of `x`.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+
+/// A running stub; it stops when the runtime that started it stops.
+#[derive(Clone, Debug)]
+pub struct Stub {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    gate: Arc<Semaphore>,
+}
+
+impl Stub {
+    /// Starts the stub on `127.0.0.1:port` (0 for any free port).
+    pub async fn start_on(port: u16) -> std::io::Result<Stub> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let stub = Stub {
+            addr: listener.local_addr()?,
+            gate: Arc::new(Semaphore::new(0)),
+        };
+        let gate = stub.gate.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let gate = gate.clone();
+                        async move { Ok::<_, Infallible>(handle(req, gate).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(stub)
+    }
+
+    /// Starts the stub on a free port.
+    pub async fn start() -> Stub {
+        match Self::start_on(0).await {
+            Ok(s) => s,
+            Err(e) => panic!("stub upstream: {e}"),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Lets one gated stream continue past its first event.
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+/// A response body fed from a channel, so the stub can pace a stream.
+pub struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+type StubBody = http_body_util::Either<Full<Bytes>, ChannelBody>;
+
+fn json_response(status: StatusCode, v: &Value) -> Response<StubBody> {
+    let mut r = Response::new(StubBody::Left(Full::new(Bytes::from(v.to_string()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("static"),
+    );
+    r
+}
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<u64> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn handle(req: Request<Incoming>, gate: Arc<Semaphore>) -> Response<StubBody> {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/echo") {
+        let method = req.method().to_string();
+        let query = req.uri().query().map(str::to_owned);
+        let version = format!("{:?}", req.version());
+        let headers: serde_json::Map<String, Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Value::String(v.to_str().unwrap_or("?").to_owned()),
+                )
+            })
+            .collect();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return json_response(
+            StatusCode::OK,
+            &json!({"method": method, "path": path, "query": query, "version": version,
+                    "headers": headers, "body_len": body.len()}),
+        );
+    }
+    if path == "/slow" {
+        let ms = query_param(&req, "ms").unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return json_response(StatusCode::OK, &json!({"slept_ms": ms}));
+    }
+    if path == "/stall" {
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b"first chunk\n")).await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        });
+        return Response::new(StubBody::Right(ChannelBody(rx)));
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok());
+        let status = status.unwrap_or(StatusCode::BAD_REQUEST);
+        return json_response(status, &json!({"status": status.as_u16()}));
+    }
+    if path == "/bytes" {
+        let n = query_param(&req, "n").unwrap_or(1024) as usize;
+        return Response::new(StubBody::Left(Full::new(Bytes::from(vec![b'x'; n]))));
+    }
+    if path == "/v1/chat/completions" {
+        return chat_completions(req, gate).await;
+    }
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"error": {"message": format!("stub has no {path}"), "type": "invalid_request_error"}}),
+    )
+}
+
+async fn chat_completions(req: Request<Incoming>, gate: Arc<Semaphore>) -> Response<StubBody> {
+    let gated = req.headers().get("x-stub-gate").is_some();
+    let chunks: usize = req
+        .headers()
+        .get("x-stub-chunks")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(3);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"message": "body is not JSON", "type": "invalid_request_error"}}),
+        );
+    };
+    let model = request["model"].as_str().unwrap_or("gpt-stub").to_owned();
+    let usage =
+        json!({"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks});
+    if request["stream"].as_bool() != Some(true) {
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "id": "chatcmpl-stub", "object": "chat.completion", "created": 1_772_807_527,
+                "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                             "message": {"role": "assistant", "content": "Hello from the stub.", "refusal": null}}],
+                "usage": usage,
+            }),
+        );
+    }
+    let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let chunk = |delta: Value, finish: Value| {
+            let v = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1_772_807_527,
+                           "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]});
+            Bytes::from(format!("data: {v}\n\n"))
+        };
+        for i in 0..chunks {
+            let delta = if i == 0 {
+                json!({"role": "assistant", "content": format!("part{i} ")})
+            } else {
+                json!({"content": format!("part{i} ")})
+            };
+            if tx.send(chunk(delta, Value::Null)).await.is_err() {
+                return;
+            }
+            if i == 0 && gated {
+                match gate.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => return,
+                }
+            }
+        }
+        let _ = tx.send(chunk(json!({}), json!("stop"))).await;
+        if include_usage {
+            let v = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1_772_807_527,
+                           "model": model, "choices": [], "usage": usage});
+            let _ = tx.send(Bytes::from(format!("data: {v}\n\n"))).await;
+        }
+        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    });
+    let mut r = Response::new(StubBody::Right(ChannelBody(rx)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/event-stream".parse().expect("static"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, "no-cache".parse().expect("static"));
+    r
+}
