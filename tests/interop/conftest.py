@@ -1,0 +1,103 @@
+"""Fixtures that run the real custody binary and the stub upstream as processes."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import duckdb
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _binary(env_name: str, name: str) -> pathlib.Path:
+    path = pathlib.Path(os.environ.get(env_name, REPO / "target" / "debug" / name))
+    if not path.exists():
+        pytest.exit(f"{path} not found: run `cargo build --workspace --bins` first (or set {env_name})", 2)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stub():
+    proc = subprocess.Popen(
+        [str(_binary("CUSTODY_STUB", "custody-stub"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening "), line
+    yield "http://" + line.split(" ", 1)[1]
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+class Custody:
+    """A custody process with its own socket, ports and audit directory."""
+
+    def __init__(self, stub_url: str, extra: str = ""):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
+        self.socket = str(self.dir / "custody.sock")
+        self.tcp = f"127.0.0.1:{free_port()}"
+        self.admin = f"127.0.0.1:{free_port()}"
+        self.audit_dir = self.dir / "audit"
+        config = self.dir / "custody.yaml"
+        config.write_text(
+            f"listen: {{unix: '{self.socket}', tcp: '{self.tcp}', admin: '{self.admin}'}}\n"
+            f"routes:\n"
+            f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai}}\n"
+            f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n" + extra
+        )
+        self.log = open(self.dir / "custody.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(_binary("CUSTODY_BIN", "custody")), "run", "--log-format", "json", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            assert self.proc.poll() is None, self.read_log()
+            try:
+                with urllib.request.urlopen(f"http://{self.admin}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "custody not ready:\n" + self.read_log()
+            time.sleep(0.02)
+
+    def read_log(self) -> str:
+        return (self.dir / "custody.log").read_text()
+
+    def stop(self):
+        """SIGTERM: custody drains, flushes the audit rows and exits 0."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=30) == 0, self.read_log()
+
+    def query(self, sql: str):
+        """Runs `sql` in DuckDB with `audit` bound to the audit files."""
+        con = duckdb.connect()
+        con.execute(
+            f"CREATE VIEW audit AS SELECT * FROM read_parquet('{self.audit_dir}/**/*.parquet', hive_partitioning = true)"
+        )
+        return con.execute(sql).fetchall()
+
+
+@pytest.fixture
+def custody(stub):
+    c = Custody(stub)
+    yield c
+    if c.proc.poll() is None:
+        c.proc.kill()
+        c.proc.wait()
