@@ -207,3 +207,92 @@ async fn many_requests_on_one_keep_alive_connection() {
     custody.stop();
     assert_eq!(custody.rows().len(), 20);
 }
+
+#[tokio::test]
+async fn https_upstream_trusted_through_extra_ca_speaks_http2() {
+    let (stub, ca_pem) = Stub::start_tls().await;
+    let ca_dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write CA");
+    let route = format!(
+        "routes:\n  - {{name: secure, prefix: /secure, upstream: 'https://localhost:{}/echo', kind: http}}\n",
+        stub.addr.port()
+    );
+    let mut custody = Custody::start(&format!(
+        "{route}upstream_tls:\n  extra_ca_file: '{}'\n",
+        ca_file.display()
+    ));
+    let (parts, body) = send_collect(
+        &custody.unix(),
+        request("GET", "/secure/x?y=1")
+            .body(Full::default())
+            .expect("req"),
+    )
+    .await
+    .expect("request");
+    assert_eq!(parts.status, 200, "{}", String::from_utf8_lossy(&body));
+    let seen: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(seen["version"], "HTTP/2.0", "ALPN negotiated h2");
+    assert_eq!(seen["path"], "/echo/x");
+    assert_eq!(seen["query"], "y=1");
+    custody.stop();
+    assert_eq!(custody.rows().len(), 1);
+
+    // Without the extra CA the same upstream is untrusted: 502, and the message says why.
+    let mut custody = Custody::start(&route);
+    let (parts, body) = send_collect(
+        &custody.unix(),
+        request("GET", "/secure/x")
+            .body(Full::default())
+            .expect("req"),
+    )
+    .await
+    .expect("request");
+    assert_eq!(parts.status, 502);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("certificate"),
+        "{v}"
+    );
+    custody.stop();
+}
+
+// Multi-threaded: the h2 client must answer custody's GOAWAY/PING while the test
+// thread blocks waiting for custody to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served_too() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let io = tokio::net::UnixStream::connect(&custody.socket)
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("http://localhost/openai/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(chat(true).to_string())))
+        .expect("req");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("[DONE]"));
+    drop(sender);
+    custody.stop();
+    assert!(
+        !custody.log().contains("grace period over"),
+        "idle h2 connection closed promptly"
+    );
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["usage"]["model"], "gpt-4o-mini");
+    assert!(rows[0]["outcome"]["error"].is_null());
+}

@@ -41,6 +41,10 @@ pub struct Stub {
 impl Stub {
     /// Starts the stub on `127.0.0.1:port` (0 for any free port).
     pub async fn start_on(port: u16) -> std::io::Result<Stub> {
+        Self::listen(port, None).await
+    }
+
+    async fn listen(port: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Stub> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let stub = Stub {
             addr: listener.local_addr()?,
@@ -54,18 +58,33 @@ impl Stub {
                 };
                 let _ = stream.set_nodelay(true);
                 let gate = gate.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let gate = gate.clone();
-                        async move { Ok::<_, Infallible>(handle(req, gate).await) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve(stream, gate).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve(stream, gate).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         Ok(stub)
+    }
+
+    /// Starts the stub over TLS (ALPN `h2` and `http/1.1`) with a certificate for
+    /// `localhost` and `127.0.0.1` issued by a fresh test CA; returns the CA's PEM.
+    pub async fn start_tls() -> (Stub, String) {
+        let (acceptor, ca_pem) = match test_tls() {
+            Ok(t) => t,
+            Err(e) => panic!("test TLS setup: {e}"),
+        };
+        match Self::listen(0, Some(acceptor)).await {
+            Ok(s) => (s, ca_pem),
+            Err(e) => panic!("stub upstream: {e}"),
+        }
     }
 
     /// Starts the stub on a free port.
@@ -85,6 +104,46 @@ impl Stub {
     pub fn release(&self) {
         self.gate.add_permits(1);
     }
+}
+
+async fn serve<IO>(io: IO, gate: Arc<Semaphore>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let gate = gate.clone();
+        async move { Ok::<_, Infallible>(handle(req, gate).await) }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+fn test_tls() -> anyhow::Result<(tokio_rustls::TlsAcceptor, String)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "custody test CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate()?;
+    let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ca_cert.pem(),
+    ))
 }
 
 /// A response body fed from a channel, so the stub can pace a stream.

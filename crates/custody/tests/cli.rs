@@ -67,3 +67,29 @@ fn missing_config_file_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/custody.yaml"));
 }
+
+#[test]
+fn unreadable_extra_ca_file_stops_startup_with_exit_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: {{unix: '{}', tcp: null, admin: null}}\nupstream_tls: {{extra_ca_file: /nonexistent/ca.pem}}\naudit: {{dir: '{}'}}\n",
+            dir.path().join("s.sock").display(),
+            dir.path().join("audit").display()
+        ),
+    )
+    .expect("write");
+    let out = custody()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstream_tls.extra_ca_file /nonexistent/ca.pem"),
+        "{stderr}"
+    );
+}
