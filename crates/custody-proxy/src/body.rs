@@ -12,20 +12,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
 
 /// One request's audit row in the making.
 #[derive(Debug)]
 pub(crate) struct Exchange {
     sink: AuditSink,
+    /// Cancelled when shutdown cuts the connections still open after the grace
+    /// period; tells an abandoned exchange why it was abandoned.
+    cut: CancellationToken,
     started: Instant,
     /// `None` once recorded.
     record: Option<Box<AuditRecord>>,
 }
 
 impl Exchange {
-    pub(crate) fn new(sink: AuditSink, started: Instant, record: AuditRecord) -> Self {
+    pub(crate) fn new(
+        sink: AuditSink,
+        cut: CancellationToken,
+        started: Instant,
+        record: AuditRecord,
+    ) -> Self {
         Self {
             sink,
+            cut,
             started,
             record: Some(Box::new(record)),
         }
@@ -40,6 +50,15 @@ impl Exchange {
     /// Records the row with the final status, error and byte count.
     pub(crate) fn finish(mut self, status: Option<u16>, error: Option<String>, bytes_out: u64) {
         self.emit(status, error, bytes_out);
+    }
+
+    /// Why an exchange ended before `what` was complete.
+    fn abandoned(&self, what: &str) -> String {
+        if self.cut.is_cancelled() {
+            format!("custody shut down before {what} was complete (grace period over)")
+        } else {
+            format!("client went away before {what} was complete")
+        }
     }
 
     fn emit(&mut self, status: Option<u16>, error: Option<String>, bytes_out: u64) {
@@ -59,11 +78,10 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        self.emit(
-            None,
-            Some("client went away before the response was sent".into()),
-            0,
-        );
+        if self.record.is_some() {
+            let reason = self.abandoned("the response");
+            self.emit(None, Some(reason), 0);
+        }
     }
 }
 
@@ -181,9 +199,9 @@ impl Body for AuditedBody {
 
 impl Drop for AuditedBody {
     fn drop(&mut self) {
-        if self.exchange.is_some() {
-            let error = (!self.inner.is_end_stream())
-                .then(|| "client went away before the response body was complete".to_owned());
+        if let Some(exchange) = &self.exchange {
+            let error =
+                (!self.inner.is_end_stream()).then(|| exchange.abandoned("the response body"));
             self.finish(error);
         }
     }

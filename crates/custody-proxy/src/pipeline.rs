@@ -25,6 +25,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
 
 /// What the pipeline answers with: a relayed upstream stream or custody's own JSON.
 pub(crate) type ProxyBody = Either<AuditedBody, Full<Bytes>>;
@@ -34,6 +35,7 @@ pub(crate) struct Pipeline {
     router: Router,
     client: HttpClient,
     sink: AuditSink,
+    cut: CancellationToken,
     max_request_body: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
@@ -41,11 +43,19 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn new(config: &Config, client: HttpClient, sink: AuditSink) -> Self {
+    /// `cut` is cancelled when shutdown cuts the connections left after the grace
+    /// period.
+    pub(crate) fn new(
+        config: &Config,
+        client: HttpClient,
+        sink: AuditSink,
+        cut: CancellationToken,
+    ) -> Self {
         Self {
             router: Router::new(&config.routes),
             client,
             sink,
+            cut,
             max_request_body: config.limits.max_request_body,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
@@ -53,8 +63,9 @@ impl Pipeline {
         }
     }
 
-    pub(crate) fn sink(&self) -> &AuditSink {
-        &self.sink
+    /// A new exchange for a request that arrived at `started`.
+    pub(crate) fn exchange(&self, started: Instant, record: AuditRecord) -> Exchange {
+        Exchange::new(self.sink.clone(), self.cut.clone(), started, record)
     }
 
     /// Handles one request; never fails (errors are answered as JSON).
@@ -74,8 +85,7 @@ impl Pipeline {
             tool: None,
             parameters: None,
         };
-        let mut exchange = Exchange::new(
-            self.sink.clone(),
+        let mut exchange = self.exchange(
             started,
             AuditRecord::new(arrived, request_id.to_string(), action),
         );

@@ -2,7 +2,6 @@
 //! serving over HTTP/1.1 and h2c, and graceful shutdown.
 
 use crate::admin::{self, Health};
-use crate::body::Exchange;
 use crate::config::Config;
 use crate::error::chain;
 use crate::listener::{UnixSocket, bind_tcp, bind_unix};
@@ -123,11 +122,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
+    let hard_stop = CancellationToken::new();
     let ctx = Arc::new(Context {
-        pipeline: Pipeline::new(&config, client, audit.sink()),
+        pipeline: Pipeline::new(&config, client, audit.sink(), hard_stop.clone()),
         builder,
         shutdown: CancellationToken::new(),
-        hard_stop: CancellationToken::new(),
+        hard_stop,
         tracker: TaskTracker::new(),
     });
 
@@ -284,7 +284,7 @@ fn connection_error(ctx: &Context, e: &(dyn std::error::Error + Send + Sync + 's
             parameters: None,
         },
     );
-    Exchange::new(ctx.pipeline.sink().clone(), Instant::now(), record).finish(
+    ctx.pipeline.exchange(Instant::now(), record).finish(
         Some(status),
         Some(format!("malformed HTTP request: {}", chain(e))),
         0,
