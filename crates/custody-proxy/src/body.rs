@@ -72,6 +72,14 @@ impl Exchange {
         o.error = error.or(o.error.take());
         o.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
         o.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(
+            request_id = %record.request_id,
+            route = record.action.route.as_deref(),
+            status = o.status,
+            duration_ms = o.duration_ms,
+            error = o.error.as_deref(),
+            "exchange recorded"
+        );
         self.sink.record(*record);
     }
 }

@@ -93,3 +93,20 @@ fn unreadable_extra_ca_file_stops_startup_with_exit_1() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_kubernetes_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/custody.yaml");
+    let out = custody()
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("/run/custody/custody.sock"), "{stdout}");
+}
