@@ -199,3 +199,39 @@ async fn readyz_and_healthz() {
     custody.stop();
     assert!(custody.rows().is_empty(), "admin requests are not audited");
 }
+
+// Multi-threaded so the h2 client keeps running while the test thread waits for exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_period_also_cuts_http2_streams_and_records_them() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "{}shutdown:\n  grace_period: 500ms\n",
+        routes(&stub)
+    ));
+    let io = tokio::net::UnixStream::connect(&custody.socket)
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("http://localhost/openai/v1/chat/completions")
+        .header("x-stub-gate", "1")
+        .header("x-request-id", "h2cut")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            chat().to_string(),
+        )))
+        .expect("req");
+    let resp = sender.send_request(req).await.expect("response");
+    let mut body = resp.into_body();
+    body.frame().await.expect("first frame").expect("ok");
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["request_id"], "h2cut");
+    let error = rows[0]["outcome"]["error"].as_str().expect("error");
+    assert!(error.contains("custody shut down"), "{error}");
+}

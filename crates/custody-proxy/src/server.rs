@@ -83,7 +83,7 @@ pub struct Running {
 
 struct Context {
     pipeline: Pipeline,
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<TrackedExecutor>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
     tracker: TaskTracker,
@@ -117,18 +117,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         audit: audit.sink().stats().clone(),
     });
 
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let tracker = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
+    let mut builder = auto::Builder::new(TrackedExecutor {
+        tracker: tracker.clone(),
+        cut: hard_stop.clone(),
+    });
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
-    let hard_stop = CancellationToken::new();
     let ctx = Arc::new(Context {
         pipeline: Pipeline::new(&config, client, audit.sink(), hard_stop.clone()),
         builder,
         shutdown: CancellationToken::new(),
         hard_stop,
-        tracker: TaskTracker::new(),
+        tracker,
     });
 
     let mut listening = Vec::new();
@@ -185,6 +189,31 @@ impl Running {
             drained,
             unwritten_rows,
         }
+    }
+}
+
+/// Runs the tasks hyper spawns for HTTP/2 streams inside the shutdown tracker, so a
+/// graceful shutdown waits for them and the hard stop cancels them (their rows then
+/// record the cut) instead of leaving them running past the final audit flush.
+#[derive(Clone)]
+struct TrackedExecutor {
+    tracker: TaskTracker,
+    cut: CancellationToken,
+}
+
+impl<F> hyper::rt::Executor<F> for TrackedExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let cut = self.cut.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = fut => {}
+                () = cut.cancelled() => {}
+            }
+        });
     }
 }
 
