@@ -6,13 +6,14 @@
 
 use crate::record::{AuditRecord, Redaction};
 use crate::schema::{self, audit_schema};
-use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, Int64Builder, ListBuilder,
-    StringArray, StringBuilder, StructArray, StructBuilder, TimestampMicrosecondArray,
+use arrow_array::RecordBatch;
+use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, StructBuilder};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray, StructArray,
+    TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Fields};
-use arrow::error::ArrowError;
-use arrow::record_batch::RecordBatch;
+use arrow_schema::ArrowError;
+use arrow_schema::{DataType, Field, Fields};
 use std::sync::Arc;
 
 /// Builds the batch for `rows`.
@@ -171,7 +172,7 @@ fn structure(fields: Fields, columns: Vec<ArrayRef>) -> Result<ArrayRef, ArrowEr
 mod tests {
     use super::*;
     use crate::record::Redaction;
-    use arrow::array::Array;
+    use arrow_array::Array;
     use custody_core::{Action, ActionKind};
     use std::time::SystemTime;
 

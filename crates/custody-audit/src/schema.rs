@@ -3,7 +3,7 @@
 //! Column names avoid reserved words of DuckDB, Trino/Athena and Spark (`user`,
 //! `timestamp`, `date`) so every column works unquoted. See `docs/audit-schema.md`.
 
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 

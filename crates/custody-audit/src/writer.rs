@@ -19,7 +19,7 @@ pub enum WriteError {
     /// The rows could not be turned into an Arrow batch (a bug: the schema and the
     /// builder disagree).
     #[error("building the Arrow batch: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
+    Arrow(#[from] arrow_schema::ArrowError),
     /// Parquet encoding failed.
     #[error("encoding Parquet: {0}")]
     Parquet(#[from] ParquetError),
