@@ -12,7 +12,7 @@
 //! exactly one audit row.
 
 use crate::body::{AuditedBody, Exchange};
-use crate::config::Config;
+use crate::config::{Config, Upstream};
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::route::{Route, Router};
@@ -85,6 +85,9 @@ impl Pipeline {
             tool: None,
             parameters: None,
         };
+        // A RequestId is 1..=128 visible ASCII characters, always a valid header value.
+        let id_header = HeaderValue::from_str(request_id.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let mut exchange = self.exchange(
             started,
             AuditRecord::new(arrived, request_id.to_string(), action),
@@ -96,7 +99,7 @@ impl Pipeline {
             }),
             Some((route, rest)) => {
                 let rest = rest.to_owned();
-                self.forward(&mut exchange, req, route, &rest, &request_id)
+                self.forward(&mut exchange, req, route, &rest, &id_header)
                     .await
             }
         };
@@ -117,20 +120,46 @@ impl Pipeline {
         }
     }
 
+    /// Stages 3–5 for a routed request; the upstream's response comes back with its
+    /// headers rewritten, its body not yet read.
     async fn forward(
         &self,
         exchange: &mut Exchange,
         req: Request<Incoming>,
         route: &Route,
         rest: &str,
-        request_id: &RequestId,
+        request_id: &HeaderValue,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
+        let body = self.read_body(exchange, &parts.headers, body).await?;
+        if route.kind.is_llm() {
+            exchange.record().usage.model = model_of(&body);
+        }
+        let path = upstream_path(&route.upstream, rest);
+        exchange.record().action.upstream = Some(format!(
+            "{}://{}{}",
+            route.upstream.scheme, route.upstream.authority, path
+        ));
+        rewrite_request(&mut parts, &route.upstream, path, request_id)?;
+        let response = self
+            .send(Request::from_parts(parts, Full::new(body)), &route.upstream)
+            .await?;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        Ok(Response::from_parts(parts, body))
+    }
 
-        // Body, bounded.
+    /// Reads the request body, refusing more than `max_request_body` bytes whether
+    /// announced by `Content-Length` or found while reading.
+    async fn read_body(
+        &self,
+        exchange: &mut Exchange,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, ProxyError> {
         let limit = self.max_request_body;
-        let declared = parts
-            .headers
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -151,65 +180,27 @@ impl Pipeline {
                 }
             })?
             .to_bytes();
-        exchange.record().outcome.bytes_in = body.len() as i64;
+        exchange.record().outcome.bytes_in = i64::try_from(body.len()).unwrap_or(i64::MAX);
+        Ok(body)
+    }
 
-        // Inspect.
-        if route.kind.is_llm() {
-            exchange.record().usage.model = model_of(&body);
-        }
-
-        // Upstream request.
-        let upstream = &route.upstream;
-        let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
-        path.push_str(&upstream.base_path);
-        path.push_str(rest);
-        if path.is_empty() {
-            path.push('/');
-        }
-        exchange.record().action.upstream = Some(format!(
-            "{}://{}{}",
-            upstream.scheme, upstream.authority, path
-        ));
-        if let Some(q) = parts.uri.query() {
-            path.push('?');
-            path.push_str(q);
-        }
-        let uri = Uri::builder()
-            .scheme(upstream.scheme.clone())
-            .authority(upstream.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| ProxyError::BadRequest(format!("cannot form the upstream URI: {e}")))?;
-        strip_hop_by_hop(&mut parts.headers);
-        // Host comes from the upstream URI; length from the buffered body.
-        parts.headers.remove(header::HOST);
-        parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.remove(header::EXPECT);
-        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
-            parts.headers.insert(X_REQUEST_ID, v);
-        }
-        parts.uri = uri;
-        parts.version = Version::HTTP_11;
-        let upstream_req = Request::from_parts(parts, Full::new(body));
-
+    /// Sends upstream within the response-header timeout, classifying failures.
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        upstream: &Upstream,
+    ) -> Result<Response<Incoming>, ProxyError> {
         let origin = || format!("{}://{}", upstream.scheme, upstream.authority);
-        let response = match tokio::time::timeout(
-            self.response_header_timeout,
-            self.client.request(upstream_req),
-        )
-        .await
-        {
-            Err(_) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    upstream: origin(),
-                    phase: "response headers",
-                    after: self.response_header_timeout,
-                });
-            }
+        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
+            Ok(Ok(response)) => Ok(response),
+            Err(_) => Err(ProxyError::UpstreamTimeout {
+                upstream: origin(),
+                phase: "response headers",
+                after: self.response_header_timeout,
+            }),
             Ok(Err(e)) => {
                 let cause = chain(&e);
-                let timed_out = e.is_connect() && cause.contains("timed out");
-                return Err(if timed_out {
+                Err(if e.is_connect() && cause.contains("timed out") {
                     ProxyError::UpstreamTimeout {
                         upstream: origin(),
                         phase: "connect",
@@ -220,18 +211,49 @@ impl Pipeline {
                         upstream: origin(),
                         cause,
                     }
-                });
+                })
             }
-            Ok(Ok(response)) => response,
-        };
-
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
-            parts.headers.insert(X_REQUEST_ID, v);
         }
-        Ok(Response::from_parts(parts, body))
     }
+}
+
+/// The upstream's base path followed by the rest of the client's path (never empty).
+fn upstream_path(upstream: &Upstream, rest: &str) -> String {
+    let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
+    path.push_str(&upstream.base_path);
+    path.push_str(rest);
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// Points the request at the upstream: URI (query kept verbatim), hop-by-hop headers
+/// removed, `Host` and `Content-Length` left for the client to set from the URI and
+/// the buffered body, `x-request-id` set.
+fn rewrite_request(
+    parts: &mut http::request::Parts,
+    upstream: &Upstream,
+    mut path: String,
+    request_id: &HeaderValue,
+) -> Result<(), ProxyError> {
+    if let Some(q) = parts.uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    parts.uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| ProxyError::BadRequest(format!("cannot form the upstream URI: {e}")))?;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::EXPECT);
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    parts.version = Version::HTTP_11;
+    Ok(())
 }
 
 /// `model` from a JSON request body, if there is one.
@@ -252,6 +274,39 @@ fn model_of(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::validate_parse_upstream;
+
+    #[test]
+    fn upstream_request_keeps_query_and_base_path() {
+        let upstream = validate_parse_upstream("https://api.example.com/base/").expect("upstream");
+        assert_eq!(upstream_path(&upstream, ""), "/base");
+        let root = validate_parse_upstream("http://u:8080").expect("upstream");
+        assert_eq!(upstream_path(&root, ""), "/");
+        let (mut parts, ()) = Request::post("/p/v1/x?a=1&b=%20")
+            .header("host", "localhost")
+            .header("content-length", "3")
+            .header("connection", "close")
+            .header("x-request-id", "old")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let id = HeaderValue::from_static("req_1");
+        rewrite_request(
+            &mut parts,
+            &upstream,
+            upstream_path(&upstream, "/v1/x"),
+            &id,
+        )
+        .expect("rewrite");
+        assert_eq!(
+            parts.uri.to_string(),
+            "https://api.example.com/base/v1/x?a=1&b=%20"
+        );
+        assert!(parts.headers.get("host").is_none());
+        assert!(parts.headers.get("content-length").is_none());
+        assert!(parts.headers.get("connection").is_none());
+        assert_eq!(parts.headers["x-request-id"], "req_1");
+    }
 
     #[test]
     fn model_is_read_from_json_bodies_only() {
