@@ -14,10 +14,13 @@ use arrow_array::{
 };
 use arrow_schema::ArrowError;
 use arrow_schema::{DataType, Field, Fields};
+use std::borrow::Borrow;
 use std::sync::Arc;
 
-/// Builds the batch for `rows`.
-pub fn to_record_batch(rows: &[AuditRecord]) -> Result<RecordBatch, ArrowError> {
+/// Builds the batch for `rows` (records or references to them).
+pub fn to_record_batch<R: Borrow<AuditRecord>>(rows: &[R]) -> Result<RecordBatch, ArrowError> {
+    let rows: Vec<&AuditRecord> = rows.iter().map(Borrow::borrow).collect();
+    let rows = rows.as_slice();
     let schema = audit_schema();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(
@@ -105,18 +108,18 @@ pub fn to_record_batch(rows: &[AuditRecord]) -> Result<RecordBatch, ArrowError> 
 }
 
 fn strings<'a>(
-    rows: &'a [AuditRecord],
+    rows: &[&'a AuditRecord],
     f: impl Fn(&'a AuditRecord) -> Option<&'a str>,
 ) -> ArrayRef {
-    Arc::new(StringArray::from_iter(rows.iter().map(f)))
+    Arc::new(StringArray::from_iter(rows.iter().copied().map(f)))
 }
 
 fn string_lists<'a>(
-    rows: &'a [AuditRecord],
+    rows: &[&'a AuditRecord],
     f: impl Fn(&'a AuditRecord) -> Option<&'a [String]>,
 ) -> ArrayRef {
     let mut builder = ListBuilder::new(StringBuilder::new());
-    for row in rows {
+    for &row in rows {
         match f(row) {
             Some(items) => {
                 for item in items {
@@ -131,14 +134,14 @@ fn string_lists<'a>(
 }
 
 fn redactions<'a>(
-    rows: &'a [AuditRecord],
+    rows: &[&'a AuditRecord],
     f: impl Fn(&'a AuditRecord) -> Option<&'a [Redaction]>,
 ) -> ArrayRef {
     let fields = schema::redaction_fields();
     let item = Field::new_list_field(DataType::Struct(fields.clone()), true);
     let mut builder =
         ListBuilder::new(StructBuilder::from_fields(fields, 0)).with_field(Arc::new(item));
-    for row in rows {
+    for &row in rows {
         let Some(items) = f(row) else {
             builder.append(false);
             continue;
@@ -220,7 +223,7 @@ mod tests {
 
     #[test]
     fn empty_batch_is_valid() {
-        let batch = to_record_batch(&[]).expect("batch");
+        let batch = to_record_batch::<AuditRecord>(&[]).expect("batch");
         assert_eq!(batch.num_rows(), 0);
     }
 }

@@ -117,12 +117,9 @@ impl ParquetDirWriter {
     /// left under a `.parquet` name; files already completed for other partitions of
     /// the same call are removed again so that a retry does not duplicate rows.
     pub fn write(&mut self, rows: &[AuditRecord]) -> Result<Vec<PathBuf>, WriteError> {
-        let mut partitions: BTreeMap<(String, String), Vec<AuditRecord>> = BTreeMap::new();
+        let mut partitions: BTreeMap<(String, String), Vec<&AuditRecord>> = BTreeMap::new();
         for row in rows {
-            partitions
-                .entry(row.partition())
-                .or_default()
-                .push(row.clone());
+            partitions.entry(row.partition()).or_default().push(row);
         }
         let mut written = Vec::new();
         for ((dt, hour), rows) in partitions {
@@ -143,7 +140,7 @@ impl ParquetDirWriter {
         Ok(written)
     }
 
-    fn write_file(&mut self, dir: &Path, rows: &[AuditRecord]) -> Result<PathBuf, WriteError> {
+    fn write_file(&mut self, dir: &Path, rows: &[&AuditRecord]) -> Result<PathBuf, WriteError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let name = self.namer.next();
         let tmp = dir.join(format!(".{name}.tmp"));
