@@ -184,9 +184,9 @@ async fn upstream_statuses_are_relayed_not_treated_as_custody_errors() {
 }
 
 #[tokio::test]
-async fn many_requests_on_one_keep_alive_connection() {
+async fn many_requests_on_one_keep_alive_connection_multi_threaded_runtime() {
     let stub = Stub::start().await;
-    let mut custody = Custody::start(&routes(&stub));
+    let mut custody = Custody::start(&format!("{}runtime:\n  worker_threads: 2\n", routes(&stub)));
     let io = tokio::net::UnixStream::connect(&custody.socket)
         .await
         .expect("connect");

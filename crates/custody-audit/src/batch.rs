@@ -1,169 +1,271 @@
-//! Audit records → one Arrow [`RecordBatch`] with the [`audit_schema`].
+//! Audit records → Arrow, column by column.
 //!
-//! Struct columns are assembled from the field lists in [`crate::schema`], in the
-//! same order, so a field added there without a builder here fails the
-//! `batch_matches_schema` test rather than writing a wrong file.
+//! [`BatchBuilder`] appends each record to per-column builders as it arrives, so a
+//! buffered row costs only its bytes in compact columnar buffers (no per-row heap
+//! objects are kept), and [`BatchBuilder::finish`] assembles a [`RecordBatch`] with the
+//! [`audit_schema`]. Struct columns are assembled from the field lists in
+//! [`crate::schema`], in the same order, so a field added there without a builder here
+//! fails the `batch_matches_schema` test rather than writing a wrong file.
 
-use crate::record::{AuditRecord, Redaction};
+use crate::record::AuditRecord;
 use crate::schema::{self, audit_schema};
-use arrow_array::RecordBatch;
-use arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, StructBuilder};
-use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray, StructArray,
-    TimestampMicrosecondArray,
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    StructBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_schema::ArrowError;
-use arrow_schema::{DataType, Field, Fields};
+use arrow_array::{ArrayRef, RecordBatch, StructArray};
+use arrow_schema::{ArrowError, DataType, Field, Fields};
 use std::borrow::Borrow;
 use std::sync::Arc;
 
-/// Builds the batch for `rows` (records or references to them).
+/// Builds the batch for `rows` (records or references to them) in one go.
 pub fn to_record_batch<R: Borrow<AuditRecord>>(rows: &[R]) -> Result<RecordBatch, ArrowError> {
-    let rows: Vec<&AuditRecord> = rows.iter().map(Borrow::borrow).collect();
-    let rows = rows.as_slice();
-    let schema = audit_schema();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.event_time))
-                .with_timezone("UTC"),
-        ),
-        strings(rows, |r| Some(r.request_id.as_str())),
-        strings(rows, |r| r.session_id.as_deref()),
-        strings(rows, |r| r.trace_id.as_deref()),
-        Arc::new(Int32Array::from_iter_values(
-            rows.iter().map(|r| r.schema_version),
-        )),
-        structure(
-            schema::principal_fields(),
-            vec![
-                strings(rows, |r| r.principal.sub.as_deref()),
-                strings(rows, |r| r.principal.org.as_deref()),
-                strings(rows, |r| r.principal.role.as_deref()),
-                string_lists(rows, |r| r.principal.roles.as_deref()),
-                strings(rows, |r| r.principal.issuer.as_deref()),
-            ],
-        )?,
-        structure(
-            schema::action_fields(),
-            vec![
-                strings(rows, |r| Some(r.action.kind.as_str())),
-                strings(rows, |r| r.action.route.as_deref()),
-                strings(rows, |r| Some(r.action.method.as_str())),
-                strings(rows, |r| Some(r.action.path.as_str())),
-                strings(rows, |r| r.action.upstream.as_deref()),
-                strings(rows, |r| r.action.tool.as_deref()),
-                strings(rows, |r| r.action.parameters.as_deref()),
-            ],
-        )?,
-        structure(
-            schema::policy_fields(),
-            vec![
-                strings(rows, |r| r.policy.decision.as_deref()),
-                strings(rows, |r| r.policy.rule.as_deref()),
-                string_lists(rows, |r| r.policy.scopes.as_deref()),
-            ],
-        )?,
-        structure(
-            schema::content_safety_fields(),
-            vec![
-                Arc::new(BooleanArray::from_iter(
-                    rows.iter().map(|r| r.content_safety.pii_detected),
-                )),
-                redactions(rows, |r| r.content_safety.redactions.as_deref()),
-            ],
-        )?,
-        structure(
-            schema::usage_fields(),
-            vec![
-                strings(rows, |r| r.usage.model.as_deref()),
-                Arc::new(Int64Array::from_iter(
-                    rows.iter().map(|r| r.usage.input_tokens),
-                )),
-                Arc::new(Int64Array::from_iter(
-                    rows.iter().map(|r| r.usage.output_tokens),
-                )),
-                Arc::new(Float64Array::from_iter(
-                    rows.iter().map(|r| r.usage.estimated_cost_usd),
-                )),
-            ],
-        )?,
-        structure(
-            schema::outcome_fields(),
-            vec![
-                Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.outcome.status))),
-                Arc::new(Float64Array::from_iter_values(
-                    rows.iter().map(|r| r.outcome.duration_ms),
-                )),
-                strings(rows, |r| r.outcome.error.as_deref()),
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| r.outcome.bytes_in),
-                )),
-                Arc::new(Int64Array::from_iter_values(
-                    rows.iter().map(|r| r.outcome.bytes_out),
-                )),
-            ],
-        )?,
-    ];
-    RecordBatch::try_new(schema, columns)
+    let mut builder = BatchBuilder::default();
+    for row in rows {
+        builder.append(row.borrow());
+    }
+    builder.finish()
 }
 
-fn strings<'a>(
-    rows: &[&'a AuditRecord],
-    f: impl Fn(&'a AuditRecord) -> Option<&'a str>,
-) -> ArrayRef {
-    Arc::new(StringArray::from_iter(rows.iter().copied().map(f)))
+/// Accumulates records in columnar form.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    len: usize,
+    event_time: TimestampMicrosecondBuilder,
+    request_id: StringBuilder,
+    session_id: StringBuilder,
+    trace_id: StringBuilder,
+    schema_version: Int32Builder,
+    principal_sub: StringBuilder,
+    principal_org: StringBuilder,
+    principal_role: StringBuilder,
+    principal_roles: ListBuilder<StringBuilder>,
+    principal_issuer: StringBuilder,
+    action_kind: StringBuilder,
+    action_route: StringBuilder,
+    action_method: StringBuilder,
+    action_path: StringBuilder,
+    action_upstream: StringBuilder,
+    action_tool: StringBuilder,
+    action_parameters: StringBuilder,
+    policy_decision: StringBuilder,
+    policy_rule: StringBuilder,
+    policy_scopes: ListBuilder<StringBuilder>,
+    pii_detected: BooleanBuilder,
+    redactions: ListBuilder<StructBuilder>,
+    usage_model: StringBuilder,
+    usage_input_tokens: Int64Builder,
+    usage_output_tokens: Int64Builder,
+    usage_cost: Float64Builder,
+    outcome_status: Int32Builder,
+    outcome_duration_ms: Float64Builder,
+    outcome_error: StringBuilder,
+    outcome_bytes_in: Int64Builder,
+    outcome_bytes_out: Int64Builder,
 }
 
-fn string_lists<'a>(
-    rows: &[&'a AuditRecord],
-    f: impl Fn(&'a AuditRecord) -> Option<&'a [String]>,
-) -> ArrayRef {
-    let mut builder = ListBuilder::new(StringBuilder::new());
-    for &row in rows {
-        match f(row) {
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        let redaction_item =
+            Field::new_list_field(DataType::Struct(schema::redaction_fields()), true);
+        Self {
+            len: 0,
+            event_time: TimestampMicrosecondBuilder::new(),
+            request_id: StringBuilder::new(),
+            session_id: StringBuilder::new(),
+            trace_id: StringBuilder::new(),
+            schema_version: Int32Builder::new(),
+            principal_sub: StringBuilder::new(),
+            principal_org: StringBuilder::new(),
+            principal_role: StringBuilder::new(),
+            principal_roles: ListBuilder::new(StringBuilder::new()),
+            principal_issuer: StringBuilder::new(),
+            action_kind: StringBuilder::new(),
+            action_route: StringBuilder::new(),
+            action_method: StringBuilder::new(),
+            action_path: StringBuilder::new(),
+            action_upstream: StringBuilder::new(),
+            action_tool: StringBuilder::new(),
+            action_parameters: StringBuilder::new(),
+            policy_decision: StringBuilder::new(),
+            policy_rule: StringBuilder::new(),
+            policy_scopes: ListBuilder::new(StringBuilder::new()),
+            pii_detected: BooleanBuilder::new(),
+            redactions: ListBuilder::new(StructBuilder::from_fields(schema::redaction_fields(), 0))
+                .with_field(Arc::new(redaction_item)),
+            usage_model: StringBuilder::new(),
+            usage_input_tokens: Int64Builder::new(),
+            usage_output_tokens: Int64Builder::new(),
+            usage_cost: Float64Builder::new(),
+            outcome_status: Int32Builder::new(),
+            outcome_duration_ms: Float64Builder::new(),
+            outcome_error: StringBuilder::new(),
+            outcome_bytes_in: Int64Builder::new(),
+            outcome_bytes_out: Int64Builder::new(),
+        }
+    }
+}
+
+fn append_list(builder: &mut ListBuilder<StringBuilder>, items: Option<&[String]>) {
+    match items {
+        Some(items) => {
+            for item in items {
+                builder.values().append_value(item);
+            }
+            builder.append(true);
+        }
+        None => builder.append(false),
+    }
+}
+
+impl BatchBuilder {
+    /// Rows appended since the last [`BatchBuilder::finish`].
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no rows are buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends one record.
+    pub fn append(&mut self, r: &AuditRecord) {
+        self.len += 1;
+        self.event_time.append_value(r.event_time);
+        self.request_id.append_value(&r.request_id);
+        self.session_id.append_option(r.session_id.as_deref());
+        self.trace_id.append_option(r.trace_id.as_deref());
+        self.schema_version.append_value(r.schema_version);
+
+        let p = &r.principal;
+        self.principal_sub.append_option(p.sub.as_deref());
+        self.principal_org.append_option(p.org.as_deref());
+        self.principal_role.append_option(p.role.as_deref());
+        append_list(&mut self.principal_roles, p.roles.as_deref());
+        self.principal_issuer.append_option(p.issuer.as_deref());
+
+        let a = &r.action;
+        self.action_kind.append_value(a.kind.as_str());
+        self.action_route.append_option(a.route.as_deref());
+        self.action_method.append_value(&a.method);
+        self.action_path.append_value(&a.path);
+        self.action_upstream.append_option(a.upstream.as_deref());
+        self.action_tool.append_option(a.tool.as_deref());
+        self.action_parameters
+            .append_option(a.parameters.as_deref());
+
+        self.policy_decision
+            .append_option(r.policy.decision.as_deref());
+        self.policy_rule.append_option(r.policy.rule.as_deref());
+        append_list(&mut self.policy_scopes, r.policy.scopes.as_deref());
+
+        self.pii_detected
+            .append_option(r.content_safety.pii_detected);
+        match &r.content_safety.redactions {
             Some(items) => {
+                let values = self.redactions.values();
                 for item in items {
-                    builder.values().append_value(item);
+                    if let Some(b) = values.field_builder::<StringBuilder>(0) {
+                        b.append_value(&item.kind);
+                    }
+                    if let Some(b) = values.field_builder::<StringBuilder>(1) {
+                        b.append_value(&item.path);
+                    }
+                    if let Some(b) = values.field_builder::<Int64Builder>(2) {
+                        b.append_value(item.count);
+                    }
+                    if let Some(b) = values.field_builder::<StringBuilder>(3) {
+                        b.append_value(&item.action);
+                    }
+                    values.append(true);
                 }
-                builder.append(true);
+                self.redactions.append(true);
             }
-            None => builder.append(false),
+            None => self.redactions.append(false),
         }
-    }
-    Arc::new(builder.finish())
-}
 
-fn redactions<'a>(
-    rows: &[&'a AuditRecord],
-    f: impl Fn(&'a AuditRecord) -> Option<&'a [Redaction]>,
-) -> ArrayRef {
-    let fields = schema::redaction_fields();
-    let item = Field::new_list_field(DataType::Struct(fields.clone()), true);
-    let mut builder =
-        ListBuilder::new(StructBuilder::from_fields(fields, 0)).with_field(Arc::new(item));
-    for &row in rows {
-        let Some(items) = f(row) else {
-            builder.append(false);
-            continue;
-        };
-        let values = builder.values();
-        for r in items {
-            append_str(values, 0, &r.kind);
-            append_str(values, 1, &r.path);
-            if let Some(b) = values.field_builder::<Int64Builder>(2) {
-                b.append_value(r.count);
-            }
-            append_str(values, 3, &r.action);
-            values.append(true);
-        }
-        builder.append(true);
-    }
-    Arc::new(builder.finish())
-}
+        let u = &r.usage;
+        self.usage_model.append_option(u.model.as_deref());
+        self.usage_input_tokens.append_option(u.input_tokens);
+        self.usage_output_tokens.append_option(u.output_tokens);
+        self.usage_cost.append_option(u.estimated_cost_usd);
 
-fn append_str(builder: &mut StructBuilder, index: usize, value: &str) {
-    if let Some(b) = builder.field_builder::<StringBuilder>(index) {
-        b.append_value(value);
+        let o = &r.outcome;
+        self.outcome_status.append_option(o.status);
+        self.outcome_duration_ms.append_value(o.duration_ms);
+        self.outcome_error.append_option(o.error.as_deref());
+        self.outcome_bytes_in.append_value(o.bytes_in);
+        self.outcome_bytes_out.append_value(o.bytes_out);
+    }
+
+    /// The batch of every row appended so far; the builder is empty afterwards.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.len = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_time.finish().with_timezone("UTC")),
+            Arc::new(self.request_id.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.schema_version.finish()),
+            structure(
+                schema::principal_fields(),
+                vec![
+                    Arc::new(self.principal_sub.finish()),
+                    Arc::new(self.principal_org.finish()),
+                    Arc::new(self.principal_role.finish()),
+                    Arc::new(self.principal_roles.finish()),
+                    Arc::new(self.principal_issuer.finish()),
+                ],
+            )?,
+            structure(
+                schema::action_fields(),
+                vec![
+                    Arc::new(self.action_kind.finish()),
+                    Arc::new(self.action_route.finish()),
+                    Arc::new(self.action_method.finish()),
+                    Arc::new(self.action_path.finish()),
+                    Arc::new(self.action_upstream.finish()),
+                    Arc::new(self.action_tool.finish()),
+                    Arc::new(self.action_parameters.finish()),
+                ],
+            )?,
+            structure(
+                schema::policy_fields(),
+                vec![
+                    Arc::new(self.policy_decision.finish()),
+                    Arc::new(self.policy_rule.finish()),
+                    Arc::new(self.policy_scopes.finish()),
+                ],
+            )?,
+            structure(
+                schema::content_safety_fields(),
+                vec![
+                    Arc::new(self.pii_detected.finish()),
+                    Arc::new(self.redactions.finish()),
+                ],
+            )?,
+            structure(
+                schema::usage_fields(),
+                vec![
+                    Arc::new(self.usage_model.finish()),
+                    Arc::new(self.usage_input_tokens.finish()),
+                    Arc::new(self.usage_output_tokens.finish()),
+                    Arc::new(self.usage_cost.finish()),
+                ],
+            )?,
+            structure(
+                schema::outcome_fields(),
+                vec![
+                    Arc::new(self.outcome_status.finish()),
+                    Arc::new(self.outcome_duration_ms.finish()),
+                    Arc::new(self.outcome_error.finish()),
+                    Arc::new(self.outcome_bytes_in.finish()),
+                    Arc::new(self.outcome_bytes_out.finish()),
+                ],
+            )?,
+        ];
+        RecordBatch::try_new(audit_schema(), columns)
     }
 }
 
@@ -219,6 +321,19 @@ mod tests {
         let roles = principal.column_by_name("roles").expect("roles");
         assert!(roles.is_valid(0));
         assert!(roles.is_null(1));
+    }
+
+    #[test]
+    fn builder_is_reusable_after_finish() {
+        let mut b = BatchBuilder::default();
+        b.append(&record(0));
+        b.append(&record(1));
+        assert_eq!(b.finish().expect("batch").num_rows(), 2);
+        assert!(b.is_empty());
+        b.append(&record(2));
+        let batch = b.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.schema(), audit_schema());
     }
 
     #[test]

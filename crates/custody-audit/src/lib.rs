@@ -22,7 +22,7 @@ pub mod schema;
 mod sink;
 mod writer;
 
-pub use record::{AuditRecord, ContentSafety, Outcome, PolicyOutcome, Redaction, Usage};
+pub use record::{AuditRecord, ContentSafety, Outcome, Partition, PolicyOutcome, Redaction, Usage};
 pub use schema::SCHEMA_VERSION;
 pub use sink::{AuditHandle, AuditSink, AuditStats, SinkConfig};
 pub use writer::{FileNamer, ParquetDirWriter, WriteError};

@@ -121,13 +121,34 @@ impl AuditRecord {
         }
     }
 
-    /// The UTC `(YYYY-MM-DD, HH)` partition this record belongs to.
-    pub fn partition(&self) -> (String, String) {
-        let t = datetime(self.event_time);
-        (
-            format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
-            format!("{:02}", t.hour()),
-        )
+    /// The UTC hour partition this record belongs to.
+    pub fn partition(&self) -> Partition {
+        Partition::of(self.event_time)
+    }
+}
+
+/// A UTC hour: the `dt=YYYY-MM-DD/hour=HH` directory a row is filed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Partition(i64);
+
+impl Partition {
+    const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+    /// The partition of a row whose `event_time` is `micros` since the epoch.
+    pub fn of(micros: i64) -> Self {
+        Self(micros.div_euclid(Self::MICROS_PER_HOUR))
+    }
+
+    /// `dt=YYYY-MM-DD/hour=HH`, relative to the audit directory.
+    pub fn relative_dir(self) -> std::path::PathBuf {
+        let t = datetime(self.0.saturating_mul(Self::MICROS_PER_HOUR));
+        std::path::PathBuf::from(format!(
+            "dt={:04}-{:02}-{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day()
+        ))
+        .join(format!("hour={:02}", t.hour()))
     }
 }
 
@@ -171,7 +192,10 @@ mod tests {
 
     #[test]
     fn partition_is_utc_date_and_hour() {
-        assert_eq!(sample().partition(), ("2026-03-06".into(), "14".into()));
+        assert_eq!(
+            sample().partition().relative_dir(),
+            std::path::Path::new("dt=2026-03-06/hour=14")
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Writing audit rows as Parquet files under a Hive-partitioned directory.
 
 use crate::batch::to_record_batch;
-use crate::record::AuditRecord;
+use crate::record::{AuditRecord, Partition};
 use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, audit_schema};
+use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -10,7 +11,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Why a batch of rows could not be written.
@@ -113,21 +114,20 @@ impl ParquetDirWriter {
         &self.dir
     }
 
-    /// Writes `rows` and returns the files created. On error, no partial file is
-    /// left under a `.parquet` name; files already completed for other partitions of
-    /// the same call are removed again so that a retry does not duplicate rows.
+    /// Writes `rows`, one file per partition they touch, and returns the files
+    /// created. On error, files already completed by this call are removed again, so
+    /// a retry does not duplicate rows.
     pub fn write(&mut self, rows: &[AuditRecord]) -> Result<Vec<PathBuf>, WriteError> {
-        let mut partitions: BTreeMap<(String, String), Vec<&AuditRecord>> = BTreeMap::new();
+        let mut partitions: BTreeMap<Partition, Vec<&AuditRecord>> = BTreeMap::new();
         for row in rows {
             partitions.entry(row.partition()).or_default().push(row);
         }
         let mut written = Vec::new();
-        for ((dt, hour), rows) in partitions {
-            let dir = self
-                .dir
-                .join(format!("dt={dt}"))
-                .join(format!("hour={hour}"));
-            match self.write_file(&dir, &rows) {
+        for (partition, rows) in partitions {
+            match to_record_batch(&rows)
+                .map_err(WriteError::from)
+                .and_then(|batch| self.write_batch(partition, &batch))
+            {
                 Ok(path) => written.push(path),
                 Err(e) => {
                     for path in &written {
@@ -140,23 +140,50 @@ impl ParquetDirWriter {
         Ok(written)
     }
 
-    fn write_file(&mut self, dir: &Path, rows: &[&AuditRecord]) -> Result<PathBuf, WriteError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    /// A Parquet file being built in memory: write batches to it, then hand
+    /// `into_inner()` to [`ParquetDirWriter::write_file`]. Rows are held encoded and
+    /// compressed, a fraction of their size as Arrow arrays.
+    pub fn encoder(&self) -> Result<ArrowWriter<Vec<u8>>, WriteError> {
+        Ok(ArrowWriter::try_new(
+            Vec::new(),
+            audit_schema(),
+            Some(self.props.clone()),
+        )?)
+    }
+
+    /// Writes `batch` as one file in `partition` and returns its path.
+    pub fn write_batch(
+        &mut self,
+        partition: Partition,
+        batch: &RecordBatch,
+    ) -> Result<PathBuf, WriteError> {
+        let mut encoder = self.encoder()?;
+        encoder.write(batch)?;
+        let bytes = encoder.into_inner()?;
+        self.write_file(partition, &bytes)
+    }
+
+    /// Stores a complete Parquet file (`bytes`) in `partition`: written under a hidden
+    /// temporary name, fsync'd, renamed, and the directory fsync'd. On error no file
+    /// is left under a `.parquet` name.
+    pub fn write_file(
+        &mut self,
+        partition: Partition,
+        bytes: &[u8],
+    ) -> Result<PathBuf, WriteError> {
+        let dir = self.dir.join(partition.relative_dir());
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let name = self.namer.next();
         let tmp = dir.join(format!(".{name}.tmp"));
         let path = dir.join(&name);
         let result = (|| {
-            let file = File::create(&tmp).map_err(io_err(&tmp))?;
-            let batch = to_record_batch(rows)?;
-            let mut writer = ArrowWriter::try_new(file, audit_schema(), Some(self.props.clone()))?;
-            writer.write(&batch)?;
-            let file = writer.into_inner()?;
+            let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+            file.write_all(bytes).map_err(io_err(&tmp))?;
             file.sync_all().map_err(io_err(&tmp))?;
             fs::rename(&tmp, &path).map_err(io_err(&path))?;
-            // Make the rename itself durable.
-            File::open(dir)
+            File::open(&dir)
                 .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))
+                .map_err(io_err(&dir))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);

@@ -38,6 +38,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// The async runtime.
+    pub runtime: RuntimeConfig,
 }
 
 /// `listen`.
@@ -126,6 +128,15 @@ pub struct LimitsConfig {
 pub struct ShutdownConfig {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub grace_period: Duration,
+}
+
+/// `runtime`.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Threads serving requests: 1 (the default) runs everything on one thread, as
+    /// a sidecar usually should; more uses a work-stealing pool. Audit file encoding
+    /// and writes run on separate blocking threads either way.
+    pub worker_threads: usize,
 }
 
 /// One problem in a config file.

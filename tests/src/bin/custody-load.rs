@@ -41,21 +41,39 @@ struct Args {
     /// Modes: `json` (a chat completion) and/or `sse` (a streamed one).
     #[arg(long, value_delimiter = ',', default_values_t = ["json".to_string(), "sse".to_string()])]
     mode: Vec<String>,
+    /// Extra YAML appended to custody's config (e.g. `limits: {max_request_body: 1MiB}`).
+    #[arg(long, default_value = "")]
+    extra_config: String,
     /// The custody binary (default: `custody` next to this program).
     #[arg(long)]
     custody_bin: Option<PathBuf>,
 }
 
+/// The stub upstream runs on its own single-threaded runtime so that it does not
+/// share worker threads with the load generator.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let stub = Stub::start().await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("stub".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let _ = tx.send(Stub::start().await);
+                std::future::pending::<()>().await;
+            });
+            Ok(())
+        })?;
+    let stub = rx.await.context("stub upstream did not start")?;
     let dir = tempfile::tempdir()?;
     let bin = match &args.custody_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("custody"),
     };
-    let mut custody = start_custody(&bin, dir.path(), &stub)?;
+    let mut custody = start_custody(&bin, dir.path(), &stub, &args.extra_config)?;
     let result = run(&args, &stub, &custody).await;
     let _ = Command::new("kill")
         .args(["-TERM", &custody.child.id().to_string()])
@@ -74,18 +92,20 @@ fn start_custody(
     bin: &std::path::Path,
     dir: &std::path::Path,
     stub: &Stub,
+    extra: &str,
 ) -> anyhow::Result<CustodyProc> {
     let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let config = dir.join("custody.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\naudit: {{dir: '{}'}}\n",
-            stub.url(),
-            dir.join("audit").display()
-        ),
-    )?;
+    let mut yaml = format!(
+        "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\n",
+        stub.url()
+    );
+    if !extra.contains("audit:") {
+        yaml += &format!("audit: {{dir: '{}'}}\n", dir.join("audit").display());
+    }
+    yaml += extra;
+    std::fs::write(&config, yaml)?;
     let child = Command::new(bin)
         .args(["run", "--log-format", "json", "--config"])
         .arg(&config)

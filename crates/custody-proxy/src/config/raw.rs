@@ -55,6 +55,7 @@ pub(crate) struct RawConfig {
     pub(crate) audit: Option<RawAudit>,
     pub(crate) limits: Option<RawLimits>,
     pub(crate) shutdown: Option<RawShutdown>,
+    pub(crate) runtime: Option<RawRuntime>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +115,12 @@ pub(crate) struct RawShutdown {
     pub(crate) grace_period: Option<NumberOrText>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    pub(crate) worker_threads: Option<usize>,
+}
+
 const SECTIONS: &[&str] = &[
     "listen",
     "routes",
@@ -122,6 +129,7 @@ const SECTIONS: &[&str] = &[
     "audit",
     "limits",
     "shutdown",
+    "runtime",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -165,6 +173,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "audit" => raw.audit = section(&key, value, issues),
             "limits" => raw.limits = section(&key, value, issues),
             "shutdown" => raw.shutdown = section(&key, value, issues),
+            "runtime" => raw.runtime = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

@@ -30,6 +30,7 @@ fn defaults_are_valid() {
     assert_eq!(c.audit.flush_rows, 10_000);
     assert_eq!(c.audit.flush_interval, Duration::from_secs(10));
     assert_eq!(c.limits.max_request_body, 8 << 20);
+    assert_eq!(c.runtime.worker_threads, 1);
 }
 
 #[test]
@@ -55,6 +56,8 @@ limits:
   max_request_body: 1MiB
 shutdown:
   grace_period: 5s
+runtime:
+  worker_threads: 4
 "#,
         "x",
     )
@@ -69,6 +72,7 @@ shutdown:
     assert_eq!(c.routes[0].kind, RouteKind::Http);
     assert_eq!(c.limits.max_request_body, 1 << 20);
     assert_eq!(c.shutdown.grace_period, Duration::from_secs(5));
+    assert_eq!(c.runtime.worker_threads, 4);
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub(crate) mod defaults {
     pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 64;
     pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(25);
+    pub(crate) const WORKER_THREADS: usize = 1;
     pub(crate) const ROUTES: &[(&str, &str, &str, custody_core::RouteKind)] = &[
         (
             "openai",
@@ -215,6 +216,21 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         ),
     };
 
+    let rt = raw.runtime.unwrap_or_default();
+    let runtime = RuntimeConfig {
+        worker_threads: match rt.worker_threads {
+            None => defaults::WORKER_THREADS,
+            Some(n @ 1..=256) => n,
+            Some(n) => {
+                is.push(
+                    "runtime.worker_threads",
+                    format!("{n} is out of range 1..=256"),
+                );
+                defaults::WORKER_THREADS
+            }
+        },
+    };
+
     Some(Config {
         listen,
         routes,
@@ -223,6 +239,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         audit,
         limits,
         shutdown,
+        runtime,
     })
 }
 
