@@ -196,6 +196,7 @@ async fn many_requests_on_one_keep_alive_connection_multi_threaded_runtime() {
             .expect("handshake");
     tokio::spawn(conn);
     for _ in 0..20 {
+        sender.ready().await.expect("connection ready");
         let resp = sender
             .send_request(post_json("/openai/v1/chat/completions", &chat(false)))
             .await

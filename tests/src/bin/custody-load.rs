@@ -32,6 +32,9 @@ struct Args {
     /// Measured requests per phase (after the warm-up).
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Rounds of the whole mix; with more than one, per-cell medians are printed too.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Warm-up requests per phase (not measured).
     #[arg(long, default_value_t = 1_000)]
     warmup: usize,
@@ -176,13 +179,19 @@ async fn drive(
                 hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
             tokio::spawn(conn);
             let mut lat = Vec::with_capacity(per);
-            for _ in 0..per {
+            for i in 0..per {
                 let req = http::Request::post(&path)
                     .header("host", "localhost")
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
+                // A keep-alive connection is ready for the next request only once the
+                // connection task has seen the end of the previous response.
+                sender.ready().await?;
                 let t = Instant::now();
-                let resp = sender.send_request(req).await?;
+                let resp = sender
+                    .send_request(req)
+                    .await
+                    .with_context(|| format!("request {i} to {addr}{path}"))?;
                 if resp.status() != 200 {
                     bail!("status {}", resp.status());
                 }
@@ -237,11 +246,37 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<()> {
-    println!(
-        "custody-load: {} requests per phase (+{} warm-up), body ~{} B, keep-alive, custody pid {}",
-        args.requests, args.warmup, args.body_size, custody.pid
-    );
+/// One measured (mode, concurrency) cell of one round.
+#[derive(Clone, Debug)]
+struct Cell {
+    mode: String,
+    concurrency: usize,
+    /// direct p50, direct p99, custody p50, custody p99 (µs), direct rps, custody rps,
+    /// custody CPU µs per request.
+    values: [f64; 7],
+}
+
+impl Cell {
+    fn print(&self) {
+        let [dp50, dp99, cp50, cp99, drps, crps, cpu] = self.values;
+        println!(
+            "{:<5} {:>4} | {:>8.0}µs {:>8.0}µs | {:>9.0}µs {:>8.0}µs | {:>7.0}µs {:>7.0}µs | {:>9.0} {:>9.0} | {:>8.1}µs",
+            self.mode,
+            self.concurrency,
+            dp50,
+            dp99,
+            cp50,
+            cp99,
+            cp50 - dp50,
+            cp99 - dp99,
+            drps,
+            crps,
+            cpu
+        );
+    }
+}
+
+fn header() {
     println!(
         "{:<5} {:>4} | {:>10} {:>10} | {:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} | {:>10}",
         "mode",
@@ -256,58 +291,59 @@ async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<
         "rps cus",
         "cpu/req"
     );
-    for mode in &args.mode {
-        let body = request_body(mode, args.body_size);
-        for &c in &args.concurrency {
-            drive(
-                stub.addr,
-                "/v1/chat/completions",
-                body.clone(),
-                c,
-                args.warmup,
-            )
-            .await?;
-            drive(
-                custody.tcp,
-                "/openai/v1/chat/completions",
-                body.clone(),
-                c,
-                args.warmup,
-            )
-            .await?;
-            let direct = drive(
-                stub.addr,
-                "/v1/chat/completions",
-                body.clone(),
-                c,
-                args.requests,
-            )
-            .await?;
-            let cpu_before = cpu_time(custody.pid)?;
-            let through = drive(
-                custody.tcp,
-                "/openai/v1/chat/completions",
-                body.clone(),
-                c,
-                args.requests,
-            )
-            .await?;
-            let cpu = cpu_time(custody.pid)?.saturating_sub(cpu_before);
-            let cpu_per_req = cpu.as_secs_f64() * 1e6 / through.latencies.len() as f64;
-            println!(
-                "{:<5} {:>4} | {:>8.0}µs {:>8.0}µs | {:>9.0}µs {:>8.0}µs | {:>7.0}µs {:>7.0}µs | {:>9.0} {:>9.0} | {:>8.1}µs",
-                mode,
-                c,
-                us(direct.pct(0.5)),
-                us(direct.pct(0.99)),
-                us(through.pct(0.5)),
-                us(through.pct(0.99)),
-                us(through.pct(0.5)) - us(direct.pct(0.5)),
-                us(through.pct(0.99)) - us(direct.pct(0.99)),
-                direct.rps(),
-                through.rps(),
-                cpu_per_req,
-            );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<()> {
+    println!(
+        "custody-load: {} round(s) of {} requests per phase (+{} warm-up), body ~{} B, keep-alive, custody pid {}",
+        args.rounds, args.requests, args.warmup, args.body_size, custody.pid
+    );
+    let mut all: Vec<Cell> = Vec::new();
+    for round in 1..=args.rounds {
+        println!("round {round}");
+        header();
+        for mode in &args.mode {
+            let body = request_body(mode, args.body_size);
+            for &c in &args.concurrency {
+                let cell = measure(args, stub, custody, mode, c, &body).await?;
+                cell.print();
+                all.push(cell);
+            }
+        }
+    }
+    if args.rounds > 1 {
+        println!(
+            "median of {} rounds (added = median custody - median direct)",
+            args.rounds
+        );
+        header();
+        for mode in &args.mode {
+            for &c in &args.concurrency {
+                let cells: Vec<&Cell> = all
+                    .iter()
+                    .filter(|x| &x.mode == mode && x.concurrency == c)
+                    .collect();
+                let values =
+                    std::array::from_fn(|i| median(cells.iter().map(|x| x.values[i]).collect()));
+                Cell {
+                    mode: mode.clone(),
+                    concurrency: c,
+                    values,
+                }
+                .print();
+            }
         }
     }
     println!(
@@ -315,4 +351,35 @@ async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<
         peak_rss_kib(custody.pid)? as f64 / 1024.0
     );
     Ok(())
+}
+
+async fn measure(
+    args: &Args,
+    stub: &Stub,
+    custody: &CustodyProc,
+    mode: &str,
+    c: usize,
+    body: &Bytes,
+) -> anyhow::Result<Cell> {
+    const DIRECT: &str = "/v1/chat/completions";
+    const THROUGH: &str = "/openai/v1/chat/completions";
+    drive(stub.addr, DIRECT, body.clone(), c, args.warmup).await?;
+    drive(custody.tcp, THROUGH, body.clone(), c, args.warmup).await?;
+    let direct = drive(stub.addr, DIRECT, body.clone(), c, args.requests).await?;
+    let cpu_before = cpu_time(custody.pid)?;
+    let through = drive(custody.tcp, THROUGH, body.clone(), c, args.requests).await?;
+    let cpu = cpu_time(custody.pid)?.saturating_sub(cpu_before);
+    Ok(Cell {
+        mode: mode.to_owned(),
+        concurrency: c,
+        values: [
+            us(direct.pct(0.5)),
+            us(direct.pct(0.99)),
+            us(through.pct(0.5)),
+            us(through.pct(0.99)),
+            direct.rps(),
+            through.rps(),
+            cpu.as_secs_f64() * 1e6 / through.latencies.len() as f64,
+        ],
+    })
 }
