@@ -6,8 +6,9 @@
 //!   Arrow batch builder ([`batch`]) derives its struct fields from it, so the two
 //!   cannot drift. The schema version is [`SCHEMA_VERSION`]; changes to the schema
 //!   bump it and are documented in `docs/audit-schema.md`.
-//! - Recording a row never blocks the request path: [`AuditSink::record`] hands the
-//!   row to a background writer through an unbounded channel.
+//! - Recording a row never waits on I/O: [`AuditSink::record`] appends it to
+//!   columnar builders under a short mutex; a dedicated writer thread encodes and
+//!   stores files ([`sink`]).
 //! - Files appear atomically: a file is written under a hidden temporary name,
 //!   fsync'd, then renamed into place, so readers globbing `**/*.parquet` never see a
 //!   partial file.
@@ -19,7 +20,7 @@
 pub mod batch;
 mod record;
 pub mod schema;
-mod sink;
+pub mod sink;
 mod writer;
 
 pub use record::{AuditRecord, ContentSafety, Outcome, Partition, PolicyOutcome, Redaction, Usage};

@@ -1,15 +1,18 @@
-//! The background audit writer.
+//! The audit writer thread.
 //!
 //! [`AuditSink::record`] appends a row to columnar builders under a short mutex (one
-//! builder per UTC hour partition) and never waits on I/O. It wakes the writer task
-//! only every [`ENCODE_ROWS`] rows, to encode them into the partition's Parquet file
-//! being built in memory (compressed, so a buffered row costs tens of bytes rather
-//! than hundreds), and once `flush_rows` rows are buffered, to flush. The writer also
+//! builder per UTC hour partition) and never waits on I/O. It wakes the writer only
+//! every [`ENCODE_ROWS`] rows, to encode them into the partition's Parquet file being
+//! built in memory (compressed, so a buffered row costs tens of bytes rather than
+//! hundreds), and once `flush_rows` rows are buffered, to flush. The writer also
 //! flushes every `flush_interval`, on [`AuditSink::flush`] and at
 //! [`AuditHandle::shutdown`]: each in-memory file is finished and stored by
-//! [`ParquetDirWriter::write_file`]. Encoding and file I/O run on the blocking pool.
-//! A finished file that fails to store is kept (as bytes) and retried at the next
-//! flush.
+//! [`ParquetDirWriter::write_file`]. A finished file that fails to store is kept (as
+//! bytes) and retried at the next flush.
+//!
+//! The writer is one dedicated OS thread, so encoding and file I/O never run on the
+//! request-serving threads, and the process has a fixed number of threads (and
+//! allocator arenas) however the load varies.
 
 use crate::batch::BatchBuilder;
 use crate::record::{AuditRecord, Partition};
@@ -18,10 +21,10 @@ use parquet::arrow::ArrowWriter;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// How the writer behaves.
 #[derive(Clone, Debug)]
@@ -64,14 +67,14 @@ struct Buffer {
     unencoded: usize,
     /// Rows recorded since the last flush (encoded or not).
     since_flush: usize,
+    /// A wake-up has been sent and the writer has not taken the buffer yet.
+    woken: bool,
     closed: bool,
 }
 
 #[derive(Debug)]
 struct Shared {
     buffer: Mutex<Buffer>,
-    /// "Encode" or "flush": the writer reads the counters to tell which.
-    wake: Notify,
     flush_rows: usize,
     stats: Arc<AuditStats>,
 }
@@ -84,11 +87,21 @@ impl Shared {
     }
 }
 
+#[derive(Debug)]
+enum Command {
+    /// Encode what is buffered, and flush if `flush_rows` is reached.
+    Work,
+    /// Flush now and report back.
+    Flush(oneshot::Sender<()>),
+    /// Flush, report back and stop.
+    Stop(oneshot::Sender<()>),
+}
+
 /// A cheap, cloneable handle that records rows.
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     shared: Arc<Shared>,
-    flushes: mpsc::UnboundedSender<oneshot::Sender<()>>,
+    commands: mpsc::Sender<Command>,
 }
 
 impl AuditSink {
@@ -107,17 +120,20 @@ impl AuditSink {
         buffer.open.entry(row.partition()).or_default().append(&row);
         buffer.unencoded += 1;
         buffer.since_flush += 1;
-        let wake = buffer.since_flush >= self.shared.flush_rows || buffer.unencoded >= ENCODE_ROWS;
+        let wake = !buffer.woken
+            && (buffer.since_flush >= self.shared.flush_rows || buffer.unencoded >= ENCODE_ROWS);
+        buffer.woken |= wake;
         drop(buffer);
         if wake {
-            self.shared.wake.notify_one();
+            // Fails only once the writer has stopped, after `closed` is set.
+            let _ = self.commands.send(Command::Work);
         }
     }
 
     /// Flushes everything recorded so far and waits for the attempt to finish.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.flushes.send(tx).is_ok() {
+        if self.commands.send(Command::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -128,29 +144,36 @@ impl AuditSink {
     }
 }
 
-/// Owns the writer task; [`AuditHandle::shutdown`] flushes and stops it.
+/// Owns the writer thread; [`AuditHandle::shutdown`] flushes and stops it.
 #[derive(Debug)]
 pub struct AuditHandle {
     sink: AuditSink,
-    task: JoinHandle<()>,
 }
 
 impl AuditHandle {
-    /// Starts the writer.
-    pub fn spawn(config: SinkConfig) -> Self {
-        let (flushes, flush_rx) = mpsc::unbounded_channel();
+    /// Starts the writer thread.
+    pub fn spawn(config: SinkConfig) -> std::io::Result<Self> {
+        let (commands, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             buffer: Mutex::default(),
-            wake: Notify::new(),
             flush_rows: config.flush_rows.max(1),
             stats: Arc::default(),
         });
-        let writer = ParquetDirWriter::new(&config.dir, FileNamer::new(&config.instance));
-        let task = tokio::spawn(run(flush_rx, writer, config.flush_interval, shared.clone()));
-        Self {
-            sink: AuditSink { shared, flushes },
-            task,
-        }
+        let writer = Writer {
+            shared: shared.clone(),
+            files: Files {
+                dir: ParquetDirWriter::new(&config.dir, FileNamer::new(&config.instance)),
+                open: BTreeMap::new(),
+            },
+            pending: Vec::new(),
+        };
+        let interval = config.flush_interval;
+        std::thread::Builder::new()
+            .name("custody-audit".into())
+            .spawn(move || writer.run(&rx, interval))?;
+        Ok(Self {
+            sink: AuditSink { shared, commands },
+        })
     }
 
     /// A handle for recording rows.
@@ -163,52 +186,17 @@ impl AuditHandle {
     /// Returns the number of rows that could not be written (0 unless the disk is
     /// failing).
     pub async fn shutdown(self) -> u64 {
-        let Self { sink, task } = self;
+        let sink = self.sink;
         sink.shared.buffer().closed = true;
-        sink.flush().await;
-        task.abort();
-        let _ = task.await;
+        let (tx, rx) = oneshot::channel();
+        if sink.commands.send(Command::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
         let stats = &sink.shared.stats;
         stats
             .rows_received
             .load(Ordering::Relaxed)
             .saturating_sub(stats.rows_written.load(Ordering::Relaxed))
-    }
-}
-
-async fn run(
-    mut flushes: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
-    writer: ParquetDirWriter,
-    interval: Duration,
-    shared: Arc<Shared>,
-) {
-    let mut writer = Writer {
-        files: Arc::new(Mutex::new(Files {
-            dir: writer,
-            open: BTreeMap::new(),
-        })),
-        pending: Vec::new(),
-    };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            () = shared.wake.notified() => {
-                let flush = shared.buffer().since_flush >= shared.flush_rows;
-                writer.run(&shared, flush).await;
-            }
-            _ = ticker.tick() => writer.run(&shared, true).await,
-            request = flushes.recv() => {
-                writer.run(&shared, true).await;
-                match request {
-                    Some(done) => {
-                        let _ = done.send(());
-                    }
-                    None => return,
-                }
-            }
-        }
     }
 }
 
@@ -225,48 +213,64 @@ struct Finished {
     rows: usize,
 }
 
-/// The writer task's state: the in-memory files and the finished files that failed
+/// The writer thread's state: the in-memory files and the finished files that failed
 /// to store and wait for a retry.
 struct Writer {
-    files: Arc<Mutex<Files>>,
+    shared: Arc<Shared>,
+    files: Files,
     pending: Vec<Finished>,
 }
 
 impl Writer {
+    fn run(mut self, commands: &mpsc::Receiver<Command>, interval: Duration) {
+        let mut next_tick = Instant::now() + interval;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match commands.recv_timeout(wait) {
+                Ok(Command::Work) => {
+                    let flush = self.shared.buffer().since_flush >= self.shared.flush_rows;
+                    self.step(flush);
+                }
+                Ok(Command::Flush(done)) => {
+                    self.step(true);
+                    let _ = done.send(());
+                }
+                Ok(Command::Stop(done)) => {
+                    self.step(true);
+                    let _ = done.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.step(true);
+                    next_tick = Instant::now() + interval;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.step(true);
+                    return;
+                }
+            }
+        }
+    }
+
     /// Encodes the buffered rows; with `flush`, also finishes every file and stores
     /// it (retrying earlier failures first).
-    async fn run(&mut self, shared: &Shared, flush: bool) {
+    fn step(&mut self, flush: bool) {
         let taken = {
-            let mut buffer = shared.buffer();
+            let mut buffer = self.shared.buffer();
             buffer.unencoded = 0;
+            buffer.woken = false;
             if flush {
                 buffer.since_flush = 0;
             }
             std::mem::take(&mut buffer.open)
         };
-        let stats = shared.stats.clone();
-        let files = self.files.clone();
-        let mut pending = if flush {
-            std::mem::take(&mut self.pending)
-        } else {
-            Vec::new()
-        };
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
-            files.encode(taken, &stats);
-            if flush {
-                pending.extend(files.finish_all(&stats));
-                pending = files.store(pending, &stats);
-            }
-            pending
-        })
-        .await;
-        match joined {
-            Ok(still_pending) => self.pending.extend(still_pending),
-            Err(_) => {
-                shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                shared.stats.failing.store(true, Ordering::Relaxed);
-                tracing::error!("audit writer thread panicked; rows lost");
+        let stats = &self.shared.stats;
+        self.files.encode(taken, stats);
+        if flush {
+            let mut finished = std::mem::take(&mut self.pending);
+            finished.extend(self.files.finish_all(stats));
+            if !finished.is_empty() {
+                self.pending = self.files.store(finished, stats);
             }
         }
     }
@@ -392,7 +396,8 @@ mod tests {
     #[tokio::test]
     async fn flushes_by_row_count() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let handle = AuditHandle::spawn(config(dir.path(), 3, Duration::from_secs(3600)));
+        let handle =
+            AuditHandle::spawn(config(dir.path(), 3, Duration::from_secs(3600))).expect("spawn");
         let sink = handle.sink();
         sink.record(row());
         sink.record(row());
@@ -420,7 +425,8 @@ mod tests {
     async fn rows_encoded_in_chunks_land_in_one_file_per_partition() {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let dir = tempfile::tempdir().expect("tempdir");
-        let handle = AuditHandle::spawn(config(dir.path(), 100_000, Duration::from_secs(3600)));
+        let handle = AuditHandle::spawn(config(dir.path(), 100_000, Duration::from_secs(3600)))
+            .expect("spawn");
         let sink = handle.sink();
         let n = ENCODE_ROWS * 2 + 7;
         for _ in 0..n {
@@ -455,22 +461,18 @@ mod tests {
         handle.shutdown().await;
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn flushes_by_interval() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let handle = AuditHandle::spawn(config(dir.path(), 1000, Duration::from_secs(10)));
+        let handle = AuditHandle::spawn(config(dir.path(), 1000, Duration::from_millis(200)))
+            .expect("spawn");
         let sink = handle.sink();
         sink.record(row());
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(sink.stats().rows_written.load(Ordering::Relaxed), 0);
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        // The flush runs on a blocking thread: give it real time to finish.
         for _ in 0..500 {
             if sink.stats().rows_written.load(Ordering::Relaxed) == 1 {
                 break;
             }
-            tokio::task::yield_now().await;
-            std::thread::sleep(Duration::from_millis(2));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(sink.stats().rows_written.load(Ordering::Relaxed), 1);
         assert_eq!(parquet_files(dir.path()), 1);
@@ -482,7 +484,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = dir.path().join("audit");
         std::fs::write(&target, b"a file where a directory should be").expect("write");
-        let handle = AuditHandle::spawn(config(&target, 1000, Duration::from_secs(3600)));
+        let handle =
+            AuditHandle::spawn(config(&target, 1000, Duration::from_secs(3600))).expect("spawn");
         let sink = handle.sink();
         sink.record(row());
         sink.flush().await;

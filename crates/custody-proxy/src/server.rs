@@ -111,7 +111,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         flush_rows: config.audit.flush_rows,
         flush_interval: config.audit.flush_interval,
         instance: instance_name(),
-    });
+    })
+    .map_err(|e| StartError::Internal(format!("starting the audit writer thread: {e}")))?;
     let health = Arc::new(Health {
         ready: false.into(),
         audit: audit.sink().stats().clone(),
