@@ -208,16 +208,7 @@ async fn grace_period_also_cuts_http2_streams_and_records_them() {
         "{}shutdown:\n  grace_period: 500ms\n",
         routes(&stub)
     ));
-    let io = tokio::net::UnixStream::connect(&custody.socket)
-        .await
-        .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut sender = custody_tests::client::h2c_unix(&custody.socket).await;
     let req = http::Request::post("http://localhost/openai/v1/chat/completions")
         .header("x-stub-gate", "1")
         .header("x-request-id", "h2cut")

@@ -267,16 +267,7 @@ async fn https_upstream_trusted_through_extra_ca_speaks_http2() {
 async fn h2c_clients_are_served_too() {
     let stub = Stub::start().await;
     let mut custody = Custody::start(&routes(&stub));
-    let io = tokio::net::UnixStream::connect(&custody.socket)
-        .await
-        .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(io),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut sender = custody_tests::client::h2c_unix(&custody.socket).await;
     let req = http::Request::post("http://localhost/openai/v1/chat/completions")
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(chat(true).to_string())))

@@ -44,6 +44,23 @@ where
     Ok(sender.send_request(req).await?)
 }
 
+/// An HTTP/2 (prior knowledge, h2c) connection over the Unix socket at `path`.
+pub async fn h2c_unix(
+    path: &std::path::Path,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let io = tokio::net::UnixStream::connect(path)
+        .await
+        .expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(io),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// Sends `req` and collects the whole response body.
 pub async fn send_collect(
     target: &Target,

@@ -285,15 +285,7 @@ mod tests {
         let mut r = AuditRecord::new(
             SystemTime::now(),
             format!("req_{i}"),
-            Action {
-                kind: ActionKind::Http,
-                route: None,
-                method: "GET".into(),
-                path: "/x".into(),
-                upstream: None,
-                tool: None,
-                parameters: None,
-            },
+            Action::new(ActionKind::Http, "GET", "/x"),
         );
         if i.is_multiple_of(2) {
             r.principal.roles = Some(vec!["analyst".into(), "admin".into()]);

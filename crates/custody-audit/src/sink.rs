@@ -356,15 +356,7 @@ mod tests {
         AuditRecord::new(
             SystemTime::now(),
             "req".into(),
-            Action {
-                kind: ActionKind::Http,
-                route: None,
-                method: "GET".into(),
-                path: "/".into(),
-                upstream: None,
-                tool: None,
-                parameters: None,
-            },
+            Action::new(ActionKind::Http, "GET", "/"),
         )
     }
 

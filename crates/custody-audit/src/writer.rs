@@ -203,15 +203,7 @@ mod tests {
         AuditRecord::new(
             UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).expect("positive")),
             "req".into(),
-            Action {
-                kind: ActionKind::Http,
-                route: None,
-                method: "GET".into(),
-                path: "/".into(),
-                upstream: None,
-                tool: None,
-                parameters: None,
-            },
+            Action::new(ActionKind::Http, "GET", "/"),
         )
     }
 

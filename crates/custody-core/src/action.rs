@@ -90,3 +90,19 @@ pub struct Action {
     /// The tool's parameters as JSON text (after redaction).
     pub parameters: Option<String>,
 }
+
+impl Action {
+    /// An action of `kind` for `method` on `path`; route, upstream, tool and
+    /// parameters are filled in as the pipeline learns them.
+    pub fn new(kind: ActionKind, method: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            kind,
+            route: None,
+            method: method.into(),
+            path: path.into(),
+            upstream: None,
+            tool: None,
+            parameters: None,
+        }
+    }
+}

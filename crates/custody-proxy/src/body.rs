@@ -99,15 +99,7 @@ fn unreachable_record() -> Box<AuditRecord> {
     Box::new(AuditRecord::new(
         std::time::SystemTime::now(),
         String::new(),
-        custody_core::Action {
-            kind: custody_core::ActionKind::Http,
-            route: None,
-            method: String::new(),
-            path: String::new(),
-            upstream: None,
-            tool: None,
-            parameters: None,
-        },
+        custody_core::Action::new(custody_core::ActionKind::Http, "", ""),
     ))
 }
 

@@ -76,15 +76,12 @@ impl Pipeline {
             req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
         );
         let route = self.router.find(req.uri().path());
-        let action = Action {
-            kind: route.map_or(ActionKind::Http, |(r, _)| r.kind.action_kind()),
-            route: route.map(|(r, _)| r.name.clone()),
-            method: req.method().as_str().to_owned(),
-            path: req.uri().path().to_owned(),
-            upstream: None,
-            tool: None,
-            parameters: None,
-        };
+        let mut action = Action::new(
+            route.map_or(ActionKind::Http, |(r, _)| r.kind.action_kind()),
+            req.method().as_str(),
+            req.uri().path(),
+        );
+        action.route = route.map(|(r, _)| r.name.clone());
         // A RequestId is 1..=128 visible ASCII characters, always a valid header value.
         let id_header = HeaderValue::from_str(request_id.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));

@@ -304,15 +304,8 @@ fn connection_error(ctx: &Context, e: &(dyn std::error::Error + Send + Sync + 's
     let record = AuditRecord::new(
         SystemTime::now(),
         RequestId::generate().to_string(),
-        Action {
-            kind: ActionKind::Http,
-            route: None,
-            method: String::new(),
-            path: String::new(),
-            upstream: None,
-            tool: None,
-            parameters: None,
-        },
+        // The request line could not be parsed: method and path are unknown.
+        Action::new(ActionKind::Http, "", ""),
     );
     ctx.pipeline.exchange(Instant::now(), record).finish(
         Some(status),
