@@ -205,6 +205,11 @@ async fn many_requests_on_one_keep_alive_connection_multi_threaded_runtime() {
         resp.into_body().collect().await.expect("body");
     }
     drop(sender);
+    assert_eq!(
+        stub.connections(),
+        1,
+        "upstream connections are pooled and reused"
+    );
     custody.stop();
     assert_eq!(custody.rows().len(), 20);
 }

@@ -36,6 +36,7 @@ pub struct Stub {
     /// Where it listens.
     pub addr: SocketAddr,
     gate: Arc<Semaphore>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Stub {
@@ -49,13 +50,16 @@ impl Stub {
         let stub = Stub {
             addr: listener.local_addr()?,
             gate: Arc::new(Semaphore::new(0)),
+            connections: Arc::default(),
         };
         let gate = stub.gate.clone();
+        let connections = stub.connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
                 let gate = gate.clone();
                 let tls = tls.clone();
@@ -98,6 +102,11 @@ impl Stub {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lets one gated stream continue past its first event.
