@@ -1,0 +1,355 @@
+//! The negative corpus and the happy paths, with real keys.
+
+use super::*;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+const ISS: &str = "https://idp.test/";
+
+struct Signer {
+    key: EncodingKey,
+    jwk: Jwk,
+    alg: Algorithm,
+    kid: &'static str,
+}
+
+fn signer(kid: &'static str, alg: Algorithm) -> Signer {
+    let pair = match alg {
+        Algorithm::RS256 => {
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+        Algorithm::ES256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        Algorithm::EdDSA => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        other => panic!("no test key for {other:?}"),
+    }
+    .expect("generate key");
+    let pem = pair.serialize_pem();
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+        _ => EncodingKey::from_ed_pem(pem.as_bytes()),
+    }
+    .expect("encoding key");
+    let mut jwk = if alg == Algorithm::EdDSA {
+        // jsonwebtoken cannot derive an Ed25519 JWK from a private key: build it.
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key_raw());
+        serde_json::from_value(json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA"}))
+            .expect("jwk")
+    } else {
+        Jwk::from_encoding_key(&key, alg).expect("jwk")
+    };
+    jwk.common.key_id = Some(kid.into());
+    Signer { key, jwk, alg, kid }
+}
+
+fn keyset(signers: &[&Signer]) -> KeySet {
+    let set = JwkSet {
+        keys: signers.iter().map(|s| s.jwk.clone()).collect(),
+    };
+    KeySet::from_jwks(&serde_json::to_vec(&set).expect("json")).expect("keyset")
+}
+
+fn policy() -> IssuerPolicy {
+    IssuerPolicy {
+        issuer: ISS.into(),
+        audiences: vec!["custody".into()],
+        algorithms: vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA],
+        leeway: Duration::from_secs(60),
+        claims: ClaimNames::default(),
+        max_token_bytes: 8192,
+    }
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("time")
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISS, "aud": ["other", "custody"], "sub": "auth0|8f3a2b1c9d4e5f6a",
+        "exp": now() + 300, "iat": now(), "org_id": "org_acme_corp", "role": "analyst",
+        "roles": ["analyst", "viewer"], "scope": "tool:crm:read openid", "jti": "jti-1"
+    })
+}
+
+fn sign(s: &Signer, claims: &Value) -> String {
+    let mut header = Header::new(s.alg);
+    header.kid = Some(s.kid.into());
+    jsonwebtoken::encode(&header, claims, &s.key).expect("sign")
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
+}
+
+/// A token with a hand-written header and signature.
+fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        b64(header),
+        b64(claims),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+#[test]
+fn accepts_rs256_es256_and_eddsa_and_maps_claims() {
+    let signers = [
+        signer("rsa", Algorithm::RS256),
+        signer("ec", Algorithm::ES256),
+        signer("ed", Algorithm::EdDSA),
+    ];
+    let keys = keyset(&signers.iter().collect::<Vec<_>>());
+    for s in &signers {
+        let v = verify(&sign(s, &claims()), &policy(), &keys).expect("valid");
+        assert_eq!(v.principal.sub.as_deref(), Some("auth0|8f3a2b1c9d4e5f6a"));
+        assert_eq!(v.principal.org.as_deref(), Some("org_acme_corp"));
+        assert_eq!(v.principal.role.as_deref(), Some("analyst"));
+        assert_eq!(
+            v.principal.roles,
+            Some(vec!["analyst".into(), "viewer".into()])
+        );
+        assert_eq!(v.principal.issuer.as_deref(), Some(ISS));
+        assert_eq!(v.scopes, ["tool:crm:read", "openid"]);
+        assert_eq!(v.jti.as_deref(), Some("jti-1"));
+    }
+}
+
+#[test]
+fn alg_none_in_any_spelling_is_refused() {
+    let s = signer("ec", Algorithm::ES256);
+    let keys = keyset(&[&s]);
+    for none in ["none", "None", "NONE", "nOnE"] {
+        let token = forge(
+            &json!({"alg": none, "typ": "JWT", "kid": "ec"}),
+            &claims(),
+            b"",
+        );
+        let err = verify(&token, &policy(), &keys).expect_err(none);
+        assert_eq!(err.reason(), "disallowed_algorithm", "{none}: {err}");
+    }
+}
+
+#[test]
+fn hmac_signed_with_the_public_key_is_refused() {
+    let s = signer("rsa", Algorithm::RS256);
+    let keys = keyset(&[&s]);
+    let public = serde_json::to_vec(&s.jwk).expect("jwk bytes");
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa".into());
+    let token =
+        jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&public)).expect("sign");
+    let mut allow_hs = policy();
+    allow_hs.algorithms.push(Algorithm::HS256);
+    for p in [policy(), allow_hs] {
+        assert_eq!(
+            verify(&token, &p, &keys).expect_err("hs256").reason(),
+            "disallowed_algorithm"
+        );
+    }
+}
+
+#[test]
+fn algorithm_must_fit_the_key() {
+    let rsa = signer("shared", Algorithm::RS256);
+    let ec = signer("shared", Algorithm::ES256);
+    // The set holds the RSA key under "shared"; an ES256 token naming it is refused.
+    let keys = keyset(&[&rsa]);
+    let err = verify(&sign(&ec, &claims()), &policy(), &keys).expect_err("family");
+    assert_eq!(err.reason(), "disallowed_algorithm");
+    // An algorithm the issuer does not allow is refused even with a good key.
+    let mut es_only = policy();
+    es_only.algorithms = vec![Algorithm::ES256];
+    let err = verify(&sign(&rsa, &claims()), &es_only, &keys).expect_err("not allowed");
+    assert_eq!(err.reason(), "disallowed_algorithm");
+}
+
+#[test]
+fn stripped_and_zero_signatures_are_bad() {
+    let s = signer("ec", Algorithm::ES256);
+    let keys = keyset(&[&s]);
+    let token = sign(&s, &claims());
+    let stripped = format!("{}.", &token[..token.rfind('.').expect("dot")]);
+    assert_eq!(
+        verify(&stripped, &policy(), &keys)
+            .expect_err("stripped")
+            .reason(),
+        "bad_signature"
+    );
+    let zero = forge(&json!({"alg": "ES256", "kid": "ec"}), &claims(), &[0u8; 64]);
+    assert_eq!(
+        verify(&zero, &policy(), &keys).expect_err("r=s=0").reason(),
+        "bad_signature"
+    );
+    let other = signer("ec", Algorithm::ES256);
+    assert_eq!(
+        verify(&sign(&other, &claims()), &policy(), &keys)
+            .expect_err("other key")
+            .reason(),
+        "bad_signature"
+    );
+}
+
+#[test]
+fn time_claims_are_checked_with_the_leeway() {
+    let s = signer("ed", Algorithm::EdDSA);
+    let keys = keyset(&[&s]);
+    let with = |k: &str, v: i64| {
+        let mut c = claims();
+        c[k] = json!(v);
+        sign(&s, &c)
+    };
+    assert!(
+        verify(&with("exp", now() - 30), &policy(), &keys).is_ok(),
+        "within the leeway"
+    );
+    assert_eq!(
+        verify(&with("exp", now() - 120), &policy(), &keys)
+            .expect_err("exp")
+            .reason(),
+        "expired"
+    );
+    assert_eq!(
+        verify(&with("nbf", now() + 600), &policy(), &keys)
+            .expect_err("nbf")
+            .reason(),
+        "not_yet_valid"
+    );
+    assert_eq!(
+        verify(&with("iat", now() + 600), &policy(), &keys)
+            .expect_err("iat")
+            .reason(),
+        "not_yet_valid"
+    );
+}
+
+#[test]
+fn issuer_audience_and_required_claims() {
+    let s = signer("rsa", Algorithm::RS256);
+    let keys = keyset(&[&s]);
+    let mut c = claims();
+    c["iss"] = json!("https://idp.test");
+    assert_eq!(
+        verify(&sign(&s, &c), &policy(), &keys)
+            .expect_err("iss")
+            .reason(),
+        "unknown_issuer"
+    );
+    let mut c = claims();
+    c["aud"] = json!("someone-else");
+    assert_eq!(
+        verify(&sign(&s, &c), &policy(), &keys)
+            .expect_err("aud")
+            .reason(),
+        "wrong_audience"
+    );
+    for claim in ["exp", "sub", "aud", "iss"] {
+        let mut c = claims();
+        c.as_object_mut().expect("object").remove(claim);
+        let err = verify(&sign(&s, &c), &policy(), &keys).expect_err(claim);
+        assert!(
+            matches!(err.reason(), "malformed" | "unknown_issuer"),
+            "{claim}: {err}"
+        );
+    }
+}
+
+#[test]
+fn kid_is_only_a_lookup_string_and_embedded_keys_are_ignored() {
+    let s = signer("ec", Algorithm::ES256);
+    let keys = keyset(&[&s, &signer("ec2", Algorithm::ES256)]);
+    let attacker = signer("attacker", Algorithm::ES256);
+    assert_eq!(
+        verify(&sign(&attacker, &claims()), &policy(), &keys)
+            .expect_err("kid")
+            .reason(),
+        "unknown_key"
+    );
+    let mut traversal = signer("../../../etc/passwd", Algorithm::ES256);
+    traversal.kid = "../../../etc/passwd";
+    assert_eq!(
+        verify(&sign(&traversal, &claims()), &policy(), &keys)
+            .expect_err("path")
+            .reason(),
+        "unknown_key"
+    );
+    // The attacker embeds its own key and points at URLs, naming a trusted kid.
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec".into());
+    header.jwk = Some(attacker.jwk.clone());
+    header.jku = Some("http://127.0.0.1:9/jwks".into());
+    header.x5u = Some("http://127.0.0.1:9/cert".into());
+    let token = jsonwebtoken::encode(&header, &claims(), &attacker.key).expect("sign");
+    assert_eq!(
+        verify(&token, &policy(), &keys)
+            .expect_err("embedded")
+            .reason(),
+        "bad_signature"
+    );
+}
+
+#[test]
+fn crit_headers_and_oversized_or_garbled_tokens_are_refused() {
+    let s = signer("ec", Algorithm::ES256);
+    let keys = keyset(&[&s]);
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec".into());
+    header.crit = Some(vec!["exp".into()]);
+    let token = jsonwebtoken::encode(&header, &claims(), &s.key).expect("sign");
+    assert_eq!(
+        verify(&token, &policy(), &keys).expect_err("crit").reason(),
+        "unsupported_critical"
+    );
+    let mut c = claims();
+    c["padding"] = json!("x".repeat(64 * 1024));
+    assert_eq!(
+        verify(&sign(&s, &c), &policy(), &keys)
+            .expect_err("big")
+            .reason(),
+        "too_large"
+    );
+    for garbage in ["a.b", "a.b.c.d", "!!!.???.***", ".."] {
+        assert_eq!(
+            verify(garbage, &policy(), &keys)
+                .expect_err(garbage)
+                .reason(),
+            "malformed"
+        );
+    }
+    assert_eq!(
+        verify("", &policy(), &keys).expect_err("empty").reason(),
+        "missing"
+    );
+}
+
+#[test]
+fn peek_issuer_reads_iss_without_verifying() {
+    let s = signer("ed", Algorithm::EdDSA);
+    assert_eq!(peek_issuer(&sign(&s, &claims()), 8192).as_deref(), Ok(ISS));
+    assert!(peek_issuer("x.y.z", 8192).is_err());
+}
+
+#[test]
+fn jwks_skips_encryption_and_symmetric_keys() {
+    let s = signer("ec", Algorithm::ES256);
+    let mut enc = s.jwk.clone();
+    enc.common.key_id = Some("enc".into());
+    enc.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Encryption);
+    let doc = json!({"keys": [
+        serde_json::to_value(&s.jwk).expect("jwk"),
+        serde_json::to_value(&enc).expect("jwk"),
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+    ]});
+    let set = KeySet::from_jwks(doc.to_string().as_bytes()).expect("keyset");
+    assert_eq!(set.len(), 1);
+    assert!(set.contains("ec") && !set.contains("enc") && !set.contains("hmac"));
+    assert!(KeySet::from_jwks(br#"{"keys":[]}"#).is_err());
+    assert!(KeySet::from_jwks(b"not json").is_err());
+}
