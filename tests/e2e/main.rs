@@ -2,6 +2,7 @@
 //! upstream, and the Parquet files it writes.
 
 mod errors;
+mod identity;
 mod lifecycle;
 mod proxy;
 

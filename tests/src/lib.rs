@@ -5,5 +5,6 @@
 
 pub mod client;
 pub mod harness;
+pub mod idp;
 pub mod rows;
 pub mod stub;

@@ -12,6 +12,8 @@
 //! - `GET /stall`: sends headers and one chunk, then nothing.
 //! - `GET /status/N`: answers with status N.
 //! - `GET /bytes?n=N`: N bytes of `x`.
+//! - `GET /.well-known/openid-configuration` and `GET /jwks`: a minimal OpenID
+//!   provider whose issuer is the stub's URL and whose keys are [`Stub::set_jwks`].
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -37,6 +39,15 @@ pub struct Stub {
     pub addr: SocketAddr,
     gate: Arc<Semaphore>,
     connections: Arc<std::sync::atomic::AtomicUsize>,
+    idp: Arc<IdpState>,
+}
+
+/// What the stub serves as an OpenID provider: discovery at
+/// `/.well-known/openid-configuration` (issuer = the stub's URL) and a JWKS at `/jwks`.
+#[derive(Debug, Default)]
+struct IdpState {
+    jwks: std::sync::RwLock<String>,
+    jwks_fetches: std::sync::atomic::AtomicUsize,
 }
 
 impl Stub {
@@ -51,8 +62,11 @@ impl Stub {
             addr: listener.local_addr()?,
             gate: Arc::new(Semaphore::new(0)),
             connections: Arc::default(),
+            idp: Arc::default(),
         };
         let gate = stub.gate.clone();
+        let idp = stub.idp.clone();
+        let base = format!("http://{}", stub.addr);
         let connections = stub.connections.clone();
         tokio::spawn(async move {
             loop {
@@ -61,14 +75,18 @@ impl Stub {
                 };
                 connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
-                let gate = gate.clone();
+                let ctx = Ctx {
+                    gate: gate.clone(),
+                    idp: idp.clone(),
+                    base: base.clone(),
+                };
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     match tls {
-                        None => serve(stream, gate).await,
+                        None => serve(stream, ctx).await,
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                serve(stream, gate).await;
+                                serve(stream, ctx).await;
                             }
                         }
                     }
@@ -104,6 +122,18 @@ impl Stub {
         format!("http://{}", self.addr)
     }
 
+    /// Serves `jwks` (a JWKS JSON document) at `/jwks`.
+    pub fn set_jwks(&self, jwks: String) {
+        *self.idp.jwks.write().expect("lock") = jwks;
+    }
+
+    /// How many times `/jwks` was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.idp
+            .jwks_fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::Relaxed)
@@ -115,13 +145,20 @@ impl Stub {
     }
 }
 
-async fn serve<IO>(io: IO, gate: Arc<Semaphore>)
+#[derive(Clone)]
+struct Ctx {
+    gate: Arc<Semaphore>,
+    idp: Arc<IdpState>,
+    base: String,
+}
+
+async fn serve<IO>(io: IO, ctx: Ctx)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = service_fn(move |req| {
-        let gate = gate.clone();
-        async move { Ok::<_, Infallible>(handle(req, gate).await) }
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(req, ctx).await) }
     });
     let _ = auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), svc)
@@ -188,8 +225,25 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<u64> {
     })
 }
 
-async fn handle(req: Request<Incoming>, gate: Arc<Semaphore>) -> Response<StubBody> {
+async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
+    let gate = ctx.gate;
     let path = req.uri().path().to_owned();
+    if path == "/.well-known/openid-configuration" {
+        return json_response(
+            StatusCode::OK,
+            &json!({"issuer": ctx.base, "jwks_uri": format!("{}/jwks", ctx.base)}),
+        );
+    }
+    if path == "/jwks" {
+        ctx.idp
+            .jwks_fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let jwks = ctx.idp.jwks.read().expect("lock").clone();
+        return json_response(
+            StatusCode::OK,
+            &serde_json::from_str(&jwks).unwrap_or(json!({"keys": []})),
+        );
+    }
     if path.starts_with("/echo") {
         let method = req.method().to_string();
         let query = req.uri().query().map(str::to_owned);

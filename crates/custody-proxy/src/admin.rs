@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) struct Health {
     pub(crate) ready: AtomicBool,
     pub(crate) audit: Arc<AuditStats>,
+    pub(crate) identity: Option<Arc<crate::identity::Identity>>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -27,7 +28,8 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
         "/readyz" => {
             let accepting = health.ready.load(Ordering::Acquire);
             let audit_ok = !health.audit.failing.load(Ordering::Relaxed);
-            let ready = accepting && audit_ok;
+            let keys_ok = health.identity.as_ref().is_none_or(|i| i.ready());
+            let ready = accepting && audit_ok && keys_ok;
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -39,6 +41,7 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
                     "status": if ready { "ready" } else { "not ready" },
                     "accepting": accepting,
                     "audit_writes_ok": audit_ok,
+                    "identity_keys_loaded": keys_ok,
                     "audit_rows_written": health.audit.rows_written.load(Ordering::Relaxed),
                 }),
             )

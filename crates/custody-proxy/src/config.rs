@@ -6,6 +6,7 @@
 //! not hide the next, and semantic checks collect rather than stop. Validation does no
 //! I/O; files named in the config are read when the proxy is built.
 
+mod identity;
 mod raw;
 mod units;
 mod validate;
@@ -40,6 +41,71 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// The async runtime.
     pub runtime: RuntimeConfig,
+    /// End-user identity; `None` when no `identity` section is configured (every
+    /// caller is anonymous).
+    pub identity: Option<IdentityConfig>,
+}
+
+/// `identity`.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// Header carrying the user's token on routes with `token_from: header`.
+    pub token_header: http::HeaderName,
+    /// The trusted issuers, chosen by the token's `iss`.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One entry of `identity.issuers`.
+#[derive(Clone, Debug)]
+pub struct IssuerConfig {
+    /// What the issuer's tokens must satisfy.
+    pub policy: custody_identity::IssuerPolicy,
+    /// Where its keys come from.
+    pub keys: KeySource,
+}
+
+/// Where an issuer's signing keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// A static JWKS file (air-gapped).
+    File(PathBuf),
+    /// A JWKS URL.
+    Uri(http::Uri),
+    /// `jwks_uri` from this OpenID discovery document URL.
+    Discovery(http::Uri),
+}
+
+/// `routes[].identity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityMode {
+    /// A valid token is required (401 otherwise).
+    Required,
+    /// A valid token is recorded when present; otherwise the call is anonymous.
+    Optional,
+    /// Tokens are not looked at.
+    Off,
+}
+
+/// `routes[].token_from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFrom {
+    /// `identity.token_header`, removed before the request is forwarded.
+    Header,
+    /// `Authorization: Bearer`, forwarded unchanged (the upstream is the user's API).
+    Authorization,
+}
+
+/// `routes[].credentials`: an upstream credential custody adds itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// The header to set (replacing whatever the client sent).
+    pub header: http::HeaderName,
+    /// File holding the secret (re-read when it changes).
+    pub value_file: PathBuf,
+    /// Prepended to the file's contents, e.g. `Bearer `.
+    pub prefix: String,
 }
 
 /// `listen`.
@@ -64,6 +130,12 @@ pub struct RouteConfig {
     pub upstream: Upstream,
     /// The protocol spoken.
     pub kind: RouteKind,
+    /// Whether a user token is required, optional or ignored.
+    pub identity: IdentityMode,
+    /// Where the user token is read from.
+    pub token_from: TokenFrom,
+    /// An upstream credential custody adds itself.
+    pub credentials: Option<Credentials>,
 }
 
 /// An upstream base URL, split for fast request building.

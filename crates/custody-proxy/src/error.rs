@@ -22,6 +22,9 @@ pub enum ProxyError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The route requires a valid user token and the request has none.
+    #[error("identity: {reason}: {0}", reason = .0.reason())]
+    Unauthenticated(custody_identity::Rejection),
     /// The request could not be read (malformed framing, client went away mid-body).
     #[error("malformed request: {0}")]
     BadRequest(String),
@@ -51,6 +54,7 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -62,21 +66,44 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => "route_not_found",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::Unauthenticated(_) => "unauthenticated",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
         }
     }
 
+    /// The `policy.rule` recorded when this error is a denial (`identity:<reason>`).
+    pub fn denial_rule(&self) -> Option<String> {
+        match self {
+            ProxyError::Unauthenticated(r) => Some(format!("identity:{}", r.reason())),
+            _ => None,
+        }
+    }
+
     /// The JSON error response. This is the only place request-path errors turn into
     /// responses.
     pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
-        json_error(
+        let mut response = json_error(
             self.status(),
             self.error_type(),
             &self.to_string(),
             request_id,
-        )
+        );
+        if let ProxyError::Unauthenticated(r) = self {
+            // RFC 6750 §3: no error code when no token was sent at all.
+            let challenge = match r {
+                custody_identity::Rejection::Missing => "Bearer".to_owned(),
+                r => format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    r.reason()
+                ),
+            };
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        response
     }
 }
 

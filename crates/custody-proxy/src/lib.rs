@@ -16,8 +16,10 @@
 mod admin;
 mod body;
 pub mod config;
+mod credentials;
 mod error;
 mod headers;
+mod identity;
 mod listener;
 mod pipeline;
 mod route;

@@ -4,17 +4,22 @@
 //! 2. route — longest prefix; none → 404;
 //! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed);
 //! 4. inspect — the model named in an LLM request body;
-//! 5. upstream — rewrite URI and headers, send with the response-header timeout;
-//! 6. respond — stream the upstream's body through [`AuditedBody`], which records the
+//! 5. identity — verify the user's token (401 when the route requires one), fill the
+//!    principal, remove custody's token header;
+//! 6. upstream — rewrite URI and headers, add the route's credential, send with the
+//!    response-header timeout;
+//! 7. respond — stream the upstream's body through [`AuditedBody`], which records the
 //!    row when the stream ends.
 //!
 //! Every exit from this chain goes through [`Exchange`], so every request yields
 //! exactly one audit row.
 
 use crate::body::{AuditedBody, Exchange};
-use crate::config::{Config, Upstream};
+use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
+use crate::credentials::Credential;
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
+use crate::identity::Identity;
 use crate::route::{Route, Router};
 use crate::upstream::HttpClient;
 use bytes::Bytes;
@@ -24,6 +29,8 @@ use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +43,7 @@ pub(crate) struct Pipeline {
     client: HttpClient,
     sink: AuditSink,
     cut: CancellationToken,
+    identity: Option<Arc<Identity>>,
     max_request_body: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
@@ -50,12 +58,15 @@ impl Pipeline {
         client: HttpClient,
         sink: AuditSink,
         cut: CancellationToken,
+        identity: Option<Arc<Identity>>,
+        credentials: &HashMap<String, Arc<Credential>>,
     ) -> Self {
         Self {
-            router: Router::new(&config.routes),
+            router: Router::new(&config.routes, credentials),
             client,
             sink,
             cut,
+            identity,
             max_request_body: config.limits.max_request_body,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
@@ -109,6 +120,11 @@ impl Pipeline {
                 })
             }
             Err(e) => {
+                if let Some(rule) = e.denial_rule() {
+                    let record = exchange.record();
+                    record.policy.decision = Some("deny".into());
+                    record.policy.rule = Some(rule);
+                }
                 let response = e.to_response(request_id.as_str());
                 let len = response.body().size_hint().exact().unwrap_or(0);
                 exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
@@ -132,12 +148,19 @@ impl Pipeline {
         if route.kind.is_llm() {
             exchange.record().usage.model = model_of(&body);
         }
+        self.authenticate(exchange, &mut parts.headers, route)
+            .await?;
         let path = upstream_path(&route.upstream, rest);
         exchange.record().action.upstream = Some(format!(
             "{}://{}{}",
             route.upstream.scheme, route.upstream.authority, path
         ));
         rewrite_request(&mut parts, &route.upstream, path, request_id)?;
+        if let Some(credential) = &route.credential {
+            parts
+                .headers
+                .insert(credential.header.clone(), credential.value());
+        }
         let response = self
             .send(Request::from_parts(parts, Full::new(body)), &route.upstream)
             .await?;
@@ -145,6 +168,57 @@ impl Pipeline {
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// Stage 5: the user's token. Custody's token header never leaves custody; on a
+    /// route with `token_from: authorization` the bearer token is the user's and is
+    /// forwarded as it is.
+    async fn authenticate(
+        &self,
+        exchange: &mut Exchange,
+        headers: &mut http::HeaderMap,
+        route: &Route,
+    ) -> Result<(), ProxyError> {
+        let Some(identity) = &self.identity else {
+            return Ok(());
+        };
+        let own = headers.remove(identity.token_header());
+        if route.identity == IdentityMode::Off {
+            return Ok(());
+        }
+        let token = match route.token_from {
+            TokenFrom::Header => own,
+            TokenFrom::Authorization => headers.get(header::AUTHORIZATION).cloned(),
+        };
+        let token = token.as_ref().and_then(|v| v.to_str().ok()).map(|t| {
+            let t = t.trim();
+            t.strip_prefix("Bearer ")
+                .or_else(|| t.strip_prefix("bearer "))
+                .unwrap_or(t)
+                .trim()
+        });
+        let result = match token {
+            None | Some("") => Err(custody_identity::Rejection::Missing),
+            Some(token) => identity.verify(token).await,
+        };
+        match result {
+            Ok(verified) => {
+                let record = exchange.record();
+                record.principal = verified.principal;
+                record.policy.scopes = Some(verified.scopes);
+                Ok(())
+            }
+            Err(rejection) if route.identity == IdentityMode::Required => {
+                Err(ProxyError::Unauthenticated(rejection))
+            }
+            Err(rejection) => {
+                tracing::debug!(
+                    reason = rejection.reason(),
+                    "optional identity: no valid token; anonymous"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Reads the request body, refusing more than `max_request_body` bytes whether

@@ -1,7 +1,10 @@
 //! Longest-prefix routing from a request path to a configured route.
 
-use crate::config::{RouteConfig, Upstream};
+use crate::config::{IdentityMode, RouteConfig, TokenFrom, Upstream};
+use crate::credentials::Credential;
 use custody_core::RouteKind;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A route ready for matching.
 #[derive(Debug)]
@@ -10,6 +13,9 @@ pub(crate) struct Route {
     pub(crate) prefix: String,
     pub(crate) upstream: Upstream,
     pub(crate) kind: RouteKind,
+    pub(crate) identity: IdentityMode,
+    pub(crate) token_from: TokenFrom,
+    pub(crate) credential: Option<Arc<Credential>>,
 }
 
 /// Routes sorted by descending prefix length, so the first match is the longest.
@@ -20,7 +26,12 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(config: &[RouteConfig]) -> Self {
+    /// Routes from config; `credentials` holds the loaded credential of each route
+    /// that has one, by route name.
+    pub(crate) fn new(
+        config: &[RouteConfig],
+        credentials: &HashMap<String, Arc<Credential>>,
+    ) -> Self {
         let mut routes: Vec<Route> = config
             .iter()
             .map(|r| Route {
@@ -28,6 +39,9 @@ impl Router {
                 prefix: r.prefix.clone(),
                 upstream: r.upstream.clone(),
                 kind: r.kind,
+                identity: r.identity,
+                token_from: r.token_from,
+                credential: credentials.get(&r.name).cloned(),
             })
             .collect();
         let prefixes = routes
@@ -71,9 +85,12 @@ mod tests {
                 prefix: p.to_string(),
                 upstream: up("http://u").expect("upstream"),
                 kind: RouteKind::Http,
+                identity: IdentityMode::Off,
+                token_from: TokenFrom::Header,
+                credentials: None,
             })
             .collect();
-        Router::new(&routes)
+        Router::new(&routes, &HashMap::new())
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use crate::admin::{self, Health};
 use crate::config::Config;
+use crate::credentials::Credential;
 use crate::error::chain;
+use crate::identity::Identity;
 use crate::listener::{UnixSocket, bind_tcp, bind_unix};
 use crate::pipeline::Pipeline;
 use crate::upstream::build_client;
@@ -113,9 +115,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         instance: instance_name(),
     })
     .map_err(|e| StartError::Internal(format!("starting the audit writer thread: {e}")))?;
+    let mut credentials = std::collections::HashMap::new();
+    for route in &config.routes {
+        if let Some(c) = &route.credentials {
+            credentials.insert(route.name.clone(), Credential::load(c)?);
+        }
+    }
+    crate::credentials::spawn_reloader(credentials.values().cloned().collect());
+    let identity = match &config.identity {
+        Some(c) => Some(Arc::new(Identity::start(c, client.clone()).await)),
+        None => None,
+    };
     let health = Arc::new(Health {
         ready: false.into(),
         audit: audit.sink().stats().clone(),
+        identity: identity.clone(),
     });
 
     let tracker = TaskTracker::new();
@@ -129,7 +143,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
     let ctx = Arc::new(Context {
-        pipeline: Pipeline::new(&config, client, audit.sink(), hard_stop.clone()),
+        pipeline: Pipeline::new(
+            &config,
+            client,
+            audit.sink(),
+            hard_stop.clone(),
+            identity,
+            &credentials,
+        ),
         builder,
         shutdown: CancellationToken::new(),
         hard_stop,

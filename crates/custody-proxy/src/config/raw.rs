@@ -56,6 +56,52 @@ pub(crate) struct RawConfig {
     pub(crate) limits: Option<RawLimits>,
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) runtime: Option<RawRuntime>,
+    pub(crate) identity: Option<RawIdentity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    pub(crate) token_header: Option<String>,
+    pub(crate) leeway: Option<NumberOrText>,
+    pub(crate) max_token_size: Option<NumberOrText>,
+    #[serde(default)]
+    pub(crate) issuers: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIssuer {
+    pub(crate) issuer: String,
+    #[serde(default)]
+    pub(crate) audiences: Vec<String>,
+    pub(crate) discovery: Option<bool>,
+    pub(crate) jwks_uri: Option<String>,
+    pub(crate) jwks_file: Option<String>,
+    pub(crate) algorithms: Option<Vec<String>>,
+    pub(crate) claims: Option<RawClaims>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClaims {
+    #[serde(default)]
+    pub(crate) org: Setting<String>,
+    #[serde(default)]
+    pub(crate) role: Setting<String>,
+    #[serde(default)]
+    pub(crate) roles: Setting<String>,
+    #[serde(default)]
+    pub(crate) scopes: Setting<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredentials {
+    pub(crate) header: String,
+    pub(crate) value_file: String,
+    #[serde(default)]
+    pub(crate) prefix: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +122,9 @@ pub(crate) struct RawRoute {
     pub(crate) prefix: String,
     pub(crate) upstream: String,
     pub(crate) kind: RouteKind,
+    pub(crate) identity: Option<super::IdentityMode>,
+    pub(crate) token_from: Option<super::TokenFrom>,
+    pub(crate) credentials: Option<RawCredentials>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +179,7 @@ const SECTIONS: &[&str] = &[
     "limits",
     "shutdown",
     "runtime",
+    "identity",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -174,6 +224,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "limits" => raw.limits = section(&key, value, issues),
             "shutdown" => raw.shutdown = section(&key, value, issues),
             "runtime" => raw.runtime = section(&key, value, issues),
+            "identity" => raw.identity = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

@@ -154,3 +154,105 @@ fn empty_routes_list_means_no_routes() {
     let c = Config::from_yaml_str("routes: []", "x").expect("valid");
     assert!(c.routes.is_empty());
 }
+
+#[test]
+fn identity_section_and_route_modes() {
+    let c = Config::from_yaml_str(
+        r#"
+identity:
+  leeway: 30s
+  issuers:
+    - issuer: https://idp.example.com/
+      audiences: [custody]
+    - issuer: https://login.example.org
+      audiences: [custody, api]
+      jwks_file: /etc/custody/jwks.json
+      algorithms: [RS256, EdDSA]
+      claims: {org: tenant.id, roles: realm_access.roles, role: null}
+routes:
+  - {name: a, prefix: /a, upstream: 'http://a', kind: openai}
+  - {name: b, prefix: /b, upstream: 'http://b', kind: http, identity: optional, token_from: authorization}
+  - name: c
+    prefix: /c
+    upstream: http://c
+    kind: http
+    identity: off
+    credentials: {header: x-api-key, value_file: /run/secrets/c}
+"#,
+        "x",
+    )
+    .expect("valid");
+    let identity = c.identity.expect("identity");
+    assert_eq!(identity.token_header.as_str(), "x-custody-user-token");
+    assert_eq!(
+        identity.issuers[0].keys,
+        KeySource::Discovery(
+            "https://idp.example.com/.well-known/openid-configuration"
+                .parse()
+                .expect("uri")
+        )
+    );
+    assert_eq!(identity.issuers[0].policy.leeway, Duration::from_secs(30));
+    assert_eq!(
+        identity.issuers[1].keys,
+        KeySource::File("/etc/custody/jwks.json".into())
+    );
+    let claims = &identity.issuers[1].policy.claims;
+    assert_eq!(claims.org.as_deref(), Some("tenant.id"));
+    assert_eq!(claims.role, None);
+    assert_eq!(
+        c.routes[0].identity,
+        IdentityMode::Required,
+        "required once issuers exist"
+    );
+    assert_eq!(c.routes[1].identity, IdentityMode::Optional);
+    assert_eq!(c.routes[1].token_from, TokenFrom::Authorization);
+    assert_eq!(c.routes[2].identity, IdentityMode::Off);
+    let creds = c.routes[2].credentials.as_ref().expect("credentials");
+    assert_eq!(creds.header.as_str(), "x-api-key");
+    assert_eq!(creds.prefix, "");
+}
+
+#[test]
+fn identity_problems_are_reported_with_paths() {
+    let got = issues(
+        r#"
+identity:
+  token_header: "bad header"
+  issuers:
+    - issuer: https://a
+      audiences: []
+      jwks_uri: ftp://x
+    - issuer: https://b
+      audiences: [x]
+      jwks_file: /k
+      jwks_uri: https://k
+      algorithms: [HS256, none]
+routes:
+  - {name: r, prefix: /r, upstream: 'http://r', kind: http, credentials: {header: "x y", value_file: ""}}
+"#,
+    )
+    .join("\n");
+    for expected in [
+        "identity.token_header: \"bad header\" is not a valid header name",
+        "identity.issuers[0].audiences:",
+        "identity.issuers[0].jwks_uri:",
+        "identity.issuers[1]: choose one key source",
+        "identity.issuers[1].algorithms[0]: \"HS256\" is not an accepted algorithm",
+        "identity.issuers[1].algorithms[1]:",
+        "routes[0].credentials.header:",
+        "routes[0].credentials.value_file: must not be empty",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
+    let got = issues("routes:\n  - {name: r, prefix: /r, upstream: 'http://r', kind: http, identity: required}\n").join("\n");
+    assert!(
+        got.contains("routes[0].identity: needs an identity section"),
+        "{got}"
+    );
+    assert!(
+        issues("identity: {issuers: []}")
+            .join("")
+            .contains("at least one issuer")
+    );
+}

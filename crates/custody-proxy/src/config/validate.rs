@@ -125,6 +125,14 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         );
     }
 
+    let identity = raw
+        .identity
+        .and_then(|i| super::identity::validate_identity(i, is.0));
+    let default_identity = if identity.is_some() {
+        IdentityMode::Required
+    } else {
+        IdentityMode::Off
+    };
     let routes = match raw.routes {
         None => defaults::ROUTES
             .iter()
@@ -134,10 +142,13 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                     prefix: (*prefix).into(),
                     upstream: parse_upstream(upstream).ok()?,
                     kind: *kind,
+                    identity: default_identity,
+                    token_from: TokenFrom::Header,
+                    credentials: None,
                 })
             })
             .collect(),
-        Some(raw_routes) => validate_routes(raw_routes, &mut is),
+        Some(raw_routes) => validate_routes(raw_routes, default_identity, &mut is),
     };
 
     let tls = raw.upstream_tls.unwrap_or_default();
@@ -240,10 +251,15 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         limits,
         shutdown,
         runtime,
+        identity,
     })
 }
 
-fn validate_routes(raw: Vec<Option<RawRoute>>, is: &mut Issues<'_>) -> Vec<RouteConfig> {
+fn validate_routes(
+    raw: Vec<Option<RawRoute>>,
+    default_identity: IdentityMode,
+    is: &mut Issues<'_>,
+) -> Vec<RouteConfig> {
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
     let mut routes = Vec::new();
@@ -266,12 +282,38 @@ fn validate_routes(raw: Vec<Option<RawRoute>>, is: &mut Issues<'_>) -> Vec<Route
             ok = false;
         }
         let upstream = is.check(&at("upstream"), parse_upstream(&route.upstream));
+        let identity = match route.identity {
+            Some(mode @ (IdentityMode::Required | IdentityMode::Optional))
+                if default_identity == IdentityMode::Off =>
+            {
+                is.push(
+                    at("identity"),
+                    "needs an identity section with at least one issuer",
+                );
+                ok = false;
+                mode
+            }
+            Some(mode) => mode,
+            None => default_identity,
+        };
+        let credentials = match route.credentials {
+            None => None,
+            Some(c) => {
+                let before = is.0.len();
+                let c = super::identity::validate_credentials(c, &at("credentials"), is.0);
+                ok &= is.0.len() == before;
+                c
+            }
+        };
         if let (true, Some(upstream)) = (ok, upstream) {
             routes.push(RouteConfig {
                 name: route.name,
                 prefix: route.prefix,
                 upstream,
                 kind: route.kind,
+                identity,
+                token_from: route.token_from.unwrap_or(TokenFrom::Header),
+                credentials,
             });
         }
     }

@@ -1,0 +1,97 @@
+//! Upstream credentials custody holds for the application (`routes[].credentials`):
+//! read from a mounted file at startup, re-read when the file changes, and set on
+//! the forwarded request in place of whatever the client sent. Values are marked
+//! sensitive and never logged.
+
+use crate::config::Credentials;
+use crate::server::StartError;
+use http::{HeaderName, HeaderValue};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// How often credential files are checked for changes.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One route's credential.
+#[derive(Debug)]
+pub(crate) struct Credential {
+    pub(crate) header: HeaderName,
+    prefix: String,
+    path: PathBuf,
+    state: RwLock<(HeaderValue, Option<SystemTime>)>,
+}
+
+impl Credential {
+    /// Reads the file; fails if it is missing, empty or not a valid header value.
+    pub(crate) fn load(config: &Credentials) -> Result<Arc<Self>, StartError> {
+        let (value, modified) = read(&config.value_file, &config.prefix).map_err(|message| {
+            StartError::Internal(format!(
+                "credentials {}: {message}",
+                config.value_file.display()
+            ))
+        })?;
+        Ok(Arc::new(Self {
+            header: config.header.clone(),
+            prefix: config.prefix.clone(),
+            path: config.value_file.clone(),
+            state: RwLock::new((value, modified)),
+        }))
+    }
+
+    /// The current value.
+    pub(crate) fn value(&self) -> HeaderValue {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// Re-reads the file if it changed; a bad new file keeps the old value.
+    fn reload(&self) {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == self.state.read().unwrap_or_else(PoisonError::into_inner).1 {
+            return;
+        }
+        match read(&self.path, &self.prefix) {
+            Ok(new) => {
+                *self.state.write().unwrap_or_else(PoisonError::into_inner) = new;
+                tracing::info!(file = %self.path.display(), "credential reloaded");
+            }
+            Err(message) => {
+                tracing::warn!(file = %self.path.display(), %message, "credential file unusable; keeping the previous value");
+            }
+        }
+    }
+}
+
+fn read(path: &Path, prefix: &str) -> Result<(HeaderValue, Option<SystemTime>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let mut value = HeaderValue::from_str(&format!("{prefix}{secret}"))
+        .map_err(|_| "the value is not a valid header value".to_owned())?;
+    value.set_sensitive(true);
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok((value, modified))
+}
+
+/// Re-reads changed credential files every [`RELOAD_INTERVAL`], off the runtime.
+pub(crate) fn spawn_reloader(credentials: Vec<Arc<Credential>>) {
+    if credentials.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+        loop {
+            tick.tick().await;
+            let list = credentials.clone();
+            let _ = tokio::task::spawn_blocking(move || list.iter().for_each(|c| c.reload())).await;
+        }
+    });
+}

@@ -1,0 +1,242 @@
+//! Identity end to end: real ES256 tokens, keys found through OpenID discovery on
+//! the stub, 401s with their rows, principals in the rows.
+
+use bytes::Bytes;
+use custody_tests::client::{post_json, request, send_collect};
+use custody_tests::harness::Custody;
+use custody_tests::idp::{Idp, with_header};
+use custody_tests::stub::Stub;
+use http_body_util::Full;
+use serde_json::{Value, json};
+
+fn config(stub: &Stub, extra_routes: &str) -> String {
+    format!(
+        "identity:\n  issuers:\n    - issuer: '{u}'\n      audiences: [custody]\n      algorithms: [ES256]\n      claims: {{org: org_id, role: role, roles: roles, scopes: scope}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - {{name: echo, prefix: /tools/echo, upstream: '{u}/echo', kind: http, token_from: authorization}}\n  - {{name: public, prefix: /public, upstream: '{u}/echo', kind: http, identity: optional}}\n{extra_routes}",
+        u = stub.url()
+    )
+}
+
+fn chat() -> Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn row<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
+    let found: Vec<_> = rows
+        .iter()
+        .filter(|r| r["request_id"] == request_id)
+        .collect();
+    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
+    found[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_users_are_attributed_and_the_token_never_leaves_custody() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let mut custody = Custody::start(&config(&stub, ""));
+    assert_eq!(
+        stub.jwks_fetches(),
+        1,
+        "keys found through discovery at startup"
+    );
+
+    // Valid token on an LLM route, in custody's header.
+    let mut req = post_json("/openai/v1/chat/completions", &chat());
+    req.headers_mut().insert(
+        "x-custody-user-token",
+        idp.token("auth0|alice").parse().expect("v"),
+    );
+    req.headers_mut()
+        .insert("x-request-id", "ok".parse().expect("v"));
+    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+
+    // The upstream never sees custody's token header.
+    let token = idp.token("auth0|alice");
+    let req = request("GET", "/public/x")
+        .header("x-custody-user-token", &token)
+        .header("x-request-id", "optional-ok")
+        .body(Full::default())
+        .expect("req");
+    let (_, body) = send_collect(&custody.unix(), req).await.expect("request");
+    let seen: Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        seen["headers"].get("x-custody-user-token").is_none(),
+        "{seen}"
+    );
+
+    // token_from: authorization — the bearer token is the user's and passes through.
+    let req = request("GET", "/tools/echo/contacts")
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-request-id", "bearer")
+        .body(Full::default())
+        .expect("req");
+    let (parts, body) = send_collect(&custody.tcp(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+    let seen: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(seen["headers"]["authorization"], format!("Bearer {token}"));
+
+    // Optional route without a token: anonymous but allowed.
+    let req = request("GET", "/public/y")
+        .header("x-request-id", "anon")
+        .body(Full::default())
+        .expect("req");
+    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+
+    custody.stop();
+    let rows = custody.rows();
+    let ok = row(&rows, "ok");
+    assert_eq!(ok["principal"]["sub"], "auth0|alice");
+    assert_eq!(ok["principal"]["org"], "org_acme_corp");
+    assert_eq!(ok["principal"]["role"], "analyst");
+    assert_eq!(ok["principal"]["roles"], json!(["analyst"]));
+    assert_eq!(ok["principal"]["issuer"], stub.url());
+    assert_eq!(ok["policy"]["scopes"], json!(["tool:crm:read", "openid"]));
+    assert_eq!(row(&rows, "bearer")["principal"]["sub"], "auth0|alice");
+    assert_eq!(row(&rows, "optional-ok")["principal"]["sub"], "auth0|alice");
+    assert!(row(&rows, "anon")["principal"]["sub"].is_null());
+    for path in custody_tests::rows::parquet_files(&custody.audit_dir) {
+        let bytes = std::fs::read(path).expect("read");
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "token stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_tokens_get_401_with_the_reason_and_a_deny_row() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let mut custody = Custody::start(&config(&stub, ""));
+    let mut expired = idp.claims("auth0|bob");
+    expired["exp"] = json!(1_000_000);
+    let mut wrong_aud = idp.claims("auth0|bob");
+    wrong_aud["aud"] = json!("someone-else");
+    let token = idp.token("auth0|bob");
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("missing", None, "missing"),
+        ("garbage", Some("not-a-jwt".into()), "malformed"),
+        ("expired", Some(idp.sign("k1", &expired)), "expired"),
+        ("aud", Some(idp.sign("k1", &wrong_aud)), "wrong_audience"),
+        (
+            "none",
+            Some(with_header(&token, &json!({"alg": "none", "kid": "k1"}))),
+            "disallowed_algorithm",
+        ),
+        (
+            "kid",
+            Some(with_header(
+                &token,
+                &json!({"alg": "ES256", "kid": "../../etc/passwd"}),
+            )),
+            "unknown_key",
+        ),
+    ];
+    for (id, token, reason) in &cases {
+        let mut req = post_json("/openai/v1/chat/completions", &chat());
+        req.headers_mut()
+            .insert("x-request-id", id.parse().expect("v"));
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("x-custody-user-token", t.parse().expect("v"));
+        }
+        let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+        assert_eq!(parts.status, 401, "{id}");
+        let challenge = parts.headers["www-authenticate"].to_str().expect("ascii");
+        if *reason == "missing" {
+            assert_eq!(challenge, "Bearer");
+        } else {
+            assert!(
+                challenge.contains("error=\"invalid_token\"") && challenge.contains(reason),
+                "{id}: {challenge}"
+            );
+        }
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["error"]["type"], "unauthenticated");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(reason),
+            "{v}"
+        );
+    }
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), cases.len());
+    for (id, _, reason) in &cases {
+        let r = row(&rows, id);
+        assert_eq!(r["policy"]["decision"], "deny");
+        assert_eq!(r["policy"]["rule"], format!("identity:{reason}"));
+        assert_eq!(r["outcome"]["status"], 401);
+        assert!(r["principal"]["sub"].is_null());
+    }
+    // The unknown kid caused at most one refetch beyond the startup load.
+    assert!(stub.jwks_fetches() <= 2, "{} fetches", stub.jwks_fetches());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_keys_are_fetched_once_and_kid_floods_stay_within_budget() {
+    let stub = Stub::start().await;
+    let mut idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let mut custody = Custody::start(&config(&stub, ""));
+    assert_eq!(stub.jwks_fetches(), 1);
+    idp.add_key("k2");
+    stub.set_jwks(idp.jwks());
+    let rotated = idp.sign("k2", &idp.claims("auth0|carol"));
+    let mut req = post_json("/openai/v1/chat/completions", &chat());
+    req.headers_mut()
+        .insert("x-custody-user-token", rotated.parse().expect("v"));
+    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 200, "new key accepted after one refetch");
+    assert_eq!(stub.jwks_fetches(), 2);
+    let token = idp.token("auth0|carol");
+    for i in 0..50 {
+        let forged = with_header(
+            &token,
+            &json!({"alg": "ES256", "kid": format!("random-{i}")}),
+        );
+        let mut req = post_json("/openai/v1/chat/completions", &chat());
+        req.headers_mut()
+            .insert("x-custody-user-token", forged.parse().expect("v"));
+        let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+        assert_eq!(parts.status, 401);
+    }
+    assert_eq!(
+        stub.jwks_fetches(),
+        2,
+        "no refetch within 30 s of the last one"
+    );
+    custody.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_replace_what_the_app_sent() {
+    let stub = Stub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("crm-token");
+    std::fs::write(&secret, "s3cr3t-from-the-mounted-secret\n").expect("write");
+    let mut custody = Custody::start(&format!(
+        "routes:\n  - name: crm\n    prefix: /crm\n    upstream: '{}/echo'\n    kind: http\n    credentials: {{header: authorization, value_file: '{}', prefix: 'Bearer '}}\n",
+        stub.url(),
+        secret.display()
+    ));
+    let req = request("GET", "/crm/x")
+        .header("authorization", "Bearer app-key-should-not-pass")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+    let seen: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        seen["headers"]["authorization"],
+        "Bearer s3cr3t-from-the-mounted-secret"
+    );
+    custody.stop();
+    assert!(!custody.log().contains("s3cr3t"), "credential logged");
+}
