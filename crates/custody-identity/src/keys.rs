@@ -52,11 +52,19 @@ impl KeySet {
         let mut keys = Vec::new();
         let mut skipped = 0;
         for jwk in &set.keys {
-            let usable = jwk.is_supported()
+            // `alg` is optional in a JWK (many IdPs omit it): a key without one is
+            // usable, and the token's `alg` is then checked against the key's family.
+            let alg_ok = jwk
+                .common
+                .key_algorithm
+                .is_none_or(|a| algorithm_of(a).is_some());
+            let usable = alg_ok
                 && !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption))
-                && !matches!(
+                && matches!(
                     jwk.algorithm,
-                    jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+                        | jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)
+                        | jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_)
                 );
             let decoding = usable.then(|| DecodingKey::from_jwk(jwk).ok()).flatten();
             let Some(key) = decoding else {

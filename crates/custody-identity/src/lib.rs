@@ -19,10 +19,12 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod claims;
 mod keys;
 mod verify;
 
+pub use cache::VerifiedCache;
 pub use claims::ClaimNames;
 pub use jsonwebtoken::Algorithm;
 pub use keys::{JwksError, KeySet};

@@ -8,7 +8,7 @@ use crate::config::{IdentityConfig, IssuerConfig, KeySource};
 use crate::error::chain;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
-use custody_identity::{KeySet, Rejection, Verified, peek_issuer, verify};
+use custody_identity::{KeySet, Rejection, Verified, VerifiedCache, peek_issuer, verify};
 use http::{HeaderName, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -32,8 +32,12 @@ pub(crate) struct Identity {
     token_header: HeaderName,
     issuers: Vec<Issuer>,
     max_token_bytes: usize,
+    cache: VerifiedCache,
     client: HttpClient,
 }
+
+/// Verified tokens kept (each until its `exp`).
+const CACHE_TOKENS: usize = 10_000;
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,6 +75,7 @@ impl Identity {
                     last_fetch: Mutex::new(None),
                 })
                 .collect(),
+            cache: VerifiedCache::new(CACHE_TOKENS),
             client,
         };
         for issuer in &identity.issuers {
@@ -94,8 +99,20 @@ impl Identity {
         })
     }
 
-    /// Verifies `token`.
-    pub(crate) async fn verify(&self, token: &str) -> Result<Verified, Rejection> {
+    /// Verifies `token`, or finds it among the tokens already verified.
+    pub(crate) async fn verify(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(hit) = self.cache.get(token, now) {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.verify_fresh(token).await?);
+        self.cache.insert(token, verified.clone(), now);
+        Ok(verified)
+    }
+
+    async fn verify_fresh(&self, token: &str) -> Result<Verified, Rejection> {
         let iss = peek_issuer(token, self.max_token_bytes)?;
         let issuer = self
             .issuers

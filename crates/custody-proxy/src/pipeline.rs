@@ -204,8 +204,8 @@ impl Pipeline {
         match result {
             Ok(verified) => {
                 let record = exchange.record();
-                record.principal = verified.principal;
-                record.policy.scopes = Some(verified.scopes);
+                record.principal = verified.principal.clone();
+                record.policy.scopes = Some(verified.scopes.clone());
                 Ok(())
             }
             Err(rejection) if route.identity == IdentityMode::Required => {

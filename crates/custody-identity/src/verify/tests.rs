@@ -337,6 +337,22 @@ fn peek_issuer_reads_iss_without_verifying() {
 }
 
 #[test]
+fn jwks_keys_without_alg_are_usable() {
+    // Many IdPs publish JWKs without the optional `alg` member.
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let s = signer("k", alg);
+        let mut jwk = serde_json::to_value(&s.jwk).expect("jwk");
+        jwk.as_object_mut().expect("object").remove("alg");
+        let doc = json!({"keys": [jwk]});
+        let keys = KeySet::from_jwks(doc.to_string().as_bytes()).expect("keyset");
+        assert!(
+            verify(&sign(&s, &claims()), &policy(), &keys).is_ok(),
+            "{alg:?}"
+        );
+    }
+}
+
+#[test]
 fn jwks_skips_encryption_and_symmetric_keys() {
     let s = signer("ec", Algorithm::ES256);
     let mut enc = s.jwk.clone();
