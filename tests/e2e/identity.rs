@@ -240,3 +240,56 @@ async fn credentials_replace_what_the_app_sent() {
     custody.stop();
     assert!(!custody.log().contains("s3cr3t"), "credential logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_in_token_headers_are_never_fetched_and_huge_tokens_are_refused() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let trap_url = format!("http://{}", trap.local_addr().expect("addr"));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while trap.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut custody = Custody::start(&config(&stub, ""));
+    let token = idp.token("auth0|mallory");
+    let headers = [
+        json!({"alg": "ES256", "kid": "evil", "jku": format!("{trap_url}/jwks")}),
+        json!({"alg": "ES256", "kid": "evil", "x5u": format!("{trap_url}/cert")}),
+        json!({"alg": "ES256", "kid": format!("{trap_url}/key")}),
+    ];
+    for header in &headers {
+        let mut req = post_json("/openai/v1/chat/completions", &chat());
+        req.headers_mut().insert(
+            "x-custody-user-token",
+            with_header(&token, header).parse().expect("v"),
+        );
+        let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+        assert_eq!(parts.status, 401);
+    }
+    let mut big = idp.claims("auth0|mallory");
+    big["padding"] = json!("x".repeat(64 * 1024));
+    let mut req = post_json("/openai/v1/chat/completions", &chat());
+    req.headers_mut().insert(
+        "x-custody-user-token",
+        idp.sign("k1", &big).parse().expect("v"),
+    );
+    req.headers_mut()
+        .insert("x-request-id", "big".parse().expect("v"));
+    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 401);
+    custody.stop();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "custody fetched a URL named by a token"
+    );
+    let rows = custody.rows();
+    assert_eq!(row(&rows, "big")["policy"]["rule"], "identity:too_large");
+}
