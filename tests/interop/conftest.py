@@ -101,3 +101,40 @@ def custody(stub):
     if c.proc.poll() is None:
         c.proc.kill()
         c.proc.wait()
+
+
+IDP_DIR = pathlib.Path(__file__).resolve().parent / "idp"
+
+
+@pytest.fixture(scope="session")
+def oidc():
+    """A real OpenID provider (npm oidc-provider) issuing RS256 JWT access tokens."""
+    if not (IDP_DIR / "node_modules" / "oidc-provider").exists():
+        pytest.exit(f"run `npm ci --prefix {IDP_DIR}` first (scripts/test does)", 2)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["node", str(IDP_DIR / "server.mjs"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening "), line
+    yield line.split(" ", 1)[1]
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def client_credentials_token(issuer: str) -> str:
+    """An access token for the `agent-service` client, from the provider's token endpoint."""
+    import base64
+    import json
+    import urllib.parse
+
+    basic = base64.b64encode(b"agent-service:agent-service-secret").decode()
+    body = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "tool:crm:read"}).encode()
+    request = urllib.request.Request(
+        f"{issuer}/token", data=body, headers={"authorization": f"Basic {basic}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["access_token"]
