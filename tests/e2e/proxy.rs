@@ -112,6 +112,7 @@ async fn request_is_rewritten_for_the_upstream() {
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
         .header("authorization", "Bearer upstream-credential")
+        .header("x-custody-user-token", "a-user-token")
         .body(Full::new(Bytes::from_static(b"{\"a\":1}")))
         .expect("request");
     let (parts, body) = send_collect(&custody.tcp(), req).await.expect("request");
@@ -132,6 +133,10 @@ async fn request_is_rewritten_for_the_upstream() {
     );
     assert_eq!(headers["x-request-id"], "caller-chosen-id-1");
     assert_eq!(headers["authorization"], "Bearer upstream-credential");
+    assert!(
+        headers.get("x-custody-user-token").is_none(),
+        "user token never forwarded"
+    );
     for hop in ["x-hop", "keep-alive", "connection"] {
         assert!(headers.get(hop).is_none(), "{hop} forwarded: {headers}");
     }

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use identity::DEFAULT_TOKEN_HEADER;
 pub use units::{parse_duration, parse_size};
 #[cfg(test)]
 pub(crate) use validate::parse_upstream as validate_parse_upstream;

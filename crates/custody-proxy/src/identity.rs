@@ -84,6 +84,37 @@ impl Identity {
         identity
     }
 
+    /// Until every issuer has keys, retries the missing ones every
+    /// [`REFETCH_INTERVAL`] (an IdP that was down at startup), so `/readyz` recovers
+    /// without waiting for a token to arrive.
+    pub(crate) fn retry_missing_keys(self: &Arc<Self>) {
+        if self.ready() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFETCH_INTERVAL).await;
+                let Some(identity) = weak.upgrade() else {
+                    return;
+                };
+                for issuer in &identity.issuers {
+                    let missing = issuer
+                        .keys
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .is_none();
+                    if missing {
+                        identity.refresh(issuer).await;
+                    }
+                }
+                if identity.ready() {
+                    return;
+                }
+            }
+        });
+    }
+
     /// The header that carries the user's token on `token_from: header` routes.
     pub(crate) fn token_header(&self) -> &HeaderName {
         &self.token_header

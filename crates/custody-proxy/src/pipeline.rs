@@ -180,6 +180,9 @@ impl Pipeline {
         route: &Route,
     ) -> Result<(), ProxyError> {
         let Some(identity) = &self.identity else {
+            // No identity configured: still never forward a token sent in custody's
+            // default header.
+            headers.remove(crate::config::DEFAULT_TOKEN_HEADER);
             return Ok(());
         };
         let own = headers.remove(identity.token_header());

@@ -123,7 +123,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     crate::credentials::spawn_reloader(credentials.values().cloned().collect());
     let identity = match &config.identity {
-        Some(c) => Some(Arc::new(Identity::start(c, client.clone()).await)),
+        Some(c) => {
+            let identity = Arc::new(Identity::start(c, client.clone()).await);
+            identity.retry_missing_keys();
+            Some(identity)
+        }
         None => None,
     };
     let health = Arc::new(Health {

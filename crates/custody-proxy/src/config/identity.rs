@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default header for the user's token on routes with `token_from: header`.
-pub(crate) const DEFAULT_TOKEN_HEADER: &str = "x-custody-user-token";
+pub const DEFAULT_TOKEN_HEADER: &str = "x-custody-user-token";
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_TOKEN: u64 = 8 << 10;
 const MAX_TOKEN_LIMIT: u64 = 64 << 10;
