@@ -91,14 +91,9 @@ async fn oversized_bodies_are_413_whether_declared_or_streamed() {
     expect_json_error(&custody.tcp(), req, 413, "body_too_large").await;
 
     // Chunked: no Content-Length, so the limit is enforced while reading.
-    let io = tokio::net::TcpStream::connect(custody.tcp)
+    let mut sender = custody_tests::client::http1(&custody.tcp())
         .await
         .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
     let req = request("POST", "/openai/v1/chat/completions")
         .header("x-request-id", "chunked")
         .body(ChunkedBody::new([big.slice(..600), big.slice(600..)]))

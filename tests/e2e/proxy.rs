@@ -192,14 +192,9 @@ async fn upstream_statuses_are_relayed_not_treated_as_custody_errors() {
 async fn many_requests_on_one_keep_alive_connection_multi_threaded_runtime() {
     let stub = Stub::start().await;
     let mut custody = Custody::start(&format!("{}runtime:\n  worker_threads: 2\n", routes(&stub)));
-    let io = tokio::net::UnixStream::connect(&custody.socket)
+    let mut sender = custody_tests::client::http1(&custody.unix())
         .await
         .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
     for _ in 0..20 {
         sender.ready().await.expect("connection ready");
         let resp = sender

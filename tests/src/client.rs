@@ -18,30 +18,41 @@ pub enum Target {
     Unix(PathBuf),
 }
 
+/// A fresh HTTP/1.1 connection to `target` (its task is spawned); send several
+/// requests on it to exercise keep-alive (`ready()` between them).
+pub async fn http1<B>(target: &Target) -> anyhow::Result<hyper::client::conn::http1::SendRequest<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    async fn handshake<IO, B>(io: IO) -> anyhow::Result<hyper::client::conn::http1::SendRequest<B>>
+    where
+        IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+    match target {
+        Target::Tcp(addr) => {
+            handshake(TokioIo::new(tokio::net::TcpStream::connect(addr).await?)).await
+        }
+        Target::Unix(path) => {
+            handshake(TokioIo::new(tokio::net::UnixStream::connect(path).await?)).await
+        }
+    }
+}
+
 /// Sends `req` on a fresh connection and returns the streaming response.
 pub async fn send(
     target: &Target,
     req: Request<Full<Bytes>>,
 ) -> anyhow::Result<Response<Incoming>> {
-    match target {
-        Target::Tcp(addr) => {
-            let io = tokio::net::TcpStream::connect(addr).await?;
-            send_on(TokioIo::new(io), req).await
-        }
-        Target::Unix(path) => {
-            let io = tokio::net::UnixStream::connect(path).await?;
-            send_on(TokioIo::new(io), req).await
-        }
-    }
-}
-
-async fn send_on<IO>(io: IO, req: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(conn);
-    Ok(sender.send_request(req).await?)
+    Ok(http1(target).await?.send_request(req).await?)
 }
 
 /// An HTTP/2 (prior knowledge, h2c) connection over the Unix socket at `path`.
