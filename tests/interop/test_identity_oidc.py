@@ -9,32 +9,29 @@ import pytest
 from conftest import Custody, client_credentials_token
 
 
+def sdk(custody, user_token: str) -> openai.OpenAI:
+    """The OpenAI SDK over custody's Unix socket, forwarding `user_token` as the user's."""
+    return openai.OpenAI(
+        api_key="sk-test-provider-key",
+        base_url="http://localhost/openai/v1",
+        http_client=httpx2.Client(transport=httpx2.HTTPTransport(uds=custody.socket)),
+        default_headers={"x-custody-user-token": user_token},
+        max_retries=0,
+    )
+
+
 def test_provider_tokens_attribute_sdk_calls(stub, oidc):
     custody = Custody(stub, extra=f"identity:\n  issuers:\n    - issuer: '{oidc}'\n      audiences: [custody]\n")
     try:
         token = client_credentials_token(oidc)
-        client = openai.OpenAI(
-            api_key="sk-test-provider-key",
-            base_url="http://localhost/openai/v1",
-            http_client=httpx2.Client(transport=httpx2.HTTPTransport(uds=custody.socket)),
-            default_headers={"x-custody-user-token": token},
-            max_retries=0,
-        )
-        completion = client.chat.completions.create(
+        completion = sdk(custody, token).chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
         )
         assert completion.choices[0].message.content == "Hello from the stub."
 
         forged = token[: token.rindex(".") + 1] + "AAAA"
-        bad = openai.OpenAI(
-            api_key="sk-test-provider-key",
-            base_url="http://localhost/openai/v1",
-            http_client=httpx2.Client(transport=httpx2.HTTPTransport(uds=custody.socket)),
-            default_headers={"x-custody-user-token": forged},
-            max_retries=0,
-        )
         with pytest.raises(openai.AuthenticationError) as info:
-            bad.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            sdk(custody, forged).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
         assert info.value.body["type"] == "unauthenticated"
         custody.stop()
         rows = custody.query(

@@ -218,6 +218,15 @@ fn json_response(status: StatusCode, v: &Value) -> Response<StubBody> {
     r
 }
 
+/// The whole request body (empty if it cannot be read).
+async fn body_of(req: Request<Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 fn query_param(req: &Request<Incoming>, name: &str) -> Option<u64> {
     req.uri().query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -258,12 +267,7 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
                 )
             })
             .collect();
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_of(req).await;
         return json_response(
             StatusCode::OK,
             &json!({"method": method, "path": path, "query": query, "version": version,
@@ -309,12 +313,7 @@ async fn chat_completions(req: Request<Incoming>, gate: Arc<Semaphore>) -> Respo
         .get("x-stub-chunks")
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(3);
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_of(req).await;
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return json_response(
             StatusCode::BAD_REQUEST,
