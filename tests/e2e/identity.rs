@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use custody_tests::client::{post_json, request, send_collect};
-use custody_tests::harness::Custody;
+use custody_tests::harness::{Custody, admin_get};
 use custody_tests::idp::{Idp, with_header};
 use custody_tests::stub::Stub;
 use http_body_util::Full;
@@ -216,7 +216,7 @@ async fn rotated_keys_are_fetched_once_and_kid_floods_stay_within_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_replace_what_the_app_sent() {
+async fn credentials_replace_what_the_app_sent_and_follow_the_mounted_file() {
     let stub = Stub::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("crm-token");
@@ -237,8 +237,35 @@ async fn credentials_replace_what_the_app_sent() {
         seen["headers"]["authorization"],
         "Bearer s3cr3t-from-the-mounted-secret"
     );
+
+    // The Secret is rotated: the new value is used within the 10 s reload period.
+    std::fs::write(&secret, "r0tated-s3cr3t\n").expect("write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let req = request("GET", "/crm/x")
+            .body(Full::new(Bytes::new()))
+            .expect("req");
+        let (_, body) = send_collect(&custody.unix(), req).await.expect("request");
+        let seen: Value = serde_json::from_slice(&body).expect("json");
+        if seen["headers"]["authorization"] == "Bearer r0tated-s3cr3t" {
+            break;
+        }
+        assert_eq!(
+            seen["headers"]["authorization"], "Bearer s3cr3t-from-the-mounted-secret",
+            "the old value until the reload"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotated credential not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     custody.stop();
-    assert!(!custody.log().contains("s3cr3t"), "credential logged");
+    let log = custody.log();
+    assert!(
+        !log.contains("s3cr3t") && log.contains("credential reloaded"),
+        "credential logged, or reload not logged:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,4 +319,71 @@ async fn urls_in_token_headers_are_never_fetched_and_huge_tokens_are_refused() {
     );
     let rows = custody.rows();
     assert_eq!(row(&rows, "big")["policy"]["rule"], "identity:too_large");
+}
+
+/// A chat request carrying `token`, tagged `id`.
+async fn chat_as(custody: &Custody, id: &str, token: &str) -> (u16, Value) {
+    let mut req = post_json("/openai/v1/chat/completions", &chat());
+    req.headers_mut()
+        .insert("x-request-id", id.parse().expect("v"));
+    req.headers_mut()
+        .insert("x-custody-user-token", token.parse().expect("v"));
+    let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (parts.status.as_u16(), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_follow_cache_headers_and_outlive_an_outage_up_to_max_stale() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    stub.set_jwks_cache_control("public, max-age=1");
+    let config = config(&stub, "").replacen(
+        "identity:\n",
+        "identity:\n  jwks_refresh_min: 1s\n  jwks_max_stale: 2s\n",
+        1,
+    );
+    let mut custody = Custody::start(&config);
+    let ready = |custody: &Custody| admin_get(custody.admin, "/readyz").map(|(s, _)| s);
+
+    // Refreshed on the IdP's schedule (max-age=1), not only at startup.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let scheduled = stub.jwks_fetches();
+    assert!(
+        scheduled >= 3,
+        "{scheduled} fetches in 2.5 s with max-age=1"
+    );
+
+    // The IdP goes down: the last good keys keep verifying new tokens...
+    stub.set_jwks_down(true);
+    let (status, _) = chat_as(&custody, "outage", &idp.token("auth0|dave")).await;
+    assert_eq!(status, 200, "cached keys serve through an outage");
+    assert_eq!(ready(&custody), Some(200));
+
+    // ...until they are jwks_max_stale past their refresh time.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let (status, body) = chat_as(&custody, "stale", &idp.token("auth0|erin")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["type"], "identity_unavailable");
+    assert_eq!(ready(&custody), Some(503));
+    let failed = stub.jwks_fetches();
+    assert!(
+        failed > scheduled + 2,
+        "failed refreshes are retried: {scheduled} → {failed}"
+    );
+
+    // The IdP comes back: keys are reloaded by the retry, without a token's help.
+    stub.set_jwks_down(false);
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert_eq!(ready(&custody), Some(200));
+    let (status, _) = chat_as(&custody, "back", &idp.token("auth0|frank")).await;
+    assert_eq!(status, 200);
+    custody.stop();
+    let rows = custody.rows();
+    let stale = row(&rows, "stale");
+    assert_eq!(stale["policy"]["decision"], "deny");
+    assert_eq!(stale["policy"]["rule"], "identity:keys_unavailable");
+    assert_eq!(row(&rows, "outage")["principal"]["sub"], "auth0|dave");
+    assert_eq!(row(&rows, "back")["principal"]["sub"], "auth0|frank");
 }

@@ -48,6 +48,10 @@ pub struct Stub {
 struct IdpState {
     jwks: std::sync::RwLock<String>,
     jwks_fetches: std::sync::atomic::AtomicUsize,
+    /// `/jwks` answers 503 (an IdP outage).
+    down: std::sync::atomic::AtomicBool,
+    /// The `Cache-Control` sent with `/jwks`.
+    cache_control: std::sync::RwLock<Option<String>>,
 }
 
 impl Stub {
@@ -127,7 +131,19 @@ impl Stub {
         *self.idp.jwks.write().expect("lock") = jwks;
     }
 
-    /// How many times `/jwks` was fetched.
+    /// Makes `/jwks` answer 503 (an IdP outage) or serve again.
+    pub fn set_jwks_down(&self, down: bool) {
+        self.idp
+            .down
+            .store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends `Cache-Control: value` with `/jwks` (none by default).
+    pub fn set_jwks_cache_control(&self, value: &str) {
+        *self.idp.cache_control.write().expect("lock") = Some(value.to_owned());
+    }
+
+    /// How many times `/jwks` was fetched (including failed fetches).
     pub fn jwks_fetches(&self) -> usize {
         self.idp
             .jwks_fetches
@@ -247,11 +263,20 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
         ctx.idp
             .jwks_fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if ctx.idp.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": "down"}));
+        }
         let jwks = ctx.idp.jwks.read().expect("lock").clone();
-        return json_response(
+        let mut response = json_response(
             StatusCode::OK,
             &serde_json::from_str(&jwks).unwrap_or(json!({"keys": []})),
         );
+        if let Some(cc) = ctx.idp.cache_control.read().expect("lock").as_deref() {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, cc.parse().expect("cache-control"));
+        }
+        return response;
     }
     if path.starts_with("/echo") {
         let method = req.method().to_string();

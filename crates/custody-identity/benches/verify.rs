@@ -1,47 +1,19 @@
 //! Verification speed: a fresh signature check per algorithm, and a cached lookup.
 //!
-//! `cargo bench -p custody-identity --bench verify`; results in docs/performance.md.
+//! `cargo bench -p custody-identity --features testing --bench verify`; results in docs/performance.md.
 
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use custody_identity::testing::{self, TestKey};
 use custody_identity::{Algorithm, ClaimNames, IssuerPolicy, KeySet, VerifiedCache, verify};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{EncodingKey, Header};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn setup(alg: Algorithm) -> (String, IssuerPolicy, KeySet) {
-    let pair = match alg {
-        Algorithm::RS256 => {
-            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        }
-        Algorithm::ES256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        _ => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
-    }
-    .expect("key");
-    let pem = pair.serialize_pem();
-    let key = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
-        _ => EncodingKey::from_ed_pem(pem.as_bytes()),
-    }
-    .expect("encoding key");
-    let jwk: Jwk = if alg == Algorithm::EdDSA {
-        use base64::Engine as _;
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key_raw());
-        serde_json::from_value(
-            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k"}),
-        )
-        .expect("jwk")
-    } else {
-        let mut j = Jwk::from_encoding_key(&key, alg).expect("jwk");
-        j.common.key_id = Some("k".into());
-        j
-    };
-    let keys = KeySet::from_jwks(&serde_json::to_vec(&JwkSet { keys: vec![jwk] }).expect("json"))
-        .expect("keys");
+    let key = TestKey::generate("k", alg);
+    let keys = KeySet::from_jwks(testing::jwks(&[&key]).as_bytes()).expect("keys");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -49,9 +21,7 @@ fn setup(alg: Algorithm) -> (String, IssuerPolicy, KeySet) {
     let claims = serde_json::json!({"iss": "https://idp", "aud": "custody", "sub": "auth0|8f3a2b1c9d4e5f6a",
         "exp": now + 3600, "iat": now, "org_id": "org_acme", "role": "analyst", "roles": ["analyst"],
         "scope": "tool:crm:read openid profile"});
-    let mut header = Header::new(alg);
-    header.kid = Some("k".into());
-    let token = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+    let token = key.sign(&claims);
     let policy = IssuerPolicy {
         issuer: "https://idp".into(),
         audiences: vec!["custody".into()],
@@ -72,6 +42,31 @@ fn bench(c: &mut Criterion) {
         let (token, policy, keys) = setup(alg);
         c.bench_function(&format!("verify/{name}"), |b| {
             b.iter(|| verify(black_box(&token), &policy, &keys).expect("valid"))
+        });
+    }
+    // The signature check alone, for scale: what a verification costs beyond it is
+    // custody's own work (base64, JSON, claims).
+    {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+            ParsedPublicKey,
+        };
+        let rng = SystemRandom::new();
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .expect("pair");
+        let message = [7u8; 600];
+        let signature = pair.sign(&rng, &message).expect("sign");
+        let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, pair.public_key().as_ref())
+            .expect("public");
+        c.bench_function("signature-only/ES256", |b| {
+            b.iter(|| {
+                public
+                    .verify_sig(black_box(&message), signature.as_ref())
+                    .expect("valid")
+            })
         });
     }
     let (token, policy, keys) = setup(Algorithm::ES256);

@@ -22,6 +22,8 @@
 mod cache;
 mod claims;
 mod keys;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod verify;
 
 pub use cache::VerifiedCache;

@@ -5,9 +5,9 @@ use crate::keys::KeySet;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custody_core::Principal;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
+use std::str::FromStr as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What one issuer accepts.
@@ -76,6 +76,9 @@ pub enum Rejection {
     /// The token has a `crit` header custody does not understand.
     #[error("unsupported critical header")]
     UnsupportedCritical,
+    /// The issuer's keys are not loaded, or too stale to trust (IdP unreachable).
+    #[error("the issuer's signing keys are unavailable")]
+    KeysUnavailable,
 }
 
 impl Rejection {
@@ -93,6 +96,7 @@ impl Rejection {
             Rejection::UnknownKey => "unknown_key",
             Rejection::DisallowedAlgorithm(_) => "disallowed_algorithm",
             Rejection::UnsupportedCritical => "unsupported_critical",
+            Rejection::KeysUnavailable => "keys_unavailable",
         }
     }
 }
@@ -135,6 +139,9 @@ pub fn peek_issuer(token: &str, max_bytes: usize) -> Result<String, Rejection> {
 }
 
 /// Verifies `token` for the issuer described by `policy`, with its `keys`.
+///
+/// Order: size, header (`alg`, `crit`, `kid` → key), signature, then claims, so
+/// nothing in an unauthenticated payload decides anything but the failure reason.
 pub fn verify(token: &str, policy: &IssuerPolicy, keys: &KeySet) -> Result<Verified, Rejection> {
     if token.is_empty() {
         return Err(Rejection::Missing);
@@ -142,16 +149,16 @@ pub fn verify(token: &str, policy: &IssuerPolicy, keys: &KeySet) -> Result<Verif
     if token.len() > policy.max_token_bytes {
         return Err(Rejection::TooLarge(policy.max_token_bytes));
     }
-    let [header, _, _] = segments(token)?;
+    let [header, payload, signature] = segments(token)?;
     let header = json_segment(header, "header")?;
 
-    // The algorithm, checked before any library parsing so that `none` in any
-    // spelling and symmetric algorithms are refused by name.
+    // The algorithm, checked by name so that `none` in any spelling and symmetric
+    // algorithms are refused before anything else.
     let alg_name = header
         .get("alg")
         .and_then(Value::as_str)
         .ok_or_else(|| Rejection::Malformed("header has no alg".into()))?;
-    let alg: Algorithm = serde_json::from_value(Value::String(alg_name.to_owned()))
+    let alg = Algorithm::from_str(alg_name)
         .map_err(|_| Rejection::DisallowedAlgorithm(alg_name.to_owned()))?;
     let symmetric = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
     if symmetric || !policy.algorithms.contains(&alg) {
@@ -168,51 +175,26 @@ pub fn verify(token: &str, policy: &IssuerPolicy, keys: &KeySet) -> Result<Verif
         Some(_) => return Err(Rejection::Malformed("kid is not a string".into())),
     };
     let key = keys.find(kid).ok_or(Rejection::UnknownKey)?;
-    if key.key.family() != alg.family() || key.alg.is_some_and(|pinned| pinned != alg) {
+    if key.alg.is_some_and(|pinned| pinned != alg) {
         return Err(Rejection::DisallowedAlgorithm(alg_name.to_owned()));
     }
+    // The token's `alg` must fit the key's type (and curve): no key confusion.
+    let public_key = key
+        .key
+        .for_algorithm(alg)
+        .ok_or_else(|| Rejection::DisallowedAlgorithm(alg_name.to_owned()))?;
 
-    let mut validation = Validation::new(alg);
-    validation.leeway = policy.leeway.as_secs();
-    validation.validate_nbf = true;
-    validation.set_issuer(&[&policy.issuer]);
-    validation.set_audience(&policy.audiences);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
-        match e.into_kind() {
-            ErrorKind::ExpiredSignature => Rejection::Expired,
-            ErrorKind::ImmatureSignature => Rejection::NotYetValid,
-            ErrorKind::InvalidIssuer => Rejection::UnknownIssuer(
-                peek_issuer(token, policy.max_token_bytes).unwrap_or_default(),
-            ),
-            ErrorKind::InvalidAudience => Rejection::WrongAudience,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                Rejection::DisallowedAlgorithm(alg_name.to_owned())
-            }
-            ErrorKind::MissingRequiredClaim(claim) => {
-                Rejection::Malformed(format!("no {claim} claim"))
-            }
-            ErrorKind::InvalidClaimFormat(claim) => {
-                Rejection::Malformed(format!("claim {claim} has the wrong type"))
-            }
-            ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
-                Rejection::Malformed("cannot decode".into())
-            }
-            // A signature that does not verify, or that the crypto library refuses
-            // outright (e.g. ECDSA r = s = 0).
-            _ => Rejection::BadSignature,
-        }
-    })?;
-    let claims = data.claims;
+    // The signature covers `header.payload` exactly as sent.
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| Rejection::Malformed("signature is not base64url".into()))?;
+    let signed = &token[..token.len() - segment_len(token)];
+    public_key
+        .verify_sig(signed.as_bytes(), &signature)
+        .map_err(|_| Rejection::BadSignature)?;
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Some(iat) = claims.get("iat").and_then(Value::as_u64)
-        && iat > now + policy.leeway.as_secs()
-    {
-        return Err(Rejection::NotYetValid);
-    }
+    let claims = json_segment(payload, "payload")?;
+    check_claims(&claims, policy)?;
     let sub = claims::string(&claims, Some("sub"))
         .filter(|s| !s.is_empty())
         .ok_or_else(|| Rejection::Malformed("empty sub".into()))?;
@@ -227,8 +209,70 @@ pub fn verify(token: &str, policy: &IssuerPolicy, keys: &KeySet) -> Result<Verif
         },
         scopes: claims::list(&claims, names.scopes.as_deref()).unwrap_or_default(),
         jti: claims::string(&claims, Some("jti")),
-        exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
+        exp: numeric_date(&claims, "exp")?.unwrap_or(0),
     })
+}
+
+/// The length of the signature segment plus its dot.
+fn segment_len(token: &str) -> usize {
+    token.rfind('.').map_or(0, |dot| token.len() - dot)
+}
+
+/// A NumericDate claim (seconds since the epoch; fractions dropped), if present.
+fn numeric_date(claims: &Value, name: &str) -> Result<Option<u64>, Rejection> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    // Truncation is the point: NumericDate may carry fractions.
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or_else(|| Rejection::Malformed(format!("claim {name} has the wrong type"))),
+    }
+}
+
+/// The registered claims: `exp`, `iss`, `aud` and `sub` present; `exp`, `nbf` and
+/// `iat` within the leeway; `iss` exact; `aud` intersecting the policy's.
+fn check_claims(claims: &Value, policy: &IssuerPolicy) -> Result<(), Rejection> {
+    for required in ["exp", "iss", "aud", "sub"] {
+        if claims.get(required).is_none() {
+            return Err(Rejection::Malformed(format!("no {required} claim")));
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let leeway = policy.leeway.as_secs();
+    if numeric_date(claims, "exp")?.is_some_and(|exp| exp.saturating_add(leeway) < now) {
+        return Err(Rejection::Expired);
+    }
+    for not_before in ["nbf", "iat"] {
+        if numeric_date(claims, not_before)?.is_some_and(|t| t > now.saturating_add(leeway)) {
+            return Err(Rejection::NotYetValid);
+        }
+    }
+    match claims.get("iss") {
+        Some(Value::String(iss)) if *iss == policy.issuer => {}
+        Some(Value::String(iss)) => return Err(Rejection::UnknownIssuer(iss.clone())),
+        _ => return Err(Rejection::Malformed("claim iss has the wrong type".into())),
+    }
+    let accepted = |aud: &Value| {
+        aud.as_str()
+            .is_some_and(|a| policy.audiences.iter().any(|p| p == a))
+    };
+    let audience_ok = match claims.get("aud") {
+        Some(aud @ Value::String(_)) => accepted(aud),
+        Some(Value::Array(auds)) if auds.iter().all(Value::is_string) => auds.iter().any(accepted),
+        _ => return Err(Rejection::Malformed("claim aud has the wrong type".into())),
+    };
+    if !audience_ok {
+        return Err(Rejection::WrongAudience);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

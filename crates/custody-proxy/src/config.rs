@@ -54,6 +54,21 @@ pub struct IdentityConfig {
     pub token_header: http::HeaderName,
     /// The trusted issuers, chosen by the token's `iss`.
     pub issuers: Vec<IssuerConfig>,
+    /// When keys are refreshed and how long the last good ones outlive an outage.
+    pub refresh: KeyRefresh,
+}
+
+/// `identity.jwks_refresh_min`, `jwks_refresh_max`, `jwks_max_stale`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRefresh {
+    /// Keys are never refetched on schedule sooner than this after a fetch, whatever
+    /// the IdP's `Cache-Control` says (also the schedule of `jwks_file` rereads).
+    pub min: Duration,
+    /// Keys are refetched at least this often, whatever the IdP's cache headers say.
+    pub max: Duration,
+    /// How long past its refresh time a key set is still used while refreshes fail
+    /// (IdP outage); after that the issuer's tokens are refused (`keys_unavailable`).
+    pub max_stale: Duration,
 }
 
 /// One entry of `identity.issuers`.

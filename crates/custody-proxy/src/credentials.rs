@@ -95,3 +95,53 @@ pub(crate) fn spawn_reloader(credentials: Vec<Arc<Credential>>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_new_file_keeps_the_old_value_and_a_good_one_replaces_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").expect("write");
+        let credential = Credential::load(&Credentials {
+            header: http::header::AUTHORIZATION,
+            value_file: path.clone(),
+            prefix: "Bearer ".into(),
+        })
+        .expect("load");
+        assert_eq!(credential.value(), "Bearer first");
+        assert!(credential.value().is_sensitive());
+        // Distinct modification times even on coarse-grained filesystems.
+        let touch = |text: &str, secs: u64| {
+            std::fs::write(&path, text).expect("write");
+            let file = std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .expect("mtime");
+        };
+        touch("   \n", 1_000);
+        credential.reload();
+        assert_eq!(credential.value(), "Bearer first", "empty file ignored");
+        touch("bad\nvalue", 2_000);
+        credential.reload();
+        assert_eq!(
+            credential.value(),
+            "Bearer first",
+            "invalid header value ignored"
+        );
+        touch("second", 3_000);
+        credential.reload();
+        assert_eq!(credential.value(), "Bearer second");
+        std::fs::remove_file(&path).expect("remove");
+        credential.reload();
+        assert_eq!(
+            credential.value(),
+            "Bearer second",
+            "a missing file keeps the value"
+        );
+    }
+}

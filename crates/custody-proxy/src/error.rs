@@ -54,6 +54,10 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            // Not the caller's fault: the IdP's keys cannot be had.
+            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -66,6 +70,9 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => "route_not_found",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
+                "identity_unavailable"
+            }
             ProxyError::Unauthenticated(_) => "unauthenticated",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
@@ -90,7 +97,11 @@ impl ProxyError {
             &self.to_string(),
             request_id,
         );
-        if let ProxyError::Unauthenticated(r) = self {
+        if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        } else if let ProxyError::Unauthenticated(r) = self {
             // RFC 6750 §3: no error code when no token was sent at all.
             let challenge = match r {
                 custody_identity::Rejection::Missing => "Bearer".to_owned(),

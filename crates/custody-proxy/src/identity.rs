@@ -1,43 +1,80 @@
 //! The identity stage: finds the user's token, verifies it against the issuer's
-//! keys, and fills the principal. Keys come from a JWKS file, a JWKS URL or OpenID
-//! discovery; they are loaded at startup and refetched when a token names an unknown
-//! `kid`, at most once per [`REFETCH_INTERVAL`] per issuer, keeping the last good keys
-//! when the IdP is unreachable.
+//! keys, and fills the principal.
+//!
+//! Keys come from a JWKS file, a JWKS URL or OpenID discovery. Per issuer:
+//! - loaded at startup (`/readyz` is 503 until every issuer has keys);
+//! - refreshed on schedule: after the JWKS response's `Cache-Control: max-age`
+//!   (or `Expires`), clamped to `jwks_refresh_min..=jwks_refresh_max`, one hour when
+//!   the IdP sends neither; a `jwks_file` is reread every `jwks_refresh_min`;
+//! - refetched on demand when a token names an unknown `kid`, at most once per
+//!   [`REFETCH_INTERVAL`] (a flood of random `kid`s causes at most two fetches a
+//!   minute);
+//! - kept through an IdP outage: failed refreshes are retried every
+//!   `min(jwks_refresh_min, 30 s)` and the last good keys stay in use until
+//!   `jwks_max_stale` past their refresh time; after that the issuer's tokens are
+//!   refused with `keys_unavailable` and `/readyz` is 503 until a refresh succeeds.
+//!
+//! Every fetch is bounded in time ([`FETCH_TIMEOUT`]) and size ([`FETCH_LIMIT`]).
+//! Nothing a token names is ever fetched.
 
-use crate::config::{IdentityConfig, IssuerConfig, KeySource};
+use crate::config::{IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
 use crate::error::chain;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
 use custody_identity::{KeySet, Rejection, Verified, VerifiedCache, peek_issuer, verify};
-use http::{HeaderName, Request, Uri};
+use http::{HeaderMap, HeaderName, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-/// Least time between two key fetches for one issuer (a flood of random `kid`s
-/// causes at most two fetches a minute).
+/// Least time between two on-demand key fetches for one issuer.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest wait between retries of a failed scheduled refresh.
+const RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// Refresh interval when the IdP sends no cache headers (then clamped).
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const FETCH_LIMIT: usize = 1 << 20;
+/// Verified tokens kept (each until its `exp`).
+const CACHE_TOKENS: usize = 10_000;
+
+/// An issuer's current keys.
+struct Loaded {
+    keys: Arc<KeySet>,
+    /// Past this, the keys are too old to trust (refresh time + `jwks_max_stale`).
+    unusable_after: Instant,
+}
 
 struct Issuer {
     config: IssuerConfig,
-    keys: RwLock<Option<Arc<KeySet>>>,
-    /// When the last on-demand refetch started (the startup load does not count).
-    last_fetch: Mutex<Option<Instant>>,
+    keys: RwLock<Option<Loaded>>,
+    /// When the next scheduled refresh is due.
+    next_refresh: Mutex<Instant>,
+    /// When the last on-demand refetch started (scheduled refreshes do not count).
+    last_on_demand: Mutex<Option<Instant>>,
+}
+
+impl Issuer {
+    /// The keys, if loaded and not past their staleness limit.
+    fn usable_keys(&self, now: Instant) -> Option<Arc<KeySet>> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|l| now <= l.unusable_after)
+            .map(|l| l.keys.clone())
+    }
 }
 
 /// Verifies tokens for every configured issuer.
 pub(crate) struct Identity {
     token_header: HeaderName,
     issuers: Vec<Issuer>,
+    refresh: KeyRefresh,
     max_token_bytes: usize,
     cache: VerifiedCache,
     client: HttpClient,
 }
-
-/// Verified tokens kept (each until its `exp`).
-const CACHE_TOKENS: usize = 10_000;
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,8 +93,9 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// Builds the stage and loads every issuer's keys; an issuer whose keys cannot be
-    /// loaded is logged and retried on demand (and `/readyz` stays 503 meanwhile).
+    /// loaded is logged and retried (and `/readyz` stays 503 meanwhile).
     pub(crate) async fn start(config: &IdentityConfig, client: HttpClient) -> Self {
+        let now = Instant::now();
         let identity = Self {
             token_header: config.token_header.clone(),
             max_token_bytes: config
@@ -72,9 +110,11 @@ impl Identity {
                 .map(|c| Issuer {
                     config: c.clone(),
                     keys: RwLock::new(None),
-                    last_fetch: Mutex::new(None),
+                    next_refresh: Mutex::new(now),
+                    last_on_demand: Mutex::new(None),
                 })
                 .collect(),
+            refresh: config.refresh,
             cache: VerifiedCache::new(CACHE_TOKENS),
             client,
         };
@@ -84,32 +124,41 @@ impl Identity {
         identity
     }
 
-    /// Until every issuer has keys, retries the missing ones every
-    /// [`REFETCH_INTERVAL`] (an IdP that was down at startup), so `/readyz` recovers
-    /// without waiting for a token to arrive.
-    pub(crate) fn retry_missing_keys(self: &Arc<Self>) {
-        if self.ready() {
-            return;
-        }
+    /// Runs the scheduled refreshes in the background for as long as the stage
+    /// lives.
+    pub(crate) fn spawn_refresher(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(REFETCH_INTERVAL).await;
+                let due = {
+                    let Some(identity) = weak.upgrade() else {
+                        return;
+                    };
+                    identity
+                        .issuers
+                        .iter()
+                        .map(|i| {
+                            *i.next_refresh
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                        })
+                        .min()
+                };
+                let Some(due) = due else { return };
+                tokio::time::sleep_until(due.into()).await;
                 let Some(identity) = weak.upgrade() else {
                     return;
                 };
+                let now = Instant::now();
                 for issuer in &identity.issuers {
-                    let missing = issuer
-                        .keys
-                        .read()
+                    let is_due = *issuer
+                        .next_refresh
+                        .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .is_none();
-                    if missing {
-                        identity.refresh(issuer).await;
+                        <= now;
+                    if is_due {
+                        identity.load(issuer).await;
                     }
-                }
-                if identity.ready() {
-                    return;
                 }
             }
         });
@@ -120,20 +169,16 @@ impl Identity {
         &self.token_header
     }
 
-    /// Whether every issuer has keys.
+    /// Whether every issuer has keys that are not too stale to use.
     pub(crate) fn ready(&self) -> bool {
-        self.issuers.iter().all(|i| {
-            i.keys
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
-        })
+        let now = Instant::now();
+        self.issuers.iter().all(|i| i.usable_keys(now).is_some())
     }
 
     /// Verifies `token`, or finds it among the tokens already verified.
     pub(crate) async fn verify(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if let Some(hit) = self.cache.get(token, now) {
             return Ok(hit);
@@ -150,38 +195,30 @@ impl Identity {
             .iter()
             .find(|i| i.config.policy.issuer == iss)
             .ok_or(Rejection::UnknownIssuer(iss))?;
-        let keys = issuer
-            .keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let first = match &keys {
-            Some(keys) => verify(token, &issuer.config.policy, keys),
-            None => Err(Rejection::UnknownKey),
+        let first = match issuer.usable_keys(Instant::now()) {
+            Some(keys) => verify(token, &issuer.config.policy, &keys),
+            None => Err(Rejection::KeysUnavailable),
         };
         match first {
-            Err(Rejection::UnknownKey) if self.refresh(issuer).await => {
-                let keys = issuer
-                    .keys
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                match keys {
+            Err(Rejection::UnknownKey | Rejection::KeysUnavailable)
+                if self.refetch_on_demand(issuer).await =>
+            {
+                match issuer.usable_keys(Instant::now()) {
                     Some(keys) => verify(token, &issuer.config.policy, &keys),
-                    None => Err(Rejection::UnknownKey),
+                    None => Err(Rejection::KeysUnavailable),
                 }
             }
             other => other,
         }
     }
 
-    /// On-demand refetch (a token named an unknown `kid`, or the keys never
-    /// loaded): at most once per [`REFETCH_INTERVAL`] per issuer. Returns whether new
-    /// keys were installed.
-    async fn refresh(&self, issuer: &Issuer) -> bool {
+    /// A refetch because a token named an unknown `kid` (or the keys are missing):
+    /// at most once per [`REFETCH_INTERVAL`] per issuer. Returns whether new keys
+    /// were installed.
+    async fn refetch_on_demand(&self, issuer: &Issuer) -> bool {
         {
             let mut last = issuer
-                .last_fetch
+                .last_on_demand
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
@@ -192,31 +229,50 @@ impl Identity {
         self.load(issuer).await
     }
 
-    /// Fetches and installs the issuer's keys; on failure the last good keys stay.
+    /// Fetches and installs the issuer's keys and schedules the next refresh; on
+    /// failure the last good keys stay (within their staleness limit) and the
+    /// refresh is retried soon.
     async fn load(&self, issuer: &Issuer) -> bool {
         let name = &issuer.config.policy.issuer;
-        match self.load_keys(&issuer.config.keys).await {
-            Ok(keys) => {
-                tracing::info!(issuer = %name, keys = keys.len(), "issuer keys loaded");
-                *issuer.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));
+        let started = Instant::now();
+        let result = self.load_keys(&issuer.config.keys).await;
+        let mut next = issuer
+            .next_refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok((keys, ttl)) => {
+                let ttl = ttl
+                    .unwrap_or(DEFAULT_TTL)
+                    .clamp(self.refresh.min, self.refresh.max);
+                tracing::info!(issuer = %name, keys = keys.len(), refresh_in = ?ttl, "issuer keys loaded");
+                *issuer.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(Loaded {
+                    keys: Arc::new(keys),
+                    unusable_after: started + ttl + self.refresh.max_stale,
+                });
+                *next = started + ttl;
                 true
             }
             Err(e) => {
                 tracing::warn!(issuer = %name, error = %e, "cannot load issuer keys; keeping the last good ones");
+                *next = Instant::now() + self.refresh.min.min(RETRY_INTERVAL);
                 false
             }
         }
     }
 
-    async fn load_keys(&self, source: &KeySource) -> Result<KeySet, String> {
-        let bytes = match source {
-            KeySource::File(path) => tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .into(),
+    /// The key set and, for fetched keys, how long the IdP says it may be cached.
+    async fn load_keys(&self, source: &KeySource) -> Result<(KeySet, Option<Duration>), String> {
+        let (bytes, ttl) = match source {
+            KeySource::File(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (bytes.into(), Some(self.refresh.min))
+            }
             KeySource::Uri(uri) => self.fetch(uri).await?,
             KeySource::Discovery(uri) => {
-                let doc = self.fetch(uri).await?;
+                let (doc, _) = self.fetch(uri).await?;
                 let doc: serde_json::Value = serde_json::from_slice(&doc)
                     .map_err(|e| format!("{uri}: not a discovery document: {e}"))?;
                 let jwks_uri = doc
@@ -229,11 +285,12 @@ impl Identity {
                 self.fetch(&jwks_uri).await?
             }
         };
-        KeySet::from_jwks(&bytes).map_err(|e| e.to_string())
+        let keys = KeySet::from_jwks(&bytes).map_err(|e| e.to_string())?;
+        Ok((keys, ttl))
     }
 
-    /// GET `uri` with a time and size bound.
-    async fn fetch(&self, uri: &Uri) -> Result<Bytes, String> {
+    /// GET `uri` with a time and size bound; the body and its cache lifetime.
+    async fn fetch(&self, uri: &Uri) -> Result<(Bytes, Option<Duration>), String> {
         let request = Request::get(uri.clone())
             .header(http::header::ACCEPT, "application/json")
             .body(Full::default())
@@ -243,15 +300,103 @@ impl Identity {
             if !response.status().is_success() {
                 return Err(format!("status {}", response.status()));
             }
+            let ttl = cache_lifetime(response.headers(), SystemTime::now());
             Limited::new(response.into_body(), FETCH_LIMIT)
                 .collect()
                 .await
-                .map(|c| c.to_bytes())
+                .map(|c| (c.to_bytes(), ttl))
                 .map_err(|e| chain(&*e))
         };
         tokio::time::timeout(FETCH_TIMEOUT, work)
             .await
             .map_err(|_| format!("timed out after {FETCH_TIMEOUT:?}"))?
             .map_err(|e| format!("{uri}: {e}"))
+    }
+}
+
+/// How long a response may be cached, by its headers: `Cache-Control: no-store` or
+/// `no-cache` → zero, else `max-age`, else `Expires` (relative to `Date`, or `now`).
+/// `None` when the headers say nothing usable.
+fn cache_lifetime(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let mut max_age = None;
+    for value in headers.get_all(http::header::CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else { continue };
+        for directive in value.split(',').map(str::trim) {
+            let (name, arg) = directive
+                .split_once('=')
+                .map_or((directive, None), |(n, a)| (n.trim(), Some(a.trim())));
+            if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+                return Some(Duration::ZERO);
+            }
+            if name.eq_ignore_ascii_case("max-age")
+                && let Some(secs) = arg.and_then(|a| a.trim_matches('"').parse::<u64>().ok())
+            {
+                max_age = Some(Duration::from_secs(secs));
+            }
+        }
+    }
+    if max_age.is_some() {
+        return max_age;
+    }
+    let date = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+    };
+    let expires = date(http::header::EXPIRES)?;
+    let origin = date(http::header::DATE).unwrap_or(now);
+    Some(expires.duration_since(origin).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::try_from(*k).expect("name"),
+                    v.parse().expect("value"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cache_lifetime_follows_cache_control_then_expires() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let at = |h: &[(&str, &str)]| cache_lifetime(&headers(h), now);
+        assert_eq!(
+            at(&[("cache-control", "public, max-age=600, must-revalidate")]),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            at(&[("cache-control", "MAX-AGE=\"30\"")]),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            at(&[
+                ("cache-control", "no-store"),
+                ("expires", "Fri, 15 Jan 2027 08:00:00 GMT")
+            ]),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            at(&[
+                ("date", "Fri, 15 Jan 2027 07:00:00 GMT"),
+                ("expires", "Fri, 15 Jan 2027 08:00:00 GMT")
+            ]),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            at(&[("expires", "0")]),
+            None,
+            "an unparsable Expires says nothing"
+        );
+        assert_eq!(at(&[("cache-control", "public")]), None);
+        assert_eq!(at(&[]), None);
     }
 }

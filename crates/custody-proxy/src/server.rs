@@ -125,7 +125,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let identity = match &config.identity {
         Some(c) => {
             let identity = Arc::new(Identity::start(c, client.clone()).await);
-            identity.retry_missing_keys();
+            identity.spawn_refresher();
             Some(identity)
         }
         None => None,

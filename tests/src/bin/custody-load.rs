@@ -16,12 +16,14 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::Parser;
 use custody_tests::harness::{admin_get, free_port};
+use custody_tests::idp::Idp;
 use custody_tests::stub::Stub;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -44,6 +46,11 @@ struct Args {
     /// Modes: `json` (a chat completion) and/or `sse` (a streamed one).
     #[arg(long, value_delimiter = ',', default_values_t = ["json".to_string(), "sse".to_string()])]
     mode: Vec<String>,
+    /// With N > 0, identity is on: custody verifies ES256 tokens from a test IdP on
+    /// the stub, and requests carry one of N users' tokens in turn (each verified
+    /// once, then found in custody's cache).
+    #[arg(long, default_value_t = 0)]
+    users: usize,
     /// Extra YAML appended to custody's config (e.g. `limits: {max_request_body: 1MiB}`).
     #[arg(long, default_value = "")]
     extra_config: String,
@@ -76,8 +83,23 @@ async fn main() -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("custody"),
     };
-    let mut custody = start_custody(&bin, dir.path(), &stub, &args.extra_config)?;
-    let result = run(&args, &stub, &custody).await;
+    let mut extra = args.extra_config.clone();
+    let mut tokens = Vec::new();
+    if args.users > 0 {
+        let idp = Idp::new(&stub.url());
+        stub.set_jwks(idp.jwks());
+        extra += &format!(
+            "identity:\n  issuers:\n    - {{issuer: '{}', audiences: [custody], algorithms: [ES256]}}\n",
+            stub.url()
+        );
+        for user in 0..args.users {
+            let mut claims = idp.claims(&format!("load|user-{user}"));
+            claims["exp"] = serde_json::json!(claims["iat"].as_u64().unwrap_or(0) + 24 * 3600);
+            tokens.push(http::HeaderValue::from_str(&idp.sign("k1", &claims))?);
+        }
+    }
+    let mut custody = start_custody(&bin, dir.path(), &stub, &extra)?;
+    let result = run(&args, &stub, &custody, Arc::new(tokens)).await;
     let _ = Command::new("kill")
         .args(["-TERM", &custody.child.id().to_string()])
         .status();
@@ -163,15 +185,17 @@ async fn drive(
     addr: SocketAddr,
     path: &str,
     body: Bytes,
+    tokens: &Arc<Vec<http::HeaderValue>>,
     concurrency: usize,
     requests: usize,
 ) -> anyhow::Result<Phase> {
     let per = requests.div_ceil(concurrency);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for task in 0..concurrency {
         let body = body.clone();
         let path = path.to_owned();
+        let tokens = tokens.clone();
         tasks.push(tokio::spawn(async move {
             let io = tokio::net::TcpStream::connect(addr).await?;
             io.set_nodelay(true)?;
@@ -180,10 +204,14 @@ async fn drive(
             tokio::spawn(conn);
             let mut lat = Vec::with_capacity(per);
             for i in 0..per {
-                let req = http::Request::post(&path)
+                let mut req = http::Request::post(&path)
                     .header("host", "localhost")
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
+                if !tokens.is_empty() {
+                    let token = tokens[(task * per + i) % tokens.len()].clone();
+                    req.headers_mut().insert("x-custody-user-token", token);
+                }
                 // A keep-alive connection is ready for the next request only once the
                 // connection task has seen the end of the previous response.
                 sender.ready().await?;
@@ -305,7 +333,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    stub: &Stub,
+    custody: &CustodyProc,
+    tokens: Arc<Vec<http::HeaderValue>>,
+) -> anyhow::Result<()> {
     println!(
         "custody-load: {} round(s) of {} requests per phase (+{} warm-up), body ~{} B, keep-alive, custody pid {}",
         args.rounds, args.requests, args.warmup, args.body_size, custody.pid
@@ -317,7 +350,7 @@ async fn run(args: &Args, stub: &Stub, custody: &CustodyProc) -> anyhow::Result<
         for mode in &args.mode {
             let body = request_body(mode, args.body_size);
             for &c in &args.concurrency {
-                let cell = measure(args, stub, custody, mode, c, &body).await?;
+                let cell = measure(args, stub, custody, mode, c, &body, &tokens).await?;
                 cell.print();
                 all.push(cell);
             }
@@ -360,14 +393,15 @@ async fn measure(
     mode: &str,
     c: usize,
     body: &Bytes,
+    tokens: &Arc<Vec<http::HeaderValue>>,
 ) -> anyhow::Result<Cell> {
     const DIRECT: &str = "/v1/chat/completions";
     const THROUGH: &str = "/openai/v1/chat/completions";
-    drive(stub.addr, DIRECT, body.clone(), c, args.warmup).await?;
-    drive(custody.tcp, THROUGH, body.clone(), c, args.warmup).await?;
-    let direct = drive(stub.addr, DIRECT, body.clone(), c, args.requests).await?;
+    drive(stub.addr, DIRECT, body.clone(), tokens, c, args.warmup).await?;
+    drive(custody.tcp, THROUGH, body.clone(), tokens, c, args.warmup).await?;
+    let direct = drive(stub.addr, DIRECT, body.clone(), tokens, c, args.requests).await?;
     let cpu_before = cpu_time(custody.pid)?;
-    let through = drive(custody.tcp, THROUGH, body.clone(), c, args.requests).await?;
+    let through = drive(custody.tcp, THROUGH, body.clone(), tokens, c, args.requests).await?;
     let cpu = cpu_time(custody.pid)?.saturating_sub(cpu_before);
     Ok(Cell {
         mode: mode.to_owned(),

@@ -1,53 +1,18 @@
 //! The negative corpus and the happy paths, with real keys.
 
 use super::*;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use crate::testing::{self, TestKey, forge};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
 const ISS: &str = "https://idp.test/";
 
-struct Signer {
-    key: EncodingKey,
-    jwk: Jwk,
-    alg: Algorithm,
-    kid: &'static str,
+fn signer(kid: &str, alg: Algorithm) -> TestKey {
+    TestKey::generate(kid, alg)
 }
 
-fn signer(kid: &'static str, alg: Algorithm) -> Signer {
-    let pair = match alg {
-        Algorithm::RS256 => {
-            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        }
-        Algorithm::ES256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        Algorithm::EdDSA => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
-        other => panic!("no test key for {other:?}"),
-    }
-    .expect("generate key");
-    let pem = pair.serialize_pem();
-    let key = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
-        _ => EncodingKey::from_ed_pem(pem.as_bytes()),
-    }
-    .expect("encoding key");
-    let mut jwk = if alg == Algorithm::EdDSA {
-        // jsonwebtoken cannot derive an Ed25519 JWK from a private key: build it.
-        let x = URL_SAFE_NO_PAD.encode(pair.public_key_raw());
-        serde_json::from_value(json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA"}))
-            .expect("jwk")
-    } else {
-        Jwk::from_encoding_key(&key, alg).expect("jwk")
-    };
-    jwk.common.key_id = Some(kid.into());
-    Signer { key, jwk, alg, kid }
-}
-
-fn keyset(signers: &[&Signer]) -> KeySet {
-    let set = JwkSet {
-        keys: signers.iter().map(|s| s.jwk.clone()).collect(),
-    };
-    KeySet::from_jwks(&serde_json::to_vec(&set).expect("json")).expect("keyset")
+fn keyset(keys: &[&TestKey]) -> KeySet {
+    KeySet::from_jwks(testing::jwks(keys).as_bytes()).expect("keyset")
 }
 
 fn policy() -> IssuerPolicy {
@@ -79,24 +44,8 @@ fn claims() -> Value {
     })
 }
 
-fn sign(s: &Signer, claims: &Value) -> String {
-    let mut header = Header::new(s.alg);
-    header.kid = Some(s.kid.into());
-    jsonwebtoken::encode(&header, claims, &s.key).expect("sign")
-}
-
-fn b64(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
-}
-
-/// A token with a hand-written header and signature.
-fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        b64(header),
-        b64(claims),
-        URL_SAFE_NO_PAD.encode(signature)
-    )
+fn sign(s: &TestKey, claims: &Value) -> String {
+    s.sign(claims)
 }
 
 #[test]
@@ -141,7 +90,7 @@ fn alg_none_in_any_spelling_is_refused() {
 fn hmac_signed_with_the_public_key_is_refused() {
     let s = signer("rsa", Algorithm::RS256);
     let keys = keyset(&[&s]);
-    let public = serde_json::to_vec(&s.jwk).expect("jwk bytes");
+    let public = serde_json::to_vec(s.jwk()).expect("jwk bytes");
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa".into());
     let token =
@@ -272,8 +221,7 @@ fn kid_is_only_a_lookup_string_and_embedded_keys_are_ignored() {
             .reason(),
         "unknown_key"
     );
-    let mut traversal = signer("../../../etc/passwd", Algorithm::ES256);
-    traversal.kid = "../../../etc/passwd";
+    let traversal = signer("../../../etc/passwd", Algorithm::ES256);
     assert_eq!(
         verify(&sign(&traversal, &claims()), &policy(), &keys)
             .expect_err("path")
@@ -283,10 +231,10 @@ fn kid_is_only_a_lookup_string_and_embedded_keys_are_ignored() {
     // The attacker embeds its own key and points at URLs, naming a trusted kid.
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("ec".into());
-    header.jwk = Some(attacker.jwk.clone());
+    header.jwk = Some(attacker.jwk().clone());
     header.jku = Some("http://127.0.0.1:9/jwks".into());
     header.x5u = Some("http://127.0.0.1:9/cert".into());
-    let token = jsonwebtoken::encode(&header, &claims(), &attacker.key).expect("sign");
+    let token = attacker.sign_with(&header, &claims());
     assert_eq!(
         verify(&token, &policy(), &keys)
             .expect_err("embedded")
@@ -302,7 +250,7 @@ fn crit_headers_and_oversized_or_garbled_tokens_are_refused() {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some("ec".into());
     header.crit = Some(vec!["exp".into()]);
-    let token = jsonwebtoken::encode(&header, &claims(), &s.key).expect("sign");
+    let token = s.sign_with(&header, &claims());
     assert_eq!(
         verify(&token, &policy(), &keys).expect_err("crit").reason(),
         "unsupported_critical"
@@ -341,7 +289,7 @@ fn jwks_keys_without_alg_are_usable() {
     // Many IdPs publish JWKs without the optional `alg` member.
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
         let s = signer("k", alg);
-        let mut jwk = serde_json::to_value(&s.jwk).expect("jwk");
+        let mut jwk = serde_json::to_value(s.jwk()).expect("jwk");
         jwk.as_object_mut().expect("object").remove("alg");
         let doc = json!({"keys": [jwk]});
         let keys = KeySet::from_jwks(doc.to_string().as_bytes()).expect("keyset");
@@ -355,11 +303,11 @@ fn jwks_keys_without_alg_are_usable() {
 #[test]
 fn jwks_skips_encryption_and_symmetric_keys() {
     let s = signer("ec", Algorithm::ES256);
-    let mut enc = s.jwk.clone();
+    let mut enc = s.jwk().clone();
     enc.common.key_id = Some("enc".into());
     enc.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Encryption);
     let doc = json!({"keys": [
-        serde_json::to_value(&s.jwk).expect("jwk"),
+        serde_json::to_value(s.jwk()).expect("jwk"),
         serde_json::to_value(&enc).expect("jwk"),
         {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
     ]});
@@ -368,4 +316,82 @@ fn jwks_skips_encryption_and_symmetric_keys() {
     assert!(set.contains("ec") && !set.contains("enc") && !set.contains("hmac"));
     assert!(KeySet::from_jwks(br#"{"keys":[]}"#).is_err());
     assert!(KeySet::from_jwks(b"not json").is_err());
+}
+
+#[test]
+fn every_supported_algorithm_verifies() {
+    use Algorithm::*;
+    let all = [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ];
+    let mut p = policy();
+    p.algorithms = all.to_vec();
+    for alg in all {
+        let s = signer("k", alg);
+        let keys = keyset(&[&s]);
+        let v = verify(&sign(&s, &claims()), &p, &keys);
+        assert!(v.is_ok(), "{alg:?}: {v:?}");
+    }
+}
+
+#[test]
+fn the_curve_and_key_type_must_fit_the_algorithm() {
+    let mut p = policy();
+    p.algorithms = vec![Algorithm::ES256, Algorithm::ES384, Algorithm::PS256];
+    // A P-384 key named by an ES256 token (and the reverse) is refused by name.
+    let p384 = signer("ec", Algorithm::ES384);
+    let p256 = signer("ec", Algorithm::ES256);
+    let forged = testing::with_header(
+        &sign(&p384, &claims()),
+        &json!({"alg": "ES256", "kid": "ec"}),
+    );
+    let err = verify(&forged, &p, &keyset(&[&p384])).expect_err("curve");
+    assert_eq!(err.reason(), "disallowed_algorithm");
+    let forged = testing::with_header(
+        &sign(&p256, &claims()),
+        &json!({"alg": "ES384", "kid": "ec"}),
+    );
+    let err = verify(&forged, &p, &keyset(&[&p256])).expect_err("curve");
+    assert_eq!(err.reason(), "disallowed_algorithm");
+    // A PS256 token naming an Ed25519 key.
+    let ed = signer("ed", Algorithm::EdDSA);
+    let forged = testing::with_header(&sign(&ed, &claims()), &json!({"alg": "PS256", "kid": "ed"}));
+    let err = verify(&forged, &p, &keyset(&[&ed])).expect_err("type");
+    assert_eq!(err.reason(), "disallowed_algorithm");
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_are_skipped() {
+    let s = signer("big", Algorithm::RS256);
+    let mut small = serde_json::to_value(s.jwk()).expect("jwk");
+    small["kid"] = json!("small");
+    // A 1024-bit modulus (128 bytes).
+    small["n"] = json!(URL_SAFE_NO_PAD.encode([0xc5u8; 128]));
+    let doc = json!({"keys": [serde_json::to_value(s.jwk()).expect("jwk"), small]});
+    let set = KeySet::from_jwks(doc.to_string().as_bytes()).expect("keyset");
+    assert!(set.contains("big") && !set.contains("small"));
+}
+
+#[test]
+fn claim_types_are_checked() {
+    let s = signer("ed", Algorithm::EdDSA);
+    let keys = keyset(&[&s]);
+    let mut c = claims();
+    c["exp"] = json!(now() as f64 + 300.5);
+    assert!(
+        verify(&sign(&s, &c), &policy(), &keys).is_ok(),
+        "fractional exp"
+    );
+    for (claim, value) in [
+        ("exp", json!("tomorrow")),
+        ("aud", json!(42)),
+        ("aud", json!(["custody", 7])),
+        ("iss", json!(["https://idp.test/"])),
+        ("nbf", json!(-5)),
+    ] {
+        let mut c = claims();
+        c[claim] = value;
+        let err = verify(&sign(&s, &c), &policy(), &keys).expect_err(claim);
+        assert_eq!(err.reason(), "malformed", "{claim}: {err}");
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::raw::{NumberOrText, RawClaims, RawCredentials, RawIdentity, RawIssuer, Setting};
 use super::units::{parse_duration, parse_size};
-use super::{ConfigIssue, Credentials, IdentityConfig, IssuerConfig, KeySource};
+use super::{ConfigIssue, Credentials, IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
 use custody_identity::{Algorithm, ClaimNames, IssuerPolicy};
 use http::{HeaderName, Uri};
 use std::collections::HashSet;
@@ -14,6 +14,12 @@ pub const DEFAULT_TOKEN_HEADER: &str = "x-custody-user-token";
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_TOKEN: u64 = 8 << 10;
 const MAX_TOKEN_LIMIT: u64 = 64 << 10;
+/// Default `jwks_refresh_min`, `jwks_refresh_max` and `jwks_max_stale`.
+const DEFAULT_REFRESH: KeyRefresh = KeyRefresh {
+    min: Duration::from_secs(5 * 60),
+    max: Duration::from_secs(24 * 3600),
+    max_stale: Duration::from_secs(24 * 3600),
+};
 
 /// Every asymmetric algorithm custody verifies; the default allow-list.
 const ASYMMETRIC: [Algorithm; 9] = [
@@ -65,21 +71,46 @@ pub(crate) fn validate_identity(
             }
         },
     };
-    let leeway = match &raw.leeway {
-        None => DEFAULT_LEEWAY,
-        Some(NumberOrText::Text(t)) => parse_duration(t).unwrap_or_else(|m| {
-            issue(issues, "identity.leeway", m);
-            DEFAULT_LEEWAY
-        }),
-        Some(n) => {
-            issue(
-                issues,
-                "identity.leeway",
-                format!("a duration needs a unit, e.g. \"{}s\"", text(n)),
-            );
-            DEFAULT_LEEWAY
-        }
+    let leeway = duration(
+        raw.leeway.as_ref(),
+        "identity.leeway",
+        DEFAULT_LEEWAY,
+        issues,
+    );
+    let refresh = KeyRefresh {
+        min: duration(
+            raw.jwks_refresh_min.as_ref(),
+            "identity.jwks_refresh_min",
+            DEFAULT_REFRESH.min,
+            issues,
+        ),
+        max: duration(
+            raw.jwks_refresh_max.as_ref(),
+            "identity.jwks_refresh_max",
+            DEFAULT_REFRESH.max,
+            issues,
+        ),
+        max_stale: duration(
+            raw.jwks_max_stale.as_ref(),
+            "identity.jwks_max_stale",
+            DEFAULT_REFRESH.max_stale,
+            issues,
+        ),
     };
+    if refresh.min.is_zero() {
+        issue(issues, "identity.jwks_refresh_min", "must be at least 1s");
+    }
+    if refresh.max < refresh.min {
+        issue(
+            issues,
+            "identity.jwks_refresh_max",
+            format!(
+                "{} is less than jwks_refresh_min ({})",
+                humantime::format_duration(refresh.max),
+                humantime::format_duration(refresh.min)
+            ),
+        );
+    }
     let max_token = match &raw.max_token_size {
         None => DEFAULT_MAX_TOKEN,
         Some(v) => match parse_size(&text(v)) {
@@ -126,7 +157,31 @@ pub(crate) fn validate_identity(
     Some(IdentityConfig {
         token_header,
         issuers,
+        refresh,
     })
+}
+
+fn duration(
+    value: Option<&NumberOrText>,
+    at: &str,
+    default: Duration,
+    issues: &mut Vec<ConfigIssue>,
+) -> Duration {
+    match value {
+        None => default,
+        Some(NumberOrText::Text(t)) => parse_duration(t).unwrap_or_else(|m| {
+            issue(issues, at, m);
+            default
+        }),
+        Some(n) => {
+            issue(
+                issues,
+                at,
+                format!("a duration needs a unit, e.g. \"{}s\"", text(n)),
+            );
+            default
+        }
+    }
 }
 
 fn validate_issuer(

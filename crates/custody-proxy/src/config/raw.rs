@@ -65,6 +65,9 @@ pub(crate) struct RawIdentity {
     pub(crate) token_header: Option<String>,
     pub(crate) leeway: Option<NumberOrText>,
     pub(crate) max_token_size: Option<NumberOrText>,
+    pub(crate) jwks_refresh_min: Option<NumberOrText>,
+    pub(crate) jwks_refresh_max: Option<NumberOrText>,
+    pub(crate) jwks_max_stale: Option<NumberOrText>,
     #[serde(default)]
     pub(crate) issuers: Vec<RawIssuer>,
 }
