@@ -1,0 +1,138 @@
+//! The request side: what a call asks for, per route kind.
+
+mod http;
+mod llm;
+mod mcp;
+
+use crate::toolmap::ToolMap;
+use crate::{Limits, RouteKind};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One request as the proxy sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestInput<'a> {
+    /// The route's protocol.
+    pub kind: RouteKind,
+    /// The route's name (prefixes MCP tool names: `<route>:<tool>`).
+    pub route: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// The path after the route prefix, e.g. `/v1/chat/completions` (no query).
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: Option<&'a str>,
+    /// Request headers.
+    pub headers: &'a ::http::HeaderMap,
+    /// The buffered body.
+    pub body: &'a [u8],
+    /// `false` when the proxy could not buffer the whole body (too large): the
+    /// body is then not inspected.
+    pub body_complete: bool,
+    /// The route's REST tool mapping (`kind: http`).
+    pub tools: Option<&'a ToolMap>,
+}
+
+/// What a request asked for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RequestFacts {
+    /// openai: `chat.completions` | `responses` | `completions` | `embeddings` |
+    /// `moderations` | `models`; anthropic: `messages` | `messages.count_tokens` |
+    /// `messages.batches` | `complete`; mcp: the JSON-RPC method, `batch`, `response`
+    /// (a client's reply to a server request), `stream` (GET) or `session.delete`
+    /// (DELETE); http: `None`. `None` for paths not recognised.
+    pub operation: Option<String>,
+    /// The model the request names.
+    pub model: Option<String>,
+    /// Whether the request asked for a streamed response.
+    pub stream: bool,
+    /// mcp `tools/call`: `<route>:<tool name>`; http: the mapped tool name.
+    pub tool: Option<String>,
+    /// Canonical JSON (see the crate documentation), bounded by
+    /// `Limits::max_parameters_bytes`. mcp `tools/call`: the arguments;
+    /// `resources/read`: `{"uri":..}`; `prompts/get`: `{"arguments":..,"name":..}`;
+    /// batch: the array of per-message summaries; http (mapped to a tool or not):
+    /// `{"body":..,"path":{..},"query":{..}}` without the empty parts (`None` if all
+    /// are empty; `body` only for JSON and form bodies); LLM routes: `None`.
+    pub parameters: Option<String>,
+    /// The canonical length of the parameters when they were truncated.
+    pub truncated_from: Option<usize>,
+    /// MCP request ids, to correlate the responses.
+    pub jsonrpc_ids: Vec<Value>,
+    /// Why the request could not be (fully) inspected.
+    pub error: Option<String>,
+    /// The body was not inspected (too large).
+    pub uninspected: bool,
+}
+
+impl RequestFacts {
+    /// Records `params` as bounded canonical JSON.
+    fn set_parameters(&mut self, params: &Value, limits: &Limits) {
+        let (text, from) = crate::canonical::truncate_parameters(
+            crate::canonical_json(params),
+            limits.max_parameters_bytes,
+        );
+        self.parameters = text;
+        self.truncated_from = from;
+    }
+
+    /// Keeps the first error.
+    fn note_error(&mut self, error: String) {
+        self.error.get_or_insert(error);
+    }
+}
+
+/// Inspects one request. Never panics; problems land in [`RequestFacts::error`].
+pub fn inspect_request(req: &RequestInput<'_>, limits: &Limits) -> RequestFacts {
+    let mut facts = RequestFacts::default();
+    let body = readable_body(req, limits, &mut facts);
+    match req.kind {
+        RouteKind::Openai => llm::inspect_openai(req, body, &mut facts),
+        RouteKind::Anthropic => llm::inspect_anthropic(req, body, &mut facts),
+        RouteKind::Mcp => mcp::inspect(req, body, limits, &mut facts),
+        RouteKind::Http => http::inspect(req, body, limits, &mut facts),
+    }
+    facts
+}
+
+/// The body if it may be inspected and is not blank.
+fn readable_body<'a>(
+    req: &RequestInput<'a>,
+    limits: &Limits,
+    facts: &mut RequestFacts,
+) -> Option<&'a [u8]> {
+    if !req.body_complete || req.body.len() > limits.max_body_bytes {
+        facts.uninspected = true;
+        facts.error = Some(format!(
+            "request body not inspected: larger than {} bytes",
+            limits.max_body_bytes
+        ));
+        return None;
+    }
+    let blank = req.body.iter().all(u8::is_ascii_whitespace);
+    (!blank).then_some(req.body)
+}
+
+fn not_json(e: &serde_json::Error) -> String {
+    format!("request body is not JSON: {e}")
+}
+
+/// The first byte that is not JSON whitespace.
+fn first_token(body: &[u8]) -> Option<u8> {
+    body.iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// The header's value if it is visible ASCII.
+fn header<'a>(req: &RequestInput<'a>, name: &str) -> Option<&'a str> {
+    req.headers
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+//! Plain HTTP / REST tool requests: tool from the route's mapping, parameters from
+//! the path parameters, the query string and a JSON or form body.
+
+use super::{RequestFacts, RequestInput, first_token, header, not_json};
+use crate::Limits;
+use crate::text::parse_form;
+use serde_json::{Map, Value};
+
+pub(super) fn inspect(
+    req: &RequestInput<'_>,
+    body: Option<&[u8]>,
+    limits: &Limits,
+    facts: &mut RequestFacts,
+) {
+    let mut params = Map::new();
+    if let Some(found) = req.tools.and_then(|t| t.find(req.method, req.path)) {
+        facts.tool = Some(found.tool.to_owned());
+        let path: Map<String, Value> = found
+            .path_params
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        if !path.is_empty() {
+            params.insert("path".to_owned(), Value::Object(path));
+        }
+    }
+    if let Some(query) = req.query {
+        let query = parse_form(query);
+        if !query.is_empty() {
+            params.insert("query".to_owned(), Value::Object(query));
+        }
+    }
+    if let Some(body) = body.and_then(|b| body_value(req, b, facts)) {
+        params.insert("body".to_owned(), body);
+    }
+    if !params.is_empty() {
+        facts.set_parameters(&Value::Object(params), limits);
+    }
+}
+
+/// The body as JSON: parsed when declared JSON (an error if it is not) or when
+/// undeclared and it looks like JSON; a form body becomes an object; any other
+/// body is left out.
+fn body_value(req: &RequestInput<'_>, body: &[u8], facts: &mut RequestFacts) -> Option<Value> {
+    let content_type = header(req, "content-type").map(str::to_ascii_lowercase);
+    let (declared_json, form) = match content_type.as_deref() {
+        Some(ct) => {
+            let essence = ct.split(';').next().unwrap_or(ct).trim();
+            (
+                essence == "application/json" || essence.ends_with("+json"),
+                essence == "application/x-www-form-urlencoded",
+            )
+        }
+        None => (false, false),
+    };
+    if form {
+        let text = String::from_utf8_lossy(body);
+        return Some(Value::Object(parse_form(text.trim())));
+    }
+    let looks_json = matches!(first_token(body), Some(b'{' | b'['));
+    if !(declared_json || (content_type.is_none() && looks_json)) {
+        return None;
+    }
+    match serde_json::from_slice(body) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            facts.note_error(not_json(&e));
+            None
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! MCP requests: JSON-RPC messages (single or batch) over streamable HTTP.
+
+use super::{RequestFacts, RequestInput, header, not_json};
+use crate::Limits;
+use serde_json::{Map, Value};
+
+pub(super) fn inspect(
+    req: &RequestInput<'_>,
+    body: Option<&[u8]>,
+    limits: &Limits,
+    facts: &mut RequestFacts,
+) {
+    let header_method = header(req, "mcp-method");
+    let header_name = header(req, "mcp-name");
+    let parsed = body.and_then(|body| match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            facts.note_error(not_json(&e));
+            None
+        }
+    });
+    match parsed {
+        Some(Value::Array(messages)) => batch(req, &messages, limits, facts),
+        Some(Value::Object(message)) => {
+            single(req, &message, limits, facts);
+            check_headers(facts, header_method, header_name, &message);
+        }
+        Some(_) => facts.note_error("request body is not a JSON-RPC message".to_owned()),
+        None => {}
+    }
+    if facts.operation.is_none() {
+        from_headers(req, header_method, header_name, facts);
+    }
+}
+
+/// Without a usable body: the stateless headers, else the HTTP method.
+fn from_headers(
+    req: &RequestInput<'_>,
+    method: Option<&str>,
+    name: Option<&str>,
+    facts: &mut RequestFacts,
+) {
+    if let Some(method) = method {
+        facts.operation = Some(method.to_owned());
+        if method == "tools/call"
+            && let Some(name) = name
+        {
+            facts.tool = Some(format!("{}:{name}", req.route));
+        }
+        return;
+    }
+    facts.operation = match req.method.to_ascii_uppercase().as_str() {
+        "GET" => Some("stream".to_owned()),
+        "DELETE" => Some("session.delete".to_owned()),
+        _ => None,
+    };
+}
+
+/// Records a disagreement between the stateless headers and the body (the body wins).
+fn check_headers(
+    facts: &mut RequestFacts,
+    method: Option<&str>,
+    name: Option<&str>,
+    message: &Map<String, Value>,
+) {
+    let body_method = message.get("method").and_then(Value::as_str);
+    if let (Some(h), Some(b)) = (method, body_method)
+        && h != b
+    {
+        facts.note_error(format!(
+            "mcp-method header {h:?} does not match the body's method {b:?}"
+        ));
+    }
+    let body_name = message
+        .get("params")
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str);
+    if let (Some(h), Some(b)) = (name, body_name)
+        && h != b
+    {
+        facts.note_error(format!(
+            "mcp-name header {h:?} does not match the body's name {b:?}"
+        ));
+    }
+}
+
+/// A request id worth correlating (a string or a number).
+fn request_id(message: &Map<String, Value>) -> Option<&Value> {
+    message
+        .get("id")
+        .filter(|id| id.is_string() || id.is_number())
+}
+
+/// What one message is about: (method, tool name if tools/call, parameters).
+struct Summary<'a> {
+    method: Option<&'a str>,
+    tool: Option<&'a str>,
+    params: Option<Map<String, Value>>,
+    arguments: Option<&'a Value>,
+}
+
+fn summarise(message: &Map<String, Value>) -> Summary<'_> {
+    let method = message.get("method").and_then(Value::as_str);
+    let params = message.get("params");
+    let get = |key: &str| params.and_then(|p| p.get(key));
+    let mut s = Summary {
+        method,
+        tool: None,
+        params: None,
+        arguments: None,
+    };
+    match method {
+        Some("tools/call") => {
+            s.tool = get("name").and_then(Value::as_str);
+            s.arguments = get("arguments");
+        }
+        Some("resources/read") => {
+            if let Some(uri) = get("uri") {
+                s.params = Some(Map::from_iter([("uri".to_owned(), uri.clone())]));
+            }
+        }
+        Some("prompts/get") => {
+            let mut m = Map::new();
+            for key in ["name", "arguments"] {
+                if let Some(v) = get(key) {
+                    m.insert(key.to_owned(), v.clone());
+                }
+            }
+            s.params = (!m.is_empty()).then_some(m);
+        }
+        _ => {}
+    }
+    s
+}
+
+fn single(
+    req: &RequestInput<'_>,
+    message: &Map<String, Value>,
+    limits: &Limits,
+    facts: &mut RequestFacts,
+) {
+    let s = summarise(message);
+    match s.method {
+        Some(method) => facts.operation = Some(method.to_owned()),
+        None if message.contains_key("result") || message.contains_key("error") => {
+            facts.operation = Some("response".to_owned());
+            return;
+        }
+        None => {
+            facts.note_error("request body is not a JSON-RPC message: no method".to_owned());
+            return;
+        }
+    }
+    if let Some(id) = request_id(message) {
+        facts.jsonrpc_ids.push(id.clone());
+    }
+    if s.method == Some("tools/call") {
+        match s.tool {
+            Some(name) => facts.tool = Some(format!("{}:{name}", req.route)),
+            None => facts.note_error("tools/call without params.name".to_owned()),
+        }
+    }
+    if let Some(args) = s.arguments {
+        facts.set_parameters(args, limits);
+    } else if let Some(params) = s.params {
+        facts.set_parameters(&Value::Object(params), limits);
+    }
+}
+
+fn batch(req: &RequestInput<'_>, messages: &[Value], limits: &Limits, facts: &mut RequestFacts) {
+    facts.operation = Some("batch".to_owned());
+    if messages.is_empty() {
+        facts.note_error("empty JSON-RPC batch".to_owned());
+        return;
+    }
+    let mut summaries = Vec::with_capacity(messages.len());
+    for message in messages {
+        let Some(message) = message.as_object() else {
+            facts.note_error("JSON-RPC batch holds a non-object".to_owned());
+            continue;
+        };
+        let s = summarise(message);
+        let mut summary = s.params.unwrap_or_default();
+        if let Some(method) = s.method {
+            summary.insert("method".to_owned(), Value::String(method.to_owned()));
+            if let Some(id) = request_id(message) {
+                facts.jsonrpc_ids.push(id.clone());
+            }
+        } else if message.contains_key("result") || message.contains_key("error") {
+            summary.insert("method".to_owned(), Value::String("response".to_owned()));
+        }
+        if let Some(id) = message.get("id") {
+            summary.insert("id".to_owned(), id.clone());
+        }
+        if let Some(name) = s.tool {
+            summary.insert("name".to_owned(), Value::String(name.to_owned()));
+            if facts.tool.is_none() {
+                facts.tool = Some(format!("{}:{name}", req.route));
+            }
+        }
+        if let Some(args) = s.arguments {
+            summary.insert("arguments".to_owned(), args.clone());
+        }
+        summaries.push(Value::Object(summary));
+    }
+    facts.set_parameters(&Value::Array(summaries), limits);
+}

@@ -1,0 +1,461 @@
+use super::*;
+use crate::toolmap::ToolMapping;
+use ::http::{HeaderMap, HeaderValue};
+use serde_json::json;
+
+struct Req {
+    kind: RouteKind,
+    method: &'static str,
+    path: &'static str,
+    query: Option<&'static str>,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+fn req(kind: RouteKind, method: &'static str, path: &'static str, body: &str) -> Req {
+    Req {
+        kind,
+        method,
+        path,
+        query: None,
+        headers: HeaderMap::new(),
+        body: body.as_bytes().to_vec(),
+        complete: true,
+    }
+}
+
+impl Req {
+    fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.insert(name, HeaderValue::from_static(value));
+        self
+    }
+
+    fn inspect_with(&self, tools: Option<&ToolMap>, limits: &Limits) -> RequestFacts {
+        inspect_request(
+            &RequestInput {
+                kind: self.kind,
+                route: "crm",
+                method: self.method,
+                path: self.path,
+                query: self.query,
+                headers: &self.headers,
+                body: &self.body,
+                body_complete: self.complete,
+                tools,
+            },
+            limits,
+        )
+    }
+
+    fn inspect(&self) -> RequestFacts {
+        self.inspect_with(None, &Limits::default())
+    }
+}
+
+#[test]
+fn openai_operations() {
+    for (path, op) in [
+        ("/v1/chat/completions", Some("chat.completions")),
+        ("/chat/completions/", Some("chat.completions")),
+        (
+            "/openai/deployments/gpt4o/chat/completions",
+            Some("chat.completions"),
+        ),
+        ("/v1/responses", Some("responses")),
+        ("/v1/completions", Some("completions")),
+        ("/v1/embeddings", Some("embeddings")),
+        ("/v1/models", Some("models")),
+        ("/v1/files", None),
+        ("/v1/responses/resp_123", None),
+    ] {
+        let f = req(RouteKind::Openai, "POST", path, "").inspect();
+        assert_eq!(f.operation.as_deref(), op, "{path}");
+        assert_eq!(f.error, None);
+    }
+}
+
+#[test]
+fn anthropic_operations() {
+    for (path, op) in [
+        ("/v1/messages", Some("messages")),
+        ("/v1/messages/count_tokens", Some("messages.count_tokens")),
+        ("/v1/messages/batches", Some("messages.batches")),
+        ("/v1/complete", Some("complete")),
+        ("/v1/files", None),
+    ] {
+        assert_eq!(
+            req(RouteKind::Anthropic, "POST", path, "")
+                .inspect()
+                .operation
+                .as_deref(),
+            op,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn llm_model_and_stream() {
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"messages":[{"role":"user","content":"say \"hi\""}],"model":"gpt-4o","stream":true}"#,
+    )
+    .inspect();
+    assert_eq!(f.model.as_deref(), Some("gpt-4o"));
+    assert!(f.stream);
+    assert_eq!(f.parameters, None);
+    assert_eq!(f.tool, None);
+    let f = req(
+        RouteKind::Anthropic,
+        "POST",
+        "/v1/messages",
+        r#"{"model":"claude-haiku-4-5","stream":"yes"}"#,
+    )
+    .inspect();
+    assert_eq!(f.model.as_deref(), Some("claude-haiku-4-5"));
+    assert!(!f.stream, "only a JSON true asks for a stream");
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":42}"#,
+    )
+    .inspect();
+    assert_eq!((f.model, f.error), (None, None));
+}
+
+#[test]
+fn malformed_json_is_recorded_not_fatal() {
+    for body in [
+        "{\"model\": \"gpt-4o\",",
+        "not json",
+        "{\"model\":\"x\"} trailing",
+        "\u{feff}{}",
+    ] {
+        let f = req(RouteKind::Openai, "POST", "/v1/chat/completions", body).inspect();
+        let err = f.error.expect("error recorded");
+        assert!(err.starts_with("request body is not JSON: "), "{err}");
+        assert_eq!(f.operation.as_deref(), Some("chat.completions"));
+        assert!(!f.uninspected);
+    }
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        "not json",
+    )
+    .inspect();
+    assert_eq!(
+        f.error.as_deref(),
+        Some("request body is not JSON: expected ident at line 1 column 2")
+    );
+    let f = req(RouteKind::Openai, "POST", "/v1/chat/completions", "[1,2]").inspect();
+    assert_eq!(
+        f.error.as_deref(),
+        Some("request body is not a JSON object")
+    );
+    for kind in [RouteKind::Mcp, RouteKind::Anthropic] {
+        let f = req(kind, "POST", "/v1/messages", "{").inspect();
+        assert!(
+            f.error
+                .expect("error")
+                .starts_with("request body is not JSON")
+        );
+    }
+}
+
+#[test]
+fn body_too_large_is_uninspected() {
+    let mut r = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o"}"#,
+    );
+    r.complete = false;
+    let f = r.inspect();
+    assert!(f.uninspected);
+    assert_eq!(f.model, None);
+    assert_eq!(f.operation.as_deref(), Some("chat.completions"));
+    assert_eq!(
+        f.error.as_deref(),
+        Some("request body not inspected: larger than 4194304 bytes")
+    );
+    let r = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":"gpt-4o"}"#,
+    );
+    let limits = Limits {
+        max_body_bytes: 10,
+        ..Limits::default()
+    };
+    let f = r.inspect_with(None, &limits);
+    assert!(f.uninspected);
+    assert_eq!(
+        f.error.as_deref(),
+        Some("request body not inspected: larger than 10 bytes")
+    );
+}
+
+#[test]
+fn mcp_tools_call() {
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search_contacts","arguments":{"query":"pipeline status","limit":5},"_meta":{"progressToken":3}}}"#,
+    )
+    .inspect();
+    assert_eq!(f.operation.as_deref(), Some("tools/call"));
+    assert_eq!(f.tool.as_deref(), Some("crm:search_contacts"));
+    assert_eq!(
+        f.parameters.as_deref(),
+        Some(r#"{"limit":5,"query":"pipeline status"}"#)
+    );
+    assert_eq!(f.jsonrpc_ids, vec![json!(3)]);
+    assert_eq!(f.error, None);
+}
+
+#[test]
+fn mcp_other_methods() {
+    let f = req(RouteKind::Mcp, "POST", "/mcp", r#"{"jsonrpc":"2.0","id":"r1","method":"resources/read","params":{"uri":"file:///etc/hosts"}}"#).inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.tool, f.parameters.as_deref()),
+        (
+            Some("resources/read"),
+            None,
+            Some(r#"{"uri":"file:///etc/hosts"}"#)
+        )
+    );
+    assert_eq!(f.jsonrpc_ids, vec![json!("r1")]);
+    let f = req(RouteKind::Mcp, "POST", "/mcp", r#"{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"review","arguments":{"code":"x"}}}"#).inspect();
+    assert_eq!(
+        f.parameters.as_deref(),
+        Some(r#"{"arguments":{"code":"x"},"name":"review"}"#)
+    );
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.jsonrpc_ids.len(), f.parameters),
+        (Some("notifications/initialized"), 0, None)
+    );
+    let f = req(RouteKind::Mcp, "POST", "/mcp", r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#).inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.parameters),
+        (Some("initialize"), None)
+    );
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+    )
+    .inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.jsonrpc_ids.len()),
+        (Some("response"), 0)
+    );
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":7}"#,
+    )
+    .inspect();
+    assert_eq!(
+        f.error.as_deref(),
+        Some("request body is not a JSON-RPC message: no method")
+    );
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#,
+    )
+    .inspect();
+    assert_eq!(
+        (f.tool, f.error.as_deref()),
+        (None, Some("tools/call without params.name"))
+    );
+}
+
+#[test]
+fn mcp_http_methods_and_headers() {
+    assert_eq!(
+        req(RouteKind::Mcp, "GET", "/mcp", "")
+            .inspect()
+            .operation
+            .as_deref(),
+        Some("stream")
+    );
+    assert_eq!(
+        req(RouteKind::Mcp, "DELETE", "/mcp", "")
+            .inspect()
+            .operation
+            .as_deref(),
+        Some("session.delete")
+    );
+    // Headers are used when the body cannot be read...
+    let mut r = req(RouteKind::Mcp, "POST", "/mcp", "")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "add");
+    r.complete = false;
+    let f = r.inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.tool.as_deref(), f.uninspected),
+        (Some("tools/call"), Some("crm:add"), true)
+    );
+    let f = req(RouteKind::Mcp, "POST", "/mcp", "{oops")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "add")
+        .inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.tool.as_deref()),
+        (Some("tools/call"), Some("crm:add"))
+    );
+    assert!(f.error.is_some());
+    // ...but the body wins, and a disagreement is recorded.
+    let f = req(RouteKind::Mcp, "POST", "/mcp", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_all","arguments":{}}}"#)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "add")
+        .inspect();
+    assert_eq!(f.tool.as_deref(), Some("crm:delete_all"));
+    assert_eq!(
+        f.error.as_deref(),
+        Some(r#"mcp-name header "add" does not match the body's name "delete_all""#)
+    );
+}
+
+#[test]
+fn mcp_batch() {
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+            {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}},
+            {"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}},
+            {"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"mul","arguments":{"a":3}}}]"#,
+    )
+    .inspect();
+    assert_eq!(f.operation.as_deref(), Some("batch"));
+    assert_eq!(f.tool.as_deref(), Some("crm:add"));
+    assert_eq!(f.jsonrpc_ids, vec![json!(1), json!(2), json!("x")]);
+    assert_eq!(
+        f.parameters.as_deref(),
+        Some(concat!(
+            r#"[{"id":1,"method":"tools/list"},"#,
+            r#"{"arguments":{"a":1,"b":2},"id":2,"method":"tools/call","name":"add"},"#,
+            r#"{"method":"notifications/progress"},"#,
+            r#"{"arguments":{"a":3},"id":"x","method":"tools/call","name":"mul"}]"#
+        ))
+    );
+    let f = req(RouteKind::Mcp, "POST", "/mcp", "[]").inspect();
+    assert_eq!(
+        (f.operation.as_deref(), f.error.as_deref()),
+        (Some("batch"), Some("empty JSON-RPC batch"))
+    );
+}
+
+#[test]
+fn parameters_are_truncated_with_a_valid_marker() {
+    let args = "x".repeat(500);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"q":"{args}"}}}}}}"#
+    );
+    let r = req(RouteKind::Mcp, "POST", "/mcp", &body);
+    let limits = Limits {
+        max_parameters_bytes: 200,
+        ..Limits::default()
+    };
+    let f = r.inspect_with(None, &limits);
+    let text = f.parameters.expect("marker");
+    assert!(text.len() <= 200);
+    let v: Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(v["_truncated"], json!(true));
+    assert_eq!(v["original_bytes"], json!(508));
+    assert_eq!(f.truncated_from, Some(508));
+    assert!(
+        v["prefix"]
+            .as_str()
+            .expect("prefix")
+            .starts_with("{\"q\":\"xxx")
+    );
+}
+
+#[test]
+fn http_mapped_tool_and_parameters() {
+    let tools = ToolMap::new(vec![ToolMapping {
+        method: "POST".into(),
+        path: "/api/crm/contacts/{id}/notes".into(),
+        tool: "crm:contacts:notes".into(),
+    }])
+    .expect("valid");
+    let mut r = req(
+        RouteKind::Http,
+        "POST",
+        "/api/crm/contacts/c%2F1/notes/",
+        r#"{"text": "call back", "pin": true}"#,
+    )
+    .header("content-type", "application/json; charset=utf-8");
+    r.query = Some("notify=yes&tag=a&tag=b");
+    let f = r.inspect_with(Some(&tools), &Limits::default());
+    assert_eq!(f.operation, None);
+    assert_eq!(f.tool.as_deref(), Some("crm:contacts:notes"));
+    assert_eq!(
+        f.parameters.as_deref(),
+        Some(
+            r#"{"body":{"pin":true,"text":"call back"},"path":{"id":"c/1"},"query":{"notify":"yes","tag":["a","b"]}}"#
+        )
+    );
+}
+
+#[test]
+fn http_bodies() {
+    let f = req(RouteKind::Http, "GET", "/x", "").inspect();
+    assert_eq!((f.tool, f.parameters, f.error), (None, None, None));
+    let f = req(RouteKind::Http, "POST", "/x", "a=1&b=two+words")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .inspect();
+    assert_eq!(
+        f.parameters.as_deref(),
+        Some(r#"{"body":{"a":"1","b":"two words"}}"#)
+    );
+    let f = req(RouteKind::Http, "POST", "/x", "<xml/>")
+        .header("content-type", "application/xml")
+        .inspect();
+    assert_eq!((f.parameters, f.error), (None, None));
+    let f = req(RouteKind::Http, "POST", "/x", r#"{"a":1}"#).inspect();
+    assert_eq!(
+        f.parameters.as_deref(),
+        Some(r#"{"body":{"a":1}}"#),
+        "undeclared but JSON"
+    );
+    let f = req(RouteKind::Http, "POST", "/x", "{bad")
+        .header("content-type", "application/json")
+        .inspect();
+    assert_eq!(f.parameters, None);
+    assert!(
+        f.error
+            .expect("error")
+            .starts_with("request body is not JSON")
+    );
+    let mut r = req(RouteKind::Http, "POST", "/x", "{}");
+    r.complete = false;
+    r.query = Some("q=1");
+    let f = r.inspect();
+    assert_eq!(
+        (f.parameters.as_deref(), f.uninspected),
+        (Some(r#"{"query":{"q":"1"}}"#), true)
+    );
+}

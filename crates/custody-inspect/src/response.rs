@@ -1,0 +1,345 @@
+//! The response side: an incremental observer with bounded memory.
+//!
+//! The content type picks the mode: `text/event-stream` is parsed event by event
+//! with [`SseParser`]; JSON (or no content type) is buffered up to
+//! `max_body_bytes` and parsed at [`ResponseObserver::finish`]; anything else, and
+//! every `kind: http` response, is not looked at. A JSON body over the limit stops
+//! being buffered: only its last [`TAIL_BYTES`] are kept, from which the `usage`
+//! (and `model`) objects are recovered best-effort, since both providers put them
+//! at the end.
+
+mod anthropic;
+mod mcp;
+mod openai;
+
+use crate::sse::{SseEvent, SseParser};
+use crate::text::truncate_chars;
+use crate::usage::{AnthropicRaw, Usage};
+use crate::{Limits, RequestFacts, RouteKind};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Bytes of an oversized JSON body kept for the usage scan.
+const TAIL_BYTES: usize = 16 * 1024;
+/// Longest provider error message kept, in characters.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// A tool the model asked the client to call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ToolCall {
+    /// The provider's call id (`call_…`, `toolu_…`), used to link the tool's result.
+    pub id: Option<String>,
+    /// The tool (function) name.
+    pub name: String,
+}
+
+/// What a response said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResponseFacts {
+    /// The model the provider reports (may be dated, e.g. `gpt-4o-2024-08-06`).
+    pub model: Option<String>,
+    /// Token usage, normalised (see the crate documentation).
+    pub usage: Option<Usage>,
+    /// Tools the model asked for, in order, each once.
+    pub tool_calls: Vec<ToolCall>,
+    /// The provider's error (`type: message`), an MCP JSON-RPC error
+    /// (`jsonrpc error <code>: <message>`), an MCP tool error
+    /// (`tool error: <text>`), or why the body could not be read.
+    pub error: Option<String>,
+    /// A JSON body larger than `max_body_bytes` (not parsed; usage best-effort).
+    pub uninspected: bool,
+    /// SSE events dispatched.
+    pub events: u64,
+    /// SSE events discarded because they were larger than `max_event_bytes`.
+    pub discarded_events: u64,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Json {
+        buf: Vec<u8>,
+        /// `Some` once the body went over the limit: its last bytes.
+        tail: Option<Vec<u8>>,
+    },
+    Sse(SseParser),
+    Ignore,
+}
+
+/// What has been learned so far; the per-protocol handlers live in submodules.
+#[derive(Debug)]
+struct State {
+    kind: RouteKind,
+    operation: Option<String>,
+    /// MCP request ids: only responses to these count.
+    ids: Vec<Value>,
+    model: Option<String>,
+    openai_usage: Option<Usage>,
+    anthropic_usage: AnthropicRaw,
+    tool_calls: Vec<ToolCall>,
+    /// Streamed chat tool calls: (choice index << 32 | tool index) → position.
+    chat_slots: Vec<(u64, usize)>,
+    error: Option<String>,
+    events: u64,
+}
+
+/// Watches one response go by; see the module documentation.
+#[derive(Debug)]
+pub struct ResponseObserver {
+    mode: Mode,
+    state: State,
+    max_body_bytes: usize,
+}
+
+impl ResponseObserver {
+    /// An observer for the response to `request` on a route of `kind`.
+    pub fn new(
+        kind: RouteKind,
+        request: &RequestFacts,
+        status: u16,
+        content_type: Option<&str>,
+        limits: &Limits,
+    ) -> Self {
+        let _ = status; // the mode depends on the content type, not the status
+        let ct = content_type.map(str::to_ascii_lowercase);
+        let mode = match ct.as_deref() {
+            _ if kind == RouteKind::Http => Mode::Ignore,
+            Some(ct) if ct.contains("text/event-stream") => {
+                Mode::Sse(SseParser::new(limits.max_event_bytes))
+            }
+            Some(ct) if ct.contains("json") && !ct.contains("ndjson") => Mode::Json {
+                buf: Vec::new(),
+                tail: None,
+            },
+            None => Mode::Json {
+                buf: Vec::new(),
+                tail: None,
+            },
+            Some(_) => Mode::Ignore,
+        };
+        Self {
+            mode,
+            state: State {
+                kind,
+                operation: request.operation.clone(),
+                ids: if kind == RouteKind::Mcp {
+                    request.jsonrpc_ids.clone()
+                } else {
+                    Vec::new()
+                },
+                model: None,
+                openai_usage: None,
+                anthropic_usage: AnthropicRaw::default(),
+                tool_calls: Vec::new(),
+                chat_slots: Vec::new(),
+                error: None,
+                events: 0,
+            },
+            max_body_bytes: limits.max_body_bytes,
+        }
+    }
+
+    /// Feeds the next bytes of the body, split anywhere.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match &mut self.mode {
+            Mode::Sse(parser) => {
+                let state = &mut self.state;
+                parser.feed(chunk, |ev| state.on_event(ev));
+            }
+            Mode::Json { buf, tail: None } => {
+                let needed = buf.len() + chunk.len();
+                if needed <= self.max_body_bytes {
+                    if needed > buf.capacity() {
+                        // Grow by doubling, but never past the limit.
+                        let target = (buf.capacity() * 2).max(needed).min(self.max_body_bytes);
+                        buf.reserve_exact(target - buf.len());
+                    }
+                    buf.extend_from_slice(chunk);
+                } else {
+                    let mut t = Vec::with_capacity(2 * TAIL_BYTES);
+                    push_tail(&mut t, buf);
+                    push_tail(&mut t, chunk);
+                    self.mode = Mode::Json {
+                        buf: Vec::new(),
+                        tail: Some(t),
+                    };
+                }
+            }
+            Mode::Json { tail: Some(t), .. } => push_tail(t, chunk),
+            Mode::Ignore => {}
+        }
+    }
+
+    /// The facts; valid whether or not the body arrived complete.
+    pub fn finish(self) -> ResponseFacts {
+        let mut state = self.state;
+        let mut facts = ResponseFacts::default();
+        match self.mode {
+            Mode::Sse(mut parser) => {
+                parser.finish();
+                facts.discarded_events = parser.discarded();
+            }
+            Mode::Json {
+                tail: Some(tail), ..
+            } => {
+                facts.uninspected = true;
+                state.scan_tail(&tail);
+            }
+            Mode::Json { buf, tail: None } => state.on_json_body(&buf),
+            Mode::Ignore => {}
+        }
+        facts.model = state.model;
+        facts.usage = match state.kind {
+            RouteKind::Anthropic => state.anthropic_usage.normalised(),
+            _ => state.openai_usage,
+        };
+        if state.operation.as_deref() == Some("messages.count_tokens") {
+            facts.usage = None; // free, and not a call that processed tokens
+        }
+        facts.tool_calls = state.tool_calls;
+        facts.error = state.error;
+        facts.events = state.events;
+        facts
+    }
+}
+
+/// Appends `chunk` to `tail`, keeping about the last [`TAIL_BYTES`].
+fn push_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    let chunk = &chunk[chunk.len().saturating_sub(TAIL_BYTES)..];
+    tail.extend_from_slice(chunk);
+    if tail.len() > 2 * TAIL_BYTES {
+        let excess = tail.len() - TAIL_BYTES;
+        tail.drain(..excess);
+    }
+}
+
+/// The value after the last unescaped `"key":` in `bytes`, if it parses.
+fn value_after_last_key(bytes: &[u8], key: &str) -> Option<Value> {
+    let needle = format!("\"{key}\"");
+    let needle = needle.as_bytes();
+    let mut end = bytes.len();
+    while let Some(at) = bytes[..end]
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+    {
+        end = at;
+        if at > 0 && bytes[at - 1] == b'\\' {
+            continue;
+        }
+        let rest = &bytes[at + needle.len()..];
+        let rest = rest.trim_ascii_start();
+        let Some(rest) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
+        if let Some(Ok(v)) = values.next() {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A provider error object (or string) as `type: message`.
+fn error_text(err: &Value) -> Option<String> {
+    let text = match err {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Object(obj) => {
+            if let Some(inner) = obj.get("error").filter(|e| e.is_object()) {
+                return error_text(inner);
+            }
+            let message = obj.get("message").and_then(Value::as_str);
+            let kind = obj
+                .get("type")
+                .and_then(Value::as_str)
+                .filter(|t| *t != "error")
+                .or_else(|| obj.get("code").and_then(Value::as_str));
+            match (kind, message) {
+                (Some(k), Some(m)) => format!("{k}: {m}"),
+                (None, Some(m)) => m.to_owned(),
+                (Some(k), None) => k.to_owned(),
+                (None, None) => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(truncate_chars(&text, MAX_ERROR_CHARS))
+}
+
+impl State {
+    fn on_event(&mut self, ev: SseEvent<'_>) {
+        self.events += 1;
+        match self.kind {
+            RouteKind::Openai => self.openai_event(ev),
+            RouteKind::Anthropic => self.anthropic_event(ev),
+            RouteKind::Mcp => self.mcp_event(ev),
+            RouteKind::Http => {}
+        }
+    }
+
+    fn on_json_body(&mut self, body: &[u8]) {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                self.set_error(format!("response body is not JSON: {e}"));
+                return;
+            }
+        };
+        match self.kind {
+            RouteKind::Openai => self.openai_json(&v),
+            RouteKind::Anthropic => self.anthropic_json(&v),
+            RouteKind::Mcp => self.mcp_message(&v),
+            RouteKind::Http => {}
+        }
+    }
+
+    /// Best-effort facts from the end of an oversized body.
+    fn scan_tail(&mut self, tail: &[u8]) {
+        if !self.kind.is_llm() {
+            return;
+        }
+        if let Some(usage) = value_after_last_key(tail, "usage") {
+            match self.kind {
+                RouteKind::Anthropic => self.anthropic_usage.update(&usage),
+                _ => self.openai_usage = crate::usage::openai(&usage),
+            }
+        }
+        if let Some(Value::String(model)) = value_after_last_key(tail, "model") {
+            self.model = Some(model);
+        }
+    }
+
+    fn set_model(&mut self, model: &str) {
+        if self.model.is_none() && !model.is_empty() {
+            self.model = Some(model.to_owned());
+        }
+    }
+
+    /// Keeps the first error.
+    fn set_error(&mut self, error: String) {
+        self.error.get_or_insert(error);
+    }
+
+    fn set_error_from(&mut self, err: &Value) {
+        if let Some(text) = error_text(err) {
+            self.set_error(text);
+        }
+    }
+
+    /// Records a tool call once per id (calls without an id are always recorded).
+    fn push_tool_call(&mut self, id: Option<&str>, name: &str) {
+        if let Some(id) = id
+            && self.tool_calls.iter().any(|t| t.id.as_deref() == Some(id))
+        {
+            return;
+        }
+        self.tool_calls.push(ToolCall {
+            id: id.map(str::to_owned),
+            name: name.to_owned(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;
