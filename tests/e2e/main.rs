@@ -3,6 +3,7 @@
 
 mod errors;
 mod identity;
+mod inspect;
 mod lifecycle;
 mod proxy;
 

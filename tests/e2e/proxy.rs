@@ -41,7 +41,7 @@ async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
     let rows = custody.rows();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     for row in &rows {
-        assert_eq!(row["schema_version"], 1);
+        assert_eq!(row["schema_version"], 2);
         assert_eq!(row["action"]["kind"], "llm");
         assert_eq!(row["action"]["route"], "openai");
         assert_eq!(row["action"]["method"], "POST");
@@ -51,9 +51,16 @@ async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
             format!("{}/v1/chat/completions", stub.url())
         );
         assert_eq!(row["usage"]["model"], "gpt-4o-mini");
+        assert_eq!(row["action"]["operation"], "chat.completions");
+        assert_eq!(row["action"]["inspected"], true);
+        assert_eq!(row["action"]["model_tool_calls"], json!([]));
+        assert_eq!(row["usage"]["input_tokens"], 12);
+        assert_eq!(row["usage"]["output_tokens"], 3);
+        // gpt-4o-mini: $0.15 in, $0.60 out per million tokens (data/prices.yaml).
+        let cost = row["usage"]["estimated_cost_usd"].as_f64().expect("cost");
         assert!(
-            row["usage"]["input_tokens"].is_null(),
-            "not invented before inspection exists"
+            (cost - (12.0 * 0.15 + 3.0 * 0.60) / 1e6).abs() < 1e-12,
+            "{cost}"
         );
         assert_eq!(row["outcome"]["status"], 200);
         assert!(row["outcome"]["error"].is_null());

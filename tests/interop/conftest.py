@@ -45,7 +45,9 @@ def stub():
 class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
-    def __init__(self, stub_url: str, extra: str = ""):
+    def __init__(self, stub_url: str, extra: str = "", routes: str = ""):
+        """`routes`: more route entries (YAML list items, each line indented by two
+        spaces) after the default `openai` and `anthropic` routes to the stub."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
         self.socket = str(self.dir / "custody.sock")
         self.tcp = f"127.0.0.1:{free_port()}"
@@ -56,7 +58,9 @@ class Custody:
             f"listen: {{unix: '{self.socket}', tcp: '{self.tcp}', admin: '{self.admin}'}}\n"
             f"routes:\n"
             f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai}}\n"
-            f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n" + extra
+            f"  - {{name: anthropic, prefix: /anthropic, upstream: '{stub_url}', kind: anthropic}}\n"
+            + routes
+            + f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n" + extra
         )
         self.log = open(self.dir / "custody.log", "wb")
         self.proc = subprocess.Popen(

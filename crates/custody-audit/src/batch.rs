@@ -48,6 +48,9 @@ pub struct BatchBuilder {
     action_upstream: StringBuilder,
     action_tool: StringBuilder,
     action_parameters: StringBuilder,
+    action_operation: StringBuilder,
+    action_inspected: BooleanBuilder,
+    action_tool_calls: ListBuilder<StructBuilder>,
     policy_decision: StringBuilder,
     policy_rule: StringBuilder,
     policy_scopes: ListBuilder<StringBuilder>,
@@ -57,6 +60,8 @@ pub struct BatchBuilder {
     usage_input_tokens: Int64Builder,
     usage_output_tokens: Int64Builder,
     usage_cost: Float64Builder,
+    usage_cached: Int64Builder,
+    usage_cache_creation: Int64Builder,
     outcome_status: Int32Builder,
     outcome_duration_ms: Float64Builder,
     outcome_error: StringBuilder,
@@ -87,6 +92,16 @@ impl Default for BatchBuilder {
             action_upstream: StringBuilder::new(),
             action_tool: StringBuilder::new(),
             action_parameters: StringBuilder::new(),
+            action_operation: StringBuilder::new(),
+            action_inspected: BooleanBuilder::new(),
+            action_tool_calls: ListBuilder::new(StructBuilder::from_fields(
+                schema::tool_call_fields(),
+                0,
+            ))
+            .with_field(Arc::new(Field::new_list_field(
+                DataType::Struct(schema::tool_call_fields()),
+                true,
+            ))),
             policy_decision: StringBuilder::new(),
             policy_rule: StringBuilder::new(),
             policy_scopes: ListBuilder::new(StringBuilder::new()),
@@ -97,6 +112,8 @@ impl Default for BatchBuilder {
             usage_input_tokens: Int64Builder::new(),
             usage_output_tokens: Int64Builder::new(),
             usage_cost: Float64Builder::new(),
+            usage_cached: Int64Builder::new(),
+            usage_cache_creation: Int64Builder::new(),
             outcome_status: Int32Builder::new(),
             outcome_duration_ms: Float64Builder::new(),
             outcome_error: StringBuilder::new(),
@@ -154,6 +171,24 @@ impl BatchBuilder {
         self.action_tool.append_option(a.tool.as_deref());
         self.action_parameters
             .append_option(a.parameters.as_deref());
+        self.action_operation.append_option(a.operation.as_deref());
+        self.action_inspected.append_option(a.inspected);
+        match &a.model_tool_calls {
+            Some(calls) => {
+                let values = self.action_tool_calls.values();
+                for call in calls {
+                    if let Some(b) = values.field_builder::<StringBuilder>(0) {
+                        b.append_option(call.id.as_deref());
+                    }
+                    if let Some(b) = values.field_builder::<StringBuilder>(1) {
+                        b.append_value(&call.name);
+                    }
+                    values.append(true);
+                }
+                self.action_tool_calls.append(true);
+            }
+            None => self.action_tool_calls.append(false),
+        }
 
         self.policy_decision
             .append_option(r.policy.decision.as_deref());
@@ -190,6 +225,9 @@ impl BatchBuilder {
         self.usage_input_tokens.append_option(u.input_tokens);
         self.usage_output_tokens.append_option(u.output_tokens);
         self.usage_cost.append_option(u.estimated_cost_usd);
+        self.usage_cached.append_option(u.cached_input_tokens);
+        self.usage_cache_creation
+            .append_option(u.cache_creation_input_tokens);
 
         let o = &r.outcome;
         self.outcome_status.append_option(o.status);
@@ -228,6 +266,9 @@ impl BatchBuilder {
                     Arc::new(self.action_upstream.finish()),
                     Arc::new(self.action_tool.finish()),
                     Arc::new(self.action_parameters.finish()),
+                    Arc::new(self.action_operation.finish()),
+                    Arc::new(self.action_inspected.finish()),
+                    Arc::new(self.action_tool_calls.finish()),
                 ],
             )?,
             structure(
@@ -252,6 +293,8 @@ impl BatchBuilder {
                     Arc::new(self.usage_input_tokens.finish()),
                     Arc::new(self.usage_output_tokens.finish()),
                     Arc::new(self.usage_cost.finish()),
+                    Arc::new(self.usage_cached.finish()),
+                    Arc::new(self.usage_cache_creation.finish()),
                 ],
             )?,
             structure(
@@ -296,6 +339,17 @@ mod tests {
                 action: "redact".into(),
             }]);
             r.outcome.status = Some(200);
+            r.action.model_tool_calls = Some(vec![
+                custody_core::ToolCallRequest {
+                    id: Some("call_1".into()),
+                    name: "search_contacts".into(),
+                },
+                custody_core::ToolCallRequest {
+                    id: None,
+                    name: "add_note".into(),
+                },
+            ]);
+            r.usage.cached_input_tokens = Some(1024);
         }
         r
     }
@@ -313,6 +367,17 @@ mod tests {
         let roles = principal.column_by_name("roles").expect("roles");
         assert!(roles.is_valid(0));
         assert!(roles.is_null(1));
+        let action = batch
+            .column_by_name("action")
+            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            .expect("action struct");
+        let calls = action
+            .column_by_name("model_tool_calls")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::ListArray>())
+            .expect("model_tool_calls list");
+        assert_eq!(calls.value_length(0), 2);
+        assert!(calls.is_null(1));
+        assert_eq!(calls.value_length(2), 2);
     }
 
     #[test]

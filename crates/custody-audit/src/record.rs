@@ -76,8 +76,12 @@ pub struct Usage {
     pub input_tokens: Option<i64>,
     /// Output (completion) tokens.
     pub output_tokens: Option<i64>,
-    /// Estimated cost in US dollars.
+    /// Estimated cost in US dollars; `None` when the model's price is unknown.
     pub estimated_cost_usd: Option<f64>,
+    /// Of the input tokens, those read from the provider's prompt cache.
+    pub cached_input_tokens: Option<i64>,
+    /// Of the input tokens, those written to the provider's prompt cache (Anthropic).
+    pub cache_creation_input_tokens: Option<i64>,
 }
 
 /// How the exchange ended.
@@ -186,6 +190,9 @@ mod tests {
                 upstream: Some("https://api.openai.com/v1/chat/completions".into()),
                 tool: None,
                 parameters: None,
+                operation: Some("chat.completions".into()),
+                inspected: Some(true),
+                model_tool_calls: None,
             },
         )
     }

@@ -9,7 +9,13 @@ use std::sync::{Arc, OnceLock};
 
 /// The audit schema version written in every row and in each file's metadata
 /// (`custody.schema_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+///
+/// History (each version only adds nullable fields, so queries written for an older
+/// version keep working; see `docs/audit-schema.md`):
+/// - 1: the first release.
+/// - 2: `action.operation`, `action.inspected`, `action.model_tool_calls`,
+///   `usage.cached_input_tokens`, `usage.cache_creation_input_tokens`.
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -43,7 +49,19 @@ pub fn action_fields() -> Fields {
         utf8("upstream"),
         utf8("tool"),
         utf8("parameters"),
+        utf8("operation"),
+        Field::new("inspected", DataType::Boolean, true),
+        Field::new_list(
+            "model_tool_calls",
+            Field::new_list_field(DataType::Struct(tool_call_fields()), true),
+            true,
+        ),
     ])
+}
+
+/// Fields of one element of `action.model_tool_calls`.
+pub fn tool_call_fields() -> Fields {
+    Fields::from(vec![utf8("id"), Field::new("name", DataType::Utf8, false)])
 }
 
 /// Fields of `policy`.
@@ -80,6 +98,8 @@ pub fn usage_fields() -> Fields {
         Field::new("input_tokens", DataType::Int64, true),
         Field::new("output_tokens", DataType::Int64, true),
         Field::new("estimated_cost_usd", DataType::Float64, true),
+        Field::new("cached_input_tokens", DataType::Int64, true),
+        Field::new("cache_creation_input_tokens", DataType::Int64, true),
     ])
 }
 

@@ -89,6 +89,24 @@ pub struct Action {
     pub tool: Option<String>,
     /// The tool's parameters as JSON text (after redaction).
     pub parameters: Option<String>,
+    /// What the call was within its protocol: `chat.completions`, `responses`,
+    /// `embeddings`, `messages`, an MCP method such as `tools/call`, ...
+    pub operation: Option<String>,
+    /// Whether the request body was inspected: `Some(false)` when it could not be
+    /// (too large, not JSON); `None` on routes without inspection.
+    pub inspected: Option<bool>,
+    /// The tool calls the model asked for in its response (LLM routes).
+    pub model_tool_calls: Option<Vec<ToolCallRequest>>,
+}
+
+/// A tool call a model asked for: its id (to link it to the call that carries it
+/// out) and the tool's name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ToolCallRequest {
+    /// The provider's id for the call (`call_...`, `toolu_...`).
+    pub id: Option<String>,
+    /// The tool (function) name.
+    pub name: String,
 }
 
 impl Action {
@@ -103,6 +121,9 @@ impl Action {
             upstream: None,
             tool: None,
             parameters: None,
+            operation: None,
+            inspected: None,
+            model_tool_calls: None,
         }
     }
 }

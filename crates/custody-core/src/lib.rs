@@ -10,6 +10,6 @@ mod action;
 mod principal;
 mod request_id;
 
-pub use action::{Action, ActionKind, RouteKind};
+pub use action::{Action, ActionKind, RouteKind, ToolCallRequest};
 pub use principal::Principal;
 pub use request_id::RequestId;

@@ -177,6 +177,11 @@ impl ToolMap {
         Ok(Self { entries })
     }
 
+    /// How many mappings there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether there are no mappings.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

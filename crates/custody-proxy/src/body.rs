@@ -4,6 +4,7 @@
 //! `Drop` records one for every path that never finished it (a cancelled handler, a
 //! client that went away mid-stream, a connection aborted at shutdown).
 
+use crate::inspect::ResponseInspection;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
 use http_body::{Body, Frame, SizeHint};
@@ -110,6 +111,9 @@ fn unreachable_record() -> Box<AuditRecord> {
 pub(crate) struct AuditedBody {
     inner: Incoming,
     exchange: Option<Exchange>,
+    /// Watches the response for the row (usage, tool calls, errors).
+    inspection: Option<Box<ResponseInspection>>,
+
     status: u16,
     bytes: u64,
     idle_timeout: Duration,
@@ -129,12 +133,14 @@ impl AuditedBody {
     pub(crate) fn new(
         inner: Incoming,
         exchange: Exchange,
+        inspection: Option<Box<ResponseInspection>>,
         status: u16,
         idle_timeout: Duration,
     ) -> Self {
         Self {
             inner,
             exchange: Some(exchange),
+            inspection,
             status,
             bytes: 0,
             idle_timeout,
@@ -143,9 +149,20 @@ impl AuditedBody {
     }
 
     fn finish(&mut self, error: Option<String>) {
-        if let Some(ex) = self.exchange.take() {
+        if let Some(mut ex) = self.exchange.take() {
+            if let Some(inspection) = self.inspection.take() {
+                inspection.apply(ex.record());
+            }
             ex.finish(Some(self.status), error, self.bytes);
         }
+    }
+
+    /// Bytes the inspection still holds for the client at the end of the stream.
+    fn end_of_upstream(&mut self) -> Bytes {
+        self.inspection
+            .as_mut()
+            .map(|i| i.on_end())
+            .unwrap_or_default()
     }
 }
 
@@ -158,11 +175,29 @@ impl Body for AuditedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         let this = self.get_mut();
+        if this.exchange.is_none() {
+            // Finished: the upstream ended and any held-back bytes went out.
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
-                }
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        let mut data = match &mut this.inspection {
+                            Some(inspection) => inspection.on_data(data),
+                            None => data,
+                        };
+                        if this.inner.is_end_stream() {
+                            let tail = this.end_of_upstream();
+                            if !tail.is_empty() {
+                                data = [data, tail].concat().into();
+                            }
+                        }
+                        this.bytes += data.len() as u64;
+                        Frame::data(data)
+                    }
+                    Err(frame) => frame,
+                };
                 let deadline = tokio::time::Instant::now() + this.idle_timeout;
                 this.idle.as_mut().reset(deadline);
                 if this.inner.is_end_stream() {
@@ -176,8 +211,15 @@ impl Body for AuditedBody {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.finish(None);
-                Poll::Ready(None)
+                let tail = this.end_of_upstream();
+                if tail.is_empty() {
+                    this.finish(None);
+                    Poll::Ready(None)
+                } else {
+                    this.bytes += tail.len() as u64;
+                    this.finish(None);
+                    Poll::Ready(Some(Ok(Frame::data(tail))))
+                }
             }
             Poll::Pending => {
                 ready!(this.idle.as_mut().poll(cx));
@@ -193,7 +235,11 @@ impl Body for AuditedBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.inspection.as_ref().is_some_and(|i| i.rewrites()) {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 

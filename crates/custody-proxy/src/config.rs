@@ -7,6 +7,7 @@
 //! I/O; files named in the config are read when the proxy is built.
 
 mod identity;
+mod inspection;
 mod raw;
 mod units;
 mod validate;
@@ -45,6 +46,17 @@ pub struct Config {
     /// End-user identity; `None` when no `identity` section is configured (every
     /// caller is anonymous).
     pub identity: Option<IdentityConfig>,
+    /// Protocol inspection: limits and prices.
+    pub inspection: InspectionConfig,
+}
+
+/// `inspection`.
+#[derive(Clone, Debug)]
+pub struct InspectionConfig {
+    /// Bounds on the work and memory spent inspecting one call.
+    pub limits: custody_inspect::Limits,
+    /// Token prices: the built-in table with the config's overrides.
+    pub prices: std::sync::Arc<custody_inspect::PriceTable>,
 }
 
 /// `identity`.
@@ -152,6 +164,11 @@ pub struct RouteConfig {
     pub token_from: TokenFrom,
     /// An upstream credential custody adds itself.
     pub credentials: Option<Credentials>,
+    /// `kind: http`: method + path template → tool name.
+    pub tools: std::sync::Arc<custody_inspect::ToolMap>,
+    /// `kind: openai`: ask the upstream for usage on streams the client did not
+    /// ask usage for, and keep the extra usage chunk from the client.
+    pub force_stream_usage: bool,
 }
 
 /// An upstream base URL, split for fast request building.

@@ -8,7 +8,10 @@
 //!   ends, errors, or is dropped ([`body`]).
 //! - Errors become HTTP responses in one place ([`error::ProxyError::into_response`]),
 //!   as JSON `{"error":{"type","message","request_id"}}`.
-//! - Response bodies stream through frame by frame; nothing buffers a whole response.
+//! - Response bodies stream through frame by frame, unchanged and undelayed
+//!   (inspection observes them; only `force_stream_usage` holds back the usage chunk
+//!   it asked for); inspection keeps at most `inspection.max_body` of a JSON response
+//!   and one SSE event at a time.
 //! - Nothing on the request path panics on bad input, logs a body, or waits on disk.
 
 #![deny(missing_docs)]
@@ -20,6 +23,7 @@ mod credentials;
 mod error;
 mod headers;
 mod identity;
+mod inspect;
 mod listener;
 mod pipeline;
 mod route;

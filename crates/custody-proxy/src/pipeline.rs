@@ -3,13 +3,15 @@
 //! 1. request id — honour `x-request-id` or generate one;
 //! 2. route — longest prefix; none → 404;
 //! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed);
-//! 4. inspect — the model named in an LLM request body;
+//! 4. inspect — what the request asks for (operation, model, tool, parameters;
+//!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
 //! 5. identity — verify the user's token (401 when the route requires one), fill the
 //!    principal, remove custody's token header;
 //! 6. upstream — rewrite URI and headers, add the route's credential, send with the
 //!    response-header timeout;
-//! 7. respond — stream the upstream's body through [`AuditedBody`], which records the
-//!    row when the stream ends.
+//! 7. respond — stream the upstream's body through [`AuditedBody`], which shows it to
+//!    the response inspection (usage, cost, tool calls the model asked for, errors)
+//!    and records the row when the stream ends.
 //!
 //! Every exit from this chain goes through [`Exchange`], so every request yields
 //! exactly one audit row.
@@ -20,6 +22,7 @@ use crate::credentials::Credential;
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
+use crate::inspect::{Inspection, ResponseInspection};
 use crate::route::{Route, Router};
 use crate::upstream::HttpClient;
 use bytes::Bytes;
@@ -44,6 +47,7 @@ pub(crate) struct Pipeline {
     sink: AuditSink,
     cut: CancellationToken,
     identity: Option<Arc<Identity>>,
+    inspection: Inspection,
     max_request_body: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
@@ -67,6 +71,7 @@ impl Pipeline {
             sink,
             cut,
             identity,
+            inspection: Inspection::new(&config.inspection),
             max_request_body: config.limits.max_request_body,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
@@ -112,11 +117,17 @@ impl Pipeline {
             }
         };
         match result {
-            Ok(response) => {
+            Ok((response, inspection)) => {
                 let status = response.status().as_u16();
                 exchange.record().outcome.status = Some(i32::from(status));
                 response.map(|body| {
-                    Either::Left(AuditedBody::new(body, exchange, status, self.idle_timeout))
+                    Either::Left(AuditedBody::new(
+                        body,
+                        exchange,
+                        inspection,
+                        status,
+                        self.idle_timeout,
+                    ))
                 })
             }
             Err(e) => {
@@ -133,8 +144,8 @@ impl Pipeline {
         }
     }
 
-    /// Stages 3–5 for a routed request; the upstream's response comes back with its
-    /// headers rewritten, its body not yet read.
+    /// Stages 3–6 for a routed request; the upstream's response comes back with its
+    /// headers rewritten, its body not yet read, with the watcher for its body.
     async fn forward(
         &self,
         exchange: &mut Exchange,
@@ -142,12 +153,12 @@ impl Pipeline {
         route: &Route,
         rest: &str,
         request_id: &HeaderValue,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<(Response<Incoming>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let body = self.read_body(exchange, &parts.headers, body).await?;
-        if route.kind.is_llm() {
-            exchange.record().usage.model = model_of(&body);
-        }
+        let (inspected, body) =
+            self.inspection
+                .request(exchange.record(), route, rest, &parts, body);
         self.authenticate(exchange, &mut parts.headers, route)
             .await?;
         let path = upstream_path(&route.upstream, rest);
@@ -167,7 +178,13 @@ impl Pipeline {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
-        Ok(Response::from_parts(parts, body))
+        let inspection = self
+            .inspection
+            .response(inspected, parts.status.as_u16(), &parts.headers);
+        if inspection.as_ref().is_some_and(|i| i.rewrites()) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        Ok((Response::from_parts(parts, body), inspection))
     }
 
     /// Stage 5: the user's token. Custody's token header never leaves custody; on a
@@ -330,21 +347,6 @@ fn rewrite_request(
     Ok(())
 }
 
-/// `model` from a JSON request body, if there is one.
-fn model_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ModelOnly {
-        model: Option<String>,
-    }
-    if body.is_empty() {
-        return None;
-    }
-    serde_json::from_slice::<ModelOnly>(body)
-        .ok()
-        .and_then(|m| m.model)
-        .map(|m| m.chars().take(256).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,17 +382,5 @@ mod tests {
         assert!(parts.headers.get("content-length").is_none());
         assert!(parts.headers.get("connection").is_none());
         assert_eq!(parts.headers["x-request-id"], "req_1");
-    }
-
-    #[test]
-    fn model_is_read_from_json_bodies_only() {
-        assert_eq!(
-            model_of(br#"{"model":"gpt-4o","messages":[]}"#).as_deref(),
-            Some("gpt-4o")
-        );
-        assert_eq!(model_of(br#"{"messages":[]}"#), None);
-        assert_eq!(model_of(b"not json"), None);
-        assert_eq!(model_of(br#"{"model": 42}"#), None);
-        assert_eq!(model_of(b""), None);
     }
 }

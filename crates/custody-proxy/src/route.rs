@@ -16,6 +16,8 @@ pub(crate) struct Route {
     pub(crate) identity: IdentityMode,
     pub(crate) token_from: TokenFrom,
     pub(crate) credential: Option<Arc<Credential>>,
+    pub(crate) tools: Arc<custody_inspect::ToolMap>,
+    pub(crate) force_stream_usage: bool,
 }
 
 /// Routes sorted by descending prefix length, so the first match is the longest.
@@ -42,6 +44,8 @@ impl Router {
                 identity: r.identity,
                 token_from: r.token_from,
                 credential: credentials.get(&r.name).cloned(),
+                tools: r.tools.clone(),
+                force_stream_usage: r.force_stream_usage,
             })
             .collect();
         let prefixes = routes
@@ -88,6 +92,8 @@ mod tests {
                 identity: IdentityMode::Off,
                 token_from: TokenFrom::Header,
                 credentials: None,
+                tools: Default::default(),
+                force_stream_usage: false,
             })
             .collect();
         Router::new(&routes, &HashMap::new())

@@ -194,6 +194,9 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
             "  {:<12} {:<20} -> {} ({})\n",
             r.name, r.prefix, r.upstream, r.kind
         );
+        if !r.tools.is_empty() {
+            out += &format!("  {:<12} {} tool mapping(s)\n", "", r.tools.len());
+        }
     }
     out += &format!(
         "audit:        {} (flush every {} rows or {:?})\n",
@@ -202,8 +205,28 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
         c.audit.flush_interval
     );
     out += &format!(
-        "limits.max_request_body: {} bytes",
+        "limits.max_request_body: {} bytes\n",
         c.limits.max_request_body
     );
+    let i = &c.inspection;
+    out += &format!(
+        "inspection:   parameters <= {} B, bodies <= {} B, SSE events <= {} B, {} priced models\n",
+        i.limits.max_parameters_bytes,
+        i.limits.max_body_bytes,
+        i.limits.max_event_bytes,
+        i.prices.len()
+    );
+    out += &match &c.identity {
+        None => "identity:     off (every caller is anonymous)".to_owned(),
+        Some(id) => format!(
+            "identity:     {} issuer(s): {}",
+            id.issuers.len(),
+            id.issuers
+                .iter()
+                .map(|i| i.policy.issuer.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     out
 }

@@ -57,6 +57,25 @@ pub(crate) struct RawConfig {
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) runtime: Option<RawRuntime>,
     pub(crate) identity: Option<RawIdentity>,
+    pub(crate) inspection: Option<RawInspection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInspection {
+    pub(crate) max_parameters: Option<NumberOrText>,
+    pub(crate) max_body: Option<NumberOrText>,
+    pub(crate) max_event: Option<NumberOrText>,
+    /// A price document (`models`, `aliases`) over the built-in table.
+    pub(crate) prices: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToolMapping {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) tool: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +147,9 @@ pub(crate) struct RawRoute {
     pub(crate) identity: Option<super::IdentityMode>,
     pub(crate) token_from: Option<super::TokenFrom>,
     pub(crate) credentials: Option<RawCredentials>,
+    #[serde(default)]
+    pub(crate) tools: Vec<RawToolMapping>,
+    pub(crate) force_stream_usage: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +205,7 @@ const SECTIONS: &[&str] = &[
     "shutdown",
     "runtime",
     "identity",
+    "inspection",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -228,6 +251,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "shutdown" => raw.shutdown = section(&key, value, issues),
             "runtime" => raw.runtime = section(&key, value, issues),
             "identity" => raw.identity = section(&key, value, issues),
+            "inspection" => raw.inspection = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

@@ -256,3 +256,78 @@ routes:
             .contains("at least one issuer")
     );
 }
+
+#[test]
+fn inspection_settings_and_their_problems() {
+    let c = Config::from_yaml_str(
+        r#"
+inspection:
+  max_parameters: 4KiB
+  max_body: 1MiB
+  max_event: 64KiB
+  prices:
+    models:
+      acme-large: {input: 2, output: 6}
+    aliases:
+      acme-l: acme-large
+routes:
+  - name: crm
+    prefix: /crm
+    upstream: http://crm
+    kind: http
+    tools:
+      - {method: post, path: "/contacts/{id}/notes", tool: "crm:contacts:note"}
+  - {name: openai, prefix: /openai, upstream: 'http://o', kind: openai, force_stream_usage: true}
+"#,
+        "test.yaml",
+    )
+    .expect("valid");
+    assert_eq!(c.inspection.limits.max_parameters_bytes, 4096);
+    assert_eq!(c.inspection.limits.max_body_bytes, 1 << 20);
+    assert_eq!(c.inspection.limits.max_event_bytes, 64 << 10);
+    assert!(c.inspection.prices.lookup("acme-l").is_some());
+    assert!(
+        c.inspection.prices.lookup("gpt-4o-mini").is_some(),
+        "built-ins kept"
+    );
+    let crm = &c.routes[0];
+    let hit = crm
+        .tools
+        .find("POST", "/contacts/c-1/notes")
+        .expect("mapped");
+    assert_eq!(hit.tool, "crm:contacts:note");
+    assert!(c.routes[1].force_stream_usage);
+
+    let got = issues(
+        r#"
+inspection:
+  max_parameters: 10
+  max_body: lots
+  prices: {models: {bad: {input: -1, output: 1}}}
+routes:
+  - name: crm
+    prefix: /crm
+    upstream: http://crm
+    kind: http
+    force_stream_usage: true
+    tools:
+      - {method: "GE T", path: "/a/{id", tool: ""}
+      - {method: GET, path: "no-slash", tool: "t"}
+  - {name: llm, prefix: /llm, upstream: 'http://o', kind: anthropic, tools: [{method: GET, path: /x, tool: t}]}
+"#,
+    )
+    .join("\n");
+    for expected in [
+        "inspection.max_parameters: 10 bytes is outside",
+        "inspection.max_body:",
+        "inspection.prices: model \"bad\": input must be a finite number >= 0",
+        "routes[0].force_stream_usage: applies to kind: openai routes",
+        "routes[0].tools[0].tool: must not be empty",
+        "routes[0].tools[0].method:",
+        "routes[0].tools[0].path:",
+        "routes[0].tools[1].path:",
+        "routes[1].tools: tool mappings apply to kind: http routes, not anthropic",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
+}

@@ -145,6 +145,8 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                     identity: default_identity,
                     token_from: TokenFrom::Header,
                     credentials: None,
+                    tools: Default::default(),
+                    force_stream_usage: false,
                 })
             })
             .collect(),
@@ -242,7 +244,11 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         },
     };
 
+    let inspection =
+        super::inspection::validate_inspection(raw.inspection.unwrap_or_default(), is.0);
+
     Some(Config {
+        inspection,
         listen,
         routes,
         upstream_tls,
@@ -305,7 +311,18 @@ fn validate_routes(
                 c
             }
         };
-        if let (true, Some(upstream)) = (ok, upstream) {
+        let before = is.0.len();
+        let inspection = super::inspection::validate_route_inspection(
+            route.kind,
+            route.tools,
+            route.force_stream_usage,
+            &at,
+            is.0,
+        );
+        ok &= is.0.len() == before;
+        if let (true, Some(upstream), Some((tools, force_stream_usage))) =
+            (ok, upstream, inspection)
+        {
             routes.push(RouteConfig {
                 name: route.name,
                 prefix: route.prefix,
@@ -314,6 +331,8 @@ fn validate_routes(
                 identity,
                 token_from: route.token_from.unwrap_or(TokenFrom::Header),
                 credentials,
+                tools,
+                force_stream_usage,
             });
         }
     }

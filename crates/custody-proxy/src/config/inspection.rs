@@ -1,0 +1,164 @@
+//! Validation of the `inspection` section and of the routes' inspection settings
+//! (`tools`, `force_stream_usage`).
+
+use super::raw::{RawInspection, RawToolMapping};
+use super::units::parse_size;
+use super::{ConfigIssue, InspectionConfig};
+use custody_core::RouteKind;
+use custody_inspect::{Limits, PriceTable, ToolMap, ToolMapping};
+use std::sync::Arc;
+
+fn issue(issues: &mut Vec<ConfigIssue>, path: impl Into<String>, message: impl Into<String>) {
+    issues.push(ConfigIssue {
+        path: path.into(),
+        message: message.into(),
+    });
+}
+
+/// A size within `range` bytes, or the default (recording the problem).
+fn size(
+    value: Option<&super::raw::NumberOrText>,
+    at: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<u64>,
+    issues: &mut Vec<ConfigIssue>,
+) -> usize {
+    let Some(value) = value else { return default };
+    match parse_size(&value.text()) {
+        Ok(n) if range.contains(&n) => usize::try_from(n).unwrap_or(default),
+        Ok(n) => {
+            issue(
+                issues,
+                at,
+                format!(
+                    "{n} bytes is outside {}..={} bytes",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+        Err(m) => {
+            issue(issues, at, m);
+            default
+        }
+    }
+}
+
+pub(crate) fn validate_inspection(
+    raw: RawInspection,
+    issues: &mut Vec<ConfigIssue>,
+) -> InspectionConfig {
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_parameters_bytes: size(
+            raw.max_parameters.as_ref(),
+            "inspection.max_parameters",
+            defaults.max_parameters_bytes,
+            256..=(1 << 20),
+            issues,
+        ),
+        max_body_bytes: size(
+            raw.max_body.as_ref(),
+            "inspection.max_body",
+            defaults.max_body_bytes,
+            (1 << 10)..=(64 << 20),
+            issues,
+        ),
+        max_event_bytes: size(
+            raw.max_event.as_ref(),
+            "inspection.max_event",
+            defaults.max_event_bytes,
+            (1 << 10)..=(16 << 20),
+            issues,
+        ),
+    };
+    let builtin = PriceTable::builtin();
+    let prices = match raw.prices {
+        None | Some(serde_yaml::Value::Null) => builtin,
+        Some(doc) => match serde_yaml::to_string(&doc)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                PriceTable::builtin()
+                    .with_overrides(&text)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(table) => table,
+            Err(message) => {
+                issue(
+                    issues,
+                    "inspection.prices",
+                    message.trim_start_matches("prices: ").to_owned(),
+                );
+                builtin
+            }
+        },
+    };
+    InspectionConfig {
+        limits,
+        prices: Arc::new(prices),
+    }
+}
+
+/// `routes[i].tools` and `routes[i].force_stream_usage`, checked against the kind.
+pub(crate) fn validate_route_inspection(
+    kind: RouteKind,
+    tools: Vec<RawToolMapping>,
+    force_stream_usage: Option<bool>,
+    at: &dyn Fn(&str) -> String,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<(Arc<ToolMap>, bool)> {
+    let start = issues.len();
+    if !tools.is_empty() && kind != RouteKind::Http {
+        issue(
+            issues,
+            at("tools"),
+            format!("tool mappings apply to kind: http routes, not {kind}"),
+        );
+    }
+    if force_stream_usage.is_some() && kind != RouteKind::Openai {
+        issue(
+            issues,
+            at("force_stream_usage"),
+            format!("applies to kind: openai routes, not {kind}"),
+        );
+    }
+    let mut mappings = Vec::with_capacity(tools.len());
+    for (j, t) in tools.into_iter().enumerate() {
+        let here = at(&format!("tools[{j}]"));
+        if t.tool.trim().is_empty() {
+            issue(issues, format!("{here}.tool"), "must not be empty");
+        }
+        let method = t.method.trim().to_ascii_uppercase();
+        if method.is_empty() || http::Method::from_bytes(method.as_bytes()).is_err() {
+            issue(
+                issues,
+                format!("{here}.method"),
+                format!("{:?} is not an HTTP method (or * for any)", t.method),
+            );
+        }
+        // Each template on its own, so every bad one is reported with its index.
+        if let Err(e) = ToolMap::new(vec![ToolMapping {
+            method: method.clone(),
+            path: t.path.clone(),
+            tool: t.tool.clone(),
+        }]) {
+            issue(issues, format!("{here}.path"), e.to_string());
+        }
+        mappings.push(ToolMapping {
+            method,
+            path: t.path,
+            tool: t.tool,
+        });
+    }
+    if issues.len() > start {
+        return None;
+    }
+    match ToolMap::new(mappings) {
+        Ok(map) => Some((Arc::new(map), force_stream_usage.unwrap_or(false))),
+        Err(e) => {
+            issue(issues, at("tools"), e.to_string());
+            None
+        }
+    }
+}

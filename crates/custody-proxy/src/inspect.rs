@@ -1,0 +1,216 @@
+//! The inspection stage: what a call asked for (from the request body) and what it
+//! got (from the response, as it streams by), written into the audit row.
+//!
+//! The protocol work is `custody-inspect`'s; this module only moves its facts into
+//! the row and, for routes with `force_stream_usage`, swaps the request body and
+//! keeps the extra usage chunk from the client. Otherwise the client receives the
+//! upstream's bytes unchanged.
+
+use crate::config::InspectionConfig;
+use crate::route::Route;
+use bytes::Bytes;
+use custody_audit::AuditRecord;
+use custody_core::{ActionKind, RouteKind, ToolCallRequest};
+use custody_inspect::{
+    Limits, PriceTable, RequestFacts, RequestInput, ResponseObserver, UsageChunkStripper,
+    force_stream_usage, inspect_request,
+};
+use std::sync::Arc;
+
+/// Longest model name recorded, in characters.
+const MAX_MODEL_CHARS: usize = 256;
+
+/// The stage's shared state.
+#[derive(Debug)]
+pub(crate) struct Inspection {
+    limits: Limits,
+    prices: Arc<PriceTable>,
+}
+
+/// What the request stage learned, carried to the response.
+#[derive(Debug)]
+pub(crate) struct RequestInspection {
+    kind: RouteKind,
+    facts: RequestFacts,
+    /// The body was rewritten to ask for stream usage: strip it from the response.
+    strip_usage_chunk: bool,
+}
+
+impl Inspection {
+    pub(crate) fn new(config: &InspectionConfig) -> Self {
+        Self {
+            limits: config.limits,
+            prices: config.prices.clone(),
+        }
+    }
+
+    /// Inspects the request, fills the row's action, and returns the body to send
+    /// (rewritten only for `force_stream_usage`).
+    pub(crate) fn request(
+        &self,
+        record: &mut AuditRecord,
+        route: &Route,
+        rest: &str,
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> (RequestInspection, Bytes) {
+        let facts = inspect_request(
+            &RequestInput {
+                kind: route.kind,
+                route: &route.name,
+                method: parts.method.as_str(),
+                path: if rest.is_empty() { "/" } else { rest },
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body: &body,
+                body_complete: true,
+                tools: (route.kind == RouteKind::Http).then_some(&*route.tools),
+            },
+            &self.limits,
+        );
+        let action = &mut record.action;
+        action.operation.clone_from(&facts.operation);
+        action.tool.clone_from(&facts.tool);
+        action.parameters.clone_from(&facts.parameters);
+        action.inspected = Some(!facts.uninspected && facts.error.is_none());
+        if route.kind == RouteKind::Http && facts.tool.is_some() {
+            action.kind = ActionKind::Tool;
+        }
+        if route.kind.is_llm() {
+            record.usage.model = facts.model.as_deref().map(short);
+        }
+        if let Some(error) = &facts.error {
+            record.outcome.error = Some(error.clone());
+        }
+        let rewritten = (route.force_stream_usage && facts.stream)
+            .then(|| force_stream_usage(&body))
+            .flatten();
+        let strip_usage_chunk = rewritten.is_some();
+        let body = rewritten.map_or(body, Bytes::from);
+        (
+            RequestInspection {
+                kind: route.kind,
+                facts,
+                strip_usage_chunk,
+            },
+            body,
+        )
+    }
+
+    /// The watcher for the response, once its status and headers are known; `None`
+    /// for routes whose responses carry nothing to record (`kind: http`).
+    pub(crate) fn response(
+        &self,
+        request: RequestInspection,
+        status: u16,
+        headers: &http::HeaderMap,
+    ) -> Option<Box<ResponseInspection>> {
+        if request.kind == RouteKind::Http {
+            return None;
+        }
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let streamed = content_type.is_some_and(|c| c.contains("text/event-stream"));
+        Some(Box::new(ResponseInspection {
+            observer: ResponseObserver::new(
+                request.kind,
+                &request.facts,
+                status,
+                content_type,
+                &self.limits,
+            ),
+            stripper: (request.strip_usage_chunk && streamed).then(UsageChunkStripper::new),
+            prices: self.prices.clone(),
+            kind: request.kind,
+            status,
+            requested_model: request.facts.model,
+        }))
+    }
+}
+
+/// Watches one response stream by.
+#[derive(Debug)]
+pub(crate) struct ResponseInspection {
+    observer: ResponseObserver,
+    stripper: Option<UsageChunkStripper>,
+    prices: Arc<PriceTable>,
+    kind: RouteKind,
+    status: u16,
+    requested_model: Option<String>,
+}
+
+impl ResponseInspection {
+    /// Observes one chunk of the upstream's body; returns what the client gets
+    /// (the same bytes, unless the forced usage chunk is being kept back).
+    pub(crate) fn on_data(&mut self, data: Bytes) -> Bytes {
+        self.observer.feed(&data);
+        match &mut self.stripper {
+            None => data,
+            Some(stripper) => {
+                let mut out = Vec::with_capacity(data.len());
+                stripper.push(&data, &mut out);
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// Whether the client's bytes may differ from the upstream's (the forced usage
+    /// chunk is kept back), so the upstream's length does not hold.
+    pub(crate) fn rewrites(&self) -> bool {
+        self.stripper.is_some()
+    }
+
+    /// At the end of the upstream's body: bytes still held back for the client.
+    pub(crate) fn on_end(&mut self) -> Bytes {
+        let mut out = Vec::new();
+        if let Some(stripper) = &mut self.stripper {
+            stripper.finish(&mut out);
+        }
+        Bytes::from(out)
+    }
+
+    /// Writes what the response said into the row.
+    pub(crate) fn apply(self, record: &mut AuditRecord) {
+        let facts = self.observer.finish();
+        let model = facts.model.or(self.requested_model);
+        if let Some(usage) = facts.usage {
+            record.usage.input_tokens = usage.input_tokens;
+            record.usage.output_tokens = usage.output_tokens;
+            record.usage.cached_input_tokens = usage.cached_input_tokens;
+            record.usage.cache_creation_input_tokens = usage.cache_creation_input_tokens;
+            record.usage.estimated_cost_usd =
+                model.as_deref().and_then(|m| self.prices.cost(m, &usage));
+        }
+        if self.kind.is_llm() {
+            if model.is_some() {
+                record.usage.model = model.as_deref().map(short);
+            }
+            let complete = (200..300).contains(&self.status) && !facts.uninspected;
+            if !facts.tool_calls.is_empty() || complete {
+                record.action.model_tool_calls = Some(
+                    facts
+                        .tool_calls
+                        .into_iter()
+                        .map(|c| ToolCallRequest {
+                            id: c.id,
+                            name: c.name,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        if facts.uninspected || facts.discarded_events > 0 {
+            record.action.inspected = Some(false);
+        }
+        if let Some(error) = facts.error
+            && record.outcome.error.is_none()
+        {
+            record.outcome.error = Some(error);
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(MAX_MODEL_CHARS).collect()
+}
