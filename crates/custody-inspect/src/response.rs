@@ -80,6 +80,11 @@ struct State {
     chat_slots: Vec<(u64, usize)>,
     error: Option<String>,
     events: u64,
+    /// The response said all it will say (the stream's terminal event, or a
+    /// reply to every MCP request id); what follows carries nothing for the row.
+    complete: bool,
+    /// MCP request ids answered so far.
+    answered: usize,
 }
 
 /// Watches one response go by; see the module documentation.
@@ -133,6 +138,8 @@ impl ResponseObserver {
                 chat_slots: Vec::new(),
                 error: None,
                 events: 0,
+                complete: false,
+                answered: 0,
             },
             max_body_bytes: limits.max_body_bytes,
         }
@@ -167,6 +174,15 @@ impl ResponseObserver {
             Mode::Json { tail: Some(t), .. } => push_tail(t, chunk),
             Mode::Ignore => {}
         }
+    }
+
+    /// Whether the response has said all it will say: an SSE stream's terminal
+    /// event (`[DONE]`, `message_stop`, `response.completed` / `failed` /
+    /// `incomplete`) or, on MCP, a reply to every request id. A client that closes
+    /// the stream after that (as MCP clients do once they have their reply) has not
+    /// cut anything short.
+    pub fn is_complete(&self) -> bool {
+        self.state.complete
     }
 
     /// The facts; valid whether or not the body arrived complete.
@@ -267,6 +283,18 @@ fn error_text(err: &Value) -> Option<String> {
 impl State {
     fn on_event(&mut self, ev: SseEvent<'_>) {
         self.events += 1;
+        let terminal = match self.kind {
+            RouteKind::Openai => {
+                ev.data == "[DONE]"
+                    || matches!(
+                        ev.event,
+                        "response.completed" | "response.failed" | "response.incomplete"
+                    )
+            }
+            RouteKind::Anthropic => ev.event == "message_stop",
+            RouteKind::Mcp | RouteKind::Http => false,
+        };
+        self.complete |= terminal;
         match self.kind {
             RouteKind::Openai => self.openai_event(ev),
             RouteKind::Anthropic => self.anthropic_event(ev),

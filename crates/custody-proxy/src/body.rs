@@ -70,7 +70,11 @@ impl Exchange {
         if status.is_some() {
             o.status = status.map(i32::from);
         }
-        o.error = error.or(o.error.take());
+        // Both an error the call reported and a transport failure after it: keep both.
+        o.error = match (o.error.take(), error) {
+            (Some(reported), Some(transport)) => Some(format!("{reported}; then: {transport}")),
+            (reported, transport) => transport.or(reported),
+        };
         o.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
         o.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(
@@ -246,8 +250,14 @@ impl Body for AuditedBody {
 impl Drop for AuditedBody {
     fn drop(&mut self) {
         if let Some(exchange) = &self.exchange {
-            let error =
-                (!self.inner.is_end_stream()).then(|| exchange.abandoned("the response body"));
+            // A client may close a response that already said all it will say (MCP
+            // clients close an SSE reply once they have their answer).
+            let complete = self.inner.is_end_stream()
+                || self
+                    .inspection
+                    .as_ref()
+                    .is_some_and(|i| i.client_may_close());
+            let error = (!complete).then(|| exchange.abandoned("the response body"));
             self.finish(error);
         }
     }

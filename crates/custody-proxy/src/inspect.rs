@@ -124,6 +124,9 @@ impl Inspection {
             prices: self.prices.clone(),
             kind: request.kind,
             status,
+            // An MCP GET stream ends when the client closes it.
+            open_ended: request.kind == RouteKind::Mcp
+                && request.facts.operation.as_deref() == Some("stream"),
             requested_model: request.facts.model,
         }))
     }
@@ -137,6 +140,7 @@ pub(crate) struct ResponseInspection {
     prices: Arc<PriceTable>,
     kind: RouteKind,
     status: u16,
+    open_ended: bool,
     requested_model: Option<String>,
 }
 
@@ -153,6 +157,12 @@ impl ResponseInspection {
                 Bytes::from(out)
             }
         }
+    }
+
+    /// Whether the response already said all it will say (or runs until the client
+    /// leaves), so a client closing the stream now has not cut anything short.
+    pub(crate) fn client_may_close(&self) -> bool {
+        self.open_ended || self.observer.is_complete()
     }
 
     /// Whether the client's bytes may differ from the upstream's (the forced usage

@@ -33,6 +33,8 @@ impl State {
                 if message.contains_key("method") || !self.ids.contains(id) {
                     return;
                 }
+                self.answered += 1;
+                self.complete = self.answered >= self.ids.len();
                 if let Some(err) = message.get("error") {
                     let code = err.get("code").and_then(Value::as_i64);
                     let text = err.get("message").and_then(Value::as_str).unwrap_or("");

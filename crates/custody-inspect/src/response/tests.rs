@@ -286,3 +286,71 @@ fn observer_can_cross_threads() {
     send::<crate::PriceTable>();
     send::<crate::ToolMap>();
 }
+
+#[test]
+fn completeness_is_the_terminal_event_or_every_mcp_id_answered() {
+    let limits = Limits::default();
+    let sse = Some("text/event-stream");
+    let fed = |kind, request: &RequestFacts, chunks: &[&str]| {
+        let mut o = ResponseObserver::new(kind, request, 200, sse, &limits);
+        let mut seen = Vec::new();
+        for c in chunks {
+            o.feed(c.as_bytes());
+            seen.push(o.is_complete());
+        }
+        seen
+    };
+    assert_eq!(
+        fed(
+            RouteKind::Openai,
+            &facts("chat.completions"),
+            &["data: {\"choices\":[]}\n\n", "data: [DONE]\n\n"]
+        ),
+        [false, true]
+    );
+    assert_eq!(
+        fed(
+            RouteKind::Openai,
+            &facts("responses"),
+            &[
+                "event: response.created\ndata: {}\n\n",
+                "event: response.completed\ndata: {}\n\n"
+            ]
+        ),
+        [false, true]
+    );
+    assert_eq!(
+        fed(
+            RouteKind::Anthropic,
+            &facts("messages"),
+            &[
+                "event: message_delta\ndata: {}\n\n",
+                "event: message_stop\ndata: {}\n\n"
+            ]
+        ),
+        [false, true]
+    );
+    let mut call = facts("batch");
+    call.jsonrpc_ids = vec![json!(1), json!("two")];
+    assert_eq!(
+        fed(
+            RouteKind::Mcp,
+            &call,
+            &[
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n",
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+                "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"two\",\"error\":{\"code\":-1,\"message\":\"x\"}}\n\n",
+            ]
+        ),
+        [false, false, true]
+    );
+    // A notification has no id to answer: never "complete" by ids.
+    assert_eq!(
+        fed(
+            RouteKind::Mcp,
+            &facts("notifications/initialized"),
+            &["data: {}\n\n"]
+        ),
+        [false]
+    );
+}
