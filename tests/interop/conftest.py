@@ -1,6 +1,7 @@
 """Fixtures that run the real custody binary and the stub upstream as processes."""
 
 import os
+import re
 import pathlib
 import signal
 import socket
@@ -13,6 +14,7 @@ import duckdb
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+PRICES = REPO / "crates" / "custody-inspect" / "data" / "prices.yaml"
 
 
 def _binary(env_name: str, name: str) -> pathlib.Path:
@@ -142,3 +144,63 @@ def client_credentials_token(issuer: str) -> str:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)["access_token"]
+
+
+# Audit rows and the expected costs, shared by the SDK tests.
+
+
+def price(model: str) -> dict:
+    """The per-million-token prices of `model` in prices.yaml (a flow mapping per
+    line, `name: { input: 0.15, output: 0.60, cached_input: 0.075 }`): read without
+    a YAML library, so the test does not share custody's parser."""
+    for line in PRICES.read_text().splitlines():
+        m = re.fullmatch(r"\s+([\w.\-]+):\s*\{(.*)\}\s*(#.*)?", line)
+        if m and m.group(1) == model:
+            return {k.strip(): float(v) for k, v in (kv.split(":") for kv in m.group(2).split(","))}
+    raise KeyError(model)
+
+
+def cost(model: str, input_tokens: int, output_tokens: int = 0, cached: int = 0, cache_write: int = 0) -> float:
+    """USD for a call, as documented in prices.yaml: uncached input at `input`, cache
+    reads at `cached_input`, cache writes at `cache_write` (both default `input`),
+    output at `output`."""
+    p = price(model)
+    uncached = input_tokens - cached - cache_write
+    return (
+        uncached * p["input"]
+        + cached * p.get("cached_input", p["input"])
+        + cache_write * p.get("cache_write", p["input"])
+        + output_tokens * p["output"]
+    ) / 1e6
+
+
+ROW = {
+    "operation": "action.operation",
+    "inspected": "action.inspected",
+    "model": "usage.model",
+    "input": "usage.input_tokens",
+    "output": "usage.output_tokens",
+    "cached": "usage.cached_input_tokens",
+    "cache_write": "usage.cache_creation_input_tokens",
+    "cost": "usage.estimated_cost_usd",
+    "tool_calls": "action.model_tool_calls",
+    "status": "outcome.status",
+    "error": "outcome.error",
+}
+
+
+def audit_rows(custody) -> list[dict]:
+    """Stops custody and returns its rows in request order, keyed as in `ROW`, with
+    `tool_calls` as (id, name) pairs."""
+    custody.stop()
+    cols = ", ".join(ROW.values())
+    rows = [dict(zip(ROW, r)) for r in custody.query(f"SELECT {cols} FROM audit ORDER BY event_time")]
+    for row in rows:
+        if row["tool_calls"] is not None:
+            row["tool_calls"] = [(c["id"], c["name"]) for c in row["tool_calls"]]
+    return rows
+
+
+def assert_ok(row: dict, operation: str, model: str):
+    assert (row["operation"], row["model"], row["inspected"]) == (operation, model, True), row
+    assert (row["status"], row["error"]) == (200, None), row

@@ -1,4 +1,4 @@
-//! A stub upstream, shaped like the OpenAI API where tests need it to be.
+//! A stub upstream, shaped like the OpenAI and Anthropic APIs where tests need it to be.
 //!
 //! Endpoints:
 //! - `POST /v1/chat/completions`: a chat completion; with `"stream": true`, an SSE
@@ -6,6 +6,10 @@
 //!   `data: [DONE]`. The header `x-stub-gate: 1` makes the stream wait after its first
 //!   event until [`Stub::release`] is called, so a test can prove streaming is not
 //!   buffered without relying on timing. `x-stub-chunks: N` sets the number of chunks.
+//!   With `tools`, the model asks for the first tool (see [`openai`]).
+//! - `POST /v1/responses` (OpenAI Responses API), `POST /v1/embeddings` and
+//!   `POST /v1/messages` (Anthropic Messages API), JSON and streamed: see the
+//!   [`openai`] and [`anthropic`] modules.
 //! - `ANY /echo/...`: JSON describing the request as received (method, path, query,
 //!   headers, body length).
 //! - `GET /slow?ms=N`: answers after N milliseconds.
@@ -14,6 +18,16 @@
 //! - `GET /bytes?n=N`: N bytes of `x`.
 //! - `GET /.well-known/openid-configuration` and `GET /jwks`: a minimal OpenID
 //!   provider whose issuer is the stub's URL and whose keys are [`Stub::set_jwks`].
+//!
+//! Headers every provider endpoint understands (none changes anything when absent):
+//! - `x-stub-error: STATUS`: answer with that status and the provider's error body.
+//! - `x-stub-model: NAME`: report NAME as the model (as providers report a dated
+//!   snapshot of the model asked for).
+//! - `x-stub-cached: N` (OpenAI): N more input tokens, reported as cached.
+//! - `x-stub-stream-error: 1` (Anthropic): an `error` event cuts the stream short.
+
+mod anthropic;
+mod openai;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -322,8 +336,12 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
         let n = query_param(&req, "n").unwrap_or(1024) as usize;
         return Response::new(StubBody::Left(Full::new(Bytes::from(vec![b'x'; n]))));
     }
-    if path == "/v1/chat/completions" {
-        return chat_completions(req, gate).await;
+    match path.as_str() {
+        "/v1/chat/completions" => return openai::chat_completions(req, gate).await,
+        "/v1/responses" => return openai::responses(req).await,
+        "/v1/embeddings" => return openai::embeddings(req).await,
+        "/v1/messages" => return anthropic::messages(req).await,
+        _ => {}
     }
     json_response(
         StatusCode::NOT_FOUND,
@@ -331,67 +349,43 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
     )
 }
 
-async fn chat_completions(req: Request<Incoming>, gate: Arc<Semaphore>) -> Response<StubBody> {
-    let gated = req.headers().get("x-stub-gate").is_some();
-    let chunks: usize = req
-        .headers()
-        .get("x-stub-chunks")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(3);
+// ---- helpers shared by the provider endpoints ([`openai`], [`anthropic`]) ----
+
+/// The answer text of the Responses and Messages endpoints, as streamed (one output
+/// token per piece).
+const ANSWER: [&str; 4] = ["Hello", " from", " the", " stub."];
+
+/// A provider call: the request's headers and its body as JSON (`None` if it is not).
+async fn json_call(req: Request<Incoming>) -> (http::HeaderMap, Option<Value>) {
+    let headers = req.headers().clone();
     let body = body_of(req).await;
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({"error": {"message": "body is not JSON", "type": "invalid_request_error"}}),
-        );
-    };
-    let model = request["model"].as_str().unwrap_or("gpt-stub").to_owned();
-    let usage =
-        json!({"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks});
-    if request["stream"].as_bool() != Some(true) {
-        return json_response(
-            StatusCode::OK,
-            &json!({
-                "id": "chatcmpl-stub", "object": "chat.completion", "created": 1_772_807_527,
-                "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
-                             "message": {"role": "assistant", "content": "Hello from the stub.", "refusal": null}}],
-                "usage": usage,
-            }),
-        );
-    }
-    let include_usage = request["stream_options"]["include_usage"].as_bool() == Some(true);
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let chunk = |delta: Value, finish: Value| {
-            let v = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1_772_807_527,
-                           "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]});
-            Bytes::from(format!("data: {v}\n\n"))
-        };
-        for i in 0..chunks {
-            let delta = if i == 0 {
-                json!({"role": "assistant", "content": format!("part{i} ")})
-            } else {
-                json!({"content": format!("part{i} ")})
-            };
-            if tx.send(chunk(delta, Value::Null)).await.is_err() {
-                return;
-            }
-            if i == 0 && gated {
-                match gate.acquire().await {
-                    Ok(permit) => permit.forget(),
-                    Err(_) => return,
-                }
-            }
-        }
-        let _ = tx.send(chunk(json!({}), json!("stop"))).await;
-        if include_usage {
-            let v = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1_772_807_527,
-                           "model": model, "choices": [], "usage": usage});
-            let _ = tx.send(Bytes::from(format!("data: {v}\n\n"))).await;
-        }
-        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-    });
+    (headers, serde_json::from_slice(&body).ok())
+}
+
+fn header_str<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name)?.to_str().ok()
+}
+
+fn header_num(headers: &http::HeaderMap, name: &str) -> Option<u64> {
+    header_str(headers, name)?.trim().parse().ok()
+}
+
+/// The status `x-stub-error` asks for.
+fn stub_error(headers: &http::HeaderMap) -> Option<StatusCode> {
+    let code = u16::try_from(header_num(headers, "x-stub-error")?).ok()?;
+    StatusCode::from_u16(code).ok()
+}
+
+/// The model the response reports: `x-stub-model`, else the request's, else `default`.
+fn reported_model(headers: &http::HeaderMap, request: &Value, default: &str) -> String {
+    header_str(headers, "x-stub-model")
+        .or_else(|| request["model"].as_str())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+/// An SSE response whose body comes from `rx`.
+fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response<StubBody> {
     let mut r = Response::new(StubBody::Right(ChannelBody(rx)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -400,4 +394,53 @@ async fn chat_completions(req: Request<Incoming>, gate: Arc<Semaphore>) -> Respo
     r.headers_mut()
         .insert(header::CACHE_CONTROL, "no-cache".parse().expect("static"));
     r
+}
+
+/// An SSE response that sends `events` in order, one body frame each.
+fn sse_stream(events: Vec<Bytes>) -> Response<StubBody> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        for event in events {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    sse_response(rx)
+}
+
+/// A named SSE event: `event: NAME`, then `data: JSON`.
+fn sse_event(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// Arguments a model might choose for a tool whose parameters are the JSON Schema
+/// `schema`: every property gets a plain value of its type.
+fn stub_arguments(schema: &Value) -> Value {
+    let Some(properties) = schema["properties"].as_object() else {
+        return json!({});
+    };
+    let args = properties.iter().map(|(name, p)| {
+        let value = match p["type"].as_str() {
+            Some("integer" | "number") => json!(1),
+            Some("boolean") => json!(true),
+            Some("array") => json!([]),
+            Some("object") => json!({}),
+            _ => json!(format!("stub {name}")),
+        };
+        (name.clone(), value)
+    });
+    Value::Object(args.collect())
+}
+
+/// `text` cut into `n` (at least one) pieces of about the same length, as a model
+/// streams a tool call's arguments.
+fn pieces(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(n.max(1)).max(1);
+    let mut out: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
 }

@@ -82,7 +82,13 @@ impl Inspection {
         if let Some(error) = &facts.error {
             record.outcome.error = Some(error.clone());
         }
-        let rewritten = (route.force_stream_usage && facts.stream)
+        // Only chat/completions streams report usage on request; the Responses API
+        // always sends it in `response.completed` and refuses the option.
+        let usage_on_request = matches!(
+            facts.operation.as_deref(),
+            Some("chat.completions" | "completions")
+        );
+        let rewritten = (route.force_stream_usage && facts.stream && usage_on_request)
             .then(|| force_stream_usage(&body))
             .flatten();
         let strip_usage_chunk = rewritten.is_some();
