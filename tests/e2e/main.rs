@@ -5,6 +5,7 @@ mod errors;
 mod identity;
 mod inspect;
 mod lifecycle;
+mod policy;
 mod proxy;
 
 use custody_tests::stub::Stub;

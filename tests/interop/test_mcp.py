@@ -392,3 +392,58 @@ def test_mcp_sse_reply_closed_after_the_response_is_no_error(stub):
         if custody.proc.poll() is None:
             custody.proc.kill()
             custody.proc.wait()
+
+
+POLICY = """
+format: 1
+tools:
+  "crm:search_contacts": []
+rules:
+  - name: mcp-housekeeping
+    effect: allow
+    when:
+      action: {kind: tool, operation: [server/discover, initialize, "notifications/*", tools/list, stream, session.delete]}
+  - name: no-deletes
+    effect: deny
+    when:
+      action: {tool: "crm:delete_contact"}
+"""
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+def test_policy_denials_reach_the_sdk_as_jsonrpc_errors(stub, mcp_upstream, tmp_path, mode):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    route = f"  - {{name: crm, prefix: /crm, upstream: 'http://{mcp_upstream}', kind: mcp}}\n"
+    custody = Custody(stub, routes=route, extra=f"policy: {{file: '{policy}'}}\n")
+    try:
+        async def session():
+            client = http_client(Exchanges())
+            url = f"http://{custody.tcp}/crm/mcp"
+            async with client, mcp.Client(streamable_http_client(url, http_client=client), mode=mode) as s:
+                found = dump(await s.call_tool("search_contacts", SEARCH_ARGS))
+                with pytest.raises(mcp.MCPError) as denied:
+                    await s.call_tool("delete_contact", DELETE_ARGS)
+                with pytest.raises(mcp.MCPError) as unlisted:
+                    await s.call_tool("add_note", NOTE_ARGS)
+                return found, denied.value, unlisted.value
+
+        found, denied, unlisted = asyncio.run(session())
+        assert found["content"][0]["text"] == SEARCH_TEXT
+        assert denied.code == -32001 and "no-deletes" in denied.message, denied
+        assert unlisted.code == -32001 and "default:deny" in unlisted.message, unlisted
+        custody.stop()
+        rows = custody.query(
+            "SELECT action.tool, policy.decision, policy.rule, policy.version, outcome.status FROM audit "
+            "WHERE action.operation = 'tools/call' ORDER BY event_time"
+        )
+        assert [r[:3] for r in rows] == [
+            ("crm:search_contacts", "allow", 'tools["crm:search_contacts"] requires no scope'),
+            ("crm:delete_contact", "deny", "no-deletes"),
+            ("crm:add_note", "deny", "default:deny"),
+        ], rows
+        assert all(r[3].startswith("sha256:") and r[4] == 200 for r in rows), rows
+    finally:
+        if custody.proc.poll() is None:
+            custody.proc.kill()
+            custody.proc.wait()

@@ -54,6 +54,7 @@ pub struct BatchBuilder {
     policy_decision: StringBuilder,
     policy_rule: StringBuilder,
     policy_scopes: ListBuilder<StringBuilder>,
+    policy_version: StringBuilder,
     pii_detected: BooleanBuilder,
     redactions: ListBuilder<StructBuilder>,
     usage_model: StringBuilder,
@@ -105,6 +106,7 @@ impl Default for BatchBuilder {
             policy_decision: StringBuilder::new(),
             policy_rule: StringBuilder::new(),
             policy_scopes: ListBuilder::new(StringBuilder::new()),
+            policy_version: StringBuilder::new(),
             pii_detected: BooleanBuilder::new(),
             redactions: ListBuilder::new(StructBuilder::from_fields(schema::redaction_fields(), 0))
                 .with_field(Arc::new(redaction_item)),
@@ -194,6 +196,8 @@ impl BatchBuilder {
             .append_option(r.policy.decision.as_deref());
         self.policy_rule.append_option(r.policy.rule.as_deref());
         append_list(&mut self.policy_scopes, r.policy.scopes.as_deref());
+        self.policy_version
+            .append_option(r.policy.version.as_deref());
 
         self.pii_detected
             .append_option(r.content_safety.pii_detected);
@@ -277,6 +281,7 @@ impl BatchBuilder {
                     Arc::new(self.policy_decision.finish()),
                     Arc::new(self.policy_rule.finish()),
                     Arc::new(self.policy_scopes.finish()),
+                    Arc::new(self.policy_version.finish()),
                 ],
             )?,
             structure(

@@ -43,6 +43,8 @@ pub struct PolicyOutcome {
     pub rule: Option<String>,
     /// The scopes that mattered.
     pub scopes: Option<Vec<String>>,
+    /// The version (content hash) of the policy that decided.
+    pub version: Option<String>,
 }
 
 /// Content-safety findings.

@@ -15,7 +15,8 @@ use std::sync::{Arc, OnceLock};
 /// - 1: the first release.
 /// - 2: `action.operation`, `action.inspected`, `action.model_tool_calls`,
 ///   `usage.cached_input_tokens`, `usage.cache_creation_input_tokens`.
-pub const SCHEMA_VERSION: i32 = 2;
+/// - 3: `policy.version`.
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -66,7 +67,12 @@ pub fn tool_call_fields() -> Fields {
 
 /// Fields of `policy`.
 pub fn policy_fields() -> Fields {
-    Fields::from(vec![utf8("decision"), utf8("rule"), utf8_list("scopes")])
+    Fields::from(vec![
+        utf8("decision"),
+        utf8("rule"),
+        utf8_list("scopes"),
+        utf8("version"),
+    ])
 }
 
 /// Fields of one element of `content_safety.redactions`.

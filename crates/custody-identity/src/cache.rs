@@ -82,9 +82,10 @@ mod tests {
     fn verified(exp: u64) -> Arc<Verified> {
         Arc::new(Verified {
             principal: Principal::default(),
-            scopes: Vec::new(),
+            scopes: None,
             jti: None,
             exp,
+            claims: Arc::default(),
         })
     }
 

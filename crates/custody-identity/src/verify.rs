@@ -32,8 +32,12 @@ pub struct IssuerPolicy {
 pub struct Verified {
     /// sub, org, role, roles, issuer.
     pub principal: Principal,
-    /// The token's scopes (empty when it carries none).
-    pub scopes: Vec<String>,
+    /// The token's scopes; `None` when it carries no scope claim at all (then a
+    /// policy grants by role alone), `Some(empty)` when it carries an empty one.
+    pub scopes: Option<Vec<String>>,
+    /// The token's claims object, for policies that test any claim. Never logged or
+    /// stored (it is the token's content).
+    pub claims: std::sync::Arc<Value>,
     /// The token's `jti`, if any.
     pub jti: Option<String>,
     /// Expiry, seconds since the epoch.
@@ -207,9 +211,10 @@ pub fn verify(token: &str, policy: &IssuerPolicy, keys: &KeySet) -> Result<Verif
             roles: claims::list(&claims, names.roles.as_deref()),
             issuer: Some(policy.issuer.clone()),
         },
-        scopes: claims::list(&claims, names.scopes.as_deref()).unwrap_or_default(),
+        scopes: claims::list(&claims, names.scopes.as_deref()),
         jti: claims::string(&claims, Some("jti")),
         exp: numeric_date(&claims, "exp")?.unwrap_or(0),
+        claims: std::sync::Arc::new(claims),
     })
 }
 

@@ -14,6 +14,7 @@ pub(crate) struct Health {
     pub(crate) ready: AtomicBool,
     pub(crate) audit: Arc<AuditStats>,
     pub(crate) identity: Option<Arc<crate::identity::Identity>>,
+    pub(crate) policy: Arc<crate::policy::PolicyStage>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -43,6 +44,11 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
                     "audit_writes_ok": audit_ok,
                     "identity_keys_loaded": keys_ok,
                     "audit_rows_written": health.audit.rows_written.load(Ordering::Relaxed),
+                    "policy": {
+                        "version": health.policy.version(),
+                        "reloads": health.policy.reloads.load(Ordering::Relaxed),
+                        "reload_failures": health.policy.reload_failures.load(Ordering::Relaxed),
+                    },
                 }),
             )
         }

@@ -48,6 +48,17 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     /// Protocol inspection: limits and prices.
     pub inspection: InspectionConfig,
+    /// The access policy; `None` allows every call (and says so in each row).
+    pub policy: Option<PolicyConfig>,
+}
+
+/// `policy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// The policy file (see `docs/policy.md`), read at startup and on change.
+    pub file: PathBuf,
+    /// How often the file is checked for changes.
+    pub reload_interval: Duration,
 }
 
 /// `inspection`.

@@ -36,6 +36,15 @@ pub enum ProxyError {
         /// The error chain.
         cause: String,
     },
+    /// The policy denied the call.
+    #[error("denied by policy rule {rule:?}")]
+    PolicyDenied {
+        /// The rule (or grant check) that denied.
+        rule: String,
+        /// On MCP routes: answer as JSON-RPC errors to these requests (HTTP 200), so
+        /// MCP clients show the denial.
+        jsonrpc: Option<JsonRpcCall>,
+    },
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -48,6 +57,18 @@ pub enum ProxyError {
     },
 }
 
+/// The JSON-RPC request(s) a denied MCP POST carried.
+#[derive(Debug, Clone)]
+pub struct JsonRpcCall {
+    /// The request ids (notifications have none).
+    pub ids: Vec<serde_json::Value>,
+    /// Whether the body was a batch (answered with an array).
+    pub batch: bool,
+}
+
+/// The JSON-RPC error code of a policy denial (implementation-defined server error).
+pub const JSONRPC_POLICY_DENIED: i64 = -32001;
+
 impl ProxyError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
@@ -59,6 +80,11 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::PolicyDenied {
+                jsonrpc: Some(call),
+                ..
+            } if !call.ids.is_empty() => StatusCode::OK,
+            ProxyError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -74,6 +100,7 @@ impl ProxyError {
                 "identity_unavailable"
             }
             ProxyError::Unauthenticated(_) => "unauthenticated",
+            ProxyError::PolicyDenied { .. } => "policy_denied",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -84,6 +111,7 @@ impl ProxyError {
     pub fn denial_rule(&self) -> Option<String> {
         match self {
             ProxyError::Unauthenticated(r) => Some(format!("identity:{}", r.reason())),
+            ProxyError::PolicyDenied { rule, .. } => Some(rule.clone()),
             _ => None,
         }
     }
@@ -91,6 +119,14 @@ impl ProxyError {
     /// The JSON error response. This is the only place request-path errors turn into
     /// responses.
     pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+        if let ProxyError::PolicyDenied {
+            rule,
+            jsonrpc: Some(call),
+        } = self
+            && !call.ids.is_empty()
+        {
+            return jsonrpc_denial(call, rule, &self.to_string(), request_id);
+        }
         let mut response = json_error(
             self.status(),
             self.error_type(),
@@ -146,6 +182,41 @@ pub(crate) fn json_error(
     .unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(crate::headers::X_REQUEST_ID, v);
+    }
+    response
+}
+
+/// JSON-RPC error responses (HTTP 200) to each request of a denied MCP call.
+fn jsonrpc_denial(
+    call: &JsonRpcCall,
+    rule: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let reply = |id: &serde_json::Value| {
+        serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {
+                "code": JSONRPC_POLICY_DENIED,
+                "message": format!("custody: {message}"),
+                "data": {"type": "policy_denied", "rule": rule, "request_id": request_id},
+            },
+        })
+    };
+    let body = if call.batch {
+        serde_json::Value::Array(call.ids.iter().map(reply).collect())
+    } else {
+        call.ids.first().map(reply).unwrap_or_default()
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -36,6 +36,21 @@ pub(crate) struct RequestInspection {
     strip_usage_chunk: bool,
 }
 
+impl RequestInspection {
+    /// The model the request asked for.
+    pub(crate) fn model(&self) -> Option<&str> {
+        self.facts.model.as_deref()
+    }
+
+    /// On MCP routes, the JSON-RPC requests the body carried (to answer a denial).
+    pub(crate) fn jsonrpc_call(&self) -> Option<crate::error::JsonRpcCall> {
+        (self.kind == RouteKind::Mcp).then(|| crate::error::JsonRpcCall {
+            ids: self.facts.jsonrpc_ids.clone(),
+            batch: self.facts.operation.as_deref() == Some("batch"),
+        })
+    }
+}
+
 impl Inspection {
     pub(crate) fn new(config: &InspectionConfig) -> Self {
         Self {

@@ -26,10 +26,11 @@ mod identity;
 mod inspect;
 mod listener;
 mod pipeline;
+mod policy;
 mod route;
 mod server;
 mod upstream;
 
 pub use config::{Config, ConfigError};
-pub use error::ProxyError;
+pub use error::{JSONRPC_POLICY_DENIED, JsonRpcCall, ProxyError};
 pub use server::{Running, ShutdownReport, StartError, start};

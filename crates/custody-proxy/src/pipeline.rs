@@ -7,9 +7,11 @@
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
 //! 5. identity — verify the user's token (401 when the route requires one), fill the
 //!    principal, remove custody's token header;
-//! 6. upstream — rewrite URI and headers, add the route's credential, send with the
+//! 6. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
+//!    MCP routes), recording decision, rule, scopes and policy version;
+//! 7. upstream — rewrite URI and headers, add the route's credential, send with the
 //!    response-header timeout;
-//! 7. respond — stream the upstream's body through [`AuditedBody`], which shows it to
+//! 8. respond — stream the upstream's body through [`AuditedBody`], which shows it to
 //!    the response inspection (usage, cost, tool calls the model asked for, errors)
 //!    and records the row when the stream ends.
 //!
@@ -23,6 +25,7 @@ use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
+use crate::policy::PolicyStage;
 use crate::route::{Route, Router};
 use crate::upstream::HttpClient;
 use bytes::Bytes;
@@ -48,6 +51,7 @@ pub(crate) struct Pipeline {
     cut: CancellationToken,
     identity: Option<Arc<Identity>>,
     inspection: Inspection,
+    policy: Arc<PolicyStage>,
     max_request_body: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
@@ -63,6 +67,7 @@ impl Pipeline {
         sink: AuditSink,
         cut: CancellationToken,
         identity: Option<Arc<Identity>>,
+        policy: Arc<PolicyStage>,
         credentials: &HashMap<String, Arc<Credential>>,
     ) -> Self {
         Self {
@@ -72,6 +77,7 @@ impl Pipeline {
             cut,
             identity,
             inspection: Inspection::new(&config.inspection),
+            policy,
             max_request_body: config.limits.max_request_body,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
@@ -159,13 +165,23 @@ impl Pipeline {
         let (inspected, body) =
             self.inspection
                 .request(exchange.record(), route, rest, &parts, body);
-        self.authenticate(exchange, &mut parts.headers, route)
-            .await?;
         let path = upstream_path(&route.upstream, rest);
         exchange.record().action.upstream = Some(format!(
             "{}://{}{}",
             route.upstream.scheme, route.upstream.authority, path
         ));
+        let verified = self
+            .authenticate(exchange, &mut parts.headers, route)
+            .await?;
+        let decision =
+            self.policy
+                .decide(exchange.record(), verified.as_deref(), inspected.model());
+        if !decision.allow {
+            return Err(ProxyError::PolicyDenied {
+                rule: decision.rule,
+                jsonrpc: inspected.jsonrpc_call(),
+            });
+        }
         rewrite_request(&mut parts, &route.upstream, path, request_id)?;
         if let Some(credential) = &route.credential {
             parts
@@ -189,22 +205,22 @@ impl Pipeline {
 
     /// Stage 5: the user's token. Custody's token header never leaves custody; on a
     /// route with `token_from: authorization` the bearer token is the user's and is
-    /// forwarded as it is.
+    /// forwarded as it is. Returns the verified token, if any.
     async fn authenticate(
         &self,
         exchange: &mut Exchange,
         headers: &mut http::HeaderMap,
         route: &Route,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<Option<Arc<custody_identity::Verified>>, ProxyError> {
         let Some(identity) = &self.identity else {
             // No identity configured: still never forward a token sent in custody's
             // default header.
             headers.remove(crate::config::DEFAULT_TOKEN_HEADER);
-            return Ok(());
+            return Ok(None);
         };
         let own = headers.remove(identity.token_header());
         if route.identity == IdentityMode::Off {
-            return Ok(());
+            return Ok(None);
         }
         let token = match route.token_from {
             TokenFrom::Header => own,
@@ -225,8 +241,8 @@ impl Pipeline {
             Ok(verified) => {
                 let record = exchange.record();
                 record.principal = verified.principal.clone();
-                record.policy.scopes = Some(verified.scopes.clone());
-                Ok(())
+                record.policy.scopes.clone_from(&verified.scopes);
+                Ok(Some(verified))
             }
             Err(rejection) if route.identity == IdentityMode::Required => {
                 Err(ProxyError::Unauthenticated(rejection))
@@ -236,7 +252,7 @@ impl Pipeline {
                     reason = rejection.reason(),
                     "optional identity: no valid token; anonymous"
                 );
-                Ok(())
+                Ok(None)
             }
         }
     }

@@ -8,6 +8,7 @@ use crate::error::chain;
 use crate::identity::Identity;
 use crate::listener::{UnixSocket, bind_tcp, bind_unix};
 use crate::pipeline::Pipeline;
+use crate::policy::PolicyStage;
 use crate::upstream::build_client;
 use custody_audit::{AuditHandle, AuditRecord, SinkConfig};
 use custody_core::{Action, ActionKind, RequestId};
@@ -56,6 +57,14 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The policy file is missing or invalid.
+    #[error("policy {}: {message}", path.display())]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// Every problem, one per line.
+        message: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -93,6 +102,7 @@ struct Context {
 
 /// Binds every listener, starts the audit writer and begins serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let policy = Arc::new(PolicyStage::load(config.policy.as_ref())?);
     let client = build_client(&config.upstream, &config.upstream_tls)?;
     std::fs::create_dir_all(&config.audit.dir).map_err(|source| StartError::AuditDir {
         path: config.audit.dir.clone(),
@@ -130,10 +140,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
+    if let Some(p) = &config.policy {
+        policy.spawn_reloader(p.reload_interval);
+    }
     let health = Arc::new(Health {
         ready: false.into(),
         audit: audit.sink().stats().clone(),
         identity: identity.clone(),
+        policy: policy.clone(),
     });
 
     let tracker = TaskTracker::new();
@@ -153,6 +167,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             audit.sink(),
             hard_stop.clone(),
             identity,
+            policy,
             &credentials,
         ),
         builder,

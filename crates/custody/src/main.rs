@@ -1,8 +1,11 @@
 //! The custody sidecar binary.
 //!
 //! `custody run [--config FILE]` serves; `custody config check [--config FILE]`
-//! validates a config and prints the effective settings. Exit codes: 0 success,
-//! 1 runtime failure (cannot bind, cannot write), 2 invalid config or usage.
+//! validates a config and prints the effective settings; `custody policy
+//! check | test | explain` works with a policy file offline (see [`policy_cmd`]).
+//! Exit codes: 0 success, 1 runtime failure (cannot bind, cannot write) or a
+//! check that failed (a policy test case, `--deny-warnings`), 2 invalid config,
+//! policy or usage.
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -10,6 +13,8 @@ use custody_proxy::{Config, ConfigError};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod policy_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Work with policy files: check, test, explain (see docs/policy.md).
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +99,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Policy { command } => policy_cmd::run(command),
     }
 }
 
@@ -216,6 +227,16 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
         i.limits.max_event_bytes,
         i.prices.len()
     );
+    out += &match &c.policy {
+        None => {
+            "policy:       none (every call allowed, recorded as no-policy:allow-all)\n".to_owned()
+        }
+        Some(p) => format!(
+            "policy:       {} (checked every {:?}; validate it with `custody policy check`)\n",
+            p.file.display(),
+            p.reload_interval
+        ),
+    };
     out += &match &c.identity {
         None => "identity:     off (every caller is anonymous)".to_owned(),
         Some(id) => format!(

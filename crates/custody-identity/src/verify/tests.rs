@@ -66,7 +66,11 @@ fn accepts_rs256_es256_and_eddsa_and_maps_claims() {
             Some(vec!["analyst".into(), "viewer".into()])
         );
         assert_eq!(v.principal.issuer.as_deref(), Some(ISS));
-        assert_eq!(v.scopes, ["tool:crm:read", "openid"]);
+        assert_eq!(
+            v.scopes.as_deref(),
+            Some(&["tool:crm:read".to_owned(), "openid".to_owned()][..])
+        );
+        assert_eq!(v.claims["org_id"], "org_acme_corp");
         assert_eq!(v.jti.as_deref(), Some("jti-1"));
     }
 }

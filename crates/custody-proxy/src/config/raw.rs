@@ -58,6 +58,15 @@ pub(crate) struct RawConfig {
     pub(crate) runtime: Option<RawRuntime>,
     pub(crate) identity: Option<RawIdentity>,
     pub(crate) inspection: Option<RawInspection>,
+    pub(crate) policy: Option<RawPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub(crate) file: String,
+    pub(crate) reload_interval: Option<NumberOrText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +215,7 @@ const SECTIONS: &[&str] = &[
     "runtime",
     "identity",
     "inspection",
+    "policy",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -252,6 +262,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "runtime" => raw.runtime = section(&key, value, issues),
             "identity" => raw.identity = section(&key, value, issues),
             "inspection" => raw.inspection = section(&key, value, issues),
+            "policy" => raw.policy = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

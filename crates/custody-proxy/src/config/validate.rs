@@ -21,6 +21,7 @@ pub(crate) mod defaults {
     pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 64;
     pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(25);
+    pub(crate) const POLICY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
     pub(crate) const WORKER_THREADS: usize = 1;
     pub(crate) const ROUTES: &[(&str, &str, &str, custody_core::RouteKind)] = &[
         (
@@ -247,7 +248,26 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
     let inspection =
         super::inspection::validate_inspection(raw.inspection.unwrap_or_default(), is.0);
 
+    let policy = raw.policy.and_then(|p| {
+        if p.file.trim().is_empty() {
+            is.push(
+                "policy.file",
+                "must not be empty (remove the policy section to allow every call)",
+            );
+            return None;
+        }
+        Some(PolicyConfig {
+            file: PathBuf::from(p.file),
+            reload_interval: is.duration(
+                "policy.reload_interval",
+                p.reload_interval.as_ref(),
+                defaults::POLICY_RELOAD_INTERVAL,
+            ),
+        })
+    });
+
     Some(Config {
+        policy,
         inspection,
         listen,
         routes,

@@ -1,0 +1,204 @@
+//! The policy stage: after identity and inspection, decide allow or deny with the
+//! policy in force, and record the decision, the rule, the scopes that mattered
+//! and the policy's version in the row.
+//!
+//! The policy file (`policy.file`) is loaded at startup (an invalid one stops
+//! custody with every problem listed) and then checked every
+//! `policy.reload_interval`: when its identity (device, inode, size, modification
+//! time — following symlinks, so a Kubernetes ConfigMap's `..data` swap counts) or
+//! its content hash changes, it is parsed again; a valid policy replaces the old
+//! one atomically, an invalid one is logged with every problem, counted, and the
+//! last good policy stays in force. Every row names the version that decided it.
+//!
+//! Without `policy`, every call is allowed and recorded as such
+//! ([`custody_policy::NO_POLICY_RULE`]).
+
+use crate::config::PolicyConfig;
+use crate::server::StartError;
+use custody_audit::AuditRecord;
+use custody_identity::Verified;
+use custody_policy::{Decision, Input, Policy};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+/// The policy in force, and how its reloads went.
+#[derive(Debug)]
+pub(crate) struct PolicyStage {
+    file: Option<PathBuf>,
+    current: RwLock<Option<Arc<Policy>>>,
+    /// The identity of the file last read.
+    seen: RwLock<Option<Stamp>>,
+    pub(crate) reloads: AtomicU64,
+    pub(crate) reload_failures: AtomicU64,
+}
+
+impl PolicyStage {
+    /// Loads the configured policy, or none.
+    pub(crate) fn load(config: Option<&PolicyConfig>) -> Result<Self, StartError> {
+        let stage = Self {
+            file: config.map(|c| c.file.clone()),
+            current: RwLock::new(None),
+            seen: RwLock::new(None),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+        };
+        if let Some(path) = &stage.file {
+            let (stamp, text) = read(path).map_err(|message| StartError::Policy {
+                path: path.clone(),
+                message,
+            })?;
+            let loaded = Policy::from_yaml(&text).map_err(|e| StartError::Policy {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            for warning in &loaded.warnings {
+                tracing::warn!(file = %path.display(), %warning, "policy warning");
+            }
+            tracing::info!(file = %path.display(), version = loaded.policy.version(), rules = loaded.policy.rule_count(), "policy loaded");
+            *stage
+                .current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(loaded.policy));
+            *stage.seen.write().unwrap_or_else(PoisonError::into_inner) = Some(stamp);
+        }
+        Ok(stage)
+    }
+
+    /// The version in force, if a policy is configured.
+    pub(crate) fn version(&self) -> Option<String> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|p| p.version().to_owned())
+    }
+
+    /// Checks the file every `interval` for as long as the stage lives.
+    pub(crate) fn spawn_reloader(self: &Arc<Self>, interval: Duration) {
+        let Some(path) = self.file.clone() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(stage) = weak.upgrade() else { return };
+                let path = path.clone();
+                // File reads and parsing stay off the request path.
+                let _ = tokio::task::spawn_blocking(move || stage.reload(&path)).await;
+            }
+        });
+    }
+
+    /// Rereads the file if it changed; swaps in a valid policy, keeps the old one
+    /// otherwise.
+    fn reload(&self, path: &Path) {
+        let stamp = match stamp(path) {
+            Ok(s) => s,
+            Err(e) => {
+                if self
+                    .seen
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some()
+                {
+                    self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(file = %path.display(), error = %e, "policy file unreadable; keeping the policy in force");
+                    *self.seen.write().unwrap_or_else(PoisonError::into_inner) = None;
+                }
+                return;
+            }
+        };
+        if *self.seen.read().unwrap_or_else(PoisonError::into_inner) == Some(stamp) {
+            return;
+        }
+        *self.seen.write().unwrap_or_else(PoisonError::into_inner) = Some(stamp);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(file = %path.display(), error = %e, "policy file unreadable; keeping the policy in force");
+                return;
+            }
+        };
+        match Policy::from_yaml(&text) {
+            Ok(loaded) => {
+                let old = self.version();
+                if old.as_deref() == Some(loaded.policy.version()) {
+                    return;
+                }
+                for warning in &loaded.warnings {
+                    tracing::warn!(file = %path.display(), %warning, "policy warning");
+                }
+                tracing::info!(file = %path.display(), version = loaded.policy.version(), previous = old.as_deref(), "policy reloaded");
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Arc::new(loaded.policy));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(errors) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(file = %path.display(), in_force = self.version().as_deref(), problems = %errors, "invalid policy rejected; keeping the policy in force");
+            }
+        }
+    }
+
+    /// Decides the call described by `record` (principal and action filled in) and
+    /// records the decision in it.
+    pub(crate) fn decide(
+        &self,
+        record: &mut AuditRecord,
+        verified: Option<&Verified>,
+        model: Option<&str>,
+    ) -> Decision {
+        let policy = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let decision = match policy {
+            None => Decision {
+                allow: true,
+                rule: custody_policy::NO_POLICY_RULE.to_owned(),
+                scopes: record.policy.scopes.clone().unwrap_or_default(),
+                version: Arc::from(""),
+            },
+            Some(policy) => policy.evaluate(&Input {
+                principal: &record.principal,
+                claims: verified.map(|v| &*v.claims),
+                token_scopes: verified.and_then(|v| v.scopes.as_deref()),
+                action: &record.action,
+                model,
+                arguments: record.action.parameters.as_deref(),
+            }),
+        };
+        let p = &mut record.policy;
+        p.decision = Some(decision.as_str().to_owned());
+        p.rule = Some(decision.rule.clone());
+        if !decision.version.is_empty() {
+            p.scopes = Some(decision.scopes.clone());
+            p.version = Some(decision.version.to_string());
+        }
+        decision
+    }
+}
+
+/// A file's identity: (device, inode, size, modification time in ns).
+type Stamp = (u64, u64, u64, i128);
+
+fn stamp(path: &Path) -> std::io::Result<Stamp> {
+    let m = std::fs::metadata(path)?;
+    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+    Ok((m.dev(), m.ino(), m.len(), mtime))
+}
+
+fn read(path: &Path) -> Result<(Stamp, String), String> {
+    let stamp = stamp(path).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    Ok((stamp, text))
+}
