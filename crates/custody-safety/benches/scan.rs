@@ -1,0 +1,67 @@
+//! Scanning throughput: a clean 16 KiB JSON chat prompt and dense-PII text.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use custody_safety::{Detectors, scan_body};
+use std::hint::black_box;
+
+fn clean_prompt(size: usize) -> Vec<u8> {
+    let sentence = "The quarterly pipeline review covers renewals, expansion and churn risk; \
+please summarise the open opportunities for the EMEA team, highlight anything blocked \
+on legal, and suggest next steps for each account owner before Friday's meeting. ";
+    let mut messages = Vec::new();
+    let mut total = 0;
+    let mut i = 0;
+    while total < size {
+        let content = sentence.repeat(3);
+        total += content.len() + 40;
+        messages.push(serde_json::json!({"role": if i % 2 == 0 {"user"} else {"assistant"}, "content": content}));
+        i += 1;
+    }
+    serde_json::to_vec(
+        &serde_json::json!({"model": "gpt-4o-mini", "temperature": 0.2, "messages": messages}),
+    )
+    .unwrap_or_default()
+}
+
+fn dense_text(size: usize) -> Vec<u8> {
+    let line = "Customer Jane Roe, jane.roe@example.com, phone +1 415-555-2671, SSN 123-45-6789, \
+card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00, from 192.168.10.24; key AKIAIOSFODNN7EXAMPLE.\n";
+    line.repeat(size / line.len() + 1).into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let detectors = Detectors::builtin();
+    let mut group = c.benchmark_group("scan");
+    let prompt = clean_prompt(16 * 1024);
+    group.throughput(Throughput::Bytes(prompt.len() as u64));
+    group.bench_function("clean_json_16k", |b| {
+        b.iter(|| scan_body(&detectors, black_box(&prompt)))
+    });
+    let big = clean_prompt(1024 * 1024);
+    group.throughput(Throughput::Bytes(big.len() as u64));
+    group.bench_function("clean_json_1m", |b| {
+        b.iter(|| scan_body(&detectors, black_box(&big)))
+    });
+    let dense16 = dense_text(16 * 1024);
+    group.throughput(Throughput::Bytes(dense16.len() as u64));
+    group.bench_function("dense_pii_text_16k", |b| {
+        b.iter(|| scan_body(&detectors, black_box(&dense16)))
+    });
+    let dense_json = serde_json::to_vec(&serde_json::json!({
+        "messages": [{"role": "user", "content": String::from_utf8_lossy(&dense16)}]
+    }))
+    .unwrap_or_default();
+    group.throughput(Throughput::Bytes(dense_json.len() as u64));
+    group.bench_function("dense_pii_json_16k", |b| {
+        b.iter(|| scan_body(&detectors, black_box(&dense_json)))
+    });
+    let dense = dense_text(1024 * 1024);
+    group.throughput(Throughput::Bytes(dense.len() as u64));
+    group.bench_function("dense_pii_text_1m", |b| {
+        b.iter(|| scan_body(&detectors, black_box(&dense)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,211 @@
+use super::*;
+
+fn kinds(text: &str) -> Vec<(String, String)> {
+    Detectors::builtin()
+        .find(text.as_bytes())
+        .into_iter()
+        .map(|h| (h.kind.to_string(), text[h.start..h.end].to_owned()))
+        .collect()
+}
+
+fn one(text: &str, kind: &str, value: &str) {
+    assert_eq!(
+        kinds(text),
+        vec![(kind.to_owned(), value.to_owned())],
+        "{text}"
+    );
+}
+
+fn none(text: &str) {
+    assert_eq!(kinds(text), vec![], "{text}");
+}
+
+#[test]
+fn emails() {
+    one(
+        "mail alice.smith+tag@mail.example.co.uk.",
+        "EMAIL",
+        "alice.smith+tag@mail.example.co.uk",
+    );
+    one("<bob@example.org>", "EMAIL", "bob@example.org");
+    none("icon@2x.png and @mention and user@localhost");
+}
+
+#[test]
+fn phones() {
+    one("call (415) 555-2671 now", "PHONE", "(415) 555-2671");
+    one("call 415-555-2671", "PHONE", "415-555-2671");
+    one("tel:+14155552671", "PHONE", "+14155552671");
+    one("UK +44 20 7946 0958.", "PHONE", "+44 20 7946 0958");
+    one("+44 (0)20 7946 0958", "PHONE", "+44 (0)20 7946 0958");
+    one("1-800-555-0199", "PHONE", "1-800-555-0199");
+    none("order 123-456-7890 and 2024-01-15 and 1700000000");
+}
+
+#[test]
+fn ssn_card_iban_ip() {
+    one("ssn 123-45-6789", "SSN", "123-45-6789");
+    none("ssn 666-45-6789 000-12-3456 123-00-4567 900-12-3456");
+    one(
+        "card 4111 1111 1111 1111 exp",
+        "CARD",
+        "4111 1111 1111 1111",
+    );
+    one("card 4111-1111-1111-1111", "CARD", "4111-1111-1111-1111");
+    one("amex 378282246310005", "CARD", "378282246310005");
+    none("4111 1111 1111 1112 and 1234567812345678");
+    one(
+        "IBAN DE89 3704 0044 0532 0130 00 ok",
+        "IBAN",
+        "DE89 3704 0044 0532 0130 00",
+    );
+    one("GB82WEST12345698765432", "IBAN", "GB82WEST12345698765432");
+    none("GB82WEST12345698765433");
+    one("from 192.168.1.20:8080", "IP_ADDRESS", "192.168.1.20");
+    one(
+        "addr 2001:db8::8a2e:370:7334.",
+        "IP_ADDRESS",
+        "2001:db8::8a2e:370:7334",
+    );
+    none("v1.2.3.4 and 1.2.3 and 256.1.1.1 and 10:30:00 and std::vec");
+}
+
+#[test]
+fn secrets() {
+    one(
+        "AKIAIOSFODNN7EXAMPLE",
+        "AWS_ACCESS_KEY",
+        "AKIAIOSFODNN7EXAMPLE",
+    );
+    one(
+        "key sk-proj-abc123DEF456ghi789JKL0",
+        "API_KEY",
+        "sk-proj-abc123DEF456ghi789JKL0",
+    );
+    one(
+        "sk-ant-api03-abcdefghij0123456789",
+        "API_KEY",
+        "sk-ant-api03-abcdefghij0123456789",
+    );
+    let gh = format!("ghp_{}", "a1B2".repeat(9));
+    one(&format!("token {gh}"), "GITHUB_TOKEN", &gh);
+    one(
+        "xoxb-123456789012-abcdefABCDEF",
+        "SLACK_TOKEN",
+        "xoxb-123456789012-abcdefABCDEF",
+    );
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig_nature-x";
+    one(&format!("Bearer {jwt}"), "JWT", jwt);
+    one(
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
+        "PRIVATE_KEY",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
+    );
+    one("DB_PASSWORD=s3cr3tPass!", "SECRET", "s3cr3tPass!");
+    one("\"api_key\": \"Zx81kPq0Lm2\"", "SECRET", "Zx81kPq0Lm2");
+    one(
+        "OPENAI_API_KEY=sk-abcdefghij0123456789xyz",
+        "API_KEY",
+        "sk-abcdefghij0123456789xyz",
+    );
+    none("password=${DB_PASSWORD} token=<your-token> api_key=xxxxxxxx sk-learn max_tokens=512");
+}
+
+#[test]
+fn custom_detectors() {
+    let d = Detectors::with_custom(&[
+        CustomDetector {
+            name: "MRN".into(),
+            regex: Some(r"MRN-\d{7}".into()),
+            ..CustomDetector::default()
+        },
+        CustomDetector {
+            name: "CODENAME".into(),
+            terms: Some(vec!["falcon".into(), "blue osprey".into()]),
+            case_insensitive: true,
+            ..CustomDetector::default()
+        },
+    ])
+    .expect("compile");
+    let text = b"MRN-1234567 for Falcon and Blue Osprey, not falconry";
+    let found: Vec<_> = d
+        .find(text)
+        .into_iter()
+        .map(|h| h.kind.to_string())
+        .collect();
+    assert_eq!(found, ["MRN", "CODENAME", "CODENAME"]);
+    assert!(
+        Detectors::with_custom(&[CustomDetector {
+            name: "EMAIL".into(),
+            regex: Some("x".into()),
+            ..CustomDetector::default()
+        }])
+        .is_err()
+    );
+    assert!(
+        Detectors::with_custom(&[CustomDetector {
+            name: "X".into(),
+            regex: Some("(".into()),
+            ..CustomDetector::default()
+        }])
+        .is_err()
+    );
+}
+
+#[test]
+fn disabled_kinds_are_recognised_but_not_reported() {
+    let d = Detectors::builtin().without(&Kind::Card);
+    assert!(d.find(b"4111 1111 1111 1111").is_empty());
+}
+
+#[test]
+fn never_panics_on_edges() {
+    let d = Detectors::builtin();
+    for s in [
+        "",
+        "@",
+        "a@",
+        "@b.c",
+        "+",
+        "(",
+        "-",
+        "_",
+        ":",
+        "=",
+        "sk-",
+        "xoxb-",
+        "gh_",
+        "ghp_",
+        "github_",
+        "github_pat_",
+        "ey",
+        "eyJ",
+        "eyJ.",
+        "-----BEGIN ",
+        "-----BEGIN PRIVATE KEY-----",
+        "DE89",
+        "AKIA",
+        "1",
+        "123-45-",
+        "(415",
+        "+1 (",
+        "token=",
+        "token=\"",
+        "::",
+        "fe80::",
+    ] {
+        let _ = d.find(s.as_bytes());
+        for cut in 0..s.len() {
+            let _ = d.find(&s.as_bytes()[..cut]);
+        }
+    }
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let _ = d.find(&bytes);
+}
+
+#[test]
+fn bits_follow_builtin_order() {
+    for (i, k) in Kind::BUILTIN.iter().enumerate() {
+        assert_eq!(bit(k), 1 << i);
+    }
+}

@@ -1,0 +1,354 @@
+//! A minimal, allocation-light JSON walker: it visits every string *value*
+//! with its path, its raw token range in the body and its decoded bytes.
+//!
+//! Object keys are not scanned (they are structure, and rewriting them could
+//! create duplicate keys). Numbers of nine or more characters are scanned as
+//! their text (a card number sent as a JSON number); redacting one turns it
+//! into a string. A body that is not
+//! well-formed JSON is reported as such and the caller scans it as text.
+
+use memchr::memchr2;
+use std::fmt::Write as _;
+use std::ops::Range;
+
+/// How deep the walker follows nesting (serde_json's default limit is 128 too).
+pub const MAX_DEPTH: usize = 128;
+
+/// One step of a path.
+#[derive(Clone, Debug)]
+pub(crate) enum Seg {
+    /// An object member: the key's raw token range (with quotes).
+    Key(Range<usize>),
+    /// An array element.
+    Index(usize),
+}
+
+/// Why walking stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum WalkError {
+    NotJson,
+    TooDeep,
+}
+
+/// A string value (or a number of nine or more characters): where its token
+/// is, and its decoded bytes.
+pub(crate) struct StrValue<'a> {
+    /// The token's range in the body, quotes included (a number has none).
+    pub(crate) raw: Range<usize>,
+    /// The decoded content.
+    pub(crate) text: &'a [u8],
+}
+
+/// Walks `body`, calling `visit(path, value)` for every string value.
+pub(crate) fn walk(
+    body: &[u8],
+    visit: &mut dyn FnMut(&[Seg], StrValue<'_>),
+) -> Result<(), WalkError> {
+    let mut w = Walker {
+        b: body,
+        pos: 0,
+        stack: Vec::new(),
+        scratch: Vec::new(),
+    };
+    w.value(0, visit)?;
+    w.ws();
+    if w.pos == body.len() {
+        Ok(())
+    } else {
+        Err(WalkError::NotJson)
+    }
+}
+
+struct Walker<'a> {
+    b: &'a [u8],
+    pos: usize,
+    stack: Vec<Seg>,
+    scratch: Vec<u8>,
+}
+
+impl Walker<'_> {
+    fn ws(&mut self) {
+        while self
+            .b
+            .get(self.pos)
+            .is_some_and(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.b.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(
+        &mut self,
+        depth: usize,
+        visit: &mut dyn FnMut(&[Seg], StrValue<'_>),
+    ) -> Result<(), WalkError> {
+        if depth > MAX_DEPTH {
+            return Err(WalkError::TooDeep);
+        }
+        self.ws();
+        match self.b.get(self.pos) {
+            Some(b'{') => {
+                self.pos += 1;
+                if self.eat(b'}') {
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    if self.b.get(self.pos) != Some(&b'"') {
+                        return Err(WalkError::NotJson);
+                    }
+                    let (key, _) = self.string_token()?;
+                    if !self.eat(b':') {
+                        return Err(WalkError::NotJson);
+                    }
+                    self.stack.push(Seg::Key(key));
+                    self.value(depth + 1, visit)?;
+                    self.stack.pop();
+                    if self.eat(b',') {
+                        continue;
+                    }
+                    return if self.eat(b'}') {
+                        Ok(())
+                    } else {
+                        Err(WalkError::NotJson)
+                    };
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                if self.eat(b']') {
+                    return Ok(());
+                }
+                let mut index = 0;
+                loop {
+                    self.stack.push(Seg::Index(index));
+                    self.value(depth + 1, visit)?;
+                    self.stack.pop();
+                    index += 1;
+                    if self.eat(b',') {
+                        continue;
+                    }
+                    return if self.eat(b']') {
+                        Ok(())
+                    } else {
+                        Err(WalkError::NotJson)
+                    };
+                }
+            }
+            Some(b'"') => {
+                let (raw, escaped) = self.string_token()?;
+                let inner = &self.b[raw.start + 1..raw.end - 1];
+                let text = if escaped {
+                    self.scratch.clear();
+                    decode_into(inner, &mut self.scratch)?;
+                    &self.scratch[..]
+                } else {
+                    inner
+                };
+                visit(&self.stack, StrValue { raw, text });
+                Ok(())
+            }
+            Some(_) => {
+                let start = self.pos;
+                let number = self.scalar()?;
+                // Long integers are scanned too (a card number sent as a number).
+                if number && self.pos - start >= 9 {
+                    let raw = start..self.pos;
+                    visit(
+                        &self.stack,
+                        StrValue {
+                            text: &self.b[raw.clone()],
+                            raw,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            None => Err(WalkError::NotJson),
+        }
+    }
+
+    /// A string token at `pos` (which is a `"`): its range and whether it has
+    /// escapes.
+    fn string_token(&mut self) -> Result<(Range<usize>, bool), WalkError> {
+        let start = self.pos;
+        let mut p = start + 1;
+        let mut escaped = false;
+        loop {
+            let rest = self.b.get(p..).ok_or(WalkError::NotJson)?;
+            match memchr2(b'"', b'\\', rest) {
+                Some(k) if rest[k] == b'"' => {
+                    self.pos = p + k + 1;
+                    return Ok((start..self.pos, escaped));
+                }
+                Some(k) => {
+                    escaped = true;
+                    p += k + 2;
+                }
+                None => return Err(WalkError::NotJson),
+            }
+        }
+    }
+
+    /// A literal or number; `Ok(true)` for a number.
+    fn scalar(&mut self) -> Result<bool, WalkError> {
+        let rest = &self.b[self.pos..];
+        for lit in [&b"true"[..], b"false", b"null"] {
+            if rest.starts_with(lit) {
+                self.pos += lit.len();
+                return Ok(false);
+            }
+        }
+        let len = number_len(rest).ok_or(WalkError::NotJson)?;
+        self.pos += len;
+        Ok(true)
+    }
+}
+
+/// The length of the JSON number at the start of `s` (RFC 8259 grammar).
+fn number_len(s: &[u8]) -> Option<usize> {
+    let digits = |p: usize| {
+        s[p.min(s.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let mut p = usize::from(s.first() == Some(&b'-'));
+    match s.get(p) {
+        Some(b'0') => p += 1,
+        Some(b'1'..=b'9') => p += digits(p),
+        _ => return None,
+    }
+    if s.get(p) == Some(&b'.') {
+        let d = digits(p + 1);
+        if d == 0 {
+            return None;
+        }
+        p += 1 + d;
+    }
+    if matches!(s.get(p), Some(b'e' | b'E')) {
+        p += 1;
+        if matches!(s.get(p), Some(b'+' | b'-')) {
+            p += 1;
+        }
+        let d = digits(p);
+        if d == 0 {
+            return None;
+        }
+        p += d;
+    }
+    Some(p)
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    let s = s.get(..4)?;
+    let mut v = 0;
+    for &c in s {
+        v = v * 16 + char::from(c).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Decodes the inside of a JSON string token (escapes resolved; a lone
+/// surrogate becomes U+FFFD).
+pub(crate) fn decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), WalkError> {
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &s[i..]) {
+        out.extend_from_slice(&s[i..i + k]);
+        i += k + 1;
+        let c = *s.get(i).ok_or(WalkError::NotJson)?;
+        i += 1;
+        let simple = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let mut u = hex4(&s[i..]).ok_or(WalkError::NotJson)?;
+                i += 4;
+                if (0xD800..0xDC00).contains(&u)
+                    && s[i..].starts_with(b"\\u")
+                    && let Some(lo) = hex4(&s[i + 2..]).filter(|lo| (0xDC00..0xE000).contains(lo))
+                {
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                    i += 6;
+                }
+                let ch = char::from_u32(u).unwrap_or('\u{FFFD}');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return Err(WalkError::NotJson),
+        };
+        out.push(simple);
+    }
+    out.extend_from_slice(&s[i..]);
+    Ok(())
+}
+
+/// The path of `stack` in `body`: `$.messages[0].content`, with keys that are
+/// not identifiers in brackets: `$['x-api key']`.
+pub(crate) fn path(body: &[u8], stack: &[Seg]) -> String {
+    let mut out = String::from("$");
+    let mut scratch = Vec::new();
+    for seg in stack {
+        match seg {
+            Seg::Index(i) => {
+                let _ = write!(out, "[{i}]");
+            }
+            Seg::Key(raw) => {
+                scratch.clear();
+                let inner = &body[raw.start + 1..raw.end - 1];
+                if decode_into(inner, &mut scratch).is_err() {
+                    scratch.clear();
+                    scratch.extend_from_slice(inner);
+                }
+                let key = String::from_utf8_lossy(&scratch);
+                let ident = key
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if ident {
+                    out.push('.');
+                    out.push_str(&key);
+                } else {
+                    out.push_str("['");
+                    for ch in key.chars() {
+                        if ch == '\'' || ch == '\\' {
+                            out.push('\\');
+                        }
+                        out.push(ch);
+                    }
+                    out.push_str("']");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The raw (undecoded) key bytes of the innermost member, if the value is one.
+pub(crate) fn last_key<'a>(body: &'a [u8], stack: &[Seg]) -> Option<&'a [u8]> {
+    match stack.last()? {
+        Seg::Key(raw) => Some(&body[raw.start + 1..raw.end - 1]),
+        Seg::Index(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
