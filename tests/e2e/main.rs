@@ -7,6 +7,7 @@ mod inspect;
 mod lifecycle;
 mod policy;
 mod proxy;
+mod safety;
 
 use custody_tests::stub::Stub;
 

@@ -11,7 +11,7 @@
 //!   `POST /v1/messages` (Anthropic Messages API), JSON and streamed: see the
 //!   [`openai`] and [`anthropic`] modules.
 //! - `ANY /echo/...`: JSON describing the request as received (method, path, query,
-//!   headers, body length).
+//!   headers, body length, body as text).
 //! - `GET /slow?ms=N`: answers after N milliseconds.
 //! - `GET /stall`: sends headers and one chunk, then nothing.
 //! - `GET /status/N`: answers with status N.
@@ -310,7 +310,8 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
         return json_response(
             StatusCode::OK,
             &json!({"method": method, "path": path, "query": query, "version": version,
-                    "headers": headers, "body_len": body.len()}),
+                    "headers": headers, "body_len": body.len(),
+                    "body": String::from_utf8_lossy(&body)}),
         );
     }
     if path == "/slow" {

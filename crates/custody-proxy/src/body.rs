@@ -117,6 +117,8 @@ pub(crate) struct AuditedBody {
     exchange: Option<Exchange>,
     /// Watches the response for the row (usage, tool calls, errors).
     inspection: Option<Box<ResponseInspection>>,
+    /// Scans the response for PII and secrets (log mode).
+    scanner: Option<Box<custody_safety::StreamScanner>>,
 
     status: u16,
     bytes: u64,
@@ -138,6 +140,7 @@ impl AuditedBody {
         inner: Incoming,
         exchange: Exchange,
         inspection: Option<Box<ResponseInspection>>,
+        scanner: Box<custody_safety::StreamScanner>,
         status: u16,
         idle_timeout: Duration,
     ) -> Self {
@@ -145,6 +148,7 @@ impl AuditedBody {
             inner,
             exchange: Some(exchange),
             inspection,
+            scanner: Some(scanner),
             status,
             bytes: 0,
             idle_timeout,
@@ -156,6 +160,9 @@ impl AuditedBody {
         if let Some(mut ex) = self.exchange.take() {
             if let Some(inspection) = self.inspection.take() {
                 inspection.apply(ex.record());
+            }
+            if let Some(scanner) = self.scanner.take() {
+                crate::safety::record_response(ex.record(), *scanner);
             }
             ex.finish(Some(self.status), error, self.bytes);
         }
@@ -187,6 +194,9 @@ impl Body for AuditedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
                     Ok(data) => {
+                        if let Some(scanner) = &mut this.scanner {
+                            scanner.feed(&data);
+                        }
                         let mut data = match &mut this.inspection {
                             Some(inspection) => inspection.on_data(data),
                             None => data,

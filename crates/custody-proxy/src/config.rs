@@ -50,6 +50,9 @@ pub struct Config {
     pub inspection: InspectionConfig,
     /// The access policy; `None` allows every call (and says so in each row).
     pub policy: Option<PolicyConfig>,
+    /// Content safety: detectors and what to do with each kind (default: every
+    /// built-in detector in `log` mode).
+    pub safety: custody_safety::SafetyPolicy,
 }
 
 /// `policy`.

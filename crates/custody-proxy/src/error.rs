@@ -45,6 +45,17 @@ pub enum ProxyError {
         /// MCP clients show the denial.
         jsonrpc: Option<JsonRpcCall>,
     },
+    /// Content safety blocks a kind of value the request carries.
+    #[error("blocked by content safety: the request contains {kinds}")]
+    ContentBlocked {
+        /// The blocked kinds, comma-separated (`CARD,SSN`).
+        kinds: String,
+        /// On MCP routes: answer as JSON-RPC errors (HTTP 200).
+        jsonrpc: Option<JsonRpcCall>,
+    },
+    /// The body could not be scanned on a route that redacts or blocks (fail closed).
+    #[error("content safety could not scan the request body: {0}")]
+    SafetyUnscannable(String),
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -68,6 +79,8 @@ pub struct JsonRpcCall {
 
 /// The JSON-RPC error code of a policy denial (implementation-defined server error).
 pub const JSONRPC_POLICY_DENIED: i64 = -32001;
+/// The JSON-RPC error code of a content-safety block.
+pub const JSONRPC_CONTENT_BLOCKED: i64 = -32002;
 
 impl ProxyError {
     /// The HTTP status for this error.
@@ -85,6 +98,12 @@ impl ProxyError {
                 ..
             } if !call.ids.is_empty() => StatusCode::OK,
             ProxyError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
+            ProxyError::ContentBlocked {
+                jsonrpc: Some(call),
+                ..
+            } if !call.ids.is_empty() => StatusCode::OK,
+            ProxyError::ContentBlocked { .. } => StatusCode::FORBIDDEN,
+            ProxyError::SafetyUnscannable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -101,6 +120,8 @@ impl ProxyError {
             }
             ProxyError::Unauthenticated(_) => "unauthenticated",
             ProxyError::PolicyDenied { .. } => "policy_denied",
+            ProxyError::ContentBlocked { .. } => "content_blocked",
+            ProxyError::SafetyUnscannable(_) => "content_unscannable",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -112,6 +133,8 @@ impl ProxyError {
         match self {
             ProxyError::Unauthenticated(r) => Some(format!("identity:{}", r.reason())),
             ProxyError::PolicyDenied { rule, .. } => Some(rule.clone()),
+            ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
+            ProxyError::SafetyUnscannable(_) => Some("safety:unscannable".to_owned()),
             _ => None,
         }
     }
@@ -119,13 +142,27 @@ impl ProxyError {
     /// The JSON error response. This is the only place request-path errors turn into
     /// responses.
     pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
-        if let ProxyError::PolicyDenied {
-            rule,
-            jsonrpc: Some(call),
-        } = self
+        let jsonrpc = match self {
+            ProxyError::PolicyDenied {
+                jsonrpc: Some(call),
+                ..
+            } => Some((call, JSONRPC_POLICY_DENIED)),
+            ProxyError::ContentBlocked {
+                jsonrpc: Some(call),
+                ..
+            } => Some((call, JSONRPC_CONTENT_BLOCKED)),
+            _ => None,
+        };
+        if let (Some((call, code)), Some(rule)) = (jsonrpc, self.denial_rule())
             && !call.ids.is_empty()
         {
-            return jsonrpc_denial(call, rule, &self.to_string(), request_id);
+            let denial = Denial {
+                code,
+                error_type: self.error_type(),
+                rule: &rule,
+                message: &self.to_string(),
+            };
+            return jsonrpc_denial(call, &denial, request_id);
         }
         let mut response = json_error(
             self.status(),
@@ -193,11 +230,18 @@ pub(crate) fn json_error(
     response
 }
 
+/// What a JSON-RPC denial says.
+struct Denial<'a> {
+    code: i64,
+    error_type: &'a str,
+    rule: &'a str,
+    message: &'a str,
+}
+
 /// JSON-RPC error responses (HTTP 200) to each request of a denied MCP call.
 fn jsonrpc_denial(
     call: &JsonRpcCall,
-    rule: &str,
-    message: &str,
+    denial: &Denial<'_>,
     request_id: &str,
 ) -> Response<Full<Bytes>> {
     let reply = |id: &serde_json::Value| {
@@ -205,9 +249,9 @@ fn jsonrpc_denial(
             "jsonrpc": "2.0",
             "id": id,
             "error": {
-                "code": JSONRPC_POLICY_DENIED,
-                "message": format!("custody: {message}"),
-                "data": {"type": "policy_denied", "rule": rule, "request_id": request_id},
+                "code": denial.code,
+                "message": format!("custody: {}", denial.message),
+                "data": {"type": denial.error_type, "rule": denial.rule, "request_id": request_id},
             },
         })
     };

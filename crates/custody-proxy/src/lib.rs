@@ -28,9 +28,10 @@ mod listener;
 mod pipeline;
 mod policy;
 mod route;
+mod safety;
 mod server;
 mod upstream;
 
 pub use config::{Config, ConfigError};
-pub use error::{JSONRPC_POLICY_DENIED, JsonRpcCall, ProxyError};
+pub use error::{JSONRPC_CONTENT_BLOCKED, JSONRPC_POLICY_DENIED, JsonRpcCall, ProxyError};
 pub use server::{Running, ShutdownReport, StartError, start};

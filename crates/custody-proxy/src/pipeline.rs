@@ -9,9 +9,11 @@
 //!    principal, remove custody's token header;
 //! 6. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
 //!    MCP routes), recording decision, rule, scopes and policy version;
-//! 7. upstream — rewrite URI and headers, add the route's credential, send with the
+//! 7. safety — scan the body for PII and secrets, record kinds and paths, redact or
+//!    block per route / tool; `action.parameters` is kept only redacted;
+//! 8. upstream — rewrite URI and headers, add the route's credential, send with the
 //!    response-header timeout;
-//! 8. respond — stream the upstream's body through [`AuditedBody`], which shows it to
+//! 9. respond — stream the upstream's body through [`AuditedBody`], which shows it to
 //!    the response inspection (usage, cost, tool calls the model asked for, errors)
 //!    and records the row when the stream ends.
 //!
@@ -27,6 +29,7 @@ use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
 use crate::policy::PolicyStage;
 use crate::route::{Route, Router};
+use crate::safety::Safety;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
@@ -43,6 +46,15 @@ use tokio_util::sync::CancellationToken;
 /// What the pipeline answers with: a relayed upstream stream or custody's own JSON.
 pub(crate) type ProxyBody = Either<AuditedBody, Full<Bytes>>;
 
+/// The stages built at startup from their own config and files.
+#[derive(Debug)]
+pub(crate) struct Stages {
+    /// `None` without an `identity` section.
+    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) policy: Arc<PolicyStage>,
+    pub(crate) safety: Safety,
+}
+
 #[derive(Debug)]
 pub(crate) struct Pipeline {
     router: Router,
@@ -52,6 +64,7 @@ pub(crate) struct Pipeline {
     identity: Option<Arc<Identity>>,
     inspection: Inspection,
     policy: Arc<PolicyStage>,
+    safety: Safety,
     max_request_body: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
@@ -66,10 +79,14 @@ impl Pipeline {
         client: HttpClient,
         sink: AuditSink,
         cut: CancellationToken,
-        identity: Option<Arc<Identity>>,
-        policy: Arc<PolicyStage>,
+        stages: Stages,
         credentials: &HashMap<String, Arc<Credential>>,
     ) -> Self {
+        let Stages {
+            identity,
+            policy,
+            safety,
+        } = stages;
         Self {
             router: Router::new(&config.routes, credentials),
             client,
@@ -78,6 +95,7 @@ impl Pipeline {
             identity,
             inspection: Inspection::new(&config.inspection),
             policy,
+            safety,
             max_request_body: config.limits.max_request_body,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
@@ -131,6 +149,7 @@ impl Pipeline {
                         body,
                         exchange,
                         inspection,
+                        self.safety.response_scanner(),
                         status,
                         self.idle_timeout,
                     ))
@@ -182,6 +201,12 @@ impl Pipeline {
                 jsonrpc: inspected.jsonrpc_call(),
             });
         }
+        let body = self.safety.request(
+            exchange.record(),
+            &route.name,
+            body,
+            inspected.jsonrpc_call(),
+        )?;
         rewrite_request(&mut parts, &route.upstream, path, request_id)?;
         if let Some(credential) = &route.credential {
             parts

@@ -103,6 +103,7 @@ struct Context {
 /// Binds every listener, starts the audit writer and begins serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let policy = Arc::new(PolicyStage::load(config.policy.as_ref())?);
+    let safety = crate::safety::Safety::load(&config.safety)?;
     let client = build_client(&config.upstream, &config.upstream_tls)?;
     std::fs::create_dir_all(&config.audit.dir).map_err(|source| StartError::AuditDir {
         path: config.audit.dir.clone(),
@@ -166,8 +167,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             client,
             audit.sink(),
             hard_stop.clone(),
-            identity,
-            policy,
+            crate::pipeline::Stages {
+                identity,
+                policy,
+                safety,
+            },
             &credentials,
         ),
         builder,

@@ -59,6 +59,7 @@ pub(crate) struct RawConfig {
     pub(crate) identity: Option<RawIdentity>,
     pub(crate) inspection: Option<RawInspection>,
     pub(crate) policy: Option<RawPolicy>,
+    pub(crate) safety: Option<custody_safety::SafetyConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +217,7 @@ const SECTIONS: &[&str] = &[
     "identity",
     "inspection",
     "policy",
+    "safety",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -263,6 +265,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "identity" => raw.identity = section(&key, value, issues),
             "inspection" => raw.inspection = section(&key, value, issues),
             "policy" => raw.policy = section(&key, value, issues),
+            "safety" => raw.safety = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

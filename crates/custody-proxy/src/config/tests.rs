@@ -331,3 +331,39 @@ routes:
         assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
     }
 }
+
+#[test]
+fn safety_problems_are_reported_with_paths() {
+    let got = issues(
+        r#"
+routes:
+  - {name: crm, prefix: /crm, upstream: 'http://crm', kind: http}
+safety:
+  detectors: {EMALI: redact}
+  routes: {nope: {detectors: {EMAIL: log}}}
+  custom: [{name: MRN, regex: '('}]
+"#,
+    )
+    .join("\n");
+    for expected in [
+        "safety.detectors.EMALI",
+        "safety.routes.nope: no route has this name",
+        "MRN",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
+    let c = Config::from_yaml_str(
+        "routes: [{name: crm, prefix: /crm, upstream: 'http://crm', kind: http}]\nsafety: {detectors: {CARD: block}, routes: {crm: {detectors: {CARD: log}}}}\n",
+        "test.yaml",
+    )
+    .expect("valid");
+    let card = custody_safety::Kind::Card;
+    assert_eq!(
+        c.safety.action(Some("crm"), None, &card),
+        Some(custody_safety::Action::Log)
+    );
+    assert_eq!(
+        c.safety.action(Some("other"), None, &card),
+        Some(custody_safety::Action::Block)
+    );
+}

@@ -266,7 +266,24 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         })
     });
 
+    let safety_raw = raw.safety.unwrap_or_default();
+    for name in safety_raw.routes.keys() {
+        if !routes.iter().any(|r| &r.name == name) {
+            is.push(format!("safety.routes.{name}"), "no route has this name");
+        }
+    }
+    let safety = match safety_raw.validate() {
+        Ok(policy) => policy,
+        Err(problems) => {
+            for p in problems {
+                is.push(p.path, p.message);
+            }
+            custody_safety::SafetyPolicy::default()
+        }
+    };
+
     Some(Config {
+        safety,
         policy,
         inspection,
         listen,

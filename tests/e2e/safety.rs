@@ -1,0 +1,230 @@
+//! Content safety end to end: log by default, redact and block by config, JSON
+//! paths in the row, responses scanned, and a canary run: thousands of seeded PII
+//! values through custody, none of them in the audit rows.
+
+use custody_tests::client::{post_json, send_collect};
+use custody_tests::harness::Custody;
+use custody_tests::stub::Stub;
+use serde_json::{Value, json};
+
+fn routes(stub: &Stub) -> String {
+    format!(
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - name: crm\n    prefix: /crm\n    upstream: '{u}/echo'\n    kind: http\n    tools: [{{method: POST, path: /notes, tool: 'crm:notes:add'}}]\n  - {{name: tools, prefix: /mcp, upstream: '{u}/echo', kind: mcp}}\n",
+        u = stub.url()
+    )
+}
+
+fn row<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
+    let found: Vec<_> = rows
+        .iter()
+        .filter(|r| r["request_id"] == request_id)
+        .collect();
+    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
+    found[0]
+}
+
+async fn post(custody: &Custody, path: &str, body: &Value, id: &str) -> (u16, Value) {
+    let mut req = post_json(path, body);
+    req.headers_mut()
+        .insert("x-request-id", id.parse().expect("id"));
+    let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+    (
+        parts.status.as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+const EMAIL: &str = "ada.lovelace@example.org";
+const CARD: &str = "4111 1111 1111 1111";
+
+fn note() -> Value {
+    json!({"contact": "c-1", "text": format!("Reach Ada at {EMAIL}, card {CARD}.")})
+}
+
+#[tokio::test]
+async fn without_config_every_detector_logs_and_the_row_keeps_no_value() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let (status, echoed) = post(&custody, "/crm/notes", &note(), "logged").await;
+    assert_eq!(status, 200);
+    let seen: Value = serde_json::from_str(echoed["body"].as_str().expect("body")).expect("json");
+    assert_eq!(seen, note(), "log mode forwards the body untouched");
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("my mail is {EMAIL}")}]});
+    let (status, _) = post(&custody, "/openai/v1/chat/completions", &chat, "chat").await;
+    assert_eq!(status, 200);
+    custody.stop();
+    let rows = custody.rows();
+    let r = row(&rows, "logged");
+    assert_eq!(r["content_safety"]["pii_detected"], true);
+    let found = r["content_safety"]["redactions"].as_array().expect("list");
+    for (kind, path) in [("EMAIL", "$.text"), ("CARD", "$.text")] {
+        assert!(
+            found.iter().any(|f| f["kind"] == kind
+                && f["path"] == path
+                && f["action"] == "log"
+                && f["count"] == 1),
+            "{kind} at {path}: {found:?}"
+        );
+    }
+    assert!(
+        found
+            .iter()
+            .any(|f| f["path"] == "response" && f["kind"] == "EMAIL"),
+        "the echoed response carries the e-mail back: {found:?}"
+    );
+    let params = r["action"]["parameters"].as_str().expect("parameters");
+    assert!(
+        params.contains("[REDACTED:EMAIL]") && params.contains("[REDACTED:CARD]"),
+        "{params}"
+    );
+    let chat = row(&rows, "chat");
+    assert_eq!(
+        chat["content_safety"]["redactions"][0]["path"],
+        "$.messages[0].content"
+    );
+    let all = serde_json::to_string(&rows).expect("json");
+    assert!(
+        !all.contains(EMAIL) && !all.contains(CARD),
+        "a raw value reached the audit rows"
+    );
+}
+
+#[tokio::test]
+async fn redact_and_block_per_config_with_json_rpc_errors_on_mcp() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "{}safety:\n  detectors: {{EMAIL: redact, CARD: block}}\n  routes: {{openai: {{detectors: {{CARD: redact}}}}}}\n",
+        routes(&stub)
+    ));
+    let redacted = json!({"contact": "c-1", "text": format!("Reach Ada at {EMAIL}.")});
+    let (status, echoed) = post(&custody, "/crm/notes", &redacted, "redacted").await;
+    assert_eq!(status, 200);
+    let seen = echoed["body"].as_str().expect("body");
+    assert!(
+        seen.contains("[REDACTED:EMAIL]") && !seen.contains(EMAIL),
+        "{seen}"
+    );
+
+    let (status, body) = post(&custody, "/crm/notes", &note(), "blocked").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["type"], "content_blocked");
+
+    let rpc = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                     "params": {"name": "pay", "arguments": {"card": CARD}}});
+    let (status, body) = post(&custody, "/mcp/mcp", &rpc, "mcp-blocked").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], 3);
+    assert_eq!(body["error"]["code"], -32002);
+    assert_eq!(body["error"]["data"]["rule"], "safety:block:CARD");
+
+    // The route's own setting wins over the global one: cards are redacted there.
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("card {CARD}")}]});
+    let (status, _) = post(
+        &custody,
+        "/openai/v1/chat/completions",
+        &chat,
+        "route-redacts",
+    )
+    .await;
+    assert_eq!(status, 200);
+    custody.stop();
+    let rows = custody.rows();
+    let r = row(&rows, "redacted");
+    assert_eq!(r["content_safety"]["redactions"][0]["action"], "redact");
+    let r = row(&rows, "blocked");
+    assert_eq!(r["policy"]["decision"], "deny");
+    assert_eq!(r["policy"]["rule"], "safety:block:CARD");
+    assert_eq!(r["outcome"]["status"], 403);
+    let r = row(&rows, "mcp-blocked");
+    assert_eq!(r["policy"]["rule"], "safety:block:CARD");
+    assert_eq!(r["action"]["parameters"], r#"{"card":"[REDACTED:CARD]"}"#);
+    let r = row(&rows, "route-redacts");
+    assert_eq!(r["content_safety"]["redactions"][0]["action"], "redact");
+}
+
+/// A Luhn-valid 16-digit Visa-range number from `seed`.
+fn card(seed: u64) -> String {
+    let mut digits: Vec<u32> = format!("4{:014}", seed * 7_919 % 100_000_000_000_000)
+        .chars()
+        .map(|c| c.to_digit(10).expect("digit"))
+        .collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    digits.push((10 - sum % 10) % 10);
+    let s: String = digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).expect("digit"))
+        .collect();
+    format!("{} {} {} {}", &s[0..4], &s[4..8], &s[8..12], &s[12..16])
+}
+
+#[tokio::test]
+async fn canary_thousands_of_seeded_values_never_reach_the_audit_rows() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let mut canaries = Vec::new();
+    for i in 0..200u64 {
+        let values = [
+            format!("canary.{i}.x{}@example-{}.com", i * 31, i % 7),
+            card(i + 1),
+            format!("{:03}-{:02}-{:04}", 101 + i % 500, 11 + i % 80, 1001 + i),
+            format!("AKIA{:016}", 1_000_000_000_000 + i * 977).replace('0', "Q"),
+            format!("canary{i}@corp.example.net"),
+        ];
+        let text = values.join(" and ");
+        canaries.extend(values);
+        let (path, body) = if i % 2 == 0 {
+            (
+                "/crm/notes",
+                json!({"contact": format!("c-{i}"), "text": text}),
+            )
+        } else {
+            (
+                "/mcp/mcp",
+                json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                       "params": {"name": "note", "arguments": {"text": text, "list": [text.clone()]}}}),
+            )
+        };
+        let (status, _) = post(&custody, path, &body, &format!("c{i}")).await;
+        assert_eq!(status, 200);
+        let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
+        post(
+            &custody,
+            "/openai/v1/chat/completions",
+            &chat,
+            &format!("l{i}"),
+        )
+        .await;
+    }
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 400);
+    let all = serde_json::to_string(&rows).expect("json");
+    let leaked: Vec<&String> = canaries
+        .iter()
+        .filter(|v| all.contains(v.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "{} of {} values leaked, e.g. {:?}",
+        leaked.len(),
+        canaries.len(),
+        &leaked[..leaked.len().min(5)]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["content_safety"]["pii_detected"] == true),
+        "every request carried PII"
+    );
+}
