@@ -1,6 +1,6 @@
 //! Content safety end to end: log by default, redact and block by config, JSON
-//! paths in the row, responses scanned, and a canary run: thousands of seeded PII
-//! values through custody, none of them in the audit rows.
+//! paths in the row, responses scanned, and a canary run: 2 000 seeded PII values
+//! through custody, none of them in the audit rows.
 
 use custody_tests::client::{post_json, send_collect};
 use custody_tests::harness::Custody;
@@ -174,7 +174,7 @@ async fn canary_thousands_of_seeded_values_never_reach_the_audit_rows() {
     let stub = Stub::start().await;
     let mut custody = Custody::start(&routes(&stub));
     let mut canaries = Vec::new();
-    for i in 0..200u64 {
+    for i in 0..400u64 {
         let values = [
             format!("canary.{i}.x{}@example-{}.com", i * 31, i % 7),
             card(i + 1),
@@ -209,7 +209,8 @@ async fn canary_thousands_of_seeded_values_never_reach_the_audit_rows() {
     }
     custody.stop();
     let rows = custody.rows();
-    assert_eq!(rows.len(), 400);
+    assert_eq!(rows.len(), 800);
+    assert_eq!(canaries.len(), 2000);
     let all = serde_json::to_string(&rows).expect("json");
     let leaked: Vec<&String> = canaries
         .iter()
