@@ -5,6 +5,7 @@ use bytes::Bytes;
 use custody_tests::client::{post_json, request, send_collect};
 use custody_tests::harness::{Custody, admin_get};
 use custody_tests::idp::{Idp, with_header};
+use custody_tests::rows::row;
 use custody_tests::stub::Stub;
 use http_body_util::Full;
 use serde_json::{Value, json};
@@ -18,15 +19,6 @@ fn config(stub: &Stub, extra_routes: &str) -> String {
 
 fn chat() -> Value {
     json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-}
-
-fn row<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
-    let found: Vec<_> = rows
-        .iter()
-        .filter(|r| r["request_id"] == request_id)
-        .collect();
-    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
-    found[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

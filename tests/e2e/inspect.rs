@@ -4,18 +4,10 @@
 use bytes::Bytes;
 use custody_tests::client::{post_json, request, send_collect};
 use custody_tests::harness::Custody;
+use custody_tests::rows::row;
 use custody_tests::stub::Stub;
 use http_body_util::Full;
 use serde_json::{Value, json};
-
-fn row<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
-    let found: Vec<_> = rows
-        .iter()
-        .filter(|r| r["request_id"] == request_id)
-        .collect();
-    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
-    found[0]
-}
 
 fn tagged(mut req: http::Request<Full<Bytes>>, id: &str) -> http::Request<Full<Bytes>> {
     req.headers_mut()

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use custody_tests::client::{post_json, send_collect};
 use custody_tests::harness::{Custody, admin_get};
 use custody_tests::idp::Idp;
+use custody_tests::rows::row;
 use custody_tests::stub::Stub;
 use http_body_util::Full;
 use serde_json::{Value, json};
@@ -44,15 +45,6 @@ fn config(stub: &Stub, policy: &Path, extra: &str) -> String {
     )
 }
 
-fn row<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
-    let found: Vec<_> = rows
-        .iter()
-        .filter(|r| r["request_id"] == request_id)
-        .collect();
-    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
-    found[0]
-}
-
 /// POSTs `body` to `path` as the user of `token`, tagged `id`.
 async fn call(custody: &Custody, path: &str, body: &Value, token: &str, id: &str) -> (u16, Value) {
     let mut req = post_json(path, body);
@@ -67,19 +59,45 @@ async fn call(custody: &Custody, path: &str, body: &Value, token: &str, id: &str
     )
 }
 
-fn chat(model: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+/// A stub with an IdP, a policy file holding [`POLICY`], and custody using both.
+struct Setup {
+    _stub: Stub,
+    idp: Idp,
+    _dir: tempfile::TempDir,
+    policy: std::path::PathBuf,
+    custody: Custody,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decisions_name_their_rule_scopes_and_version_on_every_route_kind() {
+async fn setup(policy_extra: &str) -> Setup {
     let stub = Stub::start().await;
     let idp = Idp::new(&stub.url());
     stub.set_jwks(idp.jwks());
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).expect("write");
-    let mut custody = Custody::start(&config(&stub, &policy, ""));
+    let custody = Custody::start(&config(&stub, &policy, policy_extra));
+    Setup {
+        _stub: stub,
+        idp,
+        _dir: dir,
+        policy,
+        custody,
+    }
+}
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_name_their_rule_scopes_and_version_on_every_route_kind() {
+    let Setup {
+        _stub,
+        idp,
+        _dir,
+        mut custody,
+        ..
+    } = setup("").await;
     let token = idp.token("auth0|alice");
 
     let (status, _) = call(
@@ -180,13 +198,13 @@ async fn decisions_name_their_rule_scopes_and_version_on_every_route_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_under_load_loses_no_request_and_keeps_the_last_good_policy() {
-    let stub = Stub::start().await;
-    let idp = Idp::new(&stub.url());
-    stub.set_jwks(idp.jwks());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).expect("write");
-    let mut custody = Custody::start(&config(&stub, &policy, ", reload_interval: 100ms"));
+    let Setup {
+        _stub,
+        idp,
+        _dir: dir,
+        policy,
+        mut custody,
+    } = setup(", reload_interval: 100ms").await;
     let token = idp.token("auth0|bob");
     // The new policy no longer grants model:standard: gpt-4o-mini is refused.
     let revoked = POLICY.replace(

@@ -4,6 +4,7 @@
 
 use custody_tests::client::{post_json, send_collect};
 use custody_tests::harness::Custody;
+use custody_tests::rows::row;
 use custody_tests::stub::Stub;
 use serde_json::{Value, json};
 
@@ -12,15 +13,6 @@ fn routes(stub: &Stub) -> String {
         "routes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - name: crm\n    prefix: /crm\n    upstream: '{u}/echo'\n    kind: http\n    tools: [{{method: POST, path: /notes, tool: 'crm:notes:add'}}]\n  - {{name: tools, prefix: /mcp, upstream: '{u}/echo', kind: mcp}}\n",
         u = stub.url()
     )
-}
-
-fn row<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
-    let found: Vec<_> = rows
-        .iter()
-        .filter(|r| r["request_id"] == request_id)
-        .collect();
-    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
-    found[0]
 }
 
 async fn post(custody: &Custody, path: &str, body: &Value, id: &str) -> (u16, Value) {

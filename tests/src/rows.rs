@@ -34,3 +34,13 @@ pub fn read_dir(dir: &Path) -> Vec<serde_json::Value> {
     }
     rows
 }
+
+/// The one row with `request_id` among `rows` (panics unless there is exactly one).
+pub fn row<'a>(rows: &'a [serde_json::Value], request_id: &str) -> &'a serde_json::Value {
+    let found: Vec<_> = rows
+        .iter()
+        .filter(|r| r["request_id"] == request_id)
+        .collect();
+    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
+    found[0]
+}

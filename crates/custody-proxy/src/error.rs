@@ -217,6 +217,11 @@ pub(crate) fn json_error(
         },
     })
     .unwrap_or_default();
+    json_response(status, body, request_id)
+}
+
+/// A JSON response with `x-request-id`.
+fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -260,16 +265,7 @@ fn jsonrpc_denial(
     } else {
         call.ids.first().map(reply).unwrap_or_default()
     };
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::headers::X_REQUEST_ID, v);
-    }
-    response
+    json_response(StatusCode::OK, body.to_string().into_bytes(), request_id)
 }
 
 /// An error and its sources, `outer: inner: innermost`.
