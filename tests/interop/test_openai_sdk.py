@@ -343,3 +343,30 @@ def test_readme_duckdb_query_runs(custody):
     rows = duckdb.sql(sql).fetchall()
     assert len(rows) == 1, rows
     assert "gpt-4o-mini" in [str(v) for v in rows[0]]
+
+
+def test_pii_in_a_prompt_is_redacted_before_the_model_sees_it(stub):
+    """safety: EMAIL redacted, CARD logged: the stub (echoing the prompt it received)
+    answers with the redacted text; the row names kinds and paths, never values."""
+    custody = Custody(stub, extra="safety: {detectors: {EMAIL: redact, CARD: log}}\n")
+    try:
+        client = unix_client(custody)
+        prompt = "Mail ada.lovelace@example.org about card 4111 1111 1111 1111."
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": prompt}],
+            extra_headers={"x-stub-echo": "1"},
+        )
+        answer = completion.choices[0].message.content
+        assert answer == "Mail [REDACTED:EMAIL] about card 4111 1111 1111 1111.", answer
+        custody.stop()
+        [(pii, redactions)] = custody.query("SELECT content_safety.pii_detected, content_safety.redactions FROM audit")
+        assert pii is True
+        found = {(r["kind"], r["path"], r["action"]) for r in redactions}
+        assert ("EMAIL", "$.messages[0].content", "redact") in found, found
+        assert ("CARD", "$.messages[0].content", "log") in found, found
+        assert ("CARD", "response", "log") in found, found
+    finally:
+        if custody.proc.poll() is None:
+            custody.proc.kill()
+            custody.proc.wait()

@@ -18,6 +18,9 @@
 //!   or as base64 little-endian f32 (`encoding_format: base64`, the SDK's default);
 //!   `prompt_tokens` = words of the text inputs + tokens of the token inputs.
 //!
+//! `x-stub-echo` (chat, not streamed): the answer is the last message's text as the
+//! stub received it, so a test can see what reached the upstream.
+//!
 //! `x-stub-cached: N` adds N input tokens and reports them as cached
 //! (`prompt_tokens_details.cached_tokens` / `input_tokens_details.cached_tokens`).
 
@@ -131,9 +134,13 @@ pub(super) async fn chat_completions(
     let tool = wanted_tool(&request["tools"], answered)
         .map(|(name, schema)| (name.to_owned(), stub_arguments(schema).to_string()));
     if request["stream"].as_bool() != Some(true) {
+        let answer = match (headers.get("x-stub-echo"), last_role) {
+            (Some(_), Some(last)) => last["content"].as_str().unwrap_or("").to_owned(),
+            _ => "Hello from the stub.".to_owned(),
+        };
         let (message, finish) = match &tool {
             None => (
-                json!({"role": "assistant", "content": "Hello from the stub.", "refusal": null}),
+                json!({"role": "assistant", "content": answer, "refusal": null}),
                 "stop",
             ),
             Some((name, arguments)) => (
