@@ -262,9 +262,9 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "limits" => raw.limits = section(&key, value, issues),
             "shutdown" => raw.shutdown = section(&key, value, issues),
             "runtime" => raw.runtime = section(&key, value, issues),
-            "identity" => raw.identity = section(&key, value, issues),
+            "identity" => raw.identity = optional_section(&key, value, issues),
             "inspection" => raw.inspection = section(&key, value, issues),
-            "policy" => raw.policy = section(&key, value, issues),
+            "policy" => raw.policy = optional_section(&key, value, issues),
             "safety" => raw.safety = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
@@ -318,6 +318,18 @@ fn section<T: DeserializeOwned + Default>(
 ) -> Option<T> {
     if value.is_null() {
         return Some(T::default());
+    }
+    deserialize_at(path, value, issues)
+}
+
+/// A section whose absence turns a feature off: `null` means absent, not defaults.
+fn optional_section<T: DeserializeOwned + Default>(
+    path: &str,
+    value: serde_yaml::Value,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<T> {
+    if value.is_null() {
+        return None;
     }
     deserialize_at(path, value, issues)
 }

@@ -367,3 +367,21 @@ safety:
         Some(custody_safety::Action::Block)
     );
 }
+
+#[test]
+fn the_documented_whole_file_is_valid_and_means_the_defaults() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc
+        .find("## The whole file, with defaults\n\n```yaml\n")
+        .expect("section");
+    let body = &doc[start..];
+    let body = &body[body.find("```yaml\n").expect("fence") + 8..];
+    let yaml = &body[..body.find("```").expect("end")];
+    let c = Config::from_yaml_str(yaml, "configuration.md").expect("the documented file is valid");
+    let d = Config::defaults();
+    assert!(c.identity.is_none() && c.policy.is_none());
+    assert_eq!(c.listen.tcp, d.listen.tcp);
+    assert_eq!(c.limits.max_request_body, d.limits.max_request_body);
+    assert_eq!(c.inspection.limits, d.inspection.limits);
+    assert_eq!(c.routes.len(), d.routes.len());
+}
