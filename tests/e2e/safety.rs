@@ -221,3 +221,42 @@ async fn canary_thousands_of_seeded_values_never_reach_the_audit_rows() {
         "every request carried PII"
     );
 }
+
+#[tokio::test]
+async fn a_value_the_model_streams_across_many_deltas_is_found_in_the_response() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let text = format!("You can write to {EMAIL} today.");
+    let chat = json!({"model": "gpt-4o-mini", "stream": true,
+                      "messages": [{"role": "user", "content": text}]});
+    let mut req = post_json("/openai/v1/chat/completions", &chat);
+    req.headers_mut()
+        .insert("x-request-id", "streamed".parse().expect("id"));
+    req.headers_mut()
+        .insert("x-stub-echo", "1".parse().expect("v"));
+    // 12 deltas: the address is cut into pieces of three or four characters.
+    req.headers_mut()
+        .insert("x-stub-chunks", "12".parse().expect("v"));
+    let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+    let raw = String::from_utf8(body.to_vec()).expect("utf-8");
+    assert!(!raw.contains(EMAIL), "the address is split across events");
+    custody.stop();
+    let rows = custody.rows();
+    let found = row(&rows, "streamed")["content_safety"]["redactions"]
+        .as_array()
+        .expect("list")
+        .clone();
+    assert!(
+        found
+            .iter()
+            .any(|f| f["kind"] == "EMAIL" && f["path"] == "response.choices[0]" && f["count"] == 1),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f["kind"] == "EMAIL" && f["path"] == "$.messages[0].content"),
+        "{found:?}"
+    );
+}

@@ -118,7 +118,7 @@ pub(crate) struct AuditedBody {
     /// Watches the response for the row (usage, tool calls, errors).
     inspection: Option<Box<ResponseInspection>>,
     /// Scans the response for PII and secrets (log mode).
-    scanner: Option<Box<custody_safety::StreamScanner>>,
+    scanner: Option<Box<crate::safety::ResponseScan>>,
 
     status: u16,
     bytes: u64,
@@ -140,7 +140,7 @@ impl AuditedBody {
         inner: Incoming,
         exchange: Exchange,
         inspection: Option<Box<ResponseInspection>>,
-        scanner: Box<custody_safety::StreamScanner>,
+        scanner: Box<crate::safety::ResponseScan>,
         status: u16,
         idle_timeout: Duration,
     ) -> Self {

@@ -144,12 +144,18 @@ impl Pipeline {
             Ok((response, inspection)) => {
                 let status = response.status().as_u16();
                 exchange.record().outcome.status = Some(i32::from(status));
+                let scanner = self.safety.response_scanner(
+                    response
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok()),
+                );
                 response.map(|body| {
                     Either::Left(AuditedBody::new(
                         body,
                         exchange,
                         inspection,
-                        self.safety.response_scanner(),
+                        scanner,
                         status,
                         self.idle_timeout,
                     ))

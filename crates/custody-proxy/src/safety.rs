@@ -133,18 +133,147 @@ impl Safety {
         });
     }
 
-    /// A scanner for the response body (log mode), findings under path `response`.
-    pub(crate) fn response_scanner(&self) -> Box<StreamScanner> {
-        Box::new(StreamScanner::new(
-            self.policy.detectors().clone(),
-            Arc::<str>::from("response"),
-        ))
+    /// A scanner for the response body (log mode), by its content type.
+    pub(crate) fn response_scanner(&self, content_type: Option<&str>) -> Box<ResponseScan> {
+        let detectors = self.policy.detectors().clone();
+        let sse = content_type.is_some_and(|c| c.contains("text/event-stream"));
+        Box::new(if sse {
+            ResponseScan::Sse {
+                parser: custody_inspect::SseParser::new(MAX_EVENT_BYTES),
+                detectors,
+                texts: Vec::new(),
+            }
+        } else {
+            ResponseScan::Raw(StreamScanner::new(detectors, Arc::<str>::from("response")))
+        })
+    }
+}
+
+/// Largest SSE event whose text is scanned.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Most separate text streams (choices, content blocks) followed in one response.
+const MAX_TEXTS: usize = 16;
+
+/// Scans a response as it streams by (log mode).
+///
+/// A plain body is scanned as bytes. An SSE body is scanned as the texts its events
+/// carry, each text on its own scanner, so a value the model writes across many
+/// deltas is still found: OpenAI chat `choices[i].delta.content` (path
+/// `response.choices[i]`), Responses API `response.output_text.delta`
+/// (`response.output[i]`), Anthropic `content_block_delta` text and tool input
+/// (`response.content[i]`); any other event's data is scanned as it is
+/// (`response.events`).
+#[derive(Debug)]
+pub(crate) enum ResponseScan {
+    /// Bytes, findings under `response`.
+    Raw(StreamScanner),
+    /// SSE: one scanner per text stream.
+    Sse {
+        parser: custody_inspect::SseParser,
+        detectors: Arc<custody_safety::Detectors>,
+        texts: Vec<(String, StreamScanner)>,
+    },
+}
+
+impl ResponseScan {
+    /// The next bytes of the response body.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
+        match self {
+            ResponseScan::Raw(scanner) => scanner.feed(chunk),
+            ResponseScan::Sse {
+                parser,
+                detectors,
+                texts,
+            } => parser.feed(chunk, |event| {
+                let (path, text) = event_text(event.data);
+                let Some(text) = text else { return };
+                let slot = match texts.iter().position(|(p, _)| *p == path) {
+                    Some(i) => i,
+                    None if texts.len() < MAX_TEXTS => {
+                        let scanner =
+                            StreamScanner::new(detectors.clone(), Arc::<str>::from(path.as_str()));
+                        texts.push((path, scanner));
+                        texts.len() - 1
+                    }
+                    None => return,
+                };
+                texts[slot].1.feed(text.as_bytes());
+            }),
+        }
+    }
+
+    fn finish(self) -> Vec<Finding> {
+        match self {
+            ResponseScan::Raw(scanner) => scanner.finish(),
+            ResponseScan::Sse {
+                mut parser, texts, ..
+            } => {
+                parser.finish();
+                texts.into_iter().flat_map(|(_, s)| s.finish()).collect()
+            }
+        }
+    }
+}
+
+/// The text an SSE event adds to a stream, and that stream's path.
+fn event_text(data: &str) -> (String, Option<String>) {
+    let raw = || ("response.events".to_owned(), Some(data.to_owned()));
+    if data == "[DONE]" || data.is_empty() {
+        return (String::new(), None);
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
+        return raw();
+    };
+    let str_at = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    if let Some(choices) = v.get("choices").and_then(|c| c.as_array()) {
+        // OpenAI chat chunk (one choice per chunk in practice).
+        let Some(choice) = choices.first() else {
+            return (String::new(), None);
+        };
+        let index = choice
+            .get("index")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        return (
+            format!("response.choices[{index}]"),
+            str_at(&choice["delta"]["content"]),
+        );
+    }
+    // The payload's own `type` names the event in both protocols.
+    match v.get("type").and_then(serde_json::Value::as_str) {
+        Some("content_block_delta") => {
+            let index = v
+                .get("index")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let delta = &v["delta"];
+            let text = str_at(&delta["text"]).or_else(|| str_at(&delta["partial_json"]));
+            (format!("response.content[{index}]"), text)
+        }
+        Some("response.output_text.delta") => {
+            let index = v
+                .get("output_index")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            (format!("response.output[{index}]"), str_at(&v["delta"]))
+        }
+        // The other events of those two protocols repeat text already seen
+        // (`response.completed` carries the whole output) or carry none.
+        Some(t)
+            if t.starts_with("response.")
+                || t.starts_with("message_")
+                || t.starts_with("content_block_")
+                || t == "ping" =>
+        {
+            (String::new(), None)
+        }
+        _ => raw(),
     }
 }
 
 /// Adds the response's findings (logged) to the row.
-pub(crate) fn record_response(record: &mut AuditRecord, scanner: StreamScanner) {
-    let findings = scanner.finish();
+pub(crate) fn record_response(record: &mut AuditRecord, scan: ResponseScan) {
+    let findings = scan.finish();
     record_findings(record, findings.iter(), &|_| Action::Log);
 }
 

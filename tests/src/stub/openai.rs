@@ -18,8 +18,9 @@
 //!   or as base64 little-endian f32 (`encoding_format: base64`, the SDK's default);
 //!   `prompt_tokens` = words of the text inputs + tokens of the token inputs.
 //!
-//! `x-stub-echo` (chat, not streamed): the answer is the last message's text as the
-//! stub received it, so a test can see what reached the upstream.
+//! `x-stub-echo` (chat): the answer is the last message's text as the stub received
+//! it, so a test can see what reached the upstream; streamed, it is split over
+//! `x-stub-chunks` content deltas.
 //!
 //! `x-stub-cached: N` adds N input tokens and reports them as cached
 //! (`prompt_tokens_details.cached_tokens` / `input_tokens_details.cached_tokens`).
@@ -133,11 +134,12 @@ pub(super) async fn chat_completions(
     let answered = last_role.is_some_and(|m| m["role"] == "tool");
     let tool = wanted_tool(&request["tools"], answered)
         .map(|(name, schema)| (name.to_owned(), stub_arguments(schema).to_string()));
+    let echo = match (headers.get("x-stub-echo"), last_role) {
+        (Some(_), Some(last)) => Some(last["content"].as_str().unwrap_or("").to_owned()),
+        _ => None,
+    };
     if request["stream"].as_bool() != Some(true) {
-        let answer = match (headers.get("x-stub-echo"), last_role) {
-            (Some(_), Some(last)) => last["content"].as_str().unwrap_or("").to_owned(),
-            _ => "Hello from the stub.".to_owned(),
-        };
+        let answer = echo.unwrap_or_else(|| "Hello from the stub.".to_owned());
         let (message, finish) = match &tool {
             None => (
                 json!({"role": "assistant", "content": answer, "refusal": null}),
@@ -161,8 +163,22 @@ pub(super) async fn chat_completions(
             }),
         );
     }
-    let (deltas, finish): (Vec<Value>, _) = match &tool {
-        None => (
+    let (deltas, finish): (Vec<Value>, _) = match (&tool, echo) {
+        (None, Some(text)) => (
+            pieces(&text, chunks)
+                .into_iter()
+                .enumerate()
+                .map(|(i, piece)| {
+                    if i == 0 {
+                        json!({"role": "assistant", "content": piece})
+                    } else {
+                        json!({"content": piece})
+                    }
+                })
+                .collect(),
+            "stop",
+        ),
+        (None, None) => (
             (0..chunks)
                 .map(|i| {
                     if i == 0 {
@@ -174,7 +190,7 @@ pub(super) async fn chat_completions(
                 .collect(),
             "stop",
         ),
-        Some((name, arguments)) => {
+        (Some((name, arguments)), _) => {
             let first = json!({"role": "assistant", "content": null, "refusal": null,
                                "tool_calls": [{"index": 0, "id": "call_stub_1", "type": "function",
                                                "function": {"name": name, "arguments": ""}}]});
