@@ -198,12 +198,12 @@ impl Pipeline {
         let verified = self
             .authenticate(exchange, &mut parts.headers, route)
             .await?;
-        let decision =
+        if let Some(rule) =
             self.policy
-                .decide(exchange.record(), verified.as_deref(), inspected.model());
-        if !decision.allow {
+                .decide(exchange.record(), verified.as_deref(), inspected.model())
+        {
             return Err(ProxyError::PolicyDenied {
-                rule: decision.rule,
+                rule,
                 jsonrpc: inspected.jsonrpc_call(),
             });
         }

@@ -17,7 +17,7 @@ use crate::config::PolicyConfig;
 use crate::server::StartError;
 use custody_audit::AuditRecord;
 use custody_identity::Verified;
-use custody_policy::{Decision, Input, Policy};
+use custody_policy::{Input, Policy};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,41 +150,43 @@ impl PolicyStage {
 
     /// Decides the call described by `record` (principal and action filled in) and
     /// records the decision in it.
+    /// Returns the denying rule, or `None` when the call may proceed.
     pub(crate) fn decide(
         &self,
         record: &mut AuditRecord,
         verified: Option<&Verified>,
         model: Option<&str>,
-    ) -> Decision {
+    ) -> Option<String> {
         let policy = self
             .current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let decision = match policy {
-            None => Decision {
-                allow: true,
-                rule: custody_policy::NO_POLICY_RULE.to_owned(),
-                scopes: record.policy.scopes.clone().unwrap_or_default(),
-                version: Arc::from(""),
-            },
-            Some(policy) => policy.evaluate(&Input {
-                principal: &record.principal,
-                claims: verified.map(|v| &*v.claims),
-                token_scopes: verified.and_then(|v| v.scopes.as_deref()),
-                action: &record.action,
-                model,
-                arguments: record.action.parameters.as_deref(),
-            }),
+        let Some(policy) = policy else {
+            // No policy: allowed, and the token's scopes stay as identity recorded them.
+            record.policy.decision = Some("allow".to_owned());
+            record.policy.rule = Some(custody_policy::NO_POLICY_RULE.to_owned());
+            return None;
         };
+        let decision = policy.evaluate(&Input {
+            principal: &record.principal,
+            claims: verified.map(|v| &*v.claims),
+            token_scopes: verified.and_then(|v| v.scopes.as_deref()),
+            action: &record.action,
+            model,
+            arguments: record.action.parameters.as_deref(),
+        });
         let p = &mut record.policy;
         p.decision = Some(decision.as_str().to_owned());
-        p.rule = Some(decision.rule.clone());
-        if !decision.version.is_empty() {
-            p.scopes = Some(decision.scopes.clone());
-            p.version = Some(decision.version.to_string());
+        p.scopes = Some(decision.scopes);
+        p.version = Some(decision.version.to_string());
+        if decision.allow {
+            p.rule = Some(decision.rule);
+            None
+        } else {
+            p.rule = Some(decision.rule.clone());
+            Some(decision.rule)
         }
-        decision
     }
 }
 
