@@ -30,18 +30,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def stub():
-    proc = subprocess.Popen(
-        [str(_binary("CUSTODY_STUB", "custody-stub"))],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def serve(command: list[str]):
+    """Runs a test server that prints `listening ADDR` once it accepts; yields ADDR
+    and stops the server afterwards (for session fixtures)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
     assert line.startswith("listening "), line
-    yield "http://" + line.split(" ", 1)[1]
+    yield line.split(" ", 1)[1]
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stub():
+    for addr in serve([str(_binary("CUSTODY_STUB", "custody-stub"))]):
+        yield "http://" + addr
 
 
 class Custody:
@@ -82,6 +85,18 @@ class Custody:
             assert time.monotonic() < deadline, "custody not ready:\n" + self.read_log()
             time.sleep(0.02)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+    def kill(self):
+        """Kills custody if it still runs (a test that failed before `stop`)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def read_log(self) -> str:
         return (self.dir / "custody.log").read_text()
 
@@ -102,11 +117,8 @@ class Custody:
 
 @pytest.fixture
 def custody(stub):
-    c = Custody(stub)
-    yield c
-    if c.proc.poll() is None:
-        c.proc.kill()
-        c.proc.wait()
+    with Custody(stub) as c:
+        yield c
 
 
 IDP_DIR = pathlib.Path(__file__).resolve().parent / "idp"
@@ -117,18 +129,7 @@ def oidc():
     """A real OpenID provider (npm oidc-provider) issuing RS256 JWT access tokens."""
     if not (IDP_DIR / "node_modules" / "oidc-provider").exists():
         pytest.exit(f"run `npm ci --prefix {IDP_DIR}` first (scripts/test does)", 2)
-    port = free_port()
-    proc = subprocess.Popen(
-        ["node", str(IDP_DIR / "server.mjs"), str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening "), line
-    yield line.split(" ", 1)[1]
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield from serve(["node", str(IDP_DIR / "server.mjs"), str(free_port())])
 
 
 def client_credentials_token(issuer: str) -> str:

@@ -12,14 +12,13 @@ from conftest import REPO, Custody
 
 
 def test_audit_schema_examples_run(stub):
-    custody = Custody(
+    with Custody(
         stub,
         routes=(
             f"  - name: crm\n    prefix: /crm\n    upstream: '{stub}/echo'\n    kind: http\n"
             "    tools: [{method: POST, path: /contacts/search, tool: 'crm:contacts:search'}]\n"
         ),
-    )
-    try:
+    ) as custody:
         client = openai.OpenAI(
             api_key="sk-test",
             base_url="http://localhost/openai/v1",
@@ -35,9 +34,6 @@ def test_audit_schema_examples_run(stub):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         custody.stop()
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()
 
     doc = (REPO / "docs" / "audit-schema.md").read_text()
     blocks = re.findall(r"```sql\n(.*?)```", doc, re.S)

@@ -21,8 +21,7 @@ def sdk(custody, user_token: str) -> openai.OpenAI:
 
 
 def test_provider_tokens_attribute_sdk_calls(stub, oidc):
-    custody = Custody(stub, extra=f"identity:\n  issuers:\n    - issuer: '{oidc}'\n      audiences: [custody]\n")
-    try:
+    with Custody(stub, extra=f"identity:\n  issuers:\n    - issuer: '{oidc}'\n      audiences: [custody]\n") as custody:
         token = client_credentials_token(oidc)
         completion = sdk(custody, token).chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
@@ -44,6 +43,3 @@ def test_provider_tokens_attribute_sdk_calls(stub, oidc):
         assert rows[1][3:] == ("deny", "identity:bad_signature", 401)
         for path in custody.audit_dir.rglob("*.parquet"):
             assert token.encode() not in path.read_bytes()
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()

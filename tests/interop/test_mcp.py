@@ -15,7 +15,6 @@ import json
 import pathlib
 import re
 import socket
-import subprocess
 import sys
 import threading
 
@@ -24,7 +23,7 @@ import mcp
 import pytest
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import Custody
+from conftest import Custody, serve
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -56,26 +55,14 @@ def canonical(value) -> str:
 @pytest.fixture(scope="session")
 def mcp_upstream():
     """The SDK's MCP server on a free loopback port: `127.0.0.1:PORT`."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "mcp_server.py")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening "), line
-    yield line.split(" ", 1)[1]
-    proc.terminate()
-    proc.wait(timeout=10)
+    yield from serve([sys.executable, str(HERE / "mcp_server.py")])
 
 
 @pytest.fixture
 def crm(stub, mcp_upstream):
     """custody with the `crm` MCP route to the SDK server."""
-    c = Custody(stub, routes=f"  - {{name: crm, prefix: /crm, upstream: 'http://{mcp_upstream}', kind: mcp}}\n")
-    yield c
-    if c.proc.poll() is None:
-        c.proc.kill()
-        c.proc.wait()
+    with Custody(stub, routes=f"  - {{name: crm, prefix: /crm, upstream: 'http://{mcp_upstream}', kind: mcp}}\n") as c:
+        yield c
 
 
 class Exchanges:
@@ -368,8 +355,7 @@ def test_mcp_sse_reply_closed_after_the_response_is_no_error(stub):
     }
     upstream = HeldSseUpstream(reply)
     route = f"  - {{name: crm, prefix: /crm, upstream: 'http://{upstream.address}', kind: mcp}}\n"
-    custody = Custody(stub, routes=route)
-    try:
+    with Custody(stub, routes=route) as custody:
         params = {"name": "delete_contact", "arguments": DELETE_ARGS}
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
         headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
@@ -388,10 +374,6 @@ def test_mcp_sse_reply_closed_after_the_response_is_no_error(stub):
             "tools/call", "crm:delete_contact", canonical(DELETE_ARGS), 200,
         )
         assert error == "tool error: contact c-9 is protected"
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()
-            custody.proc.wait()
 
 
 POLICY = """
@@ -415,8 +397,7 @@ def test_policy_denials_reach_the_sdk_as_jsonrpc_errors(stub, mcp_upstream, tmp_
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     route = f"  - {{name: crm, prefix: /crm, upstream: 'http://{mcp_upstream}', kind: mcp}}\n"
-    custody = Custody(stub, routes=route, extra=f"policy: {{file: '{policy}'}}\n")
-    try:
+    with Custody(stub, routes=route, extra=f"policy: {{file: '{policy}'}}\n") as custody:
         async def session():
             client = http_client(Exchanges())
             url = f"http://{custody.tcp}/crm/mcp"
@@ -443,7 +424,3 @@ def test_policy_denials_reach_the_sdk_as_jsonrpc_errors(stub, mcp_upstream, tmp_
             ("crm:add_note", "deny", "default:deny"),
         ], rows
         assert all(r[3].startswith("sha256:") and r[4] == 200 for r in rows), rows
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()
-            custody.proc.wait()

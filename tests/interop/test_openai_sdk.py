@@ -126,8 +126,7 @@ def test_forced_stream_usage_hides_the_usage_chunk_but_records_the_tokens(stub):
     """On a `force_stream_usage` route custody asks for stream usage the client did
     not ask for: the client's stream is what it asked for (no usage-only chunk), the
     row has the tokens. The same request on the plain route records no tokens."""
-    custody = Custody(stub, routes=FORCED_ROUTE.format(stub=stub))
-    try:
+    with Custody(stub, routes=FORCED_ROUTE.format(stub=stub)) as custody:
         chunks = {}
         for prefix in ["openai-usage", "openai"]:
             client = openai.OpenAI(
@@ -150,16 +149,12 @@ def test_forced_stream_usage_hides_the_usage_chunk_but_records_the_tokens(stub):
         assert forced["cost"] == pytest.approx(cost("gpt-4o-mini", 12, 3), rel=1e-9)
         assert_ok(plain, "chat.completions", "gpt-4o-mini")
         assert (plain["input"], plain["output"], plain["cost"]) == (None, None, None)
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()
 
 
 def test_forced_stream_usage_leaves_responses_api_requests_alone(stub):
     """The Responses API always reports usage in `response.completed`: a
     `force_stream_usage` route must send its requests unchanged."""
-    custody = Custody(stub, routes=FORCED_ROUTE.format(stub=stub))
-    try:
+    with Custody(stub, routes=FORCED_ROUTE.format(stub=stub)) as custody:
         client = openai.OpenAI(
             api_key="sk-test-not-a-real-key",
             base_url="http://localhost/openai-usage/v1",
@@ -172,9 +167,6 @@ def test_forced_stream_usage_leaves_responses_api_requests_alone(stub):
         [row] = audit_rows(custody)
         assert_ok(row, "responses", "gpt-5-mini")
         assert (row["input"], row["output"]) == (12, 4)
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()
 
 
 def test_chat_tool_calls_json_and_streamed(custody):
@@ -348,8 +340,7 @@ def test_readme_duckdb_query_runs(custody):
 def test_pii_in_a_prompt_is_redacted_before_the_model_sees_it(stub):
     """safety: EMAIL redacted, CARD logged: the stub (echoing the prompt it received)
     answers with the redacted text; the row names kinds and paths, never values."""
-    custody = Custody(stub, extra="safety: {detectors: {EMAIL: redact, CARD: log}}\n")
-    try:
+    with Custody(stub, extra="safety: {detectors: {EMAIL: redact, CARD: log}}\n") as custody:
         client = unix_client(custody)
         prompt = "Mail ada.lovelace@example.org about card 4111 1111 1111 1111."
         completion = client.chat.completions.create(
@@ -366,7 +357,3 @@ def test_pii_in_a_prompt_is_redacted_before_the_model_sees_it(stub):
         assert ("EMAIL", "$.messages[0].content", "redact") in found, found
         assert ("CARD", "$.messages[0].content", "log") in found, found
         assert ("CARD", "response", "log") in found, found
-    finally:
-        if custody.proc.poll() is None:
-            custody.proc.kill()
-            custody.proc.wait()
