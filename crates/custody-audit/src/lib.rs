@@ -21,6 +21,7 @@ pub mod batch;
 mod record;
 pub mod schema;
 pub mod sink;
+pub mod spool;
 mod writer;
 
 pub use record::{AuditRecord, ContentSafety, Outcome, Partition, PolicyOutcome, Redaction, Usage};

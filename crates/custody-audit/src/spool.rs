@@ -1,0 +1,1 @@
+//! The durable local spool (work in progress).

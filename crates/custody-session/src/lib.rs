@@ -1,0 +1,3 @@
+//! Session correlation (work in progress).
+
+#![deny(missing_docs)]
