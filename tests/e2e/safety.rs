@@ -260,3 +260,85 @@ async fn a_value_the_model_streams_across_many_deltas_is_found_in_the_response()
         "{found:?}"
     );
 }
+
+#[tokio::test]
+async fn responses_are_redacted_where_configured_and_refused_when_they_cannot_be() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "{}safety:\n  detectors: {{EMAIL: redact, CARD: block}}\n  routes: {{crm: {{responses: redact}}}}\nlimits: {{max_redacted_response: 4KiB}}\n",
+        routes(&stub)
+    ));
+    // The stub echoes the request's headers; the body carries nothing to redact,
+    // so every value in the response comes from the upstream's side.
+    let target = custody.unix();
+    let send = |id: &'static str, note: String| {
+        let mut req = post_json("/crm/notes", &json!({"contact": "c-1"}));
+        let headers = req.headers_mut();
+        headers.insert("x-request-id", id.parse().expect("id"));
+        headers.insert("x-note", note.parse().expect("note"));
+        headers.insert("accept-encoding", "gzip, br".parse().expect("encoding"));
+        send_collect(&target, req)
+    };
+    let (parts, body) = send("held", format!("mail {EMAIL}, card {CARD}"))
+        .await
+        .expect("request");
+    assert_eq!(parts.status, 200);
+    assert_eq!(
+        parts.headers["content-length"].to_str().expect("length"),
+        body.len().to_string(),
+        "the length is the redacted body's"
+    );
+    let echoed: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        echoed["headers"]["x-note"], "mail [REDACTED:EMAIL], card [REDACTED:CARD]",
+        "a blocked kind is redacted in a response: it cannot be refused any more"
+    );
+    assert_eq!(
+        echoed["headers"]["accept-encoding"], "identity",
+        "custody asks the upstream for a body it can read"
+    );
+
+    let (parts, body) = send("too-large", "x".repeat(5000)).await.expect("request");
+    assert_eq!(parts.status, 502);
+    let err: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(err["error"]["type"], "response_unscannable");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limits.max_redacted_response")),
+        "{err}"
+    );
+
+    // Routes without `responses: redact` stream responses as they are (log mode).
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _) = post(&custody, "/openai/v1/chat/completions", &chat, "streamed").await;
+    assert_eq!(status, 200);
+    custody.stop();
+    let rows = custody.rows();
+    let r = row(&rows, "held");
+    let found = r["content_safety"]["redactions"].as_array().expect("list");
+    for kind in ["EMAIL", "CARD"] {
+        assert!(
+            found.iter().any(|f| f["kind"] == kind
+                && f["path"] == "response.headers['x-note']"
+                && f["action"] == "redact"),
+            "{kind}: {found:?}"
+        );
+    }
+    assert_eq!(r["outcome"]["status"], 200);
+    let r = row(&rows, "too-large");
+    assert_eq!(r["outcome"]["status"], 502);
+    assert_eq!(
+        r["policy"]["decision"], "allow",
+        "the call itself was allowed"
+    );
+    assert!(
+        r["outcome"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not redact the response")),
+        "{r}"
+    );
+    assert_eq!(row(&rows, "streamed")["outcome"]["status"], 200);
+    let all = serde_json::to_string(&rows).expect("json");
+    assert!(!all.contains(EMAIL) && !all.contains(CARD));
+}

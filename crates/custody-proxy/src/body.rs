@@ -108,16 +108,55 @@ fn unreachable_record() -> Box<AuditRecord> {
     ))
 }
 
+/// The upstream's response body: streamed as it arrives, or held complete (and
+/// rewritten) before the client sees any of it.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    /// Relayed frame by frame.
+    Streaming(Incoming),
+    /// Read in full first (response redaction); sent as one frame.
+    Held(Option<Bytes>),
+}
+
+impl UpstreamBody {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self {
+            UpstreamBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Held(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Streaming(body) => body.is_end_stream(),
+            UpstreamBody::Held(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Streaming(body) => body.size_hint(),
+            UpstreamBody::Held(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
 /// The upstream's response body, streamed frame by frame to the client, counting
 /// bytes, enforcing the idle timeout between frames, and recording the row when it
 /// ends, fails, or is dropped.
 #[derive(Debug)]
 pub(crate) struct AuditedBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     exchange: Option<Exchange>,
     /// Watches the response for the row (usage, tool calls, errors).
     inspection: Option<Box<ResponseInspection>>,
-    /// Scans the response for PII and secrets (log mode).
+    /// Scans the response for PII and secrets (log mode); `None` when the held
+    /// response was scanned already.
     scanner: Option<Box<crate::safety::ResponseScan>>,
 
     status: u16,
@@ -137,10 +176,10 @@ pub(crate) enum StreamError {
 
 impl AuditedBody {
     pub(crate) fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         exchange: Exchange,
         inspection: Option<Box<ResponseInspection>>,
-        scanner: Box<crate::safety::ResponseScan>,
+        scanner: Option<Box<crate::safety::ResponseScan>>,
         status: u16,
         idle_timeout: Duration,
     ) -> Self {
@@ -148,7 +187,7 @@ impl AuditedBody {
             inner,
             exchange: Some(exchange),
             inspection,
-            scanner: Some(scanner),
+            scanner,
             status,
             bytes: 0,
             idle_timeout,
@@ -190,7 +229,7 @@ impl Body for AuditedBody {
             // Finished: the upstream ended and any held-back bytes went out.
             return Poll::Ready(None);
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
                     Ok(data) => {

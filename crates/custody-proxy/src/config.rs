@@ -240,6 +240,9 @@ pub struct AuditConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted, in bytes.
     pub max_request_body: u64,
+    /// Largest response held for redaction (`safety.responses: redact`); a larger
+    /// one is refused with 502 rather than passed on unredacted.
+    pub max_redacted_response: u64,
 }
 
 /// `shutdown`.

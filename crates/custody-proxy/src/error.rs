@@ -56,6 +56,10 @@ pub enum ProxyError {
     /// The body could not be scanned on a route that redacts or blocks (fail closed).
     #[error("content safety could not scan the request body: {0}")]
     SafetyUnscannable(String),
+    /// A response that must be redacted could not be (too large, compressed,
+    /// unscannable): it is not passed on (fail closed).
+    #[error("content safety could not redact the response: {0}")]
+    ResponseUnscannable(String),
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -105,7 +109,9 @@ impl ProxyError {
             ProxyError::ContentBlocked { .. } => StatusCode::FORBIDDEN,
             ProxyError::SafetyUnscannable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamUnreachable { .. } | ProxyError::ResponseUnscannable(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -122,6 +128,7 @@ impl ProxyError {
             ProxyError::PolicyDenied { .. } => "policy_denied",
             ProxyError::ContentBlocked { .. } => "content_blocked",
             ProxyError::SafetyUnscannable(_) => "content_unscannable",
+            ProxyError::ResponseUnscannable(_) => "response_unscannable",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",

@@ -20,7 +20,7 @@
 //! Every exit from this chain goes through [`Exchange`], so every request yields
 //! exactly one audit row.
 
-use crate::body::{AuditedBody, Exchange};
+use crate::body::{AuditedBody, Exchange, UpstreamBody};
 use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
 use crate::credentials::Credential;
 use crate::error::{ProxyError, chain};
@@ -66,6 +66,7 @@ pub(crate) struct Pipeline {
     policy: Arc<PolicyStage>,
     safety: Safety,
     max_request_body: u64,
+    max_redacted_response: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -97,6 +98,7 @@ impl Pipeline {
             policy,
             safety,
             max_request_body: config.limits.max_request_body,
+            max_redacted_response: config.limits.max_redacted_response,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
             idle_timeout: config.upstream.idle_timeout,
@@ -144,12 +146,17 @@ impl Pipeline {
             Ok((response, inspection)) => {
                 let status = response.status().as_u16();
                 exchange.record().outcome.status = Some(i32::from(status));
-                let scanner = self.safety.response_scanner(
-                    response
-                        .headers()
-                        .get(header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok()),
-                );
+                let scanner = match response.body() {
+                    UpstreamBody::Held(_) => None,
+                    UpstreamBody::Streaming(_) => Some(
+                        self.safety.response_scanner(
+                            response
+                                .headers()
+                                .get(header::CONTENT_TYPE)
+                                .and_then(|v| v.to_str().ok()),
+                        ),
+                    ),
+                };
                 response.map(|body| {
                     Either::Left(AuditedBody::new(
                         body,
@@ -184,7 +191,7 @@ impl Pipeline {
         route: &Route,
         rest: &str,
         request_id: &HeaderValue,
-    ) -> Result<(Response<Incoming>, Option<Box<ResponseInspection>>), ProxyError> {
+    ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let body = self.read_body(exchange, &parts.headers, body).await?;
         let (inspected, body) =
@@ -231,7 +238,70 @@ impl Pipeline {
         if inspection.as_ref().is_some_and(|i| i.rewrites()) {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
+        let body = if self.safety.redacts_responses(exchange.record())
+            && !is_event_stream(&parts.headers)
+        {
+            exchange.record().outcome.status = Some(i32::from(parts.status.as_u16()));
+            if let Some(encoding) = parts
+                .headers
+                .get(header::CONTENT_ENCODING)
+                .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+            {
+                return Err(ProxyError::ResponseUnscannable(format!(
+                    "the upstream sent an encoded body (content-encoding: {})",
+                    String::from_utf8_lossy(encoding.as_bytes())
+                )));
+            }
+            let held = self.hold(body).await?;
+            let held = self.safety.response(exchange.record(), held)?;
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(held.len()));
+            UpstreamBody::Held(Some(held))
+        } else {
+            UpstreamBody::Streaming(body)
+        };
         Ok((Response::from_parts(parts, body), inspection))
+    }
+
+    /// Reads a whole response body for redaction: at most
+    /// `limits.max_redacted_response` bytes, each frame within the idle timeout.
+    async fn hold(&self, mut body: Incoming) -> Result<Bytes, ProxyError> {
+        let limit = self.max_redacted_response;
+        let too_large = || {
+            ProxyError::ResponseUnscannable(format!(
+                "the response is larger than {limit} bytes (limits.max_redacted_response)"
+            ))
+        };
+        if body.size_hint().lower() > limit {
+            return Err(too_large());
+        }
+        let mut held = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(self.idle_timeout, body.frame()).await {
+                Err(_) => {
+                    return Err(ProxyError::ResponseUnscannable(format!(
+                        "upstream response body idle for more than {:?}",
+                        self.idle_timeout
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(ProxyError::ResponseUnscannable(format!(
+                        "upstream response body failed: {}",
+                        chain(&e)
+                    )));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                if (held.len() + data.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                held.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(held))
     }
 
     /// Stage 5: the user's token. Custody's token header never leaves custody; on a
@@ -355,6 +425,14 @@ impl Pipeline {
     }
 }
 
+/// Whether a response is an SSE stream (never held: streams are scanned in log mode).
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"))
+}
+
 /// The upstream's base path followed by the rest of the client's path (never empty).
 fn upstream_path(upstream: &Upstream, rest: &str) -> String {
     let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
@@ -389,6 +467,11 @@ fn rewrite_request(
     parts.headers.remove(header::HOST);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::EXPECT);
+    // Custody reads what comes back (usage, tool calls, PII): ask for it uncompressed.
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     parts.version = Version::HTTP_11;
     Ok(())

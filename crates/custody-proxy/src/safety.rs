@@ -1,7 +1,9 @@
 //! The content-safety stage: after policy, scan the request body for PII and
 //! secrets (`custody-safety`), record what was found where (never the value),
 //! redact or block per the `safety` config, and store `action.parameters` only
-//! after redaction. Responses are scanned as they stream by (log mode).
+//! after redaction. Responses are scanned as they stream by (log mode); where
+//! `safety.responses: redact` applies, a non-streamed response is held, scanned
+//! and redacted before the client sees it ([`Safety::response`]).
 //!
 //! Fail closed: when a body cannot be scanned (e.g. JSON nested deeper than
 //! [`custody_safety::MAX_DEPTH`]) on a route or tool that redacts or blocks
@@ -90,7 +92,7 @@ impl Safety {
             .filter(|f| action_for(&f.kind).is_some())
             .collect();
         let effective = |kind: &Kind| action_for(kind).unwrap_or(Action::Log);
-        record_findings(record, kept.iter().copied(), &effective);
+        record_findings(record, kept.iter().copied(), &effective, None);
         match verdict(kept.iter().copied(), effective) {
             Some(Action::Block) => {
                 let kinds = blocked_kinds(&kept, &effective);
@@ -102,6 +104,56 @@ impl Safety {
                 Err(e) => Err(ProxyError::SafetyUnscannable(e.to_string())),
             },
             _ => Ok(body),
+        }
+    }
+
+    /// Whether the response to this call is held and redacted (non-streamed only).
+    pub(crate) fn redacts_responses(&self, record: &AuditRecord) -> bool {
+        self.policy.redacts_responses(
+            record.action.route.as_deref(),
+            record.action.tool.as_deref(),
+        )
+    }
+
+    /// Scans a held (complete, non-streamed) response and redacts every value of a
+    /// kind set to `redact` or `block` on this route / tool (a response cannot be
+    /// refused after the upstream acted, so `block` redacts too). Findings are
+    /// recorded under `response…` paths. Fails closed: a response that cannot be
+    /// scanned is not passed on.
+    pub(crate) fn response(
+        &self,
+        record: &mut AuditRecord,
+        body: Bytes,
+    ) -> Result<Bytes, ProxyError> {
+        let route = record.action.route.clone();
+        let tool = record.action.tool.clone();
+        let action_for = |kind: &Kind| {
+            self.policy
+                .action(route.as_deref(), tool.as_deref(), kind)
+                .map(|a| {
+                    if a == Action::Block {
+                        Action::Redact
+                    } else {
+                        a
+                    }
+                })
+        };
+        let scan = scan_body(self.policy.detectors(), &body)
+            .map_err(|e| ProxyError::ResponseUnscannable(e.to_string()))?;
+        let kept: Vec<&Finding> = scan
+            .findings
+            .iter()
+            .filter(|f| action_for(&f.kind).is_some())
+            .collect();
+        let effective = |kind: &Kind| action_for(kind).unwrap_or(Action::Log);
+        record_findings(record, kept.iter().copied(), &effective, Some("response"));
+        if kept.iter().all(|f| effective(&f.kind) != Action::Redact) {
+            return Ok(body);
+        }
+        match redact(&body, &scan, &self.style, effective) {
+            Ok(Some(redacted)) => Ok(Bytes::from(redacted)),
+            Ok(None) => Ok(body),
+            Err(e) => Err(ProxyError::ResponseUnscannable(e.to_string())),
         }
     }
 
@@ -274,13 +326,16 @@ fn event_text(data: &str) -> (String, Option<String>) {
 /// Adds the response's findings (logged) to the row.
 pub(crate) fn record_response(record: &mut AuditRecord, scan: ResponseScan) {
     let findings = scan.finish();
-    record_findings(record, findings.iter(), &|_| Action::Log);
+    record_findings(record, findings.iter(), &|_| Action::Log, None);
 }
 
+/// Adds findings to the row; with `prefix`, a JSON path `$.a.b` is recorded as
+/// `<prefix>.a.b` (and `$` as `<prefix>`).
 fn record_findings<'a>(
     record: &mut AuditRecord,
     findings: impl IntoIterator<Item = &'a Finding>,
     action_for: &dyn Fn(&Kind) -> Action,
+    prefix: Option<&str>,
 ) {
     let summaries = summarize(findings, action_for);
     let cs = &mut record.content_safety;
@@ -289,7 +344,10 @@ fn record_findings<'a>(
     let list = cs.redactions.get_or_insert_with(Vec::new);
     list.extend(summaries.into_iter().map(|s| Redaction {
         kind: s.kind.as_str().to_owned(),
-        path: s.path.to_string(),
+        path: match prefix {
+            None => s.path.to_string(),
+            Some(prefix) => format!("{prefix}{}", s.path.strip_prefix('$').unwrap_or(&s.path)),
+        },
         count: i64::try_from(s.count).unwrap_or(i64::MAX),
         action: s.action.as_str().to_owned(),
     }));

@@ -1,12 +1,11 @@
-//! The `safety` configuration section (proposed; wired into the proxy next) and
-//! its validated form, [`SafetyPolicy`], which answers "what happens to kind K
+//! The `safety` configuration section and its validated form, [`SafetyPolicy`], which answers "what happens to kind K
 //! on route R / tool T".
 //!
 //! ```yaml
 //! safety:
 //!   detectors: {EMAIL: redact, CARD: block, IP_ADDRESS: off, "*": log}
 //!   routes:  {crm: {detectors: {EMAIL: log}}}
-//!   tools:   {"crm:contacts:search": {detectors: {PHONE: redact}}}
+//!   tools:   {"crm:contacts:search": {detectors: {PHONE: redact}, responses: redact}}
 //!   custom:
 //!     - {name: MRN, regex: 'MRN-\d{7}'}
 //!     - {name: CODENAME, terms: [falcon, osprey], case_insensitive: true}
@@ -16,6 +15,12 @@
 //! Precedence, most specific first: the tool's entry for the kind, its `*`;
 //! the route's entry, its `*`; the global entry, its `*`; else `log`. `off`
 //! ignores the kind there (globally: the detector does not run).
+//!
+//! `responses` (global, per route, per tool; same precedence; default `log`):
+//! with `redact`, a non-streamed response is held until complete, scanned, and
+//! every value of a kind that is `redact` or `block` there is redacted before
+//! the client sees it (a response cannot be un-sent upstream, so `block` means
+//! redact). Streamed responses are always scanned in `log` mode.
 
 use crate::detect::{CustomDetector, Detectors};
 use crate::kind::{Action, Kind};
@@ -50,6 +55,18 @@ impl Setting {
     }
 }
 
+/// What happens to responses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseMode {
+    /// Scanned as they stream by; findings recorded, bytes untouched.
+    #[default]
+    Log,
+    /// Non-streamed responses are held, scanned and redacted (kinds set to
+    /// `redact` or `block`) before the client sees them.
+    Redact,
+}
+
 /// Settings by kind name (`EMAIL`, a custom name, or `*` for every kind).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +74,9 @@ pub struct Rules {
     /// Kind name → setting.
     #[serde(default)]
     pub detectors: BTreeMap<String, Setting>,
+    /// Responses here (unset: the next less specific setting).
+    #[serde(default)]
+    pub responses: Option<ResponseMode>,
 }
 
 impl Rules {
@@ -111,6 +131,9 @@ pub struct SafetyConfig {
     /// Redaction style.
     #[serde(default)]
     pub redaction: RedactionConfig,
+    /// Responses everywhere unless a route or tool says otherwise (default `log`).
+    #[serde(default)]
+    pub responses: Option<ResponseMode>,
 }
 
 /// One problem found by [`SafetyConfig::validate`].
@@ -206,6 +229,7 @@ impl SafetyConfig {
             detectors: Arc::new(detectors),
             global: Rules {
                 detectors: self.detectors.clone(),
+                responses: self.responses,
             },
             routes: self.routes.clone(),
             tools: self.tools.clone(),
@@ -248,6 +272,17 @@ impl SafetyPolicy {
                     Some(Action::Redact | Action::Block)
                 )
             })
+    }
+
+    /// Whether non-streamed responses on this route / tool are redacted.
+    pub fn redacts_responses(&self, route: Option<&str>, tool: Option<&str>) -> bool {
+        let tool = tool
+            .and_then(|t| self.tools.get(t))
+            .and_then(|r| r.responses);
+        let route = route
+            .and_then(|r| self.routes.get(r))
+            .and_then(|r| r.responses);
+        tool.or(route).or(self.global.responses).unwrap_or_default() == ResponseMode::Redact
     }
 
     /// The configured redaction style and key file (the proxy reads the file

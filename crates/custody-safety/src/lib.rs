@@ -60,7 +60,8 @@ mod stream;
 mod summary;
 
 pub use config::{
-    ConfigProblem, RedactionConfig, Rules, SafetyConfig, SafetyPolicy, Setting, StyleName,
+    ConfigProblem, RedactionConfig, ResponseMode, Rules, SafetyConfig, SafetyPolicy, Setting,
+    StyleName,
 };
 pub use detect::{CustomDetector, Detectors, Hit};
 pub use error::SafetyError;

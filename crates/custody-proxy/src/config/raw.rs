@@ -191,6 +191,7 @@ pub(crate) struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     pub(crate) max_request_body: Option<NumberOrText>,
+    pub(crate) max_redacted_response: Option<NumberOrText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

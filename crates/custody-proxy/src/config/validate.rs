@@ -15,6 +15,7 @@ pub(crate) mod defaults {
     pub(crate) const FLUSH_ROWS: usize = 10_000;
     pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
     pub(crate) const MAX_REQUEST_BODY: u64 = 8 << 20;
+    pub(crate) const MAX_REDACTED_RESPONSE: u64 = 16 << 20;
     pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -218,6 +219,12 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             Some(v) => is
                 .check("limits.max_request_body", parse_size(&v.text()))
                 .unwrap_or(defaults::MAX_REQUEST_BODY),
+        },
+        max_redacted_response: match li.max_redacted_response {
+            None => defaults::MAX_REDACTED_RESPONSE,
+            Some(v) => is
+                .check("limits.max_redacted_response", parse_size(&v.text()))
+                .unwrap_or(defaults::MAX_REDACTED_RESPONSE),
         },
     };
 

@@ -61,3 +61,23 @@ redaction: {style: token}
     );
     assert!(serde_yaml::from_str::<SafetyConfig>("bogus: 1").is_err());
 }
+
+#[test]
+fn response_mode_follows_tool_route_global_precedence() {
+    let policy = config(
+        r#"
+responses: redact
+routes: {crm: {responses: log}, ehr: {detectors: {EMAIL: redact}}}
+tools: {"crm:notes": {responses: redact}}
+"#,
+    )
+    .validate()
+    .expect("valid");
+    assert!(policy.redacts_responses(None, None));
+    assert!(policy.redacts_responses(Some("ehr"), None));
+    assert!(!policy.redacts_responses(Some("crm"), None));
+    assert!(policy.redacts_responses(Some("crm"), Some("crm:notes")));
+    assert!(!SafetyPolicy::default().redacts_responses(Some("crm"), None));
+    let err = serde_yaml::from_str::<SafetyConfig>("responses: block\n").expect_err("unknown mode");
+    assert!(err.to_string().contains("unknown variant"), "{err}");
+}
