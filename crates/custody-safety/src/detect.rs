@@ -124,7 +124,7 @@ impl Detectors {
     /// Appends every match in `text` to `hits` (sorted, non-overlapping).
     pub(crate) fn find_into(&self, text: &[u8], hits: &mut Vec<Hit>) {
         let first = hits.len();
-        self.builtin_into(text, hits);
+        self.builtin_into(text, &mut |h| hits.push(h));
         if self.custom.is_empty() {
             return;
         }
@@ -142,7 +142,17 @@ impl Detectors {
         }
     }
 
-    fn builtin_into(&self, t: &[u8], hits: &mut Vec<Hit>) {
+    /// Calls `emit` with every match in `text`, in order (sorted, non-overlapping),
+    /// without collecting them first when there are no custom detectors.
+    pub(crate) fn for_each_hit(&self, text: &[u8], mut emit: impl FnMut(Hit)) {
+        if self.custom.is_empty() {
+            self.builtin_into(text, &mut emit);
+        } else {
+            self.find(text).into_iter().for_each(emit);
+        }
+    }
+
+    fn builtin_into(&self, t: &[u8], emit: &mut impl FnMut(Hit)) {
         let n = t.len();
         let mut i = 0;
         let mut last_end = 0;
@@ -186,7 +196,7 @@ impl Detectors {
             match found {
                 Some((kind, start, end)) if start >= last_end => {
                     if self.enabled & bit(&kind) != 0 {
-                        hits.push(Hit { kind, start, end });
+                        emit(Hit { kind, start, end });
                     }
                     last_end = end;
                     i = end.max(i + 1);

@@ -108,17 +108,16 @@ pub fn scan_body(detectors: &Detectors, body: &[u8]) -> Result<Scan, SafetyError
 /// Scans `text` as plain text: findings have path `$` and byte ranges in `text`.
 pub fn scan_text(detectors: &Detectors, text: &[u8]) -> Scan {
     let root: Arc<str> = Arc::from("$");
-    let findings: Vec<Finding> = detectors
-        .find(text)
-        .into_iter()
-        .map(|h| Finding {
+    let mut findings: Vec<Finding> = Vec::new();
+    detectors.for_each_hit(text, |h| {
+        findings.push(Finding {
             kind: h.kind,
             path: Arc::clone(&root),
             start: h.start,
             end: h.end,
             string: 0,
-        })
-        .collect();
+        });
+    });
     Scan {
         strings: if findings.is_empty() {
             Vec::new()
