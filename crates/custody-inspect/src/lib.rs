@@ -4,7 +4,9 @@
 //! from the response, streamed or not; plus token prices and cost.
 //!
 //! This crate is pure: it does no I/O, spawns nothing and never blocks. The proxy
-//! hands it bytes; it hands back facts.
+//! hands it bytes; it hands back facts, including what links a model's tool call
+//! to the execution that carries it out and to the request that returns its result
+//! (see below).
 //!
 //! # Invariants
 //! - Nothing here panics on any input, and memory is bounded by [`Limits`]: a
@@ -13,7 +15,9 @@
 //!   `uninspected`, and token usage is still recovered best-effort from the last
 //!   few KiB of the body, where OpenAI and Anthropic put it); an SSE response is
 //!   parsed incrementally and a single event larger than `max_event_bytes` is
-//!   discarded (counted) without being buffered.
+//!   discarded (counted) without being buffered; streamed tool-call arguments are
+//!   assembled up to `max_parameters_bytes` per call and `max_body_bytes` per
+//!   response.
 //! - Facts never depend on how the bytes were chunked: feeding a response whole,
 //!   byte by byte, or in any other split gives the same [`ResponseFacts`].
 //! - A response stream cut short is still valid input: [`ResponseObserver::finish`]
@@ -71,6 +75,29 @@
 //! small to hold even the marker, `parameters` is `None` (and `truncated_from`
 //! still says how large they were).
 //!
+//! # Linking a tool call to its execution and its result
+//! Three facts let a session tracker follow one tool call across calls:
+//! - [`ToolCall`] (in [`ResponseFacts::tool_calls`]): the model's call, with its
+//!   provider id (`call_…`, `toolu_…`), name and `arguments` as canonical JSON.
+//!   Arguments are assembled from every shape the observer reads: OpenAI chat
+//!   `function.arguments` (whole, or streamed fragments per choice and tool
+//!   index), Responses API `function_call` items (whole, or
+//!   `function_call_arguments.delta` / `.done` per item), Anthropic `tool_use`
+//!   `input` (whole, or `input_json_delta` fragments per content block). They are
+//!   `None` when they do not parse as JSON (a stream cut short, invalid JSON) or
+//!   are longer than `Limits::max_parameters_bytes`; they are never truncated.
+//! - [`RequestFacts::tool_arguments`]: the arguments a tool execution was called
+//!   with, canonical in the same way: MCP `tools/call` `params.arguments` (`{}`
+//!   when absent), or for a REST request mapped to a tool the JSON (or form) body
+//!   object, else the path and query parameters merged. Equal text means equal
+//!   arguments, whatever the key order or whitespace on either side.
+//! - [`RequestFacts::tool_result_ids`]: the ids of the tool calls whose results a
+//!   later LLM request carries back (OpenAI chat `role: "tool"` messages'
+//!   `tool_call_id`, Responses `function_call_output` items' `call_id`, Anthropic
+//!   `tool_result` blocks' `tool_use_id`), in order, each once, bounded by
+//!   [`MAX_TOOL_RESULT_IDS`] and [`MAX_TOOL_RESULT_ID_BYTES`]. Only the ids are
+//!   kept, never the results.
+//!
 //! # Token usage normalisation
 //! [`Usage::input_tokens`] is *all* input tokens the provider processed, whichever
 //! way it reports them:
@@ -102,6 +129,7 @@
 #![deny(missing_docs)]
 
 mod canonical;
+mod lenient;
 mod price;
 mod request;
 mod response;
@@ -115,7 +143,9 @@ mod usage;
 pub use canonical::{canonical_json, truncate_parameters};
 pub use custody_core::RouteKind;
 pub use price::{Price, PriceError, PriceTable};
-pub use request::{RequestFacts, RequestInput, inspect_request};
+pub use request::{
+    MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput, inspect_request,
+};
 pub use response::{ResponseFacts, ResponseObserver, ToolCall};
 pub use sse::{SseEvent, SseParser};
 pub use stream_usage::{UsageChunkStripper, force_stream_usage};

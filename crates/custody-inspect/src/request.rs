@@ -9,6 +9,11 @@ use crate::{Limits, RouteKind};
 use serde::Serialize;
 use serde_json::Value;
 
+/// Most tool-result ids recorded from one LLM request.
+pub const MAX_TOOL_RESULT_IDS: usize = 256;
+/// Longest tool-result id recorded, in bytes (longer ones are skipped).
+pub const MAX_TOOL_RESULT_ID_BYTES: usize = 256;
+
 /// One request as the proxy sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestInput<'a> {
@@ -57,6 +62,22 @@ pub struct RequestFacts {
     pub parameters: Option<String>,
     /// The canonical length of the parameters when they were truncated.
     pub truncated_from: Option<usize>,
+    /// The arguments the tool was called with, as canonical JSON, to compare with
+    /// a model's [`crate::ToolCall::arguments`]: mcp `tools/call` (the first one
+    /// of a batch): `params.arguments`, `{}` when absent or null; http mapped to a
+    /// tool: the body if it is a JSON (or form) object, else the path and query
+    /// parameters merged into one object (a path parameter wins over a query
+    /// parameter of the same name; `{}` when there are none). `None` otherwise,
+    /// and when longer than `Limits::max_parameters_bytes` (never truncated).
+    pub tool_arguments: Option<String>,
+    /// LLM routes: the ids of the tool calls whose results the request carries
+    /// back to the model, in order, each once: openai chat `tool_call_id` of
+    /// `role: "tool"` messages; openai Responses `call_id` of
+    /// `function_call_output` (and `custom_tool_call_output`) input items;
+    /// anthropic `tool_use_id` of `tool_result` content blocks. At most
+    /// [`MAX_TOOL_RESULT_IDS`]; ids longer than [`MAX_TOOL_RESULT_ID_BYTES`] or
+    /// empty are skipped. Nothing else of those messages is kept.
+    pub tool_result_ids: Vec<String>,
     /// MCP request ids, to correlate the responses.
     pub jsonrpc_ids: Vec<Value>,
     /// Why the request could not be (fully) inspected.
@@ -74,6 +95,12 @@ impl RequestFacts {
         );
         self.parameters = text;
         self.truncated_from = from;
+    }
+
+    /// Records `args` as canonical tool arguments, if they fit.
+    fn set_tool_arguments(&mut self, args: &Value, limits: &Limits) {
+        let text = crate::canonical_json(args);
+        self.tool_arguments = (text.len() <= limits.max_parameters_bytes).then_some(text);
     }
 
     /// Keeps the first error.

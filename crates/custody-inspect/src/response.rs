@@ -7,11 +7,26 @@
 //! being buffered: only its last [`TAIL_BYTES`] are kept, from which the `usage`
 //! (and `model`) objects are recovered best-effort, since both providers put them
 //! at the end.
+//!
+//! # Tool-call arguments
+//! Each [`ToolCall`] carries its arguments as canonical JSON (see
+//! [`crate::canonical_json`]) so a tracker can compare them with the tool call
+//! that carries the call out. Whole sources (a JSON body, a Responses API
+//! `output_item.done` / `function_call_arguments.done` / `response.completed`, an
+//! Anthropic `content_block_stop`) settle a call's arguments; the first one wins.
+//! Streamed fragments are assembled per call (chat: per choice and tool index;
+//! Responses: per item; Anthropic: per content block) and settled when the call
+//! ends, or at [`ResponseObserver::finish`] for calls still open. Arguments that do
+//! not parse as JSON (a cut stream, invalid JSON) or that are longer than
+//! `Limits::max_parameters_bytes` (as assembled, or once canonical) are `None`;
+//! assembly stops as soon as a call goes over that bound, and all calls of one
+//! response together assemble at most `Limits::max_body_bytes`.
 
 mod anthropic;
 mod mcp;
 mod openai;
 
+use crate::canonical_json;
 use crate::sse::{SseEvent, SseParser};
 use crate::text::truncate_chars;
 use crate::usage::{AnthropicRaw, Usage};
@@ -31,6 +46,21 @@ pub struct ToolCall {
     pub id: Option<String>,
     /// The tool (function) name.
     pub name: String,
+    /// The call's arguments as canonical JSON text; `None` when they do not parse
+    /// as JSON (e.g. a stream cut short) or are larger than
+    /// `Limits::max_parameters_bytes`. See the module documentation.
+    pub arguments: Option<String>,
+}
+
+/// Where one tool call's arguments stand.
+#[derive(Debug)]
+enum Args {
+    /// Streamed fragments assembled so far (possibly none).
+    Open(String),
+    /// Went over the bound: they will be `None`.
+    Dropped,
+    /// Settled: the call's `arguments` are final.
+    Settled,
 }
 
 /// What a response said.
@@ -76,8 +106,19 @@ struct State {
     openai_usage: Option<Usage>,
     anthropic_usage: AnthropicRaw,
     tool_calls: Vec<ToolCall>,
+    /// Each tool call's arguments, by position in `tool_calls`.
+    args: Vec<Args>,
+    /// `Limits::max_parameters_bytes`: the largest arguments kept.
+    max_args: usize,
+    /// Bytes of arguments text the calls of this response may still assemble.
+    args_budget: usize,
     /// Streamed chat tool calls: (choice index << 32 | tool index) → position.
     chat_slots: Vec<(u64, usize)>,
+    /// Streamed Responses API calls: (item id, output index) → position.
+    response_items: Vec<(Option<String>, Option<u32>, usize)>,
+    /// Open Anthropic tool_use blocks: (block index, position, the start
+    /// block's canonical `input`, used when no fragment comes).
+    open_blocks: Vec<(u32, usize, Option<String>)>,
     error: Option<String>,
     events: u64,
     /// The response said all it will say (the stream's terminal event, or a
@@ -135,7 +176,12 @@ impl ResponseObserver {
                 openai_usage: None,
                 anthropic_usage: AnthropicRaw::default(),
                 tool_calls: Vec::new(),
+                args: Vec::new(),
+                max_args: limits.max_parameters_bytes,
+                args_budget: limits.max_body_bytes,
                 chat_slots: Vec::new(),
+                response_items: Vec::new(),
+                open_blocks: Vec::new(),
                 error: None,
                 events: 0,
                 complete: false,
@@ -203,6 +249,7 @@ impl ResponseObserver {
             Mode::Json { buf, tail: None } => state.on_json_body(&buf),
             Mode::Ignore => {}
         }
+        state.settle_open_args();
         facts.model = state.model;
         facts.usage = match state.kind {
             RouteKind::Anthropic => state.anthropic_usage.normalised(),
@@ -355,18 +402,135 @@ impl State {
         }
     }
 
-    /// Records a tool call once per id (calls without an id are always recorded).
-    fn push_tool_call(&mut self, id: Option<&str>, name: &str) {
+    /// Records a tool call once per id (calls without an id are always recorded);
+    /// its position in `tool_calls`.
+    fn push_tool_call(&mut self, id: Option<&str>, name: &str) -> usize {
         if let Some(id) = id
-            && self.tool_calls.iter().any(|t| t.id.as_deref() == Some(id))
+            && let Some(pos) = self
+                .tool_calls
+                .iter()
+                .position(|t| t.id.as_deref() == Some(id))
         {
-            return;
+            return pos;
         }
-        self.tool_calls.push(ToolCall {
+        self.new_tool_call(ToolCall {
             id: id.map(str::to_owned),
             name: name.to_owned(),
-        });
+            arguments: None,
+        })
     }
+
+    /// Appends `call` (its arguments still open); its position.
+    fn new_tool_call(&mut self, call: ToolCall) -> usize {
+        self.tool_calls.push(call);
+        self.args.push(Args::Open(String::new()));
+        self.tool_calls.len() - 1
+    }
+
+    /// Takes `n` bytes from the response's arguments budget, if they are left.
+    fn charge_args(&mut self, n: usize) -> bool {
+        let ok = n <= self.args_budget;
+        if ok {
+            self.args_budget -= n;
+        }
+        ok
+    }
+
+    /// Appends a streamed fragment of call `pos`'s arguments, dropping them once
+    /// they go over the bound.
+    fn append_args(&mut self, pos: usize, fragment: &str) {
+        if fragment.is_empty() {
+            return;
+        }
+        let Some(Args::Open(text)) = self.args.get(pos) else {
+            return;
+        };
+        let fits = text.len() + fragment.len() <= self.max_args;
+        if fits && self.charge_args(fragment.len()) {
+            if let Some(Args::Open(text)) = self.args.get_mut(pos) {
+                text.push_str(fragment);
+            }
+        } else {
+            self.args[pos] = Args::Dropped;
+        }
+    }
+
+    /// Settles call `pos`'s arguments from their whole text (a JSON string), unless
+    /// they are settled already.
+    fn settle_args_text(&mut self, pos: usize, text: &str) {
+        if matches!(self.args.get(pos), None | Some(Args::Settled)) {
+            return;
+        }
+        let fits = text.len() <= self.max_args && self.charge_args(text.len());
+        let args = if fits {
+            canonical_args(text, self.max_args)
+        } else {
+            None
+        };
+        self.settle(pos, args);
+    }
+
+    /// Settles call `pos`'s arguments from a JSON value: a string holds their
+    /// text (OpenAI), anything else is the arguments themselves (Anthropic's
+    /// `input`; an object from OpenAI-compatible servers); `null` means none.
+    fn settle_args_value(&mut self, pos: usize, v: Option<&Value>) {
+        match v {
+            Some(Value::String(text)) => self.settle_args_text(pos, text),
+            Some(v) if !v.is_null() => {
+                if matches!(self.args.get(pos), None | Some(Args::Settled)) {
+                    return;
+                }
+                let args =
+                    canonical_args_value(v, self.max_args).filter(|c| self.charge_args(c.len()));
+                self.settle(pos, args);
+            }
+            _ => self.settle(pos, None),
+        }
+    }
+
+    /// Settles call `pos`'s arguments from what its stream assembled; `fallback`
+    /// when no fragment came.
+    fn settle_assembled(&mut self, pos: usize, fallback: Option<String>) {
+        let args = match self.args.get_mut(pos) {
+            Some(Args::Open(text)) if !text.is_empty() => canonical_args(text, self.max_args),
+            Some(Args::Open(_)) => fallback,
+            Some(Args::Dropped) => None,
+            Some(Args::Settled) | None => return,
+        };
+        self.settle(pos, args);
+    }
+
+    fn settle(&mut self, pos: usize, args: Option<String>) {
+        if let (Some(slot), Some(call)) = (self.args.get_mut(pos), self.tool_calls.get_mut(pos))
+            && !matches!(slot, Args::Settled)
+        {
+            *slot = Args::Settled;
+            call.arguments = args;
+        }
+    }
+
+    /// At the end: every call still open gets what its stream assembled.
+    fn settle_open_args(&mut self) {
+        for pos in 0..self.args.len() {
+            self.settle_assembled(pos, None);
+        }
+    }
+}
+
+/// Canonical JSON of an arguments text, if it parses and both it and its
+/// canonical form fit in `max` bytes.
+fn canonical_args(text: &str, max: usize) -> Option<String> {
+    if text.len() > max {
+        return None;
+    }
+    let v: Value = serde_json::from_str(text).ok()?;
+    canonical_args_value(&v, max)
+}
+
+/// Canonical JSON of arguments, if it fits in `max` bytes.
+fn canonical_args_value(v: &Value, max: usize) -> Option<String> {
+    let text = canonical_json(v);
+    (text.len() <= max).then_some(text)
 }
 
 #[cfg(test)]

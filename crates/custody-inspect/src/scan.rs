@@ -67,12 +67,14 @@ pub(crate) fn may_have_non_null(json: &[u8], key: &[u8]) -> bool {
 /// Whether an OpenAI chat chunk may carry a tool call, usage, an error or a
 /// Responses API `type` (the content-only chunks, most of a stream, do not).
 pub(crate) fn chat_chunk_may_matter(json: &[u8]) -> bool {
-    any_after_quote(json, |rest| {
-        rest.starts_with(b"tool_calls\"")
-            || rest.starts_with(b"function_call\"")
-            || rest.starts_with(b"type\"")
-            || member_value(rest, b"usage").is_some_and(|v| !v.starts_with(b"null"))
-            || member_value(rest, b"error").is_some_and(|v| !v.starts_with(b"null"))
+    // Most quotes open a key or a string that matches none of these: one branch
+    // on the next byte rules them out.
+    any_after_quote(json, |rest| match rest.first() {
+        Some(b't') => rest.starts_with(b"tool_calls\"") || rest.starts_with(b"type\""),
+        Some(b'f') => rest.starts_with(b"function_call\""),
+        Some(b'u') => member_value(rest, b"usage").is_some_and(|v| !v.starts_with(b"null")),
+        Some(b'e') => member_value(rest, b"error").is_some_and(|v| !v.starts_with(b"null")),
+        _ => false,
     })
 }
 

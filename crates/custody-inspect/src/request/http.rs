@@ -1,5 +1,9 @@
 //! Plain HTTP / REST tool requests: tool from the route's mapping, parameters from
 //! the path parameters, the query string and a JSON or form body.
+//!
+//! A request mapped to a tool also gets `tool_arguments`, the one object a model's
+//! call of that tool would have carried: the body when it is an object (JSON or
+//! form), else the path and query parameters merged (path wins on a clash).
 
 use super::{RequestFacts, RequestInput, first_token, header, not_json};
 use crate::Limits;
@@ -30,7 +34,22 @@ pub(super) fn inspect(
             params.insert("query".to_owned(), Value::Object(query));
         }
     }
-    if let Some(body) = body.and_then(|b| body_value(req, b, facts)) {
+    let body = body.and_then(|b| body_value(req, b, facts));
+    if facts.tool.is_some() {
+        match &body {
+            Some(body @ Value::Object(_)) => facts.set_tool_arguments(body, limits),
+            _ => {
+                let mut merged = Map::new();
+                for part in ["query", "path"] {
+                    if let Some(Value::Object(m)) = params.get(part) {
+                        merged.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                }
+                facts.set_tool_arguments(&Value::Object(merged), limits);
+            }
+        }
+    }
+    if let Some(body) = body {
         params.insert("body".to_owned(), body);
     }
     if !params.is_empty() {

@@ -133,6 +133,15 @@ fn summarise(message: &Map<String, Value>) -> Summary<'_> {
     s
 }
 
+/// A `tools/call`'s arguments for [`RequestFacts::tool_arguments`]: absent or
+/// `null` arguments are a call with none, `{}`.
+fn set_tool_arguments(args: Option<&Value>, limits: &Limits, facts: &mut RequestFacts) {
+    match args.filter(|a| !a.is_null()) {
+        Some(args) => facts.set_tool_arguments(args, limits),
+        None => facts.set_tool_arguments(&Value::Object(Map::new()), limits),
+    }
+}
+
 fn single(
     req: &RequestInput<'_>,
     message: &Map<String, Value>,
@@ -154,16 +163,25 @@ fn single(
     if let Some(id) = request_id(message) {
         facts.jsonrpc_ids.push(id.clone());
     }
-    if s.method == Some("tools/call") {
-        match s.tool {
-            Some(name) => facts.tool = Some(format!("{}:{name}", req.route)),
-            None => facts.note_error("tools/call without params.name".to_owned()),
-        }
-    }
     if let Some(args) = s.arguments {
         facts.set_parameters(args, limits);
     } else if let Some(params) = s.params {
         facts.set_parameters(&Value::Object(params), limits);
+    }
+    if s.method == Some("tools/call") {
+        match s.tool {
+            Some(name) => {
+                facts.tool = Some(format!("{}:{name}", req.route));
+                match s.arguments.filter(|a| !a.is_null()) {
+                    // The parameters are these arguments, canonical, unless truncated.
+                    Some(_) if facts.truncated_from.is_none() => {
+                        facts.tool_arguments.clone_from(&facts.parameters);
+                    }
+                    args => set_tool_arguments(args, limits, facts),
+                }
+            }
+            None => facts.note_error("tools/call without params.name".to_owned()),
+        }
     }
 }
 
@@ -196,6 +214,7 @@ fn batch(req: &RequestInput<'_>, messages: &[Value], limits: &Limits, facts: &mu
             summary.insert("name".to_owned(), Value::String(name.to_owned()));
             if facts.tool.is_none() {
                 facts.tool = Some(format!("{}:{name}", req.route));
+                set_tool_arguments(s.arguments, limits, facts);
             }
         }
         if let Some(args) = s.arguments {

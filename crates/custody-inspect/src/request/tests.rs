@@ -459,3 +459,277 @@ fn http_bodies() {
         (Some(r#"{"query":{"q":"1"}}"#), true)
     );
 }
+
+// ---- Tool-result ids and tool arguments -------------------------------------
+
+fn ids(f: &RequestFacts) -> Vec<&str> {
+    f.tool_result_ids.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn tool_result_ids_openai_chat() {
+    let body = json!({"model": "gpt-4o", "messages": [
+        {"role": "user", "content": "hi", "tool_call_id": "not_a_result"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "t", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "secret result text"},
+        {"tool_call_id": "call_2", "content": [{"type": "text", "text": "x"}], "role": "tool"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "again"},
+        {"role": "tool", "tool_call_id": "call_\u{e9}\"q", "content": "escaped id"},
+        {"role": "tool", "content": "no id"}]});
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        &body.to_string(),
+    )
+    .inspect();
+    assert_eq!(ids(&f), ["call_1", "call_2", "call_\u{e9}\"q"]);
+    assert_eq!((f.model.as_deref(), f.error), (Some("gpt-4o"), None));
+    assert_eq!((f.parameters, f.tool_arguments), (None, None));
+}
+
+#[test]
+fn tool_result_ids_openai_responses() {
+    let body = json!({"model": "gpt-5", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "t", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "result"},
+        {"type": "custom_tool_call_output", "call_id": "call_2", "output": "rows"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "dup"}]});
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/responses",
+        &body.to_string(),
+    )
+    .inspect();
+    assert_eq!(ids(&f), ["call_1", "call_2"]);
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/responses",
+        r#"{"model":"gpt-5","input":"just text"}"#,
+    )
+    .inspect();
+    assert!(f.tool_result_ids.is_empty());
+    assert_eq!(f.error, None);
+}
+
+#[test]
+fn tool_result_ids_anthropic() {
+    let body = json!({"model": "claude", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}},
+                                          {"type": "tool_use", "id": "toolu_2", "name": "t", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "two"},
+            {"tool_use_id": "toolu_1", "is_error": true, "type": "tool_result",
+             "content": [{"type": "text", "text": "failed"}]},
+            {"type": "text", "text": "and then?"}]},
+        // role "tool" is not an Anthropic shape: not read.
+        {"role": "tool", "tool_call_id": "call_x", "content": "x"}]});
+    let f = req(
+        RouteKind::Anthropic,
+        "POST",
+        "/v1/messages",
+        &body.to_string(),
+    )
+    .inspect();
+    assert_eq!(ids(&f), ["toolu_2", "toolu_1"]);
+    // ...nor are Anthropic blocks on an OpenAI route.
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        &body.to_string(),
+    )
+    .inspect();
+    assert_eq!(ids(&f), ["call_x"]);
+}
+
+#[test]
+fn tool_result_ids_are_bounded() {
+    let mut messages = vec![json!({"role": "tool", "tool_call_id": "", "content": ""})];
+    messages.push(json!({"role": "tool", "tool_call_id": "x".repeat(MAX_TOOL_RESULT_ID_BYTES + 1), "content": ""}));
+    messages.push(json!({"role": "tool", "tool_call_id": "y".repeat(MAX_TOOL_RESULT_ID_BYTES), "content": ""}));
+    for i in 0..300 {
+        messages.push(json!({"role": "tool", "tool_call_id": format!("call_{i}"), "content": ""}));
+    }
+    let body = json!({"model": "gpt-4o", "messages": messages});
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        &body.to_string(),
+    )
+    .inspect();
+    assert_eq!(f.tool_result_ids.len(), MAX_TOOL_RESULT_IDS);
+    assert_eq!(f.tool_result_ids[0].len(), MAX_TOOL_RESULT_ID_BYTES);
+    assert_eq!(f.tool_result_ids[1], "call_0");
+    assert_eq!(
+        f.tool_result_ids.last().map(String::as_str),
+        Some("call_254")
+    );
+}
+
+#[test]
+fn odd_message_shapes_are_skipped_not_errors() {
+    for body in [
+        r#"{"model":"m","messages":"a string"}"#,
+        r#"{"model":"m","messages":null,"input":null}"#,
+        r#"{"model":"m","messages":{"role":"tool"}}"#,
+        r#"{"model":"m","messages":[1,null,"x",[{"role":"tool"}],true,2.5]}"#,
+        r#"{"model":"m","messages":[{"role":5,"tool_call_id":{"a":[1]},"content":{"type":"tool_result"}}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[1,"x",null,{"type":["tool_result"],"tool_use_id":7}]}]}"#,
+        r#"{"model":"m","input":[[1,2,3],[4]]}"#,
+        r#"{"model":"m","input":["a","b"]}"#,
+        r#"{"model":"m","input":{"type":"function_call_output","call_id":"c"}}"#,
+    ] {
+        for kind in [RouteKind::Openai, RouteKind::Anthropic] {
+            let f = req(kind, "POST", "/v1/chat/completions", body).inspect();
+            assert_eq!(
+                (
+                    f.model.as_deref(),
+                    f.error.as_deref(),
+                    f.tool_result_ids.len()
+                ),
+                (Some("m"), None, 0),
+                "{body}"
+            );
+        }
+    }
+    // Malformed JSON inside the messages is still an error, as before.
+    let f = req(
+        RouteKind::Openai,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":"m","messages":[{"role":"tool",}]}"#,
+    )
+    .inspect();
+    assert!(
+        f.error
+            .expect("error")
+            .starts_with("request body is not JSON")
+    );
+}
+
+#[test]
+fn mcp_tool_arguments() {
+    let call = |params: &str| {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#);
+        req(RouteKind::Mcp, "POST", "/mcp", &body).inspect()
+    };
+    let f = call(r#"{"name":"search","arguments":{ "query" : "Zo\u00eb", "limit": 2 }}"#);
+    assert_eq!(
+        f.tool_arguments.as_deref(),
+        Some(r#"{"limit":2,"query":"Zoë"}"#)
+    );
+    assert_eq!(f.tool_arguments, f.parameters);
+    for params in [r#"{"name":"list"}"#, r#"{"name":"list","arguments":null}"#] {
+        assert_eq!(
+            call(params).tool_arguments.as_deref(),
+            Some("{}"),
+            "{params}"
+        );
+    }
+    assert_eq!(call("{}").tool_arguments, None, "no tool name");
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+    )
+    .inspect();
+    assert_eq!(f.tool_arguments, None);
+    // Oversized: no marker, just none (the parameters still get the marker).
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"q":"{}"}}}}}}"#,
+        "x".repeat(500)
+    );
+    let limits = Limits {
+        max_parameters_bytes: 200,
+        ..Limits::default()
+    };
+    let f = req(RouteKind::Mcp, "POST", "/mcp", &body).inspect_with(None, &limits);
+    assert_eq!(f.tool_arguments, None);
+    assert!(f.parameters.is_some_and(|p| p.contains("_truncated")));
+    // A batch: the first tools/call's, as for `tool`.
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+            {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"b":2,"a":1}}},
+            {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"mul","arguments":{"a":3}}}]"#,
+    )
+    .inspect();
+    assert_eq!(
+        (f.tool.as_deref(), f.tool_arguments.as_deref()),
+        (Some("crm:add"), Some(r#"{"a":1,"b":2}"#))
+    );
+}
+
+#[test]
+fn http_tool_arguments() {
+    let tools = ToolMap::new(vec![
+        ToolMapping {
+            method: "POST".into(),
+            path: "/api/contacts/{id}/notes".into(),
+            tool: "crm:notes".into(),
+        },
+        ToolMapping {
+            method: "GET".into(),
+            path: "/api/contacts/{id}".into(),
+            tool: "crm:contact".into(),
+        },
+    ])
+    .expect("valid");
+    let l = Limits::default();
+    // A JSON object body is the arguments.
+    let mut r = req(
+        RouteKind::Http,
+        "POST",
+        "/api/contacts/c1/notes",
+        r#"{"text": "call back", "pin": true}"#,
+    )
+    .header("content-type", "application/json");
+    r.query = Some("notify=yes");
+    let f = r.inspect_with(Some(&tools), &l);
+    assert_eq!(
+        f.tool_arguments.as_deref(),
+        Some(r#"{"pin":true,"text":"call back"}"#)
+    );
+    // A form body too.
+    let f = req(
+        RouteKind::Http,
+        "POST",
+        "/api/contacts/c1/notes",
+        "text=call+back",
+    )
+    .header("content-type", "application/x-www-form-urlencoded")
+    .inspect_with(Some(&tools), &l);
+    assert_eq!(f.tool_arguments.as_deref(), Some(r#"{"text":"call back"}"#));
+    // Otherwise the path and query parameters, merged; the path wins a clash.
+    let mut r = req(RouteKind::Http, "GET", "/api/contacts/c%2F1", "");
+    r.query = Some("fields=name&fields=email&id=spoofed");
+    let f = r.inspect_with(Some(&tools), &l);
+    assert_eq!(
+        f.tool_arguments.as_deref(),
+        Some(r#"{"fields":["name","email"],"id":"c/1"}"#)
+    );
+    let f = req(RouteKind::Http, "POST", "/api/contacts/c1/notes", "[1,2]")
+        .header("content-type", "application/json")
+        .inspect_with(Some(&tools), &l);
+    assert_eq!(
+        f.tool_arguments.as_deref(),
+        Some(r#"{"id":"c1"}"#),
+        "non-object body"
+    );
+    // Not mapped to a tool: none.
+    let mut r = req(RouteKind::Http, "POST", "/other", r#"{"a":1}"#);
+    r.query = Some("q=1");
+    let f = r.inspect_with(Some(&tools), &l);
+    assert_eq!((f.tool, f.tool_arguments), (None, None));
+    assert!(f.parameters.is_some());
+}

@@ -7,8 +7,16 @@
 //! or an error; it is then read with borrowed, typed structs that skip the
 //! content, and anything unexpected falls back to a `serde_json::Value` read with
 //! the same meaning.
+//!
+//! Tool-call arguments: chat deltas' `function.arguments` (or `custom.input`)
+//! fragments are assembled per (choice, tool index) slot and settled at the end;
+//! Responses API `function_call_arguments.delta` (and `custom_tool_call_input`)
+//! fragments are assembled per item (found by `item_id`, else `output_index`) and
+//! settled by the `.done` event, the `output_item.done` item or
+//! `response.completed`, whichever comes first.
 
 use super::State;
+use crate::lenient::Str;
 use crate::scan::chat_chunk_may_matter;
 use crate::sse::SseEvent;
 use crate::usage;
@@ -57,6 +65,38 @@ struct ToolDelta<'a> {
 struct Named<'a> {
     #[serde(borrow)]
     name: Option<&'a str>,
+    /// A function's arguments fragment.
+    #[serde(borrow)]
+    arguments: Option<Str<'a>>,
+    /// A custom tool's input fragment.
+    #[serde(borrow)]
+    input: Option<Str<'a>>,
+}
+
+impl<'a> Named<'a> {
+    fn fragment(&self) -> Option<&str> {
+        self.arguments
+            .as_ref()
+            .or(self.input.as_ref())
+            .and_then(Str::as_deref)
+    }
+}
+
+/// `response.function_call_arguments.*` and `response.custom_tool_call_input.*`.
+#[derive(Deserialize)]
+struct ArgsEvent<'a> {
+    #[serde(borrow)]
+    item_id: Option<Str<'a>>,
+    output_index: Option<u64>,
+    /// `.delta`: the fragment.
+    #[serde(borrow)]
+    delta: Option<Str<'a>>,
+    /// `function_call_arguments.done`: the whole text.
+    #[serde(borrow)]
+    arguments: Option<Str<'a>>,
+    /// `custom_tool_call_input.done`: the whole text.
+    #[serde(borrow)]
+    input: Option<Str<'a>>,
 }
 
 /// Responses API events that carry facts; the many delta events are skipped unparsed.
@@ -75,6 +115,17 @@ fn responses_relevant(kind: &str) -> bool {
     )
 }
 
+/// Responses API events that carry a piece of a call's arguments, or all of them.
+fn is_args_event(kind: &str) -> bool {
+    matches!(
+        kind,
+        "response.function_call_arguments.delta"
+            | "response.function_call_arguments.done"
+            | "response.custom_tool_call_input.delta"
+            | "response.custom_tool_call_input.done"
+    )
+}
+
 fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
 }
@@ -90,11 +141,7 @@ impl State {
             return;
         }
         if ev.event != "message" {
-            if responses_relevant(ev.event)
-                && let Ok(v) = serde_json::from_str::<Value>(data)
-            {
-                self.responses_event(ev.event, &v);
-            }
+            self.responses_data(ev.event, data);
             return;
         }
         if self.model.is_some() && !chat_chunk_may_matter(data.as_bytes()) {
@@ -103,12 +150,7 @@ impl State {
         match serde_json::from_str::<Chunk<'_>>(data) {
             Ok(chunk) => match chunk.kind {
                 None => self.chat_chunk(chunk),
-                Some(kind) if responses_relevant(kind) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(data) {
-                        self.responses_event(kind, &v);
-                    }
-                }
-                Some(_) => {}
+                Some(kind) => self.responses_data(kind, data),
             },
             Err(_) => {
                 let Ok(v) = serde_json::from_str::<Value>(data) else {
@@ -116,6 +158,7 @@ impl State {
                 };
                 match str_at(&v, "type") {
                     Some(kind) if responses_relevant(kind) => self.responses_event(kind, &v),
+                    Some(kind) if is_args_event(kind) => self.responses_data(kind, data),
                     Some(_) => {}
                     None => self.chat_chunk_value(&v),
                 }
@@ -132,14 +175,16 @@ impl State {
             let Some(delta) = choice.delta else { continue };
             for (pos, tc) in delta.tool_calls.into_iter().flatten().enumerate() {
                 let ti = tc.index.unwrap_or(pos as u32);
+                let f = tc.function.as_ref().or(tc.custom.as_ref());
                 let name = tc
                     .function
+                    .as_ref()
                     .and_then(|f| f.name)
-                    .or(tc.custom.and_then(|c| c.name));
-                self.chat_tool_delta(ci, ti, tc.id, name);
+                    .or(tc.custom.as_ref().and_then(|c| c.name));
+                self.chat_tool_delta(ci, ti, tc.id, name, f.and_then(Named::fragment));
             }
-            if let Some(name) = delta.function_call.and_then(|f| f.name) {
-                self.chat_tool_delta(ci, u32::MAX, None, Some(name));
+            if let Some(f) = delta.function_call {
+                self.chat_tool_delta(ci, u32::MAX, None, f.name, f.fragment());
             }
         }
         if let Some(u) = chunk.usage.as_ref().and_then(usage::openai) {
@@ -162,14 +207,15 @@ impl State {
             };
             for (pos, tc) in items(delta.get("tool_calls")).iter().enumerate() {
                 let ti = index_at(tc).unwrap_or(pos as u32);
+                let f = tc.get("function").or_else(|| tc.get("custom"));
                 let name = tc
                     .get("function")
                     .or_else(|| tc.get("custom"))
                     .and_then(|f| str_at(f, "name"));
-                self.chat_tool_delta(ci, ti, str_at(tc, "id"), name);
+                self.chat_tool_delta(ci, ti, str_at(tc, "id"), name, f.and_then(fragment_at));
             }
-            if let Some(name) = delta.get("function_call").and_then(|f| str_at(f, "name")) {
-                self.chat_tool_delta(ci, u32::MAX, None, Some(name));
+            if let Some(f) = delta.get("function_call") {
+                self.chat_tool_delta(ci, u32::MAX, None, str_at(f, "name"), fragment_at(f));
             }
         }
         if let Some(u) = v.get("usage").and_then(usage::openai) {
@@ -181,18 +227,28 @@ impl State {
     }
 
     /// One streamed tool-call delta: the first delta of an index opens the call
-    /// (id and name arrive there); later ones only fill what is still missing.
-    fn chat_tool_delta(&mut self, choice: u32, index: u32, id: Option<&str>, name: Option<&str>) {
+    /// (id and name arrive there); later ones only fill what is still missing,
+    /// and append their arguments fragment.
+    fn chat_tool_delta(
+        &mut self,
+        choice: u32,
+        index: u32,
+        id: Option<&str>,
+        name: Option<&str>,
+        fragment: Option<&str>,
+    ) {
         let key = u64::from(choice) << 32 | u64::from(index);
         let pos = match self.chat_slots.iter().find(|(k, _)| *k == key) {
             Some(&(_, pos)) => pos,
             None => {
-                self.tool_calls.push(super::ToolCall::default());
-                let pos = self.tool_calls.len() - 1;
+                let pos = self.new_tool_call(super::ToolCall::default());
                 self.chat_slots.push((key, pos));
                 pos
             }
         };
+        if let Some(fragment) = fragment {
+            self.append_args(pos, fragment);
+        }
         let Some(call) = self.tool_calls.get_mut(pos) else {
             return;
         };
@@ -225,28 +281,101 @@ impl State {
                 continue;
             };
             for tc in items(message.get("tool_calls")) {
-                let name = tc
-                    .get("function")
-                    .or_else(|| tc.get("custom"))
-                    .and_then(|f| str_at(f, "name"));
+                let (function, custom) = (tc.get("function"), tc.get("custom"));
+                let name = function.or(custom).and_then(|f| str_at(f, "name"));
                 if let Some(name) = name {
-                    self.push_tool_call(str_at(tc, "id"), name);
+                    let pos = self.push_tool_call(str_at(tc, "id"), name);
+                    let args = match function {
+                        Some(f) => f.get("arguments"),
+                        None => custom.and_then(|c| c.get("input")),
+                    };
+                    self.settle_args_value(pos, args);
                 }
             }
-            if let Some(name) = message.get("function_call").and_then(|f| str_at(f, "name")) {
-                self.push_tool_call(None, name);
+            if let Some(f) = message.get("function_call")
+                && let Some(name) = str_at(f, "name")
+            {
+                let pos = self.push_tool_call(None, name);
+                self.settle_args_value(pos, f.get("arguments"));
             }
         }
         for item in items(v.get("output")) {
-            self.response_item(item);
+            self.response_item(item, ItemSource::Whole);
         }
+    }
+
+    /// One Responses API event's data, by its type.
+    fn responses_data(&mut self, kind: &str, data: &str) {
+        if is_args_event(kind) {
+            self.responses_args_event(kind, data);
+        } else if responses_relevant(kind)
+            && let Ok(v) = serde_json::from_str::<Value>(data)
+        {
+            self.responses_event(kind, &v);
+        }
+    }
+
+    /// A fragment of a call's arguments, or all of them (`.done`).
+    fn responses_args_event(&mut self, kind: &str, data: &str) {
+        if self.response_items.is_empty() {
+            return; // no call open: nothing to attach a fragment to
+        }
+        let Ok(ev) = serde_json::from_str::<ArgsEvent<'_>>(data) else {
+            return;
+        };
+        let item_id = ev.item_id.as_ref().and_then(Str::as_deref);
+        let index = ev.output_index.and_then(|i| u32::try_from(i).ok());
+        let Some(pos) = self.response_item_pos(item_id, index) else {
+            return;
+        };
+        if kind.ends_with(".delta") {
+            if let Some(fragment) = ev.delta.as_ref().and_then(Str::as_deref) {
+                self.append_args(pos, fragment);
+            }
+        } else if let Some(text) = ev
+            .arguments
+            .as_ref()
+            .or(ev.input.as_ref())
+            .and_then(Str::as_deref)
+        {
+            self.settle_args_text(pos, text);
+        }
+    }
+
+    /// The call a streamed item (by id, else by output index) was recorded as.
+    fn response_item_pos(&self, item_id: Option<&str>, index: Option<u32>) -> Option<usize> {
+        let by_id = || {
+            let item_id = item_id?;
+            self.response_items
+                .iter()
+                .find(|(id, _, _)| id.as_deref() == Some(item_id))
+        };
+        let by_index = || {
+            let index = index?;
+            self.response_items
+                .iter()
+                .find(|(_, i, _)| *i == Some(index))
+        };
+        by_id().or_else(by_index).map(|&(_, _, pos)| pos)
     }
 
     fn responses_event(&mut self, kind: &str, v: &Value) {
         match kind {
             "response.output_item.added" | "response.output_item.done" => {
                 if let Some(item) = v.get("item") {
-                    self.response_item(item);
+                    let index = index_of(v, "output_index");
+                    let source = match kind {
+                        "response.output_item.added" => ItemSource::Added,
+                        _ => ItemSource::Whole,
+                    };
+                    let pos = self.response_item(item, source);
+                    if let Some(pos) = pos {
+                        let id = str_at(item, "id");
+                        if self.response_item_pos(id, index).is_none() {
+                            self.response_items
+                                .push((id.map(str::to_owned), index, pos));
+                        }
+                    }
                 }
             }
             "error" => self.set_error_from(v),
@@ -258,21 +387,45 @@ impl State {
         }
     }
 
-    /// A Responses API output item: function and custom tool calls count.
-    fn response_item(&mut self, item: &Value) {
-        if matches!(
-            str_at(item, "type"),
-            Some("function_call" | "custom_tool_call")
-        ) && let Some(name) = str_at(item, "name")
-        {
-            let id = str_at(item, "call_id").or_else(|| str_at(item, "id"));
-            self.push_tool_call(id, name);
+    /// A Responses API output item: function and custom tool calls count; the
+    /// call's position. The item's arguments settle the call unless they are a
+    /// placeholder: an `output_item.added` item, or one still `in_progress`.
+    fn response_item(&mut self, item: &Value, source: ItemSource) -> Option<usize> {
+        let args_key = match str_at(item, "type") {
+            Some("function_call") => "arguments",
+            Some("custom_tool_call") => "input",
+            _ => return None,
+        };
+        let name = str_at(item, "name")?;
+        let id = str_at(item, "call_id").or_else(|| str_at(item, "id"));
+        let pos = self.push_tool_call(id, name);
+        if source == ItemSource::Whole && str_at(item, "status") != Some("in_progress") {
+            self.settle_args_value(pos, item.get(args_key));
         }
+        Some(pos)
     }
 }
 
+/// Where a Responses API output item was read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ItemSource {
+    /// `response.output_item.added`: the call opens; its arguments follow as deltas.
+    Added,
+    /// `response.output_item.done`, or a response's `output`.
+    Whole,
+}
+
 fn index_at(v: &Value) -> Option<u32> {
-    v.get("index")
+    index_of(v, "index")
+}
+
+fn index_of(v: &Value, key: &str) -> Option<u32> {
+    v.get(key)
         .and_then(Value::as_u64)
         .and_then(|i| u32::try_from(i).ok())
+}
+
+/// A Value-read delta's arguments fragment (`arguments`, else `input`).
+fn fragment_at(f: &Value) -> Option<&str> {
+    str_at(f, "arguments").or_else(|| str_at(f, "input"))
 }
