@@ -68,6 +68,13 @@ pub struct BatchBuilder {
     outcome_error: StringBuilder,
     outcome_bytes_in: Int64Builder,
     outcome_bytes_out: Int64Builder,
+    session_step: Int64Builder,
+    session_source: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    links_tool_call_id: StringBuilder,
+    links_model_request_id: StringBuilder,
+    links_tool_results: ListBuilder<StructBuilder>,
 }
 
 impl Default for BatchBuilder {
@@ -121,6 +128,20 @@ impl Default for BatchBuilder {
             outcome_error: StringBuilder::new(),
             outcome_bytes_in: Int64Builder::new(),
             outcome_bytes_out: Int64Builder::new(),
+            session_step: Int64Builder::new(),
+            session_source: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            parent_span_id: StringBuilder::new(),
+            links_tool_call_id: StringBuilder::new(),
+            links_model_request_id: StringBuilder::new(),
+            links_tool_results: ListBuilder::new(StructBuilder::from_fields(
+                schema::tool_result_fields(),
+                0,
+            ))
+            .with_field(Arc::new(Field::new_list_field(
+                DataType::Struct(schema::tool_result_fields()),
+                true,
+            ))),
         }
     }
 }
@@ -239,6 +260,34 @@ impl BatchBuilder {
         self.outcome_error.append_option(o.error.as_deref());
         self.outcome_bytes_in.append_value(o.bytes_in);
         self.outcome_bytes_out.append_value(o.bytes_out);
+
+        self.session_step.append_option(r.session_step);
+        self.session_source
+            .append_option(r.session_source.as_deref());
+        self.span_id.append_option(r.span_id.as_deref());
+        self.parent_span_id
+            .append_option(r.parent_span_id.as_deref());
+        let l = &r.links;
+        self.links_tool_call_id
+            .append_option(l.tool_call_id.as_deref());
+        self.links_model_request_id
+            .append_option(l.model_request_id.as_deref());
+        match &l.tool_results {
+            Some(items) => {
+                let values = self.links_tool_results.values();
+                for item in items {
+                    if let Some(b) = values.field_builder::<StringBuilder>(0) {
+                        b.append_value(&item.tool_call_id);
+                    }
+                    if let Some(b) = values.field_builder::<StringBuilder>(1) {
+                        b.append_option(item.model_request_id.as_deref());
+                    }
+                    values.append(true);
+                }
+                self.links_tool_results.append(true);
+            }
+            None => self.links_tool_results.append(false),
+        }
     }
 
     /// The batch of every row appended so far; the builder is empty afterwards.
@@ -312,6 +361,18 @@ impl BatchBuilder {
                     Arc::new(self.outcome_bytes_out.finish()),
                 ],
             )?,
+            Arc::new(self.session_step.finish()),
+            Arc::new(self.session_source.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            structure(
+                schema::links_fields(),
+                vec![
+                    Arc::new(self.links_tool_call_id.finish()),
+                    Arc::new(self.links_model_request_id.finish()),
+                    Arc::new(self.links_tool_results.finish()),
+                ],
+            )?,
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
@@ -355,6 +416,15 @@ mod tests {
                 },
             ]);
             r.usage.cached_input_tokens = Some(1024);
+            r.session_step = Some(3);
+            r.span_id = Some("00f067aa0ba902b7".into());
+            r.links.tool_results = Some(vec![crate::record::ToolResult {
+                tool_call_id: "call_1".into(),
+                model_request_id: Some("req_0".into()),
+            }]);
+        } else {
+            r.links.tool_call_id = Some("call_1".into());
+            r.links.model_request_id = Some("req_0".into());
         }
         r
     }
@@ -383,6 +453,22 @@ mod tests {
         assert_eq!(calls.value_length(0), 2);
         assert!(calls.is_null(1));
         assert_eq!(calls.value_length(2), 2);
+        let links = batch
+            .column_by_name("links")
+            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            .expect("links struct");
+        let results = links
+            .column_by_name("tool_results")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::ListArray>())
+            .expect("tool_results list");
+        assert_eq!(results.value_length(0), 1);
+        assert!(results.is_null(1));
+        assert!(
+            links
+                .column_by_name("tool_call_id")
+                .expect("id")
+                .is_valid(1)
+        );
     }
 
     #[test]

@@ -20,11 +20,15 @@
 pub mod batch;
 mod record;
 pub mod schema;
+pub mod ship;
 pub mod sink;
 pub mod spool;
 mod writer;
 
-pub use record::{AuditRecord, ContentSafety, Outcome, Partition, PolicyOutcome, Redaction, Usage};
+pub use record::{
+    AuditRecord, ContentSafety, Links, Outcome, Partition, PolicyOutcome, Redaction, ToolResult,
+    Usage,
+};
 pub use schema::SCHEMA_VERSION;
 pub use sink::{AuditHandle, AuditSink, AuditStats, SinkConfig};
 pub use writer::{FileNamer, ParquetDirWriter, WriteError};

@@ -32,6 +32,36 @@ pub struct AuditRecord {
     pub usage: Usage,
     /// How it ended.
     pub outcome: Outcome,
+    /// The call's position in its session (1, 2, …; monotonic within the session).
+    pub session_step: Option<i64>,
+    /// How the session was found: `header`, `traceparent`, `mcp` or `inactivity`.
+    pub session_source: Option<String>,
+    /// This call's W3C span id (the span custody forwarded upstream).
+    pub span_id: Option<String>,
+    /// The caller's span id from an incoming `traceparent`.
+    pub parent_span_id: Option<String>,
+    /// Causal links between model turns and tool calls.
+    pub links: Links,
+}
+
+/// Which model decision caused a call, and which results a model turn received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Links {
+    /// Tool calls: the id of the model's tool call this call carries out.
+    pub tool_call_id: Option<String>,
+    /// Tool calls: the `request_id` of the model turn that asked for it.
+    pub model_request_id: Option<String>,
+    /// LLM requests: the tool results they carry back to the model.
+    pub tool_results: Option<Vec<ToolResult>>,
+}
+
+/// A tool result an LLM request carries back, by tool call id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ToolResult {
+    /// The tool call id the result answers.
+    pub tool_call_id: String,
+    /// The `request_id` of the model turn that asked for the call, when known.
+    pub model_request_id: Option<String>,
 }
 
 /// The policy decision behind a call.
@@ -124,6 +154,11 @@ impl AuditRecord {
             content_safety: ContentSafety::default(),
             usage: Usage::default(),
             outcome: Outcome::default(),
+            session_step: None,
+            session_source: None,
+            span_id: None,
+            parent_span_id: None,
+            links: Links::default(),
         }
     }
 

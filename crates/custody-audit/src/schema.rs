@@ -16,7 +16,9 @@ use std::sync::{Arc, OnceLock};
 /// - 2: `action.operation`, `action.inspected`, `action.model_tool_calls`,
 ///   `usage.cached_input_tokens`, `usage.cache_creation_input_tokens`.
 /// - 3: `policy.version`.
-pub const SCHEMA_VERSION: i32 = 3;
+/// - 4: sessions and causal links: `session_step`, `session_source`, `span_id`,
+///   `parent_span_id`, `links` (`session_id` and `trace_id` are now filled).
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -63,6 +65,27 @@ pub fn action_fields() -> Fields {
 /// Fields of one element of `action.model_tool_calls`.
 pub fn tool_call_fields() -> Fields {
     Fields::from(vec![utf8("id"), Field::new("name", DataType::Utf8, false)])
+}
+
+/// Fields of one element of `links.tool_results`.
+pub fn tool_result_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("tool_call_id", DataType::Utf8, false),
+        utf8("model_request_id"),
+    ])
+}
+
+/// Fields of `links`.
+pub fn links_fields() -> Fields {
+    Fields::from(vec![
+        utf8("tool_call_id"),
+        utf8("model_request_id"),
+        Field::new_list(
+            "tool_results",
+            Field::new_list_field(DataType::Struct(tool_result_fields()), true),
+            true,
+        ),
+    ])
 }
 
 /// Fields of `policy`.
@@ -145,6 +168,12 @@ pub fn audit_schema() -> SchemaRef {
                 ),
                 Field::new("usage", DataType::Struct(usage_fields()), false),
                 Field::new("outcome", DataType::Struct(outcome_fields()), false),
+                // Version 4 (appended, so positional readers of older files still work).
+                Field::new("session_step", DataType::Int64, true),
+                utf8("session_source"),
+                utf8("span_id"),
+                utf8("parent_span_id"),
+                Field::new("links", DataType::Struct(links_fields()), false),
             ];
             let metadata =
                 HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);

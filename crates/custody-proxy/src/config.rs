@@ -9,6 +9,7 @@
 mod identity;
 mod inspection;
 mod raw;
+mod sessions;
 mod units;
 mod validate;
 
@@ -53,6 +54,9 @@ pub struct Config {
     /// Content safety: detectors and what to do with each kind (default: every
     /// built-in detector in `log` mode).
     pub safety: custody_safety::SafetyPolicy,
+    /// Session correlation: how requests are grouped into agent sessions, and the
+    /// tracker's bounds.
+    pub sessions: custody_session::SessionConfig,
 }
 
 /// `policy`.

@@ -42,6 +42,17 @@ impl RequestInspection {
         self.facts.model.as_deref()
     }
 
+    /// The tool call's arguments as canonical JSON (MCP `tools/call`, mapped REST
+    /// tools), to link it to the model turn that asked for it.
+    pub(crate) fn tool_arguments(&self) -> Option<&str> {
+        self.facts.tool_arguments.as_deref()
+    }
+
+    /// LLM requests: the ids of the tool calls whose results the request returns.
+    pub(crate) fn tool_result_ids(&self) -> &[String] {
+        &self.facts.tool_result_ids
+    }
+
     /// On MCP routes, the JSON-RPC requests the body carried (to answer a denial).
     pub(crate) fn jsonrpc_call(&self) -> Option<crate::error::JsonRpcCall> {
         (self.kind == RouteKind::Mcp).then(|| crate::error::JsonRpcCall {
@@ -149,6 +160,7 @@ impl Inspection {
             open_ended: request.kind == RouteKind::Mcp
                 && request.facts.operation.as_deref() == Some("stream"),
             requested_model: request.facts.model,
+            session: None,
         }))
     }
 }
@@ -163,6 +175,8 @@ pub(crate) struct ResponseInspection {
     status: u16,
     open_ended: bool,
     requested_model: Option<String>,
+    /// The call's session, to remember the tool calls the model asks for.
+    session: Option<crate::session::SessionHandle>,
 }
 
 impl ResponseInspection {
@@ -201,6 +215,11 @@ impl ResponseInspection {
         Bytes::from(out)
     }
 
+    /// The call's session: the tool calls the model asks for are remembered in it.
+    pub(crate) fn set_session(&mut self, session: crate::session::SessionHandle) {
+        self.session = Some(session);
+    }
+
     /// Writes what the response said into the row.
     pub(crate) fn apply(self, record: &mut AuditRecord) {
         let facts = self.observer.finish();
@@ -218,6 +237,9 @@ impl ResponseInspection {
                 record.usage.model = model.as_deref().map(short);
             }
             let complete = (200..300).contains(&self.status) && !facts.uninspected;
+            if let Some(session) = &self.session {
+                session.model_asked(&record.request_id, &facts.tool_calls);
+            }
             if !facts.tool_calls.is_empty() || complete {
                 record.action.model_tool_calls = Some(
                     facts

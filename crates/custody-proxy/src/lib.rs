@@ -30,6 +30,7 @@ mod policy;
 mod route;
 mod safety;
 mod server;
+mod session;
 mod upstream;
 
 pub use config::{Config, ConfigError};

@@ -7,15 +7,18 @@
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
 //! 5. identity — verify the user's token (401 when the route requires one), fill the
 //!    principal, remove custody's token header;
-//! 6. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
+//! 6. session — the call's session, step and span (`traceparent` sent upstream),
+//!    and its links to the model turn that asked for it (`custody-session`);
+//! 7. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
 //!    MCP routes), recording decision, rule, scopes and policy version;
-//! 7. safety — scan the body for PII and secrets, record kinds and paths, redact or
+//! 8. safety — scan the body for PII and secrets, record kinds and paths, redact or
 //!    block per route / tool; `action.parameters` is kept only redacted;
-//! 8. upstream — rewrite URI and headers, add the route's credential, send with the
+//! 9. upstream — rewrite URI and headers, add the route's credential, send with the
 //!    response-header timeout;
-//! 9. respond — stream the upstream's body through [`AuditedBody`], which shows it to
-//!    the response inspection (usage, cost, tool calls the model asked for, errors)
-//!    and records the row when the stream ends.
+//! 10. respond — stream the upstream's body through [`AuditedBody`], which shows
+//!     it to the response inspection (usage, cost, tool calls the model asked for —
+//!     remembered in the session — errors) and records the row when the stream
+//!     ends.
 //!
 //! Every exit from this chain goes through [`Exchange`], so every request yields
 //! exactly one audit row.
@@ -30,6 +33,7 @@ use crate::inspect::{Inspection, ResponseInspection};
 use crate::policy::PolicyStage;
 use crate::route::{Route, Router};
 use crate::safety::Safety;
+use crate::session::Sessions;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
@@ -52,6 +56,7 @@ pub(crate) struct Stages {
     /// `None` without an `identity` section.
     pub(crate) identity: Option<Arc<Identity>>,
     pub(crate) policy: Arc<PolicyStage>,
+    pub(crate) sessions: Arc<Sessions>,
     pub(crate) safety: Safety,
 }
 
@@ -64,6 +69,7 @@ pub(crate) struct Pipeline {
     identity: Option<Arc<Identity>>,
     inspection: Inspection,
     policy: Arc<PolicyStage>,
+    sessions: Arc<Sessions>,
     safety: Safety,
     max_request_body: u64,
     max_redacted_response: u64,
@@ -86,6 +92,7 @@ impl Pipeline {
         let Stages {
             identity,
             policy,
+            sessions,
             safety,
         } = stages;
         Self {
@@ -96,6 +103,7 @@ impl Pipeline {
             identity,
             inspection: Inspection::new(&config.inspection),
             policy,
+            sessions,
             safety,
             max_request_body: config.limits.max_request_body,
             max_redacted_response: config.limits.max_redacted_response,
@@ -205,6 +213,9 @@ impl Pipeline {
         let verified = self
             .authenticate(exchange, &mut parts.headers, route)
             .await?;
+        let session = self
+            .sessions
+            .begin(exchange.record(), &mut parts.headers, &inspected);
         if let Some(rule) =
             self.policy
                 .decide(exchange.record(), verified.as_deref(), inspected.model())
@@ -232,9 +243,12 @@ impl Pipeline {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
-        let inspection = self
-            .inspection
-            .response(inspected, parts.status.as_u16(), &parts.headers);
+        let mut inspection =
+            self.inspection
+                .response(inspected, parts.status.as_u16(), &parts.headers);
+        if let Some(inspection) = &mut inspection {
+            inspection.set_session(session);
+        }
         if inspection.as_ref().is_some_and(|i| i.rewrites()) {
             parts.headers.remove(header::CONTENT_LENGTH);
         }

@@ -104,6 +104,9 @@ struct Context {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let policy = Arc::new(PolicyStage::load(config.policy.as_ref())?);
     let safety = crate::safety::Safety::load(&config.safety)?;
+    let sessions =
+        Arc::new(crate::session::Sessions::new(&config.sessions).map_err(StartError::Internal)?);
+    sessions.spawn_sweeper();
     let client = build_client(&config.upstream, &config.upstream_tls)?;
     std::fs::create_dir_all(&config.audit.dir).map_err(|source| StartError::AuditDir {
         path: config.audit.dir.clone(),
@@ -170,6 +173,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             crate::pipeline::Stages {
                 identity,
                 policy,
+                sessions,
                 safety,
             },
             &credentials,

@@ -60,6 +60,7 @@ pub(crate) struct RawConfig {
     pub(crate) inspection: Option<RawInspection>,
     pub(crate) policy: Option<RawPolicy>,
     pub(crate) safety: Option<custody_safety::SafetyConfig>,
+    pub(crate) sessions: Option<super::sessions::RawSessions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +220,7 @@ const SECTIONS: &[&str] = &[
     "inspection",
     "policy",
     "safety",
+    "sessions",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -267,6 +269,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "inspection" => raw.inspection = section(&key, value, issues),
             "policy" => raw.policy = optional_section(&key, value, issues),
             "safety" => raw.safety = section(&key, value, issues),
+            "sessions" => raw.sessions = section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

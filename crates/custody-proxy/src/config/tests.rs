@@ -369,6 +369,35 @@ safety:
 }
 
 #[test]
+fn session_problems_are_reported_with_paths() {
+    let got = issues(
+        "sessions: {header: 'Bad Header', idle_gap: 2h, max_duration: 1h, pending_ttl: 10, max_sessions: 0, nope: 1}\n",
+    )
+    .join("\n");
+    assert!(got.contains("sessions.nope: unknown field `nope`"), "{got}");
+    let got = issues(
+        "sessions: {header: 'Bad Header', idle_gap: 2h, max_duration: 1h, pending_ttl: 10, max_sessions: 0}\n",
+    )
+    .join("\n");
+    for expected in [
+        "sessions.header",
+        "sessions.max_duration: must not be shorter than idle_gap",
+        "sessions.pending_ttl: a duration needs a unit",
+        "sessions.max_sessions",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
+    let c = Config::from_yaml_str(
+        "sessions: {header: X-Conversation-Id, idle_gap: 5m}\n",
+        "t.yaml",
+    )
+    .expect("valid");
+    assert_eq!(c.sessions.header, "x-conversation-id");
+    assert_eq!(c.sessions.idle_gap, std::time::Duration::from_secs(300));
+    assert_eq!(c.sessions.max_sessions, 100_000);
+}
+
+#[test]
 fn the_documented_whole_file_is_valid_and_means_the_defaults() {
     let doc = include_str!("../../../../docs/configuration.md");
     let start = doc

@@ -289,7 +289,10 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         }
     };
 
+    let sessions = super::sessions::validate_sessions(raw.sessions.unwrap_or_default(), is.0);
+
     Some(Config {
+        sessions,
         safety,
         policy,
         inspection,
