@@ -8,6 +8,8 @@ mod lifecycle;
 mod policy;
 mod proxy;
 mod safety;
+mod sessions;
+mod trail;
 
 use custody_tests::stub::Stub;
 

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod read;
 mod record;
 pub mod schema;
 pub mod ship;

@@ -2,7 +2,9 @@
 //!
 //! `custody run [--config FILE]` serves; `custody config check [--config FILE]`
 //! validates a config and prints the effective settings; `custody policy
-//! check | test | explain` works with a policy file offline (see [`policy_cmd`]).
+//! check | test | explain` works with a policy file offline (see [`policy_cmd`]);
+//! `custody trail --session ID` prints one session from the audit files (see
+//! [`trail_cmd`]).
 //! Exit codes: 0 success, 1 runtime failure (cannot bind, cannot write) or a
 //! check that failed (a policy test case, `--deny-warnings`), 2 invalid config,
 //! policy or usage.
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod policy_cmd;
+mod trail_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,6 +63,8 @@ enum Command {
         #[command(subcommand)]
         command: policy_cmd::PolicyCommand,
     },
+    /// Print one session step by step from the audit files (see docs/trail.md).
+    Trail(trail_cmd::TrailArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Policy { command } => policy_cmd::run(command),
+        Command::Trail(args) => trail_cmd::run(args),
     }
 }
 

@@ -1,0 +1,98 @@
+//! Skipping what cannot match: row groups whose `session_id` statistics exclude the
+//! id, and (inside the row groups that remain) rows whose `session_id` does not
+//! match, before any other column is decoded.
+
+use super::SessionMatch;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_schema::{ArrowError, DataType};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::SchemaDescriptor;
+
+/// The leaf index of the top-level column `name`.
+pub(super) fn leaf(schema: &SchemaDescriptor, name: &str) -> Option<usize> {
+    schema
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [name])
+}
+
+/// The row groups that may hold a row matching `m` (by the min/max statistics of
+/// the `session_id` leaf column `col`; a row group without statistics is kept).
+pub(super) fn row_groups(meta: &ParquetMetaData, col: usize, m: &SessionMatch) -> Vec<usize> {
+    (0..meta.num_row_groups())
+        .filter(|&i| {
+            let rg = meta.row_group(i);
+            let Some(Statistics::ByteArray(s)) = rg.column(col).statistics() else {
+                return true;
+            };
+            let rows = u64::try_from(rg.num_rows()).unwrap_or(u64::MAX);
+            if s.null_count_opt() == Some(rows) {
+                return false; // only nulls
+            }
+            match (s.min_bytes_opt(), s.max_bytes_opt()) {
+                (Some(min), Some(max)) => may_contain(min, max, m),
+                _ => true,
+            }
+        })
+        .collect()
+}
+
+/// Whether a string column bounded by `min..=max` (byte-wise, possibly truncated
+/// bounds that still bound every value) may hold a value matching `m`.
+pub(super) fn may_contain(min: &[u8], max: &[u8], m: &SessionMatch) -> bool {
+    match m {
+        SessionMatch::Exact(id) => min <= id.as_bytes() && id.as_bytes() <= max,
+        SessionMatch::Prefix(p) => {
+            let p = p.as_bytes();
+            // Some value v with p <= v (v starts with p) and v <= max, and the
+            // smallest value's first |p| bytes are not past p.
+            max >= p && &min[..min.len().min(p.len())] <= p
+        }
+    }
+}
+
+/// A row filter keeping rows whose `session_id` matches `m`.
+pub(super) fn row_filter(schema: &SchemaDescriptor, col: usize, m: &SessionMatch) -> RowFilter {
+    let m = m.clone();
+    let predicate = ArrowPredicateFn::new(
+        ProjectionMask::leaves(schema, [col]),
+        move |batch: RecordBatch| matches(&batch, &m),
+    );
+    RowFilter::new(vec![Box::new(predicate)])
+}
+
+fn matches(batch: &RecordBatch, m: &SessionMatch) -> Result<BooleanArray, ArrowError> {
+    let col = batch.column(0);
+    let test = |v: &str| match m {
+        SessionMatch::Exact(id) => v == id,
+        SessionMatch::Prefix(p) => v.starts_with(p.as_str()),
+    };
+    let out: BooleanArray = match col.data_type() {
+        DataType::Utf8 => col
+            .as_string::<i32>()
+            .iter()
+            .map(|v| Some(v.is_some_and(test)))
+            .collect(),
+        DataType::LargeUtf8 => col
+            .as_string::<i64>()
+            .iter()
+            .map(|v| Some(v.is_some_and(test)))
+            .collect(),
+        DataType::Utf8View => col
+            .as_string_view()
+            .iter()
+            .map(|v| Some(v.is_some_and(test)))
+            .collect(),
+        other => {
+            return Err(ArrowError::SchemaError(format!(
+                "session_id: expected a string column, found {other}"
+            )));
+        }
+    };
+    debug_assert_eq!(out.len(), batch.num_rows());
+    Ok(out)
+}

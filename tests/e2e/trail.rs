@@ -1,0 +1,249 @@
+//! `custody trail`: a real session written by the real binary (a model turn asking
+//! for a tool, the MCP call carrying it out, the turn returning its result), read
+//! back step by step by `custody trail`, as text and as JSON; an unknown session
+//! exits 1, an ambiguous prefix and a remote sink exit 2.
+
+use custody_tests::client::{post_json, send_collect};
+use custody_tests::harness::{Custody, custody_bin};
+use custody_tests::idp::Idp;
+use custody_tests::rows::row;
+use custody_tests::stub::Stub;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn config(stub: &Stub) -> String {
+    format!(
+        "identity:\n  issuers:\n    - {{issuer: '{u}', audiences: [custody], algorithms: [ES256]}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai, identity: optional}}\n  - {{name: crm, prefix: /mcp, upstream: '{u}/echo', kind: mcp, identity: optional}}\n",
+        u = stub.url()
+    )
+}
+
+/// POSTs `body` with `headers`, tagged `id`; the status.
+async fn call(
+    custody: &Custody,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+    id: &str,
+) -> u16 {
+    let mut req = post_json(path, body);
+    let h = req.headers_mut();
+    h.insert("x-request-id", id.parse().expect("id"));
+    for (name, value) in headers {
+        h.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            value.parse().expect("value"),
+        );
+    }
+    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
+    parts.status.as_u16()
+}
+
+/// Runs `custody trail` with `args`.
+fn trail(args: &[&str]) -> Output {
+    Command::new(custody_bin())
+        .arg("trail")
+        .args(args)
+        .env_remove("CUSTODY_CONFIG")
+        .output()
+        .expect("run custody trail")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trail_prints_a_session_step_by_step_with_its_links() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let mut custody = Custody::start(&config(&stub));
+    let alice = idp.token("auth0|alice");
+    let bob = idp.token("auth0|bob");
+    let as_alice = [
+        ("x-custody-user-token", alice.as_str()),
+        ("x-custody-session", "conv-trail"),
+    ];
+    let tools = json!([{"type": "function", "function": {"name": "search_contacts", "parameters": {
+        "type": "object", "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}}}}}]);
+
+    let ask = json!({"model": "gpt-4o-mini", "tools": tools,
+                     "messages": [{"role": "user", "content": "find ada@example.com"}]});
+    assert_eq!(
+        call(
+            &custody,
+            "/openai/v1/chat/completions",
+            &ask,
+            &as_alice,
+            "turn-1"
+        )
+        .await,
+        200
+    );
+    let rpc = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                     "params": {"name": "search_contacts", "arguments": {"limit": 1, "query": "stub query"}}});
+    assert_eq!(
+        call(&custody, "/mcp/mcp", &rpc, &as_alice, "tool-1").await,
+        200
+    );
+    let answer = json!({"model": "gpt-4o-mini", "tools": tools, "messages": [
+        {"role": "user", "content": "find ada@example.com"},
+        {"role": "assistant", "tool_calls": [{"id": "call_stub_1", "type": "function",
+            "function": {"name": "search_contacts", "arguments": "{\"query\":\"stub query\",\"limit\":1}"}}]},
+        {"role": "tool", "tool_call_id": "call_stub_1", "content": "Ada Lovelace"}]});
+    assert_eq!(
+        call(
+            &custody,
+            "/openai/v1/chat/completions",
+            &answer,
+            &as_alice,
+            "turn-2"
+        )
+        .await,
+        200
+    );
+    // Another user's session with the same header value: not part of Alice's trail.
+    let as_bob = [
+        ("x-custody-user-token", bob.as_str()),
+        ("x-custody-session", "conv-trail"),
+    ];
+    assert_eq!(
+        call(
+            &custody,
+            "/openai/v1/chat/completions",
+            &ask,
+            &as_bob,
+            "bob-1"
+        )
+        .await,
+        200
+    );
+    custody.stop();
+
+    let rows = custody.rows();
+    let session = row(&rows, "turn-1")["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let sink = custody.audit_dir.display().to_string();
+
+    // Text: one block per step, in step order, links resolved to steps.
+    let out = trail(&["--session", &session, "--sink", &sink]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let headers: Vec<&str> = stdout.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(headers.len(), 3, "{stdout}");
+    assert!(headers[0].starts_with("#1 "), "{stdout}");
+    assert!(
+        headers[0].contains(
+            " auth0|alice (analyst, org_acme_corp) llm openai chat.completions -> 200 allow ("
+        ),
+        "{stdout}"
+    );
+    assert!(
+        headers[1].contains(
+            " auth0|alice (analyst, org_acme_corp) tool crm crm:search_contacts -> 200 allow ("
+        ),
+        "{stdout}"
+    );
+    assert!(headers[2].starts_with("#3 "), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("session {session} (header): 3 calls")),
+        "{stdout}"
+    );
+    for expected in [
+        "    request turn-1,",
+        "    PII: EMAIL x1 at $.messages[0].content (log)",
+        "    asked for: search_contacts (call_stub_1, carried out at step 2)",
+        "    carries out call_stub_1 asked at step 1 (req turn-1)",
+        "    returns results of call_stub_1 asked at step 1 (req turn-1), carried out at step 2",
+        "    model gpt-4o-mini",
+        "total: 2 llm, 1 tool, 0 http; 0 denied;",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("bob-1"), "{stdout}");
+
+    // JSON: one object per row, in step order.
+    let out = trail(&["--session", &session, "--sink", &sink, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let objects: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    let ids: Vec<_> = objects.iter().map(|o| o["request_id"].clone()).collect();
+    assert_eq!(ids, [json!("turn-1"), json!("tool-1"), json!("turn-2")]);
+    assert_eq!(objects[1]["session_step"], 2);
+    assert_eq!(objects[1]["links"]["tool_call_id"], "call_stub_1");
+    assert_eq!(objects[1]["links"]["model_request_id"], "turn-1");
+    assert_eq!(
+        objects[2]["links"]["tool_results"],
+        json!([{"tool_call_id": "call_stub_1", "model_request_id": "turn-1"}])
+    );
+    assert_eq!(
+        objects[0]["action"]["model_tool_calls"][0]["name"],
+        "search_contacts"
+    );
+
+    // A unique prefix names the session too; a prefix of two sessions does not.
+    let prefix = &session[..session.len() - 3];
+    let out = trail(&["--session", prefix, "--sink", &sink, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+    let out = trail(&["--session", "hdr:", "--sink", &sink]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("prefix of 2 sessions"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    unknown_and_remote(&custody.audit_dir, &session);
+}
+
+fn unknown_and_remote(audit_dir: &Path, session: &str) {
+    // A file that is not Parquet is reported and skipped; the others are read.
+    let garbage = audit_dir.join("garbage.parquet");
+    std::fs::write(&garbage, b"not parquet").expect("write");
+    let sink = audit_dir.display().to_string();
+    let out = trail(&["--session", session, "--sink", &sink]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: skipped") && err.contains(&garbage.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .count(),
+        3
+    );
+
+    let files = custody_tests::rows::parquet_files(audit_dir).len();
+    let out = trail(&["--session", "hdr:nope", "--sink", &sink]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(err.contains("no row has session id \"hdr:nope\""), "{err}");
+    assert!(
+        err.contains(&format!("searched {files} audit file")),
+        "{err}"
+    );
+
+    let out = trail(&["--session", "x", "--sink", "s3://bucket/audit"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("not supported by `custody trail` yet") && err.contains("DuckDB"),
+        "{err}"
+    );
+
+    let out = trail(&["--session", "x", "--sink", &format!("{sink}/missing")]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = trail(&["--sink", &sink]);
+    assert_eq!(out.status.code(), Some(2), "--session is required");
+}
