@@ -37,7 +37,7 @@ pub use record::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use sink::{
-    Admission, AuditError, AuditHandle, AuditSink, AuditStats, INCOMPLETE, IntentKey, OnFull, Refusal,
-    SinkConfig, StopReport,
+    Admission, AuditError, AuditHandle, AuditSink, AuditStats, INCOMPLETE, IntentKey, OnFull,
+    Refusal, SinkConfig, StopReport,
 };
 pub use writer::{FileNamer, ParquetDirWriter, WriteError};

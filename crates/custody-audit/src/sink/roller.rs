@@ -142,7 +142,10 @@ impl Roller {
         if deadline.is_some() {
             if waiting > 0 {
                 stats.rows_lost.fetch_add(waiting, Ordering::Relaxed);
-                tracing::error!(rows = waiting, "audit spool never had room for these rows; lost");
+                tracing::error!(
+                    rows = waiting,
+                    "audit spool never had room for these rows; lost"
+                );
             }
             if let Some(gap) = *lock(&self.shared.gap) {
                 tracing::error!(
@@ -184,7 +187,8 @@ impl Roller {
                 true
             }
             Outcome::Stalled => {
-                self.backoff = (self.backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                self.backoff =
+                    (self.backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
                 self.retry_at = Some(Instant::now() + self.backoff);
                 false
             }
@@ -204,9 +208,7 @@ impl Roller {
         }
         match self.shared.spool.seal() {
             Ok(_) => {
-                self.shared
-                    .unsealed_rows
-                    .fetch_sub(rows, Ordering::Relaxed);
+                self.shared.unsealed_rows.fetch_sub(rows, Ordering::Relaxed);
                 self.unsealed_since = None;
             }
             Err(e) => tracing::error!(error = %e, "cannot seal the audit spool segment"),
@@ -247,7 +249,9 @@ impl Roller {
             w.rejected,
             w.count - w.rejected
         ));
-        let Ok(payload) = envelope::row(&row) else { return };
+        let Ok(payload) = envelope::row(&row) else {
+            return;
+        };
         let mut gap = lock(&sh.gap);
         // Requests counted meanwhile stay for the next gap row.
         let Some(current) = gap.as_mut() else { return };
@@ -264,7 +268,11 @@ impl Roller {
         drop(gap);
         sh.stats.gap_rows.fetch_add(1, Ordering::Relaxed);
         sh.note_row();
-        tracing::warn!(requests = w.count, rejected = w.rejected, "audit gap row written: requests not recorded while the spool was full");
+        tracing::warn!(
+            requests = w.count,
+            rejected = w.rejected,
+            "audit gap row written: requests not recorded while the spool was full"
+        );
     }
 
     /// Builds and uploads sealed segments oldest first, releasing what is done.
@@ -292,18 +300,26 @@ impl Roller {
                     Ok(p) => self.prepared = Some(p),
                     Err(e) => {
                         tracing::error!(segment = segment.id, error = %e, "cannot read an audit spool segment; retrying later");
-                        self.shared.stats.upload_failures.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .stats
+                            .upload_failures
+                            .fetch_add(1, Ordering::Relaxed);
                         self.shared.stats.failing.store(true, Ordering::Relaxed);
                         return Outcome::Stalled;
                     }
                 }
             }
             if !self.upload(deadline).await {
-                self.shared.stats.upload_failures.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 self.shared.stats.failing.store(true, Ordering::Relaxed);
                 return Outcome::Stalled;
             }
-            let Some(p) = self.prepared.take() else { continue };
+            let Some(p) = self.prepared.take() else {
+                continue;
+            };
             self.commit(p);
             self.finish_replay();
             self.release().await;
@@ -325,7 +341,12 @@ impl Roller {
                 Ok(r) => records.push(r),
                 Err(crate::spool::SpoolError::Corrupt { offset, len, .. }) => {
                     damaged += 1;
-                    tracing::error!(segment = segment.id, offset, len, "audit spool segment damaged after it was written; skipping the damage");
+                    tracing::error!(
+                        segment = segment.id,
+                        offset,
+                        len,
+                        "audit spool segment damaged after it was written; skipping the damage"
+                    );
                 }
                 Err(e) => return Err(e.to_string()),
             }
@@ -432,15 +453,16 @@ impl Roller {
         }
         let sh = &self.shared;
         while let Some((key, json)) = self.unfinished.first() {
-            let payload = match pairing::incomplete_row(json).and_then(|row| envelope::keyed(*key, &row)) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "undecodable intent; no incomplete row");
-                    self.pairing.finalized(*key);
-                    self.unfinished.remove(0);
-                    continue;
-                }
-            };
+            let payload =
+                match pairing::incomplete_row(json).and_then(|row| envelope::keyed(*key, &row)) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "undecodable intent; no incomplete row");
+                        self.pairing.finalized(*key);
+                        self.unfinished.remove(0);
+                        continue;
+                    }
+                };
             if sh.spool.append_nowait(COMPLETION, &payload).is_err() {
                 return;
             }
@@ -453,7 +475,9 @@ impl Roller {
 
     /// Carries open intents forward and deletes the processed segments nothing pins.
     async fn release(&mut self) {
-        let Some(processed) = self.processed else { return };
+        let Some(processed) = self.processed else {
+            return;
+        };
         let sh = &self.shared;
         let mut carried = false;
         for (key, json) in self.pairing.to_carry(processed) {

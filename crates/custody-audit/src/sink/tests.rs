@@ -50,8 +50,8 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn rows(dir: &Path) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     for path in files(dir) {
-        let reader = SerializedFileReader::new(std::fs::File::open(&path).expect("open"))
-            .expect("parquet");
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet");
         for r in reader.get_row_iter(None).expect("rows") {
             use parquet::record::RowAccessor;
             let r = r.expect("row");
@@ -180,13 +180,23 @@ fn a_rebuilt_file_has_the_same_name_and_bytes() {
     };
     let (a, b) = (build(), build());
     assert_eq!(a.len(), 1);
-    assert_eq!(a[0].key, "dt=2026-03-06/hour=14/pod-0192abc-00000042.parquet");
+    assert_eq!(
+        a[0].key,
+        "dt=2026-03-06/hour=14/pod-0192abc-00000042.parquet"
+    );
     assert_eq!(a[0].key, b[0].key);
     assert_eq!(a[0].bytes, b[0].bytes, "byte-identical");
     assert_eq!(a[0].rows, 2500);
     let reader = SerializedFileReader::new(a[0].bytes.clone()).expect("parquet");
     assert_eq!(reader.metadata().file_metadata().num_rows(), 2500);
-    assert!(reader.metadata().row_group(0).column(0).statistics().is_some());
+    assert!(
+        reader
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .statistics()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -228,7 +238,10 @@ async fn a_full_spool_refuses_new_requests_and_writes_a_gap_row_when_space_retur
     assert!(sink.accepting());
     handle.shutdown(deadline()).await;
     let got = rows(&blocker);
-    let gaps: Vec<_> = got.iter().filter(|(id, _)| id.starts_with("gap_")).collect();
+    let gaps: Vec<_> = got
+        .iter()
+        .filter(|(id, _)| id.starts_with("gap_"))
+        .collect();
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     let error = gaps[0].1.as_deref().expect("error");
     assert!(

@@ -36,7 +36,11 @@ impl Log {
     }
 
     fn intent(&mut self, segment: u64, id: &str) -> SpoolRecord {
-        let r = self.rec(segment, INTENT, envelope::row(&row(id, 1_000)).expect("json"));
+        let r = self.rec(
+            segment,
+            INTENT,
+            envelope::row(&row(id, 1_000)).expect("json"),
+        );
         self.keys.insert(id.to_owned(), r.pos.seq);
         r
     }
@@ -148,7 +152,11 @@ fn gap_records_become_rows_timed_by_their_neighbours() {
     gap.extend_from_slice(&100u64.to_le_bytes());
     let recs = vec![
         log.rec(1, RecordKind::GAP, gap),
-        log.rec(1, ROW, envelope::row(&row("after", 3_600_000_123)).expect("json")),
+        log.rec(
+            1,
+            ROW,
+            envelope::row(&row("after", 3_600_000_123)).expect("json"),
+        ),
     ];
     let mut p = Pairing::new("spool1", false);
     let mut rows = Vec::new();
@@ -172,7 +180,10 @@ fn gap_records_become_rows_timed_by_their_neighbours() {
             SpoolRecord {
                 pos: Position { seq: 1, segment: 1 },
                 kind: RecordKind::GAP,
-                payload: [7u64, 9, 100].iter().flat_map(|v| v.to_le_bytes()).collect(),
+                payload: [7u64, 9, 100]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
             },
             SpoolRecord {
                 pos: Position { seq: 2, segment: 1 },
