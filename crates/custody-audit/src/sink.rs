@@ -48,7 +48,7 @@ pub use pairing::INCOMPLETE;
 use crate::record::AuditRecord;
 use crate::ship::{RetryPolicy, ShipConfig, ShipStats, Shipper, SinkError};
 use crate::spool::{Durability, Recovery, Spool, SpoolConfig, SpoolError, SpoolStats};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -219,7 +219,12 @@ struct Shared {
     unsealed_rows: AtomicU64,
     woken: AtomicBool,
     commands: mpsc::UnboundedSender<Command>,
-    /// Completions the spool could not take: `(key, keyed payload)`.
+    /// Keys of this process's intents whose completion is not in the spool yet.
+    /// Appending an intent or a completion and updating this set happen under its
+    /// lock, and so does the roller's carry of an open intent: a carried copy is
+    /// never appended after its completion.
+    live: Mutex<HashSet<u64>>,
+    /// Completions the spool could not take (keyed payloads).
     overflow: Mutex<VecDeque<Vec<u8>>>,
     gap: Mutex<Option<GapWindow>>,
     stats: Arc<AuditStats>,
@@ -301,7 +306,15 @@ impl AuditSink {
         if let Err(full) = sh.admits(payload.len() as u64 + 64) {
             return refuse(full);
         }
-        let key = match sh.spool.append_nowait(envelope::INTENT, &payload) {
+        let appended = {
+            let mut live = lock(&sh.live);
+            let appended = sh.spool.append_nowait(envelope::INTENT, &payload);
+            if let Ok(pos) = &appended {
+                live.insert(pos.seq);
+            }
+            appended
+        };
+        let key = match appended {
             Ok(pos) => IntentKey(pos.seq),
             Err(SpoolError::Full { used, max }) => return refuse(Refusal::Full { used, max }),
             Err(e) => return refuse(Refusal::Unavailable(e.to_string())),
@@ -329,7 +342,15 @@ impl AuditSink {
                 return;
             }
         };
-        match sh.spool.append_nowait(envelope::COMPLETION, &payload) {
+        let appended = {
+            let mut live = lock(&sh.live);
+            let appended = sh.spool.append_nowait(envelope::COMPLETION, &payload);
+            if appended.is_ok() {
+                live.remove(&key.0);
+            }
+            appended
+        };
+        match appended {
             Ok(_) => sh.note_row(),
             Err(e) => {
                 tracing::warn!(request_id = %row.request_id, error = %e, "audit spool cannot take a completion; kept in memory");
@@ -425,7 +446,7 @@ fn roller_retry() -> RetryPolicy {
         initial: Duration::from_millis(100),
         max: Duration::from_secs(2),
         max_attempts: 4,
-        max_elapsed: Duration::from_secs(10),
+        max_elapsed: Duration::from_secs(5),
         jitter: true,
     }
 }
@@ -456,6 +477,7 @@ impl AuditHandle {
             unsealed_rows: AtomicU64::new(0),
             woken: AtomicBool::new(false),
             commands,
+            live: Mutex::default(),
             overflow: Mutex::default(),
             gap: Mutex::default(),
             stats,

@@ -22,7 +22,9 @@
 //!
 //! After a restart, every segment left from before is replayed first; a completion
 //! found without its intent might still have a carried copy ahead, so it pins too,
-//! until the replay is over ([`Pairing::end_replay`]). Then every intent still
+//! until the replay is over ([`Pairing::end_replay`]). (A completion whose intent
+//! the roller carried during the replay stays pinned past it, until the copy is
+//! read: its copy is in a segment written after the restart.) Then every intent still
 //! open belonged to a request the killed process never finished: the roller appends
 //! an `incomplete: custody restarted` completion for each.
 
@@ -68,8 +70,12 @@ pub(crate) struct Tally {
 pub(crate) struct Pairing {
     spool_id: String,
     open: HashMap<u64, Open>,
-    /// Keys completed while a carried copy may follow → the completion's segment.
+    /// Keys completed while a carried copy of theirs follows → the completion's
+    /// segment.
     awaiting_copy: HashMap<u64, u64>,
+    /// While replaying: keys completed without their intent in view (a copy may
+    /// follow in the replayed segments) → the completion's segment.
+    orphans: HashMap<u64, u64>,
     replaying: bool,
     /// The most recent event time read (for gap rows in segments with no row).
     last_time: Option<i64>,
@@ -82,6 +88,7 @@ impl Pairing {
             spool_id: spool_id.to_owned(),
             open: HashMap::new(),
             awaiting_copy: HashMap::new(),
+            orphans: HashMap::new(),
             replaying,
             last_time: None,
         }
@@ -157,7 +164,8 @@ impl Pairing {
                 let (key, json) = envelope::split_keyed(&rec.payload).ok_or("short payload")?;
                 let row = envelope::parse(json).map_err(bad)?;
                 self.last_time = Some(row.event_time);
-                if self.awaiting_copy.remove(&key).is_some() {
+                if self.awaiting_copy.remove(&key).is_some() || self.orphans.remove(&key).is_some()
+                {
                     // Completed before this copy was read: nothing is open.
                     return Ok(None);
                 }
@@ -181,7 +189,7 @@ impl Pairing {
                     }
                     Some(_) => {}
                     None if self.replaying => {
-                        self.awaiting_copy.insert(key, segment);
+                        self.orphans.insert(key, segment);
                     }
                     None => {}
                 }
@@ -217,7 +225,9 @@ impl Pairing {
             .values()
             .filter(|o| !o.carried && !o.finalized)
             .map(|o| o.home);
-        open.chain(self.awaiting_copy.values().copied()).min()
+        open.chain(self.awaiting_copy.values().copied())
+            .chain(self.orphans.values().copied())
+            .min()
     }
 
     /// Open intents in segments up to `through` that need a copy carried forward
@@ -244,7 +254,9 @@ impl Pairing {
     /// those needing an `incomplete` completion: `(key, row JSON)`.
     pub(crate) fn end_replay(&mut self) -> Vec<(u64, Arc<[u8]>)> {
         self.replaying = false;
-        self.awaiting_copy.clear();
+        // Copies of an orphan's intent could only be in the replayed segments, all
+        // read now. Copies the roller carried during the replay are still awaited.
+        self.orphans.clear();
         let mut out: Vec<_> = self
             .open
             .iter()

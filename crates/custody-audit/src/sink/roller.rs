@@ -218,10 +218,14 @@ impl Roller {
     /// Moves completions waiting in memory into the spool.
     fn drain_overflow(&self) {
         let sh = &self.shared;
+        let mut live = lock(&sh.live);
         let mut overflow = lock(&sh.overflow);
         while let Some(payload) = overflow.front() {
             if sh.spool.append_nowait(COMPLETION, payload).is_err() {
                 break;
+            }
+            if let Some((key, _)) = envelope::split_keyed(payload) {
+                live.remove(&key);
             }
             overflow.pop_front();
             sh.stats.completions_waiting.fetch_sub(1, Ordering::Relaxed);
@@ -474,13 +478,28 @@ impl Roller {
     }
 
     /// Carries open intents forward and deletes the processed segments nothing pins.
+    ///
+    /// Nothing is released while the previous process's segments are replayed: a
+    /// completion read there may still be followed by a copy of its intent that the
+    /// previous process carried, and only the replay's end proves there is none.
     async fn release(&mut self) {
         let Some(processed) = self.processed else {
             return;
         };
+        if self.replay_until.is_some() {
+            return;
+        }
         let sh = &self.shared;
         let mut carried = false;
         for (key, json) in self.pairing.to_carry(processed) {
+            // Carried only while its completion is not in the spool (checked and
+            // appended under the lock completions take): a copy never follows its
+            // completion. An intent already completed stays pinned until the
+            // completion is read.
+            let live = lock(&sh.live);
+            if !live.contains(&key) {
+                continue;
+            }
             if sh
                 .spool
                 .append_nowait(CARRY, &envelope::keyed_raw(key, &json))
@@ -488,6 +507,7 @@ impl Roller {
             {
                 break;
             }
+            drop(live);
             self.pairing.carried(key);
             sh.stats.intents_carried.fetch_add(1, Ordering::Relaxed);
             carried = true;

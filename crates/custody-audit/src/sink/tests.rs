@@ -300,3 +300,23 @@ async fn fsync_durability_spools_and_uploads() {
     assert_eq!(rows(&dir.path().join("audit")).len(), 20);
     assert!(sink.spool_stats().fsyncs.load(Ordering::Relaxed) > 0);
 }
+
+#[test]
+fn sequence_numbers_continue_after_every_segment_was_released() {
+    use crate::spool::RecordKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("open");
+    for _ in 0..3 {
+        spool.append_nowait(RecordKind::ROW, b"x").expect("append");
+    }
+    let sealed = spool.seal().expect("seal").expect("segment");
+    spool
+        .release_through(sealed.last.expect("last"))
+        .expect("release");
+    drop(spool);
+    let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("reopen");
+    assert_eq!(spool.next_seq(), 3);
+    drop(spool);
+    let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("reopen");
+    assert_eq!(spool.next_seq(), 3);
+}

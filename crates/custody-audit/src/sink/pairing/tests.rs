@@ -195,3 +195,23 @@ fn gap_records_become_rows_timed_by_their_neighbours() {
     );
     assert_eq!(again, rows);
 }
+
+#[test]
+fn a_copy_carried_during_the_replay_stays_awaited_after_it() {
+    let mut log = Log::new();
+    // Left by a killed process: an intent in 1, its completion in 2.
+    let seg1 = vec![log.intent(1, "r")];
+    let mut p = Pairing::new("s", true);
+    run(&mut p, 1, seg1);
+    // The replay carries the intent (into 9, written after the restart)...
+    let (key, _) = p.to_carry(1)[0].clone();
+    p.carried(key);
+    let seg2 = vec![log.completion(2, "r")];
+    assert_eq!(ids(&run(&mut p, 2, seg2)), ["r"]);
+    // ...and the replay ends before segment 9 is read.
+    assert!(p.end_replay().is_empty(), "r completed");
+    assert_eq!(p.pin(), Some(2), "2 must stay until the copy in 9 is read");
+    assert!(run(&mut p, 9, vec![log.carry(9, "r")]).is_empty());
+    assert_eq!(p.open_count(), 0, "the stale copy opens nothing");
+    assert_eq!(p.pin(), None);
+}
