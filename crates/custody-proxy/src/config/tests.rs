@@ -422,6 +422,17 @@ fn the_documented_whole_file_is_valid_and_means_the_defaults() {
     assert_eq!(c.limits.max_request_body, d.limits.max_request_body);
     assert_eq!(c.inspection.limits, d.inspection.limits);
     assert_eq!(c.routes.len(), d.routes.len());
+    assert_eq!(c.audit.sink, d.audit.sink);
+    assert_eq!(c.audit.spool_dir, d.audit.spool_dir);
+    assert_eq!(c.audit.spool_max_bytes, d.audit.spool_max_bytes);
+    assert_eq!(
+        (c.audit.roll_rows, c.audit.roll_bytes, c.audit.roll_age),
+        (d.audit.roll_rows, d.audit.roll_bytes, d.audit.roll_age)
+    );
+    assert_eq!(
+        (c.audit.durability, c.audit.on_full),
+        (d.audit.durability, d.audit.on_full)
+    );
 }
 
 #[test]
