@@ -3,8 +3,8 @@
 //! # Request path ([`AuditSink`])
 //! - [`AuditSink::intent`], called right before a request is forwarded upstream,
 //!   appends the row as it stands (an *intent*) to the on-disk [spool](crate::spool)
-//!   and returns its key; with `durability: fsync` it returns once a group fsync
-//!   covers it. A request whose intent cannot be written (the backlog is at
+//!   and returns its key; with `durability: fsync` the caller then awaits
+//!   [`AuditSink::sync`], a group fsync covering it. A request whose intent cannot be written (the backlog is at
 //!   `max_bytes`, or the disk fails) is refused ([`OnFull::Reject`]: the caller
 //!   answers 503) or forwarded unrecorded ([`OnFull::Drop`]); either way it is
 //!   counted and a *gap row* (`gap: N requests not recorded ...`) is spooled once
@@ -164,9 +164,6 @@ pub enum Admission {
     Unrecorded(Refusal),
     /// `on_full: reject`: refuse the request (already counted; do not record it).
     Refused(Refusal),
-    /// The intent was written but its fsync failed: refuse the request, and still
-    /// [`AuditSink::complete`] it with this key.
-    RefusedAfterWrite(IntentKey, Refusal),
 }
 
 /// Why the audit path could not start.
@@ -287,7 +284,10 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Spools the intent of a request about to be forwarded (see the module docs).
-    pub async fn intent(&self, record: &AuditRecord) -> Admission {
+    /// Returns at once; with `durability: fsync`, await [`AuditSink::sync`] before
+    /// forwarding. Keep the key even if that wait is cancelled: the request must
+    /// still be completed with it.
+    pub fn intent(&self, record: &AuditRecord) -> Admission {
         let sh = &self.shared;
         let refuse = |refusal: Refusal| match sh.on_full {
             OnFull::Reject => {
@@ -314,19 +314,29 @@ impl AuditSink {
             }
             appended
         };
-        let key = match appended {
-            Ok(pos) => IntentKey(pos.seq),
-            Err(SpoolError::Full { used, max }) => return refuse(Refusal::Full { used, max }),
-            Err(e) => return refuse(Refusal::Unavailable(e.to_string())),
-        };
-        sh.stats.intents_spooled.fetch_add(1, Ordering::Relaxed);
-        if sh.fsync
-            && let Err(e) = sh.spool.flush().await
-        {
-            sh.unrecorded(record.event_time, true);
-            return Admission::RefusedAfterWrite(key, Refusal::Unavailable(e.to_string()));
+        match appended {
+            Ok(pos) => {
+                sh.stats.intents_spooled.fetch_add(1, Ordering::Relaxed);
+                Admission::Spooled(IntentKey(pos.seq))
+            }
+            Err(SpoolError::Full { used, max }) => refuse(Refusal::Full { used, max }),
+            Err(e) => refuse(Refusal::Unavailable(e.to_string())),
         }
-        Admission::Spooled(key)
+    }
+
+    /// With `durability: fsync`, waits for a group fsync covering every intent
+    /// spooled so far; with `process`, returns at once. An error means the intent
+    /// is not durable: refuse the request (it is counted as rejected), and still
+    /// complete it with its key.
+    pub async fn sync(&self) -> Result<(), Refusal> {
+        let sh = &self.shared;
+        if !sh.fsync {
+            return Ok(());
+        }
+        sh.spool.flush().await.map_err(|e| {
+            sh.stats.rows_rejected.fetch_add(1, Ordering::Relaxed);
+            Refusal::Unavailable(e.to_string())
+        })
     }
 
     /// Spools the final row of a request whose intent was spooled. Never blocks on

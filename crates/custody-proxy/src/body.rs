@@ -57,10 +57,15 @@ impl Exchange {
         let Some(record) = self.record.as_deref() else {
             return Ok(());
         };
-        match self.sink.intent(record).await {
+        match self.sink.intent(record) {
             Admission::Spooled(key) => {
+                // Kept before waiting: if the wait is cancelled or fails, the row
+                // is still this intent's completion.
                 self.intent = Some(key);
-                Ok(())
+                self.sink
+                    .sync()
+                    .await
+                    .map_err(crate::error::ProxyError::AuditUnavailable)
             }
             Admission::Unrecorded(refusal) => {
                 tracing::debug!(error = %refusal, "forwarding without an audit row (audit.on_full: drop)");
@@ -69,10 +74,6 @@ impl Exchange {
             }
             Admission::Refused(refusal) => {
                 self.unrecorded = true;
-                Err(crate::error::ProxyError::AuditUnavailable(refusal))
-            }
-            Admission::RefusedAfterWrite(key, refusal) => {
-                self.intent = Some(key);
                 Err(crate::error::ProxyError::AuditUnavailable(refusal))
             }
         }

@@ -12,21 +12,19 @@
 //! after a crash is the same file.
 //!
 //! Releasing a segment is safe once its files are uploaded and nothing still needs
-//! it ([`Pairing::pin`]):
-//! - an open intent pins the segment of its newest copy until it has been carried
-//!   forward (or a completion has been written for it);
-//! - a completion read before the carried copy of its intent (the carry raced the
-//!   completion) pins the completion's segment until that copy is read and
-//!   discarded. Otherwise a crash in between would replay the copy without its
-//!   completion and add an `incomplete` row next to the real one.
+//! it ([`Pairing::pin`]): an open intent pins the segment of its newest copy until
+//! a copy has been carried forward (or a completion written for it). The roller
+//! carries an intent only while its completion is not in the spool — the check and
+//! the append share the lock that completions are appended under — so a carried
+//! copy never follows its own completion, and a replay never mistakes a stale copy
+//! for an open request.
 //!
-//! After a restart, every segment left from before is replayed first; a completion
-//! found without its intent might still have a carried copy ahead, so it pins too,
-//! until the replay is over ([`Pairing::end_replay`]). (A completion whose intent
-//! the roller carried during the replay stays pinned past it, until the copy is
-//! read: its copy is in a segment written after the restart.) Then every intent still
-//! open belonged to a request the killed process never finished: the roller appends
-//! an `incomplete: custody restarted` completion for each.
+//! After a restart, every segment left from before is replayed first and none is
+//! released until the replay is over ([`Pairing::end_replay`]). Then every intent
+//! still open belonged to a request the killed process never finished: the roller
+//! appends an `incomplete: custody restarted` completion for each. (Completions
+//! read before a copy of their intent — possible only with spools written by
+//! other versions, or damage — still discard that copy and pin their segment.)
 
 use super::envelope::{self, CARRY, COMPLETION, INTENT, ROW};
 use crate::record::AuditRecord;

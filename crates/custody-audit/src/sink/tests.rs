@@ -67,8 +67,11 @@ fn rows(dir: &Path) -> Vec<(String, Option<String>)> {
 
 async fn exchange(sink: &AuditSink, id: &str) {
     let r = row(id);
-    match sink.intent(&r).await {
-        Admission::Spooled(key) => sink.complete(key, &r),
+    match sink.intent(&r) {
+        Admission::Spooled(key) => {
+            sink.sync().await.expect("durable");
+            sink.complete(key, &r);
+        }
         other => panic!("not spooled: {other:?}"),
     }
 }
@@ -133,7 +136,7 @@ async fn unfinished_intents_become_incomplete_rows_after_a_restart() {
     let sink = handle.sink();
     exchange(&sink, "done").await;
     // Forwarded, never finished: as if the process was killed mid-request.
-    let Admission::Spooled(_) = sink.intent(&row("killed")).await else {
+    let Admission::Spooled(_) = sink.intent(&row("killed")) else {
         panic!("not spooled")
     };
     handle.shutdown(deadline()).await;
@@ -211,7 +214,7 @@ async fn a_full_spool_refuses_new_requests_and_writes_a_gap_row_when_space_retur
     let mut refused = 0;
     for i in 0..400 {
         let r = row(&format!("r{i}"));
-        match sink.intent(&r).await {
+        match sink.intent(&r) {
             Admission::Spooled(key) => {
                 sink.complete(key, &r);
                 admitted += 1;
@@ -261,7 +264,7 @@ async fn drop_mode_forwards_unrecorded_and_counts_exactly() {
     let mut dropped = 0u64;
     for i in 0..400 {
         let r = row(&format!("r{i}"));
-        match sink.intent(&r).await {
+        match sink.intent(&r) {
             Admission::Spooled(key) => sink.complete(key, &r),
             Admission::Unrecorded(_) => dropped += 1,
             other => panic!("{other:?}"),
