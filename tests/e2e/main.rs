@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `custody` binary between real sockets, a stub
 //! upstream, and the Parquet files it writes.
 
+mod durability;
 mod errors;
 mod identity;
 mod inspect;

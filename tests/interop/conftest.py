@@ -50,9 +50,11 @@ def stub():
 class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
-    def __init__(self, stub_url: str, extra: str = "", routes: str = ""):
+    def __init__(self, stub_url: str, extra: str = "", routes: str = "", audit: str | None = None):
         """`routes`: more route entries (YAML list items, each line indented by two
-        spaces) after the default `openai` and `anthropic` routes to the stub."""
+        spaces) after the default `openai` and `anthropic` routes to the stub.
+        `audit`: the `audit` section's body (flow mapping) instead of the default
+        local directory flushed at shutdown."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
         self.socket = str(self.dir / "custody.sock")
         self.tcp = f"127.0.0.1:{free_port()}"
@@ -65,7 +67,8 @@ class Custody:
             f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai}}\n"
             f"  - {{name: anthropic, prefix: /anthropic, upstream: '{stub_url}', kind: anthropic}}\n"
             + routes
-            + f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n" + extra
+            + (f"audit: {audit}\n" if audit else f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n")
+            + extra
         )
         self.log = open(self.dir / "custody.log", "wb")
         self.proc = subprocess.Popen(

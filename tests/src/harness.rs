@@ -180,6 +180,25 @@ impl Custody {
         }
     }
 
+    /// SIGKILL (no shutdown at all), and wait for the process to go.
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.child = None;
+    }
+
+    /// The value of a metric on `/metrics` (the first sample whose name and labels
+    /// start with `name`), if it is there.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = admin_get(self.admin, "/metrics")?;
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
+    }
+
     /// SIGTERM, wait, and assert a clean exit.
     pub fn stop(&mut self) {
         self.signal_term();

@@ -7,4 +7,5 @@ pub mod client;
 pub mod harness;
 pub mod idp;
 pub mod rows;
+pub mod s3;
 pub mod stub;

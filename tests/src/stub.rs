@@ -19,6 +19,9 @@
 //! - `GET /.well-known/openid-configuration` and `GET /jwks`: a minimal OpenID
 //!   provider whose issuer is the stub's URL and whose keys are [`Stub::set_jwks`].
 //!
+//! Every request's `x-request-id` (when it has one) is logged, in arrival order:
+//! [`Stub::request_ids`] tells a test which requests reached the upstream.
+//!
 //! Headers every provider endpoint understands (none changes anything when absent):
 //! - `x-stub-error: STATUS`: answer with that status and the provider's error body.
 //! - `x-stub-model: NAME`: report NAME as the model (as providers report a dated
@@ -54,6 +57,7 @@ pub struct Stub {
     gate: Arc<Semaphore>,
     connections: Arc<std::sync::atomic::AtomicUsize>,
     idp: Arc<IdpState>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// What the stub serves as an OpenID provider: discovery at
@@ -81,11 +85,13 @@ impl Stub {
             gate: Arc::new(Semaphore::new(0)),
             connections: Arc::default(),
             idp: Arc::default(),
+            seen: Arc::default(),
         };
         let gate = stub.gate.clone();
         let idp = stub.idp.clone();
         let base = format!("http://{}", stub.addr);
         let connections = stub.connections.clone();
+        let seen = stub.seen.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -97,6 +103,7 @@ impl Stub {
                     gate: gate.clone(),
                     idp: idp.clone(),
                     base: base.clone(),
+                    seen: seen.clone(),
                 };
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -169,6 +176,11 @@ impl Stub {
         self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The `x-request-id` of every request received so far, in arrival order.
+    pub fn request_ids(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+
     /// Lets one gated stream continue past its first event.
     pub fn release(&self) {
         self.gate.add_permits(1);
@@ -180,6 +192,7 @@ struct Ctx {
     gate: Arc<Semaphore>,
     idp: Arc<IdpState>,
     base: String,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn serve<IO>(io: IO, ctx: Ctx)
@@ -265,6 +278,13 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<u64> {
 }
 
 async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
+    if let Some(id) = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        ctx.seen.lock().expect("lock").push(id.to_owned());
+    }
     let gate = ctx.gate;
     let path = req.uri().path().to_owned();
     if path == "/.well-known/openid-configuration" {

@@ -1,19 +1,24 @@
-//! The audit trail: one [`AuditRecord`] per request, allowed or denied, rolled into
-//! Hive-partitioned Parquet files (`dt=YYYY-MM-DD/hour=HH/<file>.parquet`, zstd).
+//! The audit trail: one [`AuditRecord`] per request, allowed or denied, persisted
+//! in a local [spool](spool) before the request is forwarded, rolled into
+//! Hive-partitioned Parquet files (`dt=YYYY-MM-DD/hour=HH/<file>.parquet`, zstd) and
+//! [shipped](ship) to a local directory or object storage.
 //!
 //! Invariants:
 //! - [`schema::audit_schema`] is the single definition of the public schema; the
 //!   Arrow batch builder ([`batch`]) derives its struct fields from it, so the two
 //!   cannot drift. The schema version is [`SCHEMA_VERSION`]; changes to the schema
 //!   bump it and are documented in `docs/audit-schema.md`.
-//! - Recording a row never waits on I/O: [`AuditSink::record`] appends it to
-//!   columnar builders under a short mutex; a dedicated writer thread encodes and
-//!   stores files ([`sink`]).
-//! - Files appear atomically: a file is written under a hidden temporary name,
-//!   fsync'd, then renamed into place, so readers globbing `**/*.parquet` never see a
-//!   partial file.
-//! - A row that cannot be written stays buffered and is retried on the next flush;
-//!   it is never dropped silently.
+//! - A request that reaches an upstream has its intent in the spool first; its row
+//!   is in the trail exactly once — its final row, or after a crash a row saying
+//!   `incomplete: custody restarted` ([`sink`]).
+//! - Recording never waits on more than one write(2) (plus, with `durability:
+//!   fsync`, an awaited group fsync for intents); encoding and uploads run on the
+//!   dedicated roller thread.
+//! - File names are deterministic (instance, spool id, segment id): a file rebuilt
+//!   after a crash has the same name and bytes, and uploads are conditional creates,
+//!   so retries and restarts never duplicate rows.
+//! - Rows that cannot be recorded (a full spool) are counted and reported by a gap
+//!   row; records lost to disk damage by gap rows too. Nothing is dropped silently.
 
 #![deny(missing_docs)]
 
@@ -31,5 +36,8 @@ pub use record::{
     Usage,
 };
 pub use schema::SCHEMA_VERSION;
-pub use sink::{AuditHandle, AuditSink, AuditStats, SinkConfig};
+pub use sink::{
+    Admission, AuditError, AuditHandle, AuditSink, AuditStats, INCOMPLETE, IntentKey, OnFull,
+    Refusal, SinkConfig, StopReport,
+};
 pub use writer::{FileNamer, ParquetDirWriter, WriteError};

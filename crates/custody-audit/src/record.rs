@@ -1,16 +1,19 @@
 //! The audit record and its JSON rendering.
 
 use custody_core::{Action, Principal};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One audit row: who did what, why it was allowed, what it touched, what it cost,
 /// and how it ended. Its JSON rendering (`serde_json`) uses the same field names as
 /// the Parquet columns.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// When the request arrived, in microseconds since the Unix epoch (UTC).
-    #[serde(serialize_with = "rfc3339_micros")]
+    #[serde(
+        serialize_with = "rfc3339_micros",
+        deserialize_with = "parse_rfc3339_micros"
+    )]
     pub event_time: i64,
     /// The request id (honoured from `x-request-id` or generated).
     pub request_id: String,
@@ -45,7 +48,7 @@ pub struct AuditRecord {
 }
 
 /// Which model decision caused a call, and which results a model turn received.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
     /// Tool calls: the id of the model's tool call this call carries out.
     pub tool_call_id: Option<String>,
@@ -56,7 +59,7 @@ pub struct Links {
 }
 
 /// A tool result an LLM request carries back, by tool call id.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolResult {
     /// The tool call id the result answers.
     pub tool_call_id: String,
@@ -65,7 +68,7 @@ pub struct ToolResult {
 }
 
 /// The policy decision behind a call.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyOutcome {
     /// `allow` or `deny`.
     pub decision: Option<String>,
@@ -78,7 +81,7 @@ pub struct PolicyOutcome {
 }
 
 /// Content-safety findings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentSafety {
     /// Whether any PII or secret was found.
     pub pii_detected: Option<bool>,
@@ -87,7 +90,7 @@ pub struct ContentSafety {
 }
 
 /// One kind of finding at one JSON path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redaction {
     /// Detector kind, e.g. `EMAIL`.
     pub kind: String,
@@ -100,7 +103,7 @@ pub struct Redaction {
 }
 
 /// Model and cost.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// The model asked for.
     pub model: Option<String>,
@@ -117,7 +120,7 @@ pub struct Usage {
 }
 
 /// How the exchange ended.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The HTTP status custody sent to the client.
     pub status: Option<i32>,
@@ -208,6 +211,14 @@ fn rfc3339_micros<S: Serializer>(micros: &i64, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(&text)
 }
 
+/// The inverse of [`rfc3339_micros`] (any RFC 3339 time; kept to the microsecond).
+fn parse_rfc3339_micros<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .map_err(serde::de::Error::custom)?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000)).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +262,25 @@ mod tests {
         assert!(v["principal"]["sub"].is_null());
         assert!(v["content_safety"]["redactions"].is_null());
         assert_eq!(v["outcome"]["bytes_in"], 0);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let mut r = sample();
+        r.usage.estimated_cost_usd = Some(0.1 + 0.2);
+        r.outcome.duration_ms = 1.234_567_891;
+        r.principal.roles = Some(vec!["a".into()]);
+        r.links.tool_results = Some(vec![ToolResult {
+            tool_call_id: "c".into(),
+            model_request_id: None,
+        }]);
+        let text = serde_json::to_string(&r).expect("serialize");
+        let back: AuditRecord = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back, r);
+        let mut early = sample();
+        early.event_time = -1_500_000;
+        let back: AuditRecord =
+            serde_json::from_str(&serde_json::to_string(&early).expect("ser")).expect("de");
+        assert_eq!(back.event_time, -1_500_000);
     }
 }

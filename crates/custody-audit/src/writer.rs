@@ -41,6 +41,21 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     }
 }
 
+/// How every audit file is encoded: zstd, page and row-group statistics, the
+/// schema version in the key-value metadata, and nothing that varies between two
+/// encodings of the same rows (no timestamps), so a rebuilt file has the same bytes.
+pub(crate) fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_owned(),
+            SCHEMA_VERSION.to_string(),
+        )]))
+        .build()
+}
+
 /// Names files `<instance>-<boot>-<seq>.parquet`: unique per process (the boot id is a
 /// fresh time-ordered UUID) and sortable by time of writing within one process.
 #[derive(Debug)]
@@ -53,24 +68,12 @@ impl FileNamer {
     /// A namer for this process. `instance` is the pod or host name; characters
     /// other than ASCII alphanumerics, `-` and `_` are replaced by `_`.
     pub fn new(instance: &str) -> Self {
-        let instance: String = instance
-            .chars()
-            .take(63)
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let instance = if instance.is_empty() {
-            "custody".to_owned()
-        } else {
-            instance
-        };
         Self {
-            prefix: format!("{instance}-{}", uuid::Uuid::now_v7().simple()),
+            prefix: format!(
+                "{}-{}",
+                sanitize_instance(instance),
+                uuid::Uuid::now_v7().simple()
+            ),
             seq: 0,
         }
     }
@@ -78,6 +81,27 @@ impl FileNamer {
     fn next(&mut self) -> String {
         self.seq += 1;
         format!("{}-{:08}.parquet", self.prefix, self.seq)
+    }
+}
+
+/// The pod or host name as it appears in file names: at most 63 characters, those
+/// other than ASCII alphanumerics, `-` and `_` replaced by `_`; `custody` if empty.
+pub(crate) fn sanitize_instance(instance: &str) -> String {
+    let instance: String = instance
+        .chars()
+        .take(63)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if instance.is_empty() {
+        "custody".to_owned()
+    } else {
+        instance
     }
 }
 
@@ -93,19 +117,10 @@ pub struct ParquetDirWriter {
 impl ParquetDirWriter {
     /// A writer into `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>, namer: FileNamer) -> Self {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                SCHEMA_VERSION_KEY.to_owned(),
-                SCHEMA_VERSION.to_string(),
-            )]))
-            .build();
         Self {
             dir: dir.into(),
             namer,
-            props,
+            props: writer_properties(),
         }
     }
 

@@ -50,7 +50,7 @@ impl fmt::Display for RouteKind {
 }
 
 /// The kind of action recorded in `action.kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionKind {
     /// A call to an LLM provider.
@@ -73,7 +73,7 @@ impl ActionKind {
 }
 
 /// What a call did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
     /// llm | tool | http.
     pub kind: ActionKind,
@@ -101,7 +101,7 @@ pub struct Action {
 
 /// A tool call a model asked for: its id (to link it to the call that carries it
 /// out) and the tool's name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCallRequest {
     /// The provider's id for the call (`call_...`, `toolu_...`).
     pub id: Option<String>,

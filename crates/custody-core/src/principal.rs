@@ -1,10 +1,10 @@
 //! The principal: who a call is attributed to.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The verified identity behind a call. Every field is `None` for an anonymous
 /// caller (no identity configured, or identity `off` on the route).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// The token's verified `sub` claim.
     pub sub: Option<String>,

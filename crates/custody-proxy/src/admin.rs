@@ -1,8 +1,9 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (listeners bound,
-//! not shutting down, audit writes succeeding). Admin requests are not audited.
+//! The admin listener: `/healthz` (the process is up), `/readyz` (listeners bound,
+//! not shutting down, the audit spool has room) and `/metrics` (Prometheus text).
+//! Admin requests are not audited.
 
 use bytes::Bytes;
-use custody_audit::AuditStats;
+use custody_audit::{AuditSink, OnFull};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug)]
 pub(crate) struct Health {
     pub(crate) ready: AtomicBool,
-    pub(crate) audit: Arc<AuditStats>,
+    pub(crate) audit: AuditSink,
     pub(crate) identity: Option<Arc<crate::identity::Identity>>,
     pub(crate) policy: Arc<crate::policy::PolicyStage>,
 }
@@ -28,7 +29,12 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
             let accepting = health.ready.load(Ordering::Acquire);
-            let audit_ok = !health.audit.failing.load(Ordering::Relaxed);
+            let stats = health.audit.stats();
+            let spool_room = health.audit.accepting();
+            let uploads_ok = !stats.failing.load(Ordering::Relaxed);
+            // A full spool refuses requests under on_full: reject: not ready. Failing
+            // uploads alone are not a reason: the spool holds the rows meanwhile.
+            let audit_ok = spool_room || health.audit.on_full() == OnFull::Drop;
             let keys_ok = health.identity.as_ref().is_none_or(|i| i.ready());
             let ready = accepting && audit_ok && keys_ok;
             let status = if ready {
@@ -42,8 +48,11 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
                     "status": if ready { "ready" } else { "not ready" },
                     "accepting": accepting,
                     "audit_writes_ok": audit_ok,
+                    "audit_spool_has_room": spool_room,
+                    "audit_uploads_ok": uploads_ok,
+                    "audit_backlog_bytes": health.audit.spool_stats().backlog_bytes.load(Ordering::Relaxed),
                     "identity_keys_loaded": keys_ok,
-                    "audit_rows_written": health.audit.rows_written.load(Ordering::Relaxed),
+                    "audit_rows_written": stats.rows_uploaded.load(Ordering::Relaxed),
                     "policy": {
                         "version": health.policy.version(),
                         "reloads": health.policy.reloads.load(Ordering::Relaxed),
@@ -52,9 +61,19 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
                 }),
             )
         }
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(
+                &health.audit,
+            ))));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         other => json(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {other}; try /healthz or /readyz")}}),
+            serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {other}; try /healthz, /readyz or /metrics")}}),
         ),
     }
 }

@@ -2,11 +2,14 @@
 //!
 //! Exactly-once: an [`Exchange`] records its row when finished explicitly, and its
 //! `Drop` records one for every path that never finished it (a cancelled handler, a
-//! client that went away mid-stream, a connection aborted at shutdown).
+//! client that went away mid-stream, a connection aborted at shutdown). A request
+//! forwarded upstream has spooled its intent first ([`Exchange::spool_intent`]); its
+//! row is then that intent's completion. A request the audit spool could not take
+//! has been counted by the sink and records nothing.
 
 use crate::inspect::ResponseInspection;
 use bytes::Bytes;
-use custody_audit::{AuditRecord, AuditSink};
+use custody_audit::{Admission, AuditRecord, AuditSink, IntentKey};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
@@ -25,6 +28,10 @@ pub(crate) struct Exchange {
     started: Instant,
     /// `None` once recorded.
     record: Option<Box<AuditRecord>>,
+    /// The spooled intent, once the request is about to be forwarded.
+    intent: Option<IntentKey>,
+    /// The spool could not take the request; the sink counted it.
+    unrecorded: bool,
 }
 
 impl Exchange {
@@ -39,6 +46,36 @@ impl Exchange {
             cut,
             started,
             record: Some(Box::new(record)),
+            intent: None,
+            unrecorded: false,
+        }
+    }
+
+    /// Spools the intent right before the request is forwarded. An error means the
+    /// request must not be forwarded (`audit.on_full: reject`).
+    pub(crate) async fn spool_intent(&mut self) -> Result<(), crate::error::ProxyError> {
+        let Some(record) = self.record.as_deref() else {
+            return Ok(());
+        };
+        match self.sink.intent(record) {
+            Admission::Spooled(key) => {
+                // Kept before waiting: if the wait is cancelled or fails, the row
+                // is still this intent's completion.
+                self.intent = Some(key);
+                self.sink
+                    .sync()
+                    .await
+                    .map_err(crate::error::ProxyError::AuditUnavailable)
+            }
+            Admission::Unrecorded(refusal) => {
+                tracing::debug!(error = %refusal, "forwarding without an audit row (audit.on_full: drop)");
+                self.unrecorded = true;
+                Ok(())
+            }
+            Admission::Refused(refusal) => {
+                self.unrecorded = true;
+                Err(crate::error::ProxyError::AuditUnavailable(refusal))
+            }
         }
     }
 
@@ -85,7 +122,13 @@ impl Exchange {
             error = o.error.as_deref(),
             "exchange recorded"
         );
-        self.sink.record(*record);
+        if self.unrecorded {
+            return;
+        }
+        match self.intent {
+            Some(key) => self.sink.complete(key, &record),
+            None => self.sink.record(&record),
+        }
     }
 }
 

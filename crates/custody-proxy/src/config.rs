@@ -6,6 +6,7 @@
 //! not hide the next, and semantic checks collect rather than stop. Validation does no
 //! I/O; files named in the config are read when the proxy is built.
 
+mod audit;
 mod identity;
 mod inspection;
 mod raw;
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use audit::{AuditConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
 pub use units::{parse_duration, parse_size};
 #[cfg(test)]
@@ -226,17 +228,6 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Most idle pooled connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
-}
-
-/// `audit`.
-#[derive(Clone, Debug)]
-pub struct AuditConfig {
-    /// The local directory sink.
-    pub dir: PathBuf,
-    /// Flush after this many rows.
-    pub flush_rows: usize,
-    /// Flush at least this often.
-    pub flush_interval: Duration,
 }
 
 /// `limits`.

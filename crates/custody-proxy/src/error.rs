@@ -60,6 +60,10 @@ pub enum ProxyError {
     /// unscannable): it is not passed on (fail closed).
     #[error("content safety could not redact the response: {0}")]
     ResponseUnscannable(String),
+    /// The request cannot be recorded in the audit spool (`audit.on_full: reject`),
+    /// so it is not forwarded (fail closed).
+    #[error("not forwarded: {0}")]
+    AuditUnavailable(custody_audit::Refusal),
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -113,6 +117,7 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -132,6 +137,10 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::AuditUnavailable(custody_audit::Refusal::Full { .. }) => {
+                "audit_backlog_full"
+            }
+            ProxyError::AuditUnavailable(_) => "audit_unavailable",
         }
     }
 
@@ -177,7 +186,9 @@ impl ProxyError {
             &self.to_string(),
             request_id,
         );
-        if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) = self {
+        if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable)
+        | ProxyError::AuditUnavailable(_) = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));

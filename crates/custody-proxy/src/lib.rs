@@ -25,6 +25,7 @@ mod headers;
 mod identity;
 mod inspect;
 mod listener;
+mod metrics;
 mod pipeline;
 mod policy;
 mod route;

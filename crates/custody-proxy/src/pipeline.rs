@@ -13,8 +13,9 @@
 //!    MCP routes), recording decision, rule, scopes and policy version;
 //! 8. safety — scan the body for PII and secrets, record kinds and paths, redact or
 //!    block per route / tool; `action.parameters` is kept only redacted;
-//! 9. upstream — rewrite URI and headers, add the route's credential, send with the
-//!    response-header timeout;
+//! 9. upstream — rewrite URI and headers, add the route's credential, spool the
+//!    audit intent (503 `audit_backlog_full` when the spool is full and
+//!    `audit.on_full: reject`), send with the response-header timeout;
 //! 10. respond — stream the upstream's body through [`AuditedBody`], which shows
 //!     it to the response inspection (usage, cost, tool calls the model asked for —
 //!     remembered in the session — errors) and records the row when the stream
@@ -237,6 +238,9 @@ impl Pipeline {
                 .headers
                 .insert(credential.header.clone(), credential.value());
         }
+        // The intent is spooled last, right before the request leaves: a request
+        // refused above has just its final row.
+        exchange.spool_intent().await?;
         let response = self
             .send(Request::from_parts(parts, Full::new(body)), &route.upstream)
             .await?;

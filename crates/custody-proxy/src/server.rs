@@ -2,6 +2,7 @@
 //! serving over HTTP/1.1 and h2c, and graceful shutdown.
 
 use crate::admin::{self, Health};
+use crate::config::AuditConfig;
 use crate::config::Config;
 use crate::credentials::Credential;
 use crate::error::chain;
@@ -10,6 +11,8 @@ use crate::listener::{UnixSocket, bind_tcp, bind_unix};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
 use crate::upstream::build_client;
+use custody_audit::ship::{S3Options, SecretString, ShipConfig, StaticCredentials, WebIdentity};
+use custody_audit::spool::SpoolConfig;
 use custody_audit::{AuditHandle, AuditRecord, SinkConfig};
 use custody_core::{Action, ActionKind, RequestId};
 use hyper::service::service_fn;
@@ -57,6 +60,17 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The audit spool or sink cannot be used.
+    #[error("audit: {0}")]
+    Audit(#[from] custody_audit::AuditError),
+    /// A file named in `audit.s3` cannot be read.
+    #[error("audit.s3: {}: {source}", path.display())]
+    AuditSecret {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The policy file is missing or invalid.
     #[error("policy {}: {message}", path.display())]
     Policy {
@@ -75,8 +89,13 @@ pub enum StartError {
 pub struct ShutdownReport {
     /// Whether every in-flight request finished within the grace period.
     pub drained: bool,
-    /// Audit rows that could not be written (0 unless the disk is failing).
+    /// Audit rows lost for good (0 unless the spool's disk failed).
     pub unwritten_rows: u64,
+    /// Whether every audit row was uploaded before exit (otherwise the rest is in
+    /// the spool and is uploaded at the next start).
+    pub audit_uploaded: bool,
+    /// Bytes left in the audit spool.
+    pub audit_backlog_bytes: u64,
 }
 
 /// A started custody; call [`Running::shutdown`] to stop it gracefully.
@@ -108,10 +127,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(crate::session::Sessions::new(&config.sessions).map_err(StartError::Internal)?);
     sessions.spawn_sweeper();
     let client = build_client(&config.upstream, &config.upstream_tls)?;
-    std::fs::create_dir_all(&config.audit.dir).map_err(|source| StartError::AuditDir {
-        path: config.audit.dir.clone(),
-        source,
-    })?;
+    if let Some(dir) = config.audit.sink.local_dir() {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::AuditDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    // Before binding: a client must not find the socket before signals are handled.
+    let audit = start_audit(&config.audit)?;
     let unix = config.listen.unix.as_deref().map(bind_unix).transpose()?;
     let tcp = match config.listen.tcp {
         Some(addr) => Some(bind_tcp("tcp", addr).await?),
@@ -122,13 +145,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
 
-    let audit = AuditHandle::spawn(SinkConfig {
-        dir: config.audit.dir.clone(),
-        flush_rows: config.audit.flush_rows,
-        flush_interval: config.audit.flush_interval,
-        instance: instance_name(),
-    })
-    .map_err(|e| StartError::Internal(format!("starting the audit writer thread: {e}")))?;
     let mut credentials = std::collections::HashMap::new();
     for route in &config.routes {
         if let Some(c) = &route.credentials {
@@ -149,7 +165,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let health = Arc::new(Health {
         ready: false.into(),
-        audit: audit.sink().stats().clone(),
+        audit: audit.sink(),
         identity: identity.clone(),
         policy: policy.clone(),
     });
@@ -221,6 +237,7 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish for up to the grace period,
     /// cuts the rest (their rows record the cut), flushes the audit trail.
     pub async fn shutdown(self) -> ShutdownReport {
+        let started = Instant::now();
         self.health.ready.store(false, Ordering::Release);
         self.shutdown.cancel();
         self.tracker.close();
@@ -232,13 +249,73 @@ impl Running {
             self.hard_stop.cancel();
             self.tracker.wait().await;
         }
-        let unwritten_rows = self.audit.shutdown().await;
+        // What is left of the grace period (at least 2 s) goes to uploading the
+        // audit trail; the rest stays spooled for the next start.
+        let deadline = (started + self.grace).max(Instant::now() + Duration::from_secs(2));
+        let audit = self.audit.shutdown(deadline).await;
         self.admin_stop.cancel();
         ShutdownReport {
             drained,
-            unwritten_rows,
+            unwritten_rows: audit.rows_lost,
+            audit_uploaded: audit.drained,
+            audit_backlog_bytes: audit.backlog_bytes,
         }
     }
+}
+
+/// Opens the spool (replaying what an earlier run left), builds the shipper and
+/// starts the roller. Reads `audit.s3`'s secret files.
+fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map(|s| SecretString::new(s.trim()))
+            .map_err(|source| StartError::AuditSecret {
+                path: path.clone(),
+                source,
+            })
+    };
+    let credentials = match (&c.s3.access_key_id, &c.s3.secret_access_key_file) {
+        (Some(id), Some(file)) => Some(StaticCredentials {
+            access_key_id: id.clone(),
+            secret_access_key: read(file)?,
+            session_token: c.s3.session_token_file.as_ref().map(read).transpose()?,
+        }),
+        _ => None,
+    };
+    let web_identity = match (&c.s3.web_identity_token_file, &c.s3.role_arn) {
+        (Some(token_file), Some(role_arn)) => Some(WebIdentity {
+            token_file: token_file.clone(),
+            role_arn: role_arn.clone(),
+        }),
+        _ => None,
+    };
+    let mut ship = ShipConfig::new(c.sink.clone());
+    ship.s3 = S3Options {
+        endpoint: c.s3.endpoint.clone(),
+        region: c.s3.region.clone(),
+        path_style: c.s3.path_style,
+        credentials,
+        web_identity,
+    };
+    let mut spool = SpoolConfig::new(&c.spool_dir);
+    spool.max_bytes = c.spool_max_bytes;
+    spool.segment_bytes = c.roll_bytes.min(c.spool_max_bytes / 4).max(4096);
+    spool.durability = c.durability;
+    let handle = AuditHandle::spawn(SinkConfig {
+        ship,
+        spool,
+        on_full: c.on_full,
+        roll_rows: c.roll_rows,
+        roll_age: c.roll_age,
+        instance: instance_name(),
+    })?;
+    tracing::info!(
+        sink = %c.sink,
+        spool = %c.spool_dir.display(),
+        durability = ?c.durability,
+        "audit trail ready"
+    );
+    Ok(handle)
 }
 
 /// Runs the tasks hyper spawns for HTTP/2 streams inside the shutdown tracker, so a

@@ -147,7 +147,12 @@ fn run(config: Config) -> anyhow::Result<()> {
             "shutting down: no new connections; finishing in-flight requests"
         );
         let report = running.shutdown().await;
-        tracing::info!(drained = report.drained, "custody stopped");
+        tracing::info!(
+            drained = report.drained,
+            audit_uploaded = report.audit_uploaded,
+            audit_backlog_bytes = report.audit_backlog_bytes,
+            "custody stopped"
+        );
         if report.unwritten_rows > 0 {
             anyhow::bail!("{} audit rows could not be written", report.unwritten_rows);
         }
@@ -216,10 +221,14 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
         }
     }
     out += &format!(
-        "audit:        {} (flush every {} rows or {:?})\n",
-        c.audit.dir.display(),
-        c.audit.flush_rows,
-        c.audit.flush_interval
+        "audit:        {} (spool {}, {:?}, max {} bytes; a file every {} rows, {} bytes or {:?})\n",
+        c.audit.sink,
+        c.audit.spool_dir.display(),
+        c.audit.durability,
+        c.audit.spool_max_bytes,
+        c.audit.roll_rows,
+        c.audit.roll_bytes,
+        c.audit.roll_age
     );
     out += &format!(
         "limits.max_request_body: {} bytes\n",

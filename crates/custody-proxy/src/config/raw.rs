@@ -52,7 +52,7 @@ pub(crate) struct RawConfig {
     pub(crate) routes: Option<Vec<Option<RawRoute>>>,
     pub(crate) upstream_tls: Option<RawUpstreamTls>,
     pub(crate) upstream: Option<RawUpstream>,
-    pub(crate) audit: Option<RawAudit>,
+    pub(crate) audit: Option<super::audit::RawAudit>,
     pub(crate) limits: Option<RawLimits>,
     pub(crate) shutdown: Option<RawShutdown>,
     pub(crate) runtime: Option<RawRuntime>,
@@ -178,14 +178,6 @@ pub(crate) struct RawUpstream {
     pub(crate) idle_timeout: Option<NumberOrText>,
     pub(crate) pool_idle_timeout: Option<NumberOrText>,
     pub(crate) pool_max_idle_per_host: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAudit {
-    pub(crate) dir: Option<String>,
-    pub(crate) flush_rows: Option<usize>,
-    pub(crate) flush_interval: Option<NumberOrText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

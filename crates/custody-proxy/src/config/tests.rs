@@ -27,8 +27,17 @@ fn defaults_are_valid() {
     let names: Vec<_> = c.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["openai", "anthropic"]);
     assert_eq!(c.routes[0].upstream.to_string(), "https://api.openai.com");
-    assert_eq!(c.audit.flush_rows, 10_000);
-    assert_eq!(c.audit.flush_interval, Duration::from_secs(10));
+    assert_eq!(c.audit.roll_rows, 10_000);
+    assert_eq!(c.audit.roll_age, Duration::from_secs(10));
+    assert_eq!(c.audit.roll_bytes, 64 << 20);
+    assert_eq!(c.audit.sink.local_dir(), Some(Path::new("./custody-audit")));
+    assert_eq!(c.audit.spool_dir, Path::new("./custody-audit/.spool"));
+    assert_eq!(c.audit.spool_max_bytes, 1 << 30);
+    assert_eq!(
+        c.audit.durability,
+        custody_audit::spool::Durability::Process
+    );
+    assert_eq!(c.audit.on_full, custody_audit::OnFull::Reject);
     assert_eq!(c.limits.max_request_body, 8 << 20);
     assert_eq!(c.runtime.worker_threads, 1);
 }
@@ -413,4 +422,83 @@ fn the_documented_whole_file_is_valid_and_means_the_defaults() {
     assert_eq!(c.limits.max_request_body, d.limits.max_request_body);
     assert_eq!(c.inspection.limits, d.inspection.limits);
     assert_eq!(c.routes.len(), d.routes.len());
+    assert_eq!(c.audit.sink, d.audit.sink);
+    assert_eq!(c.audit.spool_dir, d.audit.spool_dir);
+    assert_eq!(c.audit.spool_max_bytes, d.audit.spool_max_bytes);
+    assert_eq!(
+        (c.audit.roll_rows, c.audit.roll_bytes, c.audit.roll_age),
+        (d.audit.roll_rows, d.audit.roll_bytes, d.audit.roll_age)
+    );
+    assert_eq!(
+        (c.audit.durability, c.audit.on_full),
+        (d.audit.durability, d.audit.on_full)
+    );
+}
+
+#[test]
+fn audit_sink_spool_and_roll() {
+    let c = Config::from_yaml_str(
+        r#"
+audit:
+  sink: s3://bucket/audit/prod
+  durability: fsync
+  on_full: drop
+  spool: {dir: /var/lib/custody/spool, max_bytes: 256MiB}
+  roll: {rows: 500, bytes: 8MiB, age: 2s}
+  s3: {endpoint: "http://127.0.0.1:9000", region: eu-west-1, path_style: true}
+"#,
+        "x",
+    )
+    .expect("valid");
+    let a = &c.audit;
+    assert_eq!(a.sink.to_string(), "s3://bucket/audit/prod");
+    assert_eq!(a.durability, custody_audit::spool::Durability::Fsync);
+    assert_eq!(a.on_full, custody_audit::OnFull::Drop);
+    assert_eq!(a.spool_dir, Path::new("/var/lib/custody/spool"));
+    assert_eq!(a.spool_max_bytes, 256 << 20);
+    assert_eq!((a.roll_rows, a.roll_bytes), (500, 8 << 20));
+    assert_eq!(a.roll_age, Duration::from_secs(2));
+    assert_eq!(a.s3.path_style, Some(true));
+
+    // A remote sink spools in ./custody-spool unless told otherwise; the older
+    // names still work.
+    let c = Config::from_yaml_str("audit: {sink: 'gs://bkt'}\n", "x").expect("valid");
+    assert_eq!(c.audit.spool_dir, Path::new("./custody-spool"));
+    let c = Config::from_yaml_str("audit: {dir: /a, flush_rows: 7, flush_interval: 3s}\n", "x")
+        .expect("valid");
+    assert_eq!(c.audit.sink.local_dir(), Some(Path::new("/a")));
+    assert_eq!(c.audit.spool_dir, Path::new("/a/.spool"));
+    assert_eq!(
+        (c.audit.roll_rows, c.audit.roll_age),
+        (7, Duration::from_secs(3))
+    );
+
+    let got = issues(
+        r#"
+audit:
+  sink: "ftp://x"
+  dir: /a
+  durability: sometimes
+  on_full: panic
+  spool: {max_bytes: 1KiB}
+  roll: {rows: 0}
+  flush_rows: 5
+  s3: {endpoint: "127.0.0.1:9000", access_key_id: AKIA}
+"#,
+    )
+    .join("\n");
+    for expected in [
+        "audit.dir: an older name of audit.sink",
+        "audit.sink: audit sink",
+        "audit.durability: unknown durability \"sometimes\"",
+        "audit.on_full: unknown value \"panic\"",
+        "audit.spool.max_bytes: must be at least 64KiB",
+        "audit.flush_rows: an older name of audit.roll.rows",
+        "audit.roll.rows: must be at least 1",
+        "audit.s3: applies only to an s3:// audit.sink",
+        "audit.s3.endpoint: must start with http:// or https://",
+        "audit.s3: access_key_id and secret_access_key_file go together",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
 }

@@ -11,9 +11,6 @@ pub(crate) mod defaults {
     use std::time::Duration;
     pub(crate) const TCP: &str = "127.0.0.1:15080";
     pub(crate) const ADMIN: &str = "127.0.0.1:15090";
-    pub(crate) const AUDIT_DIR: &str = "./custody-audit";
-    pub(crate) const FLUSH_ROWS: usize = 10_000;
-    pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
     pub(crate) const MAX_REQUEST_BODY: u64 = 8 << 20;
     pub(crate) const MAX_REDACTED_RESPONSE: u64 = 16 << 20;
     pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -187,30 +184,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             .unwrap_or(defaults::POOL_MAX_IDLE_PER_HOST),
     };
 
-    let au = raw.audit.unwrap_or_default();
-    let audit = AuditConfig {
-        dir: match au.dir {
-            Some(d) if d.trim().is_empty() => {
-                is.push("audit.dir", "must not be empty");
-                PathBuf::from(defaults::AUDIT_DIR)
-            }
-            Some(d) => PathBuf::from(d),
-            None => PathBuf::from(defaults::AUDIT_DIR),
-        },
-        flush_rows: match au.flush_rows {
-            Some(0) => {
-                is.push("audit.flush_rows", "must be at least 1");
-                defaults::FLUSH_ROWS
-            }
-            Some(n) => n,
-            None => defaults::FLUSH_ROWS,
-        },
-        flush_interval: is.duration(
-            "audit.flush_interval",
-            au.flush_interval.as_ref(),
-            defaults::FLUSH_INTERVAL,
-        ),
-    };
+    let audit = super::audit::validate_audit(raw.audit.unwrap_or_default(), is.0);
 
     let li = raw.limits.unwrap_or_default();
     let limits = LimitsConfig {

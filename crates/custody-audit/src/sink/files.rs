@@ -1,0 +1,111 @@
+//! The Parquet files made from one sealed spool segment: one per UTC hour partition
+//! its rows fall in, named deterministically
+//! `dt=YYYY-MM-DD/hour=HH/<instance>-<spool id>-<segment id>.parquet`, so building
+//! them again from the same segment (after a crash, or a failed upload) gives the
+//! same names and the same bytes, and uploading them again is harmless.
+
+use crate::batch::BatchBuilder;
+use crate::record::{AuditRecord, Partition};
+use crate::schema::audit_schema;
+use crate::writer::{WriteError, writer_properties};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use std::collections::BTreeMap;
+
+/// Rows appended to a partition's builder before they are encoded.
+const ENCODE_ROWS: usize = 1024;
+
+/// A finished file, ready to upload.
+#[derive(Clone, Debug)]
+pub(crate) struct BuiltFile {
+    /// The object key relative to the sink (`dt=.../hour=.../name.parquet`).
+    pub(crate) key: String,
+    /// The file.
+    pub(crate) bytes: Bytes,
+    /// Rows in it.
+    pub(crate) rows: u64,
+}
+
+/// `dt=YYYY-MM-DD/hour=HH/<instance>-<spool id>-<segment:08>.parquet`.
+pub(crate) fn file_key(instance: &str, spool_id: &str, segment: u64, p: Partition) -> String {
+    let dir = p.relative_dir();
+    let dir: Vec<_> = dir.iter().map(|c| c.to_string_lossy()).collect();
+    format!(
+        "{}/{instance}-{spool_id}-{segment:08}.parquet",
+        dir.join("/")
+    )
+}
+
+struct PartFile {
+    builder: BatchBuilder,
+    encoder: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+/// The files of one segment being built, rows encoded as they come (compressed in
+/// memory), one file per partition.
+#[derive(Default)]
+pub(crate) struct SegmentFiles {
+    parts: BTreeMap<Partition, PartFile>,
+    error: Option<WriteError>,
+}
+
+impl SegmentFiles {
+    /// Adds a row to its partition's file.
+    pub(crate) fn push(&mut self, row: &AuditRecord) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.try_push(row) {
+            self.error = Some(e);
+        }
+    }
+
+    fn try_push(&mut self, row: &AuditRecord) -> Result<(), WriteError> {
+        let part = match self.parts.entry(row.partition()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(PartFile {
+                builder: BatchBuilder::default(),
+                encoder: ArrowWriter::try_new(
+                    Vec::new(),
+                    audit_schema(),
+                    Some(writer_properties()),
+                )?,
+                rows: 0,
+            }),
+        };
+        part.builder.append(row);
+        part.rows += 1;
+        if part.builder.len() >= ENCODE_ROWS {
+            let batch = part.builder.finish()?;
+            part.encoder.write(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes every file. Encoding into memory fails only on a schema bug.
+    pub(crate) fn finish(
+        self,
+        instance: &str,
+        spool_id: &str,
+        segment: u64,
+    ) -> Result<Vec<BuiltFile>, WriteError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut out = Vec::with_capacity(self.parts.len());
+        for (partition, mut part) in self.parts {
+            if !part.builder.is_empty() {
+                let batch = part.builder.finish()?;
+                part.encoder.write(&batch)?;
+            }
+            let bytes = part.encoder.into_inner()?;
+            out.push(BuiltFile {
+                key: file_key(instance, spool_id, segment, partition),
+                bytes: Bytes::from(bytes),
+                rows: part.rows,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,539 @@
+//! The roller thread: seal → build → upload → release (see the [parent](super)
+//! module docs and [`super::pairing`]).
+
+use super::envelope::{self, CARRY, COMPLETION, ROW};
+use super::files::{BuiltFile, SegmentFiles};
+use super::pairing::{self, Pairing, Tally};
+use super::{Command, Shared, StopReport, lock};
+use crate::record::AuditRecord;
+use crate::ship::{ShipError, Shipper};
+use crate::spool::SegmentInfo;
+use custody_core::{Action, ActionKind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A segment's files, built, with the pairing state after it, until they are all
+/// uploaded.
+struct Prepared {
+    segment: SegmentInfo,
+    files: Vec<BuiltFile>,
+    done: Vec<bool>,
+    pairing: Pairing,
+    tally: Tally,
+}
+
+pub(super) struct Roller {
+    shared: Arc<Shared>,
+    shipper: Shipper,
+    instance: String,
+    spool_id: String,
+    pairing: Pairing,
+    /// The last segment left by the previous process, until the replay reaches it.
+    replay_until: Option<u64>,
+    /// Intents of the previous process that still need an `incomplete` completion.
+    unfinished: Vec<(u64, Arc<[u8]>)>,
+    /// The newest segment whose files are all uploaded.
+    processed: Option<u64>,
+    prepared: Option<Prepared>,
+    roll_age: Duration,
+    unsealed_since: Option<Instant>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+/// How a round of uploads ended.
+enum Outcome {
+    /// Nothing sealed is left to upload.
+    Idle,
+    /// An upload failed (or the deadline passed); try again later.
+    Stalled,
+}
+
+impl Roller {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        shipper: Shipper,
+        instance: &str,
+        spool_id: &str,
+        replay_until: Option<u64>,
+        roll_age: Duration,
+    ) -> Self {
+        Self {
+            shared,
+            shipper,
+            instance: crate::writer::sanitize_instance(instance),
+            spool_id: spool_id.to_owned(),
+            pairing: Pairing::new(spool_id, replay_until.is_some()),
+            replay_until,
+            unfinished: Vec::new(),
+            processed: None,
+            prepared: None,
+            roll_age,
+            unsealed_since: None,
+            retry_at: None,
+            backoff: Duration::ZERO,
+        }
+    }
+
+    pub(super) fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the audit roller's runtime; rows stay spooled");
+                return;
+            }
+        };
+        let tick = (self.roll_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        runtime.block_on(async move {
+            loop {
+                match tokio::time::timeout(tick, commands.recv()).await {
+                    Ok(Some(Command::Work)) | Err(_) => {
+                        self.round(false, None).await;
+                    }
+                    Ok(Some(Command::Flush(done))) => {
+                        self.drain(None).await;
+                        let _ = done.send(());
+                    }
+                    Ok(Some(Command::Stop(deadline, done))) => {
+                        let report = self.drain(Some(deadline)).await;
+                        let _ = done.send(report);
+                        return;
+                    }
+                    Ok(None) => return,
+                }
+            }
+        });
+    }
+
+    /// Seals, builds and uploads until nothing is left or the deadline passes.
+    async fn drain(&mut self, deadline: Option<Instant>) -> StopReport {
+        self.retry_at = None;
+        let mut drained = false;
+        for _ in 0..8 {
+            let idle = self.round(true, deadline).await;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if !idle {
+                break;
+            }
+            let pending = self.shared.unsealed_rows.load(Ordering::Relaxed) > 0
+                || !lock(&self.shared.overflow).is_empty()
+                || lock(&self.shared.gap).is_some()
+                || !self.unfinished.is_empty()
+                || self.replay_until.is_some();
+            if !pending {
+                drained = true;
+                break;
+            }
+        }
+        let stats = &self.shared.stats;
+        let waiting = lock(&self.shared.overflow).len() as u64;
+        let report = StopReport {
+            drained,
+            backlog_bytes: self.shared.spool.backlog_bytes(),
+            rows_lost: waiting,
+        };
+        if deadline.is_some() {
+            if waiting > 0 {
+                stats.rows_lost.fetch_add(waiting, Ordering::Relaxed);
+                tracing::error!(
+                    rows = waiting,
+                    "audit spool never had room for these rows; lost"
+                );
+            }
+            if let Some(gap) = *lock(&self.shared.gap) {
+                tracing::error!(
+                    requests = gap.count,
+                    "the gap row for requests not recorded could not be spooled before exit"
+                );
+            }
+            if drained {
+                tracing::info!(
+                    backlog_bytes = report.backlog_bytes,
+                    "audit trail uploaded; spool drained"
+                );
+            } else {
+                tracing::warn!(
+                    backlog_bytes = report.backlog_bytes,
+                    open_intents = self.pairing.open_count(),
+                    "audit upload not finished before the deadline; the rest stays spooled for the next start"
+                );
+            }
+        }
+        report
+    }
+
+    /// One round: spool what waits in memory, seal if due (or `force`), upload the
+    /// sealed segments. Returns whether everything sealed got uploaded.
+    async fn round(&mut self, force: bool, deadline: Option<Instant>) -> bool {
+        self.shared.woken.store(false, Ordering::Release);
+        self.drain_overflow();
+        self.write_gap();
+        self.seal_if_due(force);
+        if !force && self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        match self.process(deadline).await {
+            Outcome::Idle => {
+                self.retry_at = None;
+                self.backoff = Duration::ZERO;
+                self.shared.stats.failing.store(false, Ordering::Relaxed);
+                true
+            }
+            Outcome::Stalled => {
+                self.backoff =
+                    (self.backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                self.retry_at = Some(Instant::now() + self.backoff);
+                false
+            }
+        }
+    }
+
+    fn seal_if_due(&mut self, force: bool) {
+        let rows = self.shared.unsealed_rows.load(Ordering::Relaxed);
+        if rows == 0 && !force {
+            self.unsealed_since = None;
+            return;
+        }
+        let since = *self.unsealed_since.get_or_insert_with(Instant::now);
+        let due = force || rows >= self.shared.roll_rows || since.elapsed() >= self.roll_age;
+        if !due {
+            return;
+        }
+        match self.shared.spool.seal() {
+            Ok(_) => {
+                self.shared.unsealed_rows.fetch_sub(rows, Ordering::Relaxed);
+                self.unsealed_since = None;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot seal the audit spool segment"),
+        }
+    }
+
+    /// Moves completions waiting in memory into the spool.
+    fn drain_overflow(&self) {
+        let sh = &self.shared;
+        let mut live = lock(&sh.live);
+        let mut overflow = lock(&sh.overflow);
+        while let Some(payload) = overflow.front() {
+            if sh.spool.append_nowait(COMPLETION, payload).is_err() {
+                break;
+            }
+            if let Some((key, _)) = envelope::split_keyed(payload) {
+                live.remove(&key);
+            }
+            overflow.pop_front();
+            sh.stats.completions_waiting.fetch_sub(1, Ordering::Relaxed);
+            sh.note_row();
+        }
+    }
+
+    /// Spools the gap row for requests not recorded, once there is room.
+    fn write_gap(&self) {
+        let sh = &self.shared;
+        let Some(w) = *lock(&sh.gap) else { return };
+        if sh.admits(4096).is_err() {
+            return;
+        }
+        let mut row = AuditRecord::new(
+            std::time::UNIX_EPOCH,
+            format!("gap_{}", uuid::Uuid::now_v7().simple()),
+            Action::new(ActionKind::Http, "", ""),
+        );
+        row.event_time = w.first;
+        row.outcome.duration_ms = (w.last - w.first) as f64 / 1000.0;
+        row.outcome.error = Some(format!(
+            "gap: {} requests not recorded (audit spool full; {} refused with 503, {} forwarded or answered unrecorded)",
+            w.count,
+            w.rejected,
+            w.count - w.rejected
+        ));
+        let Ok(payload) = envelope::row(&row) else {
+            return;
+        };
+        let mut gap = lock(&sh.gap);
+        // Requests counted meanwhile stay for the next gap row.
+        let Some(current) = gap.as_mut() else { return };
+        if sh.spool.append_nowait(ROW, &payload).is_err() {
+            return;
+        }
+        if current.count == w.count {
+            *gap = None;
+        } else {
+            current.count -= w.count;
+            current.rejected -= w.rejected;
+            current.first = w.last;
+        }
+        drop(gap);
+        sh.stats.gap_rows.fetch_add(1, Ordering::Relaxed);
+        sh.note_row();
+        tracing::warn!(
+            requests = w.count,
+            rejected = w.rejected,
+            "audit gap row written: requests not recorded while the spool was full"
+        );
+    }
+
+    /// Builds and uploads sealed segments oldest first, releasing what is done.
+    async fn process(&mut self, deadline: Option<Instant>) -> Outcome {
+        if self.shared.fsync
+            && let Err(e) = self.shared.spool.flush().await
+        {
+            tracing::error!(error = %e, "audit spool fsync failed");
+            return Outcome::Stalled;
+        }
+        loop {
+            if self.prepared.is_none() {
+                let next = self
+                    .shared
+                    .spool
+                    .sealed_segments()
+                    .into_iter()
+                    .find(|s| self.processed.is_none_or(|p| s.id > p));
+                let Some(segment) = next else {
+                    self.finish_replay();
+                    self.release().await;
+                    return Outcome::Idle;
+                };
+                match self.prepare(segment) {
+                    Ok(p) => self.prepared = Some(p),
+                    Err(e) => {
+                        tracing::error!(segment = segment.id, error = %e, "cannot read an audit spool segment; retrying later");
+                        self.shared
+                            .stats
+                            .upload_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.shared.stats.failing.store(true, Ordering::Relaxed);
+                        return Outcome::Stalled;
+                    }
+                }
+            }
+            if !self.upload(deadline).await {
+                self.shared
+                    .stats
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.failing.store(true, Ordering::Relaxed);
+                return Outcome::Stalled;
+            }
+            let Some(p) = self.prepared.take() else {
+                continue;
+            };
+            self.commit(p);
+            self.finish_replay();
+            self.release().await;
+        }
+    }
+
+    /// Reads a sealed segment and builds its files (blocking reads; this thread
+    /// serves nothing else).
+    fn prepare(&self, segment: SegmentInfo) -> Result<Prepared, String> {
+        let reader = self
+            .shared
+            .spool
+            .read_segment(segment.id)
+            .map_err(|e| e.to_string())?;
+        let mut records = Vec::new();
+        let mut damaged = 0u64;
+        for rec in reader {
+            match rec {
+                Ok(r) => records.push(r),
+                Err(crate::spool::SpoolError::Corrupt { offset, len, .. }) => {
+                    damaged += 1;
+                    tracing::error!(
+                        segment = segment.id,
+                        offset,
+                        len,
+                        "audit spool segment damaged after it was written; skipping the damage"
+                    );
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let mut pairing = self.pairing.clone();
+        let mut files = SegmentFiles::default();
+        let tally = pairing.segment(segment.id, records, &mut |row| files.push(&row));
+        if damaged > 0 {
+            self.shared
+                .stats
+                .undecodable_records
+                .fetch_add(damaged, Ordering::Relaxed);
+        }
+        let files = files
+            .finish(&self.instance, &self.spool_id, segment.id)
+            .map_err(|e| e.to_string())?;
+        self.shared
+            .stats
+            .files_built
+            .fetch_add(files.len() as u64, Ordering::Relaxed);
+        Ok(Prepared {
+            segment,
+            done: vec![false; files.len()],
+            files,
+            pairing,
+            tally,
+        })
+    }
+
+    /// Uploads the prepared files not uploaded yet; whether all are.
+    async fn upload(&mut self, deadline: Option<Instant>) -> bool {
+        let Some(p) = self.prepared.as_mut() else {
+            return true;
+        };
+        let stats = &self.shared.stats;
+        for (file, done) in p.files.iter().zip(p.done.iter_mut()) {
+            if *done {
+                continue;
+            }
+            let upload = self.shipper.upload(&file.key, file.bytes.clone());
+            let result = match deadline {
+                Some(d) => match tokio::time::timeout_at(d.into(), upload).await {
+                    Ok(r) => r,
+                    Err(_) => return false,
+                },
+                None => upload.await,
+            };
+            match result {
+                Ok(_) => {}
+                Err(ShipError::Conflict { .. }) => {
+                    // A file of this name with other contents is stored: built
+                    // before this segment was damaged and repaired. Keep it.
+                    stats.upload_conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(key = %file.key, "a different audit file of the same name is already stored; left as it is");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit upload failed; the segment stays spooled and is retried");
+                    return false;
+                }
+            }
+            *done = true;
+            stats.files_uploaded.fetch_add(1, Ordering::Relaxed);
+            stats.rows_uploaded.fetch_add(file.rows, Ordering::Relaxed);
+            tracing::debug!(key = %file.key, rows = file.rows, "audit file stored");
+        }
+        true
+    }
+
+    fn commit(&mut self, p: Prepared) {
+        let stats = &self.shared.stats;
+        self.pairing = p.pairing;
+        self.processed = Some(p.segment.id);
+        stats.segments_processed.fetch_add(1, Ordering::Relaxed);
+        stats
+            .damage_gap_rows
+            .fetch_add(p.tally.gaps, Ordering::Relaxed);
+        stats
+            .undecodable_records
+            .fetch_add(p.tally.undecodable, Ordering::Relaxed);
+        if p.tally.gaps > 0 {
+            tracing::warn!(
+                segment = p.segment.id,
+                gap_rows = p.tally.gaps,
+                lost_records = p.tally.lost_records,
+                "spool records lost to disk damage reported as gap rows"
+            );
+        }
+    }
+
+    /// Once the previous process's segments are replayed, its open intents get
+    /// `incomplete` completions.
+    fn finish_replay(&mut self) {
+        if let Some(last) = self.replay_until
+            && self.processed.is_some_and(|p| p >= last)
+        {
+            self.replay_until = None;
+            self.unfinished = self.pairing.end_replay();
+            if !self.unfinished.is_empty() {
+                tracing::warn!(
+                    requests = self.unfinished.len(),
+                    "requests forwarded before the last restart never finished; recording them as incomplete"
+                );
+            }
+        }
+        let sh = &self.shared;
+        while let Some((key, json)) = self.unfinished.first() {
+            let payload =
+                match pairing::incomplete_row(json).and_then(|row| envelope::keyed(*key, &row)) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "undecodable intent; no incomplete row");
+                        self.pairing.finalized(*key);
+                        self.unfinished.remove(0);
+                        continue;
+                    }
+                };
+            if sh.spool.append_nowait(COMPLETION, &payload).is_err() {
+                return;
+            }
+            self.pairing.finalized(*key);
+            self.unfinished.remove(0);
+            sh.stats.incomplete_rows.fetch_add(1, Ordering::Relaxed);
+            sh.note_row();
+        }
+    }
+
+    /// Carries open intents forward and deletes the processed segments nothing pins.
+    ///
+    /// Nothing is released while the previous process's segments are replayed: a
+    /// completion read there may still be followed by a copy of its intent that the
+    /// previous process carried, and only the replay's end proves there is none.
+    async fn release(&mut self) {
+        let Some(processed) = self.processed else {
+            return;
+        };
+        if self.replay_until.is_some() {
+            return;
+        }
+        let sh = &self.shared;
+        let mut carried = false;
+        for (key, json) in self.pairing.to_carry(processed) {
+            // Carried only while its completion is not in the spool (checked and
+            // appended under the lock completions take): a copy never follows its
+            // completion. An intent already completed stays pinned until the
+            // completion is read.
+            let live = lock(&sh.live);
+            if !live.contains(&key) {
+                continue;
+            }
+            if sh
+                .spool
+                .append_nowait(CARRY, &envelope::keyed_raw(key, &json))
+                .is_err()
+            {
+                break;
+            }
+            drop(live);
+            self.pairing.carried(key);
+            sh.stats.intents_carried.fetch_add(1, Ordering::Relaxed);
+            carried = true;
+        }
+        if (carried || !self.unfinished.is_empty()) && sh.fsync && sh.spool.flush().await.is_err() {
+            return;
+        }
+        let limit = match self.pairing.pin() {
+            Some(pin) => match pin.checked_sub(1) {
+                Some(below) => below.min(processed),
+                None => return,
+            },
+            None => processed,
+        };
+        let Some(last) = sh
+            .spool
+            .sealed_segments()
+            .into_iter()
+            .take_while(|s| s.id <= limit)
+            .filter_map(|s| s.last)
+            .last()
+        else {
+            return;
+        };
+        if let Err(e) = sh.spool.release_through(last) {
+            tracing::error!(error = %e, "cannot delete an uploaded audit spool segment");
+        }
+    }
+}

@@ -1,0 +1,325 @@
+use super::*;
+use crate::ship::SinkUrl;
+use custody_core::{Action, ActionKind};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+fn row(id: &str) -> AuditRecord {
+    AuditRecord::new(
+        SystemTime::now(),
+        id.into(),
+        Action::new(ActionKind::Http, "GET", "/"),
+    )
+}
+
+fn config(root: &Path, max_bytes: u64, on_full: OnFull) -> SinkConfig {
+    let mut spool = SpoolConfig::new(root.join("spool"));
+    spool.max_bytes = max_bytes;
+    spool.segment_bytes = (max_bytes / 4).max(4096);
+    SinkConfig {
+        ship: ShipConfig::new(SinkUrl::Local {
+            dir: root.join("audit"),
+        }),
+        spool,
+        on_full,
+        roll_rows: 100_000,
+        roll_age: Duration::from_secs(3600),
+        instance: "test".into(),
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// `(request_id, outcome.error)` of every row under `dir`.
+fn rows(dir: &Path) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for path in files(dir) {
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(&path).expect("open")).expect("parquet");
+        for r in reader.get_row_iter(None).expect("rows") {
+            use parquet::record::RowAccessor;
+            let r = r.expect("row");
+            let outcome = r.get_group(10).expect("outcome");
+            out.push((
+                r.get_string(1).expect("id").clone(),
+                outcome.get_string(2).ok().cloned(),
+            ));
+        }
+    }
+    out
+}
+
+async fn exchange(sink: &AuditSink, id: &str) {
+    let r = row(id);
+    match sink.intent(&r) {
+        Admission::Spooled(key) => {
+            sink.sync().await.expect("durable");
+            sink.complete(key, &r);
+        }
+        other => panic!("not spooled: {other:?}"),
+    }
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met in 5 s");
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+#[tokio::test]
+async fn rows_roll_by_count_and_by_age_into_the_local_sink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
+    c.roll_rows = 3;
+    let handle = AuditHandle::spawn(c).expect("spawn");
+    let sink = handle.sink();
+    exchange(&sink, "a").await;
+    sink.record(&row("denied"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(files(&dir.path().join("audit")).is_empty());
+    exchange(&sink, "b").await;
+    wait_for(|| files(&dir.path().join("audit")).len() == 1).await;
+    assert_eq!(rows(&dir.path().join("audit")).len(), 3);
+    wait_for(|| sink.stats().segments_processed.load(Ordering::Relaxed) == 1).await;
+    // Uploaded: the segment is gone, only the (empty) active one is left.
+    wait_for(|| sink.spool_stats().live_segments.load(Ordering::Relaxed) == 1).await;
+    let report = handle.shutdown(deadline()).await;
+    assert!(report.drained, "{report:?}");
+    assert_eq!(sink.stats().rows_uploaded.load(Ordering::Relaxed), 3);
+    drop(sink);
+
+    let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
+    c.roll_age = Duration::from_millis(200);
+    let handle = AuditHandle::spawn(c).expect("respawn");
+    let sink = handle.sink();
+    exchange(&sink, "c").await;
+    wait_for(|| files(&dir.path().join("audit")).len() == 2).await;
+    handle.shutdown(deadline()).await;
+    let names: Vec<String> = files(&dir.path().join("audit"))
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    let spool_id = std::fs::read_to_string(dir.path().join("spool/SPOOL_ID")).expect("id");
+    for name in &names {
+        assert!(name.starts_with(&format!("test-{spool_id}-")), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn unfinished_intents_become_incomplete_rows_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
+    let sink = handle.sink();
+    exchange(&sink, "done").await;
+    // Forwarded, never finished: as if the process was killed mid-request.
+    let Admission::Spooled(_) = sink.intent(&row("killed")) else {
+        panic!("not spooled")
+    };
+    handle.shutdown(deadline()).await;
+    drop(sink);
+    assert_eq!(
+        rows(&dir.path().join("audit")),
+        [("done".to_owned(), None)],
+        "the open intent is carried, not written"
+    );
+
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
+    let sink = handle.sink();
+    let report = handle.shutdown(deadline()).await;
+    assert!(report.drained, "{report:?}");
+    let mut got = rows(&dir.path().join("audit"));
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("done".to_owned(), None),
+            ("killed".to_owned(), Some(INCOMPLETE.to_owned()))
+        ]
+    );
+    assert_eq!(sink.stats().incomplete_rows.load(Ordering::Relaxed), 1);
+    drop(sink);
+
+    // Nothing is left to replay: a third start adds no row.
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
+    handle.shutdown(deadline()).await;
+    assert_eq!(rows(&dir.path().join("audit")).len(), 2);
+}
+
+#[test]
+fn a_rebuilt_file_has_the_same_name_and_bytes() {
+    let build = || {
+        let mut f = files::SegmentFiles::default();
+        for i in 0..2500 {
+            let mut r = row(&format!("r{i}"));
+            r.event_time = 1_772_807_527_000_000 + i;
+            r.usage.estimated_cost_usd = Some(0.1 + i as f64 * 1e-7);
+            f.push(&r);
+        }
+        f.finish("pod", "0192abc", 42).expect("finish")
+    };
+    let (a, b) = (build(), build());
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        a[0].key,
+        "dt=2026-03-06/hour=14/pod-0192abc-00000042.parquet"
+    );
+    assert_eq!(a[0].key, b[0].key);
+    assert_eq!(a[0].bytes, b[0].bytes, "byte-identical");
+    assert_eq!(a[0].rows, 2500);
+    let reader = SerializedFileReader::new(a[0].bytes.clone()).expect("parquet");
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 2500);
+    assert!(
+        reader
+            .metadata()
+            .row_group(0)
+            .column(0)
+            .statistics()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_full_spool_refuses_new_requests_and_writes_a_gap_row_when_space_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The sink is blocked (a file where its directory should be): nothing uploads.
+    let blocker = dir.path().join("audit");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Reject)).expect("spawn");
+    let sink = handle.sink();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for i in 0..400 {
+        let r = row(&format!("r{i}"));
+        match sink.intent(&r) {
+            Admission::Spooled(key) => {
+                sink.complete(key, &r);
+                admitted += 1;
+            }
+            Admission::Refused(Refusal::Full { .. }) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+        if i % 50 == 0 {
+            sink.flush().await;
+        }
+    }
+    assert!(admitted > 0 && refused > 0, "{admitted} {refused}");
+    assert!(!sink.accepting());
+    assert!(sink.spool_stats().backlog_bytes.load(Ordering::Relaxed) <= 64 << 10);
+    assert_eq!(
+        sink.stats().rows_rejected.load(Ordering::Relaxed),
+        refused as u64
+    );
+    assert!(sink.stats().failing.load(Ordering::Relaxed));
+
+    std::fs::remove_file(&blocker).expect("unblock");
+    sink.flush().await;
+    sink.flush().await;
+    assert!(sink.accepting());
+    handle.shutdown(deadline()).await;
+    let got = rows(&blocker);
+    let gaps: Vec<_> = got
+        .iter()
+        .filter(|(id, _)| id.starts_with("gap_"))
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    let error = gaps[0].1.as_deref().expect("error");
+    assert!(
+        error.starts_with(&format!("gap: {refused} requests not recorded")),
+        "{error}"
+    );
+    assert_eq!(got.len(), admitted + 1);
+}
+
+#[tokio::test]
+async fn drop_mode_forwards_unrecorded_and_counts_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("audit");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
+    let sink = handle.sink();
+    let mut dropped = 0u64;
+    for i in 0..400 {
+        let r = row(&format!("r{i}"));
+        match sink.intent(&r) {
+            Admission::Spooled(key) => sink.complete(key, &r),
+            Admission::Unrecorded(_) => dropped += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(dropped > 0);
+    assert_eq!(sink.stats().rows_dropped.load(Ordering::Relaxed), dropped);
+    std::fs::remove_file(&blocker).expect("unblock");
+    sink.flush().await;
+    handle.shutdown(deadline()).await;
+    let got = rows(&blocker);
+    let gap = got
+        .iter()
+        .find(|(id, _)| id.starts_with("gap_"))
+        .expect("gap row");
+    assert!(
+        gap.1
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&format!("gap: {dropped} requests not recorded"))),
+        "{gap:?}"
+    );
+    assert_eq!(got.len() as u64, 400 - dropped + 1);
+}
+
+#[tokio::test]
+async fn fsync_durability_spools_and_uploads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
+    c.spool.durability = Durability::Fsync;
+    let handle = AuditHandle::spawn(c).expect("spawn");
+    let sink = handle.sink();
+    for i in 0..20 {
+        exchange(&sink, &format!("f{i}")).await;
+    }
+    handle.shutdown(deadline()).await;
+    assert_eq!(rows(&dir.path().join("audit")).len(), 20);
+    assert!(sink.spool_stats().fsyncs.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn sequence_numbers_continue_after_every_segment_was_released() {
+    use crate::spool::RecordKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("open");
+    for _ in 0..3 {
+        spool.append_nowait(RecordKind::ROW, b"x").expect("append");
+    }
+    let sealed = spool.seal().expect("seal").expect("segment");
+    spool
+        .release_through(sealed.last.expect("last"))
+        .expect("release");
+    drop(spool);
+    let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("reopen");
+    assert_eq!(spool.next_seq(), 3);
+    drop(spool);
+    let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("reopen");
+    assert_eq!(spool.next_seq(), 3);
+}

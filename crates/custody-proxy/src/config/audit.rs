@@ -1,0 +1,364 @@
+//! The `audit` section: where rows go (`sink`), how they are kept until then
+//! (`spool`, `durability`, `on_full`), when files roll (`roll`), and S3 options.
+//! `dir`, `flush_rows` and `flush_interval` are the older names of `sink` (a local
+//! directory), `roll.rows` and `roll.age`, still accepted.
+
+use super::ConfigIssue;
+use super::raw::NumberOrText;
+use super::units::{parse_duration, parse_size};
+use custody_audit::OnFull;
+use custody_audit::ship::SinkUrl;
+use custody_audit::spool::Durability;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Built-in defaults, documented in `docs/configuration.md`.
+pub(crate) mod defaults {
+    use std::time::Duration;
+    pub(crate) const SINK: &str = "./custody-audit";
+    /// Spool directory of a remote sink (a local sink spools in `<dir>/.spool`).
+    pub(crate) const REMOTE_SPOOL_DIR: &str = "./custody-spool";
+    pub(crate) const SPOOL_MAX_BYTES: u64 = 1 << 30;
+    pub(crate) const MIN_SPOOL_MAX_BYTES: u64 = 64 << 10;
+    pub(crate) const ROLL_ROWS: usize = 10_000;
+    pub(crate) const ROLL_BYTES: u64 = 64 << 20;
+    pub(crate) const ROLL_AGE: Duration = Duration::from_secs(10);
+}
+
+/// `audit` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) sink: Option<String>,
+    pub(crate) dir: Option<String>,
+    pub(crate) durability: Option<String>,
+    pub(crate) on_full: Option<String>,
+    pub(crate) spool: Option<RawSpool>,
+    pub(crate) roll: Option<RawRoll>,
+    pub(crate) s3: Option<RawS3>,
+    pub(crate) flush_rows: Option<usize>,
+    pub(crate) flush_interval: Option<NumberOrText>,
+}
+
+/// `audit.spool`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpool {
+    pub(crate) dir: Option<String>,
+    pub(crate) max_bytes: Option<NumberOrText>,
+}
+
+/// `audit.roll`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoll {
+    pub(crate) rows: Option<usize>,
+    pub(crate) bytes: Option<NumberOrText>,
+    pub(crate) age: Option<NumberOrText>,
+}
+
+/// `audit.s3`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawS3 {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) path_style: Option<bool>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key_file: Option<String>,
+    pub(crate) session_token_file: Option<String>,
+    pub(crate) web_identity_token_file: Option<String>,
+    pub(crate) role_arn: Option<String>,
+}
+
+/// `audit`.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Where finished files go: a local directory or an object store URL.
+    pub sink: SinkUrl,
+    /// The local sink's directory (the default directory for a remote sink; it is
+    /// then not written).
+    pub dir: PathBuf,
+    /// When an intent counts as written.
+    pub durability: Durability,
+    /// What happens to requests when the spool is full.
+    pub on_full: OnFull,
+    /// The spool directory.
+    pub spool_dir: PathBuf,
+    /// Cap on the spool's bytes.
+    pub spool_max_bytes: u64,
+    /// Roll a file once this many rows wait.
+    pub roll_rows: usize,
+    /// Roll a file once the spool segment reaches this many bytes.
+    pub roll_bytes: u64,
+    /// Roll a file once its oldest row is this old.
+    pub roll_age: Duration,
+    /// S3 options (s3:// sinks only).
+    pub s3: S3Config,
+}
+
+/// `audit.s3`: applied over the `AWS_*` environment. Secrets come from files
+/// (mounted Secrets), read at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible store.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Path-style requests (most S3-compatible stores want them).
+    pub path_style: Option<bool>,
+    /// Static access key id (with `secret_access_key_file`).
+    pub access_key_id: Option<String>,
+    /// File holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// File holding a session token.
+    pub session_token_file: Option<PathBuf>,
+    /// Web identity token file (IRSA), with `role_arn`.
+    pub web_identity_token_file: Option<PathBuf>,
+    /// The role to assume with the web identity token.
+    pub role_arn: Option<String>,
+}
+
+fn duration(path: &str, v: &NumberOrText, issues: &mut Vec<ConfigIssue>) -> Option<Duration> {
+    let parsed = match v {
+        NumberOrText::Number(_) => Err(format!("a duration needs a unit, e.g. \"{}s\"", v.text())),
+        NumberOrText::Text(t) => parse_duration(t),
+    };
+    match parsed {
+        Ok(d) if d.is_zero() => {
+            push(issues, path, "must be greater than zero");
+            None
+        }
+        Ok(d) => Some(d),
+        Err(m) => {
+            push(issues, path, m);
+            None
+        }
+    }
+}
+
+fn push(issues: &mut Vec<ConfigIssue>, path: &str, message: impl Into<String>) {
+    issues.push(ConfigIssue {
+        path: path.to_owned(),
+        message: message.into(),
+    });
+}
+
+/// Chooses between a key and its older alias.
+fn one_of<T>(
+    issues: &mut Vec<ConfigIssue>,
+    (new_path, new): (&str, Option<T>),
+    (old_path, old): (&str, Option<T>),
+) -> Option<T> {
+    match (new, old) {
+        (Some(n), Some(_)) => {
+            push(
+                issues,
+                old_path,
+                format!("an older name of {new_path}; give only one of them"),
+            );
+            Some(n)
+        }
+        (n, o) => n.or(o),
+    }
+}
+
+/// Checks the section and applies the defaults; no I/O.
+pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> AuditConfig {
+    let (sink_path, sink_text) = match (raw.sink, raw.dir) {
+        (Some(s), Some(_)) => {
+            push(
+                issues,
+                "audit.dir",
+                "an older name of audit.sink; give only one of them",
+            );
+            ("audit.sink", Some(s))
+        }
+        (Some(s), None) => ("audit.sink", Some(s)),
+        (None, Some(d)) => ("audit.dir", Some(d)),
+        (None, None) => ("audit.sink", None),
+    };
+    let sink = match sink_text.as_deref() {
+        None => SinkUrl::Local {
+            dir: PathBuf::from(defaults::SINK),
+        },
+        Some(t) if t.trim().is_empty() => {
+            push(issues, sink_path, "must not be empty");
+            SinkUrl::Local {
+                dir: PathBuf::from(defaults::SINK),
+            }
+        }
+        Some(t) => match SinkUrl::parse(t) {
+            Ok(url) => url,
+            Err(e) => {
+                push(issues, sink_path, e.to_string());
+                SinkUrl::Local {
+                    dir: PathBuf::from(defaults::SINK),
+                }
+            }
+        },
+    };
+    if sink_path == "audit.dir" && sink.local_dir().is_none() {
+        push(
+            issues,
+            "audit.dir",
+            "must be a local directory; use audit.sink for object storage",
+        );
+    }
+    let dir = sink
+        .local_dir()
+        .map_or_else(|| PathBuf::from(defaults::SINK), ToOwned::to_owned);
+
+    let durability = match raw.durability.as_deref() {
+        None | Some("process") => Durability::Process,
+        Some("fsync") => Durability::Fsync,
+        Some(other) => {
+            push(
+                issues,
+                "audit.durability",
+                format!("unknown durability {other:?}; expected process or fsync"),
+            );
+            Durability::Process
+        }
+    };
+    let on_full = match raw.on_full.as_deref() {
+        None | Some("reject") => OnFull::Reject,
+        Some("drop") => OnFull::Drop,
+        Some(other) => {
+            push(
+                issues,
+                "audit.on_full",
+                format!("unknown value {other:?}; expected reject or drop"),
+            );
+            OnFull::Reject
+        }
+    };
+
+    let spool = raw.spool.unwrap_or_default();
+    let spool_dir = match spool.dir {
+        Some(d) if d.trim().is_empty() => {
+            push(issues, "audit.spool.dir", "must not be empty");
+            PathBuf::from(defaults::REMOTE_SPOOL_DIR)
+        }
+        Some(d) => PathBuf::from(d),
+        None => sink.local_dir().map_or_else(
+            || PathBuf::from(defaults::REMOTE_SPOOL_DIR),
+            |d| d.join(".spool"),
+        ),
+    };
+    let spool_max_bytes = match spool.max_bytes {
+        None => defaults::SPOOL_MAX_BYTES,
+        Some(v) => match parse_size(&v.text()) {
+            Ok(n) if n < defaults::MIN_SPOOL_MAX_BYTES => {
+                push(issues, "audit.spool.max_bytes", "must be at least 64KiB");
+                defaults::SPOOL_MAX_BYTES
+            }
+            Ok(n) => n,
+            Err(m) => {
+                push(issues, "audit.spool.max_bytes", m);
+                defaults::SPOOL_MAX_BYTES
+            }
+        },
+    };
+
+    let roll = raw.roll.unwrap_or_default();
+    let roll_rows = match one_of(
+        issues,
+        ("audit.roll.rows", roll.rows),
+        ("audit.flush_rows", raw.flush_rows),
+    ) {
+        Some(0) => {
+            let path = if roll.rows.is_some() {
+                "audit.roll.rows"
+            } else {
+                "audit.flush_rows"
+            };
+            push(issues, path, "must be at least 1");
+            defaults::ROLL_ROWS
+        }
+        Some(n) => n,
+        None => defaults::ROLL_ROWS,
+    };
+    let roll_bytes = match roll.bytes {
+        None => defaults::ROLL_BYTES,
+        Some(v) => match parse_size(&v.text()) {
+            Ok(n) if n < 4096 => {
+                push(issues, "audit.roll.bytes", "must be at least 4KiB");
+                defaults::ROLL_BYTES
+            }
+            Ok(n) => n,
+            Err(m) => {
+                push(issues, "audit.roll.bytes", m);
+                defaults::ROLL_BYTES
+            }
+        },
+    };
+    let age_path = if roll.age.is_some() {
+        "audit.roll.age"
+    } else {
+        "audit.flush_interval"
+    };
+    let roll_age = one_of(
+        issues,
+        ("audit.roll.age", roll.age),
+        ("audit.flush_interval", raw.flush_interval),
+    )
+    .and_then(|v| duration(age_path, &v, issues))
+    .unwrap_or(defaults::ROLL_AGE);
+
+    let s3 = match raw.s3 {
+        None => S3Config::default(),
+        Some(r) => {
+            if !matches!(sink, SinkUrl::S3 { .. }) {
+                push(issues, "audit.s3", "applies only to an s3:// audit.sink");
+            }
+            if let Some(e) = &r.endpoint
+                && !(e.starts_with("http://") || e.starts_with("https://"))
+            {
+                push(
+                    issues,
+                    "audit.s3.endpoint",
+                    "must start with http:// or https://",
+                );
+            }
+            if r.access_key_id.is_some() != r.secret_access_key_file.is_some() {
+                push(
+                    issues,
+                    "audit.s3",
+                    "access_key_id and secret_access_key_file go together",
+                );
+            }
+            if r.web_identity_token_file.is_some() != r.role_arn.is_some() {
+                push(
+                    issues,
+                    "audit.s3",
+                    "web_identity_token_file and role_arn go together",
+                );
+            }
+            S3Config {
+                endpoint: r.endpoint,
+                region: r.region,
+                path_style: r.path_style,
+                access_key_id: r.access_key_id,
+                secret_access_key_file: r.secret_access_key_file.map(PathBuf::from),
+                session_token_file: r.session_token_file.map(PathBuf::from),
+                web_identity_token_file: r.web_identity_token_file.map(PathBuf::from),
+                role_arn: r.role_arn,
+            }
+        }
+    };
+
+    AuditConfig {
+        sink,
+        dir,
+        durability,
+        on_full,
+        spool_dir,
+        spool_max_bytes,
+        roll_rows,
+        roll_bytes,
+        roll_age,
+        s3,
+    }
+}
