@@ -1,0 +1,760 @@
+"""The Helm chart (helm/custody) and the deployment material (deploy/), offline.
+
+Helm's own Go SDK (PyPI helm-python-sdk) lints and renders the chart; the rendered
+manifests and deploy/examples are validated against the Kubernetes 1.30 OpenAPI
+schemas (PyPI kubernetes-validate, strict: unknown fields are errors) and yamllint;
+then the objects are checked for what the chart promises: the webhook's opt-in
+selectors, certificates, the injector's availability and hardening, the sidecar's
+inject.yaml and a custody.yaml that uses only keys docs/configuration.md documents.
+
+The custody binary is optional here: when CUSTODY_BIN (or target/debug/custody)
+exists, the rendered custody.yaml and policy also go through `custody config check`
+and `custody policy check`; otherwise those two tests are skipped.
+"""
+
+import base64
+import copy
+import datetime
+import functools
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import padding
+from yamllint import linter as yamllint_linter
+from yamllint.config import YamlLintConfig
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "custody"
+DEPLOY = REPO / "deploy"
+K8S_VERSION = "1.30.0"
+RELEASE = "custody"
+NAMESPACE = "custody-system"
+
+# Custom resources: kubernetes-validate has no schema for them (their CRDs are not
+# part of Kubernetes); they are skipped there and checked structurally below.
+CRD_KINDS = {
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+
+MONITORING = {"monitoring": {"labels": {"release": "kube-prometheus-stack"},
+                             "podMonitor": {"enabled": True},
+                             "prometheusRule": {"enabled": True}}}
+CERT_MANAGER = {"tls": {"certManager": {"enabled": True}}}
+VALUE_SETS = {
+    "default": {},
+    "cert-manager": CERT_MANAGER,
+    "monitoring": MONITORING,
+    "typical": yaml.safe_load((DEPLOY / "values-typical.yaml").read_text()),
+    "everything": {
+        "workloadNamespaces": ["agents", "bots"],
+        "providerKeys": {"create": True, "keys": {"openai": "sk-test", "anthropic": "sk-ant-test"}},
+        "digestKey": {"create": True, "key": "digest-key-material"},
+        "tls": {"certManager": {"enabled": True,
+                                "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
+        "webhook": {"podOptIn": "annotation", "failurePolicy": "Ignore", "timeoutSeconds": 3,
+                    "reinvocationPolicy": "IfNeeded"},
+        "sidecar": {"nativeSidecar": False, "mode": "intercept",
+                    "image": {"repository": "registry.example.com/custody", "tag": "dev"}},
+        "image": {"digest": "sha256:" + "ab" * 32},
+        "injector": {"replicas": 3, "antiAffinity": "hard", "priorityClassName": "system-cluster-critical",
+                     "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+                     "podAnnotations": {"example.com/team": "platform"}},
+        "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
+        **MONITORING,
+    },
+    "single-replica": {"injector": {"replicas": 1, "antiAffinity": "none"},
+                       "config": {"create": False, "existingConfigMap": "my-custody-config"},
+                       "policy": {"create": False, "existingConfigMap": "my-custody-policy"},
+                       "serviceAccount": {"create": False, "name": "custody-injector"}},
+}
+
+
+# --- rendering -------------------------------------------------------------
+
+
+@functools.cache
+def _chart() -> helm.Chart:
+    return helm.Chart.load(CHART)
+
+
+def render_files(values: dict, namespace: str = NAMESPACE) -> dict[str, str]:
+    return _chart().render(copy.deepcopy(values), name=RELEASE, namespace=namespace, is_install=True)
+
+
+@functools.cache
+def _render_set(name: str) -> tuple:
+    return tuple(manifests(render_files(VALUE_SETS[name])))
+
+
+def manifests(files: dict[str, str]) -> list[dict]:
+    """The objects `helm template` would print, NOTES.txt aside."""
+    out = []
+    for path, text in sorted(files.items()):
+        if path.endswith(".yaml"):
+            out.extend(d for d in yaml.safe_load_all(text) if d)
+    return out
+
+
+def objects(name_or_values, kind: str) -> list[dict]:
+    docs = _render_set(name_or_values) if isinstance(name_or_values, str) else manifests(render_files(name_or_values))
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(name_or_values, kind: str) -> dict:
+    found = objects(name_or_values, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def helm_template_text(files: dict[str, str]) -> str:
+    """The rendered stream as `helm template` prints it."""
+    parts = [f"---\n# Source: {path}\n{text}\n" for path, text in sorted(files.items())
+             if path.endswith(".yaml") and text.strip()]
+    return "".join(parts).rstrip("\n") + "\n"
+
+
+def config_file(name_or_values, key: str) -> dict:
+    """A file of the release-namespace ConfigMap that holds `key`, parsed."""
+    for cm in objects(name_or_values, "ConfigMap"):
+        if cm["metadata"]["namespace"] == NAMESPACE and key in cm.get("data", {}):
+            return yaml.safe_load(cm["data"][key])
+    raise AssertionError(f"no ConfigMap with {key}")
+
+
+def webhooks(name_or_values) -> dict[str, dict]:
+    mwc = one(name_or_values, "MutatingWebhookConfiguration")
+    return {w["name"]: w for w in mwc["webhooks"]}
+
+
+def injector(name_or_values) -> dict:
+    return one(name_or_values, "Deployment")
+
+
+# --- lint, schemas, yamllint -----------------------------------------------
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_lint_strict_is_clean(value_set):
+    report = helm.lint(CHART, copy.deepcopy(VALUE_SETS[value_set]), strict=True,
+                       namespace=NAMESPACE, kube_version="v" + K8S_VERSION)
+    assert report["errors"] == []
+    # Severity 1 is informational ("icon is recommended"); 2 (warning) fails --strict.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_rendered_manifests_pass_kubernetes_schemas(value_set):
+    docs = _render_set(value_set)
+    assert docs
+    checked = 0
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        checked += 1
+    assert checked >= 5  # Deployment, Service, Secret, inject ConfigMap, webhook at least
+
+
+def test_schema_validation_is_strict():
+    """The validator above is not vacuous: a typo in a Deployment is an error."""
+    bad = copy.deepcopy(injector("default"))
+    bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_validate_command_line(tmp_path):
+    """The command line, as SREs run it, on the default render and deploy/examples."""
+    rendered = tmp_path / "rendered.yaml"
+    plain = [d for d in _render_set("typical") if (d["apiVersion"], d["kind"]) not in CRD_KINDS]
+    rendered.write_text(yaml.safe_dump_all(plain))
+    examples = sorted(str(p) for p in (DEPLOY / "examples").glob("*.yaml"))
+    assert examples
+    tool = pathlib.Path(sys.executable).parent / "kubernetes-validate"
+    result = subprocess.run([str(tool), "--strict", "-k", K8S_VERSION, "--quiet", str(rendered), *examples],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value_set", ["default", "everything"])
+def test_rendered_output_passes_yamllint(value_set):
+    conf = YamlLintConfig(
+        "extends: default\n"
+        "rules:\n"
+        "  line-length: disable\n"  # base64 certificates
+        "  indentation: {spaces: consistent, indent-sequences: whatever}\n")
+    text = helm_template_text(render_files(VALUE_SETS[value_set]))
+    problems = [f"{p.line}: {p.rule}: {p.desc}" for p in yamllint_linter.run(text, conf) if p.level == "error"]
+    assert problems == []
+
+
+def test_deploy_files_pass_yamllint():
+    conf = YamlLintConfig("extends: default\nrules:\n  line-length: {max: 120}\n  document-start: disable\n")
+    for path in [*(DEPLOY / "examples").glob("*.yaml"), DEPLOY / "values-typical.yaml", CHART / "values.yaml"]:
+        problems = [f"{path.name}:{p.line}: {p.rule}: {p.desc}"
+                    for p in yamllint_linter.run(path.read_text(), conf) if p.level == "error"]
+        assert problems == []
+
+
+@pytest.mark.parametrize("values, where", [
+    ({"injector": {"replicas": "2"}}, "/injector/replicas"),
+    ({"injector": {"replicas": 0}}, "/injector/replicas"),
+    ({"sidecar": {"mode": "sideways"}}, "/sidecar/mode"),
+    ({"webhook": {"failurePolicy": "Maybe"}}, "/webhook/failurePolicy"),
+    ({"webhook": {"timeoutSeconds": 31}}, "/webhook/timeoutSeconds"),
+    ({"webhook": {"podOptIn": "everything"}}, "/webhook/podOptIn"),
+    ({"injector": {"antiAffinity": "strict"}}, "/injector/antiAffinity"),
+    ({"replicas": 2}, "replicas"),  # a typo at the top level
+    ({"image": {"digest": "sha256:nothex"}}, "/image/digest"),
+    ({"workloadNamespaces": ["Not_A_Namespace"]}, "/workloadNamespaces/0"),
+    ({"config": {"create": False}}, "/config/existingConfigMap"),
+    ({"providerKeys": {"create": True}}, "/providerKeys/keys"),
+    ({"tls": {"certManager": {"duration": "one year"}}}, "/tls/certManager/duration"),
+    ({"monitoring": {"podMonitor": {"portName": "a-port-name-longer-than-15"}}}, "/monitoring/podMonitor/portName"),
+])
+def test_values_schema_rejects_bad_values(values, where):
+    with pytest.raises(helm.HelmValuesError) as err:
+        _chart().validate_schema(values)
+    assert where in str(err.value)
+    # Rendering enforces the schema as well.
+    with pytest.raises(helm.HelmValuesError):
+        render_files(values)
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_values_schema_accepts_the_value_sets(value_set):
+    _chart().validate_schema(copy.deepcopy(VALUE_SETS[value_set]))
+
+
+def test_secrets_need_workload_namespaces():
+    with pytest.raises(helm.HelmError, match="workloadNamespaces"):
+        render_files({"providerKeys": {"create": True, "keys": {"openai": "k"}}})
+
+
+# --- the webhook -------------------------------------------------------------
+
+
+def _ca_and_leaf(value_set="default"):
+    secret = next(s for s in objects(value_set, "Secret") if s["metadata"]["name"].endswith("-webhook-tls"))
+    assert secret["type"] == "kubernetes.io/tls"
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    return secret, data
+
+
+def test_webhook_has_ca_bundle_of_the_generated_ca():
+    secret, data = _ca_and_leaf()
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    leaf = x509.load_pem_x509_certificate(data["tls.crt"])
+    for hook in webhooks("default").values():
+        bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
+        assert bundle == data["ca.crt"]
+        assert hook["clientConfig"]["service"] == {
+            "name": "custody-injector", "namespace": NAMESPACE, "path": "/mutate", "port": 443}
+    # The serving certificate is signed by that CA and names the Service.
+    ca.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, padding.PKCS1v15(),
+                           leaf.signature_hash_algorithm)
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"custody-injector.{NAMESPACE}.svc" in names
+    assert f"custody-injector.{NAMESPACE}.svc.cluster.local" in names
+    assert leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(days=3000)
+    # The injector mounts exactly this Secret.
+    volumes = {v["name"]: v for v in injector("default")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == secret["metadata"]["name"]
+
+
+def test_generated_certificate_is_reused_on_upgrade():
+    """`lookup` returns nothing offline, so this checks the template's logic by text:
+    an existing Secret with all three keys is reused rather than regenerated."""
+    source = (CHART / "templates" / "webhook.yaml").read_text()
+    assert re.search(r'lookup "v1" "Secret" \.Release\.Namespace \$secretName', source)
+    assert 'index $existing.data "ca.crt"' in source
+    assert "genCA" in source and "genSignedCert" in source
+
+
+def test_failure_policy_and_timeout_come_from_values():
+    for hook in webhooks("default").values():
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["timeoutSeconds"] == 10
+        assert hook["sideEffects"] == "None"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                  "resources": ["pods"], "scope": "Namespaced"}]
+    for hook in webhooks("everything").values():
+        assert (hook["failurePolicy"], hook["timeoutSeconds"], hook["reinvocationPolicy"]) == ("Ignore", 3, "IfNeeded")
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
+    for k, v in selector.get("matchLabels", {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _called_by(hooks: dict, namespace: str, ns_labels: dict, pod_labels: dict) -> list[str]:
+    ns_labels = {**ns_labels, "kubernetes.io/metadata.name": namespace}
+    return [name for name, h in hooks.items()
+            if _matches(h["namespaceSelector"], ns_labels) and _matches(h["objectSelector"], pod_labels)]
+
+
+NS_ENABLED = {"custody.dev/inject": "enabled"}
+NS_DISABLED = {"custody.dev/inject": "disabled"}
+POD_TRUE = {"app": "a", "custody.dev/inject": "true"}
+POD_FALSE = {"app": "a", "custody.dev/inject": "false"}
+POD_PLAIN = {"app": "a"}
+
+
+@pytest.mark.parametrize("namespace, ns_labels, pod_labels, label_mode, annotation_mode", [
+    # namespace opt-in: every pod but those labelled "false"
+    ("agents", NS_ENABLED, POD_PLAIN, ["namespace"], ["namespace"]),
+    ("agents", NS_ENABLED, POD_TRUE, ["namespace"], ["namespace"]),
+    ("agents", NS_ENABLED, POD_FALSE, [], []),
+    # pod opt-in elsewhere: by label; in annotation mode every pod goes to the webhook,
+    # which reads the annotation
+    ("apps", {}, POD_TRUE, ["pod"], ["pod"]),
+    ("apps", {}, POD_PLAIN, [], ["pod"]),
+    ("apps", {}, POD_FALSE, [], []),
+    # a namespace labelled disabled wins over the pod
+    ("apps", NS_DISABLED, POD_TRUE, [], []),
+    # never: the release namespace and the excluded namespaces, whatever their labels
+    (NAMESPACE, NS_ENABLED, POD_TRUE, [], []),
+    ("kube-system", NS_ENABLED, POD_TRUE, [], []),
+    ("kube-node-lease", {}, POD_TRUE, [], []),
+])
+def test_opt_in_selectors(namespace, ns_labels, pod_labels, label_mode, annotation_mode):
+    """Kubernetes ANDs a webhook's namespaceSelector and objectSelector, so the chart
+    has two entries; at most one of them ever matches a pod (no double injection)."""
+    for values, expected in (({}, label_mode), ({"webhook": {"podOptIn": "annotation"}}, annotation_mode)):
+        hooks = webhooks(values)
+        called = _called_by(hooks, namespace, ns_labels, pod_labels)
+        assert [c.split(".")[0] for c in called] == expected, (values, called)
+
+
+def test_webhook_excludes_its_own_namespace():
+    for namespace in (NAMESPACE, "security"):
+        files = render_files({}, namespace=namespace)
+        mwc = next(d for d in manifests(files) if d["kind"] == "MutatingWebhookConfiguration")
+        for hook in mwc["webhooks"]:
+            exclusion = [e for e in hook["namespaceSelector"]["matchExpressions"]
+                         if e["key"] == "kubernetes.io/metadata.name"]
+            assert exclusion == [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                  "values": [namespace, "kube-system", "kube-public", "kube-node-lease"]}]
+
+
+def test_cert_manager_issues_the_certificate():
+    docs = _render_set("cert-manager")
+    assert not [d for d in docs if d["kind"] == "Secret"], "no Helm-generated Secret with cert-manager"
+    mwc = one("cert-manager", "MutatingWebhookConfiguration")
+    ref = mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert all("caBundle" not in h["clientConfig"] for h in mwc["webhooks"])
+    certs = {c["metadata"]["name"]: c for c in objects("cert-manager", "Certificate")}
+    issuers = {i["metadata"]["name"]: i for i in objects("cert-manager", "Issuer")}
+    ns, name = ref.split("/")
+    assert ns == NAMESPACE and name in certs
+    serving = certs[name]["spec"]
+    volumes = {v["name"]: v for v in injector("cert-manager")["spec"]["template"]["spec"]["volumes"]}
+    assert serving["secretName"] == volumes["webhook-tls"]["secret"]["secretName"]
+    assert f"custody-injector.{NAMESPACE}.svc" in serving["dnsNames"]
+    assert "server auth" in serving["usages"]
+    # The chart's own CA: selfSigned -> CA Certificate -> CA Issuer -> serving Certificate.
+    ca_issuer = issuers[serving["issuerRef"]["name"]]
+    assert serving["issuerRef"]["kind"] == "Issuer"
+    ca_cert = next(c["spec"] for c in certs.values() if c["spec"].get("isCA"))
+    assert ca_issuer["spec"]["ca"]["secretName"] == ca_cert["secretName"]
+    assert "selfSigned" in issuers[ca_cert["issuerRef"]["name"]]["spec"]
+    for obj in [*certs.values(), *issuers.values()]:
+        assert obj["apiVersion"] == "cert-manager.io/v1"
+        assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_cert_manager_with_an_existing_issuer():
+    assert objects("everything", "Issuer") == []
+    cert = one("everything", "Certificate")
+    assert cert["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+
+
+# --- the injector ----------------------------------------------------------------
+
+
+def test_injector_is_highly_available():
+    deploy = injector("default")
+    spec = deploy["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert _matches(spec["selector"], pod_labels)
+    terms = spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert terms[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert _matches(terms[0]["podAffinityTerm"]["labelSelector"], pod_labels)
+    pdb = one("default", "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert _matches(pdb["spec"]["selector"], pod_labels)
+    # hard anti-affinity, and no PDB that would block every drain with one replica
+    hard = injector("everything")["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in hard
+    assert objects("single-replica", "PodDisruptionBudget") == []
+    assert "affinity" not in injector("single-replica")["spec"]["template"]["spec"]
+
+
+def test_injector_probes_and_command():
+    container = injector("default")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "webhook", "--listen", "0.0.0.0:8443",
+        "--cert-file", "/etc/custody/webhook/tls.crt", "--key-file", "/etc/custody/webhook/tls.key",
+        "--config", "/etc/custody/inject/inject.yaml"]
+    assert container["ports"] == [{"name": "webhook", "containerPort": 8443, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "webhook", "scheme": "HTTPS"}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"/etc/custody/webhook", "/etc/custody/inject"}
+    assert all(m["readOnly"] for m in mounts.values())
+    assert container["resources"]["limits"]["memory"]
+    service = one("default", "Service")
+    assert service["spec"]["ports"] == [{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == injector("default")["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("value_set", ["default", "everything"])
+def test_injector_is_hardened(value_set):
+    pod = injector(value_set)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True
+        assert isinstance(sc["runAsUser"], int) and sc["runAsUser"] > 0
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_service_account_and_no_rbac():
+    sa = one("default", "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert injector("default")["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    kinds = {d["kind"] for name in VALUE_SETS for d in _render_set(name)}
+    assert not kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+    assert objects("single-replica", "ServiceAccount") == []
+    assert injector("single-replica")["spec"]["template"]["spec"]["serviceAccountName"] == "custody-injector"
+
+
+# --- what the webhook injects: inject.yaml, custody.yaml, policy, Secrets --------------
+
+INJECT_KEYS = {"image", "imagePullPolicy", "namespace", "nativeSidecar", "mode", "resources", "configMap",
+               "policyConfigMap", "providerKeysSecret", "digestKeySecret", "spoolSizeLimit"}
+
+
+def test_inject_yaml_defaults():
+    inject = config_file("default", "inject.yaml")
+    assert set(inject) == INJECT_KEYS
+    container = injector("default")["spec"]["template"]["spec"]["containers"][0]
+    assert inject["image"] == container["image"] == "custody:0.1.0"
+    assert inject["imagePullPolicy"] == "IfNotPresent"
+    assert inject["namespace"] == NAMESPACE
+    assert inject["nativeSidecar"] is True
+    assert inject["mode"] == "reverse"
+    assert inject["resources"]["limits"]["memory"] == "256Mi"
+    assert inject["configMap"] == "custody-config"
+    assert inject["policyConfigMap"] == "custody-policy"
+    assert inject["providerKeysSecret"] is None and inject["digestKeySecret"] is None
+    assert inject["spoolSizeLimit"] == "2Gi"
+    # The injector restarts when inject.yaml changes.
+    annotations = injector("default")["spec"]["template"]["metadata"]["annotations"]
+    assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/inject-config"])
+
+
+def test_inject_yaml_follows_values():
+    inject = config_file("everything", "inject.yaml")
+    assert set(inject) == INJECT_KEYS
+    assert inject["image"] == "registry.example.com/custody:dev"
+    assert injector("everything")["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "custody@sha256:" + "ab" * 32
+    assert (inject["nativeSidecar"], inject["mode"]) == (False, "intercept")
+    assert inject["providerKeysSecret"] == "custody-provider-keys"
+    assert inject["digestKeySecret"] == "custody-digest-key"
+    typical = config_file("typical", "inject.yaml")
+    assert typical["providerKeysSecret"] == "llm-provider-keys"
+    assert (typical["configMap"], typical["policyConfigMap"]) == ("custody-config", "custody-policy")
+    single = manifests(render_files(VALUE_SETS["single-replica"]))
+    inject = next(yaml.safe_load(d["data"]["inject.yaml"]) for d in single if "inject.yaml" in d.get("data", {}))
+    assert (inject["configMap"], inject["policyConfigMap"]) == ("my-custody-config", "my-custody-policy")
+    assert not [d for d in single if d["kind"] == "ConfigMap" and {"custody.yaml", "policy.yaml"} & set(d["data"])]
+
+
+def test_per_namespace_objects_go_to_every_workload_namespace():
+    by_ns = {}
+    for d in _render_set("everything"):
+        if d["kind"] in ("ConfigMap", "Secret"):
+            by_ns.setdefault(d["metadata"]["namespace"], set()).add(d["metadata"]["name"])
+    sidecar_objects = {"custody-config", "custody-policy", "custody-provider-keys", "custody-digest-key"}
+    assert sidecar_objects <= by_ns["agents"] and sidecar_objects <= by_ns["bots"]
+    # Keys are not copied where nothing uses them.
+    assert not {"custody-provider-keys", "custody-digest-key"} & by_ns[NAMESPACE]
+    secret = next(s for s in objects("everything", "Secret")
+                  if s["metadata"]["name"] == "custody-provider-keys" and s["metadata"]["namespace"] == "agents")
+    assert base64.b64decode(secret["data"]["openai"]) == b"sk-test"
+
+
+def _section_tables(doc: str, heading: str) -> list[str]:
+    """First-column `names` of the markdown tables between `heading` and the next ##."""
+    body = doc.split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([a-z_]+)` \|", body, re.M)
+
+
+@functools.cache
+def documented_keys() -> dict:
+    """The keys docs/configuration.md documents, as a tree; None = not descended into
+    (documented elsewhere or free-form)."""
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    whole = yaml.safe_load(blocks[0])
+    identity = next(yaml.safe_load(b) for b in blocks if b.startswith("identity:"))["identity"]
+    policy = next(yaml.safe_load(b) for b in blocks if b.startswith("policy:"))["policy"]
+
+    def tree(value):
+        if isinstance(value, dict):
+            return {k: tree(v) for k, v in value.items()}
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            return [{k: tree(v) for item in value for k, v in item.items()}]
+        return None
+
+    keys = tree(whole)
+    keys["identity"] = tree(identity)
+    keys["policy"] = tree(policy)
+    route = keys["routes"][0]
+    per_route = doc.split("Per route (in `routes[]`):", 1)[1].split("\n## ", 1)[0]
+    for name in _section_tables(doc, "## `routes`") + re.findall(r"^\| `([a-z_]+)` \|", per_route, re.M):
+        route.setdefault(name, None)
+    return keys
+
+
+def undocumented(config, keys, path="") -> list[str]:
+    if keys is None:
+        return []
+    if isinstance(keys, list):
+        assert isinstance(config, list), path
+        return [p for i, item in enumerate(config) for p in undocumented(item, keys[0], f"{path}[{i}]")]
+    assert isinstance(config, dict), f"{path}: expected a mapping"
+    out = []
+    for k, v in config.items():
+        where = f"{path}.{k}" if path else k
+        out += [where] if k not in keys else undocumented(v, keys[k], where)
+    return out
+
+
+def test_documented_keys_are_read_from_the_docs():
+    keys = documented_keys()
+    assert {"listen", "routes", "audit", "policy", "identity", "shutdown", "sessions"} <= set(keys)
+    assert set(keys["listen"]) == {"unix", "tcp", "admin"}
+    assert {"name", "prefix", "upstream", "kind", "tools", "credentials", "identity"} <= set(keys["routes"][0])
+    assert "sink" not in keys["audit"]  # arrives with issue 8: the chart must not use it before
+    assert undocumented({"listen": {"admin": "x", "adnim": "y"}}, keys) == ["listen.adnim"]
+
+
+@pytest.mark.parametrize("value_set", ["default", "typical"])
+def test_sidecar_config_uses_only_documented_keys(value_set):
+    config = config_file(value_set, "custody.yaml")
+    assert undocumented(config, documented_keys()) == []
+    # What the webhook and the chart rely on.
+    assert config["listen"] == {"unix": "/run/custody/custody.sock", "tcp": "127.0.0.1:15080",
+                                "admin": "0.0.0.0:15090"}
+    assert config["policy"]["file"] == "/etc/custody/policy/policy.yaml"
+    assert config["audit"]["dir"].startswith("/var/lib/custody/")
+    assert [r["name"] for r in config["routes"]][:2] == ["openai", "anthropic"]
+
+
+def test_starter_policy_parses():
+    policy = config_file("default", "policy.yaml")
+    assert policy["format"] == 1
+    assert [r["name"] for r in policy["rules"]] == ["starter-allow-all"]
+
+
+def _custody_bin() -> pathlib.Path | None:
+    path = pathlib.Path(os.environ.get("CUSTODY_BIN", REPO / "target" / "debug" / "custody"))
+    return path if path.exists() else None
+
+
+@pytest.mark.parametrize("value_set", ["default", "typical"])
+def test_custody_accepts_the_rendered_config_and_policy(value_set, tmp_path):
+    binary = _custody_bin()
+    if binary is None:
+        pytest.skip("no custody binary (set CUSTODY_BIN or build target/debug/custody)")
+    for cm in objects(value_set, "ConfigMap"):
+        for name, text in cm.get("data", {}).items():
+            (tmp_path / name).write_text(text)
+    check = subprocess.run([str(binary), "config", "check", "--config", str(tmp_path / "custody.yaml")],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    check = subprocess.run([str(binary), "policy", "check", str(tmp_path / "policy.yaml")],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+# --- monitoring ---------------------------------------------------------------
+
+
+def test_monitoring_is_off_by_default():
+    kinds = {d["kind"] for d in _render_set("default")}
+    assert not kinds & {"PodMonitor", "PrometheusRule", "ServiceMonitor", "Certificate", "Issuer"}
+
+
+def test_pod_monitor_scrapes_the_sidecars():
+    pm = one("monitoring", "PodMonitor")
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert pm["spec"]["selector"] == {"matchLabels": {"custody.dev/injected": "true"}}
+    assert pm["spec"]["namespaceSelector"] == {"any": True}
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == ("custody-admin", "/metrics", "http")
+    limited = one({**MONITORING, "monitoring": {**MONITORING["monitoring"],
+                                                "podMonitor": {"enabled": True, "namespaces": ["agents"]}}},
+                  "PodMonitor")
+    assert limited["spec"]["namespaceSelector"] == {"matchNames": ["agents"]}
+
+
+def test_prometheus_rules():
+    rule = one("monitoring", "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {"CustodyAuditBacklogGrowing", "CustodyAuditUploadsFailing",
+                           "CustodyDenialSpike", "CustodyInjectorUnavailable"}
+    assert "custody_audit_backlog_bytes > 268435456" in alerts["CustodyAuditBacklogGrowing"]["expr"]
+    assert 'custody_audit_uploads_total{result="failed"}' in alerts["CustodyAuditUploadsFailing"]["expr"]
+    assert 'custody_requests_total{decision="deny"}' in alerts["CustodyDenialSpike"]["expr"]
+    assert 'deployment="custody-injector"' in alerts["CustodyInjectorUnavailable"]["expr"]
+    for alert in alerts.values():
+        assert re.fullmatch(r"[0-9]+[smh]", alert["for"])
+        assert alert["labels"]["severity"] in {"warning", "critical"}
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+        # Prometheus templates survive Helm's templating.
+        assert "{{ $labels" in alert["annotations"]["description"] or alert["alert"] == "CustodyInjectorUnavailable"
+        assert alert["expr"].count("(") == alert["expr"].count(")")
+
+
+# --- deploy/ ----------------------------------------------------------------------
+
+
+def test_demo_agent_opts_in():
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "examples" / "demo-agent.yaml").read_text()) if d]
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    template = deploy["spec"]["template"]
+    assert template["metadata"]["labels"]["custody.dev/inject"] == "true"
+    hooks = webhooks({"workloadNamespaces": ["agents"]})
+    assert [h.split(".")[0] for h in _called_by(hooks, deploy["metadata"]["namespace"], {},
+                                                 template["metadata"]["labels"])] == ["pod"]
+    annotations = set(template["metadata"]["annotations"])
+    assert annotations <= {"custody.dev/inject", "custody.dev/mode", "custody.dev/policy-configmap",
+                           "custody.dev/config-configmap", "custody.dev/cpu-request", "custody.dev/memory-limit"}
+    env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+    assert env["OPENAI_BASE_URL"] == "http://127.0.0.1:15080/openai/v1"
+
+
+def _dockerfile_stages() -> list[dict]:
+    lines = []
+    for raw in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if raw.strip().startswith("#") or not raw.strip():
+            continue
+        if lines and lines[-1].endswith("\\"):
+            lines[-1] = lines[-1][:-1] + " " + raw.strip()
+        else:
+            lines.append(raw.strip())
+    args, stages = {}, []
+    for line in lines:
+        instr, _, rest = line.partition(" ")
+        instr = instr.upper()
+        if instr == "ARG" and not stages:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif instr == "FROM":
+            image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], rest.split()[0])
+            stages.append({"image": image, "name": rest.split()[-1] if " AS " in rest.upper() else None,
+                           "lines": []})
+        else:
+            stages[-1]["lines"].append((instr, rest))
+    return stages
+
+
+def test_dockerfile():
+    stages = _dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage"
+    build, final = stages[0], stages[-1]
+    # Base images pinned by a version tag or a digest, never a floating tag.
+    for stage in stages:
+        image = stage["image"]
+        assert "@sha256:" in image or re.search(r":[^:/]*[0-9][^:/]*$|:nonroot$", image), image
+        assert not image.endswith(":latest")
+    assert re.match(r"rust:1\.95(\.\d+)?-", build["image"])
+    runs = " ".join(rest for instr, rest in build["lines"] if instr == "RUN")
+    assert re.search(r"cargo build --release --locked -p custody", runs)
+    # The final image: distroless (or scratch), the binary copied from the build stage,
+    # a numeric non-root user, no shell needed anywhere.
+    assert final["image"].startswith(("gcr.io/distroless/", "scratch"))
+    instrs = {}
+    for instr, rest in final["lines"]:
+        instrs.setdefault(instr, []).append(rest)
+    assert "RUN" not in instrs, "the final stage runs nothing (distroless has no shell)"
+    assert any(rest.startswith(f"--from={build['name']} ") for rest in instrs["COPY"])
+    (user,) = instrs["USER"]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    exposed = {int(p) for rest in instrs["EXPOSE"] for p in rest.split()}
+    assert exposed == {8443, 15080, 15090}
+    (entrypoint,) = instrs["ENTRYPOINT"]
+    assert entrypoint.startswith("[") and entrypoint.endswith('/custody"]'), "exec form, no shell"
+    assert instrs["CMD"] == ['["run", "--config", "/etc/custody/config/custody.yaml"]']
+    ignore = (REPO / ".dockerignore").read_text().split()
+    assert {"target", ".git", ".venv"} <= set(ignore)
+
+
+# --- docs -----------------------------------------------------------------------
+
+
+def _leaf_paths(values: dict, prefix="") -> list[str]:
+    out = []
+    for k, v in values.items():
+        path = f"{prefix}.{k}" if prefix else k
+        # Free-form maps are documented as one value.
+        if isinstance(v, dict) and v and path not in ("config.custody", "injector.resources",
+                                                      "sidecar.resources", "injector.podSecurityContext",
+                                                      "injector.securityContext", "injector.livenessProbe",
+                                                      "injector.readinessProbe", "injector.startupProbe"):
+            out += _leaf_paths(v, path)
+        else:
+            out.append(path)
+    return out
+
+
+def test_chart_readme_documents_every_value():
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", readme, re.M))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = [p for p in _leaf_paths(values) if p not in documented]
+    assert missing == []
+    schema_top = set(_chart().schema["properties"]) - {"global"}
+    assert schema_top == set(values)
