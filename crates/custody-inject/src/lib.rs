@@ -15,7 +15,7 @@
 //! # Rules, in the order they apply
 //! | input | answer |
 //! |---|---|
-//! | body larger than the limit ([`MAX_REVIEW_BYTES`], 3 MiB, the API server's own request limit) | HTTP 413 `{"error":{"type":"body_too_large",...}}` (the transport checks it; [`too_large`]) |
+//! | body larger than the limit ([`MAX_REVIEW_BYTES`], 4 MiB: above the API server's own 3 MiB request limit) | HTTP 413 `{"error":{"type":"body_too_large",...}}` (the transport checks it; [`too_large`]) |
 //! | not JSON; not `admission.k8s.io/v1` `AdmissionReview`; no `request`; no string `request.uid` | HTTP 400 `{"error":{"type":"bad_request",...}}`: there is no uid to answer |
 //! | anything else | HTTP 200 with an AdmissionReview whose `response.uid` is the request's |
 //! | `request.kind` not core `v1 Pod`, resource not `pods`, or a subresource | allowed, no patch (`not_a_pod`) |
@@ -73,9 +73,10 @@ pub use sidecar::{
     CONFIG_DIR, CONTAINER, DATA_DIR, DIGEST_DIR, KEYS_DIR, POLICY_DIR, RUN_DIR, VOLUMES,
 };
 
-/// The largest request body the webhook reads: 3 MiB, the API server's own limit on
-/// a request, so any pod the API server accepted fits.
-pub const MAX_REVIEW_BYTES: usize = 3 * 1024 * 1024;
+/// The largest request body the webhook reads by default: 4 MiB. The API server
+/// refuses requests over 3 MiB (and etcd stores objects up to 1.5 MiB), so the
+/// AdmissionReview around any pod it accepted fits, envelope included.
+pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 
 /// The webhook's version, written to `custody.dev/injected`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
