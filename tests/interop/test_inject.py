@@ -337,3 +337,34 @@ def test_check_and_usage_errors():
     bad.write_text("image: x\nnamespace: custody-system\nmode: sidecar\n")
     typo = subprocess.run(base + ["--config", str(bad), "--check"], capture_output=True, text=True, env=env)
     assert typo.returncode == 2 and "mode" in typo.stderr
+
+
+def test_the_examples_in_docs_injection_md_are_valid():
+    import re
+
+    import yaml
+
+    doc = (REPO / "docs" / "injection.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    webhook_configuration = next(b for b in blocks if "kind: MutatingWebhookConfiguration" in b)
+    kubernetes_validate.validate(yaml.safe_load(webhook_configuration), K8S, strict=True)
+
+    secret = SecretDir()
+    secret.write(*make_pair("docs"))
+    binary = str(_binary("CUSTODY_BIN", "custody"))
+    webhook_config = next(b for b in blocks if "native_sidecar:" in b)
+    path = secret.path.parent / f"{secret.path.name}-webhook.yaml"
+    path.write_text(webhook_config)
+    check = subprocess.run(
+        [binary, "webhook", "--cert-file", str(secret.path / "tls.crt"), "--key-file", str(secret.path / "tls.key"),
+         "--config", str(path), "--namespace", "custody-system", "--check"],
+        capture_output=True, text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+    sidecar_config = next(b for b in blocks if "listen:" in b)
+    path = secret.path.parent / f"{secret.path.name}-custody.yaml"
+    path.write_text(sidecar_config)
+    check = subprocess.run([binary, "config", "check", "--config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "/run/custody/custody.sock" in check.stdout

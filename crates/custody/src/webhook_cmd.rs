@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,7 +86,8 @@ pub(crate) fn run(args: WebhookArgs) -> ExitCode {
         }
     };
     if args.check {
-        println!("{}", summary(&args, &cfg, &key));
+        // A closed stdout (`| head`) is not an error worth a panic.
+        let _ = writeln!(std::io::stdout(), "{}", summary(&args, &cfg, &key));
         return ExitCode::SUCCESS;
     }
     let result = tokio::runtime::Builder::new_multi_thread()
