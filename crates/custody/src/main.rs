@@ -4,7 +4,8 @@
 //! validates a config and prints the effective settings; `custody policy
 //! check | test | explain` works with a policy file offline (see [`policy_cmd`]);
 //! `custody trail --session ID` prints one session from the audit files (see
-//! [`trail_cmd`]).
+//! [`trail_cmd`]); `custody webhook` serves the sidecar injection webhook (see
+//! [`webhook_cmd`]).
 //! Exit codes: 0 success, 1 runtime failure (cannot bind, cannot write) or a
 //! check that failed (a policy test case, `--deny-warnings`), 2 invalid config,
 //! policy or usage.
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 
 mod policy_cmd;
 mod trail_cmd;
+mod webhook_cmd;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,6 +67,8 @@ enum Command {
     },
     /// Print one session step by step from the audit files (see docs/trail.md).
     Trail(trail_cmd::TrailArgs),
+    /// Serve the sidecar injection webhook over HTTPS (see docs/injection.md).
+    Webhook(webhook_cmd::WebhookArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         },
         Command::Policy { command } => policy_cmd::run(command),
         Command::Trail(args) => trail_cmd::run(args),
+        Command::Webhook(args) => webhook_cmd::run(args),
     }
 }
 

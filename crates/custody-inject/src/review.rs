@@ -1,0 +1,429 @@
+//! One AdmissionReview in, one answer out: the rules of the crate's `//!` table,
+//! applied in order.
+
+use crate::annotations::{self, Choice, INJECTED, Plan};
+use crate::config::{HostNetwork, InjectConfig, Mode};
+use crate::names::shown;
+use crate::patch::{Patch, Pointer};
+use crate::pod::{self, Pod};
+use crate::sidecar;
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+/// How the request reached the webhook: which pods it injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selected {
+    /// `POST /mutate`: the pod's namespace opted in (the webhook configuration's
+    /// `namespaceSelector`); every pod is injected unless it says `"false"`.
+    ByNamespace,
+    /// `POST /mutate/opt-in`: only pods that say `custody.dev/inject: "true"`
+    /// (annotation or label) are injected.
+    ByPod,
+}
+
+/// What the webhook decided, for logs and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed with a patch that adds the sidecar.
+    Injected {
+        /// The mode the app containers were set up for.
+        mode: Mode,
+        /// JSON Patch operations.
+        ops: usize,
+    },
+    /// Allowed unchanged, for the reason named (`not_a_pod`, `not_create`,
+    /// `own_namespace`, `excluded_namespace`, `opted_out`, `not_opted_in`,
+    /// `already_injected`, `host_network`, `windows`).
+    Skipped(&'static str),
+    /// Refused (`allowed: false`) with this message.
+    Denied(String),
+    /// No AdmissionReview could be answered: an HTTP error with this message.
+    Rejected(String),
+}
+
+impl Outcome {
+    /// `injected`, `skipped`, `denied` or `rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Injected { .. } => "injected",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Denied(_) => "denied",
+            Outcome::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// The HTTP answer to one request, and what it was about (for the log line; never
+/// the pod's spec).
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// 200 for every AdmissionReview answer; 400 or 413 otherwise.
+    pub status: u16,
+    /// JSON.
+    pub body: Vec<u8>,
+    /// The decision.
+    pub outcome: Outcome,
+    /// The request's `uid`, when it could be read.
+    pub uid: Option<String>,
+    /// The pod's namespace, when known.
+    pub namespace: Option<String>,
+    /// The pod's name (or `generateName` followed by `*`), when known.
+    pub pod: Option<String>,
+}
+
+/// An HTTP error answer with a JSON body `{"error":{"type","message"}}`.
+pub fn http_error(status: u16, kind: &str, message: &str) -> Answer {
+    let body = json!({"error": {"type": kind, "message": message}});
+    Answer {
+        status,
+        body: body.to_string().into_bytes(),
+        outcome: Outcome::Rejected(message.to_owned()),
+        uid: None,
+        namespace: None,
+        pod: None,
+    }
+}
+
+/// The answer to a request body larger than `limit` bytes: HTTP 413.
+pub fn too_large(limit: usize) -> Answer {
+    http_error(
+        413,
+        "body_too_large",
+        &format!("AdmissionReview larger than {limit} bytes"),
+    )
+}
+
+/// Answers one AdmissionReview v1 (the request body). Never panics; see the
+/// crate's rules table for which input gets which answer.
+pub fn review(body: &[u8], cfg: &InjectConfig, selected: Selected) -> Answer {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("the body is not JSON: {e}")),
+    };
+    let Some(request) = envelope(&value) else {
+        return bad_request(
+            "expected an AdmissionReview: apiVersion admission.k8s.io/v1, kind AdmissionReview, request.uid",
+        );
+    };
+    let Some(uid) = request
+        .get("uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty() && u.len() <= 256)
+    else {
+        return bad_request("request.uid is missing or not a string of 1 to 256 characters");
+    };
+    let mut facts = Facts::default();
+    let decision = decide(request, cfg, selected, &mut facts);
+    let body = response(uid, &decision).to_string().into_bytes();
+    Answer {
+        status: 200,
+        body,
+        outcome: decision.outcome,
+        uid: Some(shown(uid)),
+        namespace: facts.namespace,
+        pod: facts.pod,
+    }
+}
+
+fn bad_request(message: &str) -> Answer {
+    http_error(400, "bad_request", message)
+}
+
+fn envelope(value: &Value) -> Option<&Map<String, Value>> {
+    let review = value.as_object()?;
+    let ok = review.get("apiVersion").and_then(Value::as_str) == Some("admission.k8s.io/v1")
+        && review.get("kind").and_then(Value::as_str) == Some("AdmissionReview");
+    ok.then(|| review.get("request").and_then(Value::as_object))
+        .flatten()
+}
+
+/// What is known about the pod, for the log line.
+#[derive(Default)]
+struct Facts {
+    namespace: Option<String>,
+    pod: Option<String>,
+}
+
+struct Decision {
+    outcome: Outcome,
+    patch: Option<Value>,
+    warnings: Vec<String>,
+}
+
+impl Decision {
+    fn skip(reason: &'static str) -> Decision {
+        Decision {
+            outcome: Outcome::Skipped(reason),
+            patch: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn warn(mut self, warning: String) -> Decision {
+        self.warnings.push(warning);
+        self
+    }
+
+    fn deny(problems: &[String]) -> Decision {
+        let mut shown_problems: Vec<&str> = problems.iter().map(String::as_str).take(10).collect();
+        let more = problems.len().saturating_sub(10);
+        let tail = format!("... and {more} more");
+        if more > 0 {
+            shown_problems.push(&tail);
+        }
+        Decision {
+            outcome: Outcome::Denied(format!(
+                "custody: cannot inject the sidecar: {}",
+                shown_problems.join("; ")
+            )),
+            patch: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+fn is(v: Option<&Value>, group: &str, version: &str, key: &str, name: &str) -> bool {
+    v.is_some_and(|v| {
+        v.get("group").and_then(Value::as_str) == Some(group)
+            && v.get("version").and_then(Value::as_str) == Some(version)
+            && v.get(key).and_then(Value::as_str) == Some(name)
+    })
+}
+
+fn decide(
+    request: &Map<String, Value>,
+    cfg: &InjectConfig,
+    selected: Selected,
+    facts: &mut Facts,
+) -> Decision {
+    // 1. Only pods being created, never a subresource.
+    let sub = request
+        .get("subResource")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !is(request.get("kind"), "", "v1", "kind", "Pod")
+        || !is(request.get("resource"), "", "v1", "resource", "pods")
+        || !sub.is_empty()
+    {
+        return Decision::skip("not_a_pod");
+    }
+    if request.get("operation").and_then(Value::as_str) != Some("CREATE") {
+        return Decision::skip("not_create");
+    }
+    // 2. Never the webhook's own namespace nor an excluded one.
+    let request_ns = request
+        .get("namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    if let Some(skip) = request_ns.and_then(|ns| namespace_rule(cfg, ns)) {
+        facts.namespace = request_ns.map(shown);
+        return Decision::skip(skip);
+    }
+    let Some(object) = request.get("object").filter(|o| !o.is_null()) else {
+        return Decision::deny(&["request.object: missing".into()]);
+    };
+    let meta = match pod::meta(object) {
+        Ok(m) => m,
+        Err(problems) => return Decision::deny(&problems),
+    };
+    let namespace = request_ns.or(meta.namespace);
+    facts.namespace = namespace.map(shown);
+    facts.pod = meta
+        .name
+        .filter(|n| !n.is_empty())
+        .map(shown)
+        .or_else(|| meta.generate_name.map(|g| format!("{}*", shown(g))));
+    if let Some(skip) = namespace.and_then(|ns| namespace_rule(cfg, ns)) {
+        return Decision::skip(skip);
+    }
+    // 3. The pod's own choice, then idempotency.
+    match (annotations::choice(meta.annotations, meta.labels), selected) {
+        (Err(problem), _) => return Decision::deny(&[problem]),
+        (Ok(Choice::No), _) => return Decision::skip("opted_out"),
+        (Ok(Choice::Unset), Selected::ByPod) => return Decision::skip("not_opted_in"),
+        (Ok(_), _) => {}
+    }
+    if meta.annotations.is_some_and(|a| a.contains_key(INJECTED)) {
+        return Decision::skip("already_injected");
+    }
+    // 4. A spec we can patch, on a platform and network where custody can run.
+    let pod = match pod::pod(object, &meta) {
+        Ok(p) => p,
+        Err(problems) => return Decision::deny(&problems),
+    };
+    let mut warnings = Vec::new();
+    if pod.windows {
+        return Decision::skip("windows")
+            .warn("custody: sidecar not injected: Windows pods are not supported".into());
+    }
+    if pod.host_network {
+        let ports = format!("{} and {}", cfg.raw().proxy_port, cfg.raw().admin_port);
+        match cfg.raw().host_network {
+            HostNetwork::Skip => {
+                return Decision::skip("host_network").warn(format!(
+                    "custody: sidecar not injected: a hostNetwork pod would share ports {ports} with the node"
+                ));
+            }
+            HostNetwork::Deny => {
+                return Decision::deny(&[format!(
+                    "hostNetwork pods are refused: custody's ports {ports} would be the node's"
+                )]);
+            }
+            HostNetwork::Inject => warnings.push(format!(
+                "custody: hostNetwork pod: custody's ports {ports} are open on the node's network"
+            )),
+        }
+    }
+    // 5. The pod's annotations over the defaults, then nothing in the way.
+    let plan = match annotations::plan(cfg, meta.annotations) {
+        Ok(p) => p,
+        Err(problems) => return Decision::deny(&problems),
+    };
+    let conflicts = conflicts(&pod, cfg);
+    if !conflicts.is_empty() {
+        return Decision::deny(&conflicts);
+    }
+    // 6. The patch.
+    let patch = build(cfg, &pod, &plan, &mut warnings);
+    warnings.truncate(10);
+    Decision {
+        outcome: Outcome::Injected {
+            mode: plan.mode,
+            ops: patch.len(),
+        },
+        patch: Some(patch.into_value()),
+        warnings,
+    }
+}
+
+fn namespace_rule(cfg: &InjectConfig, ns: &str) -> Option<&'static str> {
+    if cfg.namespace() == Some(ns) {
+        Some("own_namespace")
+    } else if cfg.exclude_namespaces().iter().any(|n| n == ns) {
+        Some("excluded_namespace")
+    } else {
+        None
+    }
+}
+
+fn conflicts(pod: &Pod<'_>, cfg: &InjectConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let ports = [cfg.raw().proxy_port, cfg.raw().admin_port].map(i64::from);
+    for c in pod.all_containers() {
+        if c.name == sidecar::CONTAINER {
+            problems.push(format!(
+                "a container is already named {:?} (a pod that runs custody itself opts out with {}: \"false\")",
+                sidecar::CONTAINER,
+                annotations::INJECT
+            ));
+        }
+        for p in c.ports.iter().filter(|p| ports.contains(p)) {
+            problems.push(format!(
+                "container {:?} declares port {p}, which custody listens on",
+                shown(c.name)
+            ));
+        }
+    }
+    for v in pod.volumes.iter().flatten() {
+        if sidecar::VOLUMES.contains(v) {
+            problems.push(format!("a volume is already named {v:?}"));
+        }
+    }
+    for c in &pod.containers {
+        if c.mounts.iter().flatten().any(|m| *m == sidecar::RUN_DIR) {
+            problems.push(format!(
+                "container {:?} already mounts {}",
+                shown(c.name),
+                sidecar::RUN_DIR
+            ));
+        }
+    }
+    problems
+}
+
+fn build(cfg: &InjectConfig, pod: &Pod<'_>, plan: &Plan, warnings: &mut Vec<String>) -> Patch {
+    let mut patch = Patch::default();
+    let root = Pointer::root();
+    let version = json!(crate::VERSION);
+    let metadata = root.at("metadata");
+    if pod.has_metadata {
+        let exists = pod.annotations.is_some();
+        patch.set_member(&metadata.at("annotations"), exists, INJECTED, version);
+    } else {
+        patch.add(&metadata, json!({"annotations": {INJECTED: version}}));
+    }
+    let spec = root.at("spec");
+    let volumes = sidecar::volumes(cfg, plan);
+    patch.extend(&spec.at("volumes"), pod.volumes.is_some(), volumes);
+    let env = sidecar::app_env(cfg, plan.mode);
+    for (i, c) in pod.containers.iter().enumerate() {
+        let here = spec.at("containers").at(i.to_string());
+        let own = c.env.as_deref().unwrap_or_default();
+        let (kept, added): (Vec<_>, Vec<_>) = env.iter().partition(|(k, _)| own.contains(k));
+        if !kept.is_empty() {
+            let names: Vec<&str> = kept.iter().map(|(k, _)| *k).collect();
+            warnings.push(format!(
+                "custody: container {:?} keeps its own {}",
+                shown(c.name),
+                names.join(", ")
+            ));
+        }
+        let added = added
+            .into_iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
+        patch.extend(&here.at("env"), c.env.is_some(), added);
+        let mounts = vec![sidecar::app_mount()];
+        patch.extend(&here.at("volumeMounts"), c.mounts.is_some(), mounts);
+    }
+    let container = sidecar::container(cfg, plan);
+    if cfg.native_sidecar() {
+        // First, so that it runs before the other init containers and the apps.
+        let init = spec.at("initContainers");
+        match pod.init_containers {
+            Some(_) => patch.add(&init.at("0"), container),
+            None => patch.add(&init, json!([container])),
+        }
+    } else {
+        // Last, so `kubectl logs` and `exec` still pick the app by default.
+        patch.add(&spec.at("containers").end(), container);
+        if let Some(policy @ ("Never" | "OnFailure")) = pod.restart_policy {
+            warnings.push(format!(
+                "custody: restartPolicy {policy}: this pod will not complete while the custody container runs; enable native sidecars (Kubernetes 1.29 or later)"
+            ));
+        }
+    }
+    patch
+}
+
+fn response(uid: &str, d: &Decision) -> Value {
+    let mut r = Map::new();
+    r.insert("uid".into(), json!(uid));
+    let allowed = !matches!(d.outcome, Outcome::Denied(_));
+    r.insert("allowed".into(), json!(allowed));
+    if let Some(patch) = &d.patch {
+        let bytes = patch.to_string();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        r.insert("patchType".into(), json!("JSONPatch"));
+        r.insert("patch".into(), json!(encoded));
+    }
+    if let Outcome::Denied(message) = &d.outcome {
+        r.insert("status".into(), json!({"code": 400, "message": message}));
+    }
+    if !d.warnings.is_empty() {
+        r.insert("warnings".into(), json!(d.warnings));
+    }
+    let decision = match &d.outcome {
+        Outcome::Skipped(reason) => format!("skipped: {reason}"),
+        other => other.kind().to_owned(),
+    };
+    r.insert("auditAnnotations".into(), json!({"decision": decision}));
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": Value::Object(r),
+    })
+}
+
+#[cfg(test)]
+mod tests;

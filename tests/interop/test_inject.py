@@ -1,0 +1,370 @@
+"""`custody webhook` over HTTPS: every AdmissionReview fixture of crates/custody-inject
+answered as its golden file says; each patch applied with the `jsonpatch` library and
+the Pod validated against the Kubernetes 1.30 schemas (`kubernetes-validate`, strict)
+and the rules the API server adds (unique names and mount paths, mounts of existing
+volumes); a huge pod, an oversized body, certificate rotation through a Secret-style
+`..data` symlink swap, and SIGTERM."""
+
+import base64
+import copy
+import datetime
+import json
+import os
+import pathlib
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import jsonpatch
+import kubernetes_validate
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conftest import REPO, _binary, free_port
+
+FIXTURES = REPO / "crates" / "custody-inject" / "tests" / "fixtures"
+CASES = json.loads((FIXTURES / "cases.json").read_text())
+K8S = "1.30.0"
+
+
+def make_pair(common_name: str) -> tuple[bytes, bytes]:
+    """A self-signed serving certificate for 127.0.0.1 and its key (PEM)."""
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+class SecretDir:
+    """A directory laid out like a mounted Secret: tls.crt and tls.key are symlinks
+    through `..data`, which each update swaps atomically."""
+
+    def __init__(self):
+        self.path = pathlib.Path(tempfile.mkdtemp(prefix="custody-webhook-tls-"))
+        self.version = 0
+        self.cert_pem = b""
+
+    def write(self, cert_pem: bytes, key_pem: bytes):
+        self.version += 1
+        version = self.path / f"..v{self.version}"
+        version.mkdir()
+        (version / "tls.crt").write_bytes(cert_pem)
+        (version / "tls.key").write_bytes(key_pem)
+        tmp = self.path / "..data_tmp"
+        tmp.symlink_to(version.name)
+        os.replace(tmp, self.path / "..data")
+        for name in ("tls.crt", "tls.key"):
+            link = self.path / name
+            if not link.is_symlink():
+                link.symlink_to(f"..data/{name}")
+        self.cert_pem = cert_pem
+        (self.path / "ca.pem").write_bytes(cert_pem)
+
+
+class Webhook:
+    def __init__(self, secret: SecretDir, config: str):
+        self.secret = secret
+        self.addr = ("127.0.0.1", free_port())
+        self.url = f"https://127.0.0.1:{self.addr[1]}"
+        self.log_path = secret.path.parent / f"{secret.path.name}-{config}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [
+                str(_binary("CUSTODY_BIN", "custody")), "--log-format", "json", "webhook",
+                "--listen", f"127.0.0.1:{self.addr[1]}",
+                "--cert-file", str(secret.path / "tls.crt"),
+                "--key-file", str(secret.path / "tls.key"),
+                "--config", str(FIXTURES / config),
+                "--cert-reload-interval", "100ms",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            assert self.proc.poll() is None, self.read_log()
+            try:
+                if self.get("/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "webhook not up:\n" + self.read_log()
+            time.sleep(0.05)
+
+    def read_log(self) -> str:
+        return self.log_path.read_text()
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.secret.path / "ca.pem"))
+
+    def request(self, method: str, path: str, body: bytes | None = None):
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.context(), timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def post(self, path: str, body: bytes):
+        return self.request("POST", path, body)
+
+    def served_certificate(self) -> bytes:
+        """The certificate a new TLS handshake presents (DER); no verification."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(self.addr, timeout=5) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                return tls.getpeercert(binary_form=True)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def webhooks():
+    secret = SecretDir()
+    secret.write(*make_pair("custody-webhook.custody-system.svc"))
+    started = {name: Webhook(secret, name) for name in ("config.yaml", "config-legacy.yaml")}
+    yield started
+    for w in started.values():
+        w.kill()
+
+
+def check_pod_rules(pod: dict):
+    """What the API server's validation refuses beyond the OpenAPI schema."""
+    spec = pod["spec"]
+    containers = spec["containers"] + spec.get("initContainers", [])
+    names = [c["name"] for c in containers]
+    assert len(names) == len(set(names)), names
+    volumes = [v["name"] for v in spec.get("volumes", [])]
+    assert len(volumes) == len(set(volumes)), volumes
+    for c in containers:
+        env = [e["name"] for e in c.get("env", [])]
+        assert len(env) == len(set(env)), (c["name"], env)
+        mounts = c.get("volumeMounts", [])
+        paths = [m["mountPath"] for m in mounts]
+        assert len(paths) == len(set(paths)), (c["name"], paths)
+        for m in mounts:
+            assert m["name"] in volumes, (c["name"], m["name"])
+
+
+def check_injected(case: dict, review: dict, response: dict) -> dict:
+    assert response["patchType"] == "JSONPatch"
+    ops = json.loads(base64.b64decode(response["patch"]))
+    pod = jsonpatch.apply_patch(review["request"]["object"], ops)
+    kubernetes_validate.validate(pod, K8S, strict=True)
+    check_pod_rules(pod)
+    assert pod["metadata"]["annotations"]["custody.dev/injected"]
+    legacy = case.get("config") == "config-legacy.yaml"
+    sidecar = pod["spec"]["containers"][-1] if legacy else pod["spec"]["initContainers"][0]
+    assert sidecar["name"] == "custody"
+    assert ("restartPolicy" in sidecar) is not legacy
+    sc = sidecar["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"]["drop"] == ["ALL"] and sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert {e["name"] for e in sidecar["env"]} >= {"POD_NAME", "POD_NAMESPACE", "POD_UID", "NODE_NAME"}
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    spool = next(v for v in pod["spec"]["volumes"] if v["name"] == "custody-spool")
+    assert spool["emptyDir"]["sizeLimit"]
+    apps = pod["spec"]["containers"][:-1] if legacy else pod["spec"]["containers"]
+    for c in apps:
+        assert {"name": "custody-run", "mountPath": "/run/custody", "readOnly": True} in c["volumeMounts"]
+    return pod
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_fixture_answered_as_golden_and_patched_pod_is_valid(webhooks, case):
+    webhook = webhooks[case.get("config", "config.yaml")]
+    body = (FIXTURES / case["fixture"]).read_bytes()
+    status, raw = webhook.post(case["path"], body)
+    answer = json.loads(raw)
+    golden = json.loads((FIXTURES / "expected" / f"{case['name']}.json").read_text())
+    assert status == golden["http_status"]
+    if status != 200:
+        assert case["expect"] == "rejected"
+        assert answer == golden["body"]
+        return
+    review = json.loads(body)
+    response = answer["response"]
+    assert response["uid"] == review["request"]["uid"]
+    expected = golden["body"]["response"]
+    if case["expect"] == "injected":
+        check_injected(case, review, response)
+        assert json.loads(base64.b64decode(response["patch"])) == expected["patch"]["decoded"]
+        response = {k: v for k, v in response.items() if k != "patch"}
+        expected = {k: v for k, v in expected.items() if k != "patch"}
+    elif case["expect"] == "skipped":
+        assert response["allowed"] is True and "patch" not in response
+    else:
+        assert response["allowed"] is False
+        assert response["status"]["message"].startswith("custody: cannot inject the sidecar:")
+    assert response == expected
+
+
+def test_a_huge_pod_is_injected_and_an_oversized_body_is_413(webhooks):
+    webhook = webhooks["config.yaml"]
+    review = json.loads((FIXTURES / "multi-container.json").read_text())
+    pod = review["request"]["object"]
+    template = pod["spec"]["containers"][0]
+    pod["spec"]["containers"] = [dict(copy.deepcopy(template), name=f"worker-{i}") for i in range(100)]
+    pod["metadata"]["annotations"]["example.com/blob"] = "x" * (3 * 1024 * 1024)
+    body = json.dumps(review).encode()
+    assert 3 * 1024 * 1024 < len(body) < 4 * 1024 * 1024
+    status, raw = webhook.post("/mutate", body)
+    assert status == 200
+    response = json.loads(raw)["response"]
+    assert response["allowed"] is True
+    patched = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+    kubernetes_validate.validate(patched, K8S, strict=True)
+    check_pod_rules(patched)
+    assert len(patched["spec"]["containers"]) == 100
+    assert all(
+        any(m["mountPath"] == "/run/custody" for m in c["volumeMounts"]) for c in patched["spec"]["containers"]
+    )
+
+    pod["metadata"]["annotations"]["example.com/blob"] = "x" * (5 * 1024 * 1024)
+    status, raw = webhook.post("/mutate", json.dumps(review).encode())
+    assert status == 413
+    assert json.loads(raw)["error"]["type"] == "body_too_large"
+    # Still serving.
+    assert webhook.get("/healthz")[0] == 200
+    status, _ = webhook.post("/mutate", (FIXTURES / "bare-pod.json").read_bytes())
+    assert status == 200
+
+
+def test_wrong_methods_and_paths(webhooks):
+    webhook = webhooks["config.yaml"]
+    assert webhook.get("/mutate")[0] == 405
+    status, raw = webhook.post("/nope", b"{}")
+    assert status == 404 and json.loads(raw)["error"]["type"] == "not_found"
+    assert webhook.get("/readyz")[0] == 200
+
+
+def test_certificate_rotation_is_served_to_new_handshakes():
+    secret = SecretDir()
+    first_pem, first_key = make_pair("first")
+    secret.write(first_pem, first_key)
+    webhook = Webhook(secret, "config.yaml")
+    try:
+        first = x509.load_pem_x509_certificate(first_pem).public_bytes(serialization.Encoding.DER)
+        assert webhook.served_certificate() == first
+        # A key that does not match the certificate is refused; the old pair stays.
+        second_pem, _ = make_pair("second")
+        _, wrong_key = make_pair("wrong")
+        secret.write(second_pem, wrong_key)
+        deadline = time.monotonic() + 10
+        while "not reloaded" not in webhook.read_log():
+            assert time.monotonic() < deadline, webhook.read_log()
+            time.sleep(0.05)
+        assert webhook.served_certificate() == first
+        # A good pair is served to the next handshake.
+        third_pem, third_key = make_pair("third")
+        secret.write(third_pem, third_key)
+        third = x509.load_pem_x509_certificate(third_pem).public_bytes(serialization.Encoding.DER)
+        deadline = time.monotonic() + 10
+        while webhook.served_certificate() != third:
+            assert time.monotonic() < deadline, webhook.read_log()
+            time.sleep(0.05)
+        status, _ = webhook.post("/mutate", (FIXTURES / "bare-pod.json").read_bytes())
+        assert status == 200
+        assert webhook.stop() == 0
+        log = [json.loads(line) for line in webhook.read_log().splitlines()]
+        assert any(e["message"] == "serving certificate reloaded" for e in log)
+        reviews = [e for e in log if e["message"] == "admission review"]
+        assert reviews and reviews[-1]["decision"] == "injected"
+        # Env values of the pods never reach the log.
+        assert "python" not in webhook.read_log()
+    finally:
+        webhook.kill()
+
+
+def test_check_and_usage_errors():
+    secret = SecretDir()
+    secret.write(*make_pair("check"))
+    base = [str(_binary("CUSTODY_BIN", "custody")), "webhook",
+            "--cert-file", str(secret.path / "tls.crt"), "--key-file", str(secret.path / "tls.key")]
+    env = {k: v for k, v in os.environ.items() if k != "POD_NAMESPACE"}
+    ok = subprocess.run(base + ["--config", str(FIXTURES / "config.yaml"), "--check"],
+                        capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "webhook config is valid" in ok.stdout
+    no_ns = subprocess.run(base + ["--image", "custody:1", "--check"], capture_output=True, text=True, env=env)
+    assert no_ns.returncode == 2 and "own namespace" in no_ns.stderr
+    bad = pathlib.Path(secret.path.parent / f"{secret.path.name}-bad.yaml")
+    bad.write_text("image: x\nnamespace: custody-system\nmode: sidecar\n")
+    typo = subprocess.run(base + ["--config", str(bad), "--check"], capture_output=True, text=True, env=env)
+    assert typo.returncode == 2 and "mode" in typo.stderr
+
+
+def test_the_examples_in_docs_injection_md_are_valid():
+    import re
+
+    import yaml
+
+    doc = (REPO / "docs" / "injection.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    webhook_configuration = next(b for b in blocks if "kind: MutatingWebhookConfiguration" in b)
+    kubernetes_validate.validate(yaml.safe_load(webhook_configuration), K8S, strict=True)
+
+    secret = SecretDir()
+    secret.write(*make_pair("docs"))
+    binary = str(_binary("CUSTODY_BIN", "custody"))
+    webhook_config = next(b for b in blocks if "native_sidecar:" in b)
+    path = secret.path.parent / f"{secret.path.name}-webhook.yaml"
+    path.write_text(webhook_config)
+    check = subprocess.run(
+        [binary, "webhook", "--cert-file", str(secret.path / "tls.crt"), "--key-file", str(secret.path / "tls.key"),
+         "--config", str(path), "--namespace", "custody-system", "--check"],
+        capture_output=True, text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+    sidecar_config = next(b for b in blocks if "listen:" in b)
+    path = secret.path.parent / f"{secret.path.name}-custody.yaml"
+    path.write_text(sidecar_config)
+    check = subprocess.run([binary, "config", "check", "--config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "/run/custody/custody.sock" in check.stdout
