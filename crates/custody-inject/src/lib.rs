@@ -41,7 +41,8 @@
 //! # The patch
 //! RFC 6902 `add` operations only: a missing array or object is added whole, an
 //! existing one is appended to (`/-`); annotation keys are escaped (`~1`). In order:
-//! the annotation `custody.dev/injected: <version>`; the volumes (`custody-run`
+//! the annotation `custody.dev/injected: <version>` and the label
+//! `custody.dev/injected: "true"`; the volumes (`custody-run`
 //! shared `emptyDir`, `custody-spool` `emptyDir` with a `sizeLimit`, the config and
 //! policy ConfigMaps, the provider-key and digest-key Secrets); per app container
 //! the read-only mount of `/run/custody` and the mode's environment (names the

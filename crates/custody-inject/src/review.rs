@@ -284,7 +284,7 @@ fn decide(
         return Decision::deny(&conflicts);
     }
     // 6. The patch.
-    let patch = build(cfg, &pod, &plan, &mut warnings);
+    let patch = build(cfg, &pod, meta.labels.is_some(), &plan, &mut warnings);
     warnings.truncate(10);
     Decision {
         outcome: Outcome::Injected {
@@ -341,16 +341,29 @@ fn conflicts(pod: &Pod<'_>, cfg: &InjectConfig) -> Vec<String> {
     problems
 }
 
-fn build(cfg: &InjectConfig, pod: &Pod<'_>, plan: &Plan, warnings: &mut Vec<String>) -> Patch {
+fn build(
+    cfg: &InjectConfig,
+    pod: &Pod<'_>,
+    has_labels: bool,
+    plan: &Plan,
+    warnings: &mut Vec<String>,
+) -> Patch {
     let mut patch = Patch::default();
     let root = Pointer::root();
     let version = json!(crate::VERSION);
     let metadata = root.at("metadata");
+    // The annotation carries the version (and makes injection idempotent); the label
+    // `custody.dev/injected: "true"` is what label selectors (the chart's PodMonitor)
+    // can match.
     if pod.has_metadata {
         let exists = pod.annotations.is_some();
         patch.set_member(&metadata.at("annotations"), exists, INJECTED, version);
+        patch.set_member(&metadata.at("labels"), has_labels, INJECTED, json!("true"));
     } else {
-        patch.add(&metadata, json!({"annotations": {INJECTED: version}}));
+        patch.add(
+            &metadata,
+            json!({"annotations": {INJECTED: version}, "labels": {INJECTED: "true"}}),
+        );
     }
     let spec = root.at("spec");
     let volumes = sidecar::volumes(cfg, plan);

@@ -160,7 +160,7 @@ fn annotations_override_the_defaults() {
         a.outcome,
         Outcome::Injected {
             mode: Mode::Intercept,
-            ops: 5
+            ops: 6
         }
     );
     let ops = patch_ops(&body);
