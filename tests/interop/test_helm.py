@@ -16,13 +16,21 @@ import base64
 import copy
 import datetime
 import functools
+import json
 import os
 import pathlib
 import re
+import signal
+import socket
+import ssl
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import helm_python as helm
+import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
@@ -257,11 +265,12 @@ def test_webhook_has_ca_bundle_of_the_generated_ca():
     secret, data = _ca_and_leaf()
     ca = x509.load_pem_x509_certificate(data["ca.crt"])
     leaf = x509.load_pem_x509_certificate(data["tls.crt"])
-    for hook in webhooks("default").values():
+    for name, hook in webhooks("default").items():
         bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
         assert bundle == data["ca.crt"]
+        path = {"namespace.inject.custody.dev": "/mutate", "pod.inject.custody.dev": "/mutate/opt-in"}[name]
         assert hook["clientConfig"]["service"] == {
-            "name": "custody-injector", "namespace": NAMESPACE, "path": "/mutate", "port": 443}
+            "name": "custody-injector", "namespace": NAMESPACE, "path": path, "port": 443}
     # The serving certificate is signed by that CA and names the Service.
     ca.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, padding.PKCS1v15(),
                            leaf.signature_hash_algorithm)
@@ -426,7 +435,8 @@ def test_injector_probes_and_command():
         "--config", "/etc/custody/inject/inject.yaml"]
     assert container["ports"] == [{"name": "webhook", "containerPort": 8443, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "webhook", "scheme": "HTTPS"}
+        path = "/readyz" if probe == "readinessProbe" else "/healthz"
+        assert container[probe]["httpGet"] == {"path": path, "port": "webhook", "scheme": "HTTPS"}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert set(mounts) == {"/etc/custody/webhook", "/etc/custody/inject"}
     assert all(m["readOnly"] for m in mounts.values())
@@ -464,8 +474,10 @@ def test_service_account_and_no_rbac():
 
 # --- what the webhook injects: inject.yaml, custody.yaml, policy, Secrets --------------
 
-INJECT_KEYS = {"image", "imagePullPolicy", "namespace", "nativeSidecar", "mode", "resources", "configMap",
-               "policyConfigMap", "providerKeysSecret", "digestKeySecret", "spoolSizeLimit"}
+# The keys of docs/injection.md's config file (`custody webhook` refuses unknown keys).
+INJECT_KEYS = {"image", "image_pull_policy", "namespace", "exclude_namespaces", "native_sidecar", "mode",
+               "resources", "config_configmap", "config_key", "policy_configmap", "provider_keys_secret",
+               "digest_key_secret", "spool_size_limit"}
 
 
 def test_inject_yaml_defaults():
@@ -473,15 +485,16 @@ def test_inject_yaml_defaults():
     assert set(inject) == INJECT_KEYS
     container = injector("default")["spec"]["template"]["spec"]["containers"][0]
     assert inject["image"] == container["image"] == "custody:0.1.0"
-    assert inject["imagePullPolicy"] == "IfNotPresent"
+    assert inject["image_pull_policy"] == "IfNotPresent"
     assert inject["namespace"] == NAMESPACE
-    assert inject["nativeSidecar"] is True
+    assert inject["native_sidecar"] is True
+    assert inject["exclude_namespaces"] == [NAMESPACE, "kube-system", "kube-public", "kube-node-lease"]
     assert inject["mode"] == "reverse"
     assert inject["resources"]["limits"]["memory"] == "256Mi"
-    assert inject["configMap"] == "custody-config"
-    assert inject["policyConfigMap"] == "custody-policy"
-    assert inject["providerKeysSecret"] is None and inject["digestKeySecret"] is None
-    assert inject["spoolSizeLimit"] == "2Gi"
+    assert (inject["config_configmap"], inject["config_key"]) == ("custody-config", "custody.yaml")
+    assert inject["policy_configmap"] == "custody-policy"
+    assert inject["provider_keys_secret"] is None and inject["digest_key_secret"] is None
+    assert inject["spool_size_limit"] == "2Gi"
     # The injector restarts when inject.yaml changes.
     annotations = injector("default")["spec"]["template"]["metadata"]["annotations"]
     assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/inject-config"])
@@ -493,15 +506,15 @@ def test_inject_yaml_follows_values():
     assert inject["image"] == "registry.example.com/custody:dev"
     assert injector("everything")["spec"]["template"]["spec"]["containers"][0]["image"] == \
         "custody@sha256:" + "ab" * 32
-    assert (inject["nativeSidecar"], inject["mode"]) == (False, "intercept")
-    assert inject["providerKeysSecret"] == "custody-provider-keys"
-    assert inject["digestKeySecret"] == "custody-digest-key"
+    assert (inject["native_sidecar"], inject["mode"]) == (False, "intercept")
+    assert inject["provider_keys_secret"] == "custody-provider-keys"
+    assert inject["digest_key_secret"] == "custody-digest-key"
     typical = config_file("typical", "inject.yaml")
-    assert typical["providerKeysSecret"] == "llm-provider-keys"
-    assert (typical["configMap"], typical["policyConfigMap"]) == ("custody-config", "custody-policy")
+    assert typical["provider_keys_secret"] == "llm-provider-keys"
+    assert (typical["config_configmap"], typical["policy_configmap"]) == ("custody-config", "custody-policy")
     single = manifests(render_files(VALUE_SETS["single-replica"]))
     inject = next(yaml.safe_load(d["data"]["inject.yaml"]) for d in single if "inject.yaml" in d.get("data", {}))
-    assert (inject["configMap"], inject["policyConfigMap"]) == ("my-custody-config", "my-custody-policy")
+    assert (inject["config_configmap"], inject["policy_configmap"]) == ("my-custody-config", "my-custody-policy")
     assert not [d for d in single if d["kind"] == "ConfigMap" and {"custody.yaml", "policy.yaml"} & set(d["data"])]
 
 
@@ -571,7 +584,7 @@ def test_documented_keys_are_read_from_the_docs():
     assert {"listen", "routes", "audit", "policy", "identity", "shutdown", "sessions"} <= set(keys)
     assert set(keys["listen"]) == {"unix", "tcp", "admin"}
     assert {"name", "prefix", "upstream", "kind", "tools", "credentials", "identity"} <= set(keys["routes"][0])
-    assert "sink" not in keys["audit"]  # arrives with issue 8: the chart must not use it before
+    assert {"sink", "spool", "roll"} <= set(keys["audit"])
     assert undocumented({"listen": {"admin": "x", "adnim": "y"}}, keys) == ["listen.adnim"]
 
 
@@ -583,7 +596,9 @@ def test_sidecar_config_uses_only_documented_keys(value_set):
     assert config["listen"] == {"unix": "/run/custody/custody.sock", "tcp": "127.0.0.1:15080",
                                 "admin": "0.0.0.0:15090"}
     assert config["policy"]["file"] == "/etc/custody/policy/policy.yaml"
-    assert config["audit"]["dir"].startswith("/var/lib/custody/")
+    # On the data volume the webhook mounts at /var/lib/custody (docs/injection.md).
+    assert config["audit"]["sink"] == "/var/lib/custody/audit"
+    assert config["audit"]["spool"]["dir"] == "/var/lib/custody/spool"
     assert [r["name"] for r in config["routes"]][:2] == ["openai", "anthropic"]
 
 
@@ -612,6 +627,171 @@ def test_custody_accepts_the_rendered_config_and_policy(value_set, tmp_path):
     check = subprocess.run([str(binary), "policy", "check", str(tmp_path / "policy.yaml")],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# --- the chart and `custody webhook` agree --------------------------------------
+
+
+def _require_bin() -> pathlib.Path:
+    binary = _custody_bin()
+    if binary is None:
+        pytest.skip("no custody binary (set CUSTODY_BIN or build target/debug/custody)")
+    return binary
+
+
+def _write_inject_files(value_set: str, tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
+    """The rendered inject.yaml, and a serving certificate (the default render's
+    generated one; the cert-manager renders have no Secret)."""
+    cm = next(c for c in objects(value_set, "ConfigMap") if "inject.yaml" in c.get("data", {}))
+    files = {"config": tmp_path / "inject.yaml", "cert": tmp_path / "tls.crt", "key": tmp_path / "tls.key"}
+    files["config"].write_text(cm["data"]["inject.yaml"])
+    _, data = _ca_and_leaf("default")
+    files["cert"].write_bytes(data["tls.crt"])
+    files["key"].write_bytes(data["tls.key"])
+    return files
+
+
+@pytest.mark.parametrize("value_set", ["default", "typical", "everything", "single-replica"])
+def test_webhook_accepts_the_rendered_inject_yaml(value_set, tmp_path):
+    """`custody webhook --check` refuses unknown keys and bad values (exit 2)."""
+    binary = _require_bin()
+    files = _write_inject_files(value_set, tmp_path)
+    check = subprocess.run([str(binary), "webhook", "--check", "--config", str(files["config"]),
+                            "--cert-file", str(files["cert"]), "--key-file", str(files["key"])],
+                           capture_output=True, text=True, timeout=30,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_WEBHOOK_")})
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("value_set", ["default", "typical"])
+def test_injector_args_are_flags_of_custody_webhook(value_set):
+    binary = _require_bin()
+    help_text = subprocess.run([str(binary), "webhook", "--help"], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+    known = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_text))
+    assert {"--listen", "--cert-file", "--key-file", "--config", "--check"} <= known
+    container = injector(value_set)["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "webhook"
+    flags = [a.split("=", 1)[0] for a in args[1:] if a.startswith("-")]
+    assert flags and set(flags) <= known, set(flags) - known
+    # Every flag here takes a value: flags and values alternate.
+    assert args[1::2] == flags and len(args[1:]) == 2 * len(flags)
+    # The files the args name are the mounted ones.
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    for flag in ("--cert-file", "--key-file", "--config"):
+        value = args[args.index(flag) + 1]
+        assert any(value.startswith(m + "/") for m in mounts), (flag, value)
+    assert args[args.index("--listen") + 1].endswith(f":{container['ports'][0]['containerPort']}")
+
+
+def _review(uid: str, namespace: str, annotations: dict | None = None) -> bytes:
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "agent", "namespace": namespace, **({"annotations": annotations} if annotations else {})},
+           "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                                   "resource": {"group": "", "version": "v1", "resource": "pods"},
+                                   "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+                                   "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+                                   "name": "agent", "namespace": namespace, "operation": "CREATE",
+                                   "userInfo": {"username": "test"}, "object": pod, "dryRun": False}}).encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
+    """The injector, run with the chart's args and inject.yaml, answers on both
+    webhook entries' paths and the probes' paths; what it injects carries the label
+    and port name the PodMonitor selects."""
+    binary = _require_bin()
+    files = _write_inject_files("default", tmp_path)
+    container = injector("default")["spec"]["template"]["spec"]["containers"][0]
+    args = list(container["args"])
+    port = _free_port()
+    rewrite = {"--listen": f"127.0.0.1:{port}", "--cert-file": str(files["cert"]),
+               "--key-file": str(files["key"]), "--config": str(files["config"])}
+    for i, a in enumerate(args):
+        if a in rewrite:
+            args[i + 1] = rewrite[a]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_WEBHOOK_")}
+    env.update({"POD_NAMESPACE": NAMESPACE, "CUSTODY_LOG_FORMAT": "json"})
+    proc = subprocess.Popen([str(binary), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    base = f"https://127.0.0.1:{port}"
+
+    def call(path: str, body: bytes | None = None) -> tuple[int, dict | None]:
+        req = urllib.request.Request(base + path, data=body, method="POST" if body else "GET",
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if body else None)
+        except urllib.error.HTTPError as err:
+            return err.code, None
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if call("/healthz")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the webhook did not start"
+            time.sleep(0.1)
+        # The probes' paths.
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert call(container[probe]["httpGet"]["path"])[0] == 200, probe
+        assert call("/no-such-path")[0] == 404
+        hooks = webhooks("default")
+        paths = {name: h["clientConfig"]["service"]["path"] for name, h in hooks.items()}
+        assert paths == {"namespace.inject.custody.dev": "/mutate", "pod.inject.custody.dev": "/mutate/opt-in"}
+        pm = one("monitoring", "PodMonitor")
+        for name, path in paths.items():
+            status, answer = call(path, _review(f"uid-{name}", "apps"))
+            assert status == 200, (name, path, status)
+            response = answer["response"]
+            assert response["uid"] == f"uid-{name}" and response["allowed"] is True
+            # /mutate injects a plain pod of an opted-in namespace; /mutate/opt-in
+            # leaves a pod that did not say "true" alone (podOptIn=annotation sends it).
+            assert ("patch" in response) == (path == "/mutate"), (path, response)
+        status, answer = call(paths["pod.inject.custody.dev"],
+                              _review("uid-annotated", "apps", {"custody.dev/inject": "true"}))
+        assert status == 200
+        ops = json.loads(base64.b64decode(answer["response"]["patch"]))
+        patched = jsonpatch.apply_patch(json.loads(_review("x", "apps", {"custody.dev/inject": "true"}))
+                                        ["request"]["object"], ops)
+        # The PodMonitor's selector and port name match the injected pod.
+        for key, value in pm["spec"]["selector"]["matchLabels"].items():
+            assert patched["metadata"]["labels"].get(key) == value, key
+        sidecar = next(c for c in patched["spec"].get("initContainers", []) + patched["spec"]["containers"]
+                       if c["name"] == "custody")
+        assert pm["spec"]["podMetricsEndpoints"][0]["port"] in [p.get("name") for p in sidecar["ports"]]
+        # The default custody.yaml's files are on the volumes the patch mounts.
+        config = config_file("default", "custody.yaml")
+        mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
+        assert config["audit"]["sink"].startswith("/var/lib/custody/") and "/var/lib/custody" in mounts
+        assert config["audit"]["spool"]["dir"].startswith("/var/lib/custody/")
+        assert not mounts["/var/lib/custody"].get("readOnly")
+        assert config["policy"]["file"].startswith("/etc/custody/policy/") and "/etc/custody/policy" in mounts
+        assert config["listen"]["unix"].startswith("/run/custody/") and "/run/custody" in mounts
+        assert sidecar["args"][-1] == "/etc/custody/config/" + yaml.safe_load(
+            files["config"].read_text())["config_key"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # --- monitoring ---------------------------------------------------------------
