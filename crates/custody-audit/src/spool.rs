@@ -410,7 +410,8 @@ impl Spool {
     }
 
     /// Appends a record and returns after its write(2), without waiting for an
-    /// fsync (in `fsync` mode the next group fsync will cover it). Short; sync.
+    /// fsync (in `fsync` mode the next group fsync will cover it; it does not start
+    /// one, so it never delays a waiting append). Short; sync.
     pub fn append_nowait(&self, kind: RecordKind, payload: &[u8]) -> Result<Position, SpoolError> {
         self.inner
             .shared

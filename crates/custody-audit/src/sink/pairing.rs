@@ -41,13 +41,21 @@ pub const INCOMPLETE: &str = "incomplete: custody restarted";
 #[derive(Clone, Debug)]
 pub(crate) struct Open {
     /// The row as it was when the request was forwarded (JSON).
-    pub(crate) json: Arc<[u8]>,
+    pub(crate) json: Arc<Vec<u8>>,
     /// The segment holding its newest copy read so far.
     pub(crate) home: u64,
     /// A newer copy has been appended and not read yet.
     pub(crate) carried: bool,
     /// A completion has been appended for it by the roller (`incomplete`).
     pub(crate) finalized: bool,
+}
+
+/// What one record gave.
+enum Applied {
+    /// A row for the segment's files.
+    Row(Box<AuditRecord>),
+    /// An intent or a copy: its payload, and where its row JSON starts in it.
+    Intent(Arc<Vec<u8>>, usize),
 }
 
 /// Counters of one segment's replay.
@@ -108,15 +116,26 @@ impl Pairing {
                 pending_gaps.push((gap.first_lost, gap.last_lost, gap.bytes));
                 continue;
             }
-            let row = match self.apply(segment, &rec) {
-                Ok(row) => row,
+            let (seq, kind) = (rec.pos.seq, rec.kind.code());
+            let applied = match self.apply(segment, rec) {
+                Ok(a) => a,
                 Err(e) => {
                     tally.undecodable += 1;
-                    tracing::error!(segment, seq = rec.pos.seq, kind = rec.kind.code(), error = %e, "undecodable audit spool record skipped");
+                    tracing::error!(segment, seq, kind, error = %e, "undecodable audit spool record skipped");
                     continue;
                 }
             };
-            let time = row.as_ref().map(|r| r.event_time).or(self.last_time);
+            let time = match &applied {
+                Applied::Row(r) => Some(r.event_time),
+                // Parsed only when a gap row needs a time.
+                Applied::Intent(json, skip) if !pending_gaps.is_empty() => {
+                    envelope::parse(&json[*skip..])
+                        .ok()
+                        .map(|r| r.event_time)
+                        .or(self.last_time)
+                }
+                Applied::Intent(..) => None,
+            };
             if let Some(t) = time {
                 seg_time = Some(t);
                 for (first, last, bytes) in pending_gaps.drain(..) {
@@ -125,9 +144,9 @@ impl Pairing {
                     tally.lost_records += last - first + 1;
                 }
             }
-            if let Some(row) = row {
+            if let Applied::Row(row) = applied {
                 tally.rows += 1;
-                emit(row);
+                emit(*row);
             }
         }
         let t = seg_time.or(self.last_time).unwrap_or(0);
@@ -140,42 +159,41 @@ impl Pairing {
         tally
     }
 
-    /// One record; returns its row, if it makes one.
-    fn apply(&mut self, segment: u64, rec: &SpoolRecord) -> Result<Option<AuditRecord>, String> {
+    /// One record; returns its row, if it makes one. Intents and copies are kept
+    /// as JSON, not parsed: most are paired with their completion and never needed.
+    fn apply(&mut self, segment: u64, rec: SpoolRecord) -> Result<Applied, String> {
         let bad = |e: serde_json::Error| e.to_string();
         match rec.kind {
             k if k == INTENT => {
-                let row = envelope::parse(&rec.payload).map_err(bad)?;
-                self.last_time = Some(row.event_time);
+                let json = Arc::new(rec.payload);
                 self.open.insert(
                     rec.pos.seq,
                     Open {
-                        json: rec.payload.as_slice().into(),
+                        json: json.clone(),
                         home: segment,
                         carried: false,
                         finalized: false,
                     },
                 );
-                Ok(None)
+                Ok(Applied::Intent(json, 0))
             }
             k if k == CARRY => {
-                let (key, json) = envelope::split_keyed(&rec.payload).ok_or("short payload")?;
-                let row = envelope::parse(json).map_err(bad)?;
-                self.last_time = Some(row.event_time);
+                let (key, _) = envelope::split_keyed(&rec.payload).ok_or("short payload")?;
+                let json = Arc::new(rec.payload);
                 if self.awaiting_copy.remove(&key).is_some() || self.orphans.remove(&key).is_some()
                 {
                     // Completed before this copy was read: nothing is open.
-                    return Ok(None);
+                    return Ok(Applied::Intent(json, 8));
                 }
                 let entry = self.open.entry(key).or_insert_with(|| Open {
-                    json: json.into(),
+                    json: Arc::new(json[8..].to_vec()),
                     home: segment,
                     carried: false,
                     finalized: false,
                 });
                 entry.home = segment;
                 entry.carried = false;
-                Ok(None)
+                Ok(Applied::Intent(json, 8))
             }
             k if k == COMPLETION => {
                 let (key, json) = envelope::split_keyed(&rec.payload).ok_or("short payload")?;
@@ -191,12 +209,12 @@ impl Pairing {
                     }
                     None => {}
                 }
-                Ok(Some(row))
+                Ok(Applied::Row(Box::new(row)))
             }
             k if k == ROW => {
                 let row = envelope::parse(&rec.payload).map_err(bad)?;
                 self.last_time = Some(row.event_time);
-                Ok(Some(row))
+                Ok(Applied::Row(Box::new(row)))
             }
             other => Err(format!("unknown record kind {}", other.code())),
         }
@@ -230,7 +248,7 @@ impl Pairing {
 
     /// Open intents in segments up to `through` that need a copy carried forward
     /// before those segments go: `(key, row JSON)`.
-    pub(crate) fn to_carry(&self, through: u64) -> Vec<(u64, Arc<[u8]>)> {
+    pub(crate) fn to_carry(&self, through: u64) -> Vec<(u64, Arc<Vec<u8>>)> {
         let mut out: Vec<_> = self
             .open
             .iter()
@@ -250,7 +268,7 @@ impl Pairing {
 
     /// The replay is over: every intent still open was never finished. Returns
     /// those needing an `incomplete` completion: `(key, row JSON)`.
-    pub(crate) fn end_replay(&mut self) -> Vec<(u64, Arc<[u8]>)> {
+    pub(crate) fn end_replay(&mut self) -> Vec<(u64, Arc<Vec<u8>>)> {
         self.replaying = false;
         // Copies of an orphan's intent could only be in the replayed segments, all
         // read now. Copies the roller carried during the replay are still awaited.

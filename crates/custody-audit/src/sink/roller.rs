@@ -33,7 +33,7 @@ pub(super) struct Roller {
     /// The last segment left by the previous process, until the replay reaches it.
     replay_until: Option<u64>,
     /// Intents of the previous process that still need an `incomplete` completion.
-    unfinished: Vec<(u64, Arc<[u8]>)>,
+    unfinished: Vec<(u64, Arc<Vec<u8>>)>,
     /// The newest segment whose files are all uploaded.
     processed: Option<u64>,
     prepared: Option<Prepared>,
@@ -188,7 +188,7 @@ impl Roller {
             }
             Outcome::Stalled => {
                 self.backoff =
-                    (self.backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                    (self.backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(5));
                 self.retry_at = Some(Instant::now() + self.backoff);
                 false
             }
@@ -338,26 +338,34 @@ impl Roller {
             .spool
             .read_segment(segment.id)
             .map_err(|e| e.to_string())?;
-        let mut records = Vec::new();
+        // Streamed: a segment is never held in memory whole.
         let mut damaged = 0u64;
-        for rec in reader {
-            match rec {
-                Ok(r) => records.push(r),
-                Err(crate::spool::SpoolError::Corrupt { offset, len, .. }) => {
-                    damaged += 1;
-                    tracing::error!(
-                        segment = segment.id,
-                        offset,
-                        len,
-                        "audit spool segment damaged after it was written; skipping the damage"
-                    );
-                }
-                Err(e) => return Err(e.to_string()),
+        let mut failure = None;
+        let records = reader.map_while(|rec| match rec {
+            Ok(r) => Some(Some(r)),
+            Err(crate::spool::SpoolError::Corrupt { offset, len, .. }) => {
+                damaged += 1;
+                tracing::error!(
+                    segment = segment.id,
+                    offset,
+                    len,
+                    "audit spool segment damaged after it was written; skipping the damage"
+                );
+                Some(None)
             }
-        }
+            Err(e) => {
+                failure = Some(e.to_string());
+                None
+            }
+        });
         let mut pairing = self.pairing.clone();
         let mut files = SegmentFiles::default();
-        let tally = pairing.segment(segment.id, records, &mut |row| files.push(&row));
+        let tally = pairing.segment(segment.id, records.flatten(), &mut |row| {
+            files.push(&row);
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
         if damaged > 0 {
             self.shared
                 .stats

@@ -216,12 +216,15 @@ impl Shared {
         if !self.fsync_mode() {
             return Ok((pos, None));
         }
+        // Only a waiting append starts a round: a nowait append is covered by the
+        // next round anyone asks for ([`Spool::flush`] or a waiting append), so it
+        // never makes the next waiting append queue behind an extra fsync.
         let receiver = wait.then(|| {
             let (tx, rx) = oneshot::channel();
             st.waiters.push(tx);
+            self.want_sync(&mut st);
             rx
         });
-        self.want_sync(&mut st);
         Ok((pos, receiver))
     }
 
