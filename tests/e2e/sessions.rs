@@ -10,7 +10,8 @@ use custody_tests::rows::row;
 use custody_tests::stub::Stub;
 use serde_json::{Value, json};
 
-fn config(stub: &Stub) -> String {
+/// Identity (optional) with the stub's IdP; an openai route and an mcp route to `/echo`.
+pub(crate) fn config(stub: &Stub) -> String {
     format!(
         "identity:\n  issuers:\n    - {{issuer: '{u}', audiences: [custody], algorithms: [ES256]}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai, identity: optional}}\n  - {{name: crm, prefix: /mcp, upstream: '{u}/echo', kind: mcp, identity: optional}}\n",
         u = stub.url()
@@ -18,7 +19,7 @@ fn config(stub: &Stub) -> String {
 }
 
 /// POSTs `body` with `headers`, tagged `id`; the status and the JSON answer.
-async fn call(
+pub(crate) async fn call(
     custody: &Custody,
     path: &str,
     body: &Value,

@@ -3,7 +3,7 @@
 //! back step by step by `custody trail`, as text and as JSON; an unknown session
 //! exits 1, an ambiguous prefix and a remote sink exit 2.
 
-use custody_tests::client::{post_json, send_collect};
+use super::sessions::{call, config};
 use custody_tests::harness::{Custody, custody_bin};
 use custody_tests::idp::Idp;
 use custody_tests::rows::row;
@@ -11,34 +11,6 @@ use custody_tests::stub::Stub;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn config(stub: &Stub) -> String {
-    format!(
-        "identity:\n  issuers:\n    - {{issuer: '{u}', audiences: [custody], algorithms: [ES256]}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai, identity: optional}}\n  - {{name: crm, prefix: /mcp, upstream: '{u}/echo', kind: mcp, identity: optional}}\n",
-        u = stub.url()
-    )
-}
-
-/// POSTs `body` with `headers`, tagged `id`; the status.
-async fn call(
-    custody: &Custody,
-    path: &str,
-    body: &Value,
-    headers: &[(&str, &str)],
-    id: &str,
-) -> u16 {
-    let mut req = post_json(path, body);
-    let h = req.headers_mut();
-    h.insert("x-request-id", id.parse().expect("id"));
-    for (name, value) in headers {
-        h.insert(
-            http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
-            value.parse().expect("value"),
-        );
-    }
-    let (parts, _) = send_collect(&custody.unix(), req).await.expect("request");
-    parts.status.as_u16()
-}
 
 /// Runs `custody trail` with `args`.
 fn trail(args: &[&str]) -> Output {
@@ -79,13 +51,16 @@ async fn trail_prints_a_session_step_by_step_with_its_links() {
             &as_alice,
             "turn-1"
         )
-        .await,
+        .await
+        .0,
         200
     );
     let rpc = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                      "params": {"name": "search_contacts", "arguments": {"limit": 1, "query": "stub query"}}});
     assert_eq!(
-        call(&custody, "/mcp/mcp", &rpc, &as_alice, "tool-1").await,
+        call(&custody, "/mcp/mcp", &rpc, &as_alice, "tool-1")
+            .await
+            .0,
         200
     );
     let answer = json!({"model": "gpt-4o-mini", "tools": tools, "messages": [
@@ -101,7 +76,8 @@ async fn trail_prints_a_session_step_by_step_with_its_links() {
             &as_alice,
             "turn-2"
         )
-        .await,
+        .await
+        .0,
         200
     );
     // Another user's session with the same header value: not part of Alice's trail.
@@ -117,7 +93,8 @@ async fn trail_prints_a_session_step_by_step_with_its_links() {
             &as_bob,
             "bob-1"
         )
-        .await,
+        .await
+        .0,
         200
     );
     custody.stop();
