@@ -219,6 +219,19 @@ fn unknown_and_remote(audit_dir: &Path, session: &str) {
         "{err}"
     );
 
+    // A config whose sink is remote is refused the same way, not read as the
+    // default directory.
+    let remote = tempfile::NamedTempFile::new().expect("config file");
+    std::fs::write(remote.path(), "audit:\n  sink: s3://bucket/audit\n").expect("write config");
+    let config = remote.path().to_str().expect("utf-8 path");
+    let out = trail(&["--session", "x", "--config", config]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("s3://bucket/audit") && err.contains("not supported by `custody trail` yet"),
+        "{err}"
+    );
+
     let out = trail(&["--session", "x", "--sink", &format!("{sink}/missing")]);
     assert_eq!(out.status.code(), Some(2));
     let out = trail(&["--sink", &sink]);

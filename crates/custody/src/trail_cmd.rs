@@ -2,7 +2,7 @@
 //! by step, from the audit files (see `docs/trail.md`).
 //!
 //! Reads every `*.parquet` file under the audit directory (`--sink`, else
-//! `audit.dir` of `--config`, else the built-in `./custody-audit`), keeps the rows
+//! `audit.sink` (or `audit.dir`) of `--config`, else the built-in `./custody-audit`), keeps the rows
 //! of the session and prints them sorted by `(session_step, event_time)`: one
 //! block per call (who, what, decision, PII, cost, the causal links resolved to
 //! step numbers), or one JSON object per line. Files that cannot be read are
@@ -32,11 +32,11 @@ pub(crate) struct TrailArgs {
     /// a prefix that names exactly one session also works.
     #[arg(long, value_name = "ID")]
     session: String,
-    /// The audit directory to read (`DIR` or `file://DIR`). Default: `audit.dir` of
-    /// `--config`, else `./custody-audit`.
+    /// The audit directory to read (`DIR` or `file://DIR`). Default: the local
+    /// `audit.sink` of `--config`, else `./custody-audit`.
     #[arg(long, value_name = "DIR|URL")]
     sink: Option<String>,
-    /// YAML config file whose `audit.dir` is read when `--sink` is not given.
+    /// YAML config file whose `audit.sink` is read when `--sink` is not given.
     #[arg(long, short, env = "CUSTODY_CONFIG")]
     config: Option<PathBuf>,
     /// `text`: one block per step; `json`: one JSON object per row and line.
@@ -68,7 +68,7 @@ pub(crate) fn run(args: TrailArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             return usage(format!(
-                "cannot read the audit directory: {e} (give it with --sink DIR, or --config FILE for its audit.dir)"
+                "cannot read the audit directory: {e} (give it with --sink DIR, or --config FILE for its audit.sink)"
             ));
         }
     };
@@ -152,9 +152,16 @@ fn sink_dir(sink: Option<&str>, config: Option<&std::path::Path>) -> Result<Path
         Some(p) => Config::load(p),
         None => Ok(Config::defaults()),
     };
-    config
-        .map(|c| c.audit.dir)
-        .map_err(|e| usage(format_args!("{e}")))
+    let config = config.map_err(|e| usage(format_args!("{e}")))?;
+    match config.audit.sink.local_dir() {
+        Some(dir) => Ok(dir.to_owned()),
+        None => Err(usage(format!(
+            "the config's audit.sink is {}: remote sinks are not supported by `custody trail` yet; \
+             query the files where they are with DuckDB (docs/trail.md has the SQL), \
+             or copy them to a local directory and pass --sink DIR",
+            config.audit.sink
+        ))),
+    }
 }
 
 enum Selected {
