@@ -6,6 +6,7 @@ mod errors;
 mod identity;
 mod inspect;
 mod lifecycle;
+mod metrics;
 mod policy;
 mod proxy;
 mod safety;

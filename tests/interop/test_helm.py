@@ -835,6 +835,72 @@ def test_prometheus_rules():
         assert alert["expr"].count("(") == alert["expr"].count(")")
 
 
+
+def _rule_metrics() -> set[str]:
+    """The custody metric names the PrometheusRule's expressions use (histogram
+    series suffixes cut)."""
+    rule = one("monitoring", "PrometheusRule")
+    names = set()
+    for group in rule["spec"]["groups"]:
+        for r in group["rules"]:
+            names |= set(re.findall(r"\b(custody_[a-z_]+)", r["expr"]))
+    return {re.sub(r"(_seconds)_(bucket|sum|count)$", r"\1", n) for n in names}
+
+
+def test_every_alerted_metric_is_documented():
+    names = _rule_metrics()
+    assert names >= {"custody_requests_total", "custody_audit_backlog_bytes", "custody_audit_uploads_total"}
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(custody_[a-z_]+)", doc, re.M))
+    assert names <= documented, names - documented
+    # The labels the alerts select on are the documented ones.
+    rule = one("monitoring", "PrometheusRule")
+    exprs = "\n".join(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"])
+    assert 'custody_requests_total{decision="deny"}' in exprs
+    assert "`decision`: the row's `policy.decision`: `allow`, `deny`" in doc
+    assert 'custody_audit_uploads_total{result="failed"}' in exprs
+    assert '`custody_audit_uploads_total{result="failed"}`' in doc
+
+
+def test_every_alerted_metric_is_served(tmp_path):
+    """A live scrape of the real binary has a `# TYPE` line for each metric the
+    alerts use (series with labels appear with their first request; the family is
+    always announced)."""
+    binary = _require_bin()
+    admin = f"127.0.0.1:{_free_port()}"
+    config = tmp_path / "custody.yaml"
+    config.write_text(f"listen: {{unix: '{tmp_path}/c.sock', admin: '{admin}'}}\n"
+                      f"audit: {{dir: '{tmp_path}/audit', flush_interval: 1h}}\n")
+    proc = subprocess.Popen([str(binary), "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, "custody exited"
+            try:
+                with urllib.request.urlopen(f"http://{admin}/metrics", timeout=1) as r:
+                    text = r.read().decode()
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "no /metrics"
+                time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    served = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    assert _rule_metrics() <= served, _rule_metrics() - served
+
+
+def test_sidecar_session_caps_bound_memory():
+    """The chart's default caps are the ones crates/custody-session/tests/flood_sidecar.rs
+    measures (worst case documented in docs/sessions.md and the chart README)."""
+    config = config_file("default", "custody.yaml")
+    assert config["sessions"] == {"max_sessions": 10000, "max_subjects": 10000, "max_pending_total": 40000}
+    flood = (REPO / "crates" / "custody-session" / "tests" / "flood_sidecar.rs").read_text()
+    for key, value in config["sessions"].items():
+        assert f"{key}: {value:_}," in flood, key
+
+
 # --- deploy/ ----------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ pub(crate) struct Health {
     pub(crate) audit: AuditSink,
     pub(crate) identity: Option<Arc<crate::identity::Identity>>,
     pub(crate) policy: Arc<crate::policy::PolicyStage>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -62,9 +63,7 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
             )
         }
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(
-                &health.audit,
-            ))));
+            let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(health))));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -8,11 +8,13 @@
 //! has been counted by the sink and records nothing.
 
 use crate::inspect::ResponseInspection;
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use custody_audit::{Admission, AuditRecord, AuditSink, IntentKey};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
@@ -32,6 +34,11 @@ pub(crate) struct Exchange {
     intent: Option<IntentKey>,
     /// The spool could not take the request; the sink counted it.
     unrecorded: bool,
+    metrics: Arc<Metrics>,
+    /// When the request left for the upstream, and when its response headers came
+    /// back (for the added latency).
+    sent: Option<Instant>,
+    answered: Option<Instant>,
 }
 
 impl Exchange {
@@ -40,6 +47,7 @@ impl Exchange {
         cut: CancellationToken,
         started: Instant,
         record: AuditRecord,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             sink,
@@ -48,6 +56,28 @@ impl Exchange {
             record: Some(Box::new(record)),
             intent: None,
             unrecorded: false,
+            metrics,
+            sent: None,
+            answered: None,
+        }
+    }
+
+    /// The request is dispatched to the upstream now.
+    pub(crate) fn mark_sent(&mut self) {
+        self.sent = Some(Instant::now());
+    }
+
+    /// The upstream's response headers arrived now.
+    pub(crate) fn mark_answered(&mut self) {
+        self.answered = Some(Instant::now());
+    }
+
+    /// The response headers go to the client now: observes custody's added latency,
+    /// (sent − arrival) + (now − answered), for a forwarded request.
+    pub(crate) fn released(&self) {
+        if let (Some(sent), Some(answered)) = (self.sent, self.answered) {
+            let before = sent.saturating_duration_since(self.started);
+            self.metrics.added_latency(before + answered.elapsed());
         }
     }
 
@@ -113,7 +143,8 @@ impl Exchange {
             (reported, transport) => transport.or(reported),
         };
         o.bytes_out = i64::try_from(bytes_out).unwrap_or(i64::MAX);
-        o.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        o.duration_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::debug!(
             request_id = %record.request_id,
             route = record.action.route.as_deref(),
@@ -122,6 +153,8 @@ impl Exchange {
             error = o.error.as_deref(),
             "exchange recorded"
         );
+        // The one place every request is counted, recorded or not.
+        self.metrics.exchange(&record, elapsed);
         if self.unrecorded {
             return;
         }

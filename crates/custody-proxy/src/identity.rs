@@ -16,6 +16,9 @@
 //!
 //! Every fetch is bounded in time ([`FETCH_TIMEOUT`]) and size ([`FETCH_LIMIT`]).
 //! Nothing a token names is ever fetched.
+//!
+//! The stage counts refused tokens by reason ([`REASONS`]) and key loads by issuer
+//! and result, for `/metrics`.
 
 use crate::config::{IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
 use crate::error::chain;
@@ -24,6 +27,7 @@ use bytes::Bytes;
 use custody_identity::{KeySet, Rejection, Verified, VerifiedCache, peek_issuer, verify};
 use http::{HeaderMap, HeaderName, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,6 +41,24 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const FETCH_LIMIT: usize = 1 << 20;
 /// Verified tokens kept (each until its `exp`).
 const CACHE_TOKENS: usize = 10_000;
+
+/// Every [`Rejection::reason`], the `reason` label of
+/// `custody_identity_failures_total`; a reason not listed here counts as `other`.
+pub(crate) const REASONS: [&str; 13] = [
+    "missing",
+    "malformed",
+    "too_large",
+    "expired",
+    "not_yet_valid",
+    "bad_signature",
+    "unknown_issuer",
+    "wrong_audience",
+    "unknown_key",
+    "disallowed_algorithm",
+    "unsupported_critical",
+    "keys_unavailable",
+    "other",
+];
 
 /// An issuer's current keys.
 struct Loaded {
@@ -52,6 +74,8 @@ struct Issuer {
     next_refresh: Mutex<Instant>,
     /// When the last on-demand refetch started (scheduled refreshes do not count).
     last_on_demand: Mutex<Option<Instant>>,
+    /// Key loads that succeeded and failed.
+    loads: [AtomicU64; 2],
 }
 
 impl Issuer {
@@ -74,6 +98,8 @@ pub(crate) struct Identity {
     max_token_bytes: usize,
     cache: VerifiedCache,
     client: HttpClient,
+    /// Refused tokens, by index in [`REASONS`].
+    failures: [AtomicU64; REASONS.len()],
 }
 
 impl std::fmt::Debug for Identity {
@@ -112,11 +138,13 @@ impl Identity {
                     keys: RwLock::new(None),
                     next_refresh: Mutex::new(now),
                     last_on_demand: Mutex::new(None),
+                    loads: Default::default(),
                 })
                 .collect(),
             refresh: config.refresh,
             cache: VerifiedCache::new(CACHE_TOKENS),
             client,
+            failures: Default::default(),
         };
         for issuer in &identity.issuers {
             identity.load(issuer).await;
@@ -173,6 +201,35 @@ impl Identity {
     pub(crate) fn ready(&self) -> bool {
         let now = Instant::now();
         self.issuers.iter().all(|i| i.usable_keys(now).is_some())
+    }
+
+    /// Counts a refused token (`custody_identity_failures_total`).
+    pub(crate) fn count_failure(&self, rejection: &Rejection) {
+        let reason = rejection.reason();
+        let i = REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(REASONS.len() - 1);
+        self.failures[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refused tokens by reason, every reason listed.
+    pub(crate) fn failure_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REASONS
+            .iter()
+            .zip(&self.failures)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+    }
+
+    /// Key loads per issuer: `(issuer, succeeded, failed)`.
+    pub(crate) fn fetch_counts(&self) -> impl Iterator<Item = (&str, u64, u64)> + '_ {
+        self.issuers.iter().map(|i| {
+            (
+                i.config.policy.issuer.as_str(),
+                i.loads[0].load(Ordering::Relaxed),
+                i.loads[1].load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Verifies `token`, or finds it among the tokens already verified.
@@ -251,11 +308,13 @@ impl Identity {
                     unusable_after: started + ttl + self.refresh.max_stale,
                 });
                 *next = started + ttl;
+                issuer.loads[0].fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(e) => {
                 tracing::warn!(issuer = %name, error = %e, "cannot load issuer keys; keeping the last good ones");
                 *next = Instant::now() + self.refresh.min.min(RETRY_INTERVAL);
+                issuer.loads[1].fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -363,6 +422,43 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn every_rejection_reason_has_its_label() {
+        let all = [
+            Rejection::Missing,
+            Rejection::Malformed(String::new()),
+            Rejection::TooLarge(1),
+            Rejection::Expired,
+            Rejection::NotYetValid,
+            Rejection::BadSignature,
+            Rejection::UnknownIssuer(String::new()),
+            Rejection::WrongAudience,
+            Rejection::UnknownKey,
+            Rejection::DisallowedAlgorithm(String::new()),
+            Rejection::UnsupportedCritical,
+            Rejection::KeysUnavailable,
+        ];
+        for r in &all {
+            // A new variant stops this match from compiling: list it above.
+            match r {
+                Rejection::Missing
+                | Rejection::Malformed(_)
+                | Rejection::TooLarge(_)
+                | Rejection::Expired
+                | Rejection::NotYetValid
+                | Rejection::BadSignature
+                | Rejection::UnknownIssuer(_)
+                | Rejection::WrongAudience
+                | Rejection::UnknownKey
+                | Rejection::DisallowedAlgorithm(_)
+                | Rejection::UnsupportedCritical
+                | Rejection::KeysUnavailable => {}
+            }
+            assert!(REASONS.contains(&r.reason()), "{}", r.reason());
+        }
+        assert_eq!(REASONS.len(), all.len() + 1, "every reason, then other");
     }
 
     #[test]

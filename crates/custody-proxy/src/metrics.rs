@@ -1,169 +1,279 @@
-//! `/metrics` on the admin listener: Prometheus text exposition (version 0.0.4) of
-//! the audit path's counters. The names are documented in `docs/metrics.md`.
+//! `/metrics` on the admin listener: Prometheus text exposition (version 0.0.4).
+//! Every name, label and meaning is documented in `docs/metrics.md`.
+//!
+//! Request-path cost: [`Metrics`] is built once at startup from the config. Its
+//! label sets are bounded and known then — the configured routes plus `""` for
+//! requests no route served, three decisions, six status classes, the built-in and
+//! configured detector kinds plus `other` — so each family is a flat array of
+//! `AtomicU64` indexed by position, and histograms have fixed atomic buckets
+//! ([`histogram`]). Recording a request is a handful of relaxed `fetch_add`s: no
+//! lock, no allocation, no map lookup. Label strings are escaped once, at startup;
+//! only a scrape formats text.
+//!
+//! Exactly once: [`Metrics::exchange`] is called from the one place an exchange's
+//! final row is emitted (`Exchange::emit`), so `custody_requests_total` counts
+//! every request that reached the pipeline once, whether its row was spooled or
+//! (spool full) not.
 
-use custody_audit::AuditSink;
-use std::fmt::Write as _;
+mod audit;
+mod expo;
+mod histogram;
+
+use crate::admin::Health;
+use crate::config::Config;
+use custody_audit::AuditRecord;
+use expo::{Out, escape};
+use histogram::{ADDED_LATENCY_BUCKETS, Histogram, REQUEST_DURATION_BUCKETS};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-struct Out(String);
+/// `decision` label values, by index: the row's `policy.decision`, or `none` for
+/// requests refused before a decision (no route, body too large, malformed, audit
+/// spool full).
+const DECISIONS: [&str; 3] = ["allow", "deny", "none"];
+/// `code` label values, by index: the status class of the answer, or `none` when no
+/// status was sent (the client went away or custody shut down before the response
+/// headers).
+const CODES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+/// `direction` label values of PII findings.
+const DIRECTIONS: [&str; 2] = ["request", "response"];
+/// The kind label of findings of a kind not configured (never expected).
+const OTHER_KIND: &str = "other";
 
-impl Out {
-    fn metric(&mut self, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(self.0, "{name}{labels} {value}");
+/// The request-path metrics: counted per request, rendered on a scrape.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// Configured route names; index `routes.len()` is "no route" (`route=""`).
+    routes: Vec<String>,
+    /// Escaped route label values, index-aligned with `routes`, plus `""`.
+    route_labels: Vec<String>,
+    /// `[route][decision][code]`.
+    requests: Box<[AtomicU64]>,
+    /// Whole exchange duration, per route (index as `route_labels`).
+    durations: Box<[Histogram]>,
+    /// Custody's own time on the request path of forwarded requests.
+    added_latency: Histogram,
+    /// Detector kinds (built-in, then custom), then `other`.
+    kinds: Vec<String>,
+    kind_labels: Vec<String>,
+    /// `[kind][direction]`.
+    findings: Box<[AtomicU64]>,
+}
+
+fn zeros(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl Metrics {
+    pub(crate) fn new(config: &Config) -> Self {
+        let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+        let mut route_labels: Vec<String> = routes.iter().map(|r| escape(r)).collect();
+        route_labels.push(String::new());
+        let mut kinds: Vec<String> = custody_safety::Kind::BUILTIN
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .chain(
+                config
+                    .safety
+                    .detectors()
+                    .custom_kinds()
+                    .map(|k| k.as_str().to_owned()),
+            )
+            .collect();
+        kinds.push(OTHER_KIND.to_owned());
+        let kind_labels = kinds.iter().map(|k| escape(k)).collect();
+        Self {
+            requests: zeros(route_labels.len() * DECISIONS.len() * CODES.len()),
+            durations: route_labels
+                .iter()
+                .map(|_| Histogram::new(REQUEST_DURATION_BUCKETS))
+                .collect(),
+            added_latency: Histogram::new(ADDED_LATENCY_BUCKETS),
+            findings: zeros(kinds.len() * DIRECTIONS.len()),
+            routes,
+            route_labels,
+            kinds,
+            kind_labels,
         }
     }
 
-    fn counter(&mut self, name: &str, help: &str, value: &AtomicU64) {
-        self.metric(
-            name,
-            "counter",
-            help,
-            &[("", value.load(Ordering::Relaxed))],
-        );
+    /// Counts one finished exchange from its final row: the request by route,
+    /// decision and status class, its duration, and its PII findings. Called once
+    /// per request, where the row is emitted.
+    pub(crate) fn exchange(&self, record: &AuditRecord, elapsed: Duration) {
+        let route = record
+            .action
+            .route
+            .as_deref()
+            .and_then(|name| self.routes.iter().position(|r| r == name))
+            .unwrap_or(self.routes.len());
+        let decision = match record.policy.decision.as_deref() {
+            Some("allow") => 0,
+            Some("deny") => 1,
+            _ => 2,
+        };
+        let code = match record.outcome.status {
+            Some(s @ 100..=599) => usize::try_from(s / 100 - 1).unwrap_or(5),
+            _ => 5,
+        };
+        let i = (route * DECISIONS.len() + decision) * CODES.len() + code;
+        if let Some(c) = self.requests.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(h) = self.durations.get(route) {
+            h.observe(elapsed);
+        }
+        for r in record.content_safety.redactions.iter().flatten() {
+            let kind = self
+                .kinds
+                .iter()
+                .position(|k| *k == r.kind)
+                .unwrap_or(self.kinds.len() - 1);
+            let direction = usize::from(r.path.starts_with("response"));
+            if let Some(c) = self.findings.get(kind * DIRECTIONS.len() + direction) {
+                c.fetch_add(u64::try_from(r.count).unwrap_or(0), Ordering::Relaxed);
+            }
+        }
     }
 
-    fn gauge(&mut self, name: &str, help: &str, value: u64) {
-        self.metric(name, "gauge", help, &[("", value)]);
+    /// Custody's added latency for one forwarded request (see `docs/metrics.md`).
+    pub(crate) fn added_latency(&self, d: Duration) {
+        self.added_latency.observe(d);
+    }
+
+    fn render(&self, o: &mut Out) {
+        o.family(
+            "custody_requests_total",
+            "counter",
+            "Requests answered (one per audit row), by route, policy decision and status class.",
+        );
+        for (r, route) in self.route_labels.iter().enumerate() {
+            for (d, decision) in DECISIONS.iter().enumerate() {
+                for (c, code) in CODES.iter().enumerate() {
+                    let i = (r * DECISIONS.len() + d) * CODES.len() + c;
+                    let n = self.requests[i].load(Ordering::Relaxed);
+                    if n > 0 {
+                        o.sample(
+                            "custody_requests_total",
+                            &format!(
+                                "{{route=\"{route}\",decision=\"{decision}\",code=\"{code}\"}}"
+                            ),
+                            n,
+                        );
+                    }
+                }
+            }
+        }
+        o.family(
+            "custody_request_duration_seconds",
+            "histogram",
+            "Whole exchanges, from the request's arrival to the row (the response's end), by route.",
+        );
+        for (h, route) in self.durations.iter().zip(&self.route_labels) {
+            if h.count() > 0 {
+                o.histogram(
+                    "custody_request_duration_seconds",
+                    &format!("route=\"{route}\""),
+                    h,
+                );
+            }
+        }
+        o.family(
+            "custody_added_latency_seconds",
+            "histogram",
+            "Custody's own time on forwarded requests: arrival to upstream dispatch, plus upstream response headers to their release to the client.",
+        );
+        o.histogram("custody_added_latency_seconds", "", &self.added_latency);
+        o.family(
+            "custody_pii_findings_total",
+            "counter",
+            "PII and secret findings recorded in audit rows, by detector kind and direction.",
+        );
+        for (k, kind) in self.kind_labels.iter().enumerate() {
+            for (d, direction) in DIRECTIONS.iter().enumerate() {
+                let n = self.findings[k * DIRECTIONS.len() + d].load(Ordering::Relaxed);
+                if n > 0 {
+                    o.sample(
+                        "custody_pii_findings_total",
+                        &format!("{{kind=\"{kind}\",direction=\"{direction}\"}}"),
+                        n,
+                    );
+                }
+            }
+        }
     }
 }
 
 /// The exposition text.
-pub(crate) fn render(audit: &AuditSink) -> String {
-    let a = audit.stats();
-    let s = audit.spool_stats();
-    let u = audit.ship_stats();
-    let mut o = Out(String::with_capacity(4096));
-    let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
-    o.counter(
-        "custody_audit_intents_spooled_total",
-        "Intents (requests about to be forwarded) appended to the audit spool.",
-        &a.intents_spooled,
-    );
-    o.counter(
-        "custody_audit_rows_spooled_total",
-        "Final audit rows appended to the spool (completions, rows of requests not forwarded, gap and incomplete rows).",
-        &a.rows_spooled,
-    );
-    o.counter(
-        "custody_audit_files_written_total",
-        "Parquet files built from sealed spool segments (rebuilds included).",
-        &a.files_built,
-    );
-    o.counter(
-        "custody_audit_files_uploaded_total",
-        "Parquet files stored in the sink (created, or found already there).",
-        &a.files_uploaded,
-    );
-    o.counter(
-        "custody_audit_rows_uploaded_total",
-        "Rows in the files stored in the sink.",
-        &a.rows_uploaded,
-    );
+pub(crate) fn render(health: &Health) -> String {
+    let mut o = Out::new();
     o.metric(
-        "custody_audit_uploads_total",
+        "custody_build_info",
+        "gauge",
+        "Always 1; the custody version in a label.",
+        &[(concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}"), 1)],
+    );
+    health.metrics.render(&mut o);
+    render_identity(&mut o, health.identity.as_deref());
+    let policy = &health.policy;
+    o.metric(
+        "custody_policy_reloads_total",
         "counter",
-        "Upload attempts that ended, by result.",
+        "Policy file changes handled: a new policy put in force, or an invalid or unreadable file rejected (the last good policy stays).",
         &[
-            ("{result=\"succeeded\"}", load(&u.uploads_succeeded)),
             (
-                "{result=\"already_present\"}",
-                load(&u.uploads_already_present),
+                "{result=\"succeeded\"}",
+                policy.reloads.load(Ordering::Relaxed),
             ),
-            ("{result=\"failed\"}", load(&u.uploads_failed)),
+            (
+                "{result=\"failed\"}",
+                policy.reload_failures.load(Ordering::Relaxed),
+            ),
         ],
     );
-    o.counter(
-        "custody_audit_upload_retries_total",
-        "Upload attempts repeated after a transient failure.",
-        &u.upload_retries,
-    );
-    o.counter(
-        "custody_audit_upload_conflicts_total",
-        "Uploads that found a different object under the file's name (left untouched).",
-        &a.upload_conflicts,
-    );
-    o.counter(
-        "custody_audit_uploaded_bytes_total",
-        "Bytes of the objects created in the sink.",
-        &u.bytes_uploaded,
-    );
-    o.gauge(
-        "custody_audit_backlog_bytes",
-        "Bytes in the audit spool (what audit.spool.max_bytes caps).",
-        load(&s.backlog_bytes),
-    );
-    o.gauge(
-        "custody_audit_backlog_max_bytes",
-        "audit.spool.max_bytes.",
-        audit.max_bytes(),
-    );
-    o.gauge(
-        "custody_audit_spool_segments",
-        "Live spool segment files (the active one included).",
-        load(&s.live_segments),
-    );
-    o.counter(
-        "custody_audit_spool_corrupt_records_total",
-        "Spool records found lost to disk damage at start (each reported by a gap row).",
-        &a.corrupt_records,
-    );
-    o.counter(
-        "custody_audit_spool_corrupt_bytes_total",
-        "Damaged spool bytes dropped at start (torn tails included).",
-        &a.corrupt_bytes,
-    );
-    o.counter(
-        "custody_audit_spool_fsyncs_total",
-        "Group fsyncs of the spool (durability: fsync).",
-        &s.fsyncs,
-    );
-    o.counter(
-        "custody_audit_rows_rejected_total",
-        "Requests refused with 503 audit_backlog_full because the spool could not record them.",
-        &a.rows_rejected,
-    );
-    o.counter(
-        "custody_audit_rows_dropped_total",
-        "Requests that got no audit row because the spool was full (forwarded under on_full: drop, or answered by custody).",
-        &a.rows_dropped,
-    );
-    o.counter(
-        "custody_audit_gap_rows_total",
-        "Gap rows written for requests not recorded while the spool was full.",
-        &a.gap_rows,
-    );
-    o.counter(
-        "custody_audit_damage_gap_rows_total",
-        "Gap rows written for spool records lost to disk damage.",
-        &a.damage_gap_rows,
-    );
-    o.counter(
-        "custody_audit_incomplete_rows_total",
-        "Rows for requests forwarded before a restart that never finished (incomplete: custody restarted).",
-        &a.incomplete_rows,
-    );
-    o.counter(
-        "custody_audit_rows_lost_total",
-        "Rows lost for good (completions the spool never had room for before exit).",
-        &a.rows_lost,
-    );
-    o.gauge(
-        "custody_audit_completions_waiting",
-        "Completions held in memory until the spool has room.",
-        load(&a.completions_waiting),
-    );
-    o.gauge(
-        "custody_audit_uploads_failing",
-        "1 while the most recent upload round failed.",
-        u64::from(a.failing.load(Ordering::Relaxed)),
-    );
-    o.gauge(
-        "custody_audit_accepting",
-        "1 while the spool has room for new requests.",
-        u64::from(audit.accepting()),
-    );
+    audit::render(&mut o, &health.audit);
     o.0
 }
+
+/// Identity families: every reason and every issuer is written (zero included), so
+/// alerts see a series from the start; without an `identity` section, none.
+fn render_identity(o: &mut Out, identity: Option<&crate::identity::Identity>) {
+    o.family(
+        "custody_identity_failures_total",
+        "counter",
+        "Tokens refused: on routes that require one, every refusal; on optional routes, tokens sent but invalid. By reason.",
+    );
+    let Some(identity) = identity else {
+        o.family(
+            "custody_jwks_fetches_total",
+            "counter",
+            "Loads of an issuer's signing keys (startup, scheduled refresh, unknown kid; a jwks_file reread counts), by issuer and result.",
+        );
+        return;
+    };
+    for (reason, n) in identity.failure_counts() {
+        o.sample(
+            "custody_identity_failures_total",
+            &format!("{{reason=\"{reason}\"}}"),
+            n,
+        );
+    }
+    o.family(
+        "custody_jwks_fetches_total",
+        "counter",
+        "Loads of an issuer's signing keys (startup, scheduled refresh, unknown kid; a jwks_file reread counts), by issuer and result.",
+    );
+    for (issuer, succeeded, failed) in identity.fetch_counts() {
+        let issuer = escape(issuer);
+        for (result, n) in [("succeeded", succeeded), ("failed", failed)] {
+            o.sample(
+                "custody_jwks_fetches_total",
+                &format!("{{issuer=\"{issuer}\",result=\"{result}\"}}"),
+                n,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

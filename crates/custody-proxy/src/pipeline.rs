@@ -31,6 +31,7 @@ use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
+use crate::metrics::Metrics;
 use crate::policy::PolicyStage;
 use crate::route::{Route, Router};
 use crate::safety::Safety;
@@ -59,6 +60,7 @@ pub(crate) struct Stages {
     pub(crate) policy: Arc<PolicyStage>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) safety: Safety,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,7 @@ pub(crate) struct Pipeline {
     policy: Arc<PolicyStage>,
     sessions: Arc<Sessions>,
     safety: Safety,
+    metrics: Arc<Metrics>,
     max_request_body: u64,
     max_redacted_response: u64,
     response_header_timeout: Duration,
@@ -95,6 +98,7 @@ impl Pipeline {
             policy,
             sessions,
             safety,
+            metrics,
         } = stages;
         Self {
             router: Router::new(&config.routes, credentials),
@@ -106,6 +110,7 @@ impl Pipeline {
             policy,
             sessions,
             safety,
+            metrics,
             max_request_body: config.limits.max_request_body,
             max_redacted_response: config.limits.max_redacted_response,
             response_header_timeout: config.upstream.response_header_timeout,
@@ -116,7 +121,13 @@ impl Pipeline {
 
     /// A new exchange for a request that arrived at `started`.
     pub(crate) fn exchange(&self, started: Instant, record: AuditRecord) -> Exchange {
-        Exchange::new(self.sink.clone(), self.cut.clone(), started, record)
+        Exchange::new(
+            self.sink.clone(),
+            self.cut.clone(),
+            started,
+            record,
+            self.metrics.clone(),
+        )
     }
 
     /// Handles one request; never fails (errors are answered as JSON).
@@ -166,6 +177,7 @@ impl Pipeline {
                         ),
                     ),
                 };
+                exchange.released();
                 response.map(|body| {
                     Either::Left(AuditedBody::new(
                         body,
@@ -241,9 +253,11 @@ impl Pipeline {
         // The intent is spooled last, right before the request leaves: a request
         // refused above has just its final row.
         exchange.spool_intent().await?;
+        exchange.mark_sent();
         let response = self
             .send(Request::from_parts(parts, Full::new(body)), &route.upstream)
             .await?;
+        exchange.mark_answered();
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
@@ -364,9 +378,13 @@ impl Pipeline {
                 Ok(Some(verified))
             }
             Err(rejection) if route.identity == IdentityMode::Required => {
+                identity.count_failure(&rejection);
                 Err(ProxyError::Unauthenticated(rejection))
             }
             Err(rejection) => {
+                if rejection != custody_identity::Rejection::Missing {
+                    identity.count_failure(&rejection);
+                }
                 tracing::debug!(
                     reason = rejection.reason(),
                     "optional identity: no valid token; anonymous"

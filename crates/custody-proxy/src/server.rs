@@ -163,11 +163,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(p) = &config.policy {
         policy.spawn_reloader(p.reload_interval);
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new(&config));
     let health = Arc::new(Health {
         ready: false.into(),
         audit: audit.sink(),
         identity: identity.clone(),
         policy: policy.clone(),
+        metrics: metrics.clone(),
     });
 
     let tracker = TaskTracker::new();
@@ -191,6 +193,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 policy,
                 sessions,
                 safety,
+                metrics,
             },
             &credentials,
         ),
