@@ -16,6 +16,8 @@ pub(crate) struct Health {
     pub(crate) audit: AuditSink,
     pub(crate) identity: Option<Arc<crate::identity::Identity>>,
     pub(crate) policy: Arc<crate::policy::PolicyStage>,
+    /// Forward-proxy mode, for its metrics.
+    pub(crate) intercept: Option<Arc<crate::intercept::Intercept>>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -64,6 +66,7 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
         "/metrics" => {
             let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(
                 &health.audit,
+                health.intercept.as_deref(),
             ))));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

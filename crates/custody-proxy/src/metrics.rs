@@ -31,7 +31,7 @@ impl Out {
 }
 
 /// The exposition text.
-pub(crate) fn render(audit: &AuditSink) -> String {
+pub(crate) fn render(audit: &AuditSink, intercept: Option<&crate::intercept::Intercept>) -> String {
     let a = audit.stats();
     let s = audit.spool_stats();
     let u = audit.ship_stats();
@@ -165,5 +165,18 @@ pub(crate) fn render(audit: &AuditSink) -> String {
         "1 while the spool has room for new requests.",
         u64::from(audit.accepting()),
     );
+    if let Some(i) = intercept {
+        o.metric(
+            "custody_intercept_leaf_certificates_minted_total",
+            "counter",
+            "Leaf certificates signed for intercepted hosts (a cached leaf signs nothing).",
+            &[("", i.leaves.mints())],
+        );
+        o.gauge(
+            "custody_intercept_leaf_certificates_cached",
+            "Leaf certificates in the cache (intercept.leaf_cache_size at most).",
+            i.leaves.cached() as u64,
+        );
+    }
     o.0
 }
