@@ -5,6 +5,7 @@ mod durability;
 mod errors;
 mod identity;
 mod inspect;
+mod intercept;
 mod lifecycle;
 mod metrics;
 mod policy;

@@ -41,7 +41,7 @@ async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
     let rows = custody.rows();
     assert_eq!(rows.len(), 2, "{rows:#?}");
     for row in &rows {
-        assert_eq!(row["schema_version"], 4);
+        assert_eq!(row["schema_version"], 5);
         assert_eq!(row["policy"]["decision"], "allow");
         assert_eq!(row["policy"]["rule"], "no-policy:allow-all");
         assert!(row["policy"]["version"].is_null());

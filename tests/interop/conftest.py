@@ -50,11 +50,13 @@ def stub():
 class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
-    def __init__(self, stub_url: str, extra: str = "", routes: str = "", audit: str | None = None):
+    def __init__(self, stub_url: str, extra: str = "", routes: str = "", audit: str | None = None,
+                 hosts: bool = False):
         """`routes`: more route entries (YAML list items, each line indented by two
         spaces) after the default `openai` and `anthropic` routes to the stub.
         `audit`: the `audit` section's body (flow mapping) instead of the default
-        local directory flushed at shutdown."""
+        local directory flushed at shutdown. `hosts`: the two routes claim
+        api.openai.com and api.anthropic.com (forward-proxy mode)."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
         self.socket = str(self.dir / "custody.sock")
         self.tcp = f"127.0.0.1:{free_port()}"
@@ -64,8 +66,10 @@ class Custody:
         config.write_text(
             f"listen: {{unix: '{self.socket}', tcp: '{self.tcp}', admin: '{self.admin}'}}\n"
             f"routes:\n"
-            f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai}}\n"
-            f"  - {{name: anthropic, prefix: /anthropic, upstream: '{stub_url}', kind: anthropic}}\n"
+            f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai"
+            + (", hosts: [api.openai.com]" if hosts else "") + "}\n"
+            f"  - {{name: anthropic, prefix: /anthropic, upstream: '{stub_url}', kind: anthropic"
+            + (", hosts: [api.anthropic.com]" if hosts else "") + "}\n"
             + routes
             + (f"audit: {audit}\n" if audit else f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n")
             + extra

@@ -558,6 +558,8 @@ def documented_keys() -> dict:
     keys = tree(whole)
     keys["identity"] = tree(identity)
     keys["policy"] = tree(policy)
+    intercept = next(yaml.safe_load(b) for b in blocks if b.startswith("intercept:"))["intercept"]
+    keys["intercept"] = tree(intercept)
     route = keys["routes"][0]
     per_route = doc.split("Per route (in `routes[]`):", 1)[1].split("\n## ", 1)[0]
     for name in _section_tables(doc, "## `routes`") + re.findall(r"^\| `([a-z_]+)` \|", per_route, re.M):
@@ -583,7 +585,8 @@ def test_documented_keys_are_read_from_the_docs():
     keys = documented_keys()
     assert {"listen", "routes", "audit", "policy", "identity", "shutdown", "sessions"} <= set(keys)
     assert set(keys["listen"]) == {"unix", "tcp", "admin"}
-    assert {"name", "prefix", "upstream", "kind", "tools", "credentials", "identity"} <= set(keys["routes"][0])
+    assert {"name", "prefix", "upstream", "kind", "tools", "credentials", "identity", "hosts"} <= set(keys["routes"][0])
+    assert set(keys["intercept"]) == {"ca", "others", "leaf_cache_size", "leaf_lifetime"}
     assert {"sink", "spool", "roll"} <= set(keys["audit"])
     assert undocumented({"listen": {"admin": "x", "adnim": "y"}}, keys) == ["listen.adnim"]
 
@@ -783,6 +786,9 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
         assert not mounts["/var/lib/custody"].get("readOnly")
         assert config["policy"]["file"].startswith("/etc/custody/policy/") and "/etc/custody/policy" in mounts
         assert config["listen"]["unix"].startswith("/run/custody/") and "/run/custody" in mounts
+        # Intercept mode: the bundle the app's SSL_CERT_FILE names is where custody exports it.
+        assert config["intercept"]["ca"]["export_dir"] == "/run/custody/ca"
+        assert not mounts["/run/custody"].get("readOnly")
         assert sidecar["args"][-1] == "/etc/custody/config/" + yaml.safe_load(
             files["config"].read_text())["config_key"]
     finally:

@@ -118,3 +118,95 @@ impl hyper::body::Body for ChunkedBody {
         std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
+
+/// A byte stream a test can speak TLS or HTTP over.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Sends `CONNECT authority` (with `extra` header lines, each ending in `\r\n`) to the
+/// proxy at `target`; returns the status, the response head and the connection (a
+/// tunnel when the status is 200).
+pub async fn connect(
+    target: &Target,
+    authority: &str,
+    extra: &str,
+) -> anyhow::Result<(u16, String, Box<dyn Io>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io: Box<dyn Io> = match target {
+        Target::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+        Target::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+    };
+    io.write_all(
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n").as_bytes(),
+    )
+    .await?;
+    // Read the response head byte by byte: nothing after it may be consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if io.read(&mut b).await? == 0 {
+            anyhow::bail!("proxy closed during the CONNECT response: {head:?}");
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("bad CONNECT response {head:?}"))?;
+    Ok((status, head, io))
+}
+
+/// A TLS client over `io` for `server_name`, trusting only the PEM certificates in
+/// `roots_pem`, offering `alpn`.
+pub async fn tls(
+    io: Box<dyn Io>,
+    server_name: &str,
+    roots_pem: &str,
+    alpn: &[&str],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<Box<dyn Io>>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())?;
+    Ok(connector.connect(name, io).await?)
+}
+
+/// An HTTP/1.1 client connection over `io` (its task is spawned).
+pub async fn http1_over<IO, B>(io: IO) -> anyhow::Result<hyper::client::conn::http1::SendRequest<B>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// An HTTP/2 client connection over `io` (its task is spawned).
+pub async fn http2_over<IO>(
+    io: IO,
+) -> anyhow::Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(io),
+    )
+    .await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}

@@ -124,14 +124,16 @@ impl Stub {
     /// Starts the stub over TLS (ALPN `h2` and `http/1.1`) with a certificate for
     /// `localhost` and `127.0.0.1` issued by a fresh test CA; returns the CA's PEM.
     pub async fn start_tls() -> (Stub, String) {
-        let (acceptor, ca_pem) = match test_tls() {
-            Ok(t) => t,
-            Err(e) => panic!("test TLS setup: {e}"),
-        };
-        match Self::listen(0, Some(acceptor)).await {
-            Ok(s) => (s, ca_pem),
-            Err(e) => panic!("stub upstream: {e}"),
+        match Self::start_tls_on(0).await {
+            Ok(s) => s,
+            Err(e) => panic!("stub upstream over TLS: {e}"),
         }
+    }
+
+    /// [`Stub::start_tls`] on `127.0.0.1:port` (0 for any free port).
+    pub async fn start_tls_on(port: u16) -> anyhow::Result<(Stub, String)> {
+        let (acceptor, ca_pem) = test_tls()?;
+        Ok((Self::listen(port, Some(acceptor)).await?, ca_pem))
     }
 
     /// Starts the stub on a free port.

@@ -75,6 +75,7 @@ pub struct BatchBuilder {
     links_tool_call_id: StringBuilder,
     links_model_request_id: StringBuilder,
     links_tool_results: ListBuilder<StructBuilder>,
+    intercepted_host: StringBuilder,
 }
 
 impl Default for BatchBuilder {
@@ -142,6 +143,7 @@ impl Default for BatchBuilder {
                 DataType::Struct(schema::tool_result_fields()),
                 true,
             ))),
+            intercepted_host: StringBuilder::new(),
         }
     }
 }
@@ -288,6 +290,8 @@ impl BatchBuilder {
             }
             None => self.links_tool_results.append(false),
         }
+        self.intercepted_host
+            .append_option(r.intercepted_host.as_deref());
     }
 
     /// The batch of every row appended so far; the builder is empty afterwards.
@@ -373,6 +377,7 @@ impl BatchBuilder {
                     Arc::new(self.links_tool_results.finish()),
                 ],
             )?,
+            Arc::new(self.intercepted_host.finish()),
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
@@ -423,6 +428,7 @@ mod tests {
                 model_request_id: Some("req_0".into()),
             }]);
         } else {
+            r.intercepted_host = Some("api.openai.com:443".into());
             r.links.tool_call_id = Some("call_1".into());
             r.links.model_request_id = Some("req_0".into());
         }
@@ -469,6 +475,21 @@ mod tests {
                 .expect("id")
                 .is_valid(1)
         );
+    }
+
+    #[test]
+    fn intercepted_host_is_the_last_column() {
+        let rows: Vec<_> = (0..3).map(record).collect();
+        let batch = to_record_batch(&rows).expect("batch");
+        let last = batch.num_columns() - 1;
+        assert_eq!(batch.schema().field(last).name(), "intercepted_host");
+        let hosts = batch
+            .column(last)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .expect("strings");
+        assert!(hosts.is_null(0));
+        assert_eq!(hosts.value(1), "api.openai.com:443");
     }
 
     #[test]

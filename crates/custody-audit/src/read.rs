@@ -76,6 +76,8 @@ pub struct TrailRow {
     pub outcome: TrailOutcome,
     /// Causal links (schema v4; empty for older rows).
     pub links: Links,
+    /// The `host:port` asked for in forward-proxy mode (schema v5).
+    pub intercepted_host: Option<String>,
 }
 
 /// The `action` columns a timeline shows.
@@ -235,6 +237,7 @@ const COLUMNS: &[&str] = &[
     "outcome.duration_ms",
     "outcome.error",
     "links",
+    "intercepted_host",
 ];
 
 /// Deepest directory nesting followed under the audit directory.

@@ -45,6 +45,10 @@ pub struct AuditRecord {
     pub parent_span_id: Option<String>,
     /// Causal links between model turns and tool calls.
     pub links: Links,
+    /// Forward-proxy mode (schema v5): the `host:port` the client asked for, through
+    /// `CONNECT` or an absolute-form request; `None` in reverse-proxy mode.
+    #[serde(default)]
+    pub intercepted_host: Option<String>,
 }
 
 /// Which model decision caused a call, and which results a model turn received.
@@ -162,6 +166,7 @@ impl AuditRecord {
             span_id: None,
             parent_span_id: None,
             links: Links::default(),
+            intercepted_host: None,
         }
     }
 
@@ -274,6 +279,7 @@ mod tests {
             tool_call_id: "c".into(),
             model_request_id: None,
         }]);
+        r.intercepted_host = Some("api.openai.com:443".into());
         let text = serde_json::to_string(&r).expect("serialize");
         let back: AuditRecord = serde_json::from_str(&text).expect("deserialize");
         assert_eq!(back, r);

@@ -18,7 +18,8 @@ use std::sync::{Arc, OnceLock};
 /// - 3: `policy.version`.
 /// - 4: sessions and causal links: `session_step`, `session_source`, `span_id`,
 ///   `parent_span_id`, `links` (`session_id` and `trace_id` are now filled).
-pub const SCHEMA_VERSION: i32 = 4;
+/// - 5: forward-proxy mode: `intercepted_host`; `action.kind` may be `tunnel`.
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -174,6 +175,8 @@ pub fn audit_schema() -> SchemaRef {
                 utf8("span_id"),
                 utf8("parent_span_id"),
                 Field::new("links", DataType::Struct(links_fields()), false),
+                // Version 5.
+                utf8("intercepted_host"),
             ];
             let metadata =
                 HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);

@@ -59,6 +59,9 @@ pub enum ActionKind {
     Tool,
     /// Any other HTTP request (unmapped, or unrouted).
     Http,
+    /// A forward-proxy `CONNECT` to a host no route claims, relayed as a blind TCP
+    /// tunnel (`action.upstream` is `host:port`; nothing inside is inspected).
+    Tunnel,
 }
 
 impl ActionKind {
@@ -68,6 +71,7 @@ impl ActionKind {
             ActionKind::Llm => "llm",
             ActionKind::Tool => "tool",
             ActionKind::Http => "http",
+            ActionKind::Tunnel => "tunnel",
         }
     }
 }
@@ -75,7 +79,7 @@ impl ActionKind {
 /// What a call did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
-    /// llm | tool | http.
+    /// llm | tool | http | tunnel.
     pub kind: ActionKind,
     /// The route's name; `None` when no route matched.
     pub route: Option<String>,

@@ -311,13 +311,14 @@ pub(crate) fn kind_bit(kind: ActionKind) -> u8 {
     1 << kind_index(kind)
 }
 
-/// 0, 1, 2 for llm, tool, http.
+/// 0, 1, 2 for llm, tool, http. Tunnels (forward-proxy `CONNECT` to a host no route
+/// claims) are never evaluated by the policy; they count as `http` so this stays total.
 #[inline]
 pub(crate) fn kind_index(kind: ActionKind) -> usize {
     match kind {
         ActionKind::Llm => 0,
         ActionKind::Tool => 1,
-        ActionKind::Http => 2,
+        ActionKind::Http | ActionKind::Tunnel => 2,
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Health {
     pub(crate) identity: Option<Arc<crate::identity::Identity>>,
     pub(crate) policy: Arc<crate::policy::PolicyStage>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Forward-proxy mode, for its metrics.
+    pub(crate) intercept: Option<Arc<crate::intercept::Intercept>>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {

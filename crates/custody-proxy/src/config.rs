@@ -9,6 +9,7 @@
 mod audit;
 mod identity;
 mod inspection;
+mod intercept;
 mod raw;
 mod sessions;
 mod units;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub use audit::{AuditConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
+pub use intercept::{CaSource, InterceptConfig, Others};
 pub use units::{parse_duration, parse_size};
 #[cfg(test)]
 pub(crate) use validate::parse_upstream as validate_parse_upstream;
@@ -59,6 +61,9 @@ pub struct Config {
     /// Session correlation: how requests are grouped into agent sessions, and the
     /// tracker's bounds.
     pub sessions: custody_session::SessionConfig,
+    /// Forward-proxy mode (`CONNECT`, absolute-form requests, TLS terminated with a
+    /// pod-local CA); `None` without an `intercept` section.
+    pub intercept: Option<InterceptConfig>,
 }
 
 /// `policy`.
@@ -189,6 +194,9 @@ pub struct RouteConfig {
     /// `kind: openai`: ask the upstream for usage on streams the client did not
     /// ask usage for, and keep the extra usage chunk from the client.
     pub force_stream_usage: bool,
+    /// Forward-proxy mode: the host names (lowercase) whose traffic this route
+    /// inspects when it arrives through `CONNECT` or an absolute-form request.
+    pub hosts: Vec<String>,
 }
 
 /// An upstream base URL, split for fast request building.

@@ -64,6 +64,24 @@ pub enum ProxyError {
     /// so it is not forwarded (fail closed).
     #[error("not forwarded: {0}")]
     AuditUnavailable(custody_audit::Refusal),
+    /// Forward-proxy mode: no route claims the host an absolute-form request (or an
+    /// intercepted connection) asked for.
+    #[error(
+        "no route claims {host} (routes[].hosts): custody relays forward-proxy requests only for claimed hosts"
+    )]
+    HostNotIntercepted {
+        /// `host:port`.
+        host: String,
+    },
+    /// A `CONNECT` to a host no route claims, with `intercept.others: deny`.
+    #[error("CONNECT to {target} refused: no route claims the host and intercept.others is deny")]
+    TunnelDenied {
+        /// `host:port`.
+        target: String,
+    },
+    /// A `CONNECT` while forward-proxy mode is off.
+    #[error("CONNECT needs forward-proxy mode: add an intercept section to custody's config")]
+    ForwardProxyOff,
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -118,6 +136,10 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::HostNotIntercepted { .. } | ProxyError::TunnelDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            ProxyError::ForwardProxyOff => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -141,6 +163,9 @@ impl ProxyError {
                 "audit_backlog_full"
             }
             ProxyError::AuditUnavailable(_) => "audit_unavailable",
+            ProxyError::HostNotIntercepted { .. } => "host_not_intercepted",
+            ProxyError::TunnelDenied { .. } => "tunnel_denied",
+            ProxyError::ForwardProxyOff => "forward_proxy_disabled",
         }
     }
 
@@ -151,6 +176,7 @@ impl ProxyError {
             ProxyError::PolicyDenied { rule, .. } => Some(rule.clone()),
             ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
             ProxyError::SafetyUnscannable(_) => Some("safety:unscannable".to_owned()),
+            ProxyError::TunnelDenied { .. } => Some("intercept.others:deny".to_owned()),
             _ => None,
         }
     }

@@ -13,6 +13,8 @@
 //!   it asked for); inspection keeps at most `inspection.max_body` of a JSON response
 //!   and one SSE event at a time.
 //! - Nothing on the request path panics on bad input, logs a body, or waits on disk.
+//! - Forward-proxy mode ([`intercept`]) is a second entrance to the same pipeline:
+//!   an intercepted request's row is the reverse-proxy row plus `intercepted_host`.
 
 #![deny(missing_docs)]
 
@@ -24,6 +26,7 @@ mod error;
 mod headers;
 mod identity;
 mod inspect;
+mod intercept;
 mod listener;
 mod metrics;
 mod pipeline;

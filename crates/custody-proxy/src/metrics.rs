@@ -232,6 +232,21 @@ pub(crate) fn render(health: &Health) -> String {
         ],
     );
     audit::render(&mut o, &health.audit);
+    // Declared always (no sample without an `intercept` section), like identity's.
+    let intercept = health.intercept.as_deref();
+    let sample = |v: Option<u64>| v.map(|v| ("", v)).into_iter().collect::<Vec<_>>();
+    o.metric(
+        "custody_intercept_leaf_certificates_minted_total",
+        "counter",
+        "Leaf certificates signed for intercepted hosts (a cached leaf signs nothing).",
+        &sample(intercept.map(|i| i.leaves.mints())),
+    );
+    o.metric(
+        "custody_intercept_leaf_certificates_cached",
+        "gauge",
+        "Leaf certificates in the cache (intercept.leaf_cache_size at most).",
+        &sample(intercept.map(|i| i.leaves.cached() as u64)),
+    );
     o.0
 }
 

@@ -1,7 +1,10 @@
 //! The request pipeline, one stage after another:
 //!
 //! 1. request id — honour `x-request-id` or generate one;
-//! 2. route — longest prefix; none → 404;
+//! 2. route — longest prefix; none → 404. In forward-proxy mode the route is the one
+//!    claiming the host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or
+//!    an absolute-form request, and the whole path is forwarded (403 when no route
+//!    claims the host);
 //! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed);
 //! 4. inspect — what the request asks for (operation, model, tool, parameters;
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
@@ -31,6 +34,7 @@ use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
+use crate::intercept::Entrance;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStage;
 use crate::route::{Route, Router};
@@ -80,6 +84,8 @@ pub(crate) struct Pipeline {
     response_header_timeout: Duration,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Forward-proxy mode is on: absolute-form requests are routed by host.
+    forward_proxy: bool,
 }
 
 impl Pipeline {
@@ -116,6 +122,126 @@ impl Pipeline {
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
             idle_timeout: config.upstream.idle_timeout,
+            forward_proxy: config.intercept.is_some(),
+        }
+    }
+
+    /// The routes.
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// `upstream.connect_timeout`.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The principal of a valid bearer token (forward-proxy `Proxy-Authorization`),
+    /// or the default (anonymous) principal; never fails, never logs the token.
+    pub(crate) async fn proxy_principal(&self, token: Option<&str>) -> custody_core::Principal {
+        match (&self.identity, token) {
+            (Some(identity), Some(token)) => match identity.verify(token).await {
+                Ok(verified) => verified.principal.clone(),
+                Err(rejection) => {
+                    tracing::debug!(
+                        reason = rejection.reason(),
+                        "Proxy-Authorization token not valid; anonymous"
+                    );
+                    custody_core::Principal::default()
+                }
+            },
+            _ => custody_core::Principal::default(),
+        }
+    }
+
+    /// Records `record` as refused with `e` and answers with the JSON error (used for
+    /// `CONNECT` requests custody refuses itself).
+    pub(crate) fn refuse(
+        &self,
+        started: Instant,
+        record: AuditRecord,
+        e: &ProxyError,
+    ) -> Response<ProxyBody> {
+        let request_id = record.request_id.clone();
+        let exchange = self.exchange(started, record);
+        self.answer_error(exchange, &request_id, e)
+    }
+
+    /// The one row and the JSON answer of a request that ends with `e`.
+    fn answer_error(
+        &self,
+        mut exchange: Exchange,
+        request_id: &str,
+        e: &ProxyError,
+    ) -> Response<ProxyBody> {
+        if let Some(rule) = e.denial_rule() {
+            let record = exchange.record();
+            record.policy.decision = Some("deny".into());
+            record.policy.rule = Some(rule);
+        }
+        let response = e.to_response(request_id);
+        let len = response.body().size_hint().exact().unwrap_or(0);
+        exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
+        response.map(Either::Right)
+    }
+
+    /// Stage 2: the route and the path forwarded after the upstream's base path, and
+    /// the `host:port` asked for in forward-proxy mode.
+    fn select(
+        &self,
+        req: &Request<Incoming>,
+        entrance: &Entrance,
+    ) -> (Result<(&Route, String), ProxyError>, Option<String>) {
+        let path = req.uri().path();
+        match entrance {
+            Entrance::Intercepted(c) => {
+                let route = self
+                    .router
+                    .find_host(&c.host)
+                    .map(|r| (r, path.to_owned()))
+                    .ok_or_else(|| ProxyError::HostNotIntercepted {
+                        host: c.authority.clone(),
+                    });
+                (route, Some(c.authority.clone()))
+            }
+            Entrance::Direct => {
+                // Absolute-form (`GET http://host/path`): a forward-proxy request.
+                // HTTP/2 requests always carry an authority, so only HTTP/1 counts.
+                if self.forward_proxy
+                    && req.version() <= Version::HTTP_11
+                    && let Some(authority) = req.uri().authority()
+                {
+                    let default_port = if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+                        443
+                    } else {
+                        80
+                    };
+                    let (host, host_port) =
+                        crate::intercept::split_authority(authority, default_port);
+                    if let Some(route) = self.router.find_host(&host) {
+                        return (Ok((route, path.to_owned())), Some(host_port));
+                    }
+                    // Addressed to custody itself (a client whose proxy setting also
+                    // covers loopback): reverse-proxy routing by path.
+                    if !is_loopback(&host) {
+                        return (
+                            Err(ProxyError::HostNotIntercepted {
+                                host: host_port.clone(),
+                            }),
+                            Some(host_port),
+                        );
+                    }
+                }
+                let route = self
+                    .router
+                    .find(path)
+                    .map(|(r, rest)| (r, rest.to_owned()))
+                    .ok_or_else(|| ProxyError::RouteNotFound {
+                        path: path.to_owned(),
+                        prefixes: self.router.prefixes().to_owned(),
+                    });
+                (route, None)
+            }
         }
     }
 
@@ -130,35 +256,41 @@ impl Pipeline {
         )
     }
 
-    /// Handles one request; never fails (errors are answered as JSON).
-    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Handles one request that came in through `entrance`; never fails (errors
+    /// are answered as JSON).
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        entrance: &Entrance,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let arrived = SystemTime::now();
         let request_id = RequestId::from_header_or_generate(
             req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
         );
-        let route = self.router.find(req.uri().path());
+        let (route, intercepted_host) = self.select(&req, entrance);
         let mut action = Action::new(
-            route.map_or(ActionKind::Http, |(r, _)| r.kind.action_kind()),
+            route
+                .as_ref()
+                .map_or(ActionKind::Http, |(r, _)| r.kind.action_kind()),
             req.method().as_str(),
             req.uri().path(),
         );
-        action.route = route.map(|(r, _)| r.name.clone());
+        action.route = route.as_ref().ok().map(|(r, _)| r.name.clone());
         // A RequestId is 1..=128 visible ASCII characters, always a valid header value.
         let id_header = HeaderValue::from_str(request_id.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        let mut exchange = self.exchange(
-            started,
-            AuditRecord::new(arrived, request_id.to_string(), action),
-        );
+        let mut record = AuditRecord::new(arrived, request_id.to_string(), action);
+        record.intercepted_host = intercepted_host;
+        let mut exchange = self.exchange(started, record);
         let result = match route {
-            None => Err(ProxyError::RouteNotFound {
-                path: req.uri().path().to_owned(),
-                prefixes: self.router.prefixes().to_owned(),
-            }),
-            Some((route, rest)) => {
-                let rest = rest.to_owned();
-                self.forward(&mut exchange, req, route, &rest, &id_header)
+            Err(e) => Err(e),
+            Ok((route, rest)) => {
+                let proxy_token = match entrance {
+                    Entrance::Intercepted(c) => c.proxy_token.as_deref(),
+                    Entrance::Direct => None,
+                };
+                self.forward(&mut exchange, req, route, &rest, &id_header, proxy_token)
                     .await
             }
         };
@@ -189,17 +321,7 @@ impl Pipeline {
                     ))
                 })
             }
-            Err(e) => {
-                if let Some(rule) = e.denial_rule() {
-                    let record = exchange.record();
-                    record.policy.decision = Some("deny".into());
-                    record.policy.rule = Some(rule);
-                }
-                let response = e.to_response(request_id.as_str());
-                let len = response.body().size_hint().exact().unwrap_or(0);
-                exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
-                response.map(Either::Right)
-            }
+            Err(e) => self.answer_error(exchange, request_id.as_str(), &e),
         }
     }
 
@@ -212,6 +334,7 @@ impl Pipeline {
         route: &Route,
         rest: &str,
         request_id: &HeaderValue,
+        proxy_token: Option<&str>,
     ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let body = self.read_body(exchange, &parts.headers, body).await?;
@@ -224,7 +347,7 @@ impl Pipeline {
             route.upstream.scheme, route.upstream.authority, path
         ));
         let verified = self
-            .authenticate(exchange, &mut parts.headers, route)
+            .authenticate(exchange, &mut parts.headers, route, proxy_token)
             .await?;
         let session = self
             .sessions
@@ -338,12 +461,15 @@ impl Pipeline {
 
     /// Stage 5: the user's token. Custody's token header never leaves custody; on a
     /// route with `token_from: authorization` the bearer token is the user's and is
-    /// forwarded as it is. Returns the verified token, if any.
+    /// forwarded as it is. In forward-proxy mode, a request without custody's token
+    /// header uses the bearer token of the `CONNECT`'s `Proxy-Authorization`.
+    /// Returns the verified token, if any.
     async fn authenticate(
         &self,
         exchange: &mut Exchange,
         headers: &mut http::HeaderMap,
         route: &Route,
+        proxy_token: Option<&str>,
     ) -> Result<Option<Arc<custody_identity::Verified>>, ProxyError> {
         let Some(identity) = &self.identity else {
             // No identity configured: still never forward a token sent in custody's
@@ -359,13 +485,20 @@ impl Pipeline {
             TokenFrom::Header => own,
             TokenFrom::Authorization => headers.get(header::AUTHORIZATION).cloned(),
         };
-        let token = token.as_ref().and_then(|v| v.to_str().ok()).map(|t| {
-            let t = t.trim();
-            t.strip_prefix("Bearer ")
-                .or_else(|| t.strip_prefix("bearer "))
-                .unwrap_or(t)
-                .trim()
-        });
+        let token = token
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|t| {
+                let t = t.trim();
+                t.strip_prefix("Bearer ")
+                    .or_else(|| t.strip_prefix("bearer "))
+                    .unwrap_or(t)
+                    .trim()
+            })
+            .or(match route.token_from {
+                TokenFrom::Header => proxy_token,
+                TokenFrom::Authorization => None,
+            });
         let result = match token {
             None | Some("") => Err(custody_identity::Rejection::Missing),
             Some(token) => identity.verify(token).await,
@@ -459,6 +592,14 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// `localhost` or a loopback address: custody's own listeners.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether a response is an SSE stream (never held: streams are scanned in log mode).

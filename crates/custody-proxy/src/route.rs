@@ -1,4 +1,5 @@
-//! Longest-prefix routing from a request path to a configured route.
+//! Routing: longest prefix from a request path (reverse-proxy mode), or the host a
+//! route claims in `routes[].hosts` (forward-proxy mode).
 
 use crate::config::{IdentityMode, RouteConfig, TokenFrom, Upstream};
 use crate::credentials::Credential;
@@ -25,6 +26,8 @@ pub(crate) struct Route {
 pub(crate) struct Router {
     routes: Vec<Route>,
     prefixes: String,
+    /// Claimed host (lowercase) → index in `routes`.
+    hosts: HashMap<String, usize>,
 }
 
 impl Router {
@@ -54,7 +57,33 @@ impl Router {
             .collect::<Vec<_>>()
             .join(", ");
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes, prefixes }
+        let mut hosts = HashMap::new();
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(c) = config.iter().find(|c| c.name == r.name) {
+                for h in &c.hosts {
+                    hosts.entry(h.clone()).or_insert(i);
+                }
+            }
+        }
+        Self {
+            routes,
+            prefixes,
+            hosts,
+        }
+    }
+
+    /// The route claiming `host` (a host name or IP, without port; any case, a
+    /// trailing dot ignored).
+    pub(crate) fn find_host(&self, host: &str) -> Option<&Route> {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let i = match self.hosts.get(host) {
+            Some(i) => *i,
+            None if host.bytes().any(|b| b.is_ascii_uppercase()) => {
+                *self.hosts.get(&host.to_ascii_lowercase())?
+            }
+            None => return None,
+        };
+        self.routes.get(i)
     }
 
     /// The route for `path` and the rest of the path after its prefix (`""` or
@@ -94,6 +123,7 @@ mod tests {
                 credentials: None,
                 tools: Default::default(),
                 force_stream_usage: false,
+                hosts: vec![format!("{}.example", p.trim_matches('/').replace('/', "-"))],
             })
             .collect();
         Router::new(&routes, &HashMap::new())
@@ -111,6 +141,15 @@ mod tests {
         assert_eq!(hit("/a"), Some(("/a".into(), "".into())));
         assert_eq!(hit("/openaix"), None);
         assert_eq!(hit("/"), None);
+    }
+
+    #[test]
+    fn hosts_find_their_route_in_any_case() {
+        let r = router(&["/a", "/a/b"]);
+        let name = |h: &str| r.find_host(h).map(|r| r.name.clone());
+        assert_eq!(name("a-b.example"), Some("/a/b".into()));
+        assert_eq!(name("A.Example."), Some("/a".into()));
+        assert_eq!(name("b.example"), None);
     }
 
     #[test]

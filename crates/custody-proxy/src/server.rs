@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::credentials::Credential;
 use crate::error::chain;
 use crate::identity::Identity;
+use crate::intercept::{Entrance, Intercept};
 use crate::listener::{UnixSocket, bind_tcp, bind_unix};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
@@ -79,6 +80,10 @@ pub enum StartError {
         /// Every problem, one per line.
         message: String,
     },
+    /// Forward-proxy mode cannot start (the CA cannot be loaded, generated or
+    /// exported).
+    #[error("{0}")]
+    Intercept(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
@@ -111,12 +116,17 @@ pub struct Running {
     grace: Duration,
 }
 
-struct Context {
-    pipeline: Pipeline,
+/// What every connection's tasks share.
+pub(crate) struct Context {
+    pub(crate) pipeline: Pipeline,
     builder: auto::Builder<TrackedExecutor>,
     shutdown: CancellationToken,
-    hard_stop: CancellationToken,
-    tracker: TaskTracker,
+    /// Cancelled when the grace period is over: cut what is left.
+    pub(crate) hard_stop: CancellationToken,
+    /// Every connection, stream and tunnel task (shutdown waits for them).
+    pub(crate) tracker: TaskTracker,
+    /// Forward-proxy mode; `None` without an `intercept` section.
+    pub(crate) intercept: Option<Arc<Intercept>>,
 }
 
 /// Binds every listener, starts the audit writer and begins serving.
@@ -127,6 +137,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(crate::session::Sessions::new(&config.sessions).map_err(StartError::Internal)?);
     sessions.spawn_sweeper();
     let client = build_client(&config.upstream, &config.upstream_tls)?;
+    let intercept = config
+        .intercept
+        .as_ref()
+        .map(|c| Intercept::start(c, &instance_name()).map(Arc::new))
+        .transpose()?;
     if let Some(dir) = config.audit.sink.local_dir() {
         std::fs::create_dir_all(dir).map_err(|source| StartError::AuditDir {
             path: dir.to_owned(),
@@ -165,6 +180,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let metrics = Arc::new(crate::metrics::Metrics::new(&config));
     let health = Arc::new(Health {
+        intercept: intercept.clone(),
         ready: false.into(),
         audit: audit.sink(),
         identity: identity.clone(),
@@ -201,6 +217,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown: CancellationToken::new(),
         hard_stop,
         tracker,
+        intercept: intercept.clone(),
     });
 
     let mut listening = Vec::new();
@@ -392,28 +409,58 @@ fn serve<IO>(ctx: &Arc<Context>, io: IO)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ctx = ctx.clone();
-    ctx.tracker.clone().spawn(async move {
-        let svc = service_fn(|req| {
-            let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(ctx.pipeline.handle(req).await) }
-        });
-        let conn = ctx.builder.serve_connection(TokioIo::new(io), svc);
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            () = ctx.shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = ctx.hard_stop.cancelled() => return,
-                }
-            }
-        };
-        if let Err(e) = result {
-            connection_error(&ctx, &*e);
+    ctx.tracker
+        .spawn(serve_connection(ctx.clone(), io, Entrance::Direct));
+}
+
+/// Serves a TLS connection custody terminated after a `CONNECT` (boxed: its future
+/// contains the service that spawned it).
+pub(crate) fn serve_intercepted<IO>(
+    ctx: Arc<Context>,
+    io: IO,
+    entrance: Entrance,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(serve_connection(ctx, io, entrance))
+}
+
+/// Serves one connection (HTTP/1.1 with upgrades for `CONNECT`, or HTTP/2) until it
+/// closes; at shutdown, finishes in-flight requests, then closes.
+async fn serve_connection<IO>(ctx: Arc<Context>, io: IO, entrance: Entrance)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| {
+        let ctx = ctx.clone();
+        let entrance = entrance.clone();
+        async move {
+            let response = if req.method() == hyper::Method::CONNECT {
+                crate::intercept::connect::handle(&ctx, req, &entrance).await
+            } else {
+                ctx.pipeline.handle(req, &entrance).await
+            };
+            Ok::<_, Infallible>(response)
         }
     });
+    let conn = ctx
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = ctx.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = ctx.hard_stop.cancelled() => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        connection_error(&ctx, &*e);
+    }
 }
 
 /// A request hyper rejected before it reached the pipeline (malformed request line or

@@ -127,6 +127,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
     let results = struct_list(b, "links.tool_results")?;
     let res_call = item_strings(results.as_ref(), "tool_call_id")?;
     let res_model = item_strings(results.as_ref(), "model_request_id")?;
+    let intercepted_host = strings(b, "intercepted_host")?;
 
     for i in 0..b.num_rows() {
         let model_tool_calls = get!(calls, i).map(|items| {
@@ -209,6 +210,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
                 model_request_id: get!(link_model, i),
                 tool_results,
             },
+            intercepted_host: get!(intercepted_host, i),
         });
     }
     Ok(())

@@ -326,3 +326,35 @@ fn a_missing_directory_is_an_error() {
         Err(ReadError::NotADirectory(_))
     ));
 }
+
+#[test]
+fn version_4_files_read_intercepted_host_as_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rows = sample();
+    for r in &mut rows {
+        r.intercepted_host = Some("api.openai.com:443".into());
+    }
+    let batch = to_record_batch(&rows).expect("batch");
+    let v4 = batch
+        .project(&(0..16).collect::<Vec<_>>())
+        .expect("project");
+    write_batch(&dir.path().join("v4.parquet"), &v4, None);
+    write_batch(&dir.path().join("v5.parquet"), &batch, None);
+    let read = read_session(dir.path(), &exact("hdr:0123456789abcdef:conv-42")).expect("read");
+    assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+    assert_eq!(read.rows.len(), 6);
+    let hosts: Vec<_> = read
+        .rows
+        .iter()
+        .map(|r| r.intercepted_host.as_deref())
+        .collect();
+    assert_eq!(hosts.iter().filter(|h| h.is_none()).count(), 3, "{hosts:?}");
+    assert_eq!(
+        hosts
+            .iter()
+            .filter(|h| **h == Some("api.openai.com:443"))
+            .count(),
+        3
+    );
+    assert!(read.rows.iter().all(|r| r.session_step.is_some()));
+}

@@ -61,6 +61,7 @@ pub(crate) struct RawConfig {
     pub(crate) policy: Option<RawPolicy>,
     pub(crate) safety: Option<custody_safety::SafetyConfig>,
     pub(crate) sessions: Option<super::sessions::RawSessions>,
+    pub(crate) intercept: Option<super::intercept::RawIntercept>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +162,7 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub(crate) tools: Vec<RawToolMapping>,
     pub(crate) force_stream_usage: Option<bool>,
+    pub(crate) hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +215,7 @@ const SECTIONS: &[&str] = &[
     "policy",
     "safety",
     "sessions",
+    "intercept",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -262,6 +265,7 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "policy" => raw.policy = optional_section(&key, value, issues),
             "safety" => raw.safety = section(&key, value, issues),
             "sessions" => raw.sessions = section(&key, value, issues),
+            "intercept" => raw.intercept = optional_section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(ConfigIssue {
                 path: key.clone(),

@@ -502,3 +502,100 @@ audit:
         assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
     }
 }
+
+#[test]
+fn intercept_section_and_route_hosts() {
+    // Off by default, and with `intercept: null`.
+    assert!(Config::defaults().intercept.is_none());
+    assert_eq!(Config::defaults().routes[0].hosts, ["api.openai.com"]);
+    assert!(
+        Config::from_yaml_str("intercept: null", "x")
+            .expect("valid")
+            .intercept
+            .is_none()
+    );
+    let c = Config::from_yaml_str("intercept: {}", "x").expect("valid");
+    let i = c.intercept.expect("on");
+    assert_eq!(i.ca, CaSource::Generate);
+    assert_eq!(i.others, Others::Tunnel);
+    assert_eq!(i.export_dir, None);
+    assert_eq!(i.leaf_cache_size, 1024);
+    assert_eq!(i.leaf_lifetime, Duration::from_secs(86400));
+    let c = Config::from_yaml_str(
+        r#"
+routes:
+  - {name: a, prefix: /a, upstream: 'https://a.example', kind: openai, hosts: [API.OpenAI.com.]}
+  - {name: b, prefix: /b, upstream: 'https://b.example', kind: http, hosts: [tools.internal, 10.0.0.7]}
+intercept:
+  ca: {cert_file: /s/tls.crt, key_file: /s/tls.key, export_dir: /run/custody/ca}
+  others: deny
+  leaf_cache_size: 10
+  leaf_lifetime: 1h
+"#,
+        "x",
+    )
+    .expect("valid");
+    assert_eq!(c.routes[0].hosts, ["api.openai.com"]);
+    assert_eq!(c.routes[1].hosts, ["tools.internal", "10.0.0.7"]);
+    let i = c.intercept.expect("on");
+    assert_eq!(
+        i.ca,
+        CaSource::Files {
+            cert_file: "/s/tls.crt".into(),
+            key_file: "/s/tls.key".into()
+        }
+    );
+    assert_eq!(i.export_dir.as_deref(), Some(Path::new("/run/custody/ca")));
+    assert_eq!(i.others, Others::Deny);
+    assert_eq!(i.leaf_lifetime, Duration::from_secs(3600));
+}
+
+#[test]
+fn intercept_problems_are_reported_with_paths() {
+    let got = issues(
+        r#"
+routes:
+  - {name: a, prefix: /a, upstream: 'https://a.example', kind: openai, hosts: [api.openai.com, 'https://x.example', 'x.example:443']}
+  - {name: b, prefix: /b, upstream: 'https://b.example', kind: http, hosts: [API.openai.com, '*.example']}
+intercept:
+  ca: {cert_file: /s/tls.crt}
+  others: maybe
+"#,
+    );
+    let joined = got.join("\n");
+    for expected in [
+        "routes[0].hosts[1]:",
+        "routes[0].hosts[2]:",
+        "routes[1].hosts[0]: api.openai.com is already claimed by route \"a\"",
+        "routes[1].hosts[1]:",
+        "intercept.others: unknown variant `maybe`",
+    ] {
+        assert!(joined.contains(expected), "{expected} in:\n{joined}");
+    }
+    let got = issues("intercept: {ca: {key_file: /k}, leaf_cache_size: 0, leaf_lifetime: 1m}");
+    assert_eq!(
+        got,
+        [
+            "intercept.ca.cert_file: needed with intercept.ca.key_file (or set neither to generate a CA at start)",
+            "intercept.leaf_cache_size: 0 is out of range 1..=1000000",
+            "intercept.leaf_lifetime: must be between 10m and 397d",
+        ]
+    );
+}
+
+#[test]
+fn the_documented_intercept_section_is_valid() {
+    let doc = include_str!("../../../../docs/configuration.md");
+    let start = doc.find("```yaml\nintercept:\n").expect("intercept block");
+    let body = &doc[start + 8..];
+    let yaml = &body[..body.find("```").expect("end")];
+    let c = Config::from_yaml_str(yaml, "configuration.md").expect("valid");
+    let i = c.intercept.expect("on");
+    assert_eq!((i.leaf_cache_size, i.ca), (1024, CaSource::Generate));
+    let doc = include_str!("../../../../docs/interception.md");
+    let start = doc.find("```yaml\n").expect("block");
+    let body = &doc[start + 8..];
+    let yaml = &body[..body.find("```").expect("end")];
+    let c = Config::from_yaml_str(yaml, "interception.md").expect("valid");
+    assert_eq!(c.routes[1].hosts, ["api.anthropic.com"]);
+}

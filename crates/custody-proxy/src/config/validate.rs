@@ -4,7 +4,7 @@ use super::raw::{NumberOrText, RawConfig, RawRoute, Setting};
 use super::units::{parse_duration, parse_size};
 use super::*;
 use http::Uri;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Built-in defaults, documented in `docs/configuration.md`.
 pub(crate) mod defaults {
@@ -21,18 +21,21 @@ pub(crate) mod defaults {
     pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(25);
     pub(crate) const POLICY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
     pub(crate) const WORKER_THREADS: usize = 1;
-    pub(crate) const ROUTES: &[(&str, &str, &str, custody_core::RouteKind)] = &[
+    /// Name, prefix, upstream, kind, and the host claimed in forward-proxy mode.
+    pub(crate) const ROUTES: &[(&str, &str, &str, custody_core::RouteKind, &str)] = &[
         (
             "openai",
             "/openai",
             "https://api.openai.com",
             custody_core::RouteKind::Openai,
+            "api.openai.com",
         ),
         (
             "anthropic",
             "/anthropic",
             "https://api.anthropic.com",
             custody_core::RouteKind::Anthropic,
+            "api.anthropic.com",
         ),
     ];
 }
@@ -135,7 +138,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
     let routes = match raw.routes {
         None => defaults::ROUTES
             .iter()
-            .filter_map(|(name, prefix, upstream, kind)| {
+            .filter_map(|(name, prefix, upstream, kind, host)| {
                 Some(RouteConfig {
                     name: (*name).into(),
                     prefix: (*prefix).into(),
@@ -146,6 +149,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                     credentials: None,
                     tools: Default::default(),
                     force_stream_usage: false,
+                    hosts: vec![(*host).to_owned()],
                 })
             })
             .collect(),
@@ -264,8 +268,12 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
     };
 
     let sessions = super::sessions::validate_sessions(raw.sessions.unwrap_or_default(), is.0);
+    let intercept = raw
+        .intercept
+        .map(|i| super::intercept::validate_intercept(i, is.0));
 
     Some(Config {
+        intercept,
         sessions,
         safety,
         policy,
@@ -289,6 +297,8 @@ fn validate_routes(
 ) -> Vec<RouteConfig> {
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
+    // Host → the name of the route that claimed it first.
+    let mut claimed: HashMap<String, String> = HashMap::new();
     let mut routes = Vec::new();
     for (i, route) in raw.into_iter().enumerate() {
         let Some(route) = route else { continue };
@@ -309,6 +319,29 @@ fn validate_routes(
             ok = false;
         }
         let upstream = is.check(&at("upstream"), parse_upstream(&route.upstream));
+        let mut hosts = Vec::new();
+        for (j, host) in route.hosts.iter().flatten().enumerate() {
+            let path = format!("routes[{i}].hosts[{j}]");
+            match super::intercept::check_host(host) {
+                Err(m) => {
+                    is.push(path, m);
+                    ok = false;
+                }
+                Ok(h) => match claimed.get(&h) {
+                    Some(other) => {
+                        is.push(
+                            path,
+                            format!("{h} is already claimed by route {other:?}; a host belongs to one route"),
+                        );
+                        ok = false;
+                    }
+                    None => {
+                        claimed.insert(h.clone(), route.name.clone());
+                        hosts.push(h);
+                    }
+                },
+            }
+        }
         let identity = match route.identity {
             Some(mode @ (IdentityMode::Required | IdentityMode::Optional))
                 if default_identity == IdentityMode::Off =>
@@ -354,6 +387,7 @@ fn validate_routes(
                 credentials,
                 tools,
                 force_stream_usage,
+                hosts,
             });
         }
     }

@@ -1,0 +1,189 @@
+//! Validation of the `intercept` section (forward-proxy mode: `CONNECT` and
+//! absolute-form requests, TLS terminated with a pod-local CA) and of `routes[].hosts`.
+
+use super::ConfigIssue;
+use super::raw::NumberOrText;
+use super::units::parse_duration;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Built-in defaults, documented in `docs/configuration.md`.
+pub(crate) mod defaults {
+    use std::time::Duration;
+    /// Leaf certificates kept (one per intercepted host name).
+    pub(crate) const LEAF_CACHE_SIZE: usize = 1024;
+    /// Validity of a minted leaf; it is re-minted once half of it has passed.
+    pub(crate) const LEAF_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+}
+
+/// `intercept` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIntercept {
+    #[serde(default)]
+    pub(crate) ca: RawCa,
+    pub(crate) others: Option<Others>,
+    pub(crate) leaf_cache_size: Option<usize>,
+    pub(crate) leaf_lifetime: Option<NumberOrText>,
+}
+
+/// `intercept.ca` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCa {
+    pub(crate) cert_file: Option<String>,
+    pub(crate) key_file: Option<String>,
+    pub(crate) export_dir: Option<String>,
+}
+
+/// `intercept.others`: what happens to a `CONNECT` to a host no route claims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Others {
+    /// A blind TCP tunnel (nothing inside is inspected), recorded as one row of kind
+    /// `tunnel` when it closes.
+    #[default]
+    Tunnel,
+    /// Refused with 403 and a row.
+    Deny,
+}
+
+/// `intercept`: forward-proxy mode is on when the section is present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterceptConfig {
+    /// Where the CA comes from: files, or generated at start.
+    pub ca: CaSource,
+    /// Where `ca.pem` and `bundle.pem` are written (never the key).
+    pub export_dir: Option<PathBuf>,
+    /// `CONNECT` to hosts no route claims.
+    pub others: Others,
+    /// Most leaf certificates kept.
+    pub leaf_cache_size: usize,
+    /// Validity of a minted leaf certificate.
+    pub leaf_lifetime: Duration,
+}
+
+/// `intercept.ca.cert_file` / `key_file`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaSource {
+    /// Generated in memory at start (ECDSA P-256); the key never leaves the process.
+    Generate,
+    /// A CA certificate and its private key (PEM), e.g. from a mounted Secret.
+    Files {
+        /// The CA certificate.
+        cert_file: PathBuf,
+        /// Its private key (PKCS#8, SEC1 or PKCS#1 PEM); should be readable by
+        /// custody alone.
+        key_file: PathBuf,
+    },
+}
+
+pub(crate) fn validate_intercept(
+    raw: RawIntercept,
+    issues: &mut Vec<ConfigIssue>,
+) -> InterceptConfig {
+    let mut push = |path: &str, message: String| {
+        issues.push(ConfigIssue {
+            path: path.to_owned(),
+            message,
+        });
+    };
+    let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty()).map(PathBuf::from);
+    let ca = match (nonempty(raw.ca.cert_file), nonempty(raw.ca.key_file)) {
+        (None, None) => CaSource::Generate,
+        (Some(cert_file), Some(key_file)) => CaSource::Files {
+            cert_file,
+            key_file,
+        },
+        (Some(_), None) => {
+            push(
+                "intercept.ca.key_file",
+                "needed with intercept.ca.cert_file (or set neither to generate a CA at start)"
+                    .into(),
+            );
+            CaSource::Generate
+        }
+        (None, Some(_)) => {
+            push(
+                "intercept.ca.cert_file",
+                "needed with intercept.ca.key_file (or set neither to generate a CA at start)"
+                    .into(),
+            );
+            CaSource::Generate
+        }
+    };
+    let leaf_cache_size = match raw.leaf_cache_size {
+        None => defaults::LEAF_CACHE_SIZE,
+        Some(n @ 1..=1_000_000) => n,
+        Some(n) => {
+            push(
+                "intercept.leaf_cache_size",
+                format!("{n} is out of range 1..=1000000"),
+            );
+            defaults::LEAF_CACHE_SIZE
+        }
+    };
+    let leaf_lifetime = match raw.leaf_lifetime {
+        None => defaults::LEAF_LIFETIME,
+        Some(v) => {
+            let parsed = match &v {
+                NumberOrText::Number(_) => {
+                    Err(format!("a duration needs a unit, e.g. \"{}h\"", v.text()))
+                }
+                NumberOrText::Text(t) => parse_duration(t),
+            };
+            match parsed {
+                Ok(d) if d >= Duration::from_secs(600) && d <= Duration::from_secs(397 * 86400) => {
+                    d
+                }
+                Ok(_) => {
+                    push(
+                        "intercept.leaf_lifetime",
+                        "must be between 10m and 397d".into(),
+                    );
+                    defaults::LEAF_LIFETIME
+                }
+                Err(m) => {
+                    push("intercept.leaf_lifetime", m);
+                    defaults::LEAF_LIFETIME
+                }
+            }
+        }
+    };
+    InterceptConfig {
+        ca,
+        export_dir: nonempty(raw.ca.export_dir),
+        others: raw.others.unwrap_or_default(),
+        leaf_cache_size,
+        leaf_lifetime,
+    }
+}
+
+/// Checks one entry of `routes[].hosts` and returns it normalised (lowercase, no
+/// trailing dot): a DNS name or an IP address, without scheme, port or path.
+pub(crate) fn check_host(host: &str) -> Result<String, String> {
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    if h.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(h);
+    }
+    if h.contains("://") || h.contains(['/', ':', '?', '#', '@', ' ', '*']) {
+        return Err(format!(
+            "{host:?} must be a plain host name such as api.openai.com (no scheme, port, path or wildcard)"
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if h.len() > 253 || !h.split('.').all(label_ok) {
+        return Err(format!("{host:?} is not a valid host name"));
+    }
+    Ok(h)
+}

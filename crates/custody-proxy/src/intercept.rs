@@ -1,0 +1,178 @@
+//! Forward-proxy mode ("transparent interception" for apps that only set
+//! `HTTPS_PROXY`): the same listeners accept `CONNECT host:port` and absolute-form
+//! `http://` requests.
+//!
+//! - `CONNECT` to a host a route claims (`routes[].hosts`): custody answers 200,
+//!   terminates the client's TLS with a leaf for that host minted from the pod-local
+//!   CA ([`ca`], [`leaves`]), and serves the decrypted connection (HTTP/1.1 or h2 by
+//!   ALPN) with the same pipeline as reverse-proxy mode, the route chosen by host
+//!   ([`Entrance::Intercepted`]); each inner request is one row, with
+//!   `intercepted_host`.
+//! - `CONNECT` to any other host: a blind TCP tunnel recorded as one row of kind
+//!   `tunnel` ([`tunnel`]), or 403 and a row under `intercept.others: deny`.
+//! - Absolute-form requests are routed by host in the pipeline itself.
+//!
+//! Invariants: the server name the client asks for (SNI) must be the `CONNECT` host;
+//! a client that does not trust the CA fails its handshake and nothing is forwarded;
+//! the `Proxy-Authorization` token is used for identity only, never logged or stored,
+//! and never forwarded (it is a hop-by-hop header).
+
+mod ca;
+pub(crate) mod connect;
+mod leaves;
+mod tunnel;
+
+use crate::config::{InterceptConfig, Others};
+use crate::server::StartError;
+use std::fmt;
+use std::sync::Arc;
+
+pub(crate) use ca::Ca;
+pub(crate) use leaves::Leaves;
+
+/// How a request reached the pipeline.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Entrance {
+    /// A connection to a listener: reverse-proxy mode, or an absolute-form
+    /// forward-proxy request (decided per request).
+    #[default]
+    Direct,
+    /// Inside a TLS connection custody terminated after a `CONNECT`.
+    Intercepted(Arc<Connected>),
+}
+
+/// What the `CONNECT` of an intercepted connection asked for.
+pub(crate) struct Connected {
+    /// The host, lowercase, without brackets (route lookup, leaf name).
+    pub(crate) host: String,
+    /// `host:port`, as recorded in `intercepted_host`.
+    pub(crate) authority: String,
+    /// The bearer token of the `CONNECT`'s `Proxy-Authorization`, if any.
+    pub(crate) proxy_token: Option<String>,
+}
+
+impl fmt::Debug for Connected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token.
+        f.debug_struct("Connected")
+            .field("authority", &self.authority)
+            .field(
+                "proxy_token",
+                &self.proxy_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Forward-proxy mode, ready: the CA, the leaf cache, and what to do with others.
+#[derive(Debug)]
+pub(crate) struct Intercept {
+    pub(crate) leaves: Leaves,
+    pub(crate) others: Others,
+}
+
+impl Intercept {
+    /// Loads or generates the CA and exports its certificate.
+    pub(crate) fn start(config: &InterceptConfig, instance: &str) -> Result<Self, StartError> {
+        let err = |e: ca::CaError| StartError::Intercept(e.to_string());
+        let ca = match &config.ca {
+            crate::config::CaSource::Generate => Ca::generate(instance).map_err(err)?,
+            crate::config::CaSource::Files {
+                cert_file,
+                key_file,
+            } => Ca::from_files(cert_file, key_file).map_err(err)?,
+        };
+        if let Some(dir) = &config.export_dir {
+            let roots = ca.export(dir).map_err(err)?;
+            tracing::info!(
+                dir = %dir.display(),
+                system_roots = %roots,
+                "CA certificate exported (ca.pem, bundle.pem)"
+            );
+        }
+        tracing::info!(
+            ca = match config.ca {
+                crate::config::CaSource::Generate => "generated",
+                crate::config::CaSource::Files { .. } => "files",
+            },
+            others = ?config.others,
+            "forward-proxy mode on"
+        );
+        Ok(Self {
+            leaves: Leaves::new(ca, config.leaf_lifetime, config.leaf_cache_size),
+            others: config.others,
+        })
+    }
+}
+
+/// `(host, host:port)` of an authority: the host lowercase and without IPv6
+/// brackets, the port `default_port` when absent.
+pub(crate) fn split_authority(
+    authority: &http::uri::Authority,
+    default_port: u16,
+) -> (String, String) {
+    let host = authority.host();
+    let port = authority.port_u16().unwrap_or(default_port);
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    (bare, format!("{}:{port}", host.to_ascii_lowercase()))
+}
+
+/// The bearer token of a `Proxy-Authorization` header.
+pub(crate) fn proxy_bearer(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers
+        .get(http::header::PROXY_AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let token = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_split_into_host_and_host_port() {
+        let a = |s: &str| s.parse::<http::uri::Authority>().expect("authority");
+        assert_eq!(
+            split_authority(&a("API.OpenAI.com:443"), 80),
+            ("api.openai.com".into(), "api.openai.com:443".into())
+        );
+        assert_eq!(
+            split_authority(&a("example.com"), 80),
+            ("example.com".into(), "example.com:80".into())
+        );
+        assert_eq!(
+            split_authority(&a("[::1]:8443"), 443),
+            ("::1".into(), "[::1]:8443".into())
+        );
+    }
+
+    #[test]
+    fn proxy_bearer_tokens_only() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(proxy_bearer(&h), None);
+        h.insert(
+            "proxy-authorization",
+            "Basic dXNlcjpwYXNz".parse().expect("v"),
+        );
+        assert_eq!(proxy_bearer(&h), None);
+        h.insert("proxy-authorization", "Bearer abc.def".parse().expect("v"));
+        assert_eq!(proxy_bearer(&h).as_deref(), Some("abc.def"));
+        let c = Connected {
+            host: "h".into(),
+            authority: "h:443".into(),
+            proxy_token: proxy_bearer(&h),
+        };
+        assert!(!format!("{c:?}").contains("abc.def"));
+    }
+}

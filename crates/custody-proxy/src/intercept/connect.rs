@@ -1,0 +1,203 @@
+//! `CONNECT host:port`: intercept (TLS terminated, requests served by the pipeline),
+//! tunnel, or refuse.
+//!
+//! Rows: a refused `CONNECT` is one row (kind `tunnel` for hosts no route claims,
+//! `http` otherwise) with custody's JSON error; a tunnel is one row when it closes; an
+//! intercepted connection yields one row per request inside it, and one row with the
+//! error when the client's TLS handshake fails (nothing is forwarded then).
+
+use super::{Connected, Entrance, Intercept, proxy_bearer, split_authority};
+use crate::config::Others;
+use crate::error::{ProxyError, chain};
+use crate::headers::X_REQUEST_ID;
+use crate::pipeline::ProxyBody;
+use crate::server::Context;
+use bytes::Bytes;
+use custody_audit::AuditRecord;
+use custody_core::{Action, ActionKind, RequestId};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpStream;
+
+/// Longest time a client may take for its TLS handshake after `CONNECT`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers a `CONNECT` that arrived through `entrance`.
+pub(crate) async fn handle(
+    ctx: &Arc<Context>,
+    mut req: Request<Incoming>,
+    entrance: &Entrance,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let arrived = SystemTime::now();
+    let request_id = RequestId::from_header_or_generate(
+        req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
+    )
+    .to_string();
+    let target = req.uri().authority().cloned();
+    let path = target
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string);
+    let record = |kind: ActionKind| {
+        AuditRecord::new(
+            arrived,
+            request_id.clone(),
+            Action::new(kind, "CONNECT", path.clone()),
+        )
+    };
+    let refuse = |record: AuditRecord, e: ProxyError| ctx.pipeline.refuse(started, record, &e);
+    let Some(intercept) = ctx.intercept.clone() else {
+        return refuse(record(ActionKind::Http), ProxyError::ForwardProxyOff);
+    };
+    if matches!(entrance, Entrance::Intercepted(_)) {
+        return refuse(
+            record(ActionKind::Http),
+            ProxyError::BadRequest("CONNECT inside an intercepted connection".into()),
+        );
+    }
+    let Some(authority) = target else {
+        return refuse(
+            record(ActionKind::Http),
+            ProxyError::BadRequest("CONNECT needs a host:port target".into()),
+        );
+    };
+    let (host, host_port) = split_authority(&authority, 443);
+    let token = proxy_bearer(req.headers());
+
+    if let Some(route) = ctx.pipeline.router().find_host(&host) {
+        let mut failed = record(route.kind.action_kind());
+        failed.action.route = Some(route.name.clone());
+        failed.intercepted_host = Some(host_port.clone());
+        let connected = Arc::new(Connected {
+            host,
+            authority: host_port,
+            proxy_token: token,
+        });
+        let on = hyper::upgrade::on(&mut req);
+        ctx.tracker.spawn(intercept_connection(
+            ctx.clone(),
+            intercept,
+            on,
+            connected,
+            (started, failed),
+        ));
+        return established();
+    }
+
+    let mut row = record(ActionKind::Tunnel);
+    row.action.upstream = Some(host_port.clone());
+    row.intercepted_host = Some(host_port.clone());
+    row.principal = ctx.pipeline.proxy_principal(token.as_deref()).await;
+    if intercept.others == Others::Deny {
+        return refuse(row, ProxyError::TunnelDenied { target: host_port });
+    }
+    row.policy.decision = Some("allow".into());
+    row.policy.rule = Some("intercept.others:tunnel".into());
+    let timeout = ctx.pipeline.connect_timeout();
+    let upstream = match tokio::time::timeout(
+        timeout,
+        TcpStream::connect((host.as_str(), authority.port_u16().unwrap_or(443))),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return refuse(
+                row,
+                ProxyError::UpstreamUnreachable {
+                    upstream: host_port,
+                    cause: e.to_string(),
+                },
+            );
+        }
+        Err(_) => {
+            return refuse(
+                row,
+                ProxyError::UpstreamTimeout {
+                    upstream: host_port,
+                    phase: "connect",
+                    after: timeout,
+                },
+            );
+        }
+    };
+    let _ = upstream.set_nodelay(true);
+    let mut exchange = ctx.pipeline.exchange(started, row);
+    // Like a forwarded request: the intent is spooled before anything leaves.
+    if let Err(e) = exchange.spool_intent().await {
+        let response = e.to_response(&request_id);
+        exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), 0);
+        return response.map(Either::Right);
+    }
+    let on = hyper::upgrade::on(&mut req);
+    ctx.tracker
+        .spawn(super::tunnel::run(ctx.clone(), on, upstream, exchange));
+    established()
+}
+
+/// `200` to a `CONNECT`: the connection is the client's from here on.
+fn established() -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::new())));
+    *r.status_mut() = StatusCode::OK;
+    r
+}
+
+/// After the `200`: the TLS handshake with the client (a leaf for the `CONNECT`
+/// host), then the decrypted connection is served like any other. A failed handshake
+/// is recorded in `failed`.
+async fn intercept_connection(
+    ctx: Arc<Context>,
+    intercept: Arc<Intercept>,
+    on: OnUpgrade,
+    connected: Arc<Connected>,
+    (started, failed): (Instant, AuditRecord),
+) {
+    let handshake = async {
+        let upgraded = on.await.map_err(|e| format!("upgrade: {}", chain(&e)))?;
+        let start = tokio_rustls::LazyConfigAcceptor::new(
+            rustls::server::Acceptor::default(),
+            TokioIo::new(upgraded),
+        )
+        .await
+        .map_err(|e| format!("reading the ClientHello: {e}"))?;
+        if let Some(sni) = start.client_hello().server_name()
+            && !sni
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(&connected.host)
+        {
+            return Err(format!(
+                "the client asked for server name {sni:?} inside a CONNECT to {}",
+                connected.authority
+            ));
+        }
+        let config = intercept
+            .leaves
+            .server_config(&connected.host)
+            .map_err(|e| e.to_string())?;
+        start
+            .into_stream(config)
+            .await
+            .map_err(|e| format!("client TLS handshake failed: {e}"))
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => r,
+        () = ctx.hard_stop.cancelled() => return,
+    };
+    let error = match result {
+        Ok(Ok(tls)) => {
+            crate::server::serve_intercepted(ctx, tls, Entrance::Intercepted(connected)).await;
+            return;
+        }
+        Ok(Err(e)) => e,
+        Err(_) => format!("client TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"),
+    };
+    tracing::debug!(host = %connected.authority, error = %error, "intercepted connection failed before any request");
+    ctx.pipeline
+        .exchange(started, failed)
+        .finish(Some(200), Some(error), 0);
+}
