@@ -1,4 +1,7 @@
-//! The audit record and its JSON rendering.
+//! The audit record, its JSON rendering and its compact binary encoding (the
+//! spool's, [`binary`]).
+
+pub(crate) mod binary;
 
 use custody_core::{Action, Principal};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

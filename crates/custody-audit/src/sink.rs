@@ -18,7 +18,8 @@
 //! - New work (intents and refused requests' rows) is admitted only while the
 //!   backlog leaves a reserve (an eighth of `max_bytes`, at most 16 MiB) for the
 //!   completions of requests already in flight.
-//! - Every append is a JSON encoding outside any lock and one write(2) under the
+//! - Every append is a compact binary encoding of the row ([`envelope`]) outside
+//!   any lock and one write(2) under the
 //!   spool's mutex: nothing on the request path waits on disk except the fsync mode's
 //!   group commit, which is awaited, never blocked on.
 //!
@@ -38,6 +39,8 @@
 
 mod envelope;
 mod files;
+#[doc(hidden)]
+pub mod internals;
 mod pairing;
 mod roller;
 #[cfg(test)]
@@ -299,10 +302,7 @@ impl AuditSink {
                 Admission::Unrecorded(refusal)
             }
         };
-        let payload = match envelope::row(record) {
-            Ok(p) => p,
-            Err(e) => return refuse(Refusal::Unavailable(e.to_string())),
-        };
+        let payload = envelope::row(record);
         if let Err(full) = sh.admits(payload.len() as u64 + 64) {
             return refuse(full);
         }
@@ -344,14 +344,7 @@ impl AuditSink {
     /// for the roller.
     pub fn complete(&self, key: IntentKey, row: &AuditRecord) {
         let sh = &self.shared;
-        let payload = match envelope::keyed(key.0, row) {
-            Ok(p) => p,
-            Err(e) => {
-                sh.stats.rows_lost.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(request_id = %row.request_id, error = %e, "cannot encode an audit row; lost");
-                return;
-            }
-        };
+        let payload = envelope::keyed(key.0, row);
         let appended = {
             let mut live = lock(&sh.live);
             let appended = sh.spool.append_nowait(envelope::COMPLETION, &payload);
@@ -375,14 +368,12 @@ impl AuditSink {
     /// cannot take it, the request is counted as dropped and joins the gap row.
     pub fn record(&self, row: &AuditRecord) {
         let sh = &self.shared;
-        let result = envelope::row(row)
-            .map_err(|e| Refusal::Unavailable(e.to_string()))
-            .and_then(|payload| {
-                sh.admits(payload.len() as u64 + 64)?;
-                sh.spool
-                    .append_nowait(envelope::ROW, &payload)
-                    .map_err(|e| Refusal::Unavailable(e.to_string()))
-            });
+        let payload = envelope::row(row);
+        let result = sh.admits(payload.len() as u64 + 64).and_then(|()| {
+            sh.spool
+                .append_nowait(envelope::ROW, &payload)
+                .map_err(|e| Refusal::Unavailable(e.to_string()))
+        });
         match result {
             Ok(_) => sh.note_row(),
             Err(e) => {
@@ -615,8 +606,8 @@ fn record_truncation(spool: &Spool, r: &Recovery, stats: &AuditStats) {
         "gap: {} damaged bytes truncated from audit spool segment ends at start (records there unknown)",
         r.truncated_bytes
     ));
-    match envelope::row(&row).map(|p| spool.append_nowait(envelope::ROW, &p)) {
-        Ok(Ok(_)) => {
+    match spool.append_nowait(envelope::ROW, &envelope::row(&row)) {
+        Ok(_) => {
             stats.damage_gap_rows.fetch_add(1, Ordering::Relaxed);
             stats.rows_spooled.fetch_add(1, Ordering::Relaxed);
         }

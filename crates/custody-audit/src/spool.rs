@@ -56,9 +56,10 @@
 //! rolls before an append would take it past `segment_bytes` (a record larger than
 //! that gets a segment of its own). A record is valid only if its magic, length,
 //! CRC and seq (not below the expected one) all check, so it is either whole or
-//! detected as damaged. The record magic is not valid UTF-8, so UTF-8 payloads (JSON
-//! rows) cannot contain a record image that resynchronisation could mistake for a
-//! record. Seqs lost in the torn tail of the newest segment are reused (with `fsync`
+//! detected as damaged. The record magic is not valid UTF-8 and all four of its
+//! bytes are ≥ 0x80, so a payload that is UTF-8, or UTF-8 strings between bytes
+//! below 0x80 (the audit trail's binary rows, see `crate::record::binary`), cannot
+//! contain a record image that resynchronisation could mistake for a record. Seqs lost in the torn tail of the newest segment are reused (with `fsync`
 //! none of them was acknowledged); ids are never reused, because the newest segment
 //! is never deleted before a newer one exists.
 //!
@@ -88,6 +89,8 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+pub(crate) use format::RECORD_MAGIC;
 pub use format::{Gap, MAX_PAYLOAD};
 pub use scan::SegmentReader;
 

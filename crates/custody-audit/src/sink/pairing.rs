@@ -40,7 +40,7 @@ pub const INCOMPLETE: &str = "incomplete: custody restarted";
 /// An intent without its completion yet.
 #[derive(Clone, Debug)]
 pub(crate) struct Open {
-    /// The row as it was when the request was forwarded (JSON).
+    /// The row as it was when the request was forwarded (encoded, either way).
     pub(crate) json: Arc<Vec<u8>>,
     /// The segment holding its newest copy read so far.
     pub(crate) home: u64,
@@ -52,9 +52,9 @@ pub(crate) struct Open {
 
 /// What one record gave.
 enum Applied {
-    /// A row for the segment's files.
-    Row(Box<AuditRecord>),
-    /// An intent or a copy: its payload, and where its row JSON starts in it.
+    /// A row for the segment's files (decoded into the caller's record).
+    Row,
+    /// An intent or a copy: its payload, and where its row starts in it.
     Intent(Arc<Vec<u8>>, usize),
 }
 
@@ -105,9 +105,11 @@ impl Pairing {
         &mut self,
         segment: u64,
         records: impl IntoIterator<Item = SpoolRecord>,
-        emit: &mut dyn FnMut(AuditRecord),
+        emit: &mut dyn FnMut(&AuditRecord),
     ) -> Tally {
         let mut tally = Tally::default();
+        // Every row is decoded into this one record, reusing its allocations.
+        let mut row = envelope::empty();
         // Gap rows wait for the next record's time (or the previous one's).
         let mut pending_gaps: Vec<(u64, u64, u64)> = Vec::new();
         let mut seg_time: Option<i64> = None;
@@ -117,7 +119,7 @@ impl Pairing {
                 continue;
             }
             let (seq, kind) = (rec.pos.seq, rec.kind.code());
-            let applied = match self.apply(segment, rec) {
+            let applied = match self.apply(segment, rec, &mut row) {
                 Ok(a) => a,
                 Err(e) => {
                     tally.undecodable += 1;
@@ -126,7 +128,7 @@ impl Pairing {
                 }
             };
             let time = match &applied {
-                Applied::Row(r) => Some(r.event_time),
+                Applied::Row => Some(row.event_time),
                 // Parsed only when a gap row needs a time.
                 Applied::Intent(json, skip) if !pending_gaps.is_empty() => {
                     envelope::parse(&json[*skip..])
@@ -139,19 +141,19 @@ impl Pairing {
             if let Some(t) = time {
                 seg_time = Some(t);
                 for (first, last, bytes) in pending_gaps.drain(..) {
-                    emit(self.gap_row(t, first, last, bytes));
+                    emit(&self.gap_row(t, first, last, bytes));
                     tally.gaps += 1;
                     tally.lost_records += last - first + 1;
                 }
             }
-            if let Applied::Row(row) = applied {
+            if let Applied::Row = applied {
                 tally.rows += 1;
-                emit(*row);
+                emit(&row);
             }
         }
         let t = seg_time.or(self.last_time).unwrap_or(0);
         for (first, last, bytes) in pending_gaps {
-            emit(self.gap_row(t, first, last, bytes));
+            emit(&self.gap_row(t, first, last, bytes));
             tally.gaps += 1;
             tally.lost_records += last - first + 1;
         }
@@ -159,10 +161,16 @@ impl Pairing {
         tally
     }
 
-    /// One record; returns its row, if it makes one. Intents and copies are kept
-    /// as JSON, not parsed: most are paired with their completion and never needed.
-    fn apply(&mut self, segment: u64, rec: SpoolRecord) -> Result<Applied, String> {
-        let bad = |e: serde_json::Error| e.to_string();
+    /// One record; decodes its row into `row`, if it makes one. Intents and copies
+    /// are kept encoded, not decoded: most are paired with their completion and
+    /// never needed.
+    fn apply(
+        &mut self,
+        segment: u64,
+        rec: SpoolRecord,
+        row: &mut AuditRecord,
+    ) -> Result<Applied, String> {
+        let bad = |e: envelope::RowError| e.to_string();
         match rec.kind {
             k if k == INTENT => {
                 let json = Arc::new(rec.payload);
@@ -196,8 +204,8 @@ impl Pairing {
                 Ok(Applied::Intent(json, 8))
             }
             k if k == COMPLETION => {
-                let (key, json) = envelope::split_keyed(&rec.payload).ok_or("short payload")?;
-                let row = envelope::parse(json).map_err(bad)?;
+                let (key, encoded) = envelope::split_keyed(&rec.payload).ok_or("short payload")?;
+                envelope::parse_into(encoded, row).map_err(bad)?;
                 self.last_time = Some(row.event_time);
                 match self.open.remove(&key) {
                     Some(open) if open.carried => {
@@ -209,12 +217,12 @@ impl Pairing {
                     }
                     None => {}
                 }
-                Ok(Applied::Row(Box::new(row)))
+                Ok(Applied::Row)
             }
             k if k == ROW => {
-                let row = envelope::parse(&rec.payload).map_err(bad)?;
+                envelope::parse_into(&rec.payload, row).map_err(bad)?;
                 self.last_time = Some(row.event_time);
-                Ok(Applied::Row(Box::new(row)))
+                Ok(Applied::Row)
             }
             other => Err(format!("unknown record kind {}", other.code())),
         }
@@ -247,7 +255,7 @@ impl Pairing {
     }
 
     /// Open intents in segments up to `through` that need a copy carried forward
-    /// before those segments go: `(key, row JSON)`.
+    /// before those segments go: `(key, encoded row)`.
     pub(crate) fn to_carry(&self, through: u64) -> Vec<(u64, Arc<Vec<u8>>)> {
         let mut out: Vec<_> = self
             .open
@@ -267,7 +275,7 @@ impl Pairing {
     }
 
     /// The replay is over: every intent still open was never finished. Returns
-    /// those needing an `incomplete` completion: `(key, row JSON)`.
+    /// those needing an `incomplete` completion: `(key, encoded row)`.
     pub(crate) fn end_replay(&mut self) -> Vec<(u64, Arc<Vec<u8>>)> {
         self.replaying = false;
         // Copies of an orphan's intent could only be in the replayed segments, all
@@ -297,8 +305,8 @@ impl Pairing {
 }
 
 /// The row for an intent whose request was never finished.
-pub(crate) fn incomplete_row(json: &[u8]) -> Result<AuditRecord, serde_json::Error> {
-    let mut row = envelope::parse(json)?;
+pub(crate) fn incomplete_row(encoded: &[u8]) -> Result<AuditRecord, envelope::RowError> {
+    let mut row = envelope::parse(encoded)?;
     row.outcome.error = Some(match row.outcome.error.take() {
         Some(e) => format!("{INCOMPLETE}; {e}"),
         None => INCOMPLETE.to_owned(),

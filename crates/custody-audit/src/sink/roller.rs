@@ -7,7 +7,7 @@ use super::pairing::{self, Pairing, Tally};
 use super::{Command, Shared, StopReport, lock};
 use crate::record::AuditRecord;
 use crate::ship::{ShipError, Shipper};
-use crate::spool::SegmentInfo;
+use crate::spool::{SegmentInfo, Spool};
 use custody_core::{Action, ActionKind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -253,9 +253,7 @@ impl Roller {
             w.rejected,
             w.count - w.rejected
         ));
-        let Ok(payload) = envelope::row(&row) else {
-            return;
-        };
+        let payload = envelope::row(&row);
         let mut gap = lock(&sh.gap);
         // Requests counted meanwhile stay for the next gap row.
         let Some(current) = gap.as_mut() else { return };
@@ -333,58 +331,30 @@ impl Roller {
     /// Reads a sealed segment and builds its files (blocking reads; this thread
     /// serves nothing else).
     fn prepare(&self, segment: SegmentInfo) -> Result<Prepared, String> {
-        let reader = self
-            .shared
-            .spool
-            .read_segment(segment.id)
-            .map_err(|e| e.to_string())?;
-        // Streamed: a segment is never held in memory whole.
-        let mut damaged = 0u64;
-        let mut failure = None;
-        let records = reader.map_while(|rec| match rec {
-            Ok(r) => Some(Some(r)),
-            Err(crate::spool::SpoolError::Corrupt { offset, len, .. }) => {
-                damaged += 1;
-                tracing::error!(
-                    segment = segment.id,
-                    offset,
-                    len,
-                    "audit spool segment damaged after it was written; skipping the damage"
-                );
-                Some(None)
-            }
-            Err(e) => {
-                failure = Some(e.to_string());
-                None
-            }
-        });
         let mut pairing = self.pairing.clone();
-        let mut files = SegmentFiles::default();
-        let tally = pairing.segment(segment.id, records.flatten(), &mut |row| {
-            files.push(&row);
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if damaged > 0 {
+        let built = build_segment(
+            &self.shared.spool,
+            &mut pairing,
+            segment.id,
+            &self.instance,
+            &self.spool_id,
+        )?;
+        if built.damaged > 0 {
             self.shared
                 .stats
                 .undecodable_records
-                .fetch_add(damaged, Ordering::Relaxed);
+                .fetch_add(built.damaged, Ordering::Relaxed);
         }
-        let files = files
-            .finish(&self.instance, &self.spool_id, segment.id)
-            .map_err(|e| e.to_string())?;
         self.shared
             .stats
             .files_built
-            .fetch_add(files.len() as u64, Ordering::Relaxed);
+            .fetch_add(built.files.len() as u64, Ordering::Relaxed);
         Ok(Prepared {
             segment,
-            done: vec![false; files.len()],
-            files,
+            done: vec![false; built.files.len()],
+            files: built.files,
             pairing,
-            tally,
+            tally: built.tally,
         })
     }
 
@@ -465,16 +435,16 @@ impl Roller {
         }
         let sh = &self.shared;
         while let Some((key, json)) = self.unfinished.first() {
-            let payload =
-                match pairing::incomplete_row(json).and_then(|row| envelope::keyed(*key, &row)) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(error = %e, "undecodable intent; no incomplete row");
-                        self.pairing.finalized(*key);
-                        self.unfinished.remove(0);
-                        continue;
-                    }
-                };
+            let payload = match pairing::incomplete_row(json).map(|row| envelope::keyed(*key, &row))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "undecodable intent; no incomplete row");
+                    self.pairing.finalized(*key);
+                    self.unfinished.remove(0);
+                    continue;
+                }
+            };
             if sh.spool.append_nowait(COMPLETION, &payload).is_err() {
                 return;
             }
@@ -544,4 +514,61 @@ impl Roller {
             tracing::error!(error = %e, "cannot delete an uploaded audit spool segment");
         }
     }
+}
+
+/// A sealed segment's files, built.
+pub(crate) struct BuiltSegment {
+    /// One file per hour partition.
+    pub(crate) files: Vec<BuiltFile>,
+    /// What the pairing saw.
+    pub(crate) tally: Tally,
+    /// Damaged regions skipped (found after open).
+    pub(crate) damaged: u64,
+}
+
+/// Reads sealed segment `id` (streamed, blocking reads), pairs its records and
+/// builds its Parquet files: the roller's whole path from a segment to files.
+pub(crate) fn build_segment(
+    spool: &Spool,
+    pairing: &mut Pairing,
+    id: u64,
+    instance: &str,
+    spool_id: &str,
+) -> Result<BuiltSegment, String> {
+    let reader = spool.read_segment(id).map_err(|e| e.to_string())?;
+    // Streamed: a segment is never held in memory whole.
+    let mut damaged = 0u64;
+    let mut failure = None;
+    let records = reader.map_while(|rec| match rec {
+        Ok(r) => Some(Some(r)),
+        Err(crate::spool::SpoolError::Corrupt { offset, len, .. }) => {
+            damaged += 1;
+            tracing::error!(
+                segment = id,
+                offset,
+                len,
+                "audit spool segment damaged after it was written; skipping the damage"
+            );
+            Some(None)
+        }
+        Err(e) => {
+            failure = Some(e.to_string());
+            None
+        }
+    });
+    let mut files = SegmentFiles::default();
+    let tally = pairing.segment(id, records.flatten(), &mut |row| {
+        files.push(row);
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let files = files
+        .finish(instance, spool_id, id)
+        .map_err(|e| e.to_string())?;
+    Ok(BuiltSegment {
+        files,
+        tally,
+        damaged,
+    })
 }

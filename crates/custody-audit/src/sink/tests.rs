@@ -323,3 +323,74 @@ fn sequence_numbers_continue_after_every_segment_was_released() {
     let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).expect("reopen");
     assert_eq!(spool.next_seq(), 3);
 }
+
+/// A row as the JSON-era spool stored it (custody before the binary encoding):
+/// the `serde_json` rendering of a schema-v4 record, every field present.
+const JSON_ERA_ROW: &str = r#"{"event_time":"2026-03-06T14:32:07.891234Z","request_id":"json-done","session_id":"sess_1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","schema_version":4,"principal":{"sub":"alice","org":"example","role":"clinician","roles":["clinician","reader"],"issuer":"https://idp.example.org"},"action":{"kind":"llm","route":"openai","method":"POST","path":"/openai/v1/chat/completions","upstream":"https://api.openai.com/v1/chat/completions","tool":null,"parameters":"{\"model\":\"gpt-4o\"}","operation":"chat.completions","inspected":true,"model_tool_calls":[{"id":"call_1","name":"search"}]},"policy":{"decision":"allow","rule":"r1","scopes":["llm:chat"],"version":"sha256:9f1c"},"content_safety":{"pii_detected":true,"redactions":[{"kind":"EMAIL","path":"$.messages[0].content","count":1,"action":"redact"}]},"usage":{"model":"gpt-4o","input_tokens":12,"output_tokens":34,"estimated_cost_usd":0.30000000000000004,"cached_input_tokens":null,"cache_creation_input_tokens":null},"outcome":{"status":200,"duration_ms":812.5,"error":null,"bytes_in":100,"bytes_out":200},"session_step":3,"session_source":"header","span_id":"00f067aa0ba902b7","parent_span_id":null,"links":{"tool_call_id":null,"model_request_id":null,"tool_results":[{"tool_call_id":"call_0","model_request_id":"req_0"}]}}"#;
+
+#[tokio::test]
+async fn a_spool_written_with_json_rows_replays_after_an_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), 1 << 30, OnFull::Reject);
+    let done: AuditRecord = serde_json::from_str(JSON_ERA_ROW).expect("json-era row");
+    let json = |id: &str| JSON_ERA_ROW.replace("json-done", id).into_bytes();
+    let keyed = |key: u64, id: &str| {
+        let mut p = key.to_le_bytes().to_vec();
+        p.extend_from_slice(&json(id));
+        p
+    };
+    {
+        // What the previous version left: a completed exchange, an intent whose
+        // request never finished (carried once), and a refused request's row.
+        let (spool, _) = Spool::open(cfg.spool.clone()).expect("open");
+        let intent = spool
+            .append_nowait(envelope::INTENT, &json("json-done"))
+            .expect("append");
+        let killed = spool
+            .append_nowait(envelope::INTENT, &json("json-killed"))
+            .expect("append");
+        spool
+            .append_nowait(envelope::COMPLETION, &keyed(intent.seq, "json-done"))
+            .expect("append");
+        spool
+            .append_nowait(envelope::ROW, &json("json-denied"))
+            .expect("append");
+        spool.seal().expect("seal");
+        spool
+            .append_nowait(envelope::CARRY, &keyed(killed.seq, "json-killed"))
+            .expect("append");
+    }
+    let handle = AuditHandle::spawn(cfg).expect("spawn");
+    let sink = handle.sink();
+    // A new request, binary-encoded, in the same trail.
+    exchange(&sink, "binary").await;
+    let report = handle.shutdown(deadline()).await;
+    assert!(report.drained, "{report:?}");
+    assert_eq!(sink.stats().undecodable_records.load(Ordering::Relaxed), 0);
+    let mut got = rows(&dir.path().join("audit"));
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("binary".to_owned(), None),
+            ("json-denied".to_owned(), None),
+            ("json-done".to_owned(), None),
+            ("json-killed".to_owned(), Some(INCOMPLETE.to_owned())),
+        ]
+    );
+    // The JSON-era row reached Parquet with every field intact.
+    let file = files(&dir.path().join("audit"))
+        .into_iter()
+        .next()
+        .expect("a file");
+    let bytes = bytes::Bytes::from(std::fs::read(file).expect("read"));
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .next()
+        .expect("a batch")
+        .expect("batch");
+    let want = crate::batch::to_record_batch(&[done]).expect("batch");
+    assert_eq!(batch.slice(0, 1).columns(), want.columns());
+}

@@ -36,18 +36,14 @@ impl Log {
     }
 
     fn intent(&mut self, segment: u64, id: &str) -> SpoolRecord {
-        let r = self.rec(
-            segment,
-            INTENT,
-            envelope::row(&row(id, 1_000)).expect("json"),
-        );
+        let r = self.rec(segment, INTENT, envelope::row(&row(id, 1_000)));
         self.keys.insert(id.to_owned(), r.pos.seq);
         r
     }
 
     fn carry(&mut self, segment: u64, id: &str) -> SpoolRecord {
         let key = self.keys[id];
-        let payload = envelope::keyed(key, &row(id, 1_000)).expect("json");
+        let payload = envelope::keyed(key, &row(id, 1_000));
         self.rec(segment, CARRY, payload)
     }
 
@@ -55,14 +51,14 @@ impl Log {
         let key = self.keys[id];
         let mut r = row(id, 1_000);
         r.outcome.status = Some(200);
-        let payload = envelope::keyed(key, &r).expect("json");
+        let payload = envelope::keyed(key, &r);
         self.rec(segment, COMPLETION, payload)
     }
 }
 
 fn run(p: &mut Pairing, segment: u64, records: Vec<SpoolRecord>) -> Vec<AuditRecord> {
     let mut rows = Vec::new();
-    p.segment(segment, records, &mut |r| rows.push(r));
+    p.segment(segment, records, &mut |r| rows.push(r.clone()));
     rows
 }
 
@@ -77,7 +73,7 @@ fn intent_and_completion_in_one_segment_make_one_row_and_pin_nothing() {
     let recs = vec![
         log.intent(1, "a"),
         log.completion(1, "a"),
-        log.rec(1, ROW, envelope::row(&row("denied", 5)).expect("json")),
+        log.rec(1, ROW, envelope::row(&row("denied", 5))),
     ];
     let rows = run(&mut p, 1, recs);
     assert_eq!(ids(&rows), ["a", "denied"]);
@@ -152,15 +148,11 @@ fn gap_records_become_rows_timed_by_their_neighbours() {
     gap.extend_from_slice(&100u64.to_le_bytes());
     let recs = vec![
         log.rec(1, RecordKind::GAP, gap),
-        log.rec(
-            1,
-            ROW,
-            envelope::row(&row("after", 3_600_000_123)).expect("json"),
-        ),
+        log.rec(1, ROW, envelope::row(&row("after", 3_600_000_123))),
     ];
     let mut p = Pairing::new("spool1", false);
     let mut rows = Vec::new();
-    let tally = p.segment(1, recs, &mut |r| rows.push(r));
+    let tally = p.segment(1, recs, &mut |r| rows.push(r.clone()));
     assert_eq!(tally.gaps, 1);
     assert_eq!(tally.lost_records, 3);
     assert_eq!(rows[0].request_id, "gap-spool1-7-9");
@@ -188,10 +180,10 @@ fn gap_records_become_rows_timed_by_their_neighbours() {
             SpoolRecord {
                 pos: Position { seq: 2, segment: 1 },
                 kind: ROW,
-                payload: envelope::row(&row("after", 3_600_000_123)).expect("json"),
+                payload: envelope::row(&row("after", 3_600_000_123)),
             },
         ],
-        &mut |r| again.push(r),
+        &mut |r| again.push(r.clone()),
     );
     assert_eq!(again, rows);
 }
