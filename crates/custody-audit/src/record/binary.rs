@@ -13,7 +13,7 @@
 //! float     := f64 bits, bytes swapped:uint (round numbers are short; exact)
 //! opt<float>:= 0 | 1 float
 //! opt<bool> := 0 (none) | 1 (false) | 2 (true)
-//! kind      := 1 llm | 2 tool | 3 http
+//! kind      := 1 llm | 2 tool | 3 http | 4 tunnel
 //! uint      := 6 bits per byte, least significant first; 0x40 = more bytes follow
 //! ```
 //! Fields appear in the order [`encode`] writes them (struct by struct, in the
@@ -71,6 +71,7 @@ pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
         span_id,
         parent_span_id,
         links,
+        intercepted_host,
     } = r;
     w.structure(|w| {
         w.int(*event_time);
@@ -89,6 +90,7 @@ pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
         w.opt_str(span_id.as_deref());
         w.opt_str(parent_span_id.as_deref());
         w.structure(|w| links_fields(w, links));
+        w.opt_str(intercepted_host.as_deref());
     });
 }
 
@@ -231,6 +233,7 @@ fn kind_code(kind: ActionKind) -> u64 {
         ActionKind::Llm => 1,
         ActionKind::Tool => 2,
         ActionKind::Http => 3,
+        ActionKind::Tunnel => 4,
     }
 }
 
@@ -239,6 +242,7 @@ fn kind_of(code: u64) -> Result<ActionKind, DecodeError> {
         1 => ActionKind::Llm,
         2 => ActionKind::Tool,
         3 => ActionKind::Http,
+        4 => ActionKind::Tunnel,
         _ => return Err(DecodeError::Malformed("unknown action kind")),
     })
 }
@@ -267,6 +271,7 @@ pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), D
         span_id,
         parent_span_id,
         links,
+        intercepted_host,
     } = out;
     let mut r = Reader(body);
     r.structure(|r| {
@@ -285,7 +290,8 @@ pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), D
         r.opt_str_into(session_source)?;
         r.opt_str_into(span_id)?;
         r.opt_str_into(parent_span_id)?;
-        r.structure(|r| read_links(r, links))
+        r.structure(|r| read_links(r, links))?;
+        r.opt_str_into(intercepted_host)
     })
 }
 

@@ -86,6 +86,7 @@ fn full() -> AuditRecord {
                 },
             ]),
         },
+        intercepted_host: Some("api.openai.com:443".into()),
     }
 }
 
@@ -162,7 +163,12 @@ fn every_field_round_trips() {
 
 #[test]
 fn edge_values_round_trip() {
-    for kind in [ActionKind::Llm, ActionKind::Tool, ActionKind::Http] {
+    for kind in [
+        ActionKind::Llm,
+        ActionKind::Tool,
+        ActionKind::Http,
+        ActionKind::Tunnel,
+    ] {
         let mut r = sparse();
         r.action.kind = kind;
         assert_eq!(decoded(&encoded(&r)), r);
@@ -310,7 +316,8 @@ fn fields_from_a_newer_writer_are_skipped() {
         w.opt_str(r.span_id.as_deref());
         w.opt_str(r.parent_span_id.as_deref());
         w.structure(|w| links_fields(w, &r.links));
-        w.opt_str(Some("intercepted_host, say"));
+        w.opt_str(r.intercepted_host.as_deref());
+        w.opt_str(Some("a field after intercepted_host"));
         w.structure(|w| w.str("a new nested struct"));
     });
     assert_eq!(decoded(&out), r);
