@@ -9,6 +9,11 @@
 //! Reported per mode (json / sse) and concurrency: latency p50/p99 direct and through
 //! custody and their difference, requests/s, custody's CPU time per request (from
 //! `/proc/<pid>/stat` over the through-custody phase) and custody's peak RSS (VmHWM).
+//! With `--forward`, the same run also measures forward-proxy mode: `CONNECT
+//! api.openai.com:443`, TLS with custody's leaf, then the same requests on the
+//! decrypted keep-alive connection ("fwd p50", and "fwd-rev" = its p50 minus the
+//! reverse-proxy p50), and new connections per second (CONNECT + TLS handshake + one
+//! request, each on a fresh connection).
 //! Every connection is keep-alive; each of `concurrency` connections sends its share
 //! of the requests back to back. This is a benchmark, not a test: it asserts nothing.
 
@@ -57,6 +62,12 @@ struct Args {
     /// The custody binary (default: `custody` next to this program).
     #[arg(long)]
     custody_bin: Option<PathBuf>,
+    /// Also measure forward-proxy mode (CONNECT + TLS terminated by custody).
+    #[arg(long)]
+    forward: bool,
+    /// New connections per handshake measurement (with `--forward`).
+    #[arg(long, default_value_t = 500)]
+    handshakes: usize,
 }
 
 /// The stub upstream runs on its own single-threaded runtime so that it does not
@@ -98,8 +109,19 @@ async fn main() -> anyhow::Result<()> {
             tokens.push(http::HeaderValue::from_str(&idp.sign("k1", &claims))?);
         }
     }
+    if args.forward {
+        extra += &format!(
+            "intercept: {{ca: {{export_dir: '{}'}}}}\n",
+            dir.path().join("ca").display()
+        );
+    }
     let mut custody = start_custody(&bin, dir.path(), &stub, &extra)?;
-    let result = run(&args, &stub, &custody, Arc::new(tokens)).await;
+    let tls = if args.forward {
+        Some(client_tls(&dir.path().join("ca/ca.pem"))?)
+    } else {
+        None
+    };
+    let result = run(&args, &stub, &custody, Arc::new(tokens), tls).await;
     let _ = Command::new("kill")
         .args(["-TERM", &custody.child.id().to_string()])
         .status();
@@ -123,7 +145,7 @@ fn start_custody(
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let config = dir.join("custody.yaml");
     let mut yaml = format!(
-        "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\n",
+        "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai, hosts: [api.openai.com]}}\n",
         stub.url()
     );
     if !extra.contains("audit:") {
@@ -181,8 +203,89 @@ impl Phase {
     }
 }
 
+/// A TLS client configuration trusting custody's exported CA, ALPN http/1.1.
+fn client_tls(ca: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A connection to `addr`: plain, or (with `tls`) `CONNECT api.openai.com:443` and
+/// TLS with custody's leaf.
+async fn open(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<Box<dyn custody_tests::client::Io>> {
+    let Some(tls) = tls else {
+        let io = tokio::net::TcpStream::connect(addr).await?;
+        io.set_nodelay(true)?;
+        return Ok(Box::new(io));
+    };
+    let target = custody_tests::client::Target::Tcp(addr);
+    let (status, head, io) =
+        custody_tests::client::connect(&target, "api.openai.com:443", "").await?;
+    if status != 200 {
+        bail!("CONNECT: {head}");
+    }
+    let name = rustls::pki_types::ServerName::try_from("api.openai.com")?;
+    let io = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, io)
+        .await?;
+    Ok(Box::new(io))
+}
+
+/// New connections per second: each of `concurrency` tasks opens connections one
+/// after another (CONNECT, TLS handshake, one request, close).
+async fn handshakes(
+    addr: SocketAddr,
+    body: Bytes,
+    tls: &Arc<rustls::ClientConfig>,
+    concurrency: usize,
+    total: usize,
+) -> anyhow::Result<f64> {
+    let per = total.div_ceil(concurrency);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let tls = tls.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                let io = open(addr, Some(&tls)).await?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+                tokio::spawn(conn);
+                let req = http::Request::post("/v1/chat/completions")
+                    .header("host", "api.openai.com")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))?;
+                let resp = sender.send_request(req).await?;
+                if resp.status() != 200 {
+                    bail!("status {}", resp.status());
+                }
+                resp.into_body().collect().await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per * concurrency) as f64 / started.elapsed().as_secs_f64())
+}
+
 async fn drive(
     addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     path: &str,
     body: Bytes,
     tokens: &Arc<Vec<http::HeaderValue>>,
@@ -196,16 +299,21 @@ async fn drive(
         let body = body.clone();
         let path = path.to_owned();
         let tokens = tokens.clone();
+        let tls = tls.cloned();
         tasks.push(tokio::spawn(async move {
-            let io = tokio::net::TcpStream::connect(addr).await?;
-            io.set_nodelay(true)?;
+            let io = open(addr, tls.as_ref()).await?;
+            let host = if tls.is_some() {
+                "api.openai.com"
+            } else {
+                "localhost"
+            };
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
             tokio::spawn(conn);
             let mut lat = Vec::with_capacity(per);
             for i in 0..per {
                 let mut req = http::Request::post(&path)
-                    .header("host", "localhost")
+                    .header("host", host)
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
                 if !tokens.is_empty() {
@@ -280,15 +388,28 @@ struct Cell {
     mode: String,
     concurrency: usize,
     /// direct p50, direct p99, custody p50, custody p99 (µs), direct rps, custody rps,
-    /// custody CPU µs per request.
-    values: [f64; 7],
+    /// custody CPU µs per request; forward-proxy p50, p99 (µs), CPU µs per request,
+    /// new connections per second (0 without `--forward`).
+    values: [f64; 11],
 }
 
 impl Cell {
     fn print(&self) {
-        let [dp50, dp99, cp50, cp99, drps, crps, cpu] = self.values;
+        let [
+            dp50,
+            dp99,
+            cp50,
+            cp99,
+            drps,
+            crps,
+            cpu,
+            fp50,
+            fp99,
+            fcpu,
+            hs,
+        ] = self.values;
         println!(
-            "{:<5} {:>4} | {:>8.0}µs {:>8.0}µs | {:>9.0}µs {:>8.0}µs | {:>7.0}µs {:>7.0}µs | {:>9.0} {:>9.0} | {:>8.1}µs",
+            "{:<5} {:>4} | {:>8.0}µs {:>8.0}µs | {:>9.0}µs {:>8.0}µs | {:>7.0}µs {:>7.0}µs | {:>9.0} {:>9.0} | {:>8.1}µs | {:>8.0}µs {:>8.0}µs {:>7.0}µs {:>8.1}µs {:>8.0}",
             self.mode,
             self.concurrency,
             dp50,
@@ -299,14 +420,19 @@ impl Cell {
             cp99 - dp99,
             drps,
             crps,
-            cpu
+            cpu,
+            fp50,
+            fp99,
+            fp50 - cp50,
+            fcpu,
+            hs
         );
     }
 }
 
 fn header() {
     println!(
-        "{:<5} {:>4} | {:>10} {:>10} | {:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} | {:>10}",
+        "{:<5} {:>4} | {:>10} {:>10} | {:>10} {:>10} | {:>9} {:>9} | {:>9} {:>9} | {:>10} | {:>10} {:>10} {:>9} {:>10} {:>8}",
         "mode",
         "conc",
         "direct p50",
@@ -317,7 +443,12 @@ fn header() {
         "p99",
         "rps dir",
         "rps cus",
-        "cpu/req"
+        "cpu/req",
+        "fwd p50",
+        "p99",
+        "fwd-rev",
+        "fwd cpu",
+        "conn/s"
     );
 }
 
@@ -338,6 +469,7 @@ async fn run(
     stub: &Stub,
     custody: &CustodyProc,
     tokens: Arc<Vec<http::HeaderValue>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<()> {
     println!(
         "custody-load: {} round(s) of {} requests per phase (+{} warm-up), body ~{} B, keep-alive, custody pid {}",
@@ -350,7 +482,8 @@ async fn run(
         for mode in &args.mode {
             let body = request_body(mode, args.body_size);
             for &c in &args.concurrency {
-                let cell = measure(args, stub, custody, mode, c, &body, &tokens).await?;
+                let cell =
+                    measure(args, stub, custody, mode, c, &body, &tokens, tls.as_ref()).await?;
                 cell.print();
                 all.push(cell);
             }
@@ -386,6 +519,7 @@ async fn run(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     args: &Args,
     stub: &Stub,
@@ -394,15 +528,85 @@ async fn measure(
     c: usize,
     body: &Bytes,
     tokens: &Arc<Vec<http::HeaderValue>>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<Cell> {
     const DIRECT: &str = "/v1/chat/completions";
     const THROUGH: &str = "/openai/v1/chat/completions";
-    drive(stub.addr, DIRECT, body.clone(), tokens, c, args.warmup).await?;
-    drive(custody.tcp, THROUGH, body.clone(), tokens, c, args.warmup).await?;
-    let direct = drive(stub.addr, DIRECT, body.clone(), tokens, c, args.requests).await?;
+    drive(
+        stub.addr,
+        None,
+        DIRECT,
+        body.clone(),
+        tokens,
+        c,
+        args.warmup,
+    )
+    .await?;
+    drive(
+        custody.tcp,
+        None,
+        THROUGH,
+        body.clone(),
+        tokens,
+        c,
+        args.warmup,
+    )
+    .await?;
+    let direct = drive(
+        stub.addr,
+        None,
+        DIRECT,
+        body.clone(),
+        tokens,
+        c,
+        args.requests,
+    )
+    .await?;
     let cpu_before = cpu_time(custody.pid)?;
-    let through = drive(custody.tcp, THROUGH, body.clone(), tokens, c, args.requests).await?;
+    let through = drive(
+        custody.tcp,
+        None,
+        THROUGH,
+        body.clone(),
+        tokens,
+        c,
+        args.requests,
+    )
+    .await?;
     let cpu = cpu_time(custody.pid)?.saturating_sub(cpu_before);
+    // Forward-proxy mode, right after reverse mode on the same custody.
+    let mut forward = [0.0; 4];
+    if let Some(tls) = tls {
+        drive(
+            custody.tcp,
+            Some(tls),
+            DIRECT,
+            body.clone(),
+            tokens,
+            c,
+            args.warmup,
+        )
+        .await?;
+        let before = cpu_time(custody.pid)?;
+        let fwd = drive(
+            custody.tcp,
+            Some(tls),
+            DIRECT,
+            body.clone(),
+            tokens,
+            c,
+            args.requests,
+        )
+        .await?;
+        let fcpu = cpu_time(custody.pid)?.saturating_sub(before);
+        let hs = handshakes(custody.tcp, body.clone(), tls, c, args.handshakes).await?;
+        forward = [
+            us(fwd.pct(0.5)),
+            us(fwd.pct(0.99)),
+            fcpu.as_secs_f64() * 1e6 / fwd.latencies.len() as f64,
+            hs,
+        ];
+    }
     Ok(Cell {
         mode: mode.to_owned(),
         concurrency: c,
@@ -414,6 +618,10 @@ async fn measure(
             direct.rps(),
             through.rps(),
             cpu.as_secs_f64() * 1e6 / through.latencies.len() as f64,
+            forward[0],
+            forward[1],
+            forward[2],
+            forward[3],
         ],
     })
 }
