@@ -13,6 +13,7 @@
 //! - `append`: appending both (`process` durability: write(2) only);
 //! - `parse`: decoding one completion payload;
 //! - `parquet`: one decoded row into the zstd Parquet encoder;
+//! - `parquet-encoder`: only the Parquet encoder (Arrow batches built beforehand);
 //! - `roll`: the roller's whole path from a sealed segment to its files;
 //! - `pipeline`: everything, a file written to a local directory included.
 //!
@@ -297,6 +298,11 @@ fn bench(c: &mut Criterion) {
 
     group.bench_function("parquet", |b| {
         b.iter(|| black_box(internals::parquet(rows.iter().map(|(_, d)| d))))
+    });
+
+    let batches = internals::batches(rows.iter().map(|(_, d)| d));
+    group.bench_function("parquet-encoder", |b| {
+        b.iter(|| black_box(internals::encode_batches(&batches)))
     });
 
     for enc in ENCODINGS {

@@ -10,10 +10,10 @@
 use crate::record::AuditRecord;
 use crate::schema::{self, audit_schema};
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    StructBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    PrimitiveBuilder, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch, StructArray};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch, StructArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields};
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -299,88 +299,108 @@ impl BatchBuilder {
         self.len = 0;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_time.finish().with_timezone("UTC")),
-            Arc::new(self.request_id.finish()),
-            Arc::new(self.session_id.finish()),
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.schema_version.finish()),
+            take_strings(&mut self.request_id),
+            take_strings(&mut self.session_id),
+            take_strings(&mut self.trace_id),
+            take_primitive(&mut self.schema_version),
             structure(
                 schema::principal_fields(),
                 vec![
-                    Arc::new(self.principal_sub.finish()),
-                    Arc::new(self.principal_org.finish()),
-                    Arc::new(self.principal_role.finish()),
+                    take_strings(&mut self.principal_sub),
+                    take_strings(&mut self.principal_org),
+                    take_strings(&mut self.principal_role),
                     Arc::new(self.principal_roles.finish()),
-                    Arc::new(self.principal_issuer.finish()),
+                    take_strings(&mut self.principal_issuer),
                 ],
             )?,
             structure(
                 schema::action_fields(),
                 vec![
-                    Arc::new(self.action_kind.finish()),
-                    Arc::new(self.action_route.finish()),
-                    Arc::new(self.action_method.finish()),
-                    Arc::new(self.action_path.finish()),
-                    Arc::new(self.action_upstream.finish()),
-                    Arc::new(self.action_tool.finish()),
-                    Arc::new(self.action_parameters.finish()),
-                    Arc::new(self.action_operation.finish()),
-                    Arc::new(self.action_inspected.finish()),
+                    take_strings(&mut self.action_kind),
+                    take_strings(&mut self.action_route),
+                    take_strings(&mut self.action_method),
+                    take_strings(&mut self.action_path),
+                    take_strings(&mut self.action_upstream),
+                    take_strings(&mut self.action_tool),
+                    take_strings(&mut self.action_parameters),
+                    take_strings(&mut self.action_operation),
+                    take_booleans(&mut self.action_inspected),
                     Arc::new(self.action_tool_calls.finish()),
                 ],
             )?,
             structure(
                 schema::policy_fields(),
                 vec![
-                    Arc::new(self.policy_decision.finish()),
-                    Arc::new(self.policy_rule.finish()),
+                    take_strings(&mut self.policy_decision),
+                    take_strings(&mut self.policy_rule),
                     Arc::new(self.policy_scopes.finish()),
-                    Arc::new(self.policy_version.finish()),
+                    take_strings(&mut self.policy_version),
                 ],
             )?,
             structure(
                 schema::content_safety_fields(),
                 vec![
-                    Arc::new(self.pii_detected.finish()),
+                    take_booleans(&mut self.pii_detected),
                     Arc::new(self.redactions.finish()),
                 ],
             )?,
             structure(
                 schema::usage_fields(),
                 vec![
-                    Arc::new(self.usage_model.finish()),
-                    Arc::new(self.usage_input_tokens.finish()),
-                    Arc::new(self.usage_output_tokens.finish()),
-                    Arc::new(self.usage_cost.finish()),
-                    Arc::new(self.usage_cached.finish()),
-                    Arc::new(self.usage_cache_creation.finish()),
+                    take_strings(&mut self.usage_model),
+                    take_primitive(&mut self.usage_input_tokens),
+                    take_primitive(&mut self.usage_output_tokens),
+                    take_primitive(&mut self.usage_cost),
+                    take_primitive(&mut self.usage_cached),
+                    take_primitive(&mut self.usage_cache_creation),
                 ],
             )?,
             structure(
                 schema::outcome_fields(),
                 vec![
-                    Arc::new(self.outcome_status.finish()),
-                    Arc::new(self.outcome_duration_ms.finish()),
-                    Arc::new(self.outcome_error.finish()),
-                    Arc::new(self.outcome_bytes_in.finish()),
-                    Arc::new(self.outcome_bytes_out.finish()),
+                    take_primitive(&mut self.outcome_status),
+                    take_primitive(&mut self.outcome_duration_ms),
+                    take_strings(&mut self.outcome_error),
+                    take_primitive(&mut self.outcome_bytes_in),
+                    take_primitive(&mut self.outcome_bytes_out),
                 ],
             )?,
-            Arc::new(self.session_step.finish()),
-            Arc::new(self.session_source.finish()),
-            Arc::new(self.span_id.finish()),
-            Arc::new(self.parent_span_id.finish()),
+            take_primitive(&mut self.session_step),
+            take_strings(&mut self.session_source),
+            take_strings(&mut self.span_id),
+            take_strings(&mut self.parent_span_id),
             structure(
                 schema::links_fields(),
                 vec![
-                    Arc::new(self.links_tool_call_id.finish()),
-                    Arc::new(self.links_model_request_id.finish()),
+                    take_strings(&mut self.links_tool_call_id),
+                    take_strings(&mut self.links_model_request_id),
                     Arc::new(self.links_tool_results.finish()),
                 ],
             )?,
-            Arc::new(self.intercepted_host.finish()),
+            take_strings(&mut self.intercepted_host),
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
+}
+
+/// Finishes a string column and leaves a builder sized for a batch like it, so the
+/// next batch does not regrow its buffers from nothing (what `finish` leaves).
+fn take_strings(b: &mut StringBuilder) -> ArrayRef {
+    let values = b.values_slice().len();
+    let fresh = StringBuilder::with_capacity(b.len() + b.len() / 8, values + values / 8);
+    Arc::new(std::mem::replace(b, fresh).finish())
+}
+
+/// [`take_strings`] for a fixed-width column.
+fn take_primitive<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>) -> ArrayRef {
+    let fresh = PrimitiveBuilder::<T>::with_capacity(b.len() + b.len() / 8);
+    Arc::new(std::mem::replace(b, fresh).finish())
+}
+
+/// [`take_strings`] for a boolean column.
+fn take_booleans(b: &mut BooleanBuilder) -> ArrayRef {
+    let fresh = BooleanBuilder::with_capacity(b.len() + b.len() / 8);
+    Arc::new(std::mem::replace(b, fresh).finish())
 }
 
 fn structure(fields: Fields, columns: Vec<ArrayRef>) -> Result<ArrayRef, ArrowError> {

@@ -4,15 +4,17 @@ use crate::batch::to_record_batch;
 use crate::record::{AuditRecord, Partition};
 use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, audit_schema};
 use arrow_array::RecordBatch;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// Why a batch of rows could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +43,91 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     }
 }
 
-/// How every audit file is encoded: zstd, page and row-group statistics, the
-/// schema version in the key-value metadata, and nothing that varies between two
-/// encodings of the same rows (no timestamps), so a rebuilt file has the same bytes.
+/// How every audit file is encoded: zstd, row-group (column chunk) statistics,
+/// dictionary encoding only where values repeat across rows ([`DICTIONARY_COLUMNS`]),
+/// the schema version in the key-value metadata, and nothing that varies between
+/// two encodings of the same rows (no timestamps), so a rebuilt file has the same
+/// bytes.
+///
+/// Page-level statistics and the page index are not written: nothing here reads
+/// them (`custody trail` prunes by row group), and they cost a comparison per value
+/// and column. Unique values (ids, timestamps, durations, parameters) are stored
+/// plain and left to zstd: hashing each into a dictionary that never repeats costs
+/// more than it saves.
 pub(crate) fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            SCHEMA_VERSION_KEY.to_owned(),
-            SCHEMA_VERSION.to_string(),
-        )]))
-        .build()
+    static PROPS: OnceLock<WriterProperties> = OnceLock::new();
+    PROPS
+        .get_or_init(|| {
+            let mut builder = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_dictionary_enabled(false)
+                .set_data_page_size_limit(PAGE_BYTES)
+                .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
+                .set_key_value_metadata(Some(vec![KeyValue::new(
+                    SCHEMA_VERSION_KEY.to_owned(),
+                    SCHEMA_VERSION.to_string(),
+                )]));
+            for path in dictionary_leaves() {
+                builder = builder.set_column_dictionary_enabled(path, true);
+            }
+            // Canonical request parameters: long values sharing long prefixes, so
+            // min/max costs a long comparison per row and prunes nothing.
+            builder = builder.set_column_statistics_enabled(
+                ColumnPath::new(vec!["action".into(), "parameters".into()]),
+                EnabledStatistics::None,
+            );
+            builder.build()
+        })
+        .clone()
+}
+
+/// Target size of a data page before compression: small enough that a column's
+/// page buffer is reused from the heap rather than grown and faulted in afresh.
+const PAGE_BYTES: usize = 64 << 10;
+
+/// Leaf columns whose values repeat across rows, so a dictionary pays: every leaf
+/// under one of these paths (a list's leaves included). Everything else is unique
+/// per row, or nearly.
+const DICTIONARY_COLUMNS: &[&[&str]] = &[
+    &["session_id"],
+    &["schema_version"],
+    &["principal"],
+    &["action", "kind"],
+    &["action", "route"],
+    &["action", "method"],
+    &["action", "path"],
+    &["action", "upstream"],
+    &["action", "tool"],
+    &["action", "operation"],
+    &["policy"],
+    &["content_safety"],
+    &["usage", "model"],
+    &["outcome", "status"],
+    &["outcome", "error"],
+    &["session_step"],
+    &["session_source"],
+    &["intercepted_host"],
+];
+
+/// The leaf column paths of the audit schema that get a dictionary.
+fn dictionary_leaves() -> Vec<ColumnPath> {
+    let schema = match ArrowSchemaConverter::new().convert(&audit_schema()) {
+        Ok(s) => s,
+        // The schema is static; its conversion is covered by every write test.
+        Err(_) => return Vec::new(),
+    };
+    schema
+        .columns()
+        .iter()
+        .map(|c| c.path().clone())
+        .filter(|path| {
+            let parts = path.parts();
+            DICTIONARY_COLUMNS.iter().any(|prefix| {
+                parts.len() >= prefix.len() && parts.iter().zip(*prefix).all(|(a, b)| a == b)
+            })
+        })
+        .collect()
 }
 
 /// Names files `<instance>-<boot>-<seq>.parquet`: unique per process (the boot id is a
@@ -256,6 +330,60 @@ mod tests {
             kv.iter()
                 .any(|k| k.key == crate::schema::SCHEMA_VERSION_KEY)
         );
+    }
+
+    #[test]
+    fn only_repeating_columns_get_a_dictionary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = ParquetDirWriter::new(dir.path(), FileNamer::new("pod"));
+        let rows: Vec<_> = (0..100)
+            .map(|i| {
+                let mut r = row(1_772_807_527_000_000 + i);
+                r.request_id = format!("req_{i}");
+                r.principal.sub = Some(format!("user-{}", i % 3));
+                r.action.parameters = Some(format!("{{\"seed\":{i}}}"));
+                r
+            })
+            .collect();
+        let files = w.write(&rows).expect("write");
+        let reader = SerializedFileReader::new(File::open(&files[0]).expect("open")).expect("read");
+        let rg = reader.metadata().row_group(0);
+        let column = |path: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == path)
+                .unwrap_or_else(|| panic!("no column {path}"))
+        };
+        let dictionary = |path: &str| column(path).dictionary_page_offset().is_some();
+        assert!(dictionary("principal.sub"));
+        assert!(dictionary("session_id"));
+        assert!(dictionary("action.route"));
+        assert!(!dictionary("request_id"));
+        assert!(!dictionary("event_time"));
+        assert!(!dictionary("action.parameters"));
+        assert!(column("request_id").statistics().is_some());
+        assert!(
+            column("session_id").statistics().is_some(),
+            "custody trail prunes by it"
+        );
+        assert!(column("action.parameters").statistics().is_none());
+        assert!(
+            rg.columns()
+                .iter()
+                .all(|c| c.column_index_offset().is_none()),
+            "no page-level statistics"
+        );
+        for c in rg.columns() {
+            let path = c.column_path().parts().to_vec();
+            let listed = DICTIONARY_COLUMNS
+                .iter()
+                .any(|p| path.len() >= p.len() && path.iter().zip(*p).all(|(a, b)| a == b));
+            assert_eq!(
+                listed,
+                dictionary_leaves().contains(c.column_path()),
+                "{path:?}"
+            );
+        }
     }
 
     #[test]

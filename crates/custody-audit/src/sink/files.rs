@@ -13,7 +13,7 @@ use parquet::arrow::ArrowWriter;
 use std::collections::BTreeMap;
 
 /// Rows appended to a partition's builder before they are encoded.
-const ENCODE_ROWS: usize = 1024;
+pub(crate) const ENCODE_ROWS: usize = 1024;
 
 /// A finished file, ready to upload.
 #[derive(Clone, Debug)]

@@ -3,12 +3,17 @@
 //! exactly what the request path or the roller does.
 
 use super::envelope;
-use super::files::SegmentFiles;
+use super::files::{ENCODE_ROWS, SegmentFiles};
 use super::pairing::Pairing;
 use super::roller::build_segment;
+use crate::batch::BatchBuilder;
 use crate::record::AuditRecord;
+use crate::schema::audit_schema;
 use crate::spool::{RecordKind, Spool};
+use crate::writer::writer_properties;
+use arrow_array::RecordBatch;
 use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
 
 /// The kind an intent is spooled as.
 pub const INTENT: RecordKind = envelope::INTENT;
@@ -59,6 +64,34 @@ pub fn parquet<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> Vec<File>
         .into_iter()
         .map(|f| (f.key, f.bytes, f.rows))
         .collect()
+}
+
+/// Rows → Arrow batches of the size the roller encodes ([`super::files`]), built
+/// in advance so that [`encode_batches`] times the Parquet encoder alone.
+pub fn batches<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> Vec<RecordBatch> {
+    let mut builder = BatchBuilder::default();
+    let mut out = Vec::new();
+    for row in rows {
+        builder.append(row);
+        if builder.len() >= ENCODE_ROWS {
+            out.push(builder.finish().expect("batch"));
+        }
+    }
+    if !builder.is_empty() {
+        out.push(builder.finish().expect("batch"));
+    }
+    out
+}
+
+/// Arrow batches → one Parquet file with the audit trail's writer properties: the
+/// Parquet encoder (levels, dictionaries, statistics, zstd) and nothing else.
+pub fn encode_batches(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut w = ArrowWriter::try_new(Vec::new(), audit_schema(), Some(writer_properties()))
+        .expect("writer");
+    for b in batches {
+        w.write(b).expect("encode");
+    }
+    w.into_inner().expect("finish")
 }
 
 /// The roller's pairing state, across segments.
