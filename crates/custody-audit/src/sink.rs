@@ -8,7 +8,8 @@
 //!   `max_bytes`, or the disk fails) is refused ([`OnFull::Reject`]: the caller
 //!   answers 503) or forwarded unrecorded ([`OnFull::Drop`]); either way it is
 //!   counted and a *gap row* (`gap: N requests not recorded ...`) is spooled once
-//!   space returns.
+//!   space returns; the count is kept in the spool directory too ([`gaps`]), so a
+//!   restart before then still writes it.
 //! - [`AuditSink::complete`] appends the final row (a *completion*, with the
 //!   intent's key) when the exchange ends; [`AuditSink::record`] appends a final row
 //!   for a request that was never forwarded (refused by custody). Neither waits for
@@ -39,6 +40,7 @@
 
 mod envelope;
 mod files;
+mod gaps;
 #[doc(hidden)]
 pub mod internals;
 mod pairing;
@@ -188,16 +190,6 @@ pub enum AuditError {
     },
 }
 
-/// Requests not recorded while the spool was full, waiting to be written as a gap
-/// row.
-#[derive(Clone, Copy, Debug)]
-struct GapWindow {
-    first: i64,
-    last: i64,
-    count: u64,
-    rejected: u64,
-}
-
 #[derive(Debug)]
 enum Command {
     /// Rows are waiting: maybe seal.
@@ -226,9 +218,17 @@ struct Shared {
     live: Mutex<HashSet<u64>>,
     /// Completions the spool could not take (keyed payloads).
     overflow: Mutex<VecDeque<Vec<u8>>>,
-    gap: Mutex<Option<GapWindow>>,
+    /// Requests not recorded, waiting for their gap row ([`gaps`]).
+    gap: Mutex<Gaps>,
     stats: Arc<AuditStats>,
     ship_stats: Arc<ShipStats>,
+}
+
+/// The gap windows and the file that keeps them across restarts.
+#[derive(Debug)]
+struct Gaps {
+    windows: gaps::Windows,
+    file: gaps::GapFile,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -266,16 +266,8 @@ impl Shared {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut gap = lock(&self.gap);
-        let w = gap.get_or_insert(GapWindow {
-            first: event_time,
-            last: event_time,
-            count: 0,
-            rejected: 0,
-        });
-        w.first = w.first.min(event_time);
-        w.last = w.last.max(event_time);
-        w.count += 1;
-        w.rejected += u64::from(rejected);
+        gap.windows.add(event_time, rejected);
+        gap.file.store(&gap.windows);
     }
 }
 
@@ -467,6 +459,7 @@ impl AuditHandle {
         if recovery.truncated_bytes > 0 {
             record_truncation(&spool, &recovery, &stats);
         }
+        let gap = load_gaps(&config.spool.dir, &spool, &stats)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             spool,
@@ -480,7 +473,7 @@ impl AuditHandle {
             commands,
             live: Mutex::default(),
             overflow: Mutex::default(),
-            gap: Mutex::default(),
+            gap: Mutex::new(gap),
             stats,
             ship_stats: shipper.stats(),
         });
@@ -592,6 +585,48 @@ fn report_recovery(dir: &Path, r: &Recovery, stats: &AuditStats) {
             "audit spool was damaged: repaired; the lost records are reported as gap rows"
         );
     }
+}
+
+/// Reads the requests the previous process could not record (their gap rows are
+/// written once the spool has room). A damaged `GAPS` file gets a gap row of its
+/// own: requests went unrecorded and their number is unknown.
+fn load_gaps(dir: &Path, spool: &Spool, stats: &AuditStats) -> Result<Gaps, AuditError> {
+    let (file, loaded) = gaps::GapFile::open(dir).map_err(|source| AuditError::Io {
+        context: format!("open {}", dir.join(gaps::FILE_NAME).display()),
+        source,
+    })?;
+    let windows = match loaded {
+        gaps::Loaded::Windows(w) => w,
+        gaps::Loaded::Damaged => {
+            tracing::error!(file = %dir.join(gaps::FILE_NAME).display(), "the count of requests not recorded before the last restart is damaged; recording a gap row without a count");
+            let mut row = AuditRecord::new(
+                std::time::SystemTime::now(),
+                format!("gap_{}", uuid::Uuid::now_v7().simple()),
+                custody_core::Action::new(custody_core::ActionKind::Http, "", ""),
+            );
+            row.outcome.error = Some(
+                "gap: an unknown number of requests not recorded before the last restart (audit spool full; its count was damaged)"
+                    .into(),
+            );
+            match spool.append_nowait(envelope::ROW, &envelope::row(&row)) {
+                Ok(_) => {
+                    stats.gap_rows.fetch_add(1, Ordering::Relaxed);
+                    stats.rows_spooled.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot spool the gap row for the damaged count")
+                }
+            }
+            gaps::Windows::default()
+        }
+    };
+    if !windows.is_empty() {
+        tracing::warn!(
+            requests = windows.count(),
+            "requests not recorded before the last restart (audit spool full); their gap row is written once the spool has room"
+        );
+    }
+    Ok(Gaps { windows, file })
 }
 
 /// A gap row for damaged segment ends cut at open: their records are unknown (the

@@ -5,10 +5,8 @@ use super::envelope::{self, CARRY, COMPLETION, ROW};
 use super::files::{BuiltFile, SegmentFiles};
 use super::pairing::{self, Pairing, Tally};
 use super::{Command, Shared, StopReport, lock};
-use crate::record::AuditRecord;
 use crate::ship::{ShipError, Shipper};
 use crate::spool::{SegmentInfo, Spool};
-use custody_core::{Action, ActionKind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -124,7 +122,7 @@ impl Roller {
             }
             let pending = self.shared.unsealed_rows.load(Ordering::Relaxed) > 0
                 || !lock(&self.shared.overflow).is_empty()
-                || lock(&self.shared.gap).is_some()
+                || !lock(&self.shared.gap).windows.is_empty()
                 || !self.unfinished.is_empty()
                 || self.replay_until.is_some();
             if !pending {
@@ -147,10 +145,11 @@ impl Roller {
                     "audit spool never had room for these rows; lost"
                 );
             }
-            if let Some(gap) = *lock(&self.shared.gap) {
-                tracing::error!(
-                    requests = gap.count,
-                    "the gap row for requests not recorded could not be spooled before exit"
+            let unwritten = lock(&self.shared.gap).windows.count();
+            if unwritten > 0 {
+                tracing::warn!(
+                    requests = unwritten,
+                    "the gap row for requests not recorded could not be spooled before exit; their count is kept for the next start"
                 );
             }
             if drained {
@@ -233,40 +232,36 @@ impl Roller {
         }
     }
 
-    /// Spools the gap row for requests not recorded, once there is room.
+    /// Spools the gap row for requests not recorded, once there is room: the
+    /// `writing` window's, taking the open window first if none is being written
+    /// (see [`super::gaps`]).
     fn write_gap(&self) {
         let sh = &self.shared;
-        let Some(w) = *lock(&sh.gap) else { return };
+        // Only once there is room: the open window keeps counting until then, so
+        // a long outage makes one gap row, not one per round.
         if sh.admits(4096).is_err() {
             return;
         }
-        let mut row = AuditRecord::new(
-            std::time::UNIX_EPOCH,
-            format!("gap_{}", uuid::Uuid::now_v7().simple()),
-            Action::new(ActionKind::Http, "", ""),
-        );
-        row.event_time = w.first;
-        row.outcome.duration_ms = (w.last - w.first) as f64 / 1000.0;
-        row.outcome.error = Some(format!(
-            "gap: {} requests not recorded (audit spool full; {} refused with 503, {} forwarded or answered unrecorded)",
-            w.count,
-            w.rejected,
-            w.count - w.rejected
-        ));
-        let payload = envelope::row(&row);
-        let mut gap = lock(&sh.gap);
-        // Requests counted meanwhile stay for the next gap row.
-        let Some(current) = gap.as_mut() else { return };
-        if sh.spool.append_nowait(ROW, &payload).is_err() {
+        let w = {
+            let mut gap = lock(&sh.gap);
+            if gap.windows.take_for_writing() {
+                gap.file.store(&gap.windows);
+            }
+            match gap.windows.writing {
+                Some(w) => w,
+                None => return,
+            }
+        };
+        if sh
+            .spool
+            .append_nowait(ROW, &envelope::row(&w.row()))
+            .is_err()
+        {
             return;
         }
-        if current.count == w.count {
-            *gap = None;
-        } else {
-            current.count -= w.count;
-            current.rejected -= w.rejected;
-            current.first = w.last;
-        }
+        let mut gap = lock(&sh.gap);
+        gap.windows.writing = None;
+        gap.file.store(&gap.windows);
         drop(gap);
         sh.stats.gap_rows.fetch_add(1, Ordering::Relaxed);
         sh.note_row();

@@ -394,3 +394,60 @@ async fn a_spool_written_with_json_rows_replays_after_an_upgrade() {
     let want = crate::batch::to_record_batch(&[done]).expect("batch");
     assert_eq!(batch.slice(0, 1).columns(), want.columns());
 }
+
+#[tokio::test]
+async fn requests_not_recorded_before_a_stop_get_their_gap_row_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("audit");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
+    let sink = handle.sink();
+    let mut dropped = 0u64;
+    for i in 0..400 {
+        let r = row(&format!("r{i}"));
+        match sink.intent(&r) {
+            Admission::Spooled(key) => sink.complete(key, &r),
+            Admission::Unrecorded(_) => dropped += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(dropped > 0);
+    // Stops with the spool still full and the sink still blocked: the gap row
+    // cannot be spooled, so only the GAPS file knows the count.
+    let report = handle
+        .shutdown(Instant::now() + Duration::from_millis(200))
+        .await;
+    assert!(!report.drained);
+    assert_eq!(sink.stats().gap_rows.load(Ordering::Relaxed), 0);
+    drop(sink);
+
+    std::fs::remove_file(&blocker).expect("unblock");
+    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("respawn");
+    let sink = handle.sink();
+    sink.flush().await;
+    sink.flush().await;
+    assert_eq!(sink.stats().gap_rows.load(Ordering::Relaxed), 1);
+    handle.shutdown(deadline()).await;
+    let got = rows(&blocker);
+    let gaps: Vec<_> = got
+        .iter()
+        .filter(|(id, _)| id.starts_with("gap_"))
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(
+        gaps[0]
+            .1
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&format!("gap: {dropped} requests not recorded"))),
+        "{gaps:?}"
+    );
+    assert_eq!(got.len() as u64, 400 - dropped + 1);
+    drop(sink);
+
+    // Written once: a third start has nothing left to report.
+    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("respawn");
+    handle.sink().flush().await;
+    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 0);
+    handle.shutdown(deadline()).await;
+    assert_eq!(rows(&blocker).len(), got.len());
+}
