@@ -13,6 +13,8 @@
 //! - `append`: appending both (`process` durability: write(2) only);
 //! - `parse`: decoding one completion payload;
 //! - `parquet`: one decoded row into the zstd Parquet encoder;
+//! - `floor/write2`: two plain write(2) calls per row, of the records' sizes: what
+//!   `append` cannot go below while each record is written before it returns;
 //! - `parquet-encoder`: only the Parquet encoder (Arrow batches built beforehand);
 //! - `roll`: the roller's whole path from a sealed segment to its files;
 //! - `pipeline`: everything, a file written to a local directory included.
@@ -27,6 +29,7 @@ use custody_audit::spool::{Position, Spool, SpoolConfig};
 use custody_audit::{AuditRecord, Redaction, ToolResult};
 use custody_core::{Action, ActionKind, Principal};
 use std::hint::black_box;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -298,6 +301,35 @@ fn bench(c: &mut Criterion) {
 
     group.bench_function("parquet", |b| {
         b.iter(|| black_box(internals::parquet(rows.iter().map(|(_, d)| d))))
+    });
+
+    // The floor under `append`: two write(2) calls per row of the records' sizes
+    // (header included) to a file in the same directory, and nothing else.
+    let sizes: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|(i, d)| {
+            (
+                21 + Enc::Binary.intent(i).len(),
+                21 + Enc::Binary.completion(7, d).len(),
+            )
+        })
+        .collect();
+    let filler = vec![b'x'; 64 << 10];
+    let floor = dir.path().join("floor");
+    group.bench_function("floor/write2", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut f = std::fs::File::create(&floor).expect("create");
+                let t0 = Instant::now();
+                for &(i, d) in &sizes {
+                    f.write_all(&filler[..i]).expect("write");
+                    f.write_all(&filler[..d]).expect("write");
+                }
+                total += t0.elapsed();
+            }
+            total
+        })
     });
 
     let batches = internals::batches(rows.iter().map(|(_, d)| d));
