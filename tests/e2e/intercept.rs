@@ -411,3 +411,140 @@ async fn connect_without_forward_proxy_mode_is_refused() {
     let rows = custody.rows();
     assert_eq!(row(&rows, "off-1")["outcome"]["status"], 405);
 }
+
+#[tokio::test]
+async fn a_server_name_other_than_the_connect_host_is_refused() {
+    let s = setup(true, "").await;
+    let mut custody = Custody::start(&s.config);
+    let (status, _, io) = connect(
+        &custody.tcp(),
+        "api.openai.com:443",
+        "x-request-id: sni-1\r\n",
+    )
+    .await
+    .expect("connect");
+    assert_eq!(status, 200);
+    // Another host custody would intercept too, asked for inside this tunnel.
+    let result = tls(io, "tools.internal", &exported_ca(&custody), &["http/1.1"]).await;
+    assert!(result.is_err(), "the handshake must fail");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        custody.metric("custody_intercept_leaf_certificates_minted_total"),
+        Some(0.0),
+        "no leaf signed for a mismatched name"
+    );
+    custody.stop();
+    assert!(s.stub.request_ids().is_empty(), "nothing forwarded");
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let r = row(&rows, "sni-1");
+    assert_eq!(r["intercepted_host"], "api.openai.com:443");
+    let error = r["outcome"]["error"].as_str().expect("error");
+    assert!(
+        error.contains("server name") && error.contains("tools.internal"),
+        "{error}"
+    );
+}
+
+/// Identity from the `CONNECT`'s `Proxy-Authorization`: on the tunnel's row, and for
+/// requests inside an intercepted connection that carry no token of their own. The
+/// token reaches neither the upstream nor a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_requests() {
+    let s = setup(true, "").await;
+    let issuer = Stub::start().await;
+    let idp = custody_tests::idp::Idp::new(&issuer.url());
+    issuer.set_jwks(idp.jwks());
+    let config = format!(
+        "{}identity:\n  issuers:\n    - {{issuer: '{}', audiences: [custody], algorithms: [ES256]}}\n",
+        s.config,
+        issuer.url()
+    );
+    let mut custody = Custody::start(&config);
+    let token = idp.token("auth0|alice");
+    let auth = format!("proxy-authorization: Bearer {token}\r\n");
+
+    // A tunnel to a host no route claims.
+    let (other, other_ca) = Stub::start_tls().await;
+    let authority = format!("127.0.0.1:{}", other.addr.port());
+    let (status, head, io) = connect(
+        &custody.tcp(),
+        &authority,
+        &format!("x-request-id: tun-auth\r\n{auth}"),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(status, 200, "{head}");
+    let tunnel = tls(io, "localhost", &other_ca, &["http/1.1"])
+        .await
+        .expect("TLS with the real server");
+    drop(tunnel);
+
+    // An intercepted connection: the request inside has no token of its own. The
+    // echo route shows what the upstream received.
+    let (status, head, io) = connect(&custody.tcp(), "tools.internal:443", &auth)
+        .await
+        .expect("connect");
+    assert_eq!(status, 200, "{head}");
+    let inner = tls(io, "tools.internal", &exported_ca(&custody), &["http/1.1"])
+        .await
+        .expect("TLS with custody's leaf");
+    let mut h1 = http1_over(inner).await.expect("h1");
+    let response = h1
+        .send_request(
+            request("GET", "/x")
+                .header("host", "tools.internal")
+                .header("x-request-id", "int-auth")
+                .body(Full::<Bytes>::default())
+                .expect("req"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let seen: Value = serde_json::from_slice(&body).expect("echo json");
+    assert!(
+        seen["headers"].get("proxy-authorization").is_none(),
+        "{seen}"
+    );
+    assert!(
+        !seen.to_string().contains(&token),
+        "the upstream never sees the token"
+    );
+    drop(h1);
+
+    // Without any token, the same request is refused: identity is required.
+    let (status, _, io) = connect(&custody.tcp(), "api.openai.com:443", "")
+        .await
+        .expect("connect");
+    assert_eq!(status, 200);
+    let inner = tls(io, "api.openai.com", &exported_ca(&custody), &["http/1.1"])
+        .await
+        .expect("TLS with custody's leaf");
+    let mut h1 = http1_over(inner).await.expect("h1");
+    let mut req = post("/v1/chat/completions", "int-anon", &chat(false));
+    req.headers_mut()
+        .insert("host", "api.openai.com".parse().expect("host"));
+    let response = h1.send_request(req).await.expect("response");
+    assert_eq!(response.status(), 401);
+    drop(h1);
+
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    custody.stop();
+    assert_eq!(s.stub.request_ids(), ["int-auth"]);
+    let rows = custody.rows();
+    for id in ["tun-auth", "int-auth"] {
+        let r = row(&rows, id);
+        assert_eq!(r["principal"]["sub"], "auth0|alice", "{r:#?}");
+        assert_eq!(r["principal"]["issuer"], issuer.url().as_str(), "{r:#?}");
+    }
+    assert_eq!(row(&rows, "tun-auth")["action"]["kind"], "tunnel");
+    assert_eq!(row(&rows, "int-anon")["outcome"]["status"], 401);
+    let all = serde_json::to_string(&rows).expect("json");
+    assert!(!all.contains(&token), "the token is in no row");
+}
