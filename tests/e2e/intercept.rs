@@ -548,3 +548,50 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
     let all = serde_json::to_string(&rows).expect("json");
     assert!(!all.contains(&token), "the token is in no row");
 }
+
+/// SIGTERM while a tunnel is open: custody waits for it up to the grace period, then
+/// cuts it, records it and exits 0.
+#[tokio::test]
+async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
+    let s = setup(true, "").await;
+    let (other, other_ca) = Stub::start_tls().await;
+    let config = format!("{}shutdown:\n  grace_period: 1s\n", s.config);
+    let mut custody = Custody::start(&config);
+    let authority = format!("127.0.0.1:{}", other.addr.port());
+    let (status, head, io) = connect(&custody.tcp(), &authority, "x-request-id: tun-open\r\n")
+        .await
+        .expect("connect");
+    assert_eq!(status, 200, "{head}");
+    let tunnel = tls(io, "localhost", &other_ca, &["http/1.1"])
+        .await
+        .expect("TLS with the real server");
+    let started = std::time::Instant::now();
+    custody.stop();
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900),
+        "waited for the open tunnel ({took:?})"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "cut at the end of the grace period ({took:?})"
+    );
+    drop(tunnel);
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let t = row(&rows, "tun-open");
+    assert_eq!(t["action"]["kind"], "tunnel");
+    assert_eq!(t["intercepted_host"], authority);
+    assert!(
+        t["outcome"]["bytes_in"].as_i64().expect("in") > 100,
+        "{t:#?}"
+    );
+    assert!(
+        t["outcome"]["duration_ms"].as_f64().expect("ms") >= 900.0,
+        "{t:#?}"
+    );
+    assert_eq!(
+        t["outcome"]["error"],
+        "custody shut down before the tunnel closed (grace period over)"
+    );
+}
