@@ -518,7 +518,8 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
     );
     drop(h1);
 
-    // Without any token, the same request is refused: identity is required.
+    // A connection without Proxy-Authorization, and a request without a token:
+    // refused, so the 200 above came from the CONNECT's token.
     let (status, _, io) = connect(&custody.tcp(), "api.openai.com:443", "")
         .await
         .expect("connect");
@@ -573,7 +574,7 @@ async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
         "waited for the open tunnel ({took:?})"
     );
     assert!(
-        took < std::time::Duration::from_secs(15),
+        took < std::time::Duration::from_secs(6),
         "cut at the end of the grace period ({took:?})"
     );
     drop(tunnel);

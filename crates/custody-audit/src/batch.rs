@@ -24,7 +24,7 @@ pub fn to_record_batch<R: Borrow<AuditRecord>>(rows: &[R]) -> Result<RecordBatch
     for row in rows {
         builder.append(row.borrow());
     }
-    builder.finish()
+    builder.finish_last()
 }
 
 /// Accumulates records in columnar form.
@@ -294,112 +294,133 @@ impl BatchBuilder {
             .append_option(r.intercepted_host.as_deref());
     }
 
-    /// The batch of every row appended so far; the builder is empty afterwards.
+    /// The batch of every row appended so far; the builder is empty afterwards,
+    /// with room for a batch like this one.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.finish_with(true)
+    }
+
+    /// The batch of every row appended so far, when no more rows will follow.
+    pub fn finish_last(mut self) -> Result<RecordBatch, ArrowError> {
+        self.finish_with(false)
+    }
+
+    /// With `refill`, the builders left behind are sized like this batch.
+    fn finish_with(&mut self, refill: bool) -> Result<RecordBatch, ArrowError> {
         self.len = 0;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_time.finish().with_timezone("UTC")),
-            take_strings(&mut self.request_id),
-            take_strings(&mut self.session_id),
-            take_strings(&mut self.trace_id),
-            take_primitive(&mut self.schema_version),
+            take_strings(refill, &mut self.request_id),
+            take_strings(refill, &mut self.session_id),
+            take_strings(refill, &mut self.trace_id),
+            take_primitive(refill, &mut self.schema_version),
             structure(
                 schema::principal_fields(),
                 vec![
-                    take_strings(&mut self.principal_sub),
-                    take_strings(&mut self.principal_org),
-                    take_strings(&mut self.principal_role),
+                    take_strings(refill, &mut self.principal_sub),
+                    take_strings(refill, &mut self.principal_org),
+                    take_strings(refill, &mut self.principal_role),
                     Arc::new(self.principal_roles.finish()),
-                    take_strings(&mut self.principal_issuer),
+                    take_strings(refill, &mut self.principal_issuer),
                 ],
             )?,
             structure(
                 schema::action_fields(),
                 vec![
-                    take_strings(&mut self.action_kind),
-                    take_strings(&mut self.action_route),
-                    take_strings(&mut self.action_method),
-                    take_strings(&mut self.action_path),
-                    take_strings(&mut self.action_upstream),
-                    take_strings(&mut self.action_tool),
-                    take_strings(&mut self.action_parameters),
-                    take_strings(&mut self.action_operation),
-                    take_booleans(&mut self.action_inspected),
+                    take_strings(refill, &mut self.action_kind),
+                    take_strings(refill, &mut self.action_route),
+                    take_strings(refill, &mut self.action_method),
+                    take_strings(refill, &mut self.action_path),
+                    take_strings(refill, &mut self.action_upstream),
+                    take_strings(refill, &mut self.action_tool),
+                    take_strings(refill, &mut self.action_parameters),
+                    take_strings(refill, &mut self.action_operation),
+                    take_booleans(refill, &mut self.action_inspected),
                     Arc::new(self.action_tool_calls.finish()),
                 ],
             )?,
             structure(
                 schema::policy_fields(),
                 vec![
-                    take_strings(&mut self.policy_decision),
-                    take_strings(&mut self.policy_rule),
+                    take_strings(refill, &mut self.policy_decision),
+                    take_strings(refill, &mut self.policy_rule),
                     Arc::new(self.policy_scopes.finish()),
-                    take_strings(&mut self.policy_version),
+                    take_strings(refill, &mut self.policy_version),
                 ],
             )?,
             structure(
                 schema::content_safety_fields(),
                 vec![
-                    take_booleans(&mut self.pii_detected),
+                    take_booleans(refill, &mut self.pii_detected),
                     Arc::new(self.redactions.finish()),
                 ],
             )?,
             structure(
                 schema::usage_fields(),
                 vec![
-                    take_strings(&mut self.usage_model),
-                    take_primitive(&mut self.usage_input_tokens),
-                    take_primitive(&mut self.usage_output_tokens),
-                    take_primitive(&mut self.usage_cost),
-                    take_primitive(&mut self.usage_cached),
-                    take_primitive(&mut self.usage_cache_creation),
+                    take_strings(refill, &mut self.usage_model),
+                    take_primitive(refill, &mut self.usage_input_tokens),
+                    take_primitive(refill, &mut self.usage_output_tokens),
+                    take_primitive(refill, &mut self.usage_cost),
+                    take_primitive(refill, &mut self.usage_cached),
+                    take_primitive(refill, &mut self.usage_cache_creation),
                 ],
             )?,
             structure(
                 schema::outcome_fields(),
                 vec![
-                    take_primitive(&mut self.outcome_status),
-                    take_primitive(&mut self.outcome_duration_ms),
-                    take_strings(&mut self.outcome_error),
-                    take_primitive(&mut self.outcome_bytes_in),
-                    take_primitive(&mut self.outcome_bytes_out),
+                    take_primitive(refill, &mut self.outcome_status),
+                    take_primitive(refill, &mut self.outcome_duration_ms),
+                    take_strings(refill, &mut self.outcome_error),
+                    take_primitive(refill, &mut self.outcome_bytes_in),
+                    take_primitive(refill, &mut self.outcome_bytes_out),
                 ],
             )?,
-            take_primitive(&mut self.session_step),
-            take_strings(&mut self.session_source),
-            take_strings(&mut self.span_id),
-            take_strings(&mut self.parent_span_id),
+            take_primitive(refill, &mut self.session_step),
+            take_strings(refill, &mut self.session_source),
+            take_strings(refill, &mut self.span_id),
+            take_strings(refill, &mut self.parent_span_id),
             structure(
                 schema::links_fields(),
                 vec![
-                    take_strings(&mut self.links_tool_call_id),
-                    take_strings(&mut self.links_model_request_id),
+                    take_strings(refill, &mut self.links_tool_call_id),
+                    take_strings(refill, &mut self.links_model_request_id),
                     Arc::new(self.links_tool_results.finish()),
                 ],
             )?,
-            take_strings(&mut self.intercepted_host),
+            take_strings(refill, &mut self.intercepted_host),
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
 }
 
+/// Room for the next batch: an eighth more than this one's rows and bytes, or
+/// none when no batch follows.
+fn room(refill: bool, rows: usize, bytes: usize) -> (usize, usize) {
+    if refill {
+        (rows + rows / 8, bytes + bytes / 8)
+    } else {
+        (0, 0)
+    }
+}
+
 /// Finishes a string column and leaves a builder sized for a batch like it, so the
 /// next batch does not regrow its buffers from nothing (what `finish` leaves).
-fn take_strings(b: &mut StringBuilder) -> ArrayRef {
-    let values = b.values_slice().len();
-    let fresh = StringBuilder::with_capacity(b.len() + b.len() / 8, values + values / 8);
+fn take_strings(refill: bool, b: &mut StringBuilder) -> ArrayRef {
+    let (rows, values) = room(refill, b.len(), b.values_slice().len());
+    let fresh = StringBuilder::with_capacity(rows, values);
     Arc::new(std::mem::replace(b, fresh).finish())
 }
 
 /// [`take_strings`] for a fixed-width column.
-fn take_primitive<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>) -> ArrayRef {
-    let fresh = PrimitiveBuilder::<T>::with_capacity(b.len() + b.len() / 8);
+fn take_primitive<T: ArrowPrimitiveType>(refill: bool, b: &mut PrimitiveBuilder<T>) -> ArrayRef {
+    let fresh = PrimitiveBuilder::<T>::with_capacity(room(refill, b.len(), 0).0);
     Arc::new(std::mem::replace(b, fresh).finish())
 }
 
 /// [`take_strings`] for a boolean column.
-fn take_booleans(b: &mut BooleanBuilder) -> ArrayRef {
-    let fresh = BooleanBuilder::with_capacity(b.len() + b.len() / 8);
+fn take_booleans(refill: bool, b: &mut BooleanBuilder) -> ArrayRef {
+    let fresh = BooleanBuilder::with_capacity(room(refill, b.len(), 0).0);
     Arc::new(std::mem::replace(b, fresh).finish())
 }
 

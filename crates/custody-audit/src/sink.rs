@@ -124,7 +124,8 @@ pub struct AuditStats {
     pub corrupt_records: AtomicU64,
     /// Damaged spool bytes dropped at start (torn tails included).
     pub corrupt_bytes: AtomicU64,
-    /// Gap rows written for records lost to disk damage.
+    /// Gap rows written for records lost to disk damage, or for an unreadable
+    /// count of requests not recorded (`GAPS`).
     pub damage_gap_rows: AtomicU64,
     /// Spool records that could not be decoded (skipped, logged).
     pub undecodable_records: AtomicU64,
@@ -229,6 +230,23 @@ struct Shared {
 struct Gaps {
     windows: gaps::Windows,
     file: gaps::GapFile,
+    /// A damaged count left by an earlier process, its row not spooled yet.
+    lost: Option<gaps::Lost>,
+}
+
+impl Gaps {
+    /// Whether a gap row is still to be written.
+    fn pending(&self) -> bool {
+        !self.windows.is_empty() || self.lost.is_some()
+    }
+
+    /// The `request_id`s of the rows that may already be spooled, by an earlier
+    /// process killed before it could say so.
+    fn restored_ids(&self) -> Vec<String> {
+        let writing = self.windows.writing.map(|w| gaps::row_id(w.id));
+        let lost = self.lost.as_ref().map(|l| gaps::row_id(l.id));
+        writing.into_iter().chain(lost).collect()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -265,7 +283,8 @@ impl Shared {
             &self.stats.rows_dropped
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let mut gap = lock(&self.gap);
+        let mut guard = lock(&self.gap);
+        let gap = &mut *guard;
         gap.windows.add(event_time, rejected);
         gap.file.store(&gap.windows);
     }
@@ -459,7 +478,7 @@ impl AuditHandle {
         if recovery.truncated_bytes > 0 {
             record_truncation(&spool, &recovery, &stats);
         }
-        let gap = load_gaps(&config.spool.dir, &spool, &stats)?;
+        let gap = load_gaps(&config.spool.dir)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             spool,
@@ -588,45 +607,29 @@ fn report_recovery(dir: &Path, r: &Recovery, stats: &AuditStats) {
 }
 
 /// Reads the requests the previous process could not record (their gap rows are
-/// written once the spool has room). A damaged `GAPS` file gets a gap row of its
-/// own: requests went unrecorded and their number is unknown.
-fn load_gaps(dir: &Path, spool: &Spool, stats: &AuditStats) -> Result<Gaps, AuditError> {
+/// written once the spool has room; see [`gaps`]).
+fn load_gaps(dir: &Path) -> Result<Gaps, AuditError> {
     let (file, loaded) = gaps::GapFile::open(dir).map_err(|source| AuditError::Io {
         context: format!("open {}", dir.join(gaps::FILE_NAME).display()),
         source,
     })?;
-    let windows = match loaded {
-        gaps::Loaded::Windows(w) => w,
-        gaps::Loaded::Damaged => {
-            tracing::error!(file = %dir.join(gaps::FILE_NAME).display(), "the count of requests not recorded before the last restart is damaged; recording a gap row without a count");
-            let mut row = AuditRecord::new(
-                std::time::SystemTime::now(),
-                format!("gap_{}", uuid::Uuid::now_v7().simple()),
-                custody_core::Action::new(custody_core::ActionKind::Http, "", ""),
-            );
-            row.outcome.error = Some(
-                "gap: an unknown number of requests not recorded before the last restart (audit spool full; its count was damaged)"
-                    .into(),
-            );
-            match spool.append_nowait(envelope::ROW, &envelope::row(&row)) {
-                Ok(_) => {
-                    stats.gap_rows.fetch_add(1, Ordering::Relaxed);
-                    stats.rows_spooled.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot spool the gap row for the damaged count")
-                }
-            }
-            gaps::Windows::default()
-        }
-    };
-    if !windows.is_empty() {
+    if loaded.lost.is_some() {
+        tracing::error!(
+            file = %dir.join(gaps::DAMAGED_NAME).display(),
+            "the count of requests not recorded before a restart is unreadable; a gap row of unknown size is written once the spool has room"
+        );
+    }
+    if !loaded.windows.is_empty() {
         tracing::warn!(
-            requests = windows.count(),
+            requests = loaded.windows.count(),
             "requests not recorded before the last restart (audit spool full); their gap row is written once the spool has room"
         );
     }
-    Ok(Gaps { windows, file })
+    Ok(Gaps {
+        windows: loaded.windows,
+        file,
+        lost: loaded.lost,
+    })
 }
 
 /// A gap row for damaged segment ends cut at open: their records are unknown (the

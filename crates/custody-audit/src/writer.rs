@@ -49,7 +49,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
 /// two encodings of the same rows (no timestamps), so a rebuilt file has the same
 /// bytes.
 ///
-/// Page-level statistics and the page index are not written: nothing here reads
+/// Page-level statistics (the column index) are not written: nothing here reads
 /// them (`custody trail` prunes by row group), and they cost a comparison per value
 /// and column. Unique values (ids, timestamps, durations, parameters) are stored
 /// plain and left to zstd: hashing each into a dictionary that never repeats costs
@@ -373,6 +373,15 @@ mod tests {
                 .all(|c| c.column_index_offset().is_none()),
             "no page-level statistics"
         );
+        for prefix in DICTIONARY_COLUMNS {
+            assert!(
+                rg.columns().iter().any(|c| c
+                    .column_path()
+                    .parts()
+                    .starts_with(&prefix.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
+                "{prefix:?} names no column"
+            );
+        }
         for c in rg.columns() {
             let path = c.column_path().parts().to_vec();
             let listed = DICTIONARY_COLUMNS

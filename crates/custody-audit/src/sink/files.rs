@@ -96,7 +96,7 @@ impl SegmentFiles {
         let mut out = Vec::with_capacity(self.parts.len());
         for (partition, mut part) in self.parts {
             if !part.builder.is_empty() {
-                let batch = part.builder.finish()?;
+                let batch = part.builder.finish_last()?;
                 part.encoder.write(&batch)?;
             }
             let bytes = part.encoder.into_inner()?;

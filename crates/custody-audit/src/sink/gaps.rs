@@ -11,8 +11,19 @@
 //!   removes.
 //!
 //! The file is rewritten in place (one 128-byte `pwrite`, never extended, so a full
-//! disk does not stop it) each time a count changes: it survives a killed process,
-//! not a power loss.
+//! disk does not stop it on file systems that overwrite in place, such as ext4 and
+//! xfs) each time a count changes: it survives a killed process, not a power loss.
+//!
+//! A row spooled twice around a crash (spooled, then killed before the file said
+//! so) is caught at the next start: the roller holds a restored `writing` window
+//! back until the previous process's segments are replayed, and drops it if its
+//! row is among them ([`super::roller`]), so each gap row is spooled once.
+//!
+//! A `GAPS` file that does not decode (damage, or a version this code does not
+//! know) is kept as `GAPS.damaged` and stands for a gap of unknown size: its row
+//! ([`Lost::row`]) is spooled once there is room, then the file is deleted. Its id
+//! comes from the damaged file's bytes and time, so it too is the same row if
+//! spooled twice.
 //!
 //! ```text
 //! 0 magic "CSTDGAP\0" | 8 version u16 = 1 | 10 zero u16
@@ -25,7 +36,7 @@
 use crate::record::AuditRecord;
 use custody_core::{Action, ActionKind};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +46,8 @@ const SLOT: usize = 56;
 const LEN: usize = 128;
 /// The file's name in the spool directory.
 pub(super) const FILE_NAME: &str = "GAPS";
+/// A `GAPS` that did not decode, kept until its row is spooled.
+pub(super) const DAMAGED_NAME: &str = "GAPS.damaged";
 
 /// Requests not recorded, from `first` to `last` (event times, µs since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,16 +60,21 @@ pub(super) struct GapWindow {
     pub(super) rejected: u64,
 }
 
+/// The `request_id` of the gap row with id `id`.
+pub(super) fn row_id(id: u128) -> String {
+    format!("gap_{}", uuid::Uuid::from_u128(id).simple())
+}
+
 impl GapWindow {
     /// The gap row for this window: the same bytes every time it is built.
     pub(super) fn row(&self) -> AuditRecord {
         let mut row = AuditRecord::new(
             std::time::UNIX_EPOCH,
-            format!("gap_{}", uuid::Uuid::from_u128(self.id).simple()),
+            row_id(self.id),
             Action::new(ActionKind::Http, "", ""),
         );
         row.event_time = self.first;
-        row.outcome.duration_ms = (self.last - self.first) as f64 / 1000.0;
+        row.outcome.duration_ms = self.last.saturating_sub(self.first) as f64 / 1000.0;
         row.outcome.error = Some(format!(
             "gap: {} requests not recorded (audit spool full; {} refused with 503, {} forwarded or answered unrecorded)",
             self.count,
@@ -156,10 +174,66 @@ impl Windows {
             writing: slot(12)?,
             open: slot(12 + SLOT)?,
         };
+        // Event times are µs since the epoch: ±2^62 is far beyond any real one.
+        let time = |t: i64| t.unsigned_abs() < 1 << 62;
         let sane = |w: Option<GapWindow>| {
-            w.is_none_or(|w| w.count > 0 && w.rejected <= w.count && w.first <= w.last)
+            w.is_none_or(|w| {
+                w.count > 0
+                    && w.rejected <= w.count
+                    && w.first <= w.last
+                    && time(w.first)
+                    && time(w.last)
+            })
         };
         (sane(windows.writing) && sane(windows.open)).then_some(windows)
+    }
+}
+
+/// A damaged `GAPS` file, kept as `GAPS.damaged` until its row is spooled.
+#[derive(Clone, Debug)]
+pub(super) struct Lost {
+    /// Names the row; derived from the file's bytes and modification time.
+    pub(super) id: u128,
+    /// When the file was last written (µs since the epoch): the row's time.
+    time: i64,
+    path: PathBuf,
+}
+
+impl Lost {
+    fn read(path: PathBuf) -> io::Result<Self> {
+        let bytes = std::fs::read(&path)?;
+        let time = std::fs::metadata(&path)?
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let id = (u128::from(time as u64) << 64)
+            | (u128::from(crc32c::crc32c(&bytes)) << 32)
+            | u128::from(bytes.len() as u32);
+        Ok(Self { id, time, path })
+    }
+
+    /// The row for requests not recorded, of unknown number.
+    pub(super) fn row(&self) -> AuditRecord {
+        let mut row = AuditRecord::new(
+            std::time::UNIX_EPOCH,
+            row_id(self.id),
+            Action::new(ActionKind::Http, "", ""),
+        );
+        row.event_time = self.time;
+        row.outcome.error = Some(format!(
+            "gap: an unknown number of requests not recorded before a restart (audit spool full; their count in {FILE_NAME} was unreadable, kept as {DAMAGED_NAME})"
+        ));
+        row
+    }
+
+    /// Its row is spooled: the damaged file can go.
+    pub(super) fn done(&self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::error!(file = %self.path.display(), error = %e, "cannot delete the damaged gap count after recording it");
+        }
     }
 }
 
@@ -168,50 +242,81 @@ impl Windows {
 pub(super) struct GapFile {
     file: File,
     path: PathBuf,
+    /// The last write failed (logged once until one succeeds).
+    failing: bool,
 }
 
-/// What was in the file at start.
+/// What the directory held at start.
 #[derive(Debug)]
-pub(super) enum Loaded {
+pub(super) struct Loaded {
     /// Windows left by the previous process (empty if none).
-    Windows(Windows),
-    /// The file was damaged: the previous process's count is unknown.
-    Damaged,
+    pub(super) windows: Windows,
+    /// A damaged count whose row is not spooled yet.
+    pub(super) lost: Option<Lost>,
 }
 
 impl GapFile {
-    /// Opens (creating, at its full size) `<dir>/GAPS` and reads what it holds.
+    /// Opens (creating, at its full size) `<dir>/GAPS` and reads what it holds; a
+    /// file that does not decode is kept as `GAPS.damaged` (see the module docs).
     pub(super) fn open(dir: &Path) -> io::Result<(Self, Loaded)> {
         let path = dir.join(FILE_NAME);
-        let mut file = OpenOptions::new()
+        let damaged = dir.join(DAMAGED_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let windows = if bytes.is_empty() {
+            Windows::default()
+        } else if let Some(w) = Windows::decode(&bytes) {
+            w
+        } else {
+            if damaged.exists() {
+                // An older damaged count is still waiting: its row covers this one.
+                std::fs::remove_file(&path)?;
+            } else {
+                std::fs::rename(&path, &damaged)?;
+            }
+            Windows::default()
+        };
+        let lost = if damaged.exists() {
+            Some(Lost::read(damaged)?)
+        } else {
+            None
+        };
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)?;
-        let mut bytes = Vec::with_capacity(LEN);
-        file.read_to_end(&mut bytes)?;
-        let loaded = if bytes.is_empty() {
-            Loaded::Windows(Windows::default())
-        } else {
-            match Windows::decode(&bytes) {
-                Some(w) => Loaded::Windows(w),
-                None => Loaded::Damaged,
-            }
-        };
-        let me = Self { file, path };
-        if bytes.len() != LEN || matches!(loaded, Loaded::Damaged) {
+        if file.metadata()?.len() != LEN as u64 {
             // Allocate the whole file now, so that later rewrites never need space.
-            me.file.set_len(0)?;
-            me.file.write_all_at(&Windows::default().encode(), 0)?;
+            file.set_len(0)?;
+            file.write_all_at(&windows.encode(), 0)?;
         }
-        Ok((me, loaded))
+        let me = Self {
+            file,
+            path,
+            failing: false,
+        };
+        Ok((me, Loaded { windows, lost }))
     }
 
-    /// Rewrites the file; a failure is logged (the count stays in memory).
-    pub(super) fn store(&self, windows: &Windows) {
-        if let Err(e) = self.file.write_all_at(&windows.encode(), 0) {
-            tracing::error!(file = %self.path.display(), error = %e, "cannot record the count of requests not recorded; it is kept in memory only");
+    /// Rewrites the file. A failure is logged (once until a write succeeds); the
+    /// count stays in memory.
+    pub(super) fn store(&mut self, windows: &Windows) {
+        match self.file.write_all_at(&windows.encode(), 0) {
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(file = %self.path.display(), "the count of requests not recorded is written again");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot record the count of requests not recorded; it is kept in memory only until a write succeeds");
+                }
+            }
         }
     }
 }
@@ -233,8 +338,8 @@ mod tests {
     #[test]
     fn windows_round_trip_through_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (file, loaded) = GapFile::open(dir.path()).expect("open");
-        assert!(matches!(loaded, Loaded::Windows(w) if w.is_empty()));
+        let (mut file, loaded) = GapFile::open(dir.path()).expect("open");
+        assert!(loaded.windows.is_empty() && loaded.lost.is_none());
         let windows = Windows {
             writing: Some(window(7, 3)),
             open: Some(window(u128::MAX, 9)),
@@ -242,10 +347,8 @@ mod tests {
         file.store(&windows);
         drop(file);
         let (_, loaded) = GapFile::open(dir.path()).expect("reopen");
-        assert!(
-            matches!(loaded, Loaded::Windows(w) if w == windows),
-            "{loaded:?}"
-        );
+        assert_eq!(loaded.windows, windows);
+        assert!(loaded.lost.is_none());
         assert_eq!(
             std::fs::metadata(dir.path().join(FILE_NAME))
                 .expect("stat")
@@ -255,9 +358,9 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_file_is_reported_and_reset() {
+    fn a_damaged_file_is_kept_and_stands_for_an_unknown_gap_until_recorded() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (file, _) = GapFile::open(dir.path()).expect("open");
+        let (mut file, _) = GapFile::open(dir.path()).expect("open");
         file.store(&Windows {
             writing: None,
             open: Some(window(1, 2)),
@@ -267,10 +370,63 @@ mod tests {
         let mut bytes = std::fs::read(&path).expect("read");
         bytes[70] ^= 0x10;
         std::fs::write(&path, &bytes).expect("write");
+
         let (_, loaded) = GapFile::open(dir.path()).expect("reopen");
-        assert!(matches!(loaded, Loaded::Damaged));
-        let (_, loaded) = GapFile::open(dir.path()).expect("reopen");
-        assert!(matches!(loaded, Loaded::Windows(w) if w.is_empty()));
+        assert!(loaded.windows.is_empty());
+        let lost = loaded.lost.expect("an unknown gap");
+        assert_eq!(
+            std::fs::read(dir.path().join(DAMAGED_NAME)).expect("kept"),
+            bytes
+        );
+        // Not recorded yet: the next start still knows, with the same row.
+        let (_, again) = GapFile::open(dir.path()).expect("reopen");
+        let again = again.lost.expect("still unknown");
+        assert_eq!(again.id, lost.id);
+        let row = again.row();
+        assert_eq!(row.request_id, lost.row().request_id);
+        assert!(
+            row.outcome
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("gap: an unknown number of requests")),
+            "{row:?}"
+        );
+        again.done();
+        let (_, last) = GapFile::open(dir.path()).expect("reopen");
+        assert!(last.lost.is_none() && last.windows.is_empty());
+    }
+
+    #[test]
+    fn a_file_of_another_version_is_not_read_as_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Windows {
+            writing: None,
+            open: Some(window(1, 2)),
+        }
+        .encode();
+        b[8] = 2;
+        let crc = crc32c::crc32c(&b[..LEN - 4]);
+        b[LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.path().join(FILE_NAME), b).expect("write");
+        let (_, loaded) = GapFile::open(dir.path()).expect("open");
+        assert!(loaded.windows.is_empty());
+        assert!(loaded.lost.is_some(), "kept, and reported as unknown");
+        assert_eq!(
+            std::fs::read(dir.path().join(DAMAGED_NAME)).expect("kept"),
+            b
+        );
+    }
+
+    #[test]
+    fn extreme_times_do_not_decode() {
+        let mut w = window(1, 2);
+        w.first = i64::MIN;
+        let b = Windows {
+            writing: Some(w),
+            open: None,
+        }
+        .encode();
+        assert!(Windows::decode(&b).is_none());
     }
 
     #[test]

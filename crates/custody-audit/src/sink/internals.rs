@@ -111,7 +111,7 @@ impl Default for Roll {
 impl Roll {
     /// Reads sealed segment `id`, pairs its records and builds its files.
     pub fn segment(&mut self, spool: &Spool, id: u64) -> Vec<File> {
-        build_segment(spool, &mut self.pairing, id, "bench", "spool")
+        build_segment(spool, &mut self.pairing, id, ("bench", "spool"), &[])
             .expect("segment")
             .files
             .into_iter()

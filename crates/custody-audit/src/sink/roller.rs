@@ -20,6 +20,8 @@ struct Prepared {
     done: Vec<bool>,
     pairing: Pairing,
     tally: Tally,
+    /// Restored gap rows found among the segment's rows.
+    gaps_found: Vec<String>,
 }
 
 pub(super) struct Roller {
@@ -32,6 +34,9 @@ pub(super) struct Roller {
     replay_until: Option<u64>,
     /// Intents of the previous process that still need an `incomplete` completion.
     unfinished: Vec<(u64, Arc<Vec<u8>>)>,
+    /// Gap rows restored from `GAPS` that the previous process may have spooled
+    /// already: held back until the replay shows whether it did.
+    restored_gaps: Vec<String>,
     /// The newest segment whose files are all uploaded.
     processed: Option<u64>,
     prepared: Option<Prepared>,
@@ -58,9 +63,15 @@ impl Roller {
         replay_until: Option<u64>,
         roll_age: Duration,
     ) -> Self {
+        let restored_gaps = if replay_until.is_some() {
+            lock(&shared.gap).restored_ids()
+        } else {
+            Vec::new()
+        };
         Self {
             shared,
             shipper,
+            restored_gaps,
             instance: crate::writer::sanitize_instance(instance),
             spool_id: spool_id.to_owned(),
             pairing: Pairing::new(spool_id, replay_until.is_some()),
@@ -122,7 +133,7 @@ impl Roller {
             }
             let pending = self.shared.unsealed_rows.load(Ordering::Relaxed) > 0
                 || !lock(&self.shared.overflow).is_empty()
-                || !lock(&self.shared.gap).windows.is_empty()
+                || lock(&self.shared.gap).pending()
                 || !self.unfinished.is_empty()
                 || self.replay_until.is_some();
             if !pending {
@@ -146,7 +157,7 @@ impl Roller {
                 );
             }
             let unwritten = lock(&self.shared.gap).windows.count();
-            if unwritten > 0 {
+            if lock(&self.shared.gap).pending() {
                 tracing::warn!(
                     requests = unwritten,
                     "the gap row for requests not recorded could not be spooled before exit; their count is kept for the next start"
@@ -232,18 +243,40 @@ impl Roller {
         }
     }
 
-    /// Spools the gap row for requests not recorded, once there is room: the
-    /// `writing` window's, taking the open window first if none is being written
-    /// (see [`super::gaps`]).
+    /// Spools the gap rows for requests not recorded, once there is room: a
+    /// damaged count's, then the `writing` window's, taking the open window first if
+    /// none is being written (see [`super::gaps`]). Rows restored from `GAPS` wait
+    /// for the replay, which may show them spooled already.
     fn write_gap(&self) {
         let sh = &self.shared;
+        if !self.restored_gaps.is_empty() {
+            return;
+        }
         // Only once there is room: the open window keeps counting until then, so
         // a long outage makes one gap row, not one per round.
         if sh.admits(4096).is_err() {
             return;
         }
+        let lost = lock(&sh.gap).lost.clone();
+        if let Some(lost) = lost {
+            if sh
+                .spool
+                .append_nowait(ROW, &envelope::row(&lost.row()))
+                .is_err()
+            {
+                return;
+            }
+            lost.done();
+            lock(&sh.gap).lost = None;
+            sh.stats.damage_gap_rows.fetch_add(1, Ordering::Relaxed);
+            sh.note_row();
+            tracing::warn!(
+                "audit gap row written for requests not recorded before a restart, of unknown number"
+            );
+        }
         let w = {
-            let mut gap = lock(&sh.gap);
+            let mut guard = lock(&sh.gap);
+            let gap = &mut *guard;
             if gap.windows.take_for_writing() {
                 gap.file.store(&gap.windows);
             }
@@ -259,10 +292,11 @@ impl Roller {
         {
             return;
         }
-        let mut gap = lock(&sh.gap);
+        let mut guard = lock(&sh.gap);
+        let gap = &mut *guard;
         gap.windows.writing = None;
         gap.file.store(&gap.windows);
-        drop(gap);
+        drop(guard);
         sh.stats.gap_rows.fetch_add(1, Ordering::Relaxed);
         sh.note_row();
         tracing::warn!(
@@ -331,8 +365,8 @@ impl Roller {
             &self.shared.spool,
             &mut pairing,
             segment.id,
-            &self.instance,
-            &self.spool_id,
+            (&self.instance, &self.spool_id),
+            &self.restored_gaps,
         )?;
         if built.damaged > 0 {
             self.shared
@@ -350,6 +384,7 @@ impl Roller {
             files: built.files,
             pairing,
             tally: built.tally,
+            gaps_found: built.gaps_found,
         })
     }
 
@@ -393,6 +428,7 @@ impl Roller {
     }
 
     fn commit(&mut self, p: Prepared) {
+        self.restored_gaps_spooled(&p.gaps_found);
         let stats = &self.shared.stats;
         self.pairing = p.pairing;
         self.processed = Some(p.segment.id);
@@ -413,6 +449,34 @@ impl Roller {
         }
     }
 
+    /// Gap rows restored from `GAPS` that the replay found spooled already (by a
+    /// process killed before it could clear them): they are not written again.
+    fn restored_gaps_spooled(&mut self, found: &[String]) {
+        if found.is_empty() {
+            return;
+        }
+        let mut guard = lock(&self.shared.gap);
+        let gap = &mut *guard;
+        if let Some(w) = gap.windows.writing
+            && found.contains(&super::gaps::row_id(w.id))
+        {
+            gap.windows.writing = None;
+            gap.file.store(&gap.windows);
+        }
+        if let Some(lost) = &gap.lost
+            && found.contains(&super::gaps::row_id(lost.id))
+        {
+            lost.done();
+            gap.lost = None;
+        }
+        drop(guard);
+        self.restored_gaps.retain(|id| !found.contains(id));
+        tracing::info!(
+            rows = found.len(),
+            "gap rows spooled before the last restart found in the replay; not written again"
+        );
+    }
+
     /// Once the previous process's segments are replayed, its open intents get
     /// `incomplete` completions.
     fn finish_replay(&mut self) {
@@ -420,6 +484,8 @@ impl Roller {
             && self.processed.is_some_and(|p| p >= last)
         {
             self.replay_until = None;
+            // Not among the replayed rows: they are still to be written.
+            self.restored_gaps.clear();
             self.unfinished = self.pairing.end_replay();
             if !self.unfinished.is_empty() {
                 tracing::warn!(
@@ -519,16 +585,19 @@ pub(crate) struct BuiltSegment {
     pub(crate) tally: Tally,
     /// Damaged regions skipped (found after open).
     pub(crate) damaged: u64,
+    /// The `watch`ed request ids among the segment's rows.
+    pub(crate) gaps_found: Vec<String>,
 }
 
 /// Reads sealed segment `id` (streamed, blocking reads), pairs its records and
-/// builds its Parquet files: the roller's whole path from a segment to files.
+/// builds its Parquet files (named from `(instance, spool id)`): the roller's whole
+/// path from a segment to files. Notes which `watch`ed request ids it holds.
 pub(crate) fn build_segment(
     spool: &Spool,
     pairing: &mut Pairing,
     id: u64,
-    instance: &str,
-    spool_id: &str,
+    (instance, spool_id): (&str, &str),
+    watch: &[String],
 ) -> Result<BuiltSegment, String> {
     let reader = spool.read_segment(id).map_err(|e| e.to_string())?;
     // Streamed: a segment is never held in memory whole.
@@ -552,7 +621,11 @@ pub(crate) fn build_segment(
         }
     });
     let mut files = SegmentFiles::default();
+    let mut gaps_found = Vec::new();
     let tally = pairing.segment(id, records.flatten(), &mut |row| {
+        if !watch.is_empty() && watch.contains(&row.request_id) {
+            gaps_found.push(row.request_id.clone());
+        }
         files.push(row);
     });
     if let Some(e) = failure {
@@ -565,5 +638,6 @@ pub(crate) fn build_segment(
         files,
         tally,
         damaged,
+        gaps_found,
     })
 }

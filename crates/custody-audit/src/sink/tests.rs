@@ -451,3 +451,89 @@ async fn requests_not_recorded_before_a_stop_get_their_gap_row_after_the_restart
     handle.shutdown(deadline()).await;
     assert_eq!(rows(&blocker).len(), got.len());
 }
+
+/// Leaves what a process killed inside the roller's `write_gap` leaves: a spool
+/// segment not uploaded yet, and `GAPS` with `window` being written; with
+/// `spooled`, its row is in that segment already (killed after the append, before
+/// the file was cleared). Returns the sink's directory.
+async fn killed_while_writing_a_gap_row(
+    root: &Path,
+    window: super::gaps::GapWindow,
+    spooled: bool,
+) -> PathBuf {
+    let blocker = root.join("audit");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let handle = AuditHandle::spawn(config(root, 1 << 20, OnFull::Drop)).expect("spawn");
+    let sink = handle.sink();
+    exchange(&sink, "before").await;
+    if spooled {
+        sink.record(&window.row());
+    }
+    handle
+        .shutdown(Instant::now() + Duration::from_millis(200))
+        .await;
+    drop(sink);
+    let (mut file, _) = super::gaps::GapFile::open(&root.join("spool")).expect("gaps");
+    file.store(&super::gaps::Windows {
+        writing: Some(window),
+        open: None,
+    });
+    std::fs::remove_file(&blocker).expect("unblock");
+    blocker
+}
+
+fn a_window() -> super::gaps::GapWindow {
+    super::gaps::GapWindow {
+        id: 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        first: 1_790_000_000_000_000,
+        last: 1_790_000_001_000_000,
+        count: 7,
+        rejected: 0,
+    }
+}
+
+#[tokio::test]
+async fn a_gap_row_spooled_just_before_a_kill_is_not_written_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = a_window();
+    let audit = killed_while_writing_a_gap_row(dir.path(), w, true).await;
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 20, OnFull::Drop)).expect("respawn");
+    handle.sink().flush().await;
+    handle.sink().flush().await;
+    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 0);
+    handle.shutdown(deadline()).await;
+    let got = rows(&audit);
+    let id = super::gaps::row_id(w.id);
+    assert_eq!(got.iter().filter(|(r, _)| *r == id).count(), 1, "{got:?}");
+    assert_eq!(got.len(), 2, "{got:?}");
+    // And the file no longer holds it: a third start writes nothing.
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 20, OnFull::Drop)).expect("respawn");
+    handle.sink().flush().await;
+    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 0);
+    handle.shutdown(deadline()).await;
+    assert_eq!(rows(&audit).len(), 2);
+}
+
+#[tokio::test]
+async fn a_gap_row_not_yet_spooled_at_a_kill_is_written_after_the_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = a_window();
+    let audit = killed_while_writing_a_gap_row(dir.path(), w, false).await;
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 20, OnFull::Drop)).expect("respawn");
+    handle.sink().flush().await;
+    handle.sink().flush().await;
+    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 1);
+    handle.shutdown(deadline()).await;
+    let got = rows(&audit);
+    let id = super::gaps::row_id(w.id);
+    let gap: Vec<_> = got.iter().filter(|(r, _)| *r == id).collect();
+    assert_eq!(gap.len(), 1, "{got:?}");
+    assert!(
+        gap[0]
+            .1
+            .as_deref()
+            .is_some_and(|e| e.starts_with("gap: 7 requests not recorded")),
+        "{gap:?}"
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+}

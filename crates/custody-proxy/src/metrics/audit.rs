@@ -111,7 +111,7 @@ pub(crate) fn render(o: &mut Out, audit: &AuditSink) {
     );
     o.counter(
         "custody_audit_damage_gap_rows_total",
-        "Gap rows written for spool records lost to disk damage.",
+        "Gap rows written for spool records lost to disk damage, or for an unreadable count of unrecorded requests.",
         &a.damage_gap_rows,
     );
     o.counter(
