@@ -596,3 +596,50 @@ async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
         "custody shut down before the tunnel closed (grace period over)"
     );
 }
+
+/// `CONNECT` as an HTTP/2 request (prior knowledge on the Unix socket): the stream
+/// is upgraded and intercepted like an HTTP/1.1 `CONNECT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_over_http2_is_intercepted_too() {
+    let s = setup(true, "").await;
+    let mut custody = Custody::start(&s.config);
+    let custody_tests::client::Target::Unix(socket) = custody.unix() else {
+        panic!("a Unix socket")
+    };
+    let io = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("socket");
+    let mut h2 = http2_over(io).await.expect("h2c");
+    let req = http::Request::connect("api.openai.com:443")
+        .header("x-request-id", "h2-connect")
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let mut response = h2.send_request(req).await.expect("CONNECT");
+    assert_eq!(response.status(), 200);
+    let upgraded = hyper::upgrade::on(&mut response).await.expect("upgrade");
+    let io: Box<dyn custody_tests::client::Io> = Box::new(hyper_util::rt::TokioIo::new(upgraded));
+    let inner = tls(io, "api.openai.com", &exported_ca(&custody), &["http/1.1"])
+        .await
+        .expect("TLS with custody's leaf");
+    let mut h1 = http1_over(inner).await.expect("h1");
+    let mut req = post("/v1/chat/completions", "h2-inner", &chat(false));
+    req.headers_mut()
+        .insert("host", "api.openai.com".parse().expect("host"));
+    let response = h1.send_request(req).await.expect("response");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
+    drop(h1);
+    drop(h2);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    custody.stop();
+    assert_eq!(s.stub.request_ids(), ["h2-inner"]);
+    let rows = custody.rows();
+    assert_eq!(
+        rows.len(),
+        1,
+        "one row per request, none for the tunnel: {rows:#?}"
+    );
+    let r = row(&rows, "h2-inner");
+    assert_eq!(r["intercepted_host"], "api.openai.com:443");
+    assert_eq!(r["outcome"]["status"], 200);
+}
