@@ -25,9 +25,21 @@ def _binary(env_name: str, name: str) -> pathlib.Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: every socket stays bound until all are
+    chosen, so the kernel cannot hand out one port twice (two separate
+    `free_port()` calls can, and custody then refuses its config)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def serve(command: list[str]):
@@ -59,8 +71,9 @@ class Custody:
         api.openai.com and api.anthropic.com (forward-proxy mode)."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
         self.socket = str(self.dir / "custody.sock")
-        self.tcp = f"127.0.0.1:{free_port()}"
-        self.admin = f"127.0.0.1:{free_port()}"
+        tcp_port, admin_port = free_ports(2)
+        self.tcp = f"127.0.0.1:{tcp_port}"
+        self.admin = f"127.0.0.1:{admin_port}"
         self.audit_dir = self.dir / "audit"
         config = self.dir / "custody.yaml"
         config.write_text(

@@ -29,10 +29,17 @@ pub fn custody_bin() -> PathBuf {
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free loopback ports: every listener is held until all are
+/// chosen, so the kernel cannot hand out the same port twice (two separate
+/// [`free_port`] calls can, and custody then refuses its config).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("bound").port())
 }
 
 /// A running custody process with its own directory, Unix socket, TCP port, admin
@@ -67,8 +74,7 @@ impl Custody {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("custody.sock");
         let audit_dir = dir.path().join("audit");
-        let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let [tcp, admin] = free_ports::<2>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         let extra = extra
             .replace("{audit_dir}", &audit_dir.display().to_string())
             .replace("{dir}", &dir.path().display().to_string());

@@ -20,7 +20,7 @@
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::Parser;
-use custody_tests::harness::{admin_get, free_port};
+use custody_tests::harness::{admin_get, free_ports};
 use custody_tests::idp::Idp;
 use custody_tests::stub::Stub;
 use http_body_util::{BodyExt, Full};
@@ -141,8 +141,7 @@ fn start_custody(
     stub: &Stub,
     extra: &str,
 ) -> anyhow::Result<CustodyProc> {
-    let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let [tcp, admin] = free_ports::<2>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
     let config = dir.join("custody.yaml");
     let mut yaml = format!(
         "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai, hosts: [api.openai.com]}}\n",
