@@ -51,13 +51,42 @@ async fn intercepted(
     host: &str,
     alpn: &[&str],
 ) -> tokio_rustls::client::TlsStream<Box<dyn custody_tests::client::Io>> {
-    let (status, head, io) = connect(target, &format!("{host}:443"), "")
+    intercepted_with(custody, target, host, "", alpn).await
+}
+
+/// [`intercepted`] with `extra` header lines on the `CONNECT`.
+async fn intercepted_with(
+    custody: &Custody,
+    target: &Target,
+    host: &str,
+    extra: &str,
+    alpn: &[&str],
+) -> tokio_rustls::client::TlsStream<Box<dyn custody_tests::client::Io>> {
+    let (status, head, io) = connect(target, &format!("{host}:443"), extra)
         .await
         .expect("connect");
     assert_eq!(status, 200, "{head}");
     tls(io, host, &exported_ca(custody), alpn)
         .await
         .expect("TLS with custody's leaf")
+}
+
+/// `CONNECT authority` (with `extra` header lines) to a host no route claims, over
+/// TCP, then TLS with that server itself (trusting `server_ca`): a blind tunnel.
+async fn tunnel(
+    custody: &Custody,
+    authority: &str,
+    extra: &str,
+    server_ca: &str,
+) -> tokio_rustls::client::TlsStream<Box<dyn custody_tests::client::Io>> {
+    let (status, head, io) = connect(&custody.tcp(), authority, extra)
+        .await
+        .expect("connect");
+    assert_eq!(status, 200, "{head}");
+    // The other server's own certificate, end to end: custody does not intercept.
+    tls(io, "localhost", server_ca, &["http/1.1"])
+        .await
+        .expect("TLS with the real server")
 }
 
 fn post(uri: &str, id: &str, body: &Value) -> http::Request<Full<Bytes>> {
@@ -260,14 +289,7 @@ async fn other_hosts_are_tunnelled_and_recorded() {
     let (other, other_ca) = Stub::start_tls().await;
     let mut custody = Custody::start(&s.config);
     let authority = format!("127.0.0.1:{}", other.addr.port());
-    let (status, head, io) = connect(&custody.tcp(), &authority, "x-request-id: tun-1\r\n")
-        .await
-        .expect("connect");
-    assert_eq!(status, 200, "{head}");
-    // The other server's own certificate, end to end: custody does not intercept.
-    let tls = tls(io, "localhost", &other_ca, &["http/1.1"])
-        .await
-        .expect("TLS with the real server");
+    let tls = tunnel(&custody, &authority, "x-request-id: tun-1\r\n", &other_ca).await;
     let mut h1 = http1_over(tls).await.expect("h1");
     let response = h1
         .send_request(
@@ -467,28 +489,25 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
     // A tunnel to a host no route claims.
     let (other, other_ca) = Stub::start_tls().await;
     let authority = format!("127.0.0.1:{}", other.addr.port());
-    let (status, head, io) = connect(
-        &custody.tcp(),
+    let open = tunnel(
+        &custody,
         &authority,
         &format!("x-request-id: tun-auth\r\n{auth}"),
+        &other_ca,
     )
-    .await
-    .expect("connect");
-    assert_eq!(status, 200, "{head}");
-    let tunnel = tls(io, "localhost", &other_ca, &["http/1.1"])
-        .await
-        .expect("TLS with the real server");
-    drop(tunnel);
+    .await;
+    drop(open);
 
     // An intercepted connection: the request inside has no token of its own. The
     // echo route shows what the upstream received.
-    let (status, head, io) = connect(&custody.tcp(), "tools.internal:443", &auth)
-        .await
-        .expect("connect");
-    assert_eq!(status, 200, "{head}");
-    let inner = tls(io, "tools.internal", &exported_ca(&custody), &["http/1.1"])
-        .await
-        .expect("TLS with custody's leaf");
+    let inner = intercepted_with(
+        &custody,
+        &custody.tcp(),
+        "tools.internal",
+        &auth,
+        &["http/1.1"],
+    )
+    .await;
     let mut h1 = http1_over(inner).await.expect("h1");
     let response = h1
         .send_request(
@@ -520,13 +539,7 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
 
     // A connection without Proxy-Authorization, and a request without a token:
     // refused, so the 200 above came from the CONNECT's token.
-    let (status, _, io) = connect(&custody.tcp(), "api.openai.com:443", "")
-        .await
-        .expect("connect");
-    assert_eq!(status, 200);
-    let inner = tls(io, "api.openai.com", &exported_ca(&custody), &["http/1.1"])
-        .await
-        .expect("TLS with custody's leaf");
+    let inner = intercepted(&custody, &custody.tcp(), "api.openai.com", &["http/1.1"]).await;
     let mut h1 = http1_over(inner).await.expect("h1");
     let mut req = post("/v1/chat/completions", "int-anon", &chat(false));
     req.headers_mut()
@@ -559,13 +572,13 @@ async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
     let config = format!("{}shutdown:\n  grace_period: 1s\n", s.config);
     let mut custody = Custody::start(&config);
     let authority = format!("127.0.0.1:{}", other.addr.port());
-    let (status, head, io) = connect(&custody.tcp(), &authority, "x-request-id: tun-open\r\n")
-        .await
-        .expect("connect");
-    assert_eq!(status, 200, "{head}");
-    let tunnel = tls(io, "localhost", &other_ca, &["http/1.1"])
-        .await
-        .expect("TLS with the real server");
+    let open = tunnel(
+        &custody,
+        &authority,
+        "x-request-id: tun-open\r\n",
+        &other_ca,
+    )
+    .await;
     let started = std::time::Instant::now();
     custody.stop();
     let took = started.elapsed();
@@ -577,7 +590,7 @@ async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
         took < std::time::Duration::from_secs(6),
         "cut at the end of the grace period ({took:?})"
     );
-    drop(tunnel);
+    drop(open);
     let rows = custody.rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let t = row(&rows, "tun-open");

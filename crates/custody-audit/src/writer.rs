@@ -121,13 +121,14 @@ fn dictionary_leaves() -> Vec<ColumnPath> {
         .columns()
         .iter()
         .map(|c| c.path().clone())
-        .filter(|path| {
-            let parts = path.parts();
-            DICTIONARY_COLUMNS.iter().any(|prefix| {
-                parts.len() >= prefix.len() && parts.iter().zip(*prefix).all(|(a, b)| a == b)
-            })
-        })
+        .filter(|path| DICTIONARY_COLUMNS.iter().any(|prefix| under(path, prefix)))
         .collect()
+}
+
+/// Whether leaf column `path` lies under `prefix` (or is it).
+fn under(path: &ColumnPath, prefix: &[&str]) -> bool {
+    let parts = path.parts();
+    parts.len() >= prefix.len() && parts.iter().zip(prefix).all(|(a, b)| a == b)
 }
 
 /// Names files `<instance>-<boot>-<seq>.parquet`: unique per process (the boot id is a
@@ -375,18 +376,13 @@ mod tests {
         );
         for prefix in DICTIONARY_COLUMNS {
             assert!(
-                rg.columns().iter().any(|c| c
-                    .column_path()
-                    .parts()
-                    .starts_with(&prefix.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
+                rg.columns().iter().any(|c| under(c.column_path(), prefix)),
                 "{prefix:?} names no column"
             );
         }
         for c in rg.columns() {
             let path = c.column_path().parts().to_vec();
-            let listed = DICTIONARY_COLUMNS
-                .iter()
-                .any(|p| path.len() >= p.len() && path.iter().zip(*p).all(|(a, b)| a == b));
+            let listed = DICTIONARY_COLUMNS.iter().any(|p| under(c.column_path(), p));
             assert_eq!(
                 listed,
                 dictionary_leaves().contains(c.column_path()),

@@ -156,8 +156,11 @@ impl Roller {
                     "audit spool never had room for these rows; lost"
                 );
             }
-            let unwritten = lock(&self.shared.gap).windows.count();
-            if lock(&self.shared.gap).pending() {
+            let (pending, unwritten) = {
+                let gap = lock(&self.shared.gap);
+                (gap.pending(), gap.windows.count())
+            };
+            if pending {
                 tracing::warn!(
                     requests = unwritten,
                     "the gap row for requests not recorded could not be spooled before exit; their count is kept for the next start"

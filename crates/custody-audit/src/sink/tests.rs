@@ -254,13 +254,9 @@ async fn a_full_spool_refuses_new_requests_and_writes_a_gap_row_when_space_retur
     assert_eq!(got.len(), admitted + 1);
 }
 
-#[tokio::test]
-async fn drop_mode_forwards_unrecorded_and_counts_exactly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let blocker = dir.path().join("audit");
-    std::fs::write(&blocker, b"not a directory").expect("write");
-    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
-    let sink = handle.sink();
+/// 400 exchanges in `drop` mode (the spool fills up): returns how many went
+/// unrecorded.
+fn exchanges_dropping(sink: &AuditSink) -> u64 {
     let mut dropped = 0u64;
     for i in 0..400 {
         let r = row(&format!("r{i}"));
@@ -270,6 +266,17 @@ async fn drop_mode_forwards_unrecorded_and_counts_exactly() {
             other => panic!("{other:?}"),
         }
     }
+    dropped
+}
+
+#[tokio::test]
+async fn drop_mode_forwards_unrecorded_and_counts_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("audit");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
+    let sink = handle.sink();
+    let dropped = exchanges_dropping(&sink);
     assert!(dropped > 0);
     assert_eq!(sink.stats().rows_dropped.load(Ordering::Relaxed), dropped);
     std::fs::remove_file(&blocker).expect("unblock");
@@ -402,15 +409,7 @@ async fn requests_not_recorded_before_a_stop_get_their_gap_row_after_the_restart
     std::fs::write(&blocker, b"not a directory").expect("write");
     let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
     let sink = handle.sink();
-    let mut dropped = 0u64;
-    for i in 0..400 {
-        let r = row(&format!("r{i}"));
-        match sink.intent(&r) {
-            Admission::Spooled(key) => sink.complete(key, &r),
-            Admission::Unrecorded(_) => dropped += 1,
-            other => panic!("{other:?}"),
-        }
-    }
+    let dropped = exchanges_dropping(&sink);
     assert!(dropped > 0);
     // Stops with the spool still full and the sink still blocked: the gap row
     // cannot be spooled, so only the GAPS file knows the count.
