@@ -136,6 +136,13 @@ impl Pipeline {
         self.connect_timeout
     }
 
+    /// Whether `route` enforces something: a policy is configured, or content safety
+    /// redacts or blocks on it. On such a route, what custody cannot read it cannot
+    /// let pass (see docs/security.md).
+    pub(crate) fn enforcing(&self, route: &Route) -> bool {
+        self.policy.is_configured() || self.safety.enforcing_on_route(&route.name)
+    }
+
     /// The principal of a valid bearer token (forward-proxy `Proxy-Authorization`),
     /// or the default (anonymous) principal; never fails, never logs the token.
     pub(crate) async fn proxy_principal(&self, token: Option<&str>) -> custody_core::Principal {

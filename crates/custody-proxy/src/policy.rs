@@ -67,6 +67,11 @@ impl PolicyStage {
         Ok(stage)
     }
 
+    /// Whether a policy file is configured (every call is then decided by it).
+    pub(crate) fn is_configured(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// The version in force, if a policy is configured.
     pub(crate) fn version(&self) -> Option<String> {
         self.current

@@ -107,6 +107,11 @@ impl Safety {
         }
     }
 
+    /// Whether content safety redacts or blocks something on `route` (for any call).
+    pub(crate) fn enforcing_on_route(&self, route: &str) -> bool {
+        self.policy.enforcing_on_route(route)
+    }
+
     /// Whether the response to this call is held and redacted (non-streamed only).
     pub(crate) fn redacts_responses(&self, record: &AuditRecord) -> bool {
         self.policy.redacts_responses(

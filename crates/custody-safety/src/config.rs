@@ -274,6 +274,17 @@ impl SafetyPolicy {
             })
     }
 
+    /// Whether some kind is redacted or blocked on this route for some call on it
+    /// (the route's own rules, or any tool's): what custody cannot read on such a
+    /// route it cannot let pass, since it cannot tell which rules would apply.
+    pub fn enforcing_on_route(&self, route: &str) -> bool {
+        self.enforcing(Some(route), None)
+            || self
+                .tools
+                .keys()
+                .any(|tool| self.enforcing(Some(route), Some(tool)))
+    }
+
     /// Whether non-streamed responses on this route / tool are redacted.
     pub fn redacts_responses(&self, route: Option<&str>, tool: Option<&str>) -> bool {
         let tool = tool
