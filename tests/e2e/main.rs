@@ -5,6 +5,7 @@ mod durability;
 mod errors;
 mod identity;
 mod inspect;
+mod integrity;
 mod intercept;
 mod lifecycle;
 mod metrics;

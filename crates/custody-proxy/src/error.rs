@@ -1,5 +1,6 @@
 //! Errors on the request path, and the one place they become HTTP responses.
 
+use crate::integrity::Reason;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -82,6 +83,15 @@ pub enum ProxyError {
     /// A `CONNECT` while forward-proxy mode is off.
     #[error("CONNECT needs forward-proxy mode: add an intercept section to custody's config")]
     ForwardProxyOff,
+    /// custody could not read the request unambiguously ([`crate::integrity`]).
+    #[error("refused: {}", .refusal.message)]
+    Integrity {
+        /// Why.
+        refusal: crate::integrity::Refusal,
+        /// On MCP routes: the JSON-RPC requests to answer (batch refusals and
+        /// header/body mismatches are answered as JSON-RPC errors).
+        jsonrpc: Option<JsonRpcCall>,
+    },
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -107,6 +117,17 @@ pub struct JsonRpcCall {
 pub const JSONRPC_POLICY_DENIED: i64 = -32001;
 /// The JSON-RPC error code of a content-safety block.
 pub const JSONRPC_CONTENT_BLOCKED: i64 = -32002;
+/// The JSON-RPC error code MCP servers answer a header/body mismatch with.
+pub const JSONRPC_HEADER_MISMATCH: i64 = -32020;
+
+impl From<crate::integrity::Refusal> for ProxyError {
+    fn from(refusal: crate::integrity::Refusal) -> Self {
+        ProxyError::Integrity {
+            refusal,
+            jsonrpc: None,
+        }
+    }
+}
 
 impl ProxyError {
     /// The HTTP status for this error.
@@ -140,6 +161,11 @@ impl ProxyError {
                 StatusCode::FORBIDDEN
             }
             ProxyError::ForwardProxyOff => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Integrity {
+                refusal,
+                jsonrpc: Some(call),
+            } if refusal.reason == Reason::BatchRefused && !call.ids.is_empty() => StatusCode::OK,
+            ProxyError::Integrity { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -166,6 +192,7 @@ impl ProxyError {
             ProxyError::HostNotIntercepted { .. } => "host_not_intercepted",
             ProxyError::TunnelDenied { .. } => "tunnel_denied",
             ProxyError::ForwardProxyOff => "forward_proxy_disabled",
+            ProxyError::Integrity { refusal, .. } => refusal.reason.error_type(),
         }
     }
 
@@ -177,6 +204,9 @@ impl ProxyError {
             ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
             ProxyError::SafetyUnscannable(_) => Some("safety:unscannable".to_owned()),
             ProxyError::TunnelDenied { .. } => Some("intercept.others:deny".to_owned()),
+            ProxyError::Integrity { refusal, .. } => {
+                Some(format!("integrity:{}", refusal.reason.as_str()))
+            }
             _ => None,
         }
     }
@@ -193,6 +223,17 @@ impl ProxyError {
                 jsonrpc: Some(call),
                 ..
             } => Some((call, JSONRPC_CONTENT_BLOCKED)),
+            ProxyError::Integrity {
+                refusal,
+                jsonrpc: Some(call),
+            } => Some((
+                call,
+                if refusal.reason == Reason::McpHeaderMismatch {
+                    JSONRPC_HEADER_MISMATCH
+                } else {
+                    JSONRPC_POLICY_DENIED
+                },
+            )),
             _ => None,
         };
         if let (Some((call, code)), Some(rule)) = (jsonrpc, self.denial_rule())
@@ -204,7 +245,7 @@ impl ProxyError {
                 rule: &rule,
                 message: &self.to_string(),
             };
-            return jsonrpc_denial(call, &denial, request_id);
+            return jsonrpc_denial(self.status(), call, &denial, request_id);
         }
         let mut response = json_error(
             self.status(),
@@ -287,8 +328,10 @@ struct Denial<'a> {
     message: &'a str,
 }
 
-/// JSON-RPC error responses (HTTP 200) to each request of a denied MCP call.
+/// JSON-RPC error responses to each request of a denied MCP call (HTTP 200, or 400
+/// for a malformed request).
 fn jsonrpc_denial(
+    status: StatusCode,
     call: &JsonRpcCall,
     denial: &Denial<'_>,
     request_id: &str,
@@ -309,7 +352,7 @@ fn jsonrpc_denial(
     } else {
         call.ids.first().map(reply).unwrap_or_default()
     };
-    json_response(StatusCode::OK, body.to_string().into_bytes(), request_id)
+    json_response(status, body.to_string().into_bytes(), request_id)
 }
 
 /// An error and its sources, `outer: inner: innermost`.

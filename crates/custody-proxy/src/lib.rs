@@ -26,6 +26,7 @@ mod error;
 mod headers;
 mod identity;
 mod inspect;
+mod integrity;
 mod intercept;
 mod listener;
 mod metrics;
@@ -38,5 +39,9 @@ mod session;
 mod upstream;
 
 pub use config::{Config, ConfigError};
-pub use error::{JSONRPC_CONTENT_BLOCKED, JSONRPC_POLICY_DENIED, JsonRpcCall, ProxyError};
+pub use error::{
+    JSONRPC_CONTENT_BLOCKED, JSONRPC_HEADER_MISMATCH, JSONRPC_POLICY_DENIED, JsonRpcCall,
+    ProxyError,
+};
+pub use integrity::{Reason as IntegrityReason, Refusal as IntegrityRefusal};
 pub use server::{Running, ShutdownReport, StartError, start};

@@ -58,6 +58,8 @@ pub(crate) struct Metrics {
     kind_labels: Vec<String>,
     /// `[kind][direction]`.
     findings: Box<[AtomicU64]>,
+    /// Requests refused because custody could not read them unambiguously.
+    integrity: crate::integrity::Counters,
 }
 
 fn zeros(n: usize) -> Box<[AtomicU64]> {
@@ -90,6 +92,7 @@ impl Metrics {
                 .collect(),
             added_latency: Histogram::new(ADDED_LATENCY_BUCKETS),
             findings: zeros(kinds.len() * DIRECTIONS.len()),
+            integrity: crate::integrity::Counters::default(),
             routes,
             route_labels,
             kinds,
@@ -122,6 +125,9 @@ impl Metrics {
         }
         if let Some(h) = self.durations.get(route) {
             h.observe(elapsed);
+        }
+        if decision == 1 {
+            self.integrity.count_rule(record.policy.rule.as_deref());
         }
         for r in record.content_safety.redactions.iter().flatten() {
             let kind = self
@@ -184,6 +190,18 @@ impl Metrics {
             "Custody's own time on forwarded requests: arrival to upstream dispatch, plus upstream response headers to their release to the client.",
         );
         o.histogram("custody_added_latency_seconds", "", &self.added_latency);
+        o.family(
+            "custody_integrity_refusals_total",
+            "counter",
+            "Requests refused because custody could not read them unambiguously (policy.rule integrity:<reason>), by reason.",
+        );
+        for (reason, n) in self.integrity.snapshot() {
+            o.sample(
+                "custody_integrity_refusals_total",
+                &format!("{{reason=\"{reason}\"}}"),
+                n,
+            );
+        }
         o.family(
             "custody_pii_findings_total",
             "counter",
