@@ -20,8 +20,9 @@
 //! - **Limits.** Every layer's output is capped while it is produced, never after:
 //!   the decoder writes into a buffer that refuses to grow past the cap, so a bomb
 //!   costs at most the cap in output memory (plus the format's own window: 32 KiB
-//!   for gzip and deflate, at most the cap for zstd — larger windows are malformed —
-//!   and at most 16 MiB for br). The cap is `limits.max_request_body`
+//!   for gzip and deflate, at most 8 MiB for zstd — RFC 9659's limit for the
+//!   content coding; a frame asking for more is malformed — and at most 16 MiB for
+//!   br). The cap is `limits.max_request_body`
 //!   ([`Refusal::TooLarge`]) or, when smaller, `limits.max_decompression_ratio`
 //!   times the bytes received ([`Refusal::Ratio`]) — though never less than
 //!   [`RATIO_FLOOR`], so small bodies are not refused for compressing well. Both
@@ -347,13 +348,10 @@ impl Decoder {
             };
             (self.max_body, e)
         };
-        let caps = codecs::Caps {
-            output: usize::try_from(cap).unwrap_or(usize::MAX),
-            window: usize::try_from(self.max_body).unwrap_or(usize::MAX),
-        };
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         let mut current = body.clone();
         for coding in codings.iter().rev() {
-            current = match codecs::decode(*coding, &current, caps) {
+            current = match codecs::decode(*coding, &current, cap) {
                 Ok(out) => Bytes::from(out),
                 Err(codecs::Failure::Exceeded) => return Some((label, Err(exceeded))),
                 Err(codecs::Failure::Invalid(cause)) => {

@@ -350,7 +350,9 @@ impl Pipeline {
     ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let body = self.read_body(exchange, &parts.headers, body).await?;
-        let decoded = (self.decoder).request(&mut parts.headers, body, self.enforcing(route))?;
+        let decoded = self
+            .decoder
+            .request(&mut parts.headers, body, self.enforcing(route))?;
         let (inspected, body) =
             self.inspection
                 .request(exchange.record(), route, rest, &parts, decoded.body.clone());

@@ -8,10 +8,8 @@ use std::io::Read;
 
 /// Size of the scratch buffer each decoder writes into.
 const CHUNK: usize = 16 * 1024;
-/// zstd's own default limit on a frame's window (128 MiB).
-const ZSTD_MAX_WINDOW_LOG: u32 = 27;
-/// zstd's smallest window.
-const ZSTD_MIN_WINDOW_LOG: u32 = 10;
+/// The largest zstd window the `zstd` content coding allows (RFC 9659 §3: 8 MiB).
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// Why a layer could not be decoded.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,21 +20,13 @@ pub(crate) enum Failure {
     Invalid(String),
 }
 
-/// What a layer may use: `output` bytes of decoded data, and (zstd) a window of at
-/// most `window` bytes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Caps {
-    pub(crate) output: usize,
-    pub(crate) window: usize,
-}
-
-/// Decodes one layer.
-pub(crate) fn decode(coding: Coding, input: &[u8], caps: Caps) -> Result<Vec<u8>, Failure> {
+/// Decodes one layer into at most `cap` bytes.
+pub(crate) fn decode(coding: Coding, input: &[u8], cap: usize) -> Result<Vec<u8>, Failure> {
     match coding {
-        Coding::Gzip => gzip(input, caps.output),
-        Coding::Deflate => zlib(input, caps.output),
-        Coding::Br => brotli(input, caps.output),
-        Coding::Zstd => zstd(input, caps),
+        Coding::Gzip => gzip(input, cap),
+        Coding::Deflate => zlib(input, cap),
+        Coding::Br => brotli(input, cap),
+        Coding::Zstd => zstd(input, cap),
     }
 }
 
@@ -182,22 +172,15 @@ fn brotli(input: &[u8], cap: usize) -> Result<Vec<u8>, Failure> {
     }
 }
 
-/// Zstandard (RFC 8878), every frame (skippable frames skipped); a frame whose
-/// window is larger than `caps.window` is refused rather than allocated.
-fn zstd(input: &[u8], caps: Caps) -> Result<Vec<u8>, Failure> {
+/// Zstandard (RFC 8878), every frame (skippable frames skipped). A frame that
+/// needs a window larger than the content coding allows (8 MiB, RFC 9659) is
+/// refused rather than allocated.
+fn zstd(input: &[u8], cap: usize) -> Result<Vec<u8>, Failure> {
     let invalid = |e: std::io::Error| Failure::Invalid(e.to_string());
     let mut decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(invalid)?;
     decoder
-        .window_log_max(window_log(caps.window))
+        .window_log_max(ZSTD_WINDOW_LOG_MAX)
         .map_err(invalid)?;
-    let out = read_capped(&mut decoder, caps.output)?;
+    let out = read_capped(&mut decoder, cap)?;
     Ok(out.into_inner())
-}
-
-/// The largest zstd window log whose window fits in `bytes`, within zstd's bounds.
-fn window_log(bytes: usize) -> u32 {
-    bytes
-        .checked_ilog2()
-        .unwrap_or(0)
-        .clamp(ZSTD_MIN_WINDOW_LOG, ZSTD_MAX_WINDOW_LOG)
 }
