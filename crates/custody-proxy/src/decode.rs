@@ -19,14 +19,13 @@
 //!   ones are never forwarded.
 //! - **Limits.** Every layer's output is capped while it is produced, never after:
 //!   the decoder writes into a buffer that refuses to grow past the cap, so a bomb
-//!   costs at most the cap in output memory (plus the format's own window: 32 KiB
-//!   for gzip and deflate, at most 8 MiB for zstd — RFC 9659's limit for the
-//!   content coding; a frame asking for more is malformed — and at most 16 MiB for
-//!   br). The cap is `limits.max_request_body`
-//!   ([`Refusal::TooLarge`]) or, when smaller, `limits.max_decompression_ratio`
-//!   times the bytes received ([`Refusal::Ratio`]) — though never less than
-//!   [`RATIO_FLOOR`], so small bodies are not refused for compressing well. Both
-//!   are refused on every route.
+//!   costs at most the cap in output memory, plus the format's own window (32 KiB
+//!   for gzip and deflate; at most 8 MiB for zstd, RFC 9659's limit for the content
+//!   coding, a frame asking for more being malformed; at most 16 MiB for br). The
+//!   cap is `limits.max_request_body` ([`Refusal::TooLarge`]) or, when smaller,
+//!   `limits.max_decompression_ratio` times the bytes received
+//!   ([`Refusal::Ratio`]) — though never less than [`RATIO_FLOOR`], so small bodies
+//!   are not refused for compressing well. Both are refused on every route.
 //! - **Undecodable.** An unknown coding ([`Refusal::Unsupported`]) or data that is
 //!   not what its coding says ([`Refusal::Malformed`]: corrupt, truncated, trailing
 //!   bytes, a bad checksum) is refused on an enforcing route (a policy, or content

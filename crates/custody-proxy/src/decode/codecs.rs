@@ -130,7 +130,9 @@ fn zlib(input: &[u8], cap: usize) -> Result<Vec<u8>, Failure> {
 /// streams are not accepted; a standard window is at most 16 MiB.
 fn brotli(input: &[u8], cap: usize) -> Result<Vec<u8>, Failure> {
     use brotli_decompressor::{BrotliDecompressStream, BrotliResult, BrotliState, StandardAlloc};
-    let mut state = BrotliState::new(
+    // `new_strict`: RFC 7932's windows only; `new` would accept large-window
+    // streams, whose window may be up to 1 GiB.
+    let mut state = BrotliState::new_strict(
         StandardAlloc::default(),
         StandardAlloc::default(),
         StandardAlloc::default(),

@@ -305,6 +305,19 @@ fn a_zstd_window_larger_than_the_coding_allows_is_not_allocated() {
 }
 
 #[test]
+fn a_large_window_brotli_stream_is_malformed() {
+    let params = brotli::enc::BrotliEncoderParams {
+        large_window: true,
+        lgwin: 26,
+        ..Default::default()
+    };
+    let mut body = Vec::new();
+    brotli::BrotliCompress(&mut &JSON[..], &mut body, &params).expect("br");
+    let (_, got) = run(&["br"], body);
+    assert!(matches!(got, Err(Refusal::Malformed { .. })), "{got:?}");
+}
+
+#[test]
 fn unknown_codings_are_refused_when_enforcing_and_noted_otherwise() {
     let (d, metrics) = decoder(8 << 20, 100);
     let mut h = headers(&["compress"]);
