@@ -2,6 +2,7 @@
 //! upstream, and the Parquet files it writes.
 
 mod durability;
+mod encoding;
 mod errors;
 mod identity;
 mod inspect;

@@ -246,6 +246,10 @@ pub struct LimitsConfig {
     /// Largest response held for redaction (`safety.responses: redact`); a larger
     /// one is refused with 502 rather than passed on unredacted.
     pub max_redacted_response: u64,
+    /// Largest ratio of a request body's decoded size to the bytes received
+    /// (`Content-Encoding`); a body that decodes to at most 64 KiB is never refused
+    /// for its ratio.
+    pub max_decompression_ratio: u64,
 }
 
 /// `shutdown`.

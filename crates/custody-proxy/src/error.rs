@@ -23,6 +23,10 @@ pub enum ProxyError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The request's `Content-Encoding` could not be undone within the limits, or
+    /// (on an enforcing route) at all.
+    #[error(transparent)]
+    Encoding(#[from] crate::decode::Refusal),
     /// The route requires a valid user token and the request has none.
     #[error("identity: {reason}: {0}", reason = .0.reason())]
     Unauthenticated(custody_identity::Rejection),
@@ -135,6 +139,7 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Encoding(r) => r.status(),
             // Not the caller's fault: the IdP's keys cannot be had.
             ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -174,6 +179,7 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => "route_not_found",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::Encoding(r) => r.error_type(),
             ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
                 "identity_unavailable"
             }
@@ -207,6 +213,7 @@ impl ProxyError {
             ProxyError::Integrity { refusal, .. } => {
                 Some(format!("integrity:{}", refusal.reason.as_str()))
             }
+            ProxyError::Encoding(r) => Some(r.rule().to_owned()),
             _ => None,
         }
     }
@@ -253,7 +260,13 @@ impl ProxyError {
             &self.to_string(),
             request_id,
         );
-        if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable)
+        if let ProxyError::Encoding(crate::decode::Refusal::Unsupported { .. }) = self {
+            // RFC 9110 §15.5.16: a 415 for a content coding lists the accepted ones.
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static(crate::decode::ACCEPTED),
+            );
+        } else if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable)
         | ProxyError::AuditUnavailable(_) = self
         {
             response

@@ -18,7 +18,7 @@
 //!
 //! Every refusal has its own `error.type` and the `policy.rule`
 //! `integrity:<reason>` ([`Reason`]), is answered as JSON by `error.rs` and is
-//! counted in `custody_integrity_refusals_total{reason}`.
+//! counted in `custody_integrity_refusals_total{reason}` ([`COUNTED`]).
 
 pub(crate) mod credentials;
 pub(crate) mod path;
@@ -83,10 +83,6 @@ impl Reason {
     pub fn from_name(name: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == name)
     }
-
-    fn index(self) -> usize {
-        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
-    }
 }
 
 /// A refusal: the reason and what a person needs to fix the request (never a
@@ -108,29 +104,44 @@ impl Refusal {
     }
 }
 
-/// `custody_integrity_refusals_total{reason}`: one counter per [`Reason`].
+/// Every `integrity:<reason>` a row can record, in the order exported:
+/// this module's [`Reason`]s, then the refusals of compressed bodies
+/// (`crate::decode`) and of forward-proxy tunnels (`crate::intercept`).
+pub(crate) const COUNTED: [&str; 11] = [
+    "path",
+    "repeated_query",
+    "duplicate_credentials",
+    "unreadable_body",
+    "batch_refused",
+    "mcp_header_mismatch",
+    "decoded_body_too_large",
+    "decompression_ratio",
+    "content_encoding",
+    "tunnel_not_allowed",
+    "tunnel_target",
+];
+
+/// `custody_integrity_refusals_total{reason}`: one counter per [`COUNTED`] reason.
 #[derive(Debug, Default)]
-pub(crate) struct Counters([std::sync::atomic::AtomicU64; 6]);
+pub(crate) struct Counters([std::sync::atomic::AtomicU64; COUNTED.len()]);
 
 impl Counters {
     /// Counts the refusal a row records (`policy.rule` `integrity:<reason>`).
     pub(crate) fn count_rule(&self, rule: Option<&str>) {
-        if let Some(reason) = rule
+        if let Some(i) = rule
             .and_then(|r| r.strip_prefix("integrity:"))
-            .and_then(Reason::from_name)
+            .and_then(|name| COUNTED.iter().position(|c| *c == name))
         {
-            self.0[reason.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// `(reason, count)` for every reason.
     pub(crate) fn snapshot(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        Reason::ALL.iter().map(|r| {
-            (
-                r.as_str(),
-                self.0[r.index()].load(std::sync::atomic::Ordering::Relaxed),
-            )
-        })
+        COUNTED
+            .iter()
+            .zip(&self.0)
+            .map(|(name, n)| (*name, n.load(std::sync::atomic::Ordering::Relaxed)))
     }
 }
 

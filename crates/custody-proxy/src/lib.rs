@@ -22,6 +22,7 @@ mod admin;
 mod body;
 pub mod config;
 mod credentials;
+mod decode;
 mod error;
 mod headers;
 mod identity;
@@ -39,6 +40,7 @@ mod session;
 mod upstream;
 
 pub use config::{Config, ConfigError};
+pub use decode::Refusal as EncodingRefusal;
 pub use error::{
     JSONRPC_CONTENT_BLOCKED, JSONRPC_HEADER_MISMATCH, JSONRPC_POLICY_DENIED, JsonRpcCall,
     ProxyError,

@@ -4,7 +4,8 @@
 //! Request-path cost: [`Metrics`] is built once at startup from the config. Its
 //! label sets are bounded and known then — the configured routes plus `""` for
 //! requests no route served, three decisions, six status classes, the built-in and
-//! configured detector kinds plus `other` — so each family is a flat array of
+//! configured detector kinds plus `other`, six content-coding labels and five
+//! decoding results — so each family is a flat array of
 //! `AtomicU64` indexed by position, and histograms have fixed atomic buckets
 //! ([`histogram`]). Recording a request is a handful of relaxed `fetch_add`s: no
 //! lock, no allocation, no map lookup. Label strings are escaped once, at startup;
@@ -21,6 +22,7 @@ mod histogram;
 
 use crate::admin::Health;
 use crate::config::Config;
+use crate::decode::{Label, Outcome};
 use custody_audit::AuditRecord;
 use expo::{Out, escape};
 use histogram::{ADDED_LATENCY_BUCKETS, Histogram, REQUEST_DURATION_BUCKETS};
@@ -60,6 +62,8 @@ pub(crate) struct Metrics {
     findings: Box<[AtomicU64]>,
     /// Requests refused because custody could not read them unambiguously.
     integrity: crate::integrity::Counters,
+    /// Request bodies with a `Content-Encoding`: `[encoding][result]`.
+    decodings: Box<[AtomicU64]>,
 }
 
 fn zeros(n: usize) -> Box<[AtomicU64]> {
@@ -93,6 +97,7 @@ impl Metrics {
             added_latency: Histogram::new(ADDED_LATENCY_BUCKETS),
             findings: zeros(kinds.len() * DIRECTIONS.len()),
             integrity: crate::integrity::Counters::default(),
+            decodings: zeros(Label::ALL.len() * Outcome::ALL.len()),
             routes,
             route_labels,
             kinds,
@@ -140,6 +145,21 @@ impl Metrics {
                 c.fetch_add(u64::try_from(r.count).unwrap_or(0), Ordering::Relaxed);
             }
         }
+    }
+
+    /// One request body with a `Content-Encoding`, by what became of it.
+    pub(crate) fn decoding(&self, encoding: Label, result: Outcome) {
+        let i = encoding.index() * Outcome::ALL.len() + result.index();
+        if let Some(c) = self.decodings.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many request bodies were counted with `encoding` and `result`.
+    #[cfg(test)]
+    pub(crate) fn decodings(&self, encoding: Label, result: Outcome) -> u64 {
+        let i = encoding.index() * Outcome::ALL.len() + result.index();
+        self.decodings[i].load(Ordering::Relaxed)
     }
 
     /// Custody's added latency for one forwarded request (see `docs/metrics.md`).
@@ -214,6 +234,23 @@ impl Metrics {
                     o.sample(
                         "custody_pii_findings_total",
                         &format!("{{kind=\"{kind}\",direction=\"{direction}\"}}"),
+                        n,
+                    );
+                }
+            }
+        }
+        o.family(
+            "custody_request_decodings_total",
+            "counter",
+            "Request bodies with a Content-Encoding, by coding and result: decoded, or refused or forwarded undecoded.",
+        );
+        for (e, encoding) in Label::ALL.iter().enumerate() {
+            for (r, result) in Outcome::ALL.iter().enumerate() {
+                let n = self.decodings[e * Outcome::ALL.len() + r].load(Ordering::Relaxed);
+                if n > 0 {
+                    o.sample(
+                        "custody_request_decodings_total",
+                        &format!("{{encoding=\"{encoding}\",result=\"{result}\"}}"),
                         n,
                     );
                 }

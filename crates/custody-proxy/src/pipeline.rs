@@ -5,7 +5,9 @@
 //!    claiming the host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or
 //!    an absolute-form request, and the whole path is forwarded (403 when no route
 //!    claims the host);
-//! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed);
+//! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed),
+//!    then its `Content-Encoding` undone within the same limit ([`crate::decode`]):
+//!    everything after sees, and the upstream receives, the decoded body;
 //! 4. inspect — what the request asks for (operation, model, tool, parameters;
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
 //! 5. identity — verify the user's token (401 when the route requires one), fill the
@@ -30,6 +32,7 @@
 use crate::body::{AuditedBody, Exchange, UpstreamBody};
 use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
 use crate::credentials::Credential;
+use crate::decode::Decoder;
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
@@ -80,6 +83,7 @@ pub(crate) struct Pipeline {
     sessions: Arc<Sessions>,
     safety: Safety,
     metrics: Arc<Metrics>,
+    decoder: Decoder,
     max_request_body: u64,
     max_redacted_response: u64,
     response_header_timeout: Duration,
@@ -117,6 +121,7 @@ impl Pipeline {
             policy,
             sessions,
             safety,
+            decoder: Decoder::new(&config.limits, metrics.clone()),
             metrics,
             max_request_body: config.limits.max_request_body,
             max_redacted_response: config.limits.max_redacted_response,
@@ -355,9 +360,13 @@ impl Pipeline {
     ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let body = self.read_body(exchange, &parts.headers, body).await?;
+        let decoded = self
+            .decoder
+            .request(&mut parts.headers, body, self.enforcing(route))?;
         let (inspected, body) =
             self.inspection
-                .request(exchange.record(), route, rest, &parts, body);
+                .request(exchange.record(), route, rest, &parts, decoded.body.clone());
+        decoded.note(exchange.record());
         let path = upstream_path(&route.upstream, rest);
         exchange.record().action.upstream = Some(format!(
             "{}://{}{}",
