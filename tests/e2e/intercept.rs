@@ -1,5 +1,6 @@
 //! Forward-proxy mode: `CONNECT` with TLS terminated by custody's CA, absolute-form
-//! requests, tunnels, `deny`, untrusted upstreams and clients that do not trust the CA.
+//! requests, tunnels (only to allowed hosts, never to internal addresses), `deny`,
+//! untrusted upstreams and clients that do not trust the CA.
 
 use bytes::Bytes;
 use custody_tests::client::{Target, connect, http1_over, http2_over, request, send_collect, tls};
@@ -87,6 +88,36 @@ async fn tunnel(
     tls(io, "localhost", server_ca, &["http/1.1"])
         .await
         .expect("TLS with the real server")
+}
+
+/// `intercept.tunnel.allow_internal` naming exactly `authority` (for [`setup`]).
+fn allow_internal(authority: &str) -> String {
+    format!("  tunnel: {{allow_internal: ['{authority}']}}\n")
+}
+
+/// `CONNECT authority` (over TCP, with `x-request-id: id`) that custody refuses:
+/// returns the status and the JSON error.
+async fn refused(custody: &Custody, authority: &str, id: &str) -> (u16, Value) {
+    use tokio::io::AsyncReadExt;
+    let (status, head, mut io) = connect(
+        &custody.tcp(),
+        authority,
+        &format!("x-request-id: {id}\r\n"),
+    )
+    .await
+    .expect("connect");
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("a refusal has a length: {head}"));
+    let mut body = vec![0; len];
+    io.read_exact(&mut body).await.expect("error body");
+    (status, serde_json::from_slice(&body).expect("JSON error"))
 }
 
 fn post(uri: &str, id: &str, body: &Value) -> http::Request<Full<Bytes>> {
@@ -284,11 +315,13 @@ async fn absolute_form_requests_are_routed_by_host() {
 }
 
 #[tokio::test]
-async fn other_hosts_are_tunnelled_and_recorded() {
-    let s = setup(true, "").await;
+async fn allowed_hosts_are_tunnelled_and_recorded() {
+    // The other server is on loopback: reachable only because allow_internal names
+    // exactly its address and port (which also allows the tunnel).
     let (other, other_ca) = Stub::start_tls().await;
-    let mut custody = Custody::start(&s.config);
     let authority = format!("127.0.0.1:{}", other.addr.port());
+    let s = setup(true, &allow_internal(&authority)).await;
+    let mut custody = Custody::start(&s.config);
     let tls = tunnel(&custody, &authority, "x-request-id: tun-1\r\n", &other_ca).await;
     let mut h1 = http1_over(tls).await.expect("h1");
     let response = h1
@@ -310,6 +343,10 @@ async fn other_hosts_are_tunnelled_and_recorded() {
     assert_eq!(body.len(), 5000);
     drop(h1);
     assert_eq!(other.request_ids(), ["inside-tunnel"]);
+    assert_eq!(
+        custody.metric("custody_intercept_tunnels_opened_total"),
+        Some(1.0)
+    );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     custody.stop();
     let rows = custody.rows();
@@ -319,7 +356,11 @@ async fn other_hosts_are_tunnelled_and_recorded() {
     assert_eq!(t["action"]["method"], "CONNECT");
     assert_eq!(t["action"]["upstream"], authority);
     assert_eq!(t["intercepted_host"], authority);
-    assert_eq!(t["policy"]["rule"], "intercept.others:tunnel");
+    assert_eq!(t["policy"]["decision"], "allow");
+    assert_eq!(
+        t["policy"]["rule"],
+        format!("intercept.tunnel.allow_internal:{authority}")
+    );
     assert_eq!(t["outcome"]["status"], 200);
     assert!(t["outcome"]["bytes_in"].as_i64().expect("in") > 100);
     assert!(t["outcome"]["bytes_out"].as_i64().expect("out") > 5000);
@@ -339,6 +380,10 @@ async fn deny_mode_refuses_other_hosts_with_a_row() {
     .expect("connect");
     assert_eq!(status, 403, "{head}");
     assert!(head.contains("application/json"), "{head}");
+    assert_eq!(
+        custody.metric("custody_intercept_tunnels_refused_total{reason=\"others_deny\"}"),
+        Some(1.0)
+    );
     custody.stop();
     let rows = custody.rows();
     assert_eq!(rows.len(), 1);
@@ -348,6 +393,156 @@ async fn deny_mode_refuses_other_hosts_with_a_row() {
     assert_eq!(r["policy"]["decision"], "deny");
     assert_eq!(r["policy"]["rule"], "intercept.others:deny");
     assert_eq!(r["outcome"]["status"], 403);
+}
+
+/// Without `intercept.tunnel`, no unclaimed host is tunnelled (nothing is resolved).
+#[tokio::test]
+async fn by_default_no_host_is_tunnelled() {
+    let s = setup(true, "").await;
+    let mut custody = Custody::start(&s.config);
+    let (status, body) = refused(&custody, "example.com:443", "na-1").await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["type"], "tunnel_not_allowed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("intercept.tunnel.allow"),
+        "the message names the key: {body}"
+    );
+    assert_eq!(
+        custody.metric("custody_intercept_tunnels_refused_total{reason=\"not_allowed\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        custody.metric("custody_intercept_tunnels_opened_total"),
+        Some(0.0)
+    );
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    let r = row(&rows, "na-1");
+    assert_eq!(r["action"]["kind"], "tunnel");
+    assert_eq!(r["action"]["upstream"], "example.com:443");
+    assert_eq!(r["policy"]["decision"], "deny");
+    assert_eq!(r["policy"]["rule"], "integrity:tunnel_not_allowed");
+    assert_eq!(r["outcome"]["status"], 403);
+}
+
+/// With every host allowed (`*`), custody's own listeners, loopback, unspecified,
+/// metadata and IPv4-mapped forms are still refused, each with a row saying why, and
+/// nothing reaches the server listening there.
+#[tokio::test]
+async fn internal_targets_are_refused_even_when_every_host_is_allowed() {
+    let (other, _) = Stub::start_tls().await;
+    let port = other.addr.port();
+    let s = setup(true, "  tunnel: {allow: ['*']}\n").await;
+    let mut custody = Custody::start(&s.config);
+    let admin = custody.admin;
+    let cases = [
+        (
+            "t-admin",
+            admin.to_string(),
+            "is custody's own admin listener",
+        ),
+        (
+            "t-tcp",
+            custody.tcp.to_string(),
+            "is custody's own tcp listener",
+        ),
+        (
+            "t-localhost",
+            format!("localhost:{port}"),
+            "localhost resolves to ",
+        ),
+        (
+            "t-loop",
+            format!("127.0.0.1:{port}"),
+            "127.0.0.1 is a loopback address",
+        ),
+        (
+            "t-mapped",
+            format!("[::ffff:127.0.0.1]:{port}"),
+            "is a loopback address",
+        ),
+        (
+            "t-zero",
+            format!("0.0.0.0:{port}"),
+            "0.0.0.0 is an unspecified address",
+        ),
+        (
+            "t-meta",
+            "169.254.169.254:80".into(),
+            "169.254.169.254 is a cloud metadata address",
+        ),
+        (
+            "t-meta6",
+            "[fd00:ec2::254]:80".into(),
+            "fd00:ec2::254 is a cloud metadata address",
+        ),
+        ("t-link", "[fe80::1]:443".into(), "a link-local address"),
+    ];
+    for (id, authority, _) in &cases {
+        let (status, body) = refused(&custody, authority, id).await;
+        assert_eq!(status, 403, "{authority}: {body}");
+        assert_eq!(body["error"]["type"], "tunnel_target_forbidden", "{body}");
+    }
+    let metric = |reason: &str| {
+        custody.metric(&format!(
+            "custody_intercept_tunnels_refused_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    assert_eq!(metric("listener"), Some(2.0));
+    assert_eq!(metric("loopback"), Some(3.0));
+    assert_eq!(metric("unspecified"), Some(1.0));
+    assert_eq!(metric("metadata"), Some(2.0));
+    assert_eq!(metric("link_local"), Some(1.0));
+    assert_eq!(metric("not_allowed"), Some(0.0));
+    custody.stop();
+    assert!(other.request_ids().is_empty(), "nothing reached the server");
+    let rows = custody.rows();
+    assert_eq!(rows.len(), cases.len(), "{rows:#?}");
+    for (id, authority, says) in &cases {
+        let r = row(&rows, id);
+        assert_eq!(r["action"]["kind"], "tunnel", "{r:#?}");
+        assert_eq!(r["policy"]["decision"], "deny", "{r:#?}");
+        assert_eq!(r["policy"]["rule"], "integrity:tunnel_target", "{r:#?}");
+        assert_eq!(r["outcome"]["status"], 403, "{r:#?}");
+        let error = r["outcome"]["error"].as_str().expect("error");
+        assert!(error.contains(says), "{authority}: {error}");
+        assert!(error.contains("intercept.tunnel.allow_internal"), "{error}");
+    }
+}
+
+/// A name on the allow-list that resolves to loopback is refused at connect time:
+/// every address is checked, and the name is no opt-in for internal addresses.
+#[tokio::test]
+async fn an_allowed_name_that_resolves_to_loopback_is_refused() {
+    let (other, _) = Stub::start_tls().await;
+    let port = other.addr.port();
+    let s = setup(true, "  tunnel: {allow: [localhost]}\n").await;
+    let mut custody = Custody::start(&s.config);
+    let (status, body) = refused(&custody, &format!("localhost:{port}"), "lh-1").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["type"], "tunnel_target_forbidden");
+    // Not on the list: refused before any resolution.
+    let (status, body) = refused(&custody, "example.com:443", "lh-2").await;
+    assert_eq!(
+        (status, &body["error"]["type"]),
+        (403, &json!("tunnel_not_allowed"))
+    );
+    custody.stop();
+    assert!(other.request_ids().is_empty());
+    let rows = custody.rows();
+    let r = row(&rows, "lh-1");
+    assert_eq!(r["policy"]["rule"], "integrity:tunnel_target");
+    let error = r["outcome"]["error"].as_str().expect("error");
+    assert!(error.contains("localhost resolves to "), "{error}");
+    assert!(error.contains("a loopback address"), "{error}");
+    assert_eq!(
+        row(&rows, "lh-2")["policy"]["rule"],
+        "integrity:tunnel_not_allowed"
+    );
 }
 
 #[tokio::test]
@@ -473,7 +668,9 @@ async fn a_server_name_other_than_the_connect_host_is_refused() {
 /// token reaches neither the upstream nor a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_requests() {
-    let s = setup(true, "").await;
+    let (other, other_ca) = Stub::start_tls().await;
+    let authority = format!("127.0.0.1:{}", other.addr.port());
+    let s = setup(true, &allow_internal(&authority)).await;
     let issuer = Stub::start().await;
     let idp = custody_tests::idp::Idp::new(&issuer.url());
     issuer.set_jwks(idp.jwks());
@@ -487,8 +684,6 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
     let auth = format!("proxy-authorization: Bearer {token}\r\n");
 
     // A tunnel to a host no route claims.
-    let (other, other_ca) = Stub::start_tls().await;
-    let authority = format!("127.0.0.1:{}", other.addr.port());
     let open = tunnel(
         &custody,
         &authority,
@@ -567,11 +762,11 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
 /// cuts it, records it and exits 0.
 #[tokio::test]
 async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
-    let s = setup(true, "").await;
     let (other, other_ca) = Stub::start_tls().await;
+    let authority = format!("127.0.0.1:{}", other.addr.port());
+    let s = setup(true, &allow_internal(&authority)).await;
     let config = format!("{}shutdown:\n  grace_period: 1s\n", s.config);
     let mut custody = Custody::start(&config);
-    let authority = format!("127.0.0.1:{}", other.addr.port());
     let open = tunnel(
         &custody,
         &authority,
