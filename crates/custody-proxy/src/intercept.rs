@@ -27,7 +27,7 @@ mod leaves;
 pub(crate) mod target;
 mod tunnel;
 
-use crate::config::{InterceptConfig, Others, TunnelConfig};
+use crate::config::{InterceptConfig, Others};
 use crate::server::StartError;
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,7 +78,6 @@ pub(crate) struct Intercept {
     pub(crate) others: Others,
     /// Where tunnels may go.
     pub(crate) guard: target::Guard,
-    tunnel: TunnelConfig,
     /// Tunnels opened, and `CONNECT`s to unclaimed hosts refused by reason.
     pub(crate) counts: TunnelCounts,
 }
@@ -96,21 +95,26 @@ pub(crate) enum TunnelRefusal {
 }
 
 /// The `reason` labels, in counter order.
-pub(crate) const REFUSAL_LABELS: [&str; 11] = {
-    let t = target::Forbidden::LABELS;
-    [
+pub(crate) const REFUSAL_LABELS: [&str; 2 + target::Forbidden::LABELS.len()] = {
+    let mut all = [
         "others_deny",
         "not_allowed",
-        t[0],
-        t[1],
-        t[2],
-        t[3],
-        t[4],
-        t[5],
-        t[6],
-        t[7],
-        t[8],
-    ]
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ];
+    let mut i = 0;
+    while i < target::Forbidden::LABELS.len() {
+        all[2 + i] = target::Forbidden::LABELS[i];
+        i += 1;
+    }
+    all
 };
 
 /// Tunnel counters (relaxed atomics; read by `/metrics`).
@@ -181,14 +185,13 @@ impl Intercept {
             leaves: Leaves::new(ca, config.leaf_lifetime, config.leaf_cache_size),
             others: config.others,
             guard: target::Guard::new(&config.tunnel, Vec::new()),
-            tunnel: config.tunnel.clone(),
             counts: TunnelCounts::default(),
         })
     }
 
     /// Once the listeners are bound: their addresses are never tunnel targets.
     pub(crate) fn listening(mut self, listeners: Vec<(&'static str, SocketAddr)>) -> Self {
-        self.guard = target::Guard::new(&self.tunnel, listeners);
+        self.guard.listeners = listeners;
         self
     }
 }
@@ -243,6 +246,26 @@ mod tests {
             split_authority(&a("[::1]:8443"), 443),
             ("::1".into(), "[::1]:8443".into())
         );
+    }
+
+    #[test]
+    fn tunnel_refusals_are_counted_under_distinct_labels() {
+        let c = TunnelCounts::default();
+        c.refused(TunnelRefusal::NotAllowed);
+        c.refused(TunnelRefusal::Target(target::Forbidden::Listener("admin")));
+        c.refused(TunnelRefusal::Target(target::Forbidden::Metadata));
+        c.refused(TunnelRefusal::Target(target::Forbidden::Metadata));
+        c.opened();
+        let totals: Vec<_> = c.refused_totals().collect();
+        let labels: std::collections::HashSet<_> = totals.iter().map(|(l, _)| *l).collect();
+        assert_eq!(labels.len(), totals.len(), "{totals:?}");
+        assert!(!labels.contains(""));
+        let count = |l: &str| totals.iter().find(|(x, _)| *x == l).map(|(_, n)| *n);
+        assert_eq!(count("not_allowed"), Some(1));
+        assert_eq!(count("listener"), Some(1));
+        assert_eq!(count("metadata"), Some(2));
+        assert_eq!(count("others_deny"), Some(0));
+        assert_eq!(c.opened_total(), 1);
     }
 
     #[test]

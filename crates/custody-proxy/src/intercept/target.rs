@@ -187,7 +187,7 @@ pub(crate) struct Guard {
     allow: Vec<HostPattern>,
     allow_internal: Vec<HostPattern>,
     /// `("tcp" | "admin", bound address)`.
-    listeners: Vec<(&'static str, SocketAddr)>,
+    pub(crate) listeners: Vec<(&'static str, SocketAddr)>,
 }
 
 impl Guard {
