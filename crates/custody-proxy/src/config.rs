@@ -12,6 +12,7 @@ mod inspection;
 mod intercept;
 mod raw;
 mod sessions;
+mod tunnel;
 mod units;
 mod validate;
 
@@ -24,7 +25,9 @@ use std::time::Duration;
 
 pub use audit::{AuditConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
+pub(crate) use intercept::check_host;
 pub use intercept::{CaSource, InterceptConfig, Others};
+pub use tunnel::{HostMatch, HostPattern, TunnelConfig};
 pub use units::{parse_duration, parse_size};
 #[cfg(test)]
 pub(crate) use validate::parse_upstream as validate_parse_upstream;

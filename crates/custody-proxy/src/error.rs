@@ -84,6 +84,29 @@ pub enum ProxyError {
         /// `host:port`.
         target: String,
     },
+    /// A `CONNECT` to a host no route claims and no `intercept.tunnel` entry allows.
+    #[error(
+        "CONNECT to {target} refused: no route claims the host and intercept.tunnel.allow does not list it"
+    )]
+    TunnelNotAllowed {
+        /// `host:port`.
+        target: String,
+    },
+    /// A `CONNECT` to a host that is, or resolves to, an address custody never
+    /// tunnels to (loopback, link-local, cloud metadata, its own addresses).
+    #[error(
+        "CONNECT to {target} refused: {via}{address} is {class}; custody tunnels there only when intercept.tunnel.allow_internal names it"
+    )]
+    TunnelTargetForbidden {
+        /// `host:port`.
+        target: String,
+        /// `"<name> resolves to "` for a name, empty for an address.
+        via: String,
+        /// The forbidden address.
+        address: std::net::IpAddr,
+        /// What it is ("a loopback address").
+        class: String,
+    },
     /// A `CONNECT` while forward-proxy mode is off.
     #[error("CONNECT needs forward-proxy mode: add an intercept section to custody's config")]
     ForwardProxyOff,
@@ -162,9 +185,10 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::HostNotIntercepted { .. } | ProxyError::TunnelDenied { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            ProxyError::HostNotIntercepted { .. }
+            | ProxyError::TunnelDenied { .. }
+            | ProxyError::TunnelNotAllowed { .. }
+            | ProxyError::TunnelTargetForbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::ForwardProxyOff => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Integrity {
                 refusal,
@@ -197,6 +221,8 @@ impl ProxyError {
             ProxyError::AuditUnavailable(_) => "audit_unavailable",
             ProxyError::HostNotIntercepted { .. } => "host_not_intercepted",
             ProxyError::TunnelDenied { .. } => "tunnel_denied",
+            ProxyError::TunnelNotAllowed { .. } => "tunnel_not_allowed",
+            ProxyError::TunnelTargetForbidden { .. } => "tunnel_target_forbidden",
             ProxyError::ForwardProxyOff => "forward_proxy_disabled",
             ProxyError::Integrity { refusal, .. } => refusal.reason.error_type(),
         }
@@ -214,6 +240,8 @@ impl ProxyError {
                 Some(format!("integrity:{}", refusal.reason.as_str()))
             }
             ProxyError::Encoding(r) => Some(r.rule().to_owned()),
+            ProxyError::TunnelNotAllowed { .. } => Some("integrity:tunnel_not_allowed".to_owned()),
+            ProxyError::TunnelTargetForbidden { .. } => Some("integrity:tunnel_target".to_owned()),
             _ => None,
         }
     }

@@ -302,6 +302,24 @@ pub(crate) fn render(health: &Health) -> String {
         "Leaf certificates in the cache (intercept.leaf_cache_size at most).",
         &sample(intercept.map(|i| i.leaves.cached() as u64)),
     );
+    o.metric(
+        "custody_intercept_tunnels_opened_total",
+        "counter",
+        "Blind tunnels opened to hosts intercept.tunnel allows.",
+        &sample(intercept.map(|i| i.counts.opened_total())),
+    );
+    o.family(
+        "custody_intercept_tunnels_refused_total",
+        "counter",
+        "CONNECTs to hosts no route claims that were refused, by reason (intercept.others: deny, not on intercept.tunnel.allow, or the class of a forbidden target address).",
+    );
+    for (reason, n) in intercept.iter().flat_map(|i| i.counts.refused_totals()) {
+        o.sample(
+            "custody_intercept_tunnels_refused_total",
+            &format!("{{reason=\"{reason}\"}}"),
+            n,
+        );
+    }
     o.0
 }
 
