@@ -11,6 +11,7 @@ mod intercept;
 mod lifecycle;
 mod metrics;
 mod policy;
+mod protocol;
 mod proxy;
 mod safety;
 mod sessions;
