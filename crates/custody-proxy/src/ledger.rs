@@ -15,8 +15,10 @@
 //! - HTTP/2: the client's `HEADERS` frames that open a new stream are counted from
 //!   the frame headers (9 bytes each, after the 24-byte preface); payloads are
 //!   skipped, never parsed.
-//! - HTTP/1: bytes read after the last response ended (or since the connection
-//!   opened) that never became a request: a request cut while its headers arrived.
+//! - HTTP/1: bytes read while no request was in flight (after the last response
+//!   ended, or since the connection opened) that never became a request: a request
+//!   cut while its headers arrived. Bytes of a request's own body, read while its
+//!   response is being made, do not count.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -34,10 +36,11 @@ const HEADERS: u8 = 0x1;
 /// What one connection read and served.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    /// Bytes read from the client.
-    read: AtomicU64,
-    /// `read` when the last response ended (HTTP/1).
-    idle_mark: AtomicU64,
+    /// Bytes read while no request was in flight, since the last one began
+    /// (HTTP/1).
+    idle_bytes: AtomicU64,
+    /// Requests handed to the service whose response has not ended.
+    in_flight: AtomicU64,
     /// Requests handed to the service.
     served: AtomicU64,
     /// Streams the client opened (HTTP/2).
@@ -59,12 +62,16 @@ impl Ledger {
     /// A request reached the service.
     pub(crate) fn served(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.idle_bytes.store(0, Ordering::Relaxed);
     }
 
-    /// A response ended: later bytes belong to the next request.
+    /// A response ended (or was dropped): once none is in flight, bytes read
+    /// belong to the next request.
     pub(crate) fn response_ended(&self) {
-        self.idle_mark
-            .store(self.read.load(Ordering::Relaxed), Ordering::Relaxed);
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Streams the client opened that the service never saw (HTTP/2).
@@ -77,15 +84,14 @@ impl Ledger {
         (opened > served).then(|| Unserved::Streams(opened - served))
     }
 
-    /// Bytes of a request head that never completed (HTTP/1): read after the
-    /// last response ended.
+    /// Bytes of a request head that never completed (HTTP/1): read while no
+    /// request was in flight.
     pub(crate) fn partial_head(&self) -> Option<Unserved> {
         if self.h2.load(Ordering::Relaxed) {
             return None;
         }
-        let read = self.read.load(Ordering::Relaxed);
-        let mark = self.idle_mark.load(Ordering::Relaxed);
-        (read > mark).then(|| Unserved::PartialHead(read - mark))
+        let idle = self.idle_bytes.load(Ordering::Relaxed);
+        (idle > 0).then_some(Unserved::PartialHead(idle))
     }
 }
 
@@ -123,9 +129,11 @@ impl<IO> Counted<IO> {
     }
 
     fn observe(&mut self, mut data: &[u8]) {
-        self.ledger
-            .read
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if self.ledger.in_flight.load(Ordering::Relaxed) == 0 {
+            self.ledger
+                .idle_bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
         while !data.is_empty() {
             match &mut self.scan {
                 Scan::Off => return,
@@ -321,14 +329,26 @@ mod tests {
     }
 
     #[test]
-    fn http1_bytes_after_the_last_response_are_a_partial_head() {
-        let ledger = feed(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", 5);
+    fn http1_bytes_read_while_no_request_is_in_flight_are_a_partial_head() {
+        let ledger = feed(
+            b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\n",
+            5,
+        );
         assert_eq!(ledger.unserved_streams(), None);
         ledger.served();
+        let mut counted = Counted::new((), ledger.clone());
+        // The request's body, read while its response is made: not a new head.
+        counted.observe(b"body");
+        assert_eq!(ledger.partial_head(), None);
         ledger.response_ended();
         assert_eq!(ledger.partial_head(), None);
-        let mut counted = Counted::new((), ledger.clone());
         counted.observe(b"POST /x HTTP/1.1\r\nhos");
         assert_eq!(ledger.partial_head(), Some(Unserved::PartialHead(21)));
+        // It completes: the next request is served.
+        ledger.served();
+        assert_eq!(ledger.partial_head(), None);
+        ledger.response_ended();
+        ledger.response_ended();
+        assert_eq!(ledger.in_flight.load(Ordering::Relaxed), 0);
     }
 }
