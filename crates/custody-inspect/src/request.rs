@@ -89,11 +89,18 @@ pub struct RequestFacts {
     /// (LLM and MCP routes; `kind: http` bodies declared or looking like JSON,
     /// form bodies that are not UTF-8 or name a field twice) — see the `strict`
     /// module. A route that enforces something refuses such a body.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
     /// MCP: how the `mcp-method` / `mcp-name` headers disagree with the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub header_mismatch: Option<String>,
     /// MCP batches: how many of the messages are requests (a method and an id).
+    #[serde(skip_serializing_if = "is_zero")]
     pub batch_requests: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl RequestFacts {
