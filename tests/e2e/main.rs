@@ -12,6 +12,7 @@ mod metrics;
 mod policy;
 mod proxy;
 mod safety;
+mod safety_params;
 mod sessions;
 mod trail;
 
