@@ -1,7 +1,10 @@
-//! The content-safety stage: after policy, scan the request body for PII and
-//! secrets (`custody-safety`), record what was found where (never the value),
-//! redact or block per the `safety` config, and store `action.parameters` only
-//! after redaction. Responses are scanned as they stream by (log mode); where
+//! The content-safety stage: after policy, scan what the request carries for PII
+//! and secrets (`custody-safety`) — the body, the query string's values, a form
+//! body's fields and the tool template's path parameters, as custody decodes them
+//! into `action.parameters` — record what was found where (never the value),
+//! redact (body and query as forwarded) or block per the `safety` config (a path
+//! parameter to redact is blocked), and store `action.parameters` only after
+//! redaction. Responses are scanned as they stream by (log mode); where
 //! `safety.responses: redact` applies, a non-streamed response is held, scanned
 //! and redacted before the client sees it ([`Safety::response`]).
 //!

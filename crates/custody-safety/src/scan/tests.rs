@@ -237,3 +237,38 @@ fn fields_are_scanned_by_name() {
         ]
     );
 }
+
+#[test]
+fn parts_and_their_neighbours_are_reported_in_body_order() {
+    let d = Detectors::builtin();
+    let body = br#"{"content":[{"type":"text","text":"alice@exa","meta":"bob@example.org"},{"note":"4111 1111 1111 1111","text":"mple.com"}],"x":"carol@example.net"}"#;
+    let scan = scan_body(&d, body).expect("scan");
+    assert_eq!(
+        kinds_at(&scan),
+        [
+            ("EMAIL".into(), "$.content[0].text".into()),
+            ("EMAIL".into(), "$.content[0].meta".into()),
+            ("CARD".into(), "$.content[1].note".into()),
+            ("EMAIL".into(), "$.x".into()),
+        ]
+    );
+    assert_eq!(
+        redacted(body, &scan),
+        r#"{"content":[{"type":"text","text":"[REDACTED:EMAIL]","meta":"[REDACTED:EMAIL]"},{"note":"[REDACTED:CARD]","text":""}],"x":"[REDACTED:EMAIL]"}"#
+    );
+    // Only the split value redacted: its continuation goes with it.
+    let out = crate::redact(body, &scan, &crate::RedactStyle::Label, |k| {
+        if *k == Kind::Card {
+            crate::Action::Log
+        } else {
+            crate::Action::Redact
+        }
+    })
+    .expect("redact")
+    .expect("some");
+    assert!(
+        String::from_utf8(out)
+            .expect("utf8")
+            .contains(r#""note":"4111 1111 1111 1111","text":"""#)
+    );
+}
