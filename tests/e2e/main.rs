@@ -14,6 +14,7 @@ mod policy;
 mod protocol;
 mod proxy;
 mod safety;
+mod safety_params;
 mod sessions;
 mod trail;
 

@@ -70,6 +70,12 @@ pub struct RequestFacts {
     /// parameter of the same name; `{}` when there are none). `None` otherwise,
     /// and when longer than `Limits::max_parameters_bytes` (never truncated).
     pub tool_arguments: Option<String>,
+    /// http routes mapped to a tool: the template's path parameters, decoded, in
+    /// template order (`/contacts/{id}` → `[("id", "42")]`); the `path` part of
+    /// the parameters, kept whole for content safety (the parameters may be
+    /// truncated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub path_params: Vec<(String, String)>,
     /// LLM routes: the ids of the tool calls whose results the request carries
     /// back to the model, in order, each once: openai chat `tool_call_id` of
     /// `role: "tool"` messages; openai Responses `call_id` of

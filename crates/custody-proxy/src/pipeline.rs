@@ -392,12 +392,9 @@ impl Pipeline {
                 jsonrpc: inspected.jsonrpc_call(),
             });
         }
-        let body = self.safety.request(
-            exchange.record(),
-            &route.name,
-            body,
-            inspected.jsonrpc_call(),
-        )?;
+        let body =
+            self.safety
+                .request(exchange.record(), &route.name, &mut parts, body, &inspected)?;
         rewrite_request(&mut parts, &route.upstream, path, request_id)?;
         if let Some(credential) = &route.credential {
             integrity::credentials::inject(

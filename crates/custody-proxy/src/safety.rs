@@ -1,7 +1,10 @@
-//! The content-safety stage: after policy, scan the request body for PII and
-//! secrets (`custody-safety`), record what was found where (never the value),
-//! redact or block per the `safety` config, and store `action.parameters` only
-//! after redaction. Responses are scanned as they stream by (log mode); where
+//! The content-safety stage: after policy, scan what the request carries for PII
+//! and secrets (`custody-safety`) — the body, the query string's values, a form
+//! body's fields and the tool template's path parameters, as custody decodes them
+//! into `action.parameters` — record what was found where (never the value),
+//! redact (body and query as forwarded) or block per the `safety` config (a path
+//! parameter to redact is blocked), and store `action.parameters` only after
+//! redaction. Responses are scanned as they stream by (log mode); where
 //! `safety.responses: redact` applies, a non-streamed response is held, scanned
 //! and redacted before the client sees it ([`Safety::response`]).
 //!
@@ -10,13 +13,14 @@
 //! something, the request is refused; elsewhere it is forwarded and the row says
 //! it was not scanned.
 
-use crate::error::{JsonRpcCall, ProxyError};
+use crate::error::ProxyError;
+use crate::inspect::RequestInspection;
 use crate::server::StartError;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, Redaction};
 use custody_safety::{
-    Action, Finding, Kind, RedactStyle, SafetyPolicy, StreamScanner, TokenKey, redact,
-    redact_parameters, scan_body, summarize, verdict,
+    Action, Finding, Kind, RedactStyle, SafetyPolicy, Scan, StreamScanner, TokenKey, redact,
+    redact_parameters, scan_body, scan_fields, scan_form, summarize,
 };
 use std::sync::Arc;
 
@@ -59,50 +63,116 @@ impl Safety {
         })
     }
 
-    /// Scans the request body: records the findings, then blocks, redacts (returns
-    /// the body to forward) or lets it pass; always redacts `action.parameters`.
+    /// Scans what the request carries — the body (JSON-aware, a form body field
+    /// by field, text otherwise), the query string's values and the tool
+    /// template's path parameters, all as custody decodes them into
+    /// `action.parameters` — records the findings, then blocks, redacts (the body
+    /// is returned and the query rewritten in `parts.uri`) or lets it pass;
+    /// always redacts `action.parameters`. A path parameter that would need
+    /// redacting is blocked instead: the path names the resource and is not
+    /// rewritten.
     pub(crate) fn request(
         &self,
         record: &mut AuditRecord,
         route: &str,
+        parts: &mut http::request::Parts,
         body: Bytes,
-        jsonrpc: Option<JsonRpcCall>,
+        inspected: &RequestInspection,
     ) -> Result<Bytes, ProxyError> {
         let tool = record.action.tool.clone();
         let action_for = |kind: &Kind| self.policy.action(Some(route), tool.as_deref(), kind);
         self.redact_parameters(record, &action_for);
-        if body.is_empty() {
-            record.content_safety.pii_detected = Some(false);
-            record.content_safety.redactions = Some(Vec::new());
-            return Ok(body);
-        }
-        let scan = match scan_body(self.policy.detectors(), &body) {
-            Ok(scan) => scan,
-            Err(e) if self.policy.enforcing(Some(route), tool.as_deref()) => {
-                return Err(ProxyError::SafetyUnscannable(e.to_string()));
-            }
-            Err(e) => {
-                tracing::warn!(route, error = %e, "request body not scanned for PII");
-                return Ok(body);
+        let detectors = self.policy.detectors();
+        let effective = |kind: &Kind| action_for(kind).unwrap_or(Action::Log);
+        let in_path = |kind: &Kind| match effective(kind) {
+            Action::Redact => Action::Block,
+            a => a,
+        };
+        let body_scan = if body.is_empty() {
+            Some(Scan::default())
+        } else if is_form(&parts.headers) {
+            Some(scan_form(detectors, &body, "$.body"))
+        } else {
+            match scan_body(detectors, &body) {
+                Ok(scan) => Some(scan),
+                Err(e) if self.policy.enforcing(Some(route), tool.as_deref()) => {
+                    return Err(ProxyError::SafetyUnscannable(e.to_string()));
+                }
+                Err(e) => {
+                    tracing::warn!(route, error = %e, "request body not scanned for PII");
+                    None
+                }
             }
         };
-        let kept: Vec<&Finding> = scan
-            .findings
-            .iter()
-            .filter(|f| action_for(&f.kind).is_some())
-            .collect();
-        let effective = |kind: &Kind| action_for(kind).unwrap_or(Action::Log);
-        record_findings(record, kept.iter().copied(), &effective, None);
-        match verdict(kept.iter().copied(), effective) {
+        let query = parts.uri.query().map(str::to_owned);
+        let query_scan = query
+            .as_deref()
+            .map(|q| scan_form(detectors, q.as_bytes(), "$.query"))
+            .unwrap_or_default();
+        let path_findings = scan_fields(
+            detectors,
+            "$.path",
+            inspected
+                .facts()
+                .path_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let kept = |findings: &'_ [Finding]| -> Vec<Finding> {
+            findings
+                .iter()
+                .filter(|f| action_for(&f.kind).is_some())
+                .cloned()
+                .collect()
+        };
+        let body_kept = body_scan.as_ref().map(|s| kept(&s.findings));
+        let query_kept = kept(&query_scan.findings);
+        let path_kept = kept(&path_findings);
+        if body_kept.is_none() && query_kept.is_empty() && path_kept.is_empty() {
+            // Not scanned, nothing else found: the row says so (no verdict).
+            return Ok(body);
+        }
+        record_findings(record, body_kept.iter().flatten(), &effective, None);
+        record_findings(record, &query_kept, &effective, None);
+        record_findings(record, &path_kept, &in_path, None);
+        let actions = || {
+            body_kept
+                .iter()
+                .flatten()
+                .chain(&query_kept)
+                .map(|f| (&f.kind, effective(&f.kind)))
+                .chain(path_kept.iter().map(|f| (&f.kind, in_path(&f.kind))))
+        };
+        match actions().map(|(_, a)| a).max() {
             Some(Action::Block) => {
-                let kinds = blocked_kinds(&kept, &effective);
-                Err(ProxyError::ContentBlocked { kinds, jsonrpc })
+                let mut kinds: Vec<&str> = actions()
+                    .filter(|(_, a)| *a == Action::Block)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                kinds.sort_unstable();
+                kinds.dedup();
+                Err(ProxyError::ContentBlocked {
+                    kinds: kinds.join(","),
+                    jsonrpc: inspected.jsonrpc_call(),
+                })
             }
-            Some(Action::Redact) => match redact(&body, &scan, &self.style, effective) {
-                Ok(Some(redacted)) => Ok(Bytes::from(redacted)),
-                Ok(None) => Ok(body),
-                Err(e) => Err(ProxyError::SafetyUnscannable(e.to_string())),
-            },
+            Some(Action::Redact) => {
+                if let Some(q) = &query
+                    && let Some(redacted) =
+                        redact(q.as_bytes(), &query_scan, &self.style, effective)
+                            .map_err(|e| ProxyError::SafetyUnscannable(e.to_string()))?
+                {
+                    parts.uri = with_query(&parts.uri, &String::from_utf8_lossy(&redacted))?;
+                }
+                match &body_scan {
+                    Some(scan) => match redact(&body, scan, &self.style, effective) {
+                        Ok(Some(redacted)) => Ok(Bytes::from(redacted)),
+                        Ok(None) => Ok(body),
+                        Err(e) => Err(ProxyError::SafetyUnscannable(e.to_string())),
+                    },
+                    None => Ok(body),
+                }
+            }
             _ => Ok(body),
         }
     }
@@ -368,13 +438,28 @@ fn record_findings<'a>(
     }));
 }
 
-fn blocked_kinds(findings: &[&Finding], action_for: &dyn Fn(&Kind) -> Action) -> String {
-    let mut kinds: Vec<&str> = findings
-        .iter()
-        .filter(|f| action_for(&f.kind) == Action::Block)
-        .map(|f| f.kind.as_str())
-        .collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    kinds.join(",")
+/// Whether the body is a form (`application/x-www-form-urlencoded`), as
+/// inspection reads it.
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// `uri` with its query replaced by `query` (redacted values).
+fn with_query(uri: &http::Uri, query: &str) -> Result<http::Uri, ProxyError> {
+    let mut parts = uri.clone().into_parts();
+    let path_and_query = format!("{}?{query}", uri.path());
+    parts.path_and_query = Some(path_and_query.parse().map_err(|e| {
+        ProxyError::SafetyUnscannable(format!("cannot rewrite the redacted query: {e}"))
+    })?);
+    http::Uri::from_parts(parts).map_err(|e| {
+        ProxyError::SafetyUnscannable(format!("cannot rewrite the redacted query: {e}"))
+    })
 }

@@ -121,8 +121,35 @@ impl Detectors {
         hits
     }
 
-    /// Appends every match in `text` to `hits` (sorted, non-overlapping).
+    /// Appends every match in `text` to `hits` (sorted, non-overlapping). The
+    /// detectors read the normalised form of `text` ([`crate::normalize`]); the
+    /// ranges are mapped back to `text`.
     pub(crate) fn find_into(&self, text: &[u8], hits: &mut Vec<Hit>) {
+        let Some(normal) = crate::normalize::normalize(text) else {
+            self.find_raw_into(text, hits);
+            return;
+        };
+        let first = hits.len();
+        self.find_raw_into(&normal.text, hits);
+        let mapped = hits.split_off(first);
+        let mut end = 0;
+        for h in mapped {
+            let (start, stop) = normal.original(h.start, h.end);
+            // Two matches in one character's expansion: keep the first.
+            if start < end || start >= stop {
+                continue;
+            }
+            end = stop;
+            hits.push(Hit {
+                kind: h.kind,
+                start,
+                end: stop,
+            });
+        }
+    }
+
+    /// [`Detectors::find_into`] on text as it is (already normalised).
+    fn find_raw_into(&self, text: &[u8], hits: &mut Vec<Hit>) {
         let first = hits.len();
         self.builtin_into(text, &mut |h| hits.push(h));
         if self.custom.is_empty() {
@@ -143,9 +170,10 @@ impl Detectors {
     }
 
     /// Calls `emit` with every match in `text`, in order (sorted, non-overlapping),
-    /// without collecting them first when there are no custom detectors.
+    /// without collecting them first when there are no custom detectors and the
+    /// text is ASCII (nothing to normalise).
     pub(crate) fn for_each_hit(&self, text: &[u8], mut emit: impl FnMut(Hit)) {
-        if self.custom.is_empty() {
+        if self.custom.is_empty() && text.is_ascii() {
             self.builtin_into(text, &mut emit);
         } else {
             self.find(text).into_iter().for_each(emit);

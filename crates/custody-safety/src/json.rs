@@ -2,10 +2,13 @@
 //! with its path, its raw token range in the body and its decoded bytes.
 //!
 //! Object keys are not scanned (they are structure, and rewriting them could
-//! create duplicate keys). Numbers of nine or more characters are scanned as
-//! their text (a card number sent as a JSON number); redacting one turns it
-//! into a string. A body that is not
-//! well-formed JSON is reported as such and the caller scans it as text.
+//! create duplicate keys). A number is scanned as the digits of its integer
+//! value when it is an integer of nine to [`MAX_NUMBER_DIGITS`] digits, however
+//! it is written (`4111111111111111`, `-4111111111111111`,
+//! `4.111111111111111e15`, `4111111111111111.0`): a card number sent as a
+//! number. A match in a number covers the whole number token; redacting one
+//! turns it into a string. A body that is not well-formed JSON is reported as
+//! such and the caller scans it as text.
 
 use memchr::memchr2;
 use std::fmt::Write as _;
@@ -14,8 +17,12 @@ use std::ops::Range;
 /// How deep the walker follows nesting (serde_json's default limit is 128 too).
 pub const MAX_DEPTH: usize = 128;
 
+/// Most digits of a number's integer value that are scanned (a card has at most
+/// 19; longer values cannot hold one as a whole number).
+pub(crate) const MAX_NUMBER_DIGITS: usize = 24;
+
 /// One step of a path.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Seg {
     /// An object member: the key's raw token range (with quotes).
     Key(Range<usize>),
@@ -30,13 +37,15 @@ pub(crate) enum WalkError {
     TooDeep,
 }
 
-/// A string value (or a number of nine or more characters): where its token
-/// is, and its decoded bytes.
+/// A string value (or a number that is a long integer): where its token is,
+/// and its decoded bytes (a number's: the digits of its integer value).
 pub(crate) struct StrValue<'a> {
     /// The token's range in the body, quotes included (a number has none).
     pub(crate) raw: Range<usize>,
     /// The decoded content.
     pub(crate) text: &'a [u8],
+    /// Whether the token is a number (a match then covers the whole token).
+    pub(crate) number: bool,
 }
 
 /// Walks `body`, calling `visit(path, value)` for every string value.
@@ -155,20 +164,27 @@ impl Walker<'_> {
                 } else {
                     inner
                 };
-                visit(&self.stack, StrValue { raw, text });
+                visit(
+                    &self.stack,
+                    StrValue {
+                        raw,
+                        text,
+                        number: false,
+                    },
+                );
                 Ok(())
             }
             Some(_) => {
                 let start = self.pos;
                 let number = self.scalar()?;
                 // Long integers are scanned too (a card number sent as a number).
-                if number && self.pos - start >= 9 {
-                    let raw = start..self.pos;
+                if number && integer_digits(&self.b[start..self.pos], &mut self.scratch) {
                     visit(
                         &self.stack,
                         StrValue {
-                            text: &self.b[raw.clone()],
-                            raw,
+                            raw: start..self.pos,
+                            text: &self.scratch,
+                            number: true,
                         },
                     );
                 }
@@ -250,6 +266,58 @@ fn number_len(s: &[u8]) -> Option<usize> {
     Some(p)
 }
 
+/// Writes the digits of the integer value of the JSON number `token` to `out`
+/// (sign dropped, no leading zeros) when it is an integer of 9 to
+/// [`MAX_NUMBER_DIGITS`] digits: `4.111111111111111e15` → `4111111111111111`.
+pub(crate) fn integer_digits(token: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let token = token.strip_prefix(b"-").unwrap_or(token);
+    let (mantissa, exponent) = match token.iter().position(|&b| matches!(b, b'e' | b'E')) {
+        Some(k) => (&token[..k], &token[k + 1..]),
+        None => (token, &b""[..]),
+    };
+    let (negative, exp_digits) = match exponent.first() {
+        Some(b'-') => (true, &exponent[1..]),
+        Some(b'+') => (false, &exponent[1..]),
+        _ => (false, exponent),
+    };
+    // Saturating: beyond a few hundred no value of at most MAX_NUMBER_DIGITS
+    // digits remains either way.
+    let mut shift: i64 = 0;
+    for &d in exp_digits {
+        shift = (shift * 10 + i64::from(d.wrapping_sub(b'0'))).min(100_000);
+    }
+    if negative {
+        shift = -shift;
+    }
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(k) => (&mantissa[..k], &mantissa[k + 1..]),
+        None => (mantissa, &b""[..]),
+    };
+    shift = shift.saturating_sub(i64::try_from(frac.len()).unwrap_or(i64::MAX));
+    for &d in int.iter().chain(frac) {
+        if !d.is_ascii_digit() {
+            return false;
+        }
+        if !out.is_empty() || d != b'0' {
+            out.push(d);
+        }
+    }
+    // Trailing zeros become the shift: `out` keeps the significant digits.
+    let zeros = out.iter().rev().take_while(|&&d| d == b'0').count();
+    out.truncate(out.len() - zeros);
+    shift = shift.saturating_add(i64::try_from(zeros).unwrap_or(i64::MAX));
+    if out.is_empty() || shift < 0 {
+        return false;
+    }
+    let pad = usize::try_from(shift).unwrap_or(usize::MAX);
+    if out.len().saturating_add(pad) > MAX_NUMBER_DIGITS {
+        return false;
+    }
+    out.resize(out.len() + pad, b'0');
+    out.len() >= 9
+}
+
 fn hex4(s: &[u8]) -> Option<u32> {
     let s = s.get(..4)?;
     let mut v = 0;
@@ -317,29 +385,34 @@ pub(crate) fn path(body: &[u8], stack: &[Seg]) -> String {
                     scratch.clear();
                     scratch.extend_from_slice(inner);
                 }
-                let key = String::from_utf8_lossy(&scratch);
-                let ident = key
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if ident {
-                    out.push('.');
-                    out.push_str(&key);
-                } else {
-                    out.push_str("['");
-                    for ch in key.chars() {
-                        if ch == '\'' || ch == '\\' {
-                            out.push('\\');
-                        }
-                        out.push(ch);
-                    }
-                    out.push_str("']");
-                }
+                push_key(&mut out, &String::from_utf8_lossy(&scratch));
             }
         }
     }
     out
+}
+
+/// Appends a member step to a path: `.key` for identifiers, `['x-api key']`
+/// (with `'` and `\` escaped) otherwise.
+pub(crate) fn push_key(out: &mut String, key: &str) {
+    let ident = key
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ident {
+        out.push('.');
+        out.push_str(key);
+    } else {
+        out.push_str("['");
+        for ch in key.chars() {
+            if ch == '\'' || ch == '\\' {
+                out.push('\\');
+            }
+            out.push(ch);
+        }
+        out.push_str("']");
+    }
 }
 
 /// The raw (undecoded) key bytes of the innermost member, if the value is one.

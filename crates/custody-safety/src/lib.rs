@@ -15,6 +15,16 @@
 //! assignments, and JSON members named like secrets). Plus named custom regexes
 //! and dictionaries ([`CustomDetector`], aho-corasick).
 //!
+//! # What is scanned
+//! Every string is normalised before the detectors read it (one place,
+//! `normalize.rs`: default-ignorable characters such as zero-width spaces
+//! removed, typographic dashes read as `-`, characters whose NFKC form is ASCII
+//! replaced by it — full-width `４１１１` and `＠`); findings keep offsets in the
+//! original string. JSON bodies: string values, integers (however written:
+//! `4.111111111111111e15`), and the `text` parts of one message joined.
+//! Query strings and form bodies: [`scan_form`] (decoded values, redactable);
+//! path parameters: [`scan_fields`].
+//!
 //! # Use
 //! ```
 //! use custody_safety::{Action, Detectors, Kind, RedactStyle, redact, scan_body, summarize};
@@ -54,6 +64,7 @@ mod detect;
 mod error;
 mod json;
 mod kind;
+mod normalize;
 mod redact;
 mod scan;
 mod stream;
@@ -68,6 +79,6 @@ pub use error::SafetyError;
 pub use json::MAX_DEPTH;
 pub use kind::{Action, Kind};
 pub use redact::{RedactStyle, TokenKey, redact, redact_parameters};
-pub use scan::{Finding, Scan, scan_body, scan_text};
+pub use scan::{Finding, Scan, scan_body, scan_fields, scan_form, scan_text};
 pub use stream::{CARRY_BYTES, MAX_STREAM_FINDINGS, StreamScanner};
 pub use summary::{Summary, summarize, verdict};

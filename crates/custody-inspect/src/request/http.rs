@@ -21,9 +21,10 @@ pub(super) fn inspect(
         facts.tool = Some(found.tool.to_owned());
         let path: Map<String, Value> = found
             .path_params
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
+        facts.path_params = found.path_params;
         if !path.is_empty() {
             params.insert("path".to_owned(), Value::Object(path));
         }

@@ -133,13 +133,18 @@ fn ssn(t: &[u8], i: usize) -> Option<usize> {
     valid.then_some(e)
 }
 
-/// 13–19 digits, bare or grouped by single spaces or dashes (one kind), Luhn
-/// valid, with a known issuer prefix and a length that issuer uses.
+/// 13–19 digits, bare or grouped: between groups one to three separator bytes
+/// (space, dash, dot, mixed freely: `4111 1111-1111.1111`, `4111 - 1111 …`;
+/// with a dot, every group has three digits or more, so dotted addresses and
+/// versions are not read as one number), Luhn valid, with a known issuer
+/// prefix and a length that issuer uses.
 fn card(t: &[u8], i: usize) -> Option<usize> {
     let mut ds = [0u8; 19];
     let mut n = 0;
     let mut p = i;
-    let mut sep = 0u8;
+    let mut punctuated = false;
+    let mut dotted = false;
+    let mut shortest = usize::MAX;
     // Group ends where the digit count is a candidate, longest tried first.
     let mut ends: [(usize, usize); 8] = [(0, 0); 8];
     let mut groups = 0;
@@ -155,17 +160,23 @@ fn card(t: &[u8], i: usize) -> Option<usize> {
         p += len;
         ends[groups] = (p, n);
         groups += 1;
-        match t.get(p) {
-            Some(&s @ (b' ' | b'-'))
-                if (sep == 0 || s == sep) && t.get(p + 1).is_some_and(u8::is_ascii_digit) =>
-            {
-                sep = s;
-                p += 1;
-            }
-            _ => break,
+        shortest = shortest.min(len);
+        let gap = t[p..]
+            .iter()
+            .take(3)
+            .take_while(|b| matches!(b, b' ' | b'-' | b'.'))
+            .count();
+        if gap == 0 || !t.get(p + gap).is_some_and(u8::is_ascii_digit) {
+            break;
         }
+        punctuated |= t[p..p + gap].iter().any(|&b| b != b' ');
+        dotted |= t[p..p + gap].contains(&b'.');
+        p += gap;
     }
-    if groups > 1 && sep == b'-' && !number_end(t, p) {
+    if dotted && shortest < 3 {
+        return None;
+    }
+    if groups > 1 && punctuated && !number_end(t, p) {
         return None;
     }
     for &(e, len) in ends[..groups].iter().rev() {
