@@ -6,6 +6,7 @@ mod errors;
 mod identity;
 mod inspect;
 mod intercept;
+mod keys;
 mod lifecycle;
 mod metrics;
 mod policy;
