@@ -1,5 +1,8 @@
 //! Forward-proxy mode: `CONNECT` with TLS terminated by custody's CA, absolute-form
-//! requests, tunnels, `deny`, untrusted upstreams and clients that do not trust the CA.
+//! requests, untrusted upstreams and clients that do not trust the CA; tunnels to
+//! hosts no route claims in [`tunnels`].
+
+mod tunnels;
 
 use bytes::Bytes;
 use custody_tests::client::{Target, connect, http1_over, http2_over, request, send_collect, tls};
@@ -87,6 +90,11 @@ async fn tunnel(
     tls(io, "localhost", server_ca, &["http/1.1"])
         .await
         .expect("TLS with the real server")
+}
+
+/// `intercept.tunnel.allow_internal` naming exactly `authority` (for [`setup`]).
+fn allow_internal(authority: &str) -> String {
+    format!("  tunnel: {{allow_internal: ['{authority}']}}\n")
 }
 
 fn post(uri: &str, id: &str, body: &Value) -> http::Request<Full<Bytes>> {
@@ -285,73 +293,6 @@ async fn absolute_form_requests_are_routed_by_host() {
 }
 
 #[tokio::test]
-async fn other_hosts_are_tunnelled_and_recorded() {
-    let s = setup(true, "").await;
-    let (other, other_ca) = Stub::start_tls().await;
-    let mut custody = Custody::start(&s.config);
-    let authority = format!("127.0.0.1:{}", other.addr.port());
-    let tls = tunnel(&custody, &authority, "x-request-id: tun-1\r\n", &other_ca).await;
-    let mut h1 = http1_over(tls).await.expect("h1");
-    let response = h1
-        .send_request(
-            request("GET", "/bytes?n=5000")
-                .header("x-request-id", "inside-tunnel")
-                .body(Full::<Bytes>::default())
-                .expect("req"),
-        )
-        .await
-        .expect("through the tunnel");
-    assert_eq!(response.status(), 200);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    assert_eq!(body.len(), 5000);
-    drop(h1);
-    assert_eq!(other.request_ids(), ["inside-tunnel"]);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    custody.stop();
-    let rows = custody.rows();
-    assert_eq!(rows.len(), 1, "{rows:#?}");
-    let t = row(&rows, "tun-1");
-    assert_eq!(t["action"]["kind"], "tunnel");
-    assert_eq!(t["action"]["method"], "CONNECT");
-    assert_eq!(t["action"]["upstream"], authority);
-    assert_eq!(t["intercepted_host"], authority);
-    assert_eq!(t["policy"]["rule"], "intercept.others:tunnel");
-    assert_eq!(t["outcome"]["status"], 200);
-    assert!(t["outcome"]["bytes_in"].as_i64().expect("in") > 100);
-    assert!(t["outcome"]["bytes_out"].as_i64().expect("out") > 5000);
-    assert!(t["outcome"]["duration_ms"].as_f64().expect("duration") > 0.0);
-}
-
-#[tokio::test]
-async fn deny_mode_refuses_other_hosts_with_a_row() {
-    let s = setup(true, "  others: deny\n").await;
-    let mut custody = Custody::start(&s.config);
-    let (status, head, _) = connect(
-        &custody.unix(),
-        "example.com:443",
-        "x-request-id: deny-1\r\n",
-    )
-    .await
-    .expect("connect");
-    assert_eq!(status, 403, "{head}");
-    assert!(head.contains("application/json"), "{head}");
-    custody.stop();
-    let rows = custody.rows();
-    assert_eq!(rows.len(), 1);
-    let r = row(&rows, "deny-1");
-    assert_eq!(r["action"]["kind"], "tunnel");
-    assert_eq!(r["action"]["upstream"], "example.com:443");
-    assert_eq!(r["policy"]["decision"], "deny");
-    assert_eq!(r["policy"]["rule"], "intercept.others:deny");
-    assert_eq!(r["outcome"]["status"], 403);
-}
-
-#[tokio::test]
 async fn an_untrusted_upstream_certificate_is_a_502_with_a_row() {
     let s = setup(false, "").await;
     let mut custody = Custody::start(&s.config);
@@ -474,7 +415,9 @@ async fn a_server_name_other_than_the_connect_host_is_refused() {
 /// token reaches neither the upstream nor a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_requests() {
-    let s = setup(true, "").await;
+    let (other, other_ca) = Stub::start_tls().await;
+    let authority = format!("127.0.0.1:{}", other.addr.port());
+    let s = setup(true, &allow_internal(&authority)).await;
     let issuer = Stub::start().await;
     let idp = custody_tests::idp::Idp::new(&issuer.url());
     issuer.set_jwks(idp.jwks());
@@ -488,8 +431,6 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
     let auth = format!("proxy-authorization: Bearer {token}\r\n");
 
     // A tunnel to a host no route claims.
-    let (other, other_ca) = Stub::start_tls().await;
-    let authority = format!("127.0.0.1:{}", other.addr.port());
     let open = tunnel(
         &custody,
         &authority,
@@ -562,53 +503,6 @@ async fn the_proxy_authorization_token_identifies_tunnels_and_intercepted_reques
     assert_eq!(row(&rows, "int-anon")["outcome"]["status"], 401);
     let all = serde_json::to_string(&rows).expect("json");
     assert!(!all.contains(&token), "the token is in no row");
-}
-
-/// SIGTERM while a tunnel is open: custody waits for it up to the grace period, then
-/// cuts it, records it and exits 0.
-#[tokio::test]
-async fn an_open_tunnel_is_cut_at_the_end_of_the_grace_period_and_recorded() {
-    let s = setup(true, "").await;
-    let (other, other_ca) = Stub::start_tls().await;
-    let config = format!("{}shutdown:\n  grace_period: 1s\n", s.config);
-    let mut custody = Custody::start(&config);
-    let authority = format!("127.0.0.1:{}", other.addr.port());
-    let open = tunnel(
-        &custody,
-        &authority,
-        "x-request-id: tun-open\r\n",
-        &other_ca,
-    )
-    .await;
-    let started = std::time::Instant::now();
-    custody.stop();
-    let took = started.elapsed();
-    assert!(
-        took >= std::time::Duration::from_millis(900),
-        "waited for the open tunnel ({took:?})"
-    );
-    assert!(
-        took < std::time::Duration::from_secs(6),
-        "cut at the end of the grace period ({took:?})"
-    );
-    drop(open);
-    let rows = custody.rows();
-    assert_eq!(rows.len(), 1, "{rows:#?}");
-    let t = row(&rows, "tun-open");
-    assert_eq!(t["action"]["kind"], "tunnel");
-    assert_eq!(t["intercepted_host"], authority);
-    assert!(
-        t["outcome"]["bytes_in"].as_i64().expect("in") > 100,
-        "{t:#?}"
-    );
-    assert!(
-        t["outcome"]["duration_ms"].as_f64().expect("ms") >= 900.0,
-        "{t:#?}"
-    );
-    assert_eq!(
-        t["outcome"]["error"],
-        "custody shut down before the tunnel closed (grace period over)"
-    );
 }
 
 /// `CONNECT` as an HTTP/2 request (prior knowledge on the Unix socket): the stream

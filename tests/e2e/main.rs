@@ -2,9 +2,11 @@
 //! upstream, and the Parquet files it writes.
 
 mod durability;
+mod encoding;
 mod errors;
 mod identity;
 mod inspect;
+mod integrity;
 mod intercept;
 mod keys;
 mod lifecycle;

@@ -209,8 +209,9 @@ async fn upstream_statuses_are_relayed_not_treated_as_custody_errors() {
     )
     .await
     .expect("request");
-    // `..` is not resolved by custody: the upstream decides what the path means.
-    assert_eq!(parts.status, 200);
+    // custody resolves `..` once, before routing (docs/security.md): the path is
+    // `/tools/status/503`, which no route serves; the upstream never sees `..`.
+    assert_eq!(parts.status, 404);
     let req = request("GET", "/openai/status/429")
         .body(Full::default())
         .expect("req");

@@ -586,7 +586,8 @@ def test_documented_keys_are_read_from_the_docs():
     assert {"listen", "routes", "audit", "policy", "identity", "shutdown", "sessions"} <= set(keys)
     assert set(keys["listen"]) == {"unix", "tcp", "admin"}
     assert {"name", "prefix", "upstream", "kind", "tools", "credentials", "identity", "hosts"} <= set(keys["routes"][0])
-    assert set(keys["intercept"]) == {"ca", "others", "leaf_cache_size", "leaf_lifetime"}
+    assert set(keys["intercept"]) == {"ca", "others", "tunnel", "leaf_cache_size", "leaf_lifetime"}
+    assert set(keys["intercept"]["tunnel"]) == {"allow", "allow_internal"}
     assert {"sink", "spool", "roll"} <= set(keys["audit"])
     assert undocumented({"listen": {"admin": "x", "adnim": "y"}}, keys) == ["listen.adnim"]
 
@@ -788,6 +789,9 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
         assert config["listen"]["unix"].startswith("/run/custody/") and "/run/custody" in mounts
         # Intercept mode: the bundle the app's SSL_CERT_FILE names is where custody exports it.
         assert config["intercept"]["ca"]["export_dir"] == "/run/custody/ca"
+        # Tunnels to hosts no route claims: none unless listed (docs/interception.md).
+        assert config["intercept"]["others"] == "tunnel"
+        assert config["intercept"]["tunnel"] == {"allow": [], "allow_internal": []}
         assert not mounts["/run/custody"].get("readOnly")
         assert sidecar["args"][-1] == "/etc/custody/config/" + yaml.safe_load(
             files["config"].read_text())["config_key"]

@@ -163,3 +163,35 @@ def test_curl_proxy(intercepting):
     assert curl["request_id"] != "curl-1"
     assert curl["intercepted_host"] == "api.openai.com:443"
     assert curl["upstream"].startswith("https://localhost:")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("allow", [None, "'*'"])
+def test_curl_cannot_tunnel_to_unlisted_or_internal_hosts(tls_stub, allow):
+    """An app's HTTPS call to a host no route claims goes through a blind tunnel only
+    when intercept.tunnel.allow lists the host (default: nothing), and never to
+    custody's own admin port or the metadata address, even with `allow: ['*']`."""
+    url, ca = tls_stub
+    export = pathlib.Path(tempfile.mkdtemp(prefix="custody-ca-"))
+    tunnel = f", tunnel: {{allow: [{allow}]}}" if allow else ""
+    extra = (f"upstream_tls: {{extra_ca_file: '{ca}'}}\n"
+             f"intercept: {{ca: {{export_dir: '{export}'}}{tunnel}}}\n")
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+    with Custody(url, extra=extra, hosts=True) as custody:
+        targets = {custody.admin: f"https://{custody.admin}/metrics",
+                   "169.254.169.254:443": "https://169.254.169.254/latest/meta-data/"}
+        if allow is None:  # refused before any lookup: no network needed
+            targets["example.com:443"] = "https://example.com/"
+        for target in targets.values():
+            out = subprocess.run(["curl", "-sS", "--max-time", "10", "--proxy", f"http://{custody.tcp}", target],
+                                 env=env, capture_output=True, text=True, timeout=30)
+            assert out.returncode != 0 and "403" in out.stderr, out.stderr
+        custody.stop()
+        rows = {up: (decision, rule, status) for up, decision, rule, status in custody.query(
+            "SELECT action.upstream, policy.decision, policy.rule, outcome.status FROM audit "
+            "WHERE action.kind = 'tunnel'")}
+    assert set(rows) == set(targets)
+    if allow is None:
+        assert set(rows.values()) == {("deny", "integrity:tunnel_not_allowed", 403)}
+    else:
+        assert set(rows.values()) == {("deny", "integrity:tunnel_target", 403)}

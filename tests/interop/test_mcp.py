@@ -257,7 +257,8 @@ def test_elicitation_round_trip_through_custody(crm, mode):
 
 def test_reply_bytes_unchanged_and_headers_disagreeing_with_body(crm, mcp_upstream):
     """Raw HTTP: the same request straight to the server and through custody gets the
-    same bytes back; the row keeps the body's tool even when `mcp-name` disagrees."""
+    same bytes back; a header that disagrees with the body is refused by custody as the
+    server refuses it (HTTP 400, -32020), and the row names the body's tool."""
     body = {
         "jsonrpc": "2.0",
         "id": 7,
@@ -286,7 +287,8 @@ def test_reply_bytes_unchanged_and_headers_disagreeing_with_body(crm, mcp_upstre
     assert json.loads(via.content)["result"]["content"][0]["text"] == "c-3 Grace Hopper"
 
     # The server refuses a header that disagrees with the body (-32020, HTTP 400);
-    # custody records the body's tool and says the headers disagreed.
+    # custody answers the same itself, before anything is forwarded, and records
+    # the body's tool and that the headers disagreed.
     lying = httpx2.post(
         f"http://{crm.tcp}/crm/mcp", json=body, headers={**headers, "mcp-name": "add_note"}, timeout=10
     )
@@ -301,7 +303,7 @@ def test_reply_bytes_unchanged_and_headers_disagreeing_with_body(crm, mcp_upstre
     )
     (_, _, _, _, operation, tool, _, inspected, status, error) = rows[lying.headers["x-custody-request-id"]]
     assert (operation, tool, inspected, status) == ("tools/call", "crm:search_contacts", False, lying.status_code)
-    assert error.startswith('mcp-name header "add_note" does not match'), error
+    assert error.startswith('refused: the mcp-name header "add_note" does not match'), error
 
 
 class HeldSseUpstream:

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod harness;
 pub mod idp;
+pub mod recorder;
 pub mod rows;
 pub mod s3;
 pub mod stub;

@@ -136,6 +136,7 @@ mod response;
 mod scan;
 mod sse;
 mod stream_usage;
+mod strict;
 mod text;
 mod toolmap;
 mod usage;

@@ -84,6 +84,16 @@ pub struct RequestFacts {
     pub error: Option<String>,
     /// The body was not inspected (too large).
     pub uninspected: bool,
+    /// Why the body cannot be read unambiguously: larger than
+    /// `Limits::max_body_bytes`, or not readable JSON where JSON is expected
+    /// (LLM and MCP routes; `kind: http` bodies declared or looking like JSON,
+    /// form bodies that are not UTF-8 or name a field twice) — see the `strict`
+    /// module. A route that enforces something refuses such a body.
+    pub unreadable: Option<String>,
+    /// MCP: how the `mcp-method` / `mcp-name` headers disagree with the body.
+    pub header_mismatch: Option<String>,
+    /// MCP batches: how many of the messages are requests (a method and an id).
+    pub batch_requests: usize,
 }
 
 impl RequestFacts {
@@ -113,6 +123,13 @@ impl RequestFacts {
 pub fn inspect_request(req: &RequestInput<'_>, limits: &Limits) -> RequestFacts {
     let mut facts = RequestFacts::default();
     let body = readable_body(req, limits, &mut facts);
+    if let Some(body) = body
+        && expects_json(req, body)
+        && let Err(why) = crate::strict::check_json(body)
+    {
+        facts.note_error(why.clone());
+        facts.unreadable = Some(why);
+    }
     match req.kind {
         RouteKind::Openai => llm::inspect_openai(req, body, &mut facts),
         RouteKind::Anthropic => llm::inspect_anthropic(req, body, &mut facts),
@@ -134,10 +151,33 @@ fn readable_body<'a>(
             "request body not inspected: larger than {} bytes",
             limits.max_body_bytes
         ));
+        facts.unreadable = Some(format!(
+            "the request body ({} bytes) is larger than inspection.max_body ({} bytes), so custody cannot read it; raise inspection.max_body (and limits.max_request_body) to allow such bodies",
+            req.body.len(),
+            limits.max_body_bytes
+        ));
         return None;
     }
     let blank = req.body.iter().all(u8::is_ascii_whitespace);
     (!blank).then_some(req.body)
+}
+
+/// Whether the body must be JSON: always on LLM and MCP routes; on `kind: http`
+/// routes when declared JSON, or undeclared and looking like JSON.
+fn expects_json(req: &RequestInput<'_>, body: &[u8]) -> bool {
+    match req.kind {
+        RouteKind::Openai | RouteKind::Anthropic | RouteKind::Mcp => true,
+        RouteKind::Http => match content_type(req) {
+            Some(ct) => ct == "application/json" || ct.ends_with("+json"),
+            None => matches!(first_token(body), Some(b'{' | b'[')),
+        },
+    }
+}
+
+/// The lower-cased media type of the body (`Content-Type` without parameters).
+fn content_type(req: &RequestInput<'_>) -> Option<String> {
+    let ct = header(req, "content-type")?.to_ascii_lowercase();
+    Some(ct.split(';').next().unwrap_or(&ct).trim().to_owned())
 }
 
 fn not_json(e: &serde_json::Error) -> String {

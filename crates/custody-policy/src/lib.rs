@@ -82,6 +82,7 @@ mod test_support;
 pub use eval::{DEFAULT_DENY_RULE, Decision, Input, MISSING_SCOPE_PREFIX, NO_POLICY_RULE};
 pub use explain::{Explanation, RuleOutcome, RuleStep};
 pub use load::FORMAT;
+pub use load::rules::{MCP_HOUSEKEEPING, MCP_HOUSEKEEPING_GROUP};
 pub use locate::Location;
 pub use policy::{Effect, Loaded, Policy, TokenScopes};
 pub use problem::{PolicyErrors, Problem, Warning, WarningKind};

@@ -7,7 +7,7 @@
 
 mod lint;
 mod roles;
-mod rules;
+pub(crate) mod rules;
 
 use crate::args::ArgPaths;
 use crate::glob::Glob;

@@ -12,6 +12,7 @@ mod inspection;
 mod intercept;
 mod raw;
 mod sessions;
+mod tunnel;
 mod units;
 mod validate;
 
@@ -24,7 +25,9 @@ use std::time::Duration;
 
 pub use audit::{AuditConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
+pub(crate) use intercept::check_host;
 pub use intercept::{CaSource, InterceptConfig, Others};
+pub use tunnel::{HostMatch, HostPattern, TunnelConfig};
 pub use units::{parse_duration, parse_size};
 #[cfg(test)]
 pub(crate) use validate::parse_upstream as validate_parse_upstream;
@@ -246,6 +249,10 @@ pub struct LimitsConfig {
     /// Largest response held for redaction (`safety.responses: redact`); a larger
     /// one is refused with 502 rather than passed on unredacted.
     pub max_redacted_response: u64,
+    /// Largest ratio of a request body's decoded size to the bytes received
+    /// (`Content-Encoding`); a body that decodes to at most 64 KiB is never refused
+    /// for its ratio.
+    pub max_decompression_ratio: u64,
 }
 
 /// `shutdown`.

@@ -1,5 +1,6 @@
 //! Errors on the request path, and the one place they become HTTP responses.
 
+use crate::integrity::Reason;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -22,6 +23,10 @@ pub enum ProxyError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The request's `Content-Encoding` could not be undone within the limits, or
+    /// (on an enforcing route) at all.
+    #[error(transparent)]
+    Encoding(#[from] crate::decode::Refusal),
     /// The route requires a valid user token and the request has none.
     #[error("identity: {reason}: {0}", reason = .0.reason())]
     Unauthenticated(custody_identity::Rejection),
@@ -79,9 +84,41 @@ pub enum ProxyError {
         /// `host:port`.
         target: String,
     },
+    /// A `CONNECT` to a host no route claims and no `intercept.tunnel` entry allows.
+    #[error(
+        "CONNECT to {target} refused: no route claims the host and intercept.tunnel.allow does not list it"
+    )]
+    TunnelNotAllowed {
+        /// `host:port`.
+        target: String,
+    },
+    /// A `CONNECT` to a host that is, or resolves to, an address custody never
+    /// tunnels to (loopback, link-local, cloud metadata, its own addresses).
+    #[error(
+        "CONNECT to {target} refused: {via}{address} is {class}; custody tunnels there only when intercept.tunnel.allow_internal names it"
+    )]
+    TunnelTargetForbidden {
+        /// `host:port`.
+        target: String,
+        /// `"<name> resolves to "` for a name, empty for an address.
+        via: String,
+        /// The forbidden address.
+        address: std::net::IpAddr,
+        /// What it is ("a loopback address").
+        class: String,
+    },
     /// A `CONNECT` while forward-proxy mode is off.
     #[error("CONNECT needs forward-proxy mode: add an intercept section to custody's config")]
     ForwardProxyOff,
+    /// custody could not read the request unambiguously ([`crate::integrity`]).
+    #[error("refused: {}", .refusal.message)]
+    Integrity {
+        /// Why.
+        refusal: crate::integrity::Refusal,
+        /// On MCP routes: the JSON-RPC requests to answer (batch refusals and
+        /// header/body mismatches are answered as JSON-RPC errors).
+        jsonrpc: Option<JsonRpcCall>,
+    },
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out after {after:?} waiting for {phase}")]
     UpstreamTimeout {
@@ -107,6 +144,17 @@ pub struct JsonRpcCall {
 pub const JSONRPC_POLICY_DENIED: i64 = -32001;
 /// The JSON-RPC error code of a content-safety block.
 pub const JSONRPC_CONTENT_BLOCKED: i64 = -32002;
+/// The JSON-RPC error code MCP servers answer a header/body mismatch with.
+pub const JSONRPC_HEADER_MISMATCH: i64 = -32020;
+
+impl From<crate::integrity::Refusal> for ProxyError {
+    fn from(refusal: crate::integrity::Refusal) -> Self {
+        ProxyError::Integrity {
+            refusal,
+            jsonrpc: None,
+        }
+    }
+}
 
 impl ProxyError {
     /// The HTTP status for this error.
@@ -114,6 +162,7 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Encoding(r) => r.status(),
             // Not the caller's fault: the IdP's keys cannot be had.
             ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -136,10 +185,16 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::HostNotIntercepted { .. } | ProxyError::TunnelDenied { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            ProxyError::HostNotIntercepted { .. }
+            | ProxyError::TunnelDenied { .. }
+            | ProxyError::TunnelNotAllowed { .. }
+            | ProxyError::TunnelTargetForbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::ForwardProxyOff => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Integrity {
+                refusal,
+                jsonrpc: Some(call),
+            } if refusal.reason == Reason::BatchRefused && !call.ids.is_empty() => StatusCode::OK,
+            ProxyError::Integrity { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -148,6 +203,7 @@ impl ProxyError {
         match self {
             ProxyError::RouteNotFound { .. } => "route_not_found",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::Encoding(r) => r.error_type(),
             ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
                 "identity_unavailable"
             }
@@ -165,7 +221,10 @@ impl ProxyError {
             ProxyError::AuditUnavailable(_) => "audit_unavailable",
             ProxyError::HostNotIntercepted { .. } => "host_not_intercepted",
             ProxyError::TunnelDenied { .. } => "tunnel_denied",
+            ProxyError::TunnelNotAllowed { .. } => "tunnel_not_allowed",
+            ProxyError::TunnelTargetForbidden { .. } => "tunnel_target_forbidden",
             ProxyError::ForwardProxyOff => "forward_proxy_disabled",
+            ProxyError::Integrity { refusal, .. } => refusal.reason.error_type(),
         }
     }
 
@@ -177,6 +236,12 @@ impl ProxyError {
             ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
             ProxyError::SafetyUnscannable(_) => Some("safety:unscannable".to_owned()),
             ProxyError::TunnelDenied { .. } => Some("intercept.others:deny".to_owned()),
+            ProxyError::Integrity { refusal, .. } => {
+                Some(format!("integrity:{}", refusal.reason.as_str()))
+            }
+            ProxyError::Encoding(r) => Some(r.rule().to_owned()),
+            ProxyError::TunnelNotAllowed { .. } => Some("integrity:tunnel_not_allowed".to_owned()),
+            ProxyError::TunnelTargetForbidden { .. } => Some("integrity:tunnel_target".to_owned()),
             _ => None,
         }
     }
@@ -205,6 +270,17 @@ impl ProxyError {
                 jsonrpc: Some(call),
                 ..
             } => Some((call, JSONRPC_CONTENT_BLOCKED)),
+            ProxyError::Integrity {
+                refusal,
+                jsonrpc: Some(call),
+            } => Some((
+                call,
+                if refusal.reason == Reason::McpHeaderMismatch {
+                    JSONRPC_HEADER_MISMATCH
+                } else {
+                    JSONRPC_POLICY_DENIED
+                },
+            )),
             _ => None,
         };
         if let (Some((call, code)), Some(rule)) = (jsonrpc, self.denial_rule())
@@ -216,7 +292,7 @@ impl ProxyError {
                 rule: &rule,
                 message: &self.to_string(),
             };
-            return jsonrpc_denial(call, &denial, request_id);
+            return jsonrpc_denial(self.status(), call, &denial, request_id);
         }
         let mut response = json_error(
             self.status(),
@@ -224,7 +300,13 @@ impl ProxyError {
             &self.to_string(),
             request_id,
         );
-        if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable)
+        if let ProxyError::Encoding(crate::decode::Refusal::Unsupported { .. }) = self {
+            // RFC 9110 §15.5.16: a 415 for a content coding lists the accepted ones.
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static(crate::decode::ACCEPTED),
+            );
+        } else if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable)
         | ProxyError::AuditUnavailable(_) = self
         {
             response
@@ -298,8 +380,10 @@ struct Denial<'a> {
     message: &'a str,
 }
 
-/// JSON-RPC error responses (HTTP 200) to each request of a denied MCP call.
+/// JSON-RPC error responses to each request of a denied MCP call (HTTP 200, or 400
+/// for a malformed request).
 fn jsonrpc_denial(
+    status: StatusCode,
     call: &JsonRpcCall,
     denial: &Denial<'_>,
     request_id: &str,
@@ -320,7 +404,7 @@ fn jsonrpc_denial(
     } else {
         call.ids.first().map(reply).unwrap_or_default()
     };
-    json_response(StatusCode::OK, body.to_string().into_bytes(), request_id)
+    json_response(status, body.to_string().into_bytes(), request_id)
 }
 
 /// An error and its sources, `outer: inner: innermost`.

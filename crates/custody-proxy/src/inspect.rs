@@ -37,6 +37,11 @@ pub(crate) struct RequestInspection {
 }
 
 impl RequestInspection {
+    /// Everything the request stage learned.
+    pub(crate) fn facts(&self) -> &RequestFacts {
+        &self.facts
+    }
+
     /// The model the request asked for.
     pub(crate) fn model(&self) -> Option<&str> {
         self.facts.model.as_deref()
@@ -98,7 +103,8 @@ impl Inspection {
         action.operation.clone_from(&facts.operation);
         action.tool.clone_from(&facts.tool);
         action.parameters.clone_from(&facts.parameters);
-        action.inspected = Some(!facts.uninspected && facts.error.is_none());
+        action.inspected =
+            Some(!facts.uninspected && facts.error.is_none() && facts.unreadable.is_none());
         if route.kind == RouteKind::Http && facts.tool.is_some() {
             action.kind = ActionKind::Tool;
         }

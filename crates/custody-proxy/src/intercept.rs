@@ -9,7 +9,11 @@
 //!   ([`Entrance::Intercepted`]); each inner request is one row, with
 //!   `intercepted_host`.
 //! - `CONNECT` to any other host: a blind TCP tunnel recorded as one row of kind
-//!   `tunnel` ([`tunnel`]), or 403 and a row under `intercept.others: deny`.
+//!   `tunnel` ([`tunnel`]) when `intercept.tunnel` allows the host and every address
+//!   it resolves to is one custody may tunnel to ([`target`]: never loopback,
+//!   link-local, cloud metadata or custody's own addresses unless
+//!   `intercept.tunnel.allow_internal` names them); otherwise 403 and a row. Under
+//!   `intercept.others: deny`, 403 and a row for every such host.
 //! - Absolute-form requests are routed by host in the pipeline itself.
 //!
 //! Invariants: the server name the client asks for (SNI) must be the `CONNECT` host;
@@ -20,12 +24,15 @@
 mod ca;
 pub(crate) mod connect;
 mod leaves;
+pub(crate) mod target;
 mod tunnel;
 
 use crate::config::{InterceptConfig, Others};
 use crate::server::StartError;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) use ca::Ca;
 pub(crate) use leaves::Leaves;
@@ -69,6 +76,82 @@ impl fmt::Debug for Connected {
 pub(crate) struct Intercept {
     pub(crate) leaves: Leaves,
     pub(crate) others: Others,
+    /// Where tunnels may go.
+    pub(crate) guard: target::Guard,
+    /// Tunnels opened, and `CONNECT`s to unclaimed hosts refused by reason.
+    pub(crate) counts: TunnelCounts,
+}
+
+/// Why a `CONNECT` to a host no route claims was refused: the `reason` label of
+/// `custody_intercept_tunnels_refused_total`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TunnelRefusal {
+    /// `intercept.others: deny`.
+    OthersDeny,
+    /// No `intercept.tunnel` entry allows the host.
+    NotAllowed,
+    /// The host is, or resolves to, a forbidden address.
+    Target(target::Forbidden),
+}
+
+/// The `reason` labels, in counter order.
+pub(crate) const REFUSAL_LABELS: [&str; 2 + target::Forbidden::LABELS.len()] = {
+    let mut all = [
+        "others_deny",
+        "not_allowed",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ];
+    let mut i = 0;
+    while i < target::Forbidden::LABELS.len() {
+        all[2 + i] = target::Forbidden::LABELS[i];
+        i += 1;
+    }
+    all
+};
+
+/// Tunnel counters (relaxed atomics; read by `/metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct TunnelCounts {
+    opened: AtomicU64,
+    refused: [AtomicU64; REFUSAL_LABELS.len()],
+}
+
+impl TunnelCounts {
+    pub(crate) fn opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused(&self, why: TunnelRefusal) {
+        let label = match why {
+            TunnelRefusal::OthersDeny => "others_deny",
+            TunnelRefusal::NotAllowed => "not_allowed",
+            TunnelRefusal::Target(f) => f.label(),
+        };
+        if let Some(i) = REFUSAL_LABELS.iter().position(|l| *l == label) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tunnels opened so far.
+    pub(crate) fn opened_total(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub(crate) fn refused_totals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REFUSAL_LABELS
+            .iter()
+            .zip(&self.refused)
+            .map(|(l, c)| (*l, c.load(Ordering::Relaxed)))
+    }
 }
 
 impl Intercept {
@@ -101,7 +184,15 @@ impl Intercept {
         Ok(Self {
             leaves: Leaves::new(ca, config.leaf_lifetime, config.leaf_cache_size),
             others: config.others,
+            guard: target::Guard::new(&config.tunnel, Vec::new()),
+            counts: TunnelCounts::default(),
         })
+    }
+
+    /// Once the listeners are bound: their addresses are never tunnel targets.
+    pub(crate) fn listening(mut self, listeners: Vec<(&'static str, SocketAddr)>) -> Self {
+        self.guard.listeners = listeners;
+        self
     }
 }
 
@@ -155,6 +246,26 @@ mod tests {
             split_authority(&a("[::1]:8443"), 443),
             ("::1".into(), "[::1]:8443".into())
         );
+    }
+
+    #[test]
+    fn tunnel_refusals_are_counted_under_distinct_labels() {
+        let c = TunnelCounts::default();
+        c.refused(TunnelRefusal::NotAllowed);
+        c.refused(TunnelRefusal::Target(target::Forbidden::Listener("admin")));
+        c.refused(TunnelRefusal::Target(target::Forbidden::Metadata));
+        c.refused(TunnelRefusal::Target(target::Forbidden::Metadata));
+        c.opened();
+        let totals: Vec<_> = c.refused_totals().collect();
+        let labels: std::collections::HashSet<_> = totals.iter().map(|(l, _)| *l).collect();
+        assert_eq!(labels.len(), totals.len(), "{totals:?}");
+        assert!(!labels.contains(""));
+        let count = |l: &str| totals.iter().find(|(x, _)| *x == l).map(|(_, n)| *n);
+        assert_eq!(count("not_allowed"), Some(1));
+        assert_eq!(count("listener"), Some(1));
+        assert_eq!(count("metadata"), Some(2));
+        assert_eq!(count("others_deny"), Some(0));
+        assert_eq!(c.opened_total(), 1);
     }
 
     #[test]

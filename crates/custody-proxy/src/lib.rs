@@ -22,10 +22,12 @@ mod admin;
 mod body;
 pub mod config;
 mod credentials;
+mod decode;
 mod error;
 mod headers;
 mod identity;
 mod inspect;
+mod integrity;
 mod intercept;
 mod listener;
 mod metrics;
@@ -39,5 +41,10 @@ mod session;
 mod upstream;
 
 pub use config::{Config, ConfigError};
-pub use error::{JSONRPC_CONTENT_BLOCKED, JSONRPC_POLICY_DENIED, JsonRpcCall, ProxyError};
+pub use decode::Refusal as EncodingRefusal;
+pub use error::{
+    JSONRPC_CONTENT_BLOCKED, JSONRPC_HEADER_MISMATCH, JSONRPC_POLICY_DENIED, JsonRpcCall,
+    ProxyError,
+};
+pub use integrity::{Reason as IntegrityReason, Refusal as IntegrityRefusal};
 pub use server::{Running, ShutdownReport, StartError, start};

@@ -4,7 +4,8 @@
 //! Request-path cost: [`Metrics`] is built once at startup from the config. Its
 //! label sets are bounded and known then — the configured routes plus `""` for
 //! requests no route served, three decisions, six status classes, the built-in and
-//! configured detector kinds plus `other` — so each family is a flat array of
+//! configured detector kinds plus `other`, six content-coding labels and five
+//! decoding results — so each family is a flat array of
 //! `AtomicU64` indexed by position, and histograms have fixed atomic buckets
 //! ([`histogram`]). Recording a request is a handful of relaxed `fetch_add`s: no
 //! lock, no allocation, no map lookup. Label strings are escaped once, at startup;
@@ -21,6 +22,7 @@ mod histogram;
 
 use crate::admin::Health;
 use crate::config::Config;
+use crate::decode::{Label, Outcome};
 use custody_audit::AuditRecord;
 use expo::{Out, escape};
 use histogram::{ADDED_LATENCY_BUCKETS, Histogram, REQUEST_DURATION_BUCKETS};
@@ -58,6 +60,10 @@ pub(crate) struct Metrics {
     kind_labels: Vec<String>,
     /// `[kind][direction]`.
     findings: Box<[AtomicU64]>,
+    /// Requests refused because custody could not read them unambiguously.
+    integrity: crate::integrity::Counters,
+    /// Request bodies with a `Content-Encoding`: `[encoding][result]`.
+    decodings: Box<[AtomicU64]>,
 }
 
 fn zeros(n: usize) -> Box<[AtomicU64]> {
@@ -90,6 +96,8 @@ impl Metrics {
                 .collect(),
             added_latency: Histogram::new(ADDED_LATENCY_BUCKETS),
             findings: zeros(kinds.len() * DIRECTIONS.len()),
+            integrity: crate::integrity::Counters::default(),
+            decodings: zeros(Label::ALL.len() * Outcome::ALL.len()),
             routes,
             route_labels,
             kinds,
@@ -123,6 +131,9 @@ impl Metrics {
         if let Some(h) = self.durations.get(route) {
             h.observe(elapsed);
         }
+        if decision == 1 {
+            self.integrity.count_rule(record.policy.rule.as_deref());
+        }
         for r in record.content_safety.redactions.iter().flatten() {
             let kind = self
                 .kinds
@@ -134,6 +145,21 @@ impl Metrics {
                 c.fetch_add(u64::try_from(r.count).unwrap_or(0), Ordering::Relaxed);
             }
         }
+    }
+
+    /// One request body with a `Content-Encoding`, by what became of it.
+    pub(crate) fn decoding(&self, encoding: Label, result: Outcome) {
+        let i = encoding.index() * Outcome::ALL.len() + result.index();
+        if let Some(c) = self.decodings.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many request bodies were counted with `encoding` and `result`.
+    #[cfg(test)]
+    pub(crate) fn decodings(&self, encoding: Label, result: Outcome) -> u64 {
+        let i = encoding.index() * Outcome::ALL.len() + result.index();
+        self.decodings[i].load(Ordering::Relaxed)
     }
 
     /// Custody's added latency for one forwarded request (see `docs/metrics.md`).
@@ -185,6 +211,18 @@ impl Metrics {
         );
         o.histogram("custody_added_latency_seconds", "", &self.added_latency);
         o.family(
+            "custody_integrity_refusals_total",
+            "counter",
+            "Requests refused because custody could not read them unambiguously (policy.rule integrity:<reason>), by reason.",
+        );
+        for (reason, n) in self.integrity.snapshot() {
+            o.sample(
+                "custody_integrity_refusals_total",
+                &format!("{{reason=\"{reason}\"}}"),
+                n,
+            );
+        }
+        o.family(
             "custody_pii_findings_total",
             "counter",
             "PII and secret findings recorded in audit rows, by detector kind and direction.",
@@ -196,6 +234,23 @@ impl Metrics {
                     o.sample(
                         "custody_pii_findings_total",
                         &format!("{{kind=\"{kind}\",direction=\"{direction}\"}}"),
+                        n,
+                    );
+                }
+            }
+        }
+        o.family(
+            "custody_request_decodings_total",
+            "counter",
+            "Request bodies with a Content-Encoding, by coding and result: decoded, or refused or forwarded undecoded.",
+        );
+        for (e, encoding) in Label::ALL.iter().enumerate() {
+            for (r, result) in Outcome::ALL.iter().enumerate() {
+                let n = self.decodings[e * Outcome::ALL.len() + r].load(Ordering::Relaxed);
+                if n > 0 {
+                    o.sample(
+                        "custody_request_decodings_total",
+                        &format!("{{encoding=\"{encoding}\",result=\"{result}\"}}"),
                         n,
                     );
                 }
@@ -247,6 +302,24 @@ pub(crate) fn render(health: &Health) -> String {
         "Leaf certificates in the cache (intercept.leaf_cache_size at most).",
         &sample(intercept.map(|i| i.leaves.cached() as u64)),
     );
+    o.metric(
+        "custody_intercept_tunnels_opened_total",
+        "counter",
+        "Blind tunnels opened to hosts intercept.tunnel allows.",
+        &sample(intercept.map(|i| i.counts.opened_total())),
+    );
+    o.family(
+        "custody_intercept_tunnels_refused_total",
+        "counter",
+        "CONNECTs to hosts no route claims that were refused, by reason (intercept.others: deny, not on intercept.tunnel.allow, or the class of a forbidden target address).",
+    );
+    for (reason, n) in intercept.iter().flat_map(|i| i.counts.refused_totals()) {
+        o.sample(
+            "custody_intercept_tunnels_refused_total",
+            &format!("{{reason=\"{reason}\"}}"),
+            n,
+        );
+    }
     o.0
 }
 

@@ -6,7 +6,9 @@
 //!    claiming the host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or
 //!    an absolute-form request, and the whole path is forwarded (403 when no route
 //!    claims the host);
-//! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed);
+//! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed),
+//!    then its `Content-Encoding` undone within the same limit ([`crate::decode`]):
+//!    everything after sees, and the upstream receives, the decoded body;
 //! 4. inspect — what the request asks for (operation, model, tool, parameters;
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
 //! 5. identity — verify the user's token (401 when the route requires one), fill the
@@ -31,10 +33,12 @@
 use crate::body::{AuditedBody, Exchange, UpstreamBody};
 use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
 use crate::credentials::Credential;
+use crate::decode::Decoder;
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
+use crate::integrity;
 use crate::intercept::Entrance;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStage;
@@ -81,6 +85,7 @@ pub(crate) struct Pipeline {
     sessions: Arc<Sessions>,
     safety: Safety,
     metrics: Arc<Metrics>,
+    decoder: Decoder,
     max_request_body: u64,
     max_redacted_response: u64,
     response_header_timeout: Duration,
@@ -118,6 +123,7 @@ impl Pipeline {
             policy,
             sessions,
             safety,
+            decoder: Decoder::new(&config.limits, metrics.clone()),
             metrics,
             max_request_body: config.limits.max_request_body,
             max_redacted_response: config.limits.max_redacted_response,
@@ -178,6 +184,9 @@ impl Pipeline {
     /// The one row and the JSON answer of a request that ends with `e` (with the
     /// record's ids: its key, and the client's id).
     fn answer_error(&self, mut exchange: Exchange, e: &ProxyError) -> Response<ProxyBody> {
+        // A request refused before the safety stage still stores its parameters
+        // only redacted.
+        self.safety.seal_parameters(exchange.record());
         let record = exchange.record();
         if let Some(rule) = e.denial_rule() {
             record.policy.decision = Some("deny".into());
@@ -195,8 +204,8 @@ impl Pipeline {
         &self,
         req: &Request<Incoming>,
         entrance: &Entrance,
+        path: &str,
     ) -> (Result<(&Route, String), ProxyError>, Option<String>) {
-        let path = req.uri().path();
         match entrance {
             Entrance::Intercepted(c) => {
                 let route = self
@@ -271,22 +280,28 @@ impl Pipeline {
         let arrived = SystemTime::now();
         let ids = RequestIds::new(req.headers());
         ids.stamp_request(req.headers_mut());
-        let (route, intercepted_host) = self.select(&req, entrance);
+        // Stage 2: one normalised path for routing, templates, policy, the row and
+        // the upstream (integrity::path); the raw path only when it cannot be.
+        let raw_path = req.uri().path();
+        let normalised = integrity::path::normalise(raw_path);
+        let path = normalised.as_ref().map_or(raw_path, |n| n.path.as_str());
+        let (route, intercepted_host) = self.select(&req, entrance, path);
         let mut action = Action::new(
             route
                 .as_ref()
                 .map_or(ActionKind::Http, |(r, _)| r.kind.action_kind()),
             req.method().as_str(),
-            req.uri().path(),
+            path,
         );
         action.route = route.as_ref().ok().map(|(r, _)| r.name.clone());
         let id_header = ids.echoed();
+        let refused = path_refusal(&normalised, &route, intercepted_host.is_some(), raw_path);
         let mut record = ids.record(arrived, action);
         record.intercepted_host = intercepted_host;
         let mut exchange = self.exchange(started, record);
-        let result = match route {
-            Err(e) => Err(e),
-            Ok((route, rest)) => {
+        let result = match (route, refused) {
+            (_, Some(e)) | (Err(e), None) => Err(e),
+            (Ok((route, rest)), None) => {
                 let proxy_token = match entrance {
                     Entrance::Intercepted(c) => c.proxy_token.as_deref(),
                     Entrance::Direct => None,
@@ -339,9 +354,13 @@ impl Pipeline {
     ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let body = self.read_body(exchange, &parts.headers, body).await?;
+        let decoded = self
+            .decoder
+            .request(&mut parts.headers, body, self.enforcing(route))?;
         let (inspected, body) =
             self.inspection
-                .request(exchange.record(), route, rest, &parts, body);
+                .request(exchange.record(), route, rest, &parts, decoded.body.clone());
+        decoded.note(exchange.record());
         let path = upstream_path(&route.upstream, rest);
         exchange.record().action.upstream = Some(format!(
             "{}://{}{}",
@@ -350,6 +369,7 @@ impl Pipeline {
         let verified = self
             .authenticate(exchange, &mut parts.headers, route, proxy_token)
             .await?;
+        self.check_view(route, &parts, &inspected)?;
         let session = self
             .sessions
             .begin(exchange.record(), &mut parts.headers, &inspected);
@@ -370,9 +390,11 @@ impl Pipeline {
         )?;
         rewrite_request(&mut parts, &route.upstream, path, request_id)?;
         if let Some(credential) = &route.credential {
-            parts
-                .headers
-                .insert(credential.header.clone(), credential.value());
+            integrity::credentials::inject(
+                &mut parts.headers,
+                &credential.header,
+                credential.value(),
+            );
         }
         // The intent is spooled last, right before the request leaves: a request
         // refused above has just its final row.
@@ -478,13 +500,20 @@ impl Pipeline {
             headers.remove(crate::config::DEFAULT_TOKEN_HEADER);
             return Ok(None);
         };
-        let own = headers.remove(identity.token_header());
         if route.identity == IdentityMode::Off {
+            headers.remove(identity.token_header());
             return Ok(None);
         }
-        let token = match route.token_from {
-            TokenFrom::Header => own,
-            TokenFrom::Authorization => headers.get(header::AUTHORIZATION).cloned(),
+        let verified_header = match route.token_from {
+            TokenFrom::Header => identity.token_header(),
+            TokenFrom::Authorization => &header::AUTHORIZATION,
+        };
+        let single = integrity::credentials::single(headers, verified_header).map(|v| v.cloned());
+        let own = headers.remove(identity.token_header());
+        let token = match (single, route.token_from) {
+            (Err(refusal), _) => return Err(refusal.into()),
+            (Ok(_), TokenFrom::Header) => own,
+            (Ok(value), TokenFrom::Authorization) => value,
         };
         let token = token
             .as_ref()
@@ -526,6 +555,55 @@ impl Pipeline {
                 Ok(None)
             }
         }
+    }
+
+    /// Stage 5b: what custody read must be what the upstream will read. A header
+    /// and body that disagree (MCP) are refused everywhere, as the MCP server would
+    /// refuse them; on an enforcing route, so are a repeated query key, a body
+    /// custody cannot read and a JSON-RPC batch holding a request
+    /// ([`crate::integrity`]).
+    fn check_view(
+        &self,
+        route: &Route,
+        parts: &http::request::Parts,
+        inspected: &crate::inspect::RequestInspection,
+    ) -> Result<(), ProxyError> {
+        use integrity::{Reason, Refusal};
+        let facts = inspected.facts();
+        let enforcing = self.enforcing(route);
+        if enforcing {
+            if let Some(refusal) = parts.uri.query().and_then(integrity::query::repeated_key) {
+                return Err(refusal.into());
+            }
+            if let Some(why) = &facts.unreadable {
+                return Err(Refusal::new(Reason::UnreadableBody, why.clone()).into());
+            }
+        }
+        if let Some(mismatch) = &facts.header_mismatch {
+            return Err(ProxyError::Integrity {
+                refusal: Refusal::new(Reason::McpHeaderMismatch, mismatch.clone()),
+                jsonrpc: inspected.jsonrpc_call(),
+            });
+        }
+        if !enforcing {
+            return Ok(());
+        }
+        if facts.batch_requests > 0 {
+            return Err(ProxyError::Integrity {
+                refusal: Refusal::new(
+                    Reason::BatchRefused,
+                    format!(
+                        "a JSON-RPC batch holding {} request(s) is not forwarded on a route that enforces a policy or content safety: custody decides on one call at a time (MCP dropped batches in its 2025-06-18 revision; send the calls one by one)",
+                        facts.batch_requests
+                    ),
+                ),
+                jsonrpc: Some(crate::error::JsonRpcCall {
+                    ids: facts.jsonrpc_ids.clone(),
+                    batch: true,
+                }),
+            });
+        }
+        Ok(())
     }
 
     /// Reads the request body, refusing more than `max_request_body` bytes whether
@@ -592,6 +670,31 @@ impl Pipeline {
                 })
             }
         }
+    }
+}
+
+/// A path custody cannot normalise, or one that reaches its route's prefix only
+/// through `..` (reverse-proxy routing by prefix; host-routed requests forward the
+/// whole path).
+fn path_refusal(
+    normalised: &Result<integrity::path::Normalised, integrity::Refusal>,
+    route: &Result<(&Route, String), ProxyError>,
+    host_routed: bool,
+    raw: &str,
+) -> Option<ProxyError> {
+    match (normalised, route) {
+        (Err(refusal), _) => Some(refusal.clone().into()),
+        (Ok(n), Ok((route, _))) if !host_routed && !n.named_prefix(&route.prefix) => Some(
+            integrity::Refusal::new(
+                integrity::Reason::Path,
+                format!(
+                    "the path {raw:?} reaches the route prefix {} only through '..'; name the prefix directly",
+                    route.prefix
+                ),
+            )
+            .into(),
+        ),
+        _ => None,
     }
 }
 

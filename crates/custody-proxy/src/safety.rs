@@ -107,6 +107,16 @@ impl Safety {
         }
     }
 
+    /// Redacts `action.parameters` for storage (as [`Safety::request`] does first):
+    /// for rows of requests refused before the safety stage. Redacting twice
+    /// changes nothing.
+    pub(crate) fn seal_parameters(&self, record: &mut AuditRecord) {
+        let route = record.action.route.clone();
+        let tool = record.action.tool.clone();
+        let action_for = |kind: &Kind| self.policy.action(route.as_deref(), tool.as_deref(), kind);
+        self.redact_parameters(record, &action_for);
+    }
+
     /// Whether content safety redacts or blocks something on `route` (for any call).
     pub(crate) fn enforcing_on_route(&self, route: &str) -> bool {
         self.policy.enforcing_on_route(route)

@@ -140,7 +140,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let intercept = config
         .intercept
         .as_ref()
-        .map(|c| Intercept::start(c, &instance_name()).map(Arc::new))
+        .map(|c| Intercept::start(c, &instance_name()))
         .transpose()?;
     if let Some(dir) = config.audit.sink.local_dir() {
         std::fs::create_dir_all(dir).map_err(|source| StartError::AuditDir {
@@ -159,6 +159,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(addr) => Some(bind_tcp("admin", addr).await?),
         None => None,
     };
+    // Tunnels never reach custody's own listeners (as bound: a port 0 is resolved).
+    let intercept = intercept.map(|i| {
+        let bound = [("tcp", tcp.as_ref()), ("admin", admin.as_ref())]
+            .into_iter()
+            .filter_map(|(name, l)| Some((name, l?.local_addr().ok()?)))
+            .collect();
+        Arc::new(i.listening(bound))
+    });
 
     let mut credentials = std::collections::HashMap::new();
     for route in &config.routes {

@@ -269,5 +269,33 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
                 .join(", ")
         ),
     };
+    out += &match &c.intercept {
+        None => "\nintercept:    off (CONNECT refused)".to_owned(),
+        Some(i) => {
+            let list = |l: &[custody_proxy::config::HostPattern]| {
+                l.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let tunnels = match (
+                i.others,
+                i.tunnel.allow.is_empty() && i.tunnel.allow_internal.is_empty(),
+            ) {
+                (custody_proxy::config::Others::Deny, _) => "none (others: deny)".to_owned(),
+                (_, true) => "none (intercept.tunnel.allow is empty)".to_owned(),
+                (_, false) => format!(
+                    "to {}; internal targets opted into: {}",
+                    list(&i.tunnel.allow),
+                    if i.tunnel.allow_internal.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        list(&i.tunnel.allow_internal)
+                    }
+                ),
+            };
+            format!("\nintercept:    on; tunnels to hosts no route claims: {tunnels}")
+        }
+    };
     out
 }

@@ -119,7 +119,7 @@ fn check_with_deny_warnings_exits_1_on_warnings_and_0_without() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("warnings:     0\n"));
-    assert!(stdout(&out).contains("roles:        5\nrules:        5\n"));
+    assert!(stdout(&out).contains("roles:        5\nrules:        6\n"));
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn a_failing_case_shows_the_mismatch_and_exits_1() {
         text.contains("PASS: cases[4] admins inherit write"),
         "{text}"
     );
-    assert!(text.ends_with("PASS: 16/17\nFAIL: 1/17\n"), "{text}");
+    assert!(text.ends_with("PASS: 18/19\nFAIL: 1/19\n"), "{text}");
 }
 
 #[test]
@@ -334,7 +334,7 @@ fn explain_by_a_rule_with_claims() {
         "{text}"
     );
     assert!(
-        text.contains("rules[4] support-bot-lookup (allow): MATCHED"),
+        text.contains("rules[5] support-bot-lookup (allow): MATCHED"),
         "{text}"
     );
 }

@@ -57,6 +57,19 @@ pub(super) fn inspect(
     }
 }
 
+/// A field named twice: `parse_form` keeps repeated fields as an array, so a field
+/// whose value is an array that the text did not spell as one value is repeated.
+fn repeated_form_key(text: &str, form: &Map<String, Value>) -> Option<String> {
+    let pairs = text.split('&').filter(|p| !p.is_empty()).count();
+    (pairs != form.len())
+        .then(|| {
+            form.iter()
+                .find(|(_, v)| v.is_array())
+                .map(|(k, _)| k.chars().take(64).collect())
+        })
+        .flatten()
+}
+
 /// The body as JSON: parsed when declared JSON (an error if it is not) or when
 /// undeclared and it looks like JSON; a form body becomes an object; any other
 /// body is left out.
@@ -73,8 +86,21 @@ fn body_value(req: &RequestInput<'_>, body: &[u8], facts: &mut RequestFacts) -> 
         None => (false, false),
     };
     if form {
-        let text = String::from_utf8_lossy(body);
-        return Some(Value::Object(parse_form(text.trim())));
+        let Ok(text) = std::str::from_utf8(body) else {
+            let why = "the form body is not UTF-8 text".to_owned();
+            facts.note_error(why.clone());
+            facts.unreadable = Some(why);
+            return None;
+        };
+        let form = parse_form(text.trim());
+        if let Some(key) = repeated_form_key(text.trim(), &form) {
+            let why = format!(
+                "the form body names the field {key:?} more than once (servers disagree on which value counts)"
+            );
+            facts.note_error(why.clone());
+            facts.unreadable = Some(why);
+        }
+        return Some(Value::Object(form));
     }
     let looks_json = matches!(first_token(body), Some(b'{' | b'['));
     if !(declared_json || (content_type.is_none() && looks_json)) {

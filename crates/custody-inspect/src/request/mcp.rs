@@ -56,7 +56,9 @@ fn from_headers(
     };
 }
 
-/// Records a disagreement between the stateless headers and the body (the body wins).
+/// Records a disagreement between the stateless headers and the body. MCP
+/// servers refuse such a request (HTTP 400, JSON-RPC -32020); the proxy does too,
+/// so no decision is made on the headers while the server acts on the body.
 fn check_headers(
     facts: &mut RequestFacts,
     method: Option<&str>,
@@ -64,23 +66,32 @@ fn check_headers(
     message: &Map<String, Value>,
 ) {
     let body_method = message.get("method").and_then(Value::as_str);
-    if let (Some(h), Some(b)) = (method, body_method)
-        && h != b
-    {
-        facts.note_error(format!(
-            "mcp-method header {h:?} does not match the body's method {b:?}"
-        ));
-    }
-    let body_name = message
-        .get("params")
-        .and_then(|p| p.get("name"))
+    let mismatch = match (method, body_method) {
+        (Some(h), Some(b)) if h != b => Some(format!(
+            "the mcp-method header {h:?} does not match the body's method {b:?}"
+        )),
+        (Some(h), None) => Some(format!(
+            "the mcp-method header {h:?} names a method the body does not have"
+        )),
+        _ => None,
+    };
+    // `mcp-name` carries `params.name` (tools, prompts) or `params.uri` (resources).
+    let params = message.get("params");
+    let body_name = params
+        .and_then(|p| p.get("name").or_else(|| p.get("uri")))
         .and_then(Value::as_str);
-    if let (Some(h), Some(b)) = (name, body_name)
-        && h != b
-    {
-        facts.note_error(format!(
-            "mcp-name header {h:?} does not match the body's name {b:?}"
-        ));
+    let mismatch = mismatch.or_else(|| match (name, body_name) {
+        (Some(h), Some(b)) if h != b => Some(format!(
+            "the mcp-name header {h:?} does not match the body's name {b:?}"
+        )),
+        (Some(h), None) => Some(format!(
+            "the mcp-name header {h:?} names a tool or resource the body does not"
+        )),
+        _ => None,
+    });
+    if let Some(mismatch) = mismatch {
+        facts.note_error(mismatch.clone());
+        facts.header_mismatch = Some(mismatch);
     }
 }
 
@@ -192,6 +203,7 @@ fn batch(req: &RequestInput<'_>, messages: &[Value], limits: &Limits, facts: &mu
         return;
     }
     let mut summaries = Vec::with_capacity(messages.len());
+    let mut tool_calls = 0;
     for message in messages {
         let Some(message) = message.as_object() else {
             facts.note_error("JSON-RPC batch holds a non-object".to_owned());
@@ -204,15 +216,21 @@ fn batch(req: &RequestInput<'_>, messages: &[Value], limits: &Limits, facts: &mu
             if let Some(id) = request_id(message) {
                 facts.jsonrpc_ids.push(id.clone());
             }
+            if message.contains_key("id") {
+                facts.batch_requests += 1;
+            }
         } else if message.contains_key("result") || message.contains_key("error") {
             summary.insert("method".to_owned(), Value::String("response".to_owned()));
         }
         if let Some(id) = message.get("id") {
             summary.insert("id".to_owned(), id.clone());
         }
+        if s.method == Some("tools/call") {
+            tool_calls += 1;
+        }
         if let Some(name) = s.tool {
             summary.insert("name".to_owned(), Value::String(name.to_owned()));
-            if facts.tool.is_none() {
+            if tool_calls == 1 {
                 facts.tool = Some(format!("{}:{name}", req.route));
                 set_tool_arguments(s.arguments, limits, facts);
             }
@@ -221,6 +239,11 @@ fn batch(req: &RequestInput<'_>, messages: &[Value], limits: &Limits, facts: &mu
             summary.insert("arguments".to_owned(), args.clone());
         }
         summaries.push(Value::Object(summary));
+    }
+    // A batch of several tool calls is not one tool call: no single tool names it.
+    if tool_calls > 1 {
+        facts.tool = None;
+        facts.tool_arguments = None;
     }
     facts.set_parameters(&Value::Array(summaries), limits);
 }

@@ -330,10 +330,94 @@ fn mcp_http_methods_and_headers() {
         .header("mcp-name", "add")
         .inspect();
     assert_eq!(f.tool.as_deref(), Some("crm:delete_all"));
-    assert_eq!(
-        f.error.as_deref(),
-        Some(r#"mcp-name header "add" does not match the body's name "delete_all""#)
+    let mismatch = Some(r#"the mcp-name header "add" does not match the body's name "delete_all""#);
+    assert_eq!(f.error.as_deref(), mismatch);
+    assert_eq!(f.header_mismatch.as_deref(), mismatch);
+    // A method header disagreeing with the body, and headers naming what the body
+    // does not, are mismatches too; matching headers are not.
+    for (method, name, body) in [
+        (
+            "tools/call",
+            "add",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        ),
+        (
+            "tools/list",
+            "",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#,
+        ),
+        (
+            "resources/read",
+            "file:///a",
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///b"}}"#,
+        ),
+    ] {
+        let mut r = req(RouteKind::Mcp, "POST", "/mcp", body).header("mcp-method", method);
+        if !name.is_empty() {
+            r = r.header("mcp-name", name);
+        }
+        assert!(
+            r.inspect().header_mismatch.is_some(),
+            "{method} {name} {body}"
+        );
+    }
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+    )
+    .header("mcp-method", "resources/read")
+    .header("mcp-name", "file:///a")
+    .inspect();
+    assert_eq!((f.header_mismatch, f.error), (None, None));
+}
+
+#[test]
+fn unreadable_bodies_are_flagged_once_for_every_kind() {
+    for kind in [RouteKind::Mcp, RouteKind::Openai, RouteKind::Anthropic] {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_all"}}"#,
+            r#"{"model":"gpt-4o-mini","model":"gpt-4o","messages":[]}"#,
+            r#"{"a":NaN}"#,
+            r#"{"a":"\ud800"}"#,
+        ] {
+            let f = req(kind, "POST", "/v1/chat/completions", body).inspect();
+            assert!(f.unreadable.is_some(), "{kind:?} {body}");
+        }
+        let f = req(
+            kind,
+            "POST",
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[]}"#,
+        )
+        .inspect();
+        assert_eq!(f.unreadable, None, "{kind:?}");
+    }
+    // Too large to inspect: unreadable, naming the key to raise.
+    let mut r = req(RouteKind::Mcp, "POST", "/mcp", "{}");
+    r.complete = false;
+    let f = r.inspect();
+    assert!(
+        f.unreadable
+            .is_some_and(|u| u.contains("inspection.max_body"))
     );
+    // kind http: JSON when declared or when it looks like JSON; forms by field.
+    let http = |ct: &'static str, body: &str| {
+        let mut r = req(RouteKind::Http, "POST", "/x", body);
+        if !ct.is_empty() {
+            r = r.header("content-type", ct);
+        }
+        r.inspect().unreadable
+    };
+    assert!(http("application/json", r#"{"a":1,"a":2}"#).is_some());
+    assert!(http("application/vnd.api+json", "{oops").is_some());
+    assert!(http("", r#"{"a":1,"a":2}"#).is_some());
+    assert!(http("application/x-www-form-urlencoded", "org=a&org=b").is_some());
+    assert!(http("application/x-www-form-urlencoded", "org=a&or%67=b").is_some());
+    assert_eq!(http("application/x-www-form-urlencoded", "org=a&b=2"), None);
+    assert_eq!(http("application/octet-stream", "{oops"), None);
+    assert_eq!(http("text/plain", "hello"), None);
 }
 
 #[test]
@@ -349,7 +433,9 @@ fn mcp_batch() {
     )
     .inspect();
     assert_eq!(f.operation.as_deref(), Some("batch"));
-    assert_eq!(f.tool.as_deref(), Some("crm:add"));
+    // Two tools/call: no single tool names the batch.
+    assert_eq!(f.tool.as_deref(), None);
+    assert_eq!(f.batch_requests, 3);
     assert_eq!(f.jsonrpc_ids, vec![json!(1), json!(2), json!("x")]);
     assert_eq!(
         f.parameters.as_deref(),
@@ -654,20 +740,29 @@ fn mcp_tool_arguments() {
     let f = req(RouteKind::Mcp, "POST", "/mcp", &body).inspect_with(None, &limits);
     assert_eq!(f.tool_arguments, None);
     assert!(f.parameters.is_some_and(|p| p.contains("_truncated")));
-    // A batch: the first tools/call's, as for `tool`.
+    // A batch with one tools/call: its arguments, as for `tool`.
     let f = req(
         RouteKind::Mcp,
         "POST",
         "/mcp",
         r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},
-            {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"b":2,"a":1}}},
-            {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"mul","arguments":{"a":3}}}]"#,
+            {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"b":2,"a":1}}}]"#,
     )
     .inspect();
     assert_eq!(
         (f.tool.as_deref(), f.tool_arguments.as_deref()),
         (Some("crm:add"), Some(r#"{"a":1,"b":2}"#))
     );
+    // With two, neither: the batch is not one tool call.
+    let f = req(
+        RouteKind::Mcp,
+        "POST",
+        "/mcp",
+        r#"[{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"b":2,"a":1}}},
+            {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"mul","arguments":{"a":3}}}]"#,
+    )
+    .inspect();
+    assert_eq!((f.tool, f.tool_arguments), (None, None));
 }
 
 #[test]

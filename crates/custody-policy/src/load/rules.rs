@@ -23,6 +23,30 @@ const ACTION: [&str; 7] = [
     "path",
 ];
 
+/// The name of the operation group [`MCP_HOUSEKEEPING`] in `when.action.operation`.
+pub const MCP_HOUSEKEEPING_GROUP: &str = "@mcp-housekeeping";
+
+/// MCP's lifecycle and transport operations: they open, keep, discover and close a
+/// session, and carry no tool call, resource, prompt or user data. Exactly these
+/// operation names (as `action.operation` records them): `initialize`,
+/// `notifications/initialized`, `notifications/cancelled`,
+/// `notifications/progress`, `notifications/roots/list_changed`, `ping`,
+/// `server/discover`, `stream` (the GET event stream) and `session.delete` (the
+/// DELETE that ends a session). A client's JSON-RPC *responses* (operation
+/// `response`: elicitation answers, sampling results, roots lists) carry user data
+/// and are not housekeeping.
+pub const MCP_HOUSEKEEPING: [&str; 9] = [
+    "initialize",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "ping",
+    "server/discover",
+    "stream",
+    "session.delete",
+];
+
 /// Whether `name` may name a rule: letters, digits, `-`, `_`, `.`, `/`. (No `:`
 /// or spaces, so a rule name never looks like a built-in decision such as
 /// `default:deny` or `role:analyst grants ...`.)
@@ -120,7 +144,7 @@ fn read_when(node: &Node<'_>, scopes: &mut Interner, diag: &mut Diagnostics) -> 
         when.route = a.get("route").and_then(|n| globs(&n, diag));
         when.tool = a.get("tool").and_then(|n| globs(&n, diag));
         when.model = a.get("model").and_then(|n| globs(&n, diag));
-        when.operation = a.get("operation").and_then(|n| globs(&n, diag));
+        when.operation = a.get("operation").and_then(|n| operations(&n, diag));
         when.path = a.get("path").and_then(|n| globs(&n, diag));
     }
     if let Some(s) = fields.get("scopes") {
@@ -148,6 +172,42 @@ fn globs(node: &Node<'_>, diag: &mut Diagnostics) -> Option<GlobSet> {
         match Glob::parse(&text) {
             Ok(g) => out.push(g),
             Err(e) => diag.error(&path, e),
+        }
+    }
+    Some(GlobSet::new(out))
+}
+
+/// `when.action.operation`: patterns, where `@mcp-housekeeping` stands for
+/// [`MCP_HOUSEKEEPING`].
+fn operations(node: &Node<'_>, diag: &mut Diagnostics) -> Option<GlobSet> {
+    let list = node.one_or_many(diag)?;
+    if list.is_empty() {
+        diag.error(
+            &node.path,
+            "an empty list matches nothing (leave the field out to match anything)",
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (text, path) in list {
+        let expanded: Vec<&str> = match text.as_str() {
+            MCP_HOUSEKEEPING_GROUP => MCP_HOUSEKEEPING.to_vec(),
+            group if group.starts_with('@') => {
+                diag.error(
+                    &path,
+                    format!(
+                        "unknown operation group {group:?}; the only group is {MCP_HOUSEKEEPING_GROUP}"
+                    ),
+                );
+                continue;
+            }
+            pattern => vec![pattern],
+        };
+        for pattern in expanded {
+            match Glob::parse(pattern) {
+                Ok(g) => out.push(g),
+                Err(e) => diag.error(&path, e),
+            }
         }
     }
     Some(GlobSet::new(out))

@@ -376,3 +376,53 @@ fn warnings_name_probable_mistakes() {
         "warning[unsatisfiable-rule]: rules[3].when.scopes (line 11, column 55): rule \"needs-ghost\" never matches: no role grants scope \"tool:ghost\""
     );
 }
+
+#[test]
+fn mcp_housekeeping_names_exactly_its_operations() {
+    use crate::test_support::{Ask, user};
+    use custody_core::{Action, ActionKind};
+    let policy = load(
+        r#"format: 1
+rules:
+  - name: session
+    effect: allow
+    when: {action: {operation: ["@mcp-housekeeping", tools/list]}}
+"#,
+    )
+    .policy;
+    let alice = user("alice", "acme", "viewer");
+    let decide = |operation: &str| {
+        let mut a = Action::new(ActionKind::Tool, "POST", "/mcp");
+        a.operation = Some(operation.into());
+        Ask::new(&alice, &a).on(&policy).allow
+    };
+    for op in crate::MCP_HOUSEKEEPING
+        .iter()
+        .copied()
+        .chain(["tools/list"])
+    {
+        assert!(decide(op), "{op}");
+    }
+    for op in [
+        "response",
+        "tools/call",
+        "resources/read",
+        "notifications/message",
+        "initializex",
+        "sampling/createMessage",
+    ] {
+        assert!(!decide(op), "{op}");
+    }
+    let problems = errors(
+        "format: 1\nrules:\n  - {name: a, effect: allow, when: {action: {operation: ['@mcp-housekeep']}}}\n",
+    );
+    assert_eq!(
+        listed(&problems),
+        [(
+            "rules[0].when.action.operation[0]".to_owned(),
+            3,
+            r#"unknown operation group "@mcp-housekeep"; the only group is @mcp-housekeeping"#
+                .to_owned()
+        )]
+    );
+}

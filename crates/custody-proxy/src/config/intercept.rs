@@ -3,6 +3,7 @@
 
 use super::ConfigIssue;
 use super::raw::NumberOrText;
+use super::tunnel::TunnelConfig;
 use super::units::parse_duration;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub(crate) struct RawIntercept {
     pub(crate) others: Option<Others>,
     pub(crate) leaf_cache_size: Option<usize>,
     pub(crate) leaf_lifetime: Option<NumberOrText>,
+    #[serde(default)]
+    pub(crate) tunnel: super::tunnel::RawTunnel,
 }
 
 /// `intercept.ca` as written.
@@ -38,11 +41,13 @@ pub(crate) struct RawCa {
 }
 
 /// `intercept.others`: what happens to a `CONNECT` to a host no route claims.
+/// `tunnel` tunnels only to the hosts `intercept.tunnel` allows (none by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Others {
-    /// A blind TCP tunnel (nothing inside is inspected), recorded as one row of kind
-    /// `tunnel` when it closes.
+    /// A blind TCP tunnel (nothing inside is inspected) to a host `intercept.tunnel`
+    /// allows, recorded as one row of kind `tunnel` when it closes; other hosts are
+    /// refused with 403 and a row.
     #[default]
     Tunnel,
     /// Refused with 403 and a row.
@@ -58,6 +63,8 @@ pub struct InterceptConfig {
     pub export_dir: Option<PathBuf>,
     /// `CONNECT` to hosts no route claims.
     pub others: Others,
+    /// Where tunnels may go (`others: tunnel`).
+    pub tunnel: TunnelConfig,
     /// Most leaf certificates kept.
     pub leaf_cache_size: usize,
     /// Validity of a minted leaf certificate.
@@ -151,10 +158,13 @@ pub(crate) fn validate_intercept(
             }
         }
     };
+    let others = raw.others.unwrap_or_default();
+    let tunnel = super::tunnel::validate_tunnel(raw.tunnel, others == Others::Deny, issues);
     InterceptConfig {
         ca,
         export_dir: nonempty(raw.ca.export_dir),
-        others: raw.others.unwrap_or_default(),
+        others,
+        tunnel,
         leaf_cache_size,
         leaf_lifetime,
     }

@@ -187,6 +187,7 @@ pub(crate) struct RawUpstream {
 pub(crate) struct RawLimits {
     pub(crate) max_request_body: Option<NumberOrText>,
     pub(crate) max_redacted_response: Option<NumberOrText>,
+    pub(crate) max_decompression_ratio: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

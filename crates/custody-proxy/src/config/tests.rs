@@ -39,6 +39,7 @@ fn defaults_are_valid() {
     );
     assert_eq!(c.audit.on_full, custody_audit::OnFull::Reject);
     assert_eq!(c.limits.max_request_body, 8 << 20);
+    assert_eq!(c.limits.max_decompression_ratio, 100);
     assert_eq!(c.runtime.worker_threads, 1);
 }
 
@@ -63,6 +64,7 @@ audit:
   flush_interval: 2s
 limits:
   max_request_body: 1MiB
+  max_decompression_ratio: 20
 shutdown:
   grace_period: 5s
 runtime:
@@ -80,6 +82,7 @@ runtime:
     assert_eq!(c.routes[0].upstream.base_path, "/base");
     assert_eq!(c.routes[0].kind, RouteKind::Http);
     assert_eq!(c.limits.max_request_body, 1 << 20);
+    assert_eq!(c.limits.max_decompression_ratio, 20);
     assert_eq!(c.shutdown.grace_period, Duration::from_secs(5));
     assert_eq!(c.runtime.worker_threads, 4);
 }
@@ -109,6 +112,7 @@ audit:
   flush_interval: soon
 limits:
   max_request_body: 8 parsecs
+  max_decompression_ratio: 0
 colour: blue
 "#,
     );
@@ -123,6 +127,7 @@ colour: blue
         "audit.flush_rows: must be at least 1",
         "audit.flush_interval: invalid duration \"soon\"",
         "limits.max_request_body: invalid size \"8 parsecs\"",
+        "limits.max_decompression_ratio: must be at least 1",
         "colour: unknown section",
     ] {
         assert!(
@@ -420,6 +425,10 @@ fn the_documented_whole_file_is_valid_and_means_the_defaults() {
     assert!(c.identity.is_none() && c.policy.is_none());
     assert_eq!(c.listen.tcp, d.listen.tcp);
     assert_eq!(c.limits.max_request_body, d.limits.max_request_body);
+    assert_eq!(
+        c.limits.max_decompression_ratio,
+        d.limits.max_decompression_ratio
+    );
     assert_eq!(c.inspection.limits, d.inspection.limits);
     assert_eq!(c.routes.len(), d.routes.len());
     assert_eq!(c.audit.sink, d.audit.sink);

@@ -13,6 +13,7 @@ pub(crate) mod defaults {
     pub(crate) const ADMIN: &str = "127.0.0.1:15090";
     pub(crate) const MAX_REQUEST_BODY: u64 = 8 << 20;
     pub(crate) const MAX_REDACTED_RESPONSE: u64 = 16 << 20;
+    pub(crate) const MAX_DECOMPRESSION_RATIO: u64 = 100;
     pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -203,6 +204,17 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             Some(v) => is
                 .check("limits.max_redacted_response", parse_size(&v.text()))
                 .unwrap_or(defaults::MAX_REDACTED_RESPONSE),
+        },
+        max_decompression_ratio: match li.max_decompression_ratio {
+            None => defaults::MAX_DECOMPRESSION_RATIO,
+            Some(n @ 1..) => n,
+            Some(0) => {
+                is.push(
+                    "limits.max_decompression_ratio",
+                    "must be at least 1 (the decoded size over the bytes received)",
+                );
+                defaults::MAX_DECOMPRESSION_RATIO
+            }
         },
     };
 

@@ -1,12 +1,18 @@
 //! `CONNECT host:port`: intercept (TLS terminated, requests served by the pipeline),
 //! tunnel, or refuse.
 //!
+//! Tunnels: `intercept.others: deny` refuses every unclaimed host; otherwise the host
+//! must be on the allow-list, and the target is resolved once and every address
+//! checked ([`super::target::Guard`]) before custody connects. Each refusal has its own
+//! `error.type` and `policy.rule` and is counted in `/metrics`.
+//!
 //! Rows: a refused `CONNECT` is one row (kind `tunnel` for hosts no route claims,
 //! `http` otherwise) with custody's JSON error; a tunnel is one row when it closes; an
 //! intercepted connection yields one row per request inside it, and one row with the
 //! error when the client's TLS handshake fails (nothing is forwarded then).
 
-use super::{Connected, Entrance, Intercept, proxy_bearer, split_authority};
+use super::target::TargetError;
+use super::{Connected, Entrance, Intercept, TunnelRefusal, proxy_bearer, split_authority};
 use crate::config::Others;
 use crate::error::{ProxyError, chain};
 use crate::pipeline::ProxyBody;
@@ -22,7 +28,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::TcpStream;
 
 /// Longest time a client may take for its TLS handshake after `CONNECT`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,25 +89,42 @@ pub(crate) async fn handle(
     row.action.upstream = Some(host_port.clone());
     row.intercepted_host = Some(host_port.clone());
     row.principal = ctx.pipeline.proxy_principal(token.as_deref()).await;
+    let port = authority.port_u16().unwrap_or(443);
     if intercept.others == Others::Deny {
+        intercept.counts.refused(TunnelRefusal::OthersDeny);
         return refuse(row, ProxyError::TunnelDenied { target: host_port });
     }
-    row.policy.decision = Some("allow".into());
-    row.policy.rule = Some("intercept.others:tunnel".into());
+    let Some(rule) = intercept.guard.permits(&host, port) else {
+        intercept.counts.refused(TunnelRefusal::NotAllowed);
+        return refuse(row, ProxyError::TunnelNotAllowed { target: host_port });
+    };
     let timeout = ctx.pipeline.connect_timeout();
-    let upstream = match tokio::time::timeout(
-        timeout,
-        TcpStream::connect((host.as_str(), authority.port_u16().unwrap_or(443))),
-    )
-    .await
-    {
+    // One resolution, every address checked, a checked address connected to.
+    let upstream = match tokio::time::timeout(timeout, intercept.guard.connect(&host, port)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+        Ok(Err(TargetError::Forbidden { address, class })) => {
+            intercept.counts.refused(TunnelRefusal::Target(class));
+            let via = if host.parse::<std::net::IpAddr>().is_ok() {
+                String::new()
+            } else {
+                format!("{host} resolves to ")
+            };
+            return refuse(
+                row,
+                ProxyError::TunnelTargetForbidden {
+                    target: host_port,
+                    via,
+                    address,
+                    class: class.describe(),
+                },
+            );
+        }
+        Ok(Err(TargetError::Unreachable(cause))) => {
             return refuse(
                 row,
                 ProxyError::UpstreamUnreachable {
                     upstream: host_port,
-                    cause: e.to_string(),
+                    cause,
                 },
             );
         }
@@ -117,7 +139,10 @@ pub(crate) async fn handle(
             );
         }
     };
+    row.policy.decision = Some("allow".into());
+    row.policy.rule = Some(rule);
     let _ = upstream.set_nodelay(true);
+    intercept.counts.opened();
     let mut exchange = ctx.pipeline.exchange(started, row);
     // Like a forwarded request: the intent is spooled before anything leaves.
     if let Err(e) = exchange.spool_intent().await {

@@ -195,6 +195,30 @@ fn pii_findings_are_counted_per_finding_kind_and_direction() {
 }
 
 #[test]
+fn request_decodings_are_counted_by_encoding_and_result() {
+    use crate::decode::{Coding, Label, Outcome};
+    let m = metrics(&["r"]);
+    assert!(text(&m).contains("# TYPE custody_request_decodings_total counter\n"));
+    m.decoding(Label::One(Coding::Gzip), Outcome::Decoded);
+    m.decoding(Label::One(Coding::Gzip), Outcome::Decoded);
+    m.decoding(Label::Stacked, Outcome::Ratio);
+    m.decoding(Label::Other, Outcome::Unsupported);
+    let t = text(&m);
+    let decodings: Vec<&str> = samples(&t)
+        .into_iter()
+        .filter(|l| l.starts_with("custody_request_decodings_total"))
+        .collect();
+    assert_eq!(
+        decodings,
+        [
+            r#"custody_request_decodings_total{encoding="gzip",result="decoded"} 2"#,
+            r#"custody_request_decodings_total{encoding="stacked",result="ratio"} 1"#,
+            r#"custody_request_decodings_total{encoding="other",result="unsupported"} 1"#,
+        ]
+    );
+}
+
+#[test]
 fn every_family_has_help_and_type_once_before_its_samples() {
     let m = metrics(&["r"]);
     m.exchange(&row(Some("r"), Some("allow"), Some(200)), Duration::ZERO);

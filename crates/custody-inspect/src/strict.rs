@@ -1,0 +1,168 @@
+//! The strict read that decides whether a JSON body is readable at all, before
+//! any lenient field extraction: custody decides on a body only when every
+//! parser the upstream might use reads it the same way.
+//!
+//! Unreadable: anything `serde_json` refuses (invalid syntax, `NaN`, invalid
+//! UTF-8 or UTF-16 text, a lone surrogate escape such as `\ud800`, nesting deeper
+//! than its recursion limit) and an object that names a key twice (parsers
+//! disagree on which value wins). Values are not kept: the read only validates.
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Longest key quoted in an error message, in characters.
+const MAX_KEY_CHARS: usize = 64;
+
+/// `Ok` when `body` is one JSON value every parser reads the same way; else why not.
+pub(crate) fn check_json(body: &[u8]) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Checked::deserialize(&mut de)
+        .and_then(|_| de.end())
+        .map_err(|e| format!("request body is not JSON: {e}"))
+}
+
+/// A validated value (nothing kept).
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckVisitor)
+    }
+}
+
+struct CheckVisitor;
+
+impl<'de> Visitor<'de> for CheckVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        // Small objects (the usual case) are checked with a linear scan.
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let repeated = match &mut many {
+                Some(set) => !set.insert(key.clone()),
+                None if few.contains(&key) => true,
+                None => {
+                    few.push(key.clone());
+                    if few.len() > 16 {
+                        many = Some(few.drain(..).collect());
+                    }
+                    false
+                }
+            };
+            if repeated {
+                let shown: String = key.chars().take(MAX_KEY_CHARS).collect();
+                return Err(de::Error::custom(format!(
+                    "the object names the key {shown:?} more than once (parsers disagree on which value counts)"
+                )));
+            }
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_json;
+
+    #[test]
+    fn readable_json_passes() {
+        for ok in [
+            &br#"{"a":1,"b":[1,2,{"a":2}],"c":{"a":"x\u00e9\ud83d\ude00"}}"#[..],
+            b"[]",
+            b" 1 ",
+            br#""\"""#,
+        ] {
+            assert_eq!(check_json(ok), Ok(()), "{}", String::from_utf8_lossy(ok));
+        }
+        let wide: String = format!(
+            "{{{}}}",
+            (0..100)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(check_json(wide.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn what_parsers_disagree_on_is_unreadable() {
+        let wide_dup: String = format!(
+            "{{{},\"k7\":0}}",
+            (0..100)
+                .map(|i| format!("\"k{i}\":{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        for bad in [
+            &br#"{"name":"search","name":"delete_all"}"#[..],
+            br#"{"params":{"name":"a","n\u0061me":"b"}}"#,
+            br#"[{"a":1},{"b":{"c":1,"c":2}}]"#,
+            wide_dup.as_bytes(),
+            br#"{"a":NaN}"#,
+            br#"{"a":Infinity}"#,
+            br#"{"a":"\ud800"}"#,
+            br#"{"a":"\udc00x"}"#,
+            b"\xff\xfe{\x00}\x00",
+            b"{\"a\":\"\xff\"}",
+            br#"{"a":1} {"b":2}"#,
+            br#"{"a":1,}"#,
+        ] {
+            assert!(check_json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The request view's integrity checks: custody parses and normalises a request
+//! once, and routing, tool templates, policy, content safety, the row and the
+//! upstream request all use that one view. What custody cannot read, it cannot
+//! allow (on an enforcing route, see [`crate::pipeline::Pipeline::enforcing`]).
+//!
+//! This module holds the checks that make the view unambiguous, each a pure
+//! function with a typed result; `pipeline.rs` calls them in order:
+//! - [`path::normalise`]: the one path used for routing, templates, policy, the row
+//!   and the upstream (dot segments removed, unreserved escapes decoded, `//`
+//!   collapsed); what cannot be normalised safely is refused;
+//! - [`query::repeated_key`]: a query that names a key twice is ambiguous (the
+//!   upstream may take either value) and is refused on enforcing routes;
+//! - [`credentials`]: exactly one value of the credential custody verifies, and
+//!   on a route with `credentials` no client credential reaches the upstream;
+//! - the body checks live in `custody-inspect` (one strict parse; duplicate keys,
+//!   invalid text and over-large bodies make a body unreadable) and are turned
+//!   into [`Refusal`]s by the pipeline.
+//!
+//! Every refusal has its own `error.type` and the `policy.rule`
+//! `integrity:<reason>` ([`Reason`]), is answered as JSON by `error.rs` and is
+//! counted in `custody_integrity_refusals_total{reason}` ([`COUNTED`]).
+
+pub(crate) mod credentials;
+pub(crate) mod path;
+pub(crate) mod query;
+
+/// Why custody refused a request it could not read unambiguously.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The path cannot be normalised safely (encoded `/` or `\`, encoded dot
+    /// segments, a malformed escape, a path climbing above the root or out of the
+    /// route prefix it named).
+    Path,
+    /// A query names a key more than once (enforcing routes).
+    RepeatedQuery,
+    /// More than one value of the credential custody verifies.
+    DuplicateCredentials,
+    /// The body cannot be read (not JSON where JSON is expected, duplicate object
+    /// keys, invalid text, larger than `inspection.max_body`) on an enforcing route.
+    UnreadableBody,
+    /// An MCP JSON-RPC batch holding a request, on an enforcing route.
+    BatchRefused,
+    /// MCP `mcp-method` / `mcp-name` headers that disagree with the body.
+    McpHeaderMismatch,
+}
+
+impl Reason {
+    /// Every reason, in a fixed order (metrics labels).
+    pub const ALL: [Reason; 6] = [
+        Reason::Path,
+        Reason::RepeatedQuery,
+        Reason::DuplicateCredentials,
+        Reason::UnreadableBody,
+        Reason::BatchRefused,
+        Reason::McpHeaderMismatch,
+    ];
+
+    /// The name used in `policy.rule` (`integrity:<name>`) and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Path => "path",
+            Reason::RepeatedQuery => "repeated_query",
+            Reason::DuplicateCredentials => "duplicate_credentials",
+            Reason::UnreadableBody => "unreadable_body",
+            Reason::BatchRefused => "batch_refused",
+            Reason::McpHeaderMismatch => "mcp_header_mismatch",
+        }
+    }
+
+    /// The `error.type` of the JSON error.
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Reason::Path => "path_refused",
+            Reason::RepeatedQuery => "repeated_query_key",
+            Reason::DuplicateCredentials => "duplicate_credentials",
+            Reason::UnreadableBody => "unreadable_body",
+            Reason::BatchRefused => "batch_refused",
+            Reason::McpHeaderMismatch => "mcp_header_mismatch",
+        }
+    }
+
+    /// The reason named `name` (as in `integrity:<name>`).
+    pub fn from_name(name: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// A refusal: the reason and what a person needs to fix the request (never a
+/// token or a body value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub reason: Reason,
+    /// The explanation.
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every `integrity:<reason>` a row can record, in the order exported:
+/// this module's [`Reason`]s, then the refusals of compressed bodies
+/// (`crate::decode`) and of forward-proxy tunnels (`crate::intercept`).
+pub(crate) const COUNTED: [&str; 11] = [
+    "path",
+    "repeated_query",
+    "duplicate_credentials",
+    "unreadable_body",
+    "batch_refused",
+    "mcp_header_mismatch",
+    "decoded_body_too_large",
+    "decompression_ratio",
+    "content_encoding",
+    "tunnel_not_allowed",
+    "tunnel_target",
+];
+
+/// `custody_integrity_refusals_total{reason}`: one counter per [`COUNTED`] reason.
+#[derive(Debug, Default)]
+pub(crate) struct Counters([std::sync::atomic::AtomicU64; COUNTED.len()]);
+
+impl Counters {
+    /// Counts the refusal a row records (`policy.rule` `integrity:<reason>`).
+    pub(crate) fn count_rule(&self, rule: Option<&str>) {
+        if let Some(i) = rule
+            .and_then(|r| r.strip_prefix("integrity:"))
+            .and_then(|name| COUNTED.iter().position(|c| *c == name))
+        {
+            self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// `(reason, count)` for every reason.
+    pub(crate) fn snapshot(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        COUNTED
+            .iter()
+            .zip(&self.0)
+            .map(|(name, n)| (*name, n.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests;
