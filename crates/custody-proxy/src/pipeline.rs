@@ -294,6 +294,7 @@ impl Pipeline {
             path,
         );
         action.route = route.as_ref().ok().map(|(r, _)| r.name.clone());
+        action.raw_path = (path != raw_path).then(|| raw_path.to_owned());
         let id_header = ids.echoed();
         let refused = path_refusal(&normalised, &route, intercepted_host.is_some(), raw_path);
         let mut record = ids.record(arrived, action);
