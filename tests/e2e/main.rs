@@ -12,6 +12,7 @@ mod keys;
 mod lifecycle;
 mod metrics;
 mod policy;
+mod protocol;
 mod proxy;
 mod safety;
 mod sessions;

@@ -246,6 +246,9 @@ pub struct UpstreamConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted, in bytes.
     pub max_request_body: u64,
+    /// How long an HTTP/1 client may take to send a request's headers (and how
+    /// long a kept-alive connection may sit idle) before it is closed.
+    pub header_read_timeout: Duration,
     /// Largest response held for redaction (`safety.responses: redact`); a larger
     /// one is refused with 502 rather than passed on unredacted.
     pub max_redacted_response: u64,

@@ -29,6 +29,7 @@ mod identity;
 mod inspect;
 mod integrity;
 mod intercept;
+mod ledger;
 mod listener;
 mod metrics;
 mod pipeline;

@@ -370,7 +370,11 @@ impl Pipeline {
         let verified = self
             .authenticate(exchange, &mut parts.headers, route, proxy_token)
             .await?;
-        self.check_view(route, &parts, &inspected)?;
+        if let Err(refused) = self.check_view(route, &parts, &inspected) {
+            // The refusal says what inspection noted; the row says it once.
+            exchange.record().outcome.error = None;
+            return Err(refused);
+        }
         let session = self
             .sessions
             .begin(exchange.record(), &mut parts.headers, &inspected);

@@ -8,6 +8,7 @@ use crate::credentials::Credential;
 use crate::error::chain;
 use crate::identity::Identity;
 use crate::intercept::{Entrance, Intercept};
+use crate::ledger::{Counted, Ledger, Marked, Unserved};
 use crate::listener::{UnixSocket, bind_tcp, bind_unix};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
@@ -205,7 +206,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(config.limits.header_read_timeout);
     let ctx = Arc::new(Context {
         pipeline: Pipeline::new(
             &config,
@@ -435,21 +436,26 @@ where
 }
 
 /// Serves one connection (HTTP/1.1 with upgrades for `CONNECT`, or HTTP/2) until it
-/// closes; at shutdown, finishes in-flight requests, then closes.
+/// closes; at shutdown, finishes in-flight requests, then closes. The connection's
+/// [`Ledger`] turns requests the protocol layer refused into one row when it ends.
 async fn serve_connection<IO>(ctx: Arc<Context>, io: IO, entrance: Entrance)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let ledger = Arc::new(Ledger::default());
+    let io = Counted::new(io, ledger.clone());
     let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         let entrance = entrance.clone();
+        let ledger = ledger.clone();
+        ledger.served();
         async move {
             let response = if req.method() == hyper::Method::CONNECT {
                 crate::intercept::connect::handle(&ctx, req, &entrance).await
             } else {
                 ctx.pipeline.handle(req, &entrance).await
             };
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| Marked::new(body, ledger)))
         }
     });
     let conn = ctx
@@ -466,9 +472,53 @@ where
             }
         }
     };
-    if let Err(e) = result {
-        connection_error(&ctx, &*e);
+    let error = result.err();
+    let parse_error = error.as_deref().is_some_and(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_parse() || h.is_parse_too_large())
+    });
+    if parse_error {
+        if let Some(e) = &error {
+            connection_error(&ctx, &**e);
+        }
+        return;
     }
+    let ended = error.as_deref().map(|e| chain(e));
+    let unrecorded = match (ledger.unserved_streams(), ledger.partial_head()) {
+        (Some(Unserved::Streams(n)), _) => Some(format!(
+            "{n} HTTP/2 request(s) on this connection refused by the protocol layer before custody could read them (malformed or forbidden headers, or streams reset before they were accepted){}",
+            ended
+                .as_deref()
+                .map(|e| format!("; the connection ended: {e}"))
+                .unwrap_or_default()
+        )),
+        // An HTTP/1 request whose head never arrived in full: recorded when the
+        // connection failed (header-read timeout, closed mid-head), not on a clean
+        // close between requests.
+        (_, Some(Unserved::PartialHead(bytes))) if ended.is_some() => Some(format!(
+            "the request's headers were not received in full ({bytes} bytes): {}",
+            ended.as_deref().unwrap_or_default()
+        )),
+        _ => None,
+    };
+    match (unrecorded, ended) {
+        (Some(message), _) => unrecorded_request(&ctx, message),
+        (None, Some(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        (None, None) => {}
+    }
+}
+
+/// One row for what reached custody on a connection but never became a request
+/// the pipeline saw: method and path are unknown, nothing was answered.
+fn unrecorded_request(ctx: &Context, message: String) {
+    let record = AuditRecord::new(
+        SystemTime::now(),
+        RequestId::generate().to_string(),
+        Action::new(ActionKind::Http, "", ""),
+    );
+    ctx.pipeline
+        .exchange(Instant::now(), record)
+        .finish(None, Some(message), 0);
 }
 
 /// A request hyper rejected before it reached the pipeline (malformed request line or
@@ -476,13 +526,8 @@ where
 /// headers).
 fn connection_error(ctx: &Context, e: &(dyn std::error::Error + Send + Sync + 'static)) {
     let Some(h) = e.downcast_ref::<hyper::Error>() else {
-        tracing::debug!(error = %chain(e), "connection ended with an error");
         return;
     };
-    if !(h.is_parse() || h.is_parse_too_large()) {
-        tracing::debug!(error = %chain(e), "connection ended with an error");
-        return;
-    }
     let status = if h.is_parse_too_large() { 431 } else { 400 };
     let record = AuditRecord::new(
         SystemTime::now(),

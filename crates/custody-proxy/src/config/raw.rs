@@ -186,6 +186,7 @@ pub(crate) struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     pub(crate) max_request_body: Option<NumberOrText>,
+    pub(crate) header_read_timeout: Option<NumberOrText>,
     pub(crate) max_redacted_response: Option<NumberOrText>,
     pub(crate) max_decompression_ratio: Option<u64>,
 }

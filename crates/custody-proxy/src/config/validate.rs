@@ -20,6 +20,7 @@ pub(crate) mod defaults {
     pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 64;
     pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(25);
+    pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
     pub(crate) const POLICY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
     pub(crate) const WORKER_THREADS: usize = 1;
     /// Name, prefix, upstream, kind, and the host claimed in forward-proxy mode.
@@ -193,6 +194,11 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
 
     let li = raw.limits.unwrap_or_default();
     let limits = LimitsConfig {
+        header_read_timeout: is.duration(
+            "limits.header_read_timeout",
+            li.header_read_timeout.as_ref(),
+            defaults::HEADER_READ_TIMEOUT,
+        ),
         max_request_body: match li.max_request_body {
             None => defaults::MAX_REQUEST_BODY,
             Some(v) => is

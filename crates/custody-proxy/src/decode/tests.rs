@@ -43,6 +43,7 @@ fn decoder(max_body: u64, ratio: u64) -> (Decoder, Arc<Metrics>) {
         max_request_body: max_body,
         max_redacted_response: 1 << 20,
         max_decompression_ratio: ratio,
+        header_read_timeout: std::time::Duration::from_secs(30),
     };
     (Decoder::new(&limits, metrics.clone()), metrics)
 }
