@@ -6,7 +6,7 @@
 use crate::routes;
 use custody_tests::client::{Target, post_json, send};
 use custody_tests::harness::{Custody, admin_get, free_port};
-use custody_tests::rows::read_dir;
+use custody_tests::rows::{is_key, read_dir};
 use custody_tests::s3::S3Server;
 use custody_tests::stub::Stub;
 use http_body_util::BodyExt;
@@ -44,14 +44,32 @@ impl Rng {
     }
 }
 
-/// Request ids of `rows` with how often each appears.
-fn id_counts(rows: &[serde_json::Value]) -> HashMap<String, usize> {
+/// The values of the string column `column` in `rows`, with how often each
+/// appears (rows where it is null are left out).
+fn counts_of(rows: &[serde_json::Value], column: &str) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for r in rows {
-        let id = r["request_id"].as_str().expect("request_id").to_owned();
-        *counts.entry(id).or_insert(0) += 1;
+        if let Some(id) = r[column].as_str() {
+            *counts.entry(id.to_owned()).or_insert(0) += 1;
+        }
     }
     counts
+}
+
+/// The clients' ids (`client_request_id`, the `x-request-id` each request was
+/// sent with, unique in these tests) of `rows`, with how often each appears.
+fn id_counts(rows: &[serde_json::Value]) -> HashMap<String, usize> {
+    counts_of(rows, "client_request_id")
+}
+
+/// custody's keys (`request_id`) that appear more than once in `rows`.
+fn repeated_keys(rows: &[serde_json::Value]) -> Vec<(String, usize)> {
+    let mut repeated: Vec<_> = counts_of(rows, "request_id")
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    repeated.sort();
+    repeated
 }
 
 async fn start(extra: String) -> Custody {
@@ -140,15 +158,26 @@ async fn sigkill_under_load_loses_no_row_and_duplicates_none() {
             duplicates
                 .iter()
                 .take(3)
-                .any(|(id, _)| r["request_id"] == id.as_str())
+                .any(|(id, _)| r["client_request_id"] == id.as_str())
         })
-        .map(|r| (&r["request_id"], &r["outcome"]))
+        .map(|r| (&r["client_request_id"], &r["request_id"], &r["outcome"]))
         .collect();
     assert!(
         duplicates.is_empty(),
         "{} duplicated rows: {duplicates:?}\n{dup_rows:#?}",
         duplicates.len()
     );
+    // Every row has its own key: a replayed row keeps the key its intent was
+    // spooled with, and no two requests share one.
+    let repeated = repeated_keys(&rows);
+    assert!(repeated.is_empty(), "keys on several rows: {repeated:?}");
+    for r in &rows {
+        let key = r["request_id"].as_str().expect("request_id");
+        assert!(
+            key.starts_with("gap_") || is_key(key),
+            "{key} is custody's UUIDv7 or a gap row's id"
+        );
+    }
     let received: HashSet<String> = stub
         .request_ids()
         .into_iter()
@@ -402,6 +431,7 @@ async fn s3_sink_survives_an_outage_under_load_and_gets_every_row_once() {
     let rows = read_dir(&objects);
     let counts = id_counts(&rows);
     assert!(counts.values().all(|n| *n == 1), "duplicates");
+    assert_eq!(repeated_keys(&rows), [], "keys on several rows");
     let received: Vec<String> = stub
         .request_ids()
         .into_iter()
@@ -447,11 +477,17 @@ async fn a_full_spool_rejects_with_503_until_space_returns_then_records_a_gap() 
             .insert("x-request-id", format!("full-{i}").parse().expect("id"));
         let resp = send(&custody.tcp(), req).await.expect("response");
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         if status == 503 {
             let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
             assert_eq!(v["error"]["type"], "audit_backlog_full", "{v}");
-            assert_eq!(v["error"]["request_id"], format!("full-{i}"));
+            assert_eq!(headers["x-request-id"], format!("full-{i}").as_str());
+            assert_eq!(
+                v["error"]["request_id"],
+                headers["x-custody-request-id"].to_str().expect("ascii"),
+                "the error names custody's key"
+            );
             refused += 1;
         } else {
             assert_eq!(status, 200);

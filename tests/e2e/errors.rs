@@ -1,10 +1,11 @@
-//! custody's own answers: every error is JSON with a type, a message and the request
-//! id, and every one leaves exactly one audit row.
+//! custody's own answers: every error is JSON with a type, a message and custody's
+//! key for the request, and every one leaves exactly one audit row.
 
 use crate::routes;
 use bytes::Bytes;
 use custody_tests::client::{ChunkedBody, Target, request, send, send_collect};
 use custody_tests::harness::{Custody, free_port};
+use custody_tests::rows::is_key;
 use custody_tests::stub::Stub;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
@@ -17,6 +18,7 @@ async fn expect_json_error(
     status: u16,
     error_type: &str,
 ) -> Value {
+    let client_id = req.headers().get("x-request-id").cloned();
     let (parts, body) = send_collect(target, req).await.expect("request");
     assert_eq!(parts.status, status, "{}", String::from_utf8_lossy(&body));
     assert_eq!(parts.headers["content-type"], "application/json");
@@ -27,23 +29,35 @@ async fn expect_json_error(
             .as_str()
             .is_some_and(|m| !m.is_empty())
     );
+    let key = parts.headers["x-custody-request-id"]
+        .to_str()
+        .expect("ascii");
+    assert!(is_key(key), "{key}");
     assert_eq!(
-        v["error"]["request_id"],
-        parts.headers["x-request-id"].to_str().expect("ascii")
+        v["error"]["request_id"], key,
+        "the error names custody's key"
     );
+    // `x-request-id` answers with the client's own id, else the key.
+    match client_id {
+        Some(id) => assert_eq!(parts.headers["x-request-id"], id),
+        None => assert_eq!(parts.headers["x-request-id"], key),
+    }
     v
 }
 
-fn row_for<'a>(rows: &'a [Value], request_id: &str) -> &'a Value {
+/// The one row of the request sent with `x-request-id: <client_id>`, whose key is
+/// the one the error named.
+fn row_for<'a>(rows: &'a [Value], client_id: &str) -> &'a Value {
     let matching: Vec<_> = rows
         .iter()
-        .filter(|r| r["request_id"] == request_id)
+        .filter(|r| r["client_request_id"] == client_id)
         .collect();
     assert_eq!(
         matching.len(),
         1,
-        "exactly one row for {request_id}: {rows:#?}"
+        "exactly one row for {client_id}: {rows:#?}"
     );
+    assert!(is_key(matching[0]["request_id"].as_str().expect("key")));
     matching[0]
 }
 
@@ -65,6 +79,7 @@ async fn unknown_route_is_404() {
     custody.stop();
     let rows = custody.rows();
     let row = row_for(&rows, "r404");
+    assert_eq!(row["request_id"], v["error"]["request_id"], "the row's key");
     assert_eq!(row["outcome"]["status"], 404);
     assert!(row["action"]["route"].is_null());
     assert_eq!(row["action"]["kind"], "http");
@@ -199,7 +214,7 @@ async fn malformed_http_gets_400_and_a_row() {
     assert_eq!(rows.len(), 2, "{rows:#?}");
     let garbage = rows
         .iter()
-        .find(|r| r["request_id"] != "badchunk")
+        .find(|r| r["client_request_id"] != "badchunk")
         .expect("row for the garbage");
     assert_eq!(garbage["outcome"]["status"], 400);
     assert!(

@@ -181,6 +181,7 @@ async fn paths_are_decided_and_forwarded_in_one_normal_form() {
     let rows = s.custody.rows();
     let ok = row_for(&rows, "allowed");
     assert_eq!(ok["action"]["path"], "/crm/contacts/12");
+    assert_eq!(ok["action"]["raw_path"], "/crm/contacts/7/../%31%32");
     assert_eq!(
         ok["action"]["upstream"],
         format!("{}/api/contacts/12", s.recorder.url())
@@ -189,7 +190,7 @@ async fn paths_are_decided_and_forwarded_in_one_normal_form() {
     let params: Value =
         serde_json::from_str(ok["action"]["parameters"].as_str().expect("params")).expect("json");
     assert_eq!(params["path"]["id"], "12");
-    for i in 0..admin.len() {
+    for (i, sent) in admin.iter().enumerate() {
         let r = row_for(&rows, &format!("admin-{i}"));
         assert_eq!(
             (
@@ -199,6 +200,7 @@ async fn paths_are_decided_and_forwarded_in_one_normal_form() {
             (Some("deny"), Some("no-admin"))
         );
         assert_eq!(r["action"]["path"], "/crm/admin/users");
+        assert_eq!(r["action"]["raw_path"], *sent, "the path as sent");
     }
     for (i, path) in refused.iter().enumerate() {
         let r = row_for(&rows, &format!("refused-{i}"));
@@ -209,6 +211,14 @@ async fn paths_are_decided_and_forwarded_in_one_normal_form() {
         );
         assert_eq!(r["policy"]["decision"], "deny");
         assert_eq!(r["outcome"]["status"], 400);
+        // The path as sent is recorded whenever the row's path is another one.
+        let sent = path.split('?').next().unwrap_or(path);
+        let raw = r["action"]["raw_path"].as_str();
+        assert!(
+            raw.is_none() && r["action"]["path"] == sent
+                || raw == Some(sent) && r["action"]["path"] != sent,
+            "{path}: {r}"
+        );
     }
 }
 

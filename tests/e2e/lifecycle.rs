@@ -67,7 +67,7 @@ async fn grace_period_cuts_what_does_not_finish_and_records_it() {
     custody.stop();
     let rows = custody.rows();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["request_id"], "cut");
+    assert_eq!(rows[0]["client_request_id"], "cut");
     assert!(
         rows[0]["outcome"]["error"].as_str().is_some(),
         "{:#?}",
@@ -222,7 +222,7 @@ async fn grace_period_also_cuts_http2_streams_and_records_them() {
     custody.stop();
     let rows = custody.rows();
     assert_eq!(rows.len(), 1, "{rows:#?}");
-    assert_eq!(rows[0]["request_id"], "h2cut");
+    assert_eq!(rows[0]["client_request_id"], "h2cut");
     let error = rows[0]["outcome"]["error"].as_str().expect("error");
     assert!(error.contains("custody shut down"), "{error}");
 }

@@ -8,6 +8,7 @@ mod identity;
 mod inspect;
 mod integrity;
 mod intercept;
+mod keys;
 mod lifecycle;
 mod metrics;
 mod policy;

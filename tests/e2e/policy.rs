@@ -117,6 +117,7 @@ async fn decisions_name_their_rule_scopes_and_version_on_every_route_kind() {
         "premium",
     )
     .await;
+    let premium_key = body["error"]["request_id"].clone();
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["type"], "policy_denied");
     assert!(
@@ -151,6 +152,7 @@ async fn decisions_name_their_rule_scopes_and_version_on_every_route_kind() {
     assert_eq!(body["id"], 7);
     assert_eq!(body["error"]["code"], -32001);
     assert_eq!(body["error"]["data"]["rule"], "mcp-own-org-only");
+    let mcp_key = body["error"]["data"]["request_id"].clone();
     let (status, _) = call(&custody, "/mcp/mcp", &rpc(&own), &token, "mcp-own").await;
     assert_eq!(status, 200);
     let unlisted = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"});
@@ -186,6 +188,9 @@ async fn decisions_name_their_rule_scopes_and_version_on_every_route_kind() {
         json!(["model:premium"])
     );
     assert_eq!(row(&rows, "mcp-other")["outcome"]["status"], 200);
+    // JSON and JSON-RPC errors name the row's key, not the client's id.
+    assert_eq!(row(&rows, "premium")["request_id"], premium_key);
+    assert_eq!(row(&rows, "mcp-other")["request_id"], mcp_key);
     assert_eq!(
         row(&rows, "mcp-other")["action"]["tool"],
         "crm-mcp:search_contacts"

@@ -4,6 +4,7 @@ use crate::routes;
 use bytes::Bytes;
 use custody_tests::client::{post_json, request, send, send_collect};
 use custody_tests::harness::Custody;
+use custody_tests::rows::is_key;
 use custody_tests::stub::Stub;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ fn chat(stream: bool) -> Value {
 async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
     let stub = Stub::start().await;
     let mut custody = Custody::start(&routes(&stub));
+    let mut keys = Vec::new();
     for target in [custody.unix(), custody.tcp()] {
         let (parts, body) = send_collect(
             &target,
@@ -25,12 +27,13 @@ async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
         .await
         .expect("request");
         assert_eq!(parts.status, 200);
-        assert!(
-            parts.headers["x-request-id"]
-                .to_str()
-                .expect("ascii")
-                .starts_with("req_")
-        );
+        // No id from the client: `x-request-id` is custody's key.
+        let key = parts.headers["x-custody-request-id"]
+            .to_str()
+            .expect("ascii");
+        assert!(is_key(key), "{key}");
+        assert_eq!(parts.headers["x-request-id"], key);
+        keys.push(key.to_owned());
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(
             v["choices"][0]["message"]["content"],
@@ -40,8 +43,22 @@ async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
     custody.stop();
     let rows = custody.rows();
     assert_eq!(rows.len(), 2, "{rows:#?}");
+    let mut row_keys: Vec<_> = rows
+        .iter()
+        .map(|r| r["request_id"].as_str().expect("key").to_owned())
+        .collect();
+    row_keys.sort();
+    keys.sort();
+    assert_eq!(row_keys, keys);
+    assert_eq!(
+        stub.request_ids().len(),
+        2,
+        "the key went upstream as x-request-id"
+    );
     for row in &rows {
-        assert_eq!(row["schema_version"], 5);
+        assert_eq!(row["schema_version"], 6);
+        assert!(row["client_request_id"].is_null());
+        assert!(row["action"]["raw_path"].is_null());
         assert_eq!(row["policy"]["decision"], "allow");
         assert_eq!(row["policy"]["rule"], "no-policy:allow-all");
         assert!(row["policy"]["version"].is_null());
@@ -118,6 +135,7 @@ async fn request_is_rewritten_for_the_upstream() {
     let mut custody = Custody::start(&routes(&stub));
     let req = request("PUT", "/tools/echo/contacts/42?q=a%20b&x=1")
         .header("x-request-id", "caller-chosen-id-1")
+        .header("x-custody-request-id", "forged-by-the-client")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
@@ -128,6 +146,11 @@ async fn request_is_rewritten_for_the_upstream() {
     let (parts, body) = send_collect(&custody.tcp(), req).await.expect("request");
     assert_eq!(parts.status, 200);
     assert_eq!(parts.headers["x-request-id"], "caller-chosen-id-1");
+    let key = parts.headers["x-custody-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(is_key(&key), "{key}");
     let seen: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(seen["method"], "PUT");
     assert_eq!(
@@ -142,6 +165,10 @@ async fn request_is_rewritten_for_the_upstream() {
         "Host is the upstream's authority"
     );
     assert_eq!(headers["x-request-id"], "caller-chosen-id-1");
+    assert_eq!(
+        headers["x-custody-request-id"], key,
+        "the upstream gets custody's key, never the client's"
+    );
     assert_eq!(headers["authorization"], "Bearer upstream-credential");
     assert!(
         headers.get("x-custody-user-token").is_none(),
@@ -155,7 +182,8 @@ async fn request_is_rewritten_for_the_upstream() {
     let rows = custody.rows();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row["request_id"], "caller-chosen-id-1");
+    assert_eq!(row["request_id"], key);
+    assert_eq!(row["client_request_id"], "caller-chosen-id-1");
     assert_eq!(row["action"]["kind"], "http");
     assert_eq!(row["action"]["route"], "echo");
     assert_eq!(row["action"]["path"], "/tools/echo/contacts/42");

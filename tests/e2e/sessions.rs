@@ -6,7 +6,7 @@
 use custody_tests::client::{post_json, send_collect};
 use custody_tests::harness::Custody;
 use custody_tests::idp::Idp;
-use custody_tests::rows::row;
+use custody_tests::rows::{is_key, row};
 use custody_tests::stub::Stub;
 use serde_json::{Value, json};
 
@@ -133,14 +133,17 @@ async fn a_tool_call_is_linked_to_the_model_turn_that_asked_for_it() {
         assert_eq!(r["session_id"], session);
         assert_eq!(r["session_step"], step);
         assert_eq!(r["session_source"], "header");
-        assert_eq!(r["schema_version"], 5);
+        assert_eq!(r["schema_version"], 6);
     }
     assert_eq!(t1["action"]["model_tool_calls"][0]["id"], "call_stub_1");
     assert_eq!(tool["links"]["tool_call_id"], "call_stub_1");
-    assert_eq!(tool["links"]["model_request_id"], "turn-1");
+    // Links name custody's key of the asking turn, never the client's id.
+    let turn1 = t1["request_id"].as_str().expect("key");
+    assert!(is_key(turn1), "{turn1}");
+    assert_eq!(tool["links"]["model_request_id"], turn1);
     assert_eq!(
         t2["links"]["tool_results"],
-        json!([{"tool_call_id": "call_stub_1", "model_request_id": "turn-1"}])
+        json!([{"tool_call_id": "call_stub_1", "model_request_id": turn1}])
     );
     // The tool call continues the caller's trace: same trace id, the caller's span
     // as parent, custody's span forwarded.

@@ -6,7 +6,7 @@
 use super::sessions::{call, config};
 use custody_tests::harness::{Custody, custody_bin};
 use custody_tests::idp::Idp;
-use custody_tests::rows::row;
+use custody_tests::rows::{key_of, row};
 use custody_tests::stub::Stub;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -104,6 +104,7 @@ async fn trail_prints_a_session_step_by_step_with_its_links() {
         .as_str()
         .expect("session id")
         .to_owned();
+    let turn1 = key_of(&rows, "turn-1");
     let sink = custody.audit_dir.display().to_string();
 
     // Text: one block per step, in step order, links resolved to steps.
@@ -131,15 +132,17 @@ async fn trail_prints_a_session_step_by_step_with_its_links() {
         "{stdout}"
     );
     for expected in [
-        "    request turn-1,",
-        "    PII: EMAIL x1 at $.messages[0].content (log)",
-        "    asked for: search_contacts (call_stub_1, carried out at step 2)",
-        "    carries out call_stub_1 asked at step 1 (req turn-1)",
-        "    returns results of call_stub_1 asked at step 1 (req turn-1), carried out at step 2",
-        "    model gpt-4o-mini",
-        "total: 2 llm, 1 tool, 0 http; 0 denied;",
+        format!("    request {turn1} (client id turn-1),"),
+        "    PII: EMAIL x1 at $.messages[0].content (log)".to_owned(),
+        "    asked for: search_contacts (call_stub_1, carried out at step 2)".to_owned(),
+        format!("    carries out call_stub_1 asked at step 1 (req {turn1})"),
+        format!(
+            "    returns results of call_stub_1 asked at step 1 (req {turn1}), carried out at step 2"
+        ),
+        "    model gpt-4o-mini".to_owned(),
+        "total: 2 llm, 1 tool, 0 http; 0 denied;".to_owned(),
     ] {
-        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+        assert!(stdout.contains(&expected), "{expected:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("bob-1"), "{stdout}");
 
@@ -150,14 +153,23 @@ async fn trail_prints_a_session_step_by_step_with_its_links() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
         .collect();
-    let ids: Vec<_> = objects.iter().map(|o| o["request_id"].clone()).collect();
+    let ids: Vec<_> = objects
+        .iter()
+        .map(|o| o["client_request_id"].clone())
+        .collect();
     assert_eq!(ids, [json!("turn-1"), json!("tool-1"), json!("turn-2")]);
+    let keys: Vec<_> = objects.iter().map(|o| o["request_id"].clone()).collect();
+    let want: Vec<_> = ["turn-1", "tool-1", "turn-2"]
+        .iter()
+        .map(|id| json!(key_of(&rows, id)))
+        .collect();
+    assert_eq!(keys, want);
     assert_eq!(objects[1]["session_step"], 2);
     assert_eq!(objects[1]["links"]["tool_call_id"], "call_stub_1");
-    assert_eq!(objects[1]["links"]["model_request_id"], "turn-1");
+    assert_eq!(objects[1]["links"]["model_request_id"], turn1.as_str());
     assert_eq!(
         objects[2]["links"]["tool_results"],
-        json!([{"tool_call_id": "call_stub_1", "model_request_id": "turn-1"}])
+        json!([{"tool_call_id": "call_stub_1", "model_request_id": turn1}])
     );
     assert_eq!(
         objects[0]["action"]["model_tool_calls"][0]["name"],

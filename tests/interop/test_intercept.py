@@ -52,7 +52,7 @@ def proxy_env(intercepting, monkeypatch):
     return intercepting
 
 
-COLUMNS = ("request_id, intercepted_host, action.kind, action.route, action.method, action.path, "
+COLUMNS = ("request_id, client_request_id, intercepted_host, action.kind, action.route, action.method, action.path, "
            "action.upstream, action.operation, action.inspected, usage.model, usage.input_tokens, "
            "usage.output_tokens, usage.cached_input_tokens, usage.cache_creation_input_tokens, "
            "usage.estimated_cost_usd, policy.decision, policy.rule, outcome.status, outcome.error, "
@@ -60,6 +60,7 @@ COLUMNS = ("request_id, intercepted_host, action.kind, action.route, action.meth
 
 
 def rows_by_id(custody) -> dict:
+    """The rows by key (`request_id`, what `x-custody-request-id` answered)."""
     custody.stop()
     names = [c.strip().split(".")[-1] for c in COLUMNS.split(",")]
     return {r[0]: dict(zip(names, r)) for r in custody.query(f"SELECT {COLUMNS} FROM audit")}
@@ -71,7 +72,7 @@ def same_call(reverse: dict, intercepted: dict, host: str):
     assert reverse["intercepted_host"] is None
     assert intercepted["intercepted_host"] == host
     assert reverse["path"].endswith(intercepted["path"]) and reverse["path"] != intercepted["path"]
-    skip = {"request_id", "intercepted_host", "path"}
+    skip = {"request_id", "client_request_id", "intercepted_host", "path"}
     assert {k: v for k, v in intercepted.items() if k not in skip} == \
         {k: v for k, v in reverse.items() if k not in skip}
 
@@ -86,11 +87,11 @@ def test_openai_sdk_unchanged_json_and_stream(proxy_env):
     for mode, client in [("reverse", reverse), ("intercepted", app)]:
         raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
         assert raw.parse().choices[0].message.content == "Hello from the stub."
-        ids[mode, "json"] = raw.headers["x-request-id"]
+        ids[mode, "json"] = raw.headers["x-custody-request-id"]
         with client.chat.completions.with_streaming_response.create(
             model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         ) as response:
-            ids[mode, "stream"] = response.headers["x-request-id"]
+            ids[mode, "stream"] = response.headers["x-custody-request-id"]
             chunks = list(response.parse())
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert chunks[-1].usage.total_tokens > 0
@@ -100,7 +101,7 @@ def test_openai_sdk_unchanged_json_and_stream(proxy_env):
     for kind in ["json", "stream"]:
         r, i = rows[ids["reverse", kind]], rows[ids["intercepted", kind]]
         same_call(r, i, "api.openai.com:443")
-        assert i["schema_version"] == 5 and i["status"] == 200 and i["error"] is None
+        assert i["schema_version"] == 6 and i["status"] == 200 and i["error"] is None
         assert i["path"] == "/v1/chat/completions" and i["operation"] == "chat.completions"
         assert i["input_tokens"] > 0 and i["estimated_cost_usd"] > 0
 
@@ -115,10 +116,10 @@ def test_anthropic_sdk_unchanged_json_and_stream(proxy_env):
     for mode, client in [("reverse", reverse), ("intercepted", app)]:
         raw = client.messages.with_raw_response.create(model="claude-haiku-4-5", max_tokens=256, messages=MESSAGES)
         assert raw.parse().content[0].text
-        ids[mode, "json"] = raw.headers["x-request-id"]
+        ids[mode, "json"] = raw.headers["x-custody-request-id"]
         with client.messages.stream(model="claude-haiku-4-5", max_tokens=256, messages=MESSAGES) as stream:
             text = "".join(stream.text_stream)
-            ids[mode, "stream"] = stream.response.headers["x-request-id"]
+            ids[mode, "stream"] = stream.response.headers["x-custody-request-id"]
         assert text
 
     rows = rows_by_id(custody)
@@ -157,8 +158,11 @@ def test_curl_proxy(intercepting):
     assert out.returncode == 0, out.stderr + out.stdout
     assert json.loads(out.stdout)["choices"][0]["message"]["content"] == "Hello from the stub."
     rows = rows_by_id(intercepting)
-    assert rows["curl-1"]["intercepted_host"] == "api.openai.com:443"
-    assert rows["curl-1"]["upstream"].startswith("https://localhost:")
+    # The client's x-request-id is its client_request_id; the key is custody's own.
+    (curl,) = [r for r in rows.values() if r["client_request_id"] == "curl-1"]
+    assert curl["request_id"] != "curl-1"
+    assert curl["intercepted_host"] == "api.openai.com:443"
+    assert curl["upstream"].startswith("https://localhost:")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -66,7 +66,8 @@ def crm(stub, mcp_upstream):
 
 
 class Exchanges:
-    """Every HTTP request the SDK client makes, in order, with custody's request id."""
+    """Every HTTP request the SDK client makes, in order, with custody's key for it
+    (`x-custody-request-id`, the row's `request_id`)."""
 
     def __init__(self):
         self.seen = []
@@ -75,7 +76,7 @@ class Exchanges:
         request = response.request
         self.seen.append(
             {
-                "request_id": response.headers.get("x-request-id"),
+                "request_id": response.headers.get("x-custody-request-id"),
                 "http": request.method,
                 "status": response.status_code,
                 "sse": response.headers.get("content-type", "").startswith("text/event-stream"),
@@ -144,7 +145,7 @@ def audit_rows(custody: Custody, exchanges: Exchanges) -> list[tuple]:
     legacy GET stream (opened concurrently with the next requests) moved last."""
     custody.stop()
     rows = {r[0]: r[1:] for r in custody.query(ROWS_SQL)}
-    # Exactly one row per HTTP request, under the request id the client was given.
+    # Exactly one row per HTTP request, under the key the client was given.
     assert sorted(rows) == sorted(e["request_id"] for e in exchanges.seen), (rows, exchanges.seen)
     out = []
     for e in sorted(exchanges.seen, key=lambda e: e["http"] == "GET"):
@@ -296,11 +297,11 @@ def test_reply_bytes_unchanged_and_headers_disagreeing_with_body(crm, mcp_upstre
     crm.stop()
     rows = {r[0]: r[1:] for r in crm.query(ROWS_SQL)}
     assert len(rows) == 2
-    (_, _, _, _, operation, tool, parameters, inspected, status, error) = rows[via.headers["x-request-id"]]
+    (_, _, _, _, operation, tool, parameters, inspected, status, error) = rows[via.headers["x-custody-request-id"]]
     assert (operation, tool, parameters, inspected, status, error) == (
         "tools/call", "crm:search_contacts", '{"limit":1,"query":"Grace"}', True, 200, None,
     )
-    (_, _, _, _, operation, tool, _, inspected, status, error) = rows[lying.headers["x-request-id"]]
+    (_, _, _, _, operation, tool, _, inspected, status, error) = rows[lying.headers["x-custody-request-id"]]
     assert (operation, tool, inspected, status) == ("tools/call", "crm:search_contacts", False, lying.status_code)
     assert error.startswith('refused: the mcp-name header "add_note" does not match'), error
 

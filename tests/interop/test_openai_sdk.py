@@ -50,7 +50,7 @@ def test_chat_completion_json_and_stream(custody, transport):
     client = unix_client(custody) if transport == "unix" else tcp_client(custody)
 
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
-    request_id = raw.headers["x-request-id"]
+    request_id = raw.headers["x-custody-request-id"]
     completion = raw.parse()
     assert completion.choices[0].message.content == "Hello from the stub."
     assert completion.usage.prompt_tokens == 12

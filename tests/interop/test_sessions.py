@@ -86,14 +86,15 @@ class Issuer:
 
 
 class Transcript:
-    """What one agent's HTTP clients did, in order: (client, custody's request id)."""
+    """What one agent's HTTP clients did, in order: (client, custody's key for the
+    request, `x-custody-request-id`: the row's `request_id`)."""
 
     def __init__(self):
         self.seen: list[tuple[str, str]] = []
 
     def hook(self, client: str):
         async def on_response(response: httpx2.Response):
-            self.seen.append((client, response.headers.get("x-request-id")))
+            self.seen.append((client, response.headers.get("x-custody-request-id")))
 
         return on_response
 

@@ -99,11 +99,14 @@ def test_trail_examples_run_and_agree_with_custody_trail(stub):
         assert len(found) == 1, f"one example with a {column} column: {list(results)}"
         return found[0]
 
-    # The timeline: steps in order, links resolved by the self-join.
+    # The timeline: steps in order, links resolved by the self-join. The clients'
+    # x-request-id is client_request_id; request_id is custody's own key.
     timeline = result_with("asked_at_step")
-    assert [r["request_id"] for r in timeline] == ["turn-1", "tool-1", "turn-2", "tool-2", "turn-3"], timeline
+    assert [r["client_request_id"] for r in timeline] == ["turn-1", "tool-1", "turn-2", "tool-2", "turn-3"], timeline
     assert [r["step"] for r in timeline] == [1, 2, 3, 4, 5]
-    by_id = {r["request_id"]: r for r in timeline}
+    keys = {r["client_request_id"]: r["request_id"] for r in timeline}
+    assert len(set(keys.values())) == 5 and not set(keys.values()) & set(keys), keys
+    by_id = {r["client_request_id"]: r for r in timeline}
     assert by_id["turn-1"]["asked_for"] == ["search_contacts (call_stub_1)"]
     assert by_id["turn-1"]["findings"] == ["EMAIL at $.messages[0].content (log)"]
     assert by_id["turn-1"]["usd"] > 0 and by_id["turn-1"]["model"] == "gpt-4o-mini"
@@ -113,10 +116,10 @@ def test_trail_examples_run_and_agree_with_custody_trail(stub):
 
     # Tool calls no model asked for; calls asked for and never made.
     unasked = result_with("parameters")
-    assert [r["request_id"] for r in unasked] == ["tool-2"], unasked
+    assert [(r["client_request_id"], r["request_id"]) for r in unasked] == [("tool-2", keys["tool-2"])], unasked
     never = result_with("result_returned")
-    assert [(r["request_id"], r["tool_call_id"], r["result_returned"]) for r in never] == [
-        ("turn-3", "call_stub_1", False)
+    assert [(r["client_request_id"], r["request_id"], r["tool_call_id"], r["result_returned"]) for r in never] == [
+        ("turn-3", keys["turn-3"], "call_stub_1", False)
     ], never
 
     sessions = {r["session_id"]: r for r in result_with("first_call")}
@@ -127,8 +130,11 @@ def test_trail_examples_run_and_agree_with_custody_trail(stub):
     out = subprocess.run(trail + ["--format", "json"], capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["request_id"] for r in rows] == [r["request_id"] for r in timeline]
+    assert [r["client_request_id"] for r in rows] == [r["client_request_id"] for r in timeline]
     assert [r["session_step"] for r in rows] == [r["step"] for r in timeline]
     text = subprocess.run(trail, capture_output=True, text=True, check=True).stdout
-    assert "carries out call_stub_1 asked at step 1 (req turn-1)" in text, text
-    assert "returns results of call_stub_1 asked at step 1 (req turn-1), carried out at step 2" in text, text
+    turn1 = keys["turn-1"]
+    assert f"request {turn1} (client id turn-1)," in text, text
+    assert f"carries out call_stub_1 asked at step 1 (req {turn1})" in text, text
+    assert f"returns results of call_stub_1 asked at step 1 (req {turn1}), carried out at step 2" in text, text
     assert "asked for: search_contacts (call_stub_1, not carried out in this session)" in text, text

@@ -35,12 +35,35 @@ pub fn read_dir(dir: &Path) -> Vec<serde_json::Value> {
     rows
 }
 
-/// The one row with `request_id` among `rows` (panics unless there is exactly one).
-pub fn row<'a>(rows: &'a [serde_json::Value], request_id: &str) -> &'a serde_json::Value {
+/// The one row of the request sent with `x-request-id: <client_id>` (its
+/// `client_request_id`) among `rows` (panics unless there is exactly one).
+pub fn row<'a>(rows: &'a [serde_json::Value], client_id: &str) -> &'a serde_json::Value {
     let found: Vec<_> = rows
         .iter()
-        .filter(|r| r["request_id"] == request_id)
+        .filter(|r| r["client_request_id"] == client_id)
         .collect();
-    assert_eq!(found.len(), 1, "one row for {request_id}: {rows:#?}");
+    assert_eq!(found.len(), 1, "one row for {client_id}: {rows:#?}");
     found[0]
+}
+
+/// The key (`request_id`) of the row of the request sent with
+/// `x-request-id: <client_id>`.
+pub fn key_of(rows: &[serde_json::Value], client_id: &str) -> String {
+    row(rows, client_id)["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_owned()
+}
+
+/// Whether `id` is a key custody generates: a UUIDv7 in canonical text form
+/// (`xxxxxxxx-xxxx-7xxx-Vxxx-xxxxxxxxxxxx`, lower-case hex, variant 8–b).
+pub fn is_key(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
+        && b[14] == b'7'
+        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
 }

@@ -66,8 +66,12 @@ fn row(i: usize) -> AuditRecord {
                 id: Some(format!("call_8fJ2kQ{i:08}")),
                 name: "crm_contacts_search".into(),
             }]),
+            raw_path: None,
         },
     );
+    // A realistic key (a UUIDv7) and the client's own id.
+    r.request_id = format!("0196a1b2-c3d4-7e5f-8a9b-{i:012x}");
+    r.client_request_id = Some(format!("req_01JDB7Q4X8ZK3V{i:010}"));
     r.session_id = Some(format!("sess_3f9c2a7e{:08}", i / 20));
     r.trace_id = Some(format!("4bf92f3577b34da6a3ce929d{i:08x}"));
     r.principal = Principal {
@@ -103,7 +107,10 @@ fn row(i: usize) -> AuditRecord {
     r.parent_span_id = Some("b7ad6b7169203331".into());
     r.links.tool_results = Some(vec![ToolResult {
         tool_call_id: format!("call_8fJ2kQ{:08}", i.saturating_sub(1)),
-        model_request_id: Some(format!("req_01JDB7Q4X8ZK3V{:010}", i.saturating_sub(1))),
+        model_request_id: Some(format!(
+            "0196a1b2-c3d4-7e5f-8a9b-{:012x}",
+            i.saturating_sub(1)
+        )),
     }]);
     r
 }

@@ -51,6 +51,7 @@ pub struct BatchBuilder {
     action_operation: StringBuilder,
     action_inspected: BooleanBuilder,
     action_tool_calls: ListBuilder<StructBuilder>,
+    action_raw_path: StringBuilder,
     policy_decision: StringBuilder,
     policy_rule: StringBuilder,
     policy_scopes: ListBuilder<StringBuilder>,
@@ -76,6 +77,7 @@ pub struct BatchBuilder {
     links_model_request_id: StringBuilder,
     links_tool_results: ListBuilder<StructBuilder>,
     intercepted_host: StringBuilder,
+    client_request_id: StringBuilder,
 }
 
 impl Default for BatchBuilder {
@@ -111,6 +113,7 @@ impl Default for BatchBuilder {
                 DataType::Struct(schema::tool_call_fields()),
                 true,
             ))),
+            action_raw_path: StringBuilder::new(),
             policy_decision: StringBuilder::new(),
             policy_rule: StringBuilder::new(),
             policy_scopes: ListBuilder::new(StringBuilder::new()),
@@ -144,6 +147,7 @@ impl Default for BatchBuilder {
                 true,
             ))),
             intercepted_host: StringBuilder::new(),
+            client_request_id: StringBuilder::new(),
         }
     }
 }
@@ -214,6 +218,7 @@ impl BatchBuilder {
             }
             None => self.action_tool_calls.append(false),
         }
+        self.action_raw_path.append_option(a.raw_path.as_deref());
 
         self.policy_decision
             .append_option(r.policy.decision.as_deref());
@@ -292,6 +297,8 @@ impl BatchBuilder {
         }
         self.intercepted_host
             .append_option(r.intercepted_host.as_deref());
+        self.client_request_id
+            .append_option(r.client_request_id.as_deref());
     }
 
     /// The batch of every row appended so far; the builder is empty afterwards,
@@ -337,6 +344,7 @@ impl BatchBuilder {
                     take_strings(refill, &mut self.action_operation),
                     take_booleans(refill, &mut self.action_inspected),
                     Arc::new(self.action_tool_calls.finish()),
+                    take_strings(refill, &mut self.action_raw_path),
                 ],
             )?,
             structure(
@@ -389,6 +397,7 @@ impl BatchBuilder {
                 ],
             )?,
             take_strings(refill, &mut self.intercepted_host),
+            take_strings(refill, &mut self.client_request_id),
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
@@ -470,6 +479,8 @@ mod tests {
             }]);
         } else {
             r.intercepted_host = Some("api.openai.com:443".into());
+            r.client_request_id = Some(format!("client-{i}"));
+            r.action.raw_path = Some("//x".into());
             r.links.tool_call_id = Some("call_1".into());
             r.links.model_request_id = Some("req_0".into());
         }
@@ -519,18 +530,33 @@ mod tests {
     }
 
     #[test]
-    fn intercepted_host_is_the_last_column() {
+    fn version_5_and_6_columns_are_appended() {
         let rows: Vec<_> = (0..3).map(record).collect();
         let batch = to_record_batch(&rows).expect("batch");
+        let strings = |c: &ArrayRef| {
+            c.as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("strings")
+                .clone()
+        };
         let last = batch.num_columns() - 1;
-        assert_eq!(batch.schema().field(last).name(), "intercepted_host");
-        let hosts = batch
-            .column(last)
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .expect("strings");
+        assert_eq!(batch.schema().field(last - 1).name(), "intercepted_host");
+        assert_eq!(batch.schema().field(last).name(), "client_request_id");
+        let hosts = strings(batch.column(last - 1));
         assert!(hosts.is_null(0));
         assert_eq!(hosts.value(1), "api.openai.com:443");
+        let clients = strings(batch.column(last));
+        assert!(clients.is_null(0));
+        assert_eq!(clients.value(1), "client-1");
+        let action = batch
+            .column_by_name("action")
+            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            .expect("action struct");
+        let fields = schema::action_fields();
+        assert_eq!(fields[fields.len() - 1].name(), "raw_path");
+        let raw = strings(action.column(fields.len() - 1));
+        assert!(raw.is_null(0));
+        assert_eq!(raw.value(1), "//x");
     }
 
     #[test]

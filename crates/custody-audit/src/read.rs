@@ -46,8 +46,10 @@ pub struct TrailRow {
     /// When the request arrived, microseconds since the Unix epoch (UTC).
     #[serde(serialize_with = "ser_time")]
     pub event_time: i64,
-    /// The request id.
+    /// The row's key: custody's own id (schema v6; before, possibly the client's).
     pub request_id: String,
+    /// The client's `x-request-id` (schema v6).
+    pub client_request_id: Option<String>,
     /// The session.
     pub session_id: Option<String>,
     /// The call's step in its session (schema v4).
@@ -89,8 +91,10 @@ pub struct TrailAction {
     pub route: Option<String>,
     /// HTTP method.
     pub method: Option<String>,
-    /// Path as sent.
+    /// The path (normalised, when custody normalises it).
     pub path: Option<String>,
+    /// The path as the client sent it, when it differs from `path` (schema v6).
+    pub raw_path: Option<String>,
     /// Tool name, for tool calls.
     pub tool: Option<String>,
     /// Protocol operation (schema v2).
@@ -230,6 +234,7 @@ const COLUMNS: &[&str] = &[
     "action.tool",
     "action.operation",
     "action.model_tool_calls",
+    "action.raw_path",
     "policy",
     "content_safety",
     "usage",
@@ -238,6 +243,7 @@ const COLUMNS: &[&str] = &[
     "outcome.error",
     "links",
     "intercepted_host",
+    "client_request_id",
 ];
 
 /// Deepest directory nesting followed under the audit directory.

@@ -18,7 +18,8 @@ pub struct AuditRecord {
         deserialize_with = "parse_rfc3339_micros"
     )]
     pub event_time: i64,
-    /// The request id (honoured from `x-request-id` or generated).
+    /// The row's key: custody's own id for the request (a UUIDv7 it generated;
+    /// `gap_…` for a gap row). Never chosen by the client (since schema v6).
     pub request_id: String,
     /// The agent session this call belongs to.
     pub session_id: Option<String>,
@@ -52,6 +53,10 @@ pub struct AuditRecord {
     /// `CONNECT` or an absolute-form request; `None` in reverse-proxy mode.
     #[serde(default)]
     pub intercepted_host: Option<String>,
+    /// The id the client sent in `x-request-id` (schema v6), when it was 1..=128
+    /// visible ASCII characters; clients choose it freely, so it need not be unique.
+    #[serde(default)]
+    pub client_request_id: Option<String>,
 }
 
 /// Which model decision caused a call, and which results a model turn received.
@@ -170,6 +175,7 @@ impl AuditRecord {
             parent_span_id: None,
             links: Links::default(),
             intercepted_host: None,
+            client_request_id: None,
         }
     }
 
@@ -249,6 +255,7 @@ mod tests {
                 operation: Some("chat.completions".into()),
                 inspected: Some(true),
                 model_tool_calls: None,
+                raw_path: None,
             },
         )
     }
@@ -283,6 +290,8 @@ mod tests {
             model_request_id: None,
         }]);
         r.intercepted_host = Some("api.openai.com:443".into());
+        r.client_request_id = Some("client-1".into());
+        r.action.raw_path = Some("/openai//v1/chat/completions".into());
         let text = serde_json::to_string(&r).expect("serialize");
         let back: AuditRecord = serde_json::from_str(&text).expect("deserialize");
         assert_eq!(back, r);
@@ -291,5 +300,18 @@ mod tests {
         let back: AuditRecord =
             serde_json::from_str(&serde_json::to_string(&early).expect("ser")).expect("de");
         assert_eq!(back.event_time, -1_500_000);
+    }
+
+    #[test]
+    fn json_of_version_5_reads_the_new_fields_as_null() {
+        let mut v = serde_json::to_value(sample()).expect("serialize");
+        let top = v.as_object_mut().expect("object");
+        top.remove("client_request_id");
+        top["action"]
+            .as_object_mut()
+            .expect("action")
+            .remove("raw_path");
+        let back: AuditRecord = serde_json::from_value(v).expect("deserialize");
+        assert_eq!(back, sample());
     }
 }

@@ -19,7 +19,10 @@ use std::sync::{Arc, OnceLock};
 /// - 4: sessions and causal links: `session_step`, `session_source`, `span_id`,
 ///   `parent_span_id`, `links` (`session_id` and `trace_id` are now filled).
 /// - 5: forward-proxy mode: `intercepted_host`; `action.kind` may be `tunnel`.
-pub const SCHEMA_VERSION: i32 = 5;
+/// - 6: row keys: `request_id` is custody's own UUIDv7 (in earlier versions it may
+///   be the client's `x-request-id`), the client's id is `client_request_id`;
+///   `action.raw_path`.
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -60,6 +63,8 @@ pub fn action_fields() -> Fields {
             Field::new_list_field(DataType::Struct(tool_call_fields()), true),
             true,
         ),
+        // Version 6 (appended: readers of older files find it missing, as null).
+        utf8("raw_path"),
     ])
 }
 
@@ -177,6 +182,8 @@ pub fn audit_schema() -> SchemaRef {
                 Field::new("links", DataType::Struct(links_fields()), false),
                 // Version 5.
                 utf8("intercepted_host"),
+                // Version 6.
+                utf8("client_request_id"),
             ];
             let metadata =
                 HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);

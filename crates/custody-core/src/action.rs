@@ -101,6 +101,10 @@ pub struct Action {
     pub inspected: Option<bool>,
     /// The tool calls the model asked for in its response (LLM routes).
     pub model_tool_calls: Option<Vec<ToolCallRequest>>,
+    /// The path exactly as the client sent it, when custody normalised it to a
+    /// different `path`; `None` when equal (audit schema v6).
+    #[serde(default)]
+    pub raw_path: Option<String>,
 }
 
 /// A tool call a model asked for: its id (to link it to the call that carries it
@@ -128,6 +132,7 @@ impl Action {
             operation: None,
             inspected: None,
             model_tool_calls: None,
+            raw_path: None,
         }
     }
 }

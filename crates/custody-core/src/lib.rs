@@ -12,4 +12,4 @@ mod request_id;
 
 pub use action::{Action, ActionKind, RouteKind, ToolCallRequest};
 pub use principal::Principal;
-pub use request_id::RequestId;
+pub use request_id::{ClientRequestId, RequestId};

@@ -1,23 +1,25 @@
-//! Request ids: honoured from the caller's `x-request-id` when sane, generated otherwise.
+//! Request ids: custody's own key for every request, and the id a client sent.
+//!
+//! - [`RequestId`] is the audit trail's key (`request_id`): a UUIDv7 that custody
+//!   generates for every request it receives. No client input ever becomes a key, so
+//!   two rows never share one and an ordinary row can never carry the `gap_…` id of
+//!   a synthetic row.
+//! - [`ClientRequestId`] is what the client sent in `x-request-id`, kept (as
+//!   `client_request_id`) when it is safe to log and to echo in a header; clients
+//!   may send any value, the same one many times included.
 
 use std::fmt;
 
-/// The id that ties a client request, the upstream request and the audit row together.
-///
-/// A caller-supplied id is kept when it is 1..=128 visible ASCII characters
-/// (so it is safe to log and to echo in a header); otherwise custody generates
-/// `req_` followed by a time-ordered UUIDv7 in hex.
+/// custody's key for one request: a UUIDv7 in its canonical text form
+/// (`0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b`, 36 characters), unique per request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RequestId(String);
 
 impl RequestId {
-    /// Longest caller-supplied id that is honoured.
-    pub const MAX_LEN: usize = 128;
-
-    /// A new id: a UUIDv7 (millisecond time order, 74 random bits) in hex.
+    /// A new key: a UUIDv7 (millisecond time order, 74 random bits).
     ///
     /// The random bits come from SipHash under std's per-process random keys over a
-    /// counter, so generating an id makes no system call (`Uuid::now_v7` calls
+    /// counter, so generating a key makes no system call (`Uuid::now_v7` calls
     /// `getrandom` every time, which showed up in the proxy's profile).
     pub fn generate() -> Self {
         let millis = std::time::SystemTime::now()
@@ -27,10 +29,26 @@ impl RequestId {
         let b = random_u64().to_le_bytes();
         let bytes = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1]];
         let id = uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid();
-        Self(format!("req_{}", id.simple()))
+        Self(id.hyphenated().to_string())
     }
 
-    /// The caller's id if it is acceptable, else `None`.
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The id a client sent in `x-request-id`: 1..=128 visible ASCII characters (so it
+/// is safe to log and to echo in a header). It identifies nothing on its own:
+/// clients choose it freely.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientRequestId(String);
+
+impl ClientRequestId {
+    /// Longest client id that is kept.
+    pub const MAX_LEN: usize = 128;
+
+    /// The client's id if it is acceptable, else `None`.
     pub fn from_header(value: &[u8]) -> Option<Self> {
         let ok = !value.is_empty()
             && value.len() <= Self::MAX_LEN
@@ -38,13 +56,6 @@ impl RequestId {
         // All bytes are ASCII graphic, so this conversion cannot fail.
         ok.then(|| std::str::from_utf8(value).ok().map(|s| Self(s.to_owned())))
             .flatten()
-    }
-
-    /// The caller's id when acceptable, else a generated one.
-    pub fn from_header_or_generate(value: Option<&[u8]>) -> Self {
-        value
-            .and_then(Self::from_header)
-            .unwrap_or_else(Self::generate)
     }
 
     /// The id as text.
@@ -74,18 +85,34 @@ impl From<RequestId> for String {
     }
 }
 
+impl fmt::Display for ClientRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ClientRequestId> for String {
+    fn from(id: ClientRequestId) -> Self {
+        id.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn honours_sane_ids() {
-        let id = RequestId::from_header_or_generate(Some(b"abc-123"));
-        assert_eq!(id.as_str(), "abc-123");
+    fn keeps_sane_client_ids() {
+        for sane in ["abc-123", "gap_0196a1b2c3d4", "x"] {
+            let id = ClientRequestId::from_header(sane.as_bytes()).expect("kept");
+            assert_eq!(id.as_str(), sane);
+        }
+        let longest = "a".repeat(ClientRequestId::MAX_LEN);
+        assert!(ClientRequestId::from_header(longest.as_bytes()).is_some());
     }
 
     #[test]
-    fn replaces_unsafe_ids() {
+    fn drops_unsafe_client_ids() {
         for bad in [
             &b""[..],
             b"has space",
@@ -93,19 +120,19 @@ mod tests {
             &[b'a'; 129][..],
             "é".as_bytes(),
         ] {
-            let id = RequestId::from_header_or_generate(Some(bad));
-            assert!(id.as_str().starts_with("req_"), "{bad:?} gave {id}");
-            assert_eq!(id.as_str().len(), 36);
+            assert_eq!(ClientRequestId::from_header(bad), None, "{bad:?}");
         }
     }
 
     #[test]
-    fn generated_ids_are_unique_uuid_v7() {
+    fn keys_are_unique_canonical_uuid_v7() {
         let ids: std::collections::HashSet<String> =
             (0..10_000).map(|_| RequestId::generate().into()).collect();
         assert_eq!(ids.len(), 10_000);
         let id = RequestId::generate();
-        let parsed = uuid::Uuid::parse_str(&id.as_str()[4..]).expect("uuid");
+        assert_eq!(id.as_str().len(), 36);
+        let parsed = uuid::Uuid::parse_str(id.as_str()).expect("uuid");
         assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(parsed.hyphenated().to_string(), id.as_str());
     }
 }

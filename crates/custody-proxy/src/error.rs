@@ -247,8 +247,20 @@ impl ProxyError {
     }
 
     /// The JSON error response. This is the only place request-path errors turn into
-    /// responses.
-    pub fn to_response(&self, request_id: &str) -> Response<Full<Bytes>> {
+    /// responses. `request_id` is custody's key for the request (in the body, and in
+    /// `x-custody-request-id`); `x-request-id` is `client_request_id` when the client
+    /// sent one, else the key.
+    pub fn to_response(
+        &self,
+        request_id: &str,
+        client_request_id: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        let mut response = self.json(request_id);
+        crate::request_ids::stamp(response.headers_mut(), request_id, client_request_id);
+        response
+    }
+
+    fn json(&self, request_id: &str) -> Response<Full<Bytes>> {
         let jsonrpc = match self {
             ProxyError::PolicyDenied {
                 jsonrpc: Some(call),
@@ -317,7 +329,8 @@ impl ProxyError {
     }
 }
 
-/// `{"error":{"type":...,"message":...,"request_id":...}}` with `x-request-id`.
+/// `{"error":{"type":...,"message":...,"request_id":...}}` with `x-request-id`
+/// and `x-custody-request-id` (both `request_id`).
 pub(crate) fn json_error(
     status: StatusCode,
     error_type: &str,
@@ -346,7 +359,7 @@ pub(crate) fn json_error(
     json_response(status, body, request_id)
 }
 
-/// A JSON response with `x-request-id`.
+/// A JSON response with `x-request-id` and `x-custody-request-id` (`request_id`).
 fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -355,9 +368,7 @@ fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Respons
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::headers::X_REQUEST_ID, v);
-    }
+    crate::request_ids::stamp(headers, request_id, None);
     response
 }
 
@@ -419,13 +430,17 @@ mod tests {
     #[tokio::test]
     async fn error_body_is_the_documented_json() {
         let e = ProxyError::BodyTooLarge { limit: 10 };
-        let resp = e.to_response("req_1");
+        let resp = e.to_response("key_1", Some("client-1"));
         assert_eq!(resp.status(), 413);
-        assert_eq!(resp.headers()["x-request-id"], "req_1");
+        assert_eq!(resp.headers()["x-request-id"], "client-1");
+        assert_eq!(resp.headers()["x-custody-request-id"], "key_1");
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["error"]["type"], "body_too_large");
-        assert_eq!(v["error"]["request_id"], "req_1");
+        assert_eq!(v["error"]["request_id"], "key_1");
+        let resp = e.to_response("key_2", None);
+        assert_eq!(resp.headers()["x-request-id"], "key_2");
+        assert_eq!(resp.headers()["x-custody-request-id"], "key_2");
         assert!(
             v["error"]["message"]
                 .as_str()

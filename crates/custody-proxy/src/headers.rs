@@ -2,8 +2,13 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-/// The request id header, honoured from clients, forwarded upstream and echoed back.
+/// The request id header: the client's own id (recorded as `client_request_id`),
+/// forwarded upstream and echoed back; custody's key when the client sent none.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// custody's key for the request (the audit row's `request_id`), sent upstream and
+/// in every response.
+pub(crate) const X_CUSTODY_REQUEST_ID: HeaderName = HeaderName::from_static("x-custody-request-id");
 
 /// Connection-level headers (RFC 9110 §7.6.1) that must not be forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [

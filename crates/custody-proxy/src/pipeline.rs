@@ -1,6 +1,7 @@
 //! The request pipeline, one stage after another:
 //!
-//! 1. request id — honour `x-request-id` or generate one;
+//! 1. request ids — custody's key (a fresh UUIDv7, the row's `request_id`) and the
+//!    client's `x-request-id` apart ([`crate::request_ids`]);
 //! 2. route — longest prefix; none → 404. In forward-proxy mode the route is the one
 //!    claiming the host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or
 //!    an absolute-form request, and the whole path is forwarded (403 when no route
@@ -41,13 +42,14 @@ use crate::integrity;
 use crate::intercept::Entrance;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStage;
+use crate::request_ids::{RequestIds, stamp_response};
 use crate::route::{Route, Router};
 use crate::safety::Safety;
 use crate::session::Sessions;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
-use custody_core::{Action, ActionKind, RequestId};
+use custody_core::{Action, ActionKind};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -175,27 +177,22 @@ impl Pipeline {
         record: AuditRecord,
         e: &ProxyError,
     ) -> Response<ProxyBody> {
-        let request_id = record.request_id.clone();
         let exchange = self.exchange(started, record);
-        self.answer_error(exchange, &request_id, e)
+        self.answer_error(exchange, e)
     }
 
-    /// The one row and the JSON answer of a request that ends with `e`.
-    fn answer_error(
-        &self,
-        mut exchange: Exchange,
-        request_id: &str,
-        e: &ProxyError,
-    ) -> Response<ProxyBody> {
+    /// The one row and the JSON answer of a request that ends with `e` (with the
+    /// record's ids: its key, and the client's id).
+    fn answer_error(&self, mut exchange: Exchange, e: &ProxyError) -> Response<ProxyBody> {
         // A request refused before the safety stage still stores its parameters
         // only redacted.
         self.safety.seal_parameters(exchange.record());
+        let record = exchange.record();
         if let Some(rule) = e.denial_rule() {
-            let record = exchange.record();
             record.policy.decision = Some("deny".into());
             record.policy.rule = Some(rule);
         }
-        let response = e.to_response(request_id);
+        let response = e.to_response(&record.request_id, record.client_request_id.as_deref());
         let len = response.body().size_hint().exact().unwrap_or(0);
         exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
         response.map(Either::Right)
@@ -276,14 +273,13 @@ impl Pipeline {
     /// are answered as JSON).
     pub(crate) async fn handle(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         entrance: &Entrance,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let arrived = SystemTime::now();
-        let request_id = RequestId::from_header_or_generate(
-            req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
-        );
+        let ids = RequestIds::new(req.headers());
+        ids.stamp_request(req.headers_mut());
         // Stage 2: one normalised path for routing, templates, policy, the row and
         // the upstream (integrity::path); the raw path only when it cannot be.
         let raw_path = req.uri().path();
@@ -298,11 +294,10 @@ impl Pipeline {
             path,
         );
         action.route = route.as_ref().ok().map(|(r, _)| r.name.clone());
-        // A RequestId is 1..=128 visible ASCII characters, always a valid header value.
-        let id_header = HeaderValue::from_str(request_id.as_str())
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        action.raw_path = (path != raw_path).then(|| raw_path.to_owned());
+        let id_header = ids.echoed();
         let refused = path_refusal(&normalised, &route, intercepted_host.is_some(), raw_path);
-        let mut record = AuditRecord::new(arrived, request_id.to_string(), action);
+        let mut record = ids.record(arrived, action);
         record.intercepted_host = intercepted_host;
         let mut exchange = self.exchange(started, record);
         let result = match (route, refused) {
@@ -343,7 +338,7 @@ impl Pipeline {
                     ))
                 })
             }
-            Err(e) => self.answer_error(exchange, request_id.as_str(), &e),
+            Err(e) => self.answer_error(exchange, &e),
         }
     }
 
@@ -413,7 +408,7 @@ impl Pipeline {
         exchange.mark_answered();
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        stamp_response(&mut parts.headers, exchange.record());
         let mut inspection =
             self.inspection
                 .response(inspected, parts.status.as_u16(), &parts.headers);

@@ -288,6 +288,9 @@ fn render_row(
         let _ = writeln!(out, "    {line}");
     };
     let mut request = format!("request {}", r.request_id);
+    if let Some(client) = &r.client_request_id {
+        let _ = write!(request, " (client id {client})");
+    }
     if let Some(ms) = r.outcome.duration_ms {
         let _ = write!(request, ", {ms:.1} ms");
     }

@@ -75,6 +75,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
     let event_time = find(b, "event_time").map(|c| c.micros()).transpose()?;
     let event_time: Option<Micros<'_>> = event_time;
     let request_id = strings(b, "request_id")?;
+    let client_request_id = strings(b, "client_request_id")?;
     let session_id = strings(b, "session_id")?;
     let session_step = ints(b, "session_step")?;
     let session_source = strings(b, "session_source")?;
@@ -93,6 +94,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
     let route = strings(b, "action.route")?;
     let method = strings(b, "action.method")?;
     let path = strings(b, "action.path")?;
+    let raw_path = strings(b, "action.raw_path")?;
     let tool = strings(b, "action.tool")?;
     let operation = strings(b, "action.operation")?;
     let calls = struct_list(b, "action.model_tool_calls")?;
@@ -159,6 +161,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
         out.push(TrailRow {
             event_time: get!(event_time, i).unwrap_or_default(),
             request_id: get!(request_id, i).unwrap_or_default(),
+            client_request_id: get!(client_request_id, i),
             session_id: get!(session_id, i),
             session_step: get!(session_step, i),
             session_source: get!(session_source, i),
@@ -178,6 +181,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
                 route: get!(route, i),
                 method: get!(method, i),
                 path: get!(path, i),
+                raw_path: get!(raw_path, i),
                 tool: get!(tool, i),
                 operation: get!(operation, i),
                 model_tool_calls,

@@ -171,9 +171,10 @@ fn write_batch(path: &Path, batch: &RecordBatch, props: Option<WriterProperties>
     w.close().expect("close");
 }
 
-/// `batch` without the fields a version-1 file did not have.
-fn version_1(batch: &RecordBatch) -> RecordBatch {
-    let v1_struct = |name: &str, drop: &[&str]| -> (Field, ArrayRef) {
+/// `batch` as an older version wrote it: its first `columns` columns, without the
+/// struct fields named in `drop` (`(struct, fields)`).
+fn older(batch: &RecordBatch, columns: usize, drop: &[(&str, &[&str])]) -> RecordBatch {
+    let shrink = |name: &str, drop: &[&str]| -> (Field, ArrayRef) {
         let s = batch
             .column_by_name(name)
             .and_then(|c| c.as_any().downcast_ref::<StructArray>())
@@ -193,21 +194,40 @@ fn version_1(batch: &RecordBatch) -> RecordBatch {
         )
     };
     let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for (i, field) in batch.schema().fields().iter().enumerate().take(11) {
-        let (f, c) = match field.name().as_str() {
-            "action" => v1_struct("action", &["operation", "inspected", "model_tool_calls"]),
-            "usage" => v1_struct(
+    let mut arrays = Vec::new();
+    for (i, field) in batch.schema().fields().iter().enumerate().take(columns) {
+        let (f, c) = match drop.iter().find(|(name, _)| name == field.name()) {
+            Some((name, fields)) => shrink(name, fields),
+            None => (field.as_ref().clone(), batch.column(i).clone()),
+        };
+        fields.push(f);
+        arrays.push(c);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("older batch")
+}
+
+/// `batch` without the fields a version-1 file did not have.
+fn version_1(batch: &RecordBatch) -> RecordBatch {
+    older(
+        batch,
+        11,
+        &[
+            (
+                "action",
+                &["operation", "inspected", "model_tool_calls", "raw_path"],
+            ),
+            (
                 "usage",
                 &["cached_input_tokens", "cache_creation_input_tokens"],
             ),
-            "policy" => v1_struct("policy", &["version"]),
-            _ => (field.as_ref().clone(), batch.column(i).clone()),
-        };
-        fields.push(f);
-        columns.push(c);
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("v1 batch")
+            ("policy", &["version"]),
+        ],
+    )
+}
+
+/// Versions 2 to 5: the first `columns` columns, without `action.raw_path` (v6).
+fn before_6(batch: &RecordBatch, columns: usize) -> RecordBatch {
+    older(batch, columns, &[("action", &["raw_path"])])
 }
 
 #[test]
@@ -215,9 +235,7 @@ fn older_schema_versions_read_missing_columns_as_null() {
     let dir = tempfile::tempdir().expect("tempdir");
     let batch = to_record_batch(&sample()).expect("batch");
     // Version 3: everything before the v4 columns.
-    let v3 = batch
-        .project(&(0..11).collect::<Vec<_>>())
-        .expect("project");
+    let v3 = before_6(&batch, 11);
     std::fs::create_dir_all(dir.path().join("dt=2026-03-06/hour=14")).expect("mkdir");
     write_batch(
         &dir.path().join("dt=2026-03-06/hour=14/v3.parquet"),
@@ -335,11 +353,9 @@ fn version_4_files_read_intercepted_host_as_null() {
         r.intercepted_host = Some("api.openai.com:443".into());
     }
     let batch = to_record_batch(&rows).expect("batch");
-    let v4 = batch
-        .project(&(0..16).collect::<Vec<_>>())
-        .expect("project");
+    let v4 = before_6(&batch, 16);
     write_batch(&dir.path().join("v4.parquet"), &v4, None);
-    write_batch(&dir.path().join("v5.parquet"), &batch, None);
+    write_batch(&dir.path().join("v5.parquet"), &before_6(&batch, 17), None);
     let read = read_session(dir.path(), &exact("hdr:0123456789abcdef:conv-42")).expect("read");
     assert!(read.warnings.is_empty(), "{:?}", read.warnings);
     assert_eq!(read.rows.len(), 6);
@@ -357,4 +373,55 @@ fn version_4_files_read_intercepted_host_as_null() {
         3
     );
     assert!(read.rows.iter().all(|r| r.session_step.is_some()));
+}
+
+#[test]
+fn version_5_files_read_the_client_id_and_raw_path_as_null() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rows = sample();
+    for r in &mut rows {
+        r.client_request_id = Some(format!("client-{}", r.request_id));
+        r.action.raw_path = Some("/openai//v1/chat/completions".into());
+    }
+    let batch = to_record_batch(&rows).expect("batch");
+    assert_eq!(batch.num_columns(), 18);
+    let v5 = before_6(&batch, 17);
+    assert_eq!(
+        v5.schema().field(v5.num_columns() - 1).name(),
+        "intercepted_host"
+    );
+    write_batch(&dir.path().join("v5.parquet"), &v5, None);
+    write_batch(&dir.path().join("v6.parquet"), &batch, None);
+    let read = read_session(dir.path(), &exact("hdr:0123456789abcdef:conv-42")).expect("read");
+    assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+    assert_eq!(read.rows.len(), 6);
+    let (v6, v5): (Vec<_>, Vec<_>) = read
+        .rows
+        .iter()
+        .partition(|r| r.client_request_id.is_some());
+    assert_eq!((v6.len(), v5.len()), (3, 3));
+    for r in &v5 {
+        assert_eq!(r.action.raw_path, None);
+        assert_eq!(
+            r.action.path.as_deref(),
+            Some("/openai/v1/chat/completions")
+        );
+        assert!(r.session_step.is_some());
+    }
+    for r in &v6 {
+        assert_eq!(
+            r.client_request_id.as_deref(),
+            Some(format!("client-{}", r.request_id).as_str())
+        );
+        assert_eq!(
+            r.action.raw_path.as_deref(),
+            Some("/openai//v1/chat/completions")
+        );
+    }
+    let keys = |rows: &[&TrailRow]| {
+        let mut k: Vec<_> = rows.iter().map(|r| r.request_id.clone()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&v5), keys(&v6));
 }

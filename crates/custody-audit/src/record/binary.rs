@@ -72,6 +72,7 @@ pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
         parent_span_id,
         links,
         intercepted_host,
+        client_request_id,
     } = r;
     w.structure(|w| {
         w.int(*event_time);
@@ -91,6 +92,7 @@ pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
         w.opt_str(parent_span_id.as_deref());
         w.structure(|w| links_fields(w, links));
         w.opt_str(intercepted_host.as_deref());
+        w.opt_str(client_request_id.as_deref());
     });
 }
 
@@ -121,6 +123,7 @@ fn action_fields(w: &mut Writer<'_>, a: &Action) {
         operation,
         inspected,
         model_tool_calls,
+        raw_path,
     } = a;
     w.uint(kind_code(*kind));
     w.opt_str(route.as_deref());
@@ -138,6 +141,7 @@ fn action_fields(w: &mut Writer<'_>, a: &Action) {
             w.str(name);
         });
     });
+    w.opt_str(raw_path.as_deref());
 }
 
 fn policy_fields(w: &mut Writer<'_>, p: &PolicyOutcome) {
@@ -272,6 +276,7 @@ pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), D
         parent_span_id,
         links,
         intercepted_host,
+        client_request_id,
     } = out;
     let mut r = Reader(body);
     r.structure(|r| {
@@ -291,7 +296,8 @@ pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), D
         r.opt_str_into(span_id)?;
         r.opt_str_into(parent_span_id)?;
         r.structure(|r| read_links(r, links))?;
-        r.opt_str_into(intercepted_host)
+        r.opt_str_into(intercepted_host)?;
+        r.opt_str_into(client_request_id)
     })
 }
 
@@ -322,6 +328,7 @@ fn read_action(r: &mut Reader<'_>, a: &mut Action) -> Result<(), DecodeError> {
         operation,
         inspected,
         model_tool_calls,
+        raw_path,
     } = a;
     *kind = if r.is_empty() {
         ActionKind::Http
@@ -346,7 +353,8 @@ fn read_action(r: &mut Reader<'_>, a: &mut Action) -> Result<(), DecodeError> {
             r.opt_str_into(id)?;
             r.str_into(name)
         })
-    })
+    })?;
+    r.opt_str_into(raw_path)
 }
 
 fn read_policy(r: &mut Reader<'_>, p: &mut PolicyOutcome) -> Result<(), DecodeError> {

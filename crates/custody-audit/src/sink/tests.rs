@@ -169,6 +169,46 @@ async fn unfinished_intents_become_incomplete_rows_after_a_restart() {
     assert_eq!(rows(&dir.path().join("audit")).len(), 2);
 }
 
+#[tokio::test]
+async fn a_replayed_intent_keeps_its_key_and_the_client_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
+    let sink = handle.sink();
+    let key = custody_core::RequestId::generate().as_str().to_owned();
+    let mut intent = row(&key);
+    intent.client_request_id = Some("gap_not-a-gap".into());
+    intent.action.raw_path = Some("//".into());
+    let Admission::Spooled(_) = sink.intent(&intent) else {
+        panic!("not spooled")
+    };
+    handle.shutdown(deadline()).await;
+    drop(sink);
+    let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
+    handle.shutdown(deadline()).await;
+
+    let files = files(&dir.path().join("audit"));
+    assert_eq!(files.len(), 1);
+    let reader =
+        SerializedFileReader::new(std::fs::File::open(&files[0]).expect("open")).expect("parquet");
+    let rows: Vec<_> = reader
+        .get_row_iter(None)
+        .expect("rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    use parquet::record::RowAccessor;
+    let r = &rows[0];
+    assert_eq!(r.get_string(1).expect("request_id"), &key);
+    assert_eq!(
+        r.get_string(17).expect("client_request_id"),
+        "gap_not-a-gap"
+    );
+    let action = r.get_group(6).expect("action");
+    assert_eq!(action.get_string(10).expect("raw_path"), "//");
+    let outcome = r.get_group(10).expect("outcome");
+    assert_eq!(outcome.get_string(2).expect("error"), INCOMPLETE);
+}
+
 #[test]
 fn a_rebuilt_file_has_the_same_name_and_bytes() {
     let build = || {

@@ -15,13 +15,13 @@ use super::target::TargetError;
 use super::{Connected, Entrance, Intercept, TunnelRefusal, proxy_bearer, split_authority};
 use crate::config::Others;
 use crate::error::{ProxyError, chain};
-use crate::headers::X_REQUEST_ID;
 use crate::pipeline::ProxyBody;
+use crate::request_ids::{RequestIds, stamp_response};
 use crate::server::Context;
 use bytes::Bytes;
 use custody_audit::AuditRecord;
-use custody_core::{Action, ActionKind, RequestId};
-use http::{HeaderValue, Request, Response, StatusCode};
+use custody_core::{Action, ActionKind};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -40,21 +40,12 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let arrived = SystemTime::now();
-    let request_id = RequestId::from_header_or_generate(
-        req.headers().get(X_REQUEST_ID).map(HeaderValue::as_bytes),
-    )
-    .to_string();
+    let ids = RequestIds::new(req.headers());
     let target = req.uri().authority().cloned();
     let path = target
         .as_ref()
         .map_or_else(String::new, ToString::to_string);
-    let record = |kind: ActionKind| {
-        AuditRecord::new(
-            arrived,
-            request_id.clone(),
-            Action::new(kind, "CONNECT", path.clone()),
-        )
-    };
+    let record = |kind: ActionKind| ids.record(arrived, Action::new(kind, "CONNECT", path.clone()));
     let refuse = |record: AuditRecord, e: ProxyError| ctx.pipeline.refuse(started, record, &e);
     let Some(intercept) = ctx.intercept.clone() else {
         return refuse(record(ActionKind::Http), ProxyError::ForwardProxyOff);
@@ -155,14 +146,18 @@ pub(crate) async fn handle(
     let mut exchange = ctx.pipeline.exchange(started, row);
     // Like a forwarded request: the intent is spooled before anything leaves.
     if let Err(e) = exchange.spool_intent().await {
-        let response = e.to_response(&request_id);
+        let record = exchange.record();
+        let response = e.to_response(&record.request_id, record.client_request_id.as_deref());
         exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), 0);
         return response.map(Either::Right);
     }
+    let mut response = established();
+    // The tunnel's row is keyed: the client learns its key.
+    stamp_response(response.headers_mut(), exchange.record());
     let on = hyper::upgrade::on(&mut req);
     ctx.tracker
         .spawn(super::tunnel::run(ctx.clone(), on, upstream, exchange));
-    established()
+    response
 }
 
 /// `200` to a `CONNECT`: the connection is the client's from here on.

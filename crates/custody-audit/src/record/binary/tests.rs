@@ -37,6 +37,7 @@ fn full() -> AuditRecord {
                     name: "note".into(),
                 },
             ]),
+            raw_path: Some("/crm//contacts/./search".into()),
         },
         policy: PolicyOutcome {
             decision: Some("allow".into()),
@@ -87,6 +88,7 @@ fn full() -> AuditRecord {
             ]),
         },
         intercepted_host: Some("api.openai.com:443".into()),
+        client_request_id: Some("gap_chosen-by-the-client".into()),
     }
 }
 
@@ -250,6 +252,8 @@ fn the_spool_record_magic_never_appears() {
         &mut r.action.parameters,
         &mut r.outcome.error,
         &mut r.parent_span_id,
+        &mut r.action.raw_path,
+        &mut r.client_request_id,
     ] {
         s.as_mut().expect("set").push_str(tail);
     }
@@ -306,7 +310,10 @@ fn fields_from_a_newer_writer_are_skipped() {
             w.str("a field this version does not know");
             w.opt_int(Some(7));
         });
-        w.structure(|w| action_fields(w, &r.action));
+        w.structure(|w| {
+            action_fields(w, &r.action);
+            w.opt_str(Some("a field after raw_path"));
+        });
         w.structure(|w| policy_fields(w, &r.policy));
         w.structure(|w| safety_fields(w, &r.content_safety));
         w.structure(|w| usage_fields(w, &r.usage));
@@ -317,10 +324,90 @@ fn fields_from_a_newer_writer_are_skipped() {
         w.opt_str(r.parent_span_id.as_deref());
         w.structure(|w| links_fields(w, &r.links));
         w.opt_str(r.intercepted_host.as_deref());
-        w.opt_str(Some("a field after intercepted_host"));
+        w.opt_str(r.client_request_id.as_deref());
+        w.opt_str(Some("a field after client_request_id"));
         w.structure(|w| w.str("a new nested struct"));
     });
     assert_eq!(decoded(&out), r);
+}
+
+/// `r` as schema version 5 wrote it: no `action.raw_path`, nothing after
+/// `intercepted_host` (field by field, so later changes to the encoder cannot
+/// change what this test replays).
+fn encoded_v5(r: &AuditRecord) -> Vec<u8> {
+    let mut out = vec![TAG];
+    let mut w = Writer(&mut out);
+    let a = &r.action;
+    w.structure(|w| {
+        w.int(r.event_time);
+        w.str(&r.request_id);
+        w.opt_str(r.session_id.as_deref());
+        w.opt_str(r.trace_id.as_deref());
+        w.int(5);
+        w.structure(|w| principal_fields(w, &r.principal));
+        w.structure(|w| {
+            w.uint(kind_code(a.kind));
+            w.opt_str(a.route.as_deref());
+            w.str(&a.method);
+            w.str(&a.path);
+            w.opt_str(a.upstream.as_deref());
+            w.opt_str(a.tool.as_deref());
+            w.opt_str(a.parameters.as_deref());
+            w.opt_str(a.operation.as_deref());
+            w.opt_bool(a.inspected);
+            w.opt_list(a.model_tool_calls.as_deref(), |w, c| {
+                w.structure(|w| {
+                    w.opt_str(c.id.as_deref());
+                    w.str(&c.name);
+                });
+            });
+        });
+        w.structure(|w| policy_fields(w, &r.policy));
+        w.structure(|w| safety_fields(w, &r.content_safety));
+        w.structure(|w| usage_fields(w, &r.usage));
+        w.structure(|w| outcome_fields(w, &r.outcome));
+        w.opt_int(r.session_step);
+        w.opt_str(r.session_source.as_deref());
+        w.opt_str(r.span_id.as_deref());
+        w.opt_str(r.parent_span_id.as_deref());
+        w.structure(|w| links_fields(w, &r.links));
+        w.opt_str(r.intercepted_host.as_deref());
+    });
+    out
+}
+
+#[test]
+fn a_version_5_row_replays_with_its_key_and_the_new_fields_null() {
+    let mut want = full();
+    want.schema_version = 5;
+    want.action.raw_path = None;
+    want.client_request_id = None;
+    let v5 = encoded_v5(&full());
+    // Into a fresh record and into one holding a v6 row's values.
+    assert_eq!(decoded(&v5), want);
+    let mut reused = full();
+    decode_into(&v5, &mut reused).expect("decode");
+    assert_eq!(reused, want);
+    assert_eq!(reused.request_id, full().request_id, "the key is kept");
+}
+
+#[test]
+fn the_version_6_fields_round_trip_set_and_unset() {
+    for (raw, client) in [
+        (None, None),
+        (Some(""), Some("x")),
+        (Some("/a/../b"), None),
+        (None, Some("six-times-the-same")),
+    ] {
+        let mut r = sparse();
+        r.action.raw_path = raw.map(str::to_owned);
+        r.client_request_id = client.map(str::to_owned);
+        assert_eq!(decoded(&encoded(&r)), r);
+        let mut r = full();
+        r.action.raw_path = raw.map(str::to_owned);
+        r.client_request_id = client.map(str::to_owned);
+        assert_eq!(decoded(&encoded(&r)), r);
+    }
 }
 
 #[test]
