@@ -66,9 +66,10 @@ fn assert_found(row: &Value, kind: &str, path: &str, action: &str) {
     assert_clean(row);
 }
 
-/// No form of the raw values anywhere in the row's parameters.
+/// No form of the raw values anywhere in the row's action: parameters, path, raw
+/// path, upstream.
 fn assert_clean(row: &Value) {
-    let params = row["action"]["parameters"].as_str().unwrap_or("");
+    let params = row["action"].to_string();
     for raw in [
         "alice",
         "%40example",
@@ -275,5 +276,9 @@ async fn redaction_rewrites_query_values_and_form_fields_as_forwarded() {
         assert_eq!(row["policy"]["rule"], "safety:block:CARD");
         assert_eq!(row["outcome"]["status"], 403);
         assert_found(row, "CARD", "$.path.id", "block");
+        assert_eq!(
+            row["action"]["path"], "/crm/contacts/[REDACTED:CARD]",
+            "{row}"
+        );
     }
 }

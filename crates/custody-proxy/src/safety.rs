@@ -242,32 +242,51 @@ impl Safety {
         }
     }
 
-    /// `action.parameters` as stored: every finding not turned `off` is redacted
-    /// (label style), whatever the action on the wire.
+    /// `action.parameters` and the stored paths (`action.path`, `action.raw_path`,
+    /// the path of `action.upstream`) as stored: every finding not turned `off` is
+    /// redacted (label style), whatever the action on the wire. A path segment
+    /// holding a finding is stored as its label (`/users/[REDACTED:EMAIL]`).
     fn redact_parameters(
         &self,
         record: &mut AuditRecord,
         action_for: &dyn Fn(&Kind) -> Option<Action>,
     ) {
+        let stored = |text: &str| {
+            redact_parameters(self.policy.detectors(), text, &RedactStyle::Label, |kind| {
+                match action_for(kind) {
+                    None => Action::Log,
+                    Some(_) => Action::Redact,
+                }
+            })
+            .ok()
+            .map(|(text, _)| text)
+        };
+        let action = &mut record.action;
+        for path in [Some(&mut action.path), action.raw_path.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(redacted) = redact_path(path, 0, &stored) {
+                *path = redacted;
+            }
+        }
+        if let Some(upstream) = &mut action.upstream {
+            // `scheme://authority/path`: the path starts at the third `/`.
+            let at = upstream
+                .match_indices('/')
+                .nth(2)
+                .map_or(upstream.len(), |(i, _)| i);
+            if let Some(redacted) = redact_path(upstream, at, &stored) {
+                *upstream = redacted;
+            }
+        }
         let Some(parameters) = record.action.parameters.take() else {
             return;
         };
-        let stored = redact_parameters(
-            self.policy.detectors(),
-            &parameters,
-            &RedactStyle::Label,
-            |kind| match action_for(kind) {
-                None => Action::Log,
-                Some(_) => Action::Redact,
-            },
-        );
-        record.action.parameters = Some(match stored {
-            Ok((text, _)) => text,
-            Err(e) => {
-                tracing::warn!(error = %e, "parameters not scanned; not stored");
-                UNSCANNED_PARAMETERS.to_owned()
-            }
-        });
+        record.action.parameters = Some(stored(&parameters).unwrap_or_else(|| {
+            tracing::warn!("parameters not scanned; not stored");
+            UNSCANNED_PARAMETERS.to_owned()
+        }));
     }
 
     /// A scanner for the response body (log mode), by its content type.
@@ -350,6 +369,56 @@ impl ResponseScan {
             }
         }
     }
+}
+
+/// `text` with each `/`-separated segment after byte `from` that holds a finding
+/// replaced by its label; `None` when nothing was found. `stored` redacts a JSON
+/// document for storage. Segments are scanned percent-decoded.
+fn redact_path(text: &str, from: usize, stored: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let (head, path) = text.split_at(from.min(text.len()));
+    let decoded: Vec<String> = path.split('/').map(percent_decoded).collect();
+    // One scan of the whole path first: most paths hold nothing.
+    let whole = serde_json::to_string(&decoded).ok()?;
+    if stored(&whole).is_none_or(|redacted| redacted == whole) {
+        return None;
+    }
+    let segments: Vec<String> = path
+        .split('/')
+        .zip(&decoded)
+        .map(|(raw, decoded)| {
+            let json = serde_json::to_string(decoded).unwrap_or_default();
+            match stored(&json) {
+                Some(redacted) if redacted != json => serde_json::from_str::<String>(&redacted)
+                    .unwrap_or_else(|_| "[REDACTED]".to_owned()),
+                _ => raw.to_owned(),
+            }
+        })
+        .collect();
+    Some(format!("{head}{}", segments.join("/")))
+}
+
+/// A path segment with its percent escapes decoded (lossy on bad UTF-8).
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| segment.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The text an SSE event adds to a stream, and that stream's path.
