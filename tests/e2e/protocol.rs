@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
     out.push(kind);
     out.push(flags);
@@ -26,7 +26,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 /// An HPACK block: `GET http://localhost/openai/v1/models` plus `extra` headers as
 /// literals without indexing (names sent exactly as given, even upper-case).
-fn headers(extra: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn headers(extra: &[(&str, &str)]) -> Vec<u8> {
     let path = b"/openai/v1/models";
     let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
     block.extend_from_slice(path);

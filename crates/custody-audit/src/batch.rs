@@ -69,6 +69,7 @@ pub struct BatchBuilder {
     outcome_error: StringBuilder,
     outcome_bytes_in: Int64Builder,
     outcome_bytes_out: Int64Builder,
+    outcome_bytes_announced: Int64Builder,
     session_step: Int64Builder,
     session_source: StringBuilder,
     span_id: StringBuilder,
@@ -132,6 +133,7 @@ impl Default for BatchBuilder {
             outcome_error: StringBuilder::new(),
             outcome_bytes_in: Int64Builder::new(),
             outcome_bytes_out: Int64Builder::new(),
+            outcome_bytes_announced: Int64Builder::new(),
             session_step: Int64Builder::new(),
             session_source: StringBuilder::new(),
             span_id: StringBuilder::new(),
@@ -267,6 +269,8 @@ impl BatchBuilder {
         self.outcome_error.append_option(o.error.as_deref());
         self.outcome_bytes_in.append_value(o.bytes_in);
         self.outcome_bytes_out.append_value(o.bytes_out);
+        self.outcome_bytes_announced
+            .append_option(o.bytes_announced);
 
         self.session_step.append_option(r.session_step);
         self.session_source
@@ -382,6 +386,7 @@ impl BatchBuilder {
                     take_strings(refill, &mut self.outcome_error),
                     take_primitive(refill, &mut self.outcome_bytes_in),
                     take_primitive(refill, &mut self.outcome_bytes_out),
+                    take_primitive(refill, &mut self.outcome_bytes_announced),
                 ],
             )?,
             take_primitive(refill, &mut self.session_step),

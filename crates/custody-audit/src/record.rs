@@ -141,10 +141,16 @@ pub struct Outcome {
     /// What went wrong, if anything (custody's error, the upstream's failure, or a
     /// stream cut short); `None` for a complete exchange, whatever its status.
     pub error: Option<String>,
-    /// Request body bytes received from the client.
+    /// Request body bytes received from the client (what arrived, not what was
+    /// announced; 0 for a body refused on its announced length).
     pub bytes_in: i64,
-    /// Response body bytes sent to the client.
+    /// Response body bytes handed to the client's connection (0 when the answer
+    /// never went out).
     pub bytes_out: i64,
+    /// (v6) The request body length the client announced (`Content-Length`), when it
+    /// announced one.
+    #[serde(default)]
+    pub bytes_announced: Option<i64>,
 }
 
 /// Microseconds since the Unix epoch for `t` (0 for times before it).

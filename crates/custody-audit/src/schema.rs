@@ -21,7 +21,9 @@ use std::sync::{Arc, OnceLock};
 /// - 5: forward-proxy mode: `intercepted_host`; `action.kind` may be `tunnel`.
 /// - 6: row keys: `request_id` is custody's own UUIDv7 (in earlier versions it may
 ///   be the client's `x-request-id`), the client's id is `client_request_id`;
-///   `action.raw_path`.
+///   `action.raw_path`; `outcome.bytes_announced` (the `Content-Length` the client
+///   announced; `outcome.bytes_in` is what was received, which earlier versions
+///   could confuse with the announced length).
 pub const SCHEMA_VERSION: i32 = 6;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
@@ -146,6 +148,7 @@ pub fn outcome_fields() -> Fields {
         utf8("error"),
         Field::new("bytes_in", DataType::Int64, false),
         Field::new("bytes_out", DataType::Int64, false),
+        Field::new("bytes_announced", DataType::Int64, true),
     ])
 }
 

@@ -30,9 +30,19 @@ pub enum ProxyError {
     /// The route requires a valid user token and the request has none.
     #[error("identity: {reason}: {0}", reason = .0.reason())]
     Unauthenticated(custody_identity::Rejection),
-    /// The request could not be read (malformed framing, client went away mid-body).
+    /// The request could not be read: its framing is malformed (a bad chunk size,
+    /// more data than `Content-Length` announced).
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// The client closed the connection (or reset its HTTP/2 stream) while sending
+    /// the request body: nothing is answered, and the row says so.
+    #[error("{}", client_closed(*.received, *.announced))]
+    ClientClosed {
+        /// Body bytes received before the client went away.
+        received: u64,
+        /// The `Content-Length` it announced, if any.
+        announced: Option<u64>,
+    },
     /// The upstream could not be reached or broke the exchange.
     #[error("upstream {upstream} unreachable: {cause}")]
     UpstreamUnreachable {
@@ -179,7 +189,7 @@ impl ProxyError {
             } if !call.ids.is_empty() => StatusCode::OK,
             ProxyError::ContentBlocked { .. } => StatusCode::FORBIDDEN,
             ProxyError::SafetyUnscannable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::ClientClosed { .. } => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::ResponseUnscannable(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -213,6 +223,7 @@ impl ProxyError {
             ProxyError::SafetyUnscannable(_) => "content_unscannable",
             ProxyError::ResponseUnscannable(_) => "response_unscannable",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::ClientClosed { .. } => "client_closed",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::AuditUnavailable(custody_audit::Refusal::Full { .. }) => {
@@ -405,6 +416,15 @@ fn jsonrpc_denial(
         call.ids.first().map(reply).unwrap_or_default()
     };
     json_response(status, body.to_string().into_bytes(), request_id)
+}
+
+/// "the client closed the connection while sending the request body, after 30 of
+/// 1000 bytes".
+fn client_closed(received: u64, announced: Option<u64>) -> String {
+    let of = announced.map(|n| format!(" of {n}")).unwrap_or_default();
+    format!(
+        "the client closed the connection while sending the request body, after {received}{of} bytes"
+    )
 }
 
 /// An error and its sources, `outer: inner: innermost`.

@@ -34,6 +34,7 @@ mod listener;
 mod metrics;
 mod pipeline;
 mod policy;
+mod request_body;
 mod request_ids;
 mod route;
 mod safety;

@@ -52,7 +52,7 @@ use custody_audit::{AuditRecord, AuditSink};
 use custody_core::{Action, ActionKind};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,6 +193,11 @@ impl Pipeline {
             record.policy.rule = Some(rule);
         }
         let response = e.to_response(&record.request_id, record.client_request_id.as_deref());
+        if let ProxyError::ClientClosed { .. } = e {
+            // Nobody is left to answer: nothing was delivered.
+            exchange.finish(None, Some(e.to_string()), 0);
+            return response.map(Either::Right);
+        }
         let len = response.body().size_hint().exact().unwrap_or(0);
         exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
         response.map(Either::Right)
@@ -608,38 +613,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Reads the request body, refusing more than `max_request_body` bytes whether
-    /// announced by `Content-Length` or found while reading.
+    /// Stage 3: reads the request body ([`crate::request_body`]), recording the
+    /// bytes received and the length announced, whatever the outcome.
     async fn read_body(
         &self,
         exchange: &mut Exchange,
         headers: &http::HeaderMap,
         body: Incoming,
     ) -> Result<Bytes, ProxyError> {
-        let limit = self.max_request_body;
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = declared {
-            exchange.record().outcome.bytes_in = i64::try_from(n).unwrap_or(i64::MAX);
-            if n > limit {
-                return Err(ProxyError::BodyTooLarge { limit });
-            }
-        }
-        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ProxyError::BodyTooLarge { limit }
-                } else {
-                    ProxyError::BadRequest(format!("reading the request body: {}", chain(&*e)))
-                }
-            })?
-            .to_bytes();
-        exchange.record().outcome.bytes_in = i64::try_from(body.len()).unwrap_or(i64::MAX);
-        Ok(body)
+        let (body, counts) = crate::request_body::read(headers, body, self.max_request_body).await;
+        let outcome = &mut exchange.record().outcome;
+        outcome.bytes_in = i64::try_from(counts.received).unwrap_or(i64::MAX);
+        outcome.bytes_announced = counts
+            .announced
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        body
     }
 
     /// Sends upstream within the response-header timeout, classifying failures.

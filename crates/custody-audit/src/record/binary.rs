@@ -203,12 +203,14 @@ fn outcome_fields(w: &mut Writer<'_>, o: &Outcome) {
         error,
         bytes_in,
         bytes_out,
+        bytes_announced,
     } = o;
     w.opt_int(status.map(i64::from));
     w.float(*duration_ms);
     w.opt_str(error.as_deref());
     w.int(*bytes_in);
     w.int(*bytes_out);
+    w.opt_int(*bytes_announced);
 }
 
 fn links_fields(w: &mut Writer<'_>, l: &Links) {
@@ -423,6 +425,7 @@ fn read_outcome(r: &mut Reader<'_>, o: &mut Outcome) -> Result<(), DecodeError> 
         error,
         bytes_in,
         bytes_out,
+        bytes_announced,
     } = o;
     *status = r
         .opt_int()?
@@ -432,6 +435,7 @@ fn read_outcome(r: &mut Reader<'_>, o: &mut Outcome) -> Result<(), DecodeError> 
     r.opt_str_into(error)?;
     *bytes_in = r.int()?;
     *bytes_out = r.int()?;
+    *bytes_announced = r.opt_int()?;
     Ok(())
 }
 

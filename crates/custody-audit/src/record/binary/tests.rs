@@ -68,6 +68,7 @@ fn full() -> AuditRecord {
             error: Some("upstream: connection reset".into()),
             bytes_in: 2314,
             bytes_out: i64::MAX,
+            bytes_announced: Some(4096),
         },
         session_step: Some(7),
         session_source: Some("header".into()),

@@ -1,0 +1,108 @@
+//! Reading the request body: what arrived, what was announced, and why reading
+//! stopped, so the row says what happened rather than what was promised.
+//!
+//! - `outcome.bytes_in` is the body bytes actually received; the announced
+//!   `Content-Length` goes to `outcome.bytes_announced`. A body announced larger
+//!   than `limits.max_request_body` is refused without reading it (0 received).
+//! - A client that goes away mid-body (EOF before the announced length or the last
+//!   chunk, a reset connection, an HTTP/2 stream reset by the client) is
+//!   [`ProxyError::ClientClosed`]: nothing is answered and the row's status is null.
+//! - A body that is malformed (a bad chunk size, more data than announced) is
+//!   [`ProxyError::BadRequest`], answered with 400.
+
+use crate::error::{ProxyError, chain};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+/// How much of the body arrived, and what the client announced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) received: u64,
+    pub(crate) announced: Option<u64>,
+}
+
+/// Reads the whole body, at most `limit` bytes (announced or found while reading).
+pub(crate) async fn read(
+    headers: &http::HeaderMap,
+    mut body: Incoming,
+    limit: u64,
+) -> (Result<Bytes, ProxyError>, Counts) {
+    let mut counts = Counts {
+        received: 0,
+        announced: headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()),
+    };
+    if counts.announced.is_some_and(|n| n > limit) {
+        return (Err(ProxyError::BodyTooLarge { limit }), counts);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return (Err(classify(&e, counts)), counts),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        counts.received += data.len() as u64;
+        if counts.received > limit {
+            return (Err(ProxyError::BodyTooLarge { limit }), counts);
+        }
+        // One frame (the usual case) is kept as it is; more are joined.
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            None => rest.extend_from_slice(&data),
+            Some(earlier) => {
+                rest.extend_from_slice(&earlier);
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    (Ok(first.unwrap_or_else(|| rest.freeze())), counts)
+}
+
+/// A client that went away, or a malformed body.
+fn classify(e: &hyper::Error, counts: Counts) -> ProxyError {
+    if client_went_away(e) {
+        ProxyError::ClientClosed {
+            received: counts.received,
+            announced: counts.announced,
+        }
+    } else {
+        ProxyError::BadRequest(format!("reading the request body: {}", chain(e)))
+    }
+}
+
+/// Whether `e` (or a cause of it) says the peer closed or reset the connection or
+/// its stream, rather than sent something malformed.
+pub(crate) fn client_went_away(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return true;
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{
+                BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof,
+            };
+            if matches!(
+                io.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            // The client reset its stream or ended the connection; a protocol
+            // error custody detected in what the client sent is malformed input.
+            return h2.is_remote() || h2.is_io();
+        }
+        next = cause.source();
+    }
+    false
+}
