@@ -79,12 +79,18 @@ def follow_up(contact_id: str, tone: str = "friendly") -> str:
 
 
 def main() -> None:
+    run(server)
+
+
+def run(app_server: MCPServer) -> None:
+    """Serves `app_server` over streamable HTTP on a free loopback port, printing
+    `listening 127.0.0.1:PORT` once bound."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     host, port = sock.getsockname()
-    app = server.streamable_http_app(host=host)
+    app = app_server.streamable_http_app(host=host)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     print(f"listening {host}:{port}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])

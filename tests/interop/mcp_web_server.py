@@ -7,13 +7,13 @@ Run: `python mcp_web_server.py` binds a free loopback port, prints
 `listening 127.0.0.1:PORT` on stdout and serves until terminated.
 """
 
-import socket
 import sys
 from typing import Annotated
 
-import uvicorn
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from pydantic import BaseModel
+
+from mcp_server import run
 
 server = MCPServer("search", version="1.0.0")
 
@@ -33,17 +33,5 @@ async def web(query: str, answer: Annotated[Confirmation, Resolve(ask)], ctx: Co
     return f"3 results for {query}" if answer.confirm else "not searched"
 
 
-def main() -> None:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    host, port = sock.getsockname()
-    app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    print(f"listening {host}:{port}", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(server))

@@ -18,40 +18,11 @@ pub(crate) fn truncate_chars(s: &str, max_chars: usize) -> String {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Percent-decodes `s` (invalid escapes are kept literally); `plus_is_space` for
 /// `application/x-www-form-urlencoded` (queries and form bodies), not for paths.
 /// Bytes that are not UTF-8 after decoding are replaced by U+FFFD.
 pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    if !s.bytes().any(|b| b == b'%' || (plus_is_space && b == b'+')) {
-        return s.to_owned();
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex);
-            let lo = bytes.get(i + 2).copied().and_then(hex);
-            if let (Some(hi), Some(lo)) = (hi, lo) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if plus_is_space && b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    custody_core::percent::decode_str(s, plus_is_space)
 }
 
 /// Parses `a=1&b=x+y&a=2` into `{"a":["1","2"],"b":"x y"}`: a key seen once maps to

@@ -376,7 +376,10 @@ impl ResponseScan {
 /// document for storage. Segments are scanned percent-decoded.
 fn redact_path(text: &str, from: usize, stored: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let (head, path) = text.split_at(from.min(text.len()));
-    let decoded: Vec<String> = path.split('/').map(percent_decoded).collect();
+    let decoded: Vec<String> = path
+        .split('/')
+        .map(|segment| custody_core::percent::decode_str(segment, false))
+        .collect();
     // One scan of the whole path first: most paths hold nothing.
     let whole = serde_json::to_string(&decoded).ok()?;
     if stored(&whole).is_none_or(|redacted| redacted == whole) {
@@ -395,30 +398,6 @@ fn redact_path(text: &str, from: usize, stored: &dyn Fn(&str) -> Option<String>)
         })
         .collect();
     Some(format!("{head}{}", segments.join("/")))
-}
-
-/// A path segment with its percent escapes decoded (lossy on bad UTF-8).
-fn percent_decoded(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| segment.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(v) => {
-                out.push(v);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The text an SSE event adds to a stream, and that stream's path.

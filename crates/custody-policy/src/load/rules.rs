@@ -159,6 +159,16 @@ fn read_when(node: &Node<'_>, scopes: &mut Interner, diag: &mut Diagnostics) -> 
 
 /// One pattern or a list of patterns.
 fn globs(node: &Node<'_>, diag: &mut Diagnostics) -> Option<GlobSet> {
+    patterns(node, diag, |text, _, _| vec![text.to_owned()])
+}
+
+/// Patterns from one value or a list, each item expanded by `expand` (which may
+/// report a problem and expand to nothing).
+fn patterns(
+    node: &Node<'_>,
+    diag: &mut Diagnostics,
+    expand: impl Fn(&str, &crate::locate::NodePath, &mut Diagnostics) -> Vec<String>,
+) -> Option<GlobSet> {
     let list = node.one_or_many(diag)?;
     if list.is_empty() {
         diag.error(
@@ -169,9 +179,11 @@ fn globs(node: &Node<'_>, diag: &mut Diagnostics) -> Option<GlobSet> {
     }
     let mut out = Vec::with_capacity(list.len());
     for (text, path) in list {
-        match Glob::parse(&text) {
-            Ok(g) => out.push(g),
-            Err(e) => diag.error(&path, e),
+        for pattern in expand(&text, &path, diag) {
+            match Glob::parse(&pattern) {
+                Ok(g) => out.push(g),
+                Err(e) => diag.error(&path, e),
+            }
         }
     }
     Some(GlobSet::new(out))
@@ -180,37 +192,19 @@ fn globs(node: &Node<'_>, diag: &mut Diagnostics) -> Option<GlobSet> {
 /// `when.action.operation`: patterns, where `@mcp-housekeeping` stands for
 /// [`MCP_HOUSEKEEPING`].
 fn operations(node: &Node<'_>, diag: &mut Diagnostics) -> Option<GlobSet> {
-    let list = node.one_or_many(diag)?;
-    if list.is_empty() {
-        diag.error(
-            &node.path,
-            "an empty list matches nothing (leave the field out to match anything)",
-        );
-        return None;
-    }
-    let mut out = Vec::with_capacity(list.len());
-    for (text, path) in list {
-        let expanded: Vec<&str> = match text.as_str() {
-            MCP_HOUSEKEEPING_GROUP => MCP_HOUSEKEEPING.to_vec(),
-            group if group.starts_with('@') => {
-                diag.error(
-                    &path,
-                    format!(
-                        "unknown operation group {group:?}; the only group is {MCP_HOUSEKEEPING_GROUP}"
-                    ),
-                );
-                continue;
-            }
-            pattern => vec![pattern],
-        };
-        for pattern in expanded {
-            match Glob::parse(pattern) {
-                Ok(g) => out.push(g),
-                Err(e) => diag.error(&path, e),
-            }
+    patterns(node, diag, |text, path, diag| match text {
+        MCP_HOUSEKEEPING_GROUP => MCP_HOUSEKEEPING.iter().map(|s| (*s).to_owned()).collect(),
+        group if group.starts_with('@') => {
+            diag.error(
+                path,
+                format!(
+                    "unknown operation group {group:?}; the only group is {MCP_HOUSEKEEPING_GROUP}"
+                ),
+            );
+            Vec::new()
         }
-    }
-    Some(GlobSet::new(out))
+        pattern => vec![pattern.to_owned()],
+    })
 }
 
 fn kinds(node: &Node<'_>, diag: &mut Diagnostics) -> Option<u8> {

@@ -131,36 +131,10 @@ fn split(text: &[u8]) -> Vec<(Vec<u8>, Range<usize>)> {
     pairs
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes a form-encoded key or value: `+` is a space, `%XX` a byte; an
 /// invalid escape is kept as it is (as custody's inspection decodes it).
 pub(crate) fn percent_decode(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if b == b'%'
-            && let (Some(hi), Some(lo)) = (
-                raw.get(i + 1).copied().and_then(hex),
-                raw.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(if b == b'+' { b' ' } else { b });
-        i += 1;
-    }
-    out
+    custody_core::percent::decode(raw, true)
 }
 
 /// Percent-encodes `value` for a query or form: unreserved bytes
