@@ -21,6 +21,9 @@
 //!    `Origin`, or `Sec-Fetch-Site: cross-site` / `same-site`, comes from a browser
 //!    and is refused unless its origin is on `listen.allowed_origins` (default
 //!    empty; SDKs and agents send no `Origin`). `Origin: null` is never listed.
+//!    custody's own origin (`http://localhost:<listener port>`, `127.0.0.1`,
+//!    `[::1]`, the address the connection arrived at) is a same-origin request and
+//!    passes without CORS headers, as the MCP transport's rebinding check expects.
 //!
 //! Refusals are [`Refusal`]s with reasons [`Reason::Host`] (421) and
 //! [`Reason::Origin`] (403). A listed origin gets CORS from custody ([`Cors`]): its
@@ -93,12 +96,15 @@ impl Guard {
         arrival: Arrival,
         names_target: bool,
     ) -> Result<Cors, Refusal> {
-        match arrival {
+        let own = match arrival {
             Arrival::Unix => return Ok(Cors::default()),
-            Arrival::Tcp(local) if !names_target => self.host(req, local)?,
-            Arrival::Tcp(_) | Arrival::Tunnel => {}
-        }
-        let origin = self.origin(req.headers())?;
+            Arrival::Tcp(local) if !names_target => {
+                self.host(req, local)?;
+                Some(local)
+            }
+            Arrival::Tcp(_) | Arrival::Tunnel => None,
+        };
+        let origin = self.origin(req.headers(), own)?;
         let preflight = match (&origin, req.method()) {
             (Some(_), &Method::OPTIONS) => req
                 .headers()
@@ -176,9 +182,14 @@ impl Guard {
                 .any(|p| p.matches(&host, port.unwrap_or(80)))
     }
 
-    /// Check 2: a browser's request comes from a listed origin. Returns the origin
-    /// as sent, when listed.
-    fn origin(&self, headers: &HeaderMap) -> Result<Option<HeaderValue>, Refusal> {
+    /// Check 2: a browser's request comes from a listed origin, or from custody's
+    /// own (`own`: the listener it arrived at, for requests addressed to custody).
+    /// Returns the listed origin as sent (custody's own needs no CORS).
+    fn origin(
+        &self,
+        headers: &HeaderMap,
+        own: Option<SocketAddr>,
+    ) -> Result<Option<HeaderValue>, Refusal> {
         let mut origins = headers.get_all(header::ORIGIN).iter();
         let origin = origins.next();
         if origins.next().is_some() {
@@ -201,13 +212,18 @@ impl Guard {
                 Ok(None)
             };
         };
-        let listed = origin
-            .to_str()
-            .ok()
-            .and_then(crate::config::origin)
-            .is_some_and(|o| self.origins.contains(&o));
+        let serialised = origin.to_str().ok().and_then(crate::config::origin);
+        let listed = serialised
+            .as_ref()
+            .is_some_and(|o| self.origins.contains(o));
+        let custody = !cross_site
+            && own
+                .zip(serialised.as_deref())
+                .is_some_and(|(local, o)| is_own_origin(o, local));
         if listed {
             Ok(Some(origin.clone()))
+        } else if custody {
+            Ok(None)
         } else {
             Err(Refusal::new(
                 Reason::Origin,
@@ -260,6 +276,34 @@ impl Cors {
             headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE);
             headers.append(header::VARY, HeaderValue::from_static("Origin"));
         }
+    }
+}
+
+/// Whether `origin` (serialised) is custody's own on `local`: `http`, a loopback
+/// name or the address the connection arrived at, the listener's port. A page
+/// there was served through custody itself, so its requests are same-origin.
+fn is_own_origin(origin: &str, local: SocketAddr) -> bool {
+    let Some(authority) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let Ok(authority) = authority.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    if authority.port_u16().unwrap_or(80) != local.port() {
+        return false;
+    }
+    let raw = authority.host();
+    let host = raw
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(raw);
+    match host.parse::<IpAddr>() {
+        Ok(ip) => {
+            let ip = ip.to_canonical();
+            ip.is_loopback() && (ip == IpAddr::from([127, 0, 0, 1]) || ip.is_ipv6())
+                || ip == local.ip().to_canonical()
+        }
+        Err(_) => host == "localhost",
     }
 }
 

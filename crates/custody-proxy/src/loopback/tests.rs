@@ -155,11 +155,29 @@ fn browsers_are_answered_only_from_listed_origins() {
         check(&[("origin", "HTTP://LOCALHOST:6274")], tcp(LOCAL)),
         Ok(true)
     );
+    // custody's own origin: same-origin, no CORS needed.
+    for own in [
+        "http://localhost:15080",
+        "http://127.0.0.1:15080",
+        "http://[::1]:15080",
+    ] {
+        assert_eq!(check(&[("origin", own)], tcp(LOCAL)), Ok(false), "{own}");
+        assert_eq!(
+            check(&[("origin", own)], Arrival::Tunnel),
+            Err(Reason::Origin),
+            "{own}"
+        );
+    }
     for bad in [
         vec![("origin", "http://evil.example")],
         vec![("origin", "null")],
         vec![("origin", "http://localhost:6275")],
-        vec![("origin", "http://localhost:15080")],
+        vec![("origin", "https://localhost:15080")],
+        vec![("origin", "http://localhost:15081")],
+        vec![
+            ("origin", "http://localhost:15080"),
+            ("sec-fetch-site", "cross-site"),
+        ],
         vec![("sec-fetch-site", "cross-site")],
         vec![("sec-fetch-site", "same-site")],
         vec![
