@@ -59,7 +59,7 @@ async fn exchange(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, 
 
 fn row<'a>(rows: &'a [Value], id: &str) -> &'a Value {
     rows.iter()
-        .find(|r| r["request_id"] == id)
+        .find(|r| r["client_request_id"] == id)
         .unwrap_or_else(|| panic!("no row {id}: {rows:#?}"))
 }
 
