@@ -209,7 +209,7 @@ async fn malformed_http_gets_400_and_a_row() {
     let mut s = tokio::net::TcpStream::connect(custody.tcp)
         .await
         .expect("connect");
-    s.write_all(b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-request-id: badchunk\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nxx\r\n").await.expect("write");
+    s.write_all(b"POST /openai/v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nx-request-id: badchunk\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nxx\r\n").await.expect("write");
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);

@@ -11,6 +11,7 @@ mod integrity;
 mod intercept;
 mod keys;
 mod lifecycle;
+mod loopback;
 mod metrics;
 mod policy;
 mod protocol;

@@ -584,7 +584,7 @@ def undocumented(config, keys, path="") -> list[str]:
 def test_documented_keys_are_read_from_the_docs():
     keys = documented_keys()
     assert {"listen", "routes", "audit", "policy", "identity", "shutdown", "sessions"} <= set(keys)
-    assert set(keys["listen"]) == {"unix", "tcp", "admin"}
+    assert set(keys["listen"]) == {"unix", "tcp", "admin", "allowed_hosts", "allowed_origins"}
     assert {"name", "prefix", "upstream", "kind", "tools", "credentials", "identity", "hosts"} <= set(keys["routes"][0])
     assert set(keys["intercept"]) == {"ca", "others", "tunnel", "leaf_cache_size", "leaf_lifetime"}
     assert set(keys["intercept"]["tunnel"]) == {"allow", "allow_internal"}
@@ -779,6 +779,10 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
         sidecar = next(c for c in patched["spec"].get("initContainers", []) + patched["spec"]["containers"]
                        if c["name"] == "custody")
         assert pm["spec"]["podMetricsEndpoints"][0]["port"] in [p.get("name") for p in sidecar["ports"]]
+        # Kubelet sends Host: <pod IP>:<port> for these probes; the admin listener
+        # answers it (test_sidecar_probes_pass_the_host_check).
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert "httpHeaders" not in sidecar[probe]["httpGet"], probe
         # The default custody.yaml's files are on the volumes the patch mounts.
         config = config_file("default", "custody.yaml")
         mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
@@ -899,6 +903,52 @@ def test_every_alerted_metric_is_served(tmp_path):
         proc.wait(timeout=30)
     served = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     assert _rule_metrics() <= served, _rule_metrics() - served
+
+
+def _get_as(connect_host: str, port: int, path: str, host_header: str) -> int:
+    """The status of `GET path` sent to connect_host:port with `Host: host_header`."""
+    with socket.create_connection((connect_host, port), timeout=5) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_sidecar_probes_pass_the_host_check(tmp_path):
+    """Kubelet's httpGet probes and Prometheus send `Host: <pod IP>:<port>`, not a
+    loopback name: the sidecar's admin listener (the chart's `listen.admin`, on every
+    address) answers the address a connection arrived at, and refuses other names
+    (docs/security.md, "Loopback listeners"). 127.0.0.2 stands in for the pod IP."""
+    binary = _require_bin()
+    chart = config_file("default", "custody.yaml")["listen"]
+    assert chart["admin"] == "0.0.0.0:15090"
+    port = _free_port()
+    config = tmp_path / "custody.yaml"
+    config.write_text(f"listen: {{unix: '{tmp_path}/c.sock', tcp: null, admin: '0.0.0.0:{port}'}}\n"
+                      f"audit: {{dir: '{tmp_path}/audit', flush_interval: 1h}}\n")
+    proc = subprocess.Popen([str(binary), "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, "custody exited"
+            try:
+                if _get_as("127.0.0.1", port, "/healthz", "localhost") == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "no /healthz"
+                time.sleep(0.05)
+        pod_ip = f"127.0.0.2:{port}"
+        # The injected probes' paths (no httpHeaders: checked in
+        # test_webhook_serves_the_paths_the_chart_calls) and Prometheus's.
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert _get_as("127.0.0.2", port, path, pod_ip) == 200, path
+        assert _get_as("127.0.0.2", port, "/healthz", f"127.0.0.3:{port}") == 421
+        assert _get_as("127.0.0.2", port, "/metrics", f"evil.example:{port}") == 421
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_sidecar_session_caps_bound_memory():

@@ -78,8 +78,10 @@ impl Custody {
         let extra = extra
             .replace("{audit_dir}", &audit_dir.display().to_string())
             .replace("{dir}", &dir.path().display().to_string());
+        // A `listen:` block in `extra` adds its keys to the one written here.
+        let (listen_extra, extra) = take_section(&extra, "listen:");
         let mut yaml = format!(
-            "listen:\n  unix: {}\n  tcp: {tcp}\n  admin: {admin}\n",
+            "listen:\n  unix: {}\n  tcp: {tcp}\n  admin: {admin}\n{listen_extra}",
             socket.display()
         );
         if !extra.lines().any(|l| l.starts_with("audit:")) {
@@ -229,6 +231,24 @@ impl Drop for Custody {
             let _ = child.wait();
         }
     }
+}
+
+/// Splits the indented lines of top-level section `header` (e.g. `listen:`) out of
+/// `yaml`: `(its lines, the rest)`.
+fn take_section(yaml: &str, header: &str) -> (String, String) {
+    let (mut section, mut rest) = (String::new(), String::new());
+    let mut inside = false;
+    for line in yaml.lines() {
+        if line == header {
+            inside = true;
+            continue;
+        }
+        inside = inside && (line.starts_with(' ') || line.is_empty());
+        let out = if inside { &mut section } else { &mut rest };
+        out.push_str(line);
+        out.push('\n');
+    }
+    (section, rest)
 }
 
 /// A blocking GET on the admin listener: `(status, body)`.

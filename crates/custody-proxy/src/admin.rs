@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (listeners bound,
 //! not shutting down, the audit spool has room) and `/metrics` (Prometheus text).
-//! Admin requests are not audited.
+//! Admin requests are not audited. Requests that name another host or come from a
+//! browser page are refused before they get here ([`crate::loopback`]; [`refuse`]),
+//! and counted in `custody_admin_refusals_total{reason}`.
 
 use bytes::Bytes;
 use custody_audit::{AuditSink, OnFull};
@@ -77,6 +79,19 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
             serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {other}; try /healthz, /readyz or /metrics")}}),
         ),
     }
+}
+
+/// The answer to an admin request [`crate::loopback`] refused (421 or 403),
+/// counted in `/metrics`.
+pub(crate) fn refuse(
+    health: &Health,
+    refusal: &crate::integrity::Refusal,
+) -> Response<Full<Bytes>> {
+    health.metrics.admin_refused(refusal.reason);
+    json(
+        refusal.reason.status(),
+        serde_json::json!({"error": {"type": refusal.reason.error_type(), "message": refusal.message}}),
+    )
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {

@@ -10,6 +10,7 @@ mod audit;
 mod identity;
 mod inspection;
 mod intercept;
+mod listen;
 mod raw;
 mod sessions;
 mod tunnel;
@@ -27,6 +28,7 @@ pub use audit::{AuditConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
 pub(crate) use intercept::check_host;
 pub use intercept::{CaSource, InterceptConfig, Others};
+pub(crate) use listen::origin;
 pub use tunnel::{HostMatch, HostPattern, TunnelConfig};
 pub use units::{parse_duration, parse_size};
 #[cfg(test)]
@@ -173,6 +175,12 @@ pub struct ListenConfig {
     pub tcp: Option<SocketAddr>,
     /// Admin listener (`/healthz`, `/readyz`); `None` disables.
     pub admin: Option<SocketAddr>,
+    /// Hosts a request to the TCP or admin listener may name besides `localhost`,
+    /// `127.0.0.1`, `[::1]` and the address it arrived at (DNS rebinding).
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Browser origins allowed to call custody, as browsers send them
+    /// (`http://localhost:6274`); empty (the default): none.
+    pub allowed_origins: Vec<String>,
 }
 
 /// One entry of `routes`.

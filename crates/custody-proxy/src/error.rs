@@ -204,7 +204,7 @@ impl ProxyError {
                 refusal,
                 jsonrpc: Some(call),
             } if refusal.reason == Reason::BatchRefused && !call.ids.is_empty() => StatusCode::OK,
-            ProxyError::Integrity { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::Integrity { refusal, .. } => refusal.reason.status(),
         }
     }
 

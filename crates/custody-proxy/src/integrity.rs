@@ -12,6 +12,9 @@
 //!   upstream may take either value) and is refused on enforcing routes;
 //! - [`credentials`]: exactly one value of the credential custody verifies, and
 //!   on a route with `credentials` no client credential reaches the upstream;
+//! - [`crate::loopback`] (called first): a request to custody's own TCP listener
+//!   must name a host custody answers for, and a browser's request must come from
+//!   an origin the operator listed (DNS rebinding, cross-site requests);
 //! - the body checks live in `custody-inspect` (one strict parse; duplicate keys,
 //!   invalid text and over-large bodies make a body unreadable) and are turned
 //!   into [`Refusal`]s by the pipeline.
@@ -42,17 +45,25 @@ pub enum Reason {
     BatchRefused,
     /// MCP `mcp-method` / `mcp-name` headers that disagree with the body.
     McpHeaderMismatch,
+    /// A request to custody's own TCP listener naming a host custody does not
+    /// answer for (DNS rebinding; [`crate::loopback`]).
+    Host,
+    /// A browser request (`Origin`, or `Sec-Fetch-Site: cross-site` / `same-site`)
+    /// from an origin `listen.allowed_origins` does not list ([`crate::loopback`]).
+    Origin,
 }
 
 impl Reason {
     /// Every reason, in a fixed order (metrics labels).
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Path,
         Reason::RepeatedQuery,
         Reason::DuplicateCredentials,
         Reason::UnreadableBody,
         Reason::BatchRefused,
         Reason::McpHeaderMismatch,
+        Reason::Host,
+        Reason::Origin,
     ];
 
     /// The name used in `policy.rule` (`integrity:<name>`) and in metrics.
@@ -64,6 +75,8 @@ impl Reason {
             Reason::UnreadableBody => "unreadable_body",
             Reason::BatchRefused => "batch_refused",
             Reason::McpHeaderMismatch => "mcp_header_mismatch",
+            Reason::Host => "host",
+            Reason::Origin => "origin",
         }
     }
 
@@ -76,6 +89,19 @@ impl Reason {
             Reason::UnreadableBody => "unreadable_body",
             Reason::BatchRefused => "batch_refused",
             Reason::McpHeaderMismatch => "mcp_header_mismatch",
+            Reason::Host => "host_not_allowed",
+            Reason::Origin => "origin_not_allowed",
+        }
+    }
+
+    /// The HTTP status of the JSON error (JSON-RPC answers aside): 421 for a host
+    /// custody does not answer for (RFC 9110 §15.5.20, as the MCP Python SDK
+    /// answers it), 403 for a browser origin not allowed, 400 otherwise.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Reason::Host => http::StatusCode::MISDIRECTED_REQUEST,
+            Reason::Origin => http::StatusCode::FORBIDDEN,
+            _ => http::StatusCode::BAD_REQUEST,
         }
     }
 
@@ -107,13 +133,15 @@ impl Refusal {
 /// Every `integrity:<reason>` a row can record, in the order exported:
 /// this module's [`Reason`]s, then the refusals of compressed bodies
 /// (`crate::decode`) and of forward-proxy tunnels (`crate::intercept`).
-pub(crate) const COUNTED: [&str; 11] = [
+pub(crate) const COUNTED: [&str; 13] = [
     "path",
     "repeated_query",
     "duplicate_credentials",
     "unreadable_body",
     "batch_refused",
     "mcp_header_mismatch",
+    "host",
+    "origin",
     "decoded_body_too_large",
     "decompression_ratio",
     "content_encoding",

@@ -31,6 +31,7 @@ mod integrity;
 mod intercept;
 mod ledger;
 mod listener;
+mod loopback;
 mod metrics;
 mod pipeline;
 mod policy;

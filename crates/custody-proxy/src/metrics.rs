@@ -64,7 +64,16 @@ pub(crate) struct Metrics {
     integrity: crate::integrity::Counters,
     /// Request bodies with a `Content-Encoding`: `[encoding][result]`.
     decodings: Box<[AtomicU64]>,
+    /// Admin requests refused ([`ADMIN_REFUSALS`]).
+    admin_refusals: [AtomicU64; ADMIN_REFUSALS.len()],
 }
+
+/// `reason` label values of `custody_admin_refusals_total`: the admin listener's
+/// Host and Origin checks (`crate::loopback`).
+const ADMIN_REFUSALS: [crate::integrity::Reason; 2] = [
+    crate::integrity::Reason::Host,
+    crate::integrity::Reason::Origin,
+];
 
 fn zeros(n: usize) -> Box<[AtomicU64]> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -98,6 +107,7 @@ impl Metrics {
             findings: zeros(kinds.len() * DIRECTIONS.len()),
             integrity: crate::integrity::Counters::default(),
             decodings: zeros(Label::ALL.len() * Outcome::ALL.len()),
+            admin_refusals: Default::default(),
             routes,
             route_labels,
             kinds,
@@ -162,6 +172,13 @@ impl Metrics {
         self.decodings[i].load(Ordering::Relaxed)
     }
 
+    /// One admin request refused for `reason` (no row: admin requests have none).
+    pub(crate) fn admin_refused(&self, reason: crate::integrity::Reason) {
+        if let Some(i) = ADMIN_REFUSALS.iter().position(|r| *r == reason) {
+            self.admin_refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Custody's added latency for one forwarded request (see `docs/metrics.md`).
     pub(crate) fn added_latency(&self, d: Duration) {
         self.added_latency.observe(d);
@@ -220,6 +237,18 @@ impl Metrics {
                 "custody_integrity_refusals_total",
                 &format!("{{reason=\"{reason}\"}}"),
                 n,
+            );
+        }
+        o.family(
+            "custody_admin_refusals_total",
+            "counter",
+            "Admin listener requests refused: naming a host custody does not answer for (host) or sent by a browser page from an origin not listed (origin).",
+        );
+        for (reason, n) in ADMIN_REFUSALS.iter().zip(&self.admin_refusals) {
+            o.sample(
+                "custody_admin_refusals_total",
+                &format!("{{reason=\"{}\"}}", reason.as_str()),
+                n.load(Ordering::Relaxed),
             );
         }
         o.family(

@@ -5,7 +5,10 @@
 //! 2. route — longest prefix; none → 404. In forward-proxy mode the route is the one
 //!    claiming the host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or
 //!    an absolute-form request, and the whole path is forwarded (403 when no route
-//!    claims the host);
+//!    claims the host). First of all, whom custody answers ([`crate::loopback`]): a
+//!    request to a TCP listener naming another host (DNS rebinding) is refused with
+//!    421, a browser's from an unlisted origin with 403; a listed origin's preflight
+//!    is answered here;
 //! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed),
 //!    then its `Content-Encoding` undone within the same limit ([`crate::decode`]):
 //!    everything after sees, and the upstream receives, the decoded body;
@@ -40,6 +43,7 @@ use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
 use crate::integrity;
 use crate::intercept::Entrance;
+use crate::loopback::{Arrival, Guard};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStage;
 use crate::request_ids::{RequestIds, stamp_response};
@@ -93,6 +97,8 @@ pub(crate) struct Pipeline {
     idle_timeout: Duration,
     /// Forward-proxy mode is on: absolute-form requests are routed by host.
     forward_proxy: bool,
+    /// Whom the TCP listeners answer (`listen.allowed_hosts`, `allowed_origins`).
+    loopback: Guard,
 }
 
 impl Pipeline {
@@ -131,6 +137,7 @@ impl Pipeline {
             connect_timeout: config.upstream.connect_timeout,
             idle_timeout: config.upstream.idle_timeout,
             forward_proxy: config.intercept.is_some(),
+            loopback: Guard::new(&config.listen),
         }
     }
 
@@ -274,12 +281,13 @@ impl Pipeline {
         )
     }
 
-    /// Handles one request that came in through `entrance`; never fails (errors
-    /// are answered as JSON).
+    /// Handles one request that came in through `entrance` on `arrival`'s listener;
+    /// never fails (errors are answered as JSON).
     pub(crate) async fn handle(
         &self,
         mut req: Request<Incoming>,
         entrance: &Entrance,
+        arrival: Arrival,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let arrived = SystemTime::now();
@@ -301,10 +309,22 @@ impl Pipeline {
         action.route = route.as_ref().ok().map(|(r, _)| r.name.clone());
         action.raw_path = (path != raw_path).then(|| raw_path.to_owned());
         let id_header = ids.echoed();
-        let refused = path_refusal(&normalised, &route, intercepted_host.is_some(), raw_path);
+        let answered = self
+            .loopback
+            .check(&req, arrival, intercepted_host.is_some());
+        let refused = match &answered {
+            Err(refusal) => Some(refusal.clone().into()),
+            Ok(_) => path_refusal(&normalised, &route, intercepted_host.is_some(), raw_path),
+        };
+        let cors = answered.unwrap_or_default();
         let mut record = ids.record(arrived, action);
         record.intercepted_host = intercepted_host;
         let mut exchange = self.exchange(started, record);
+        if let (Ok(_), None, Some(mut answer)) = (&route, &refused, cors.preflight()) {
+            stamp_response(answer.headers_mut(), exchange.record());
+            exchange.finish(Some(answer.status().as_u16()), None, 0);
+            return answer.map(Either::Right);
+        }
         let result = match (route, refused) {
             (_, Some(e)) | (Err(e), None) => Err(e),
             (Ok((route, rest)), None) => {
@@ -316,7 +336,7 @@ impl Pipeline {
                     .await
             }
         };
-        match result {
+        let mut response = match result {
             Ok((response, inspection)) => {
                 let status = response.status().as_u16();
                 exchange.record().outcome.status = Some(i32::from(status));
@@ -344,7 +364,9 @@ impl Pipeline {
                 })
             }
             Err(e) => self.answer_error(exchange, &e),
-        }
+        };
+        cors.apply(response.headers_mut());
+        response
     }
 
     /// Stages 3–6 for a routed request; the upstream's response comes back with its

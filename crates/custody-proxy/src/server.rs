@@ -10,6 +10,7 @@ use crate::identity::Identity;
 use crate::intercept::{Entrance, Intercept};
 use crate::ledger::{Counted, Ledger, Marked, Unserved};
 use crate::listener::{UnixSocket, bind_tcp, bind_unix};
+use crate::loopback::{Arrival, Guard};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
 use crate::upstream::build_client;
@@ -241,7 +242,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_stop = CancellationToken::new();
     if let Some(listener) = admin {
         listening.push(format!("admin:{}", local(&listener)));
-        tokio::spawn(serve_admin(listener, health.clone(), admin_stop.clone()));
+        tokio::spawn(serve_admin(
+            listener,
+            health.clone(),
+            Arc::new(Guard::new(&config.listen)),
+            admin_stop.clone(),
+        ));
     }
     health.ready.store(true, Ordering::Release);
     Ok(Running {
@@ -387,7 +393,8 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
         match accepted {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                serve(&ctx, stream);
+                let arrival = Arrival::Tcp(arrived_at(&stream, &listener));
+                serve(&ctx, stream, arrival);
             }
             Err(e) => accept_failed(&e).await,
         }
@@ -401,7 +408,7 @@ async fn accept_unix(socket: UnixSocket, ctx: Arc<Context>) {
             () = ctx.shutdown.cancelled() => return,
         };
         match accepted {
-            Ok((stream, _)) => serve(&ctx, stream),
+            Ok((stream, _)) => serve(&ctx, stream, Arrival::Unix),
             Err(e) => accept_failed(&e).await,
         }
     }
@@ -414,12 +421,21 @@ async fn accept_failed(e: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn serve<IO>(ctx: &Arc<Context>, io: IO)
+/// The address a TCP connection arrived at (the listener's when the socket cannot
+/// say; an unspecified address if neither can, which only loopback names match).
+fn arrived_at(stream: &tokio::net::TcpStream, listener: &TcpListener) -> std::net::SocketAddr {
+    stream
+        .local_addr()
+        .or_else(|_| listener.local_addr())
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+fn serve<IO>(ctx: &Arc<Context>, io: IO, arrival: Arrival)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     ctx.tracker
-        .spawn(serve_connection(ctx.clone(), io, Entrance::Direct));
+        .spawn(serve_connection(ctx.clone(), io, Entrance::Direct, arrival));
 }
 
 /// Serves a TLS connection custody terminated after a `CONNECT` (boxed: its future
@@ -432,13 +448,13 @@ pub(crate) fn serve_intercepted<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(serve_connection(ctx, io, entrance))
+    Box::pin(serve_connection(ctx, io, entrance, Arrival::Tunnel))
 }
 
 /// Serves one connection (HTTP/1.1 with upgrades for `CONNECT`, or HTTP/2) until it
 /// closes; at shutdown, finishes in-flight requests, then closes. The connection's
 /// [`Ledger`] turns requests the protocol layer refused into one row when it ends.
-async fn serve_connection<IO>(ctx: Arc<Context>, io: IO, entrance: Entrance)
+async fn serve_connection<IO>(ctx: Arc<Context>, io: IO, entrance: Entrance, arrival: Arrival)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -453,7 +469,7 @@ where
             let response = if req.method() == hyper::Method::CONNECT {
                 crate::intercept::connect::handle(&ctx, req, &entrance).await
             } else {
-                ctx.pipeline.handle(req, &entrance).await
+                ctx.pipeline.handle(req, &entrance, arrival).await
             };
             Ok::<_, Infallible>(response.map(|body| Marked::new(body, ledger)))
         }
@@ -542,7 +558,14 @@ fn connection_error(ctx: &Context, e: &(dyn std::error::Error + Send + Sync + 's
     );
 }
 
-async fn serve_admin(listener: TcpListener, health: Arc<Health>, stop: CancellationToken) {
+/// The admin listener: the same Host and Origin checks as the proxy's TCP listener
+/// (refusals answered as JSON and counted; admin requests have no rows).
+async fn serve_admin(
+    listener: TcpListener,
+    health: Arc<Health>,
+    guard: Arc<Guard>,
+    stop: CancellationToken,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let accepted = tokio::select! {
@@ -550,11 +573,16 @@ async fn serve_admin(listener: TcpListener, health: Arc<Health>, stop: Cancellat
             () = stop.cancelled() => return,
         };
         let Ok((stream, _)) = accepted else { continue };
+        let arrival = Arrival::Tcp(arrived_at(&stream, &listener));
         let health = health.clone();
+        let guard = guard.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let svc = service_fn(|req| {
-                let response = admin::respond(&health, &req);
+                let response = match guard.check(&req, arrival, false) {
+                    Ok(_) => admin::respond(&health, &req),
+                    Err(refusal) => admin::refuse(&health, &refusal),
+                };
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;

@@ -147,6 +147,10 @@ pub(crate) struct RawListen {
     pub(crate) tcp: Setting<String>,
     #[serde(default)]
     pub(crate) admin: Setting<String>,
+    #[serde(default)]
+    pub(crate) allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub(crate) allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -113,6 +113,8 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         unix,
         tcp: addr(&mut is, "listen.tcp", listen.tcp, defaults::TCP),
         admin: addr(&mut is, "listen.admin", listen.admin, defaults::ADMIN),
+        allowed_hosts: super::listen::validate_hosts(listen.allowed_hosts, is.0),
+        allowed_origins: super::listen::validate_origins(listen.allowed_origins, is.0),
     };
     if listen.unix.is_none() && listen.tcp.is_none() {
         is.push(
