@@ -89,9 +89,34 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 /// Bytes that matter to JSON and SSE, to insert.
 const TOKENS: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b"\"", b"\\", b"\\u", b"\\ud800", b":", b",", b"null", b"-1e999",
-    b"\n", b"\r", b"\r\n", b"\n\n", b"data: ", b"event: ", b"id: ", b"retry: 7", b"\xEF\xBB\xBF",
-    b"\xff", b"\xc3", b"\"arguments\":", b"\"usage\":", b"[DONE]", b"\"id\":", b"\"method\":",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"\\",
+    b"\\u",
+    b"\\ud800",
+    b":",
+    b",",
+    b"null",
+    b"-1e999",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\n\n",
+    b"data: ",
+    b"event: ",
+    b"id: ",
+    b"retry: 7",
+    b"\xEF\xBB\xBF",
+    b"\xff",
+    b"\xc3",
+    b"\"arguments\":",
+    b"\"usage\":",
+    b"[DONE]",
+    b"\"id\":",
+    b"\"method\":",
 ];
 
 fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
@@ -305,25 +330,27 @@ fn request() -> impl Strategy<Value = Request> {
         body(),
         any::<bool>(),
         any::<bool>(),
-        (0usize..600, prop_oneof![1usize..4096, Just(4 * 1024 * 1024)], 1usize..2048),
+        (
+            0usize..600,
+            prop_oneof![1usize..4096, Just(4 * 1024 * 1024)],
+            1usize..2048,
+        ),
     )
         .prop_map(
-            |(kind, method, path, query, headers, body, body_complete, tools, (p, b, e))| {
-                Request {
-                    kind,
-                    method,
-                    path,
-                    query,
-                    headers,
-                    body,
-                    body_complete,
-                    tools,
-                    limits: Limits {
-                        max_parameters_bytes: p,
-                        max_body_bytes: b,
-                        max_event_bytes: e,
-                    },
-                }
+            |(kind, method, path, query, headers, body, body_complete, tools, (p, b, e))| Request {
+                kind,
+                method,
+                path,
+                query,
+                headers,
+                body,
+                body_complete,
+                tools,
+                limits: Limits {
+                    max_parameters_bytes: p,
+                    max_body_bytes: b,
+                    max_event_bytes: e,
+                },
             },
         )
 }
