@@ -19,6 +19,9 @@
 use crate::scan::find_eol;
 use std::borrow::Cow;
 
+/// The UTF-8 byte order mark a stream may start with.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// One dispatched event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SseEvent<'a> {
@@ -106,7 +109,7 @@ impl SseParser {
                 }
             } else if self.line.is_empty() {
                 self.line_done(piece, &mut on_event);
-            } else if self.fits(piece.len()) {
+            } else if self.fits(piece) {
                 let mut line = std::mem::take(&mut self.line);
                 line.extend_from_slice(piece);
                 self.line_done(&line, &mut on_event);
@@ -145,16 +148,29 @@ impl SseParser {
         dropped
     }
 
-    /// Whether the current line, `extra` more bytes and a terminator keep the event
-    /// within the limit (the same measure `line_done` applies).
-    fn fits(&self, extra: usize) -> bool {
-        self.event_bytes + self.line.len() + extra < self.max_event_bytes
+    /// Whether the current line, `piece` and a terminator keep the event within the
+    /// limit (the measure `line_done` applies, which does not count the BOM it strips
+    /// from the stream's first line: so that the verdict never depends on where the
+    /// chunks were cut, the leading bytes of that line that match the BOM so far are
+    /// not counted here either; `line_done` checks the complete line exactly).
+    fn fits(&self, piece: &[u8]) -> bool {
+        let mut len = self.line.len() + piece.len();
+        if self.at_start {
+            len -= self
+                .line
+                .iter()
+                .chain(piece)
+                .zip(BOM)
+                .take_while(|(a, b)| a == b)
+                .count();
+        }
+        self.event_bytes + len < self.max_event_bytes
     }
 
     fn partial_line(&mut self, piece: &[u8]) {
         if self.discarding {
             self.discard_line_nonempty |= !piece.is_empty();
-        } else if self.fits(piece.len()) {
+        } else if self.fits(piece) {
             self.line.extend_from_slice(piece);
         } else {
             self.line.clear();
@@ -164,6 +180,9 @@ impl SseParser {
     }
 
     fn start_discarding(&mut self) {
+        // The discarded line is the stream's first one if none came before: a BOM
+        // on a later line is not stripped.
+        self.at_start = false;
         self.discarding = true;
         self.discard_line_nonempty = false;
         self.data.clear();
@@ -186,7 +205,7 @@ impl SseParser {
         let mut line = line;
         if self.at_start {
             self.at_start = false;
-            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+            line = line.strip_prefix(BOM).unwrap_or(line);
         }
         if line.is_empty() {
             self.dispatch(on_event);

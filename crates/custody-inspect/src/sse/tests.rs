@@ -160,6 +160,27 @@ fn bom_stripped_only_at_start() {
 }
 
 #[test]
+fn the_stripped_bom_does_not_count_towards_the_limit_however_the_stream_is_cut() {
+    // Found by tests/props.rs: "data:x\n" fits a limit of 7 once the BOM is
+    // stripped, but a parser fed byte by byte counted the BOM and discarded it.
+    let (events, _, discarded) = parse(7, b"\xEF\xBB\xBFdata:x\n\n");
+    assert_eq!((events, discarded), (vec![ev("message", "x", "")], 0));
+    // A line one byte longer is discarded, however it arrives.
+    let (events, _, discarded) = parse(7, b"\xEF\xBB\xBFdata:xy\n\ndata:z\n\n");
+    assert_eq!((events, discarded), (vec![ev("message", "z", "")], 1));
+}
+
+#[test]
+fn a_discarded_first_line_ends_the_start_of_the_stream() {
+    // Had the parser still been "at the start" after discarding the first line
+    // unread, it would strip the BOM of the next one, unlike a parser fed whole.
+    // (The BOM line fits the limit; unstripped, its field is "\u{feff}data".)
+    let input = b"aaaaaaaaaaaaaa\n\n\xEF\xBB\xBFdata:x\n\ndata:y\n\n";
+    let (events, _, discarded) = parse(12, input);
+    assert_eq!((events, discarded), (vec![ev("message", "y", "")], 1));
+}
+
+#[test]
 fn invalid_utf8_is_replaced() {
     let (events, _, _) = parse(1024, b"data: a\xFFb\n\n");
     assert_eq!(events, vec![ev("message", "a\u{FFFD}b", "")]);
