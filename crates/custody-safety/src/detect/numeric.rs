@@ -150,7 +150,16 @@ fn card(t: &[u8], i: usize) -> Option<usize> {
     let mut groups = 0;
     loop {
         let len = digits(t, p);
-        if len == 0 || n + len > 19 || groups == ends.len() {
+        if len == 0 || groups == ends.len() {
+            return None;
+        }
+        if n + len > 19 {
+            // Two bare numbers side by side (`4111… 4000…`): the first stands
+            // alone and is judged by itself; the scan finds the next one after it.
+            if groups == 1 && (13..=19).contains(&n) {
+                p = ends[0].0;
+                break;
+            }
             return None;
         }
         for k in 0..len {
