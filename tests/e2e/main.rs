@@ -19,6 +19,7 @@ mod proxy;
 mod safety;
 mod safety_params;
 mod sessions;
+mod slow_peers;
 mod trail;
 
 use custody_tests::stub::Stub;

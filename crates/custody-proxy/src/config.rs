@@ -257,6 +257,11 @@ pub struct LimitsConfig {
     /// How long an HTTP/1 client may take to send a request's headers (and how
     /// long a kept-alive connection may sit idle) before it is closed.
     pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive in full (a trickled body is cut).
+    pub body_read_timeout: Duration,
+    /// How long a connection may stay idle (no request in flight, no byte
+    /// received) before it is closed.
+    pub idle_timeout: Duration,
     /// Largest response held for redaction (`safety.responses: redact`); a larger
     /// one is refused with 502 rather than passed on unredacted.
     pub max_redacted_response: u64,

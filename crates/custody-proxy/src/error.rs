@@ -34,6 +34,16 @@ pub enum ProxyError {
     /// more data than `Content-Length` announced).
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// The request body did not arrive in full within `limits.body_read_timeout`.
+    #[error("the request body did not arrive within {after:?} (limits.body_read_timeout): {received}{} bytes received", announced.map(|n| format!(" of {n}")).unwrap_or_default())]
+    BodyTimeout {
+        /// The configured timeout.
+        after: Duration,
+        /// Body bytes received before it.
+        received: u64,
+        /// The `Content-Length` announced, if any.
+        announced: Option<u64>,
+    },
     /// The client closed the connection (or reset its HTTP/2 stream) while sending
     /// the request body: nothing is answered, and the row says so.
     #[error("{}", client_closed(*.received, *.announced))]
@@ -190,6 +200,7 @@ impl ProxyError {
             ProxyError::ContentBlocked { .. } => StatusCode::FORBIDDEN,
             ProxyError::SafetyUnscannable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProxyError::BadRequest(_) | ProxyError::ClientClosed { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::ResponseUnscannable(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -224,6 +235,7 @@ impl ProxyError {
             ProxyError::ResponseUnscannable(_) => "response_unscannable",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::ClientClosed { .. } => "client_closed",
+            ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::AuditUnavailable(custody_audit::Refusal::Full { .. }) => {

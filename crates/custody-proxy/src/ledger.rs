@@ -47,6 +47,10 @@ pub(crate) struct Ledger {
     opened: AtomicU64,
     /// The connection speaks HTTP/2.
     h2: AtomicBool,
+    /// When the connection opened.
+    opened_at: Option<std::time::Instant>,
+    /// Milliseconds after `opened_at` of the last byte read or response ended.
+    active_ms: AtomicU64,
 }
 
 /// What a connection left unrecorded when it ended.
@@ -59,6 +63,38 @@ pub(crate) enum Unserved {
 }
 
 impl Ledger {
+    /// A ledger for a connection opened now.
+    pub(crate) fn opened() -> Self {
+        Self {
+            opened_at: Some(std::time::Instant::now()),
+            ..Self::default()
+        }
+    }
+
+    fn touch(&self) {
+        if let Some(at) = self.opened_at {
+            let ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.active_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the connection has been idle — no request in flight and no byte
+    /// received — or `None` while a request is in flight.
+    pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let at = self.opened_at?;
+        let now = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.active_ms.load(Ordering::Relaxed);
+        Some(std::time::Duration::from_millis(now.saturating_sub(last)))
+    }
+
+    /// Whether any request reached the service on this connection.
+    pub(crate) fn any_served(&self) -> bool {
+        self.served.load(Ordering::Relaxed) > 0
+    }
+
     /// A request reached the service.
     pub(crate) fn served(&self) {
         self.served.fetch_add(1, Ordering::Relaxed);
@@ -69,6 +105,7 @@ impl Ledger {
     /// A response ended (or was dropped): once none is in flight, bytes read
     /// belong to the next request.
     pub(crate) fn response_ended(&self) {
+        self.touch();
         let _ = self
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
@@ -129,6 +166,7 @@ impl<IO> Counted<IO> {
     }
 
     fn observe(&mut self, mut data: &[u8]) {
+        self.ledger.touch();
         if self.ledger.in_flight.load(Ordering::Relaxed) == 0 {
             self.ledger
                 .idle_bytes

@@ -62,6 +62,8 @@ pub(crate) struct Metrics {
     findings: Box<[AtomicU64]>,
     /// Requests refused because custody could not read them unambiguously.
     integrity: crate::integrity::Counters,
+    /// Connections closed by `limits.idle_timeout`: `[no request ever, some]`.
+    idle_closed: [AtomicU64; 2],
     /// Request bodies with a `Content-Encoding`: `[encoding][result]`.
     decodings: Box<[AtomicU64]>,
     /// Admin requests refused ([`ADMIN_REFUSALS`]).
@@ -106,6 +108,7 @@ impl Metrics {
             added_latency: Histogram::new(ADDED_LATENCY_BUCKETS),
             findings: zeros(kinds.len() * DIRECTIONS.len()),
             integrity: crate::integrity::Counters::default(),
+            idle_closed: Default::default(),
             decodings: zeros(Label::ALL.len() * Outcome::ALL.len()),
             admin_refusals: Default::default(),
             routes,
@@ -179,6 +182,11 @@ impl Metrics {
         }
     }
 
+    /// A connection closed for being idle; `served`: it carried a request.
+    pub(crate) fn idle_connection_closed(&self, served: bool) {
+        self.idle_closed[usize::from(served)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Custody's added latency for one forwarded request (see `docs/metrics.md`).
     pub(crate) fn added_latency(&self, d: Duration) {
         self.added_latency.observe(d);
@@ -227,6 +235,18 @@ impl Metrics {
             "Custody's own time on forwarded requests: arrival to upstream dispatch, plus upstream response headers to their release to the client.",
         );
         o.histogram("custody_added_latency_seconds", "", &self.added_latency);
+        o.family(
+            "custody_idle_connections_closed_total",
+            "counter",
+            "Connections closed by limits.idle_timeout (no request in flight, no byte received), by whether they ever carried a request.",
+        );
+        for (requests, n) in ["none", "some"].iter().zip(&self.idle_closed) {
+            o.sample(
+                "custody_idle_connections_closed_total",
+                &format!("{{requests=\"{requests}\"}}"),
+                n.load(Ordering::Relaxed),
+            );
+        }
         o.family(
             "custody_integrity_refusals_total",
             "counter",

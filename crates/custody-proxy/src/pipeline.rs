@@ -91,6 +91,7 @@ pub(crate) struct Pipeline {
     metrics: Arc<Metrics>,
     decoder: Decoder,
     max_request_body: u64,
+    body_read_timeout: Duration,
     max_redacted_response: u64,
     response_header_timeout: Duration,
     connect_timeout: Duration,
@@ -132,6 +133,7 @@ impl Pipeline {
             decoder: Decoder::new(&config.limits, metrics.clone()),
             metrics,
             max_request_body: config.limits.max_request_body,
+            body_read_timeout: config.limits.body_read_timeout,
             max_redacted_response: config.limits.max_redacted_response,
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
@@ -139,6 +141,11 @@ impl Pipeline {
             forward_proxy: config.intercept.is_some(),
             loopback: Guard::new(&config.listen),
         }
+    }
+
+    /// The metrics.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The routes.
@@ -643,7 +650,9 @@ impl Pipeline {
         headers: &http::HeaderMap,
         body: Incoming,
     ) -> Result<Bytes, ProxyError> {
-        let (body, counts) = crate::request_body::read(headers, body, self.max_request_body).await;
+        let (body, counts) =
+            crate::request_body::read(headers, body, self.max_request_body, self.body_read_timeout)
+                .await;
         let outcome = &mut exchange.record().outcome;
         outcome.bytes_in = i64::try_from(counts.received).unwrap_or(i64::MAX);
         outcome.bytes_announced = counts

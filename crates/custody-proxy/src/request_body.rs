@@ -7,6 +7,8 @@
 //! - A client that goes away mid-body (EOF before the announced length or the last
 //!   chunk, a reset connection, an HTTP/2 stream reset by the client) is
 //!   [`ProxyError::ClientClosed`]: nothing is answered and the row's status is null.
+//! - A body that has not arrived in full within `limits.body_read_timeout`
+//!   (trickled, or stalled) is [`ProxyError::BodyTimeout`], answered with 408.
 //! - A body that is malformed (a bad chunk size, more data than announced) is
 //!   [`ProxyError::BadRequest`], answered with 400.
 
@@ -27,7 +29,9 @@ pub(crate) async fn read(
     headers: &http::HeaderMap,
     mut body: Incoming,
     limit: u64,
+    timeout: std::time::Duration,
 ) -> (Result<Bytes, ProxyError>, Counts) {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut counts = Counts {
         received: 0,
         announced: headers
@@ -41,10 +45,18 @@ pub(crate) async fn read(
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     loop {
-        let frame = match body.frame().await {
-            None => break,
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return (Err(classify(&e, counts)), counts),
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                let cut = ProxyError::BodyTimeout {
+                    after: timeout,
+                    received: counts.received,
+                    announced: counts.announced,
+                };
+                return (Err(cut), counts);
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => return (Err(classify(&e, counts)), counts),
         };
         let Ok(data) = frame.into_data() else {
             continue;

@@ -129,6 +129,8 @@ pub(crate) struct Context {
     pub(crate) tracker: TaskTracker,
     /// Forward-proxy mode; `None` without an `intercept` section.
     pub(crate) intercept: Option<Arc<Intercept>>,
+    /// `limits.idle_timeout`: idle connections are closed after it.
+    idle_timeout: Duration,
 }
 
 /// Binds every listener, starts the audit writer and begins serving.
@@ -228,6 +230,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         hard_stop,
         tracker,
         intercept: intercept.clone(),
+        idle_timeout: config.limits.idle_timeout,
     });
 
     let mut listening = Vec::new();
@@ -458,7 +461,7 @@ async fn serve_connection<IO>(ctx: Arc<Context>, io: IO, entrance: Entrance, arr
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ledger = Arc::new(Ledger::default());
+    let ledger = Arc::new(Ledger::opened());
     let io = Counted::new(io, ledger.clone());
     let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
@@ -480,6 +483,13 @@ where
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = idle(&ledger, ctx.idle_timeout) => {
+            // Nothing in flight, nothing received: close (HTTP/2 with GOAWAY).
+            ctx.pipeline.metrics().idle_connection_closed(ledger.any_served());
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+            return;
+        }
         () = ctx.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {
@@ -521,6 +531,19 @@ where
         (Some(message), _) => unrecorded_request(&ctx, message),
         (None, Some(e)) => tracing::debug!(error = %e, "connection ended with an error"),
         (None, None) => {}
+    }
+}
+
+/// Resolves once the connection has been idle (no request in flight, no byte
+/// received) for `timeout`.
+async fn idle(ledger: &Ledger, timeout: Duration) {
+    loop {
+        let wait = match ledger.idle_for() {
+            Some(idle) if idle >= timeout => return,
+            Some(idle) => timeout - idle,
+            None => timeout,
+        };
+        tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) mod defaults {
     pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 64;
     pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(25);
     pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+    pub(crate) const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub(crate) const POLICY_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
     pub(crate) const WORKER_THREADS: usize = 1;
     /// Name, prefix, upstream, kind, and the host claimed in forward-proxy mode.
@@ -200,6 +202,16 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             "limits.header_read_timeout",
             li.header_read_timeout.as_ref(),
             defaults::HEADER_READ_TIMEOUT,
+        ),
+        body_read_timeout: is.duration(
+            "limits.body_read_timeout",
+            li.body_read_timeout.as_ref(),
+            defaults::BODY_READ_TIMEOUT,
+        ),
+        idle_timeout: is.duration(
+            "limits.idle_timeout",
+            li.idle_timeout.as_ref(),
+            defaults::CONNECTION_IDLE_TIMEOUT,
         ),
         max_request_body: match li.max_request_body {
             None => defaults::MAX_REQUEST_BODY,
