@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+mod accept;
 mod admin;
 mod body;
 pub mod config;

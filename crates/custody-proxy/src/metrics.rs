@@ -236,6 +236,18 @@ impl Metrics {
         );
         o.histogram("custody_added_latency_seconds", "", &self.added_latency);
         o.family(
+            "custody_accept_errors_total",
+            "counter",
+            "Failed accepts on a listener (descriptor exhaustion, aborted handshakes); each backs off exponentially up to 1 s.",
+        );
+        for (listener, n) in crate::accept::counts() {
+            o.sample(
+                "custody_accept_errors_total",
+                &format!("{{listener=\"{listener}\"}}"),
+                n,
+            );
+        }
+        o.family(
             "custody_idle_connections_closed_total",
             "counter",
             "Connections closed by limits.idle_timeout (no request in flight, no byte received), by whether they ever carried a request.",

@@ -1,6 +1,7 @@
 //! Startup (bind everything first, fail fast), the accept loops, per-connection
 //! serving over HTTP/1.1 and h2c, and graceful shutdown.
 
+use crate::accept::Backoff;
 use crate::admin::{self, Health};
 use crate::config::AuditConfig;
 use crate::config::Config;
@@ -388,6 +389,7 @@ fn local(listener: &TcpListener) -> String {
 }
 
 async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
+    let mut backoff = Backoff::new("tcp");
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -395,33 +397,31 @@ async fn accept_tcp(listener: TcpListener, ctx: Arc<Context>) {
         };
         match accepted {
             Ok((stream, _)) => {
+                backoff.succeeded();
                 let _ = stream.set_nodelay(true);
                 let arrival = Arrival::Tcp(arrived_at(&stream, &listener));
                 serve(&ctx, stream, arrival);
             }
-            Err(e) => accept_failed(&e).await,
+            Err(e) => backoff.failed(&e).await,
         }
     }
 }
 
 async fn accept_unix(socket: UnixSocket, ctx: Arc<Context>) {
+    let mut backoff = Backoff::new("unix");
     loop {
         let accepted = tokio::select! {
             r = socket.listener.accept() => r,
             () = ctx.shutdown.cancelled() => return,
         };
         match accepted {
-            Ok((stream, _)) => serve(&ctx, stream, Arrival::Unix),
-            Err(e) => accept_failed(&e).await,
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                serve(&ctx, stream, Arrival::Unix);
+            }
+            Err(e) => backoff.failed(&e).await,
         }
     }
-}
-
-/// Accept errors are per-connection (aborted handshakes) or resource exhaustion
-/// (EMFILE); back off briefly so the latter does not spin.
-async fn accept_failed(e: &std::io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// The address a TCP connection arrived at (the listener's when the socket cannot
@@ -590,12 +590,22 @@ async fn serve_admin(
     stop: CancellationToken,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
+    let mut backoff = Backoff::new("admin");
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = stop.cancelled() => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(e) => {
+                backoff.failed(&e).await;
+                continue;
+            }
+        };
         let arrival = Arrival::Tcp(arrived_at(&stream, &listener));
         let health = health.clone();
         let guard = guard.clone();
