@@ -117,3 +117,65 @@ async fn silent_connections_and_trickled_bodies_are_cut_streams_are_not() {
         "{rows:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_idle_connections_make_room_for_requests() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "{}limits: {{max_connections: 20}}\n",
+        routes(&stub)
+    ));
+    // 30 connections that send nothing: past the limit, each new one takes the
+    // place of the one idle the longest.
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(TcpStream::connect(custody.tcp).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A normal request is still served, promptly.
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(custody.tcp).await.expect("connect");
+    stream
+        .write_all(
+            b"GET /openai/status/200 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    // The admin listener is outside the budget.
+    assert_eq!(
+        custody_tests::harness::admin_get(custody.admin, "/readyz").map(|(s, _)| s),
+        Some(200)
+    );
+    assert_eq!(custody.metric("custody_connections_limit"), Some(20.0));
+    let evicted = custody
+        .metric("custody_connections_evicted_total")
+        .unwrap_or(0.0);
+    assert!(evicted >= 11.0, "{evicted}");
+    assert!(
+        custody
+            .metric("custody_connections_open")
+            .is_some_and(|n| n <= 20.0)
+    );
+    drop(idle);
+    custody.stop();
+    assert_eq!(
+        custody.rows().len(),
+        1,
+        "one row: the request; none for idle connections"
+    );
+}

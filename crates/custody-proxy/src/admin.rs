@@ -21,6 +21,8 @@ pub(crate) struct Health {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Forward-proxy mode, for its metrics.
     pub(crate) intercept: Option<Arc<crate::intercept::Intercept>>,
+    /// The proxy listeners' connection budget, for its metrics.
+    pub(crate) connections: Arc<crate::connections::Connections>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {

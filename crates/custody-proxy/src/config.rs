@@ -257,6 +257,9 @@ pub struct LimitsConfig {
     /// How long an HTTP/1 client may take to send a request's headers (and how
     /// long a kept-alive connection may sit idle) before it is closed.
     pub header_read_timeout: Duration,
+    /// Most client connections open at once on the proxy listeners; `None`: derived
+    /// from the descriptor limit at start.
+    pub max_connections: Option<usize>,
     /// How long a request body may take to arrive in full (a trickled body is cut).
     pub body_read_timeout: Duration,
     /// How long a connection may stay idle (no request in flight, no byte

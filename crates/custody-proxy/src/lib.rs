@@ -22,6 +22,7 @@ mod accept;
 mod admin;
 mod body;
 pub mod config;
+mod connections;
 mod credentials;
 mod decode;
 mod error;

@@ -347,6 +347,32 @@ pub(crate) fn render(health: &Health) -> String {
             ),
         ],
     );
+    let c = &health.connections;
+    let (open, evicted, refused) = c.counts();
+    o.metric(
+        "custody_connections_open",
+        "gauge",
+        "Open client connections on the proxy listeners (the admin listener is not counted).",
+        &[("", open)],
+    );
+    o.metric(
+        "custody_connections_limit",
+        "gauge",
+        "limits.max_connections in force (by default half the descriptor limit left after a reserve).",
+        &[("", c.limit() as u64)],
+    );
+    o.metric(
+        "custody_connections_evicted_total",
+        "counter",
+        "Idle connections closed at the connection limit to make room for a new one.",
+        &[("", evicted)],
+    );
+    o.metric(
+        "custody_connections_refused_total",
+        "counter",
+        "New connections closed at once at the connection limit because every open one was busy.",
+        &[("", refused)],
+    );
     audit::render(&mut o, &health.audit);
     // Declared always (no sample without an `intercept` section), like identity's.
     let intercept = health.intercept.as_deref();

@@ -5,6 +5,7 @@ use crate::accept::Backoff;
 use crate::admin::{self, Health};
 use crate::config::AuditConfig;
 use crate::config::Config;
+use crate::connections::{Connections, Permit};
 use crate::credentials::Credential;
 use crate::error::chain;
 use crate::identity::Identity;
@@ -132,6 +133,8 @@ pub(crate) struct Context {
     pub(crate) intercept: Option<Arc<Intercept>>,
     /// `limits.idle_timeout`: idle connections are closed after it.
     idle_timeout: Duration,
+    /// The proxy listeners' connection budget.
+    connections: Arc<Connections>,
 }
 
 /// Binds every listener, starts the audit writer and begins serving.
@@ -192,7 +195,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         policy.spawn_reloader(p.reload_interval);
     }
     let metrics = Arc::new(crate::metrics::Metrics::new(&config));
+    let nofile = crate::connections::raise_nofile();
+    let limit = config
+        .limits
+        .max_connections
+        .unwrap_or_else(|| crate::connections::default_limit(nofile));
+    tracing::info!(
+        descriptor_limit = nofile,
+        max_connections = limit,
+        "connection budget"
+    );
+    let connections = Connections::new(limit);
     let health = Arc::new(Health {
+        connections: connections.clone(),
         intercept: intercept.clone(),
         ready: false.into(),
         audit: audit.sink(),
@@ -232,6 +247,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracker,
         intercept: intercept.clone(),
         idle_timeout: config.limits.idle_timeout,
+        connections,
     });
 
     let mut listening = Vec::new();
@@ -437,8 +453,19 @@ fn serve<IO>(ctx: &Arc<Context>, io: IO, arrival: Arrival)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    ctx.tracker
-        .spawn(serve_connection(ctx.clone(), io, Entrance::Direct, arrival));
+    // At the limit the connection idle the longest makes room; if every one is
+    // busy, this one is closed at once (dropped).
+    let Some(permit) = ctx.connections.admit() else {
+        tracing::debug!("connection limit reached and no connection idle; closed");
+        return;
+    };
+    ctx.tracker.spawn(serve_connection(
+        ctx.clone(),
+        io,
+        Entrance::Direct,
+        arrival,
+        Some(permit),
+    ));
 }
 
 /// Serves a TLS connection custody terminated after a `CONNECT` (boxed: its future
@@ -451,17 +478,26 @@ pub(crate) fn serve_intercepted<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(serve_connection(ctx, io, entrance, Arrival::Tunnel))
+    // Counted by the connection it tunnels through.
+    Box::pin(serve_connection(ctx, io, entrance, Arrival::Tunnel, None))
 }
 
 /// Serves one connection (HTTP/1.1 with upgrades for `CONNECT`, or HTTP/2) until it
 /// closes; at shutdown, finishes in-flight requests, then closes. The connection's
 /// [`Ledger`] turns requests the protocol layer refused into one row when it ends.
-async fn serve_connection<IO>(ctx: Arc<Context>, io: IO, entrance: Entrance, arrival: Arrival)
-where
+async fn serve_connection<IO>(
+    ctx: Arc<Context>,
+    io: IO,
+    entrance: Entrance,
+    arrival: Arrival,
+    permit: Option<Permit>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ledger = Arc::new(Ledger::opened());
+    let ledger = permit
+        .as_ref()
+        .map_or_else(|| Arc::new(Ledger::opened()), |p| p.ledger.clone());
+    let evicted = permit.as_ref().map(|p| p.close.clone()).unwrap_or_default();
     let io = Counted::new(io, ledger.clone());
     let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
@@ -483,6 +519,12 @@ where
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = evicted.cancelled() => {
+            // Idle the longest at the connection limit: closed for a new one.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await;
+            return;
+        }
         () = idle(&ledger, ctx.idle_timeout) => {
             // Nothing in flight, nothing received: close (HTTP/2 with GOAWAY).
             ctx.pipeline.metrics().idle_connection_closed(ledger.any_served());

@@ -192,6 +192,7 @@ pub(crate) struct RawLimits {
     pub(crate) max_request_body: Option<NumberOrText>,
     pub(crate) header_read_timeout: Option<NumberOrText>,
     pub(crate) body_read_timeout: Option<NumberOrText>,
+    pub(crate) max_connections: Option<usize>,
     pub(crate) idle_timeout: Option<NumberOrText>,
     pub(crate) max_redacted_response: Option<NumberOrText>,
     pub(crate) max_decompression_ratio: Option<u64>,

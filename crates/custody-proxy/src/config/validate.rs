@@ -203,6 +203,19 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             li.header_read_timeout.as_ref(),
             defaults::HEADER_READ_TIMEOUT,
         ),
+        max_connections: match li.max_connections {
+            Some(0) => {
+                is.check::<usize>(
+                    "limits.max_connections",
+                    Err(
+                        "must be at least 1 (leave it out to derive it from the descriptor limit)"
+                            .to_owned(),
+                    ),
+                );
+                None
+            }
+            n => n,
+        },
         body_read_timeout: is.duration(
             "limits.body_read_timeout",
             li.body_read_timeout.as_ref(),

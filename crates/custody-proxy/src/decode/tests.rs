@@ -45,6 +45,7 @@ fn decoder(max_body: u64, ratio: u64) -> (Decoder, Arc<Metrics>) {
         max_decompression_ratio: ratio,
         header_read_timeout: std::time::Duration::from_secs(30),
         body_read_timeout: std::time::Duration::from_secs(60),
+        max_connections: None,
         idle_timeout: std::time::Duration::from_secs(60),
     };
     (Decoder::new(&limits, metrics.clone()), metrics)
