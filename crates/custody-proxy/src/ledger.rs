@@ -230,9 +230,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            let new = buf.filled()[before..].to_vec();
+            let new = &buf.filled()[before..];
             if !new.is_empty() {
-                self.observe(&new);
+                self.observe(new);
             }
         }
         result
