@@ -10,17 +10,12 @@
 
 use custody_inject::{InjectConfig, RawConfig, Selected, review};
 use proptest::prelude::*;
+use support::config;
+
+#[path = "../../../tests/support/props.rs"]
+mod support;
 use std::path::Path;
 use std::sync::OnceLock;
-
-/// `cases` cases, unless `PROPTEST_CASES` asks for another number.
-fn config(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = cases;
-    }
-    c
-}
 
 fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))

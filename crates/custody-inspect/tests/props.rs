@@ -23,17 +23,12 @@ use custody_inspect::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
+use support::config;
+
+#[path = "../../../tests/support/props.rs"]
+mod support;
 use std::path::Path;
 use std::sync::OnceLock;
-
-/// `cases` cases, unless `PROPTEST_CASES` asks for another number.
-fn config(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = cases;
-    }
-    c
-}
 
 /// Every request and response body of the golden fixtures.
 fn seeds() -> &'static [Vec<u8>] {

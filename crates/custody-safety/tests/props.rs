@@ -13,17 +13,12 @@
 
 use custody_safety::{Action, Detectors, RedactStyle, redact, scan_body};
 use proptest::prelude::*;
+use support::config;
+
+#[path = "../../../tests/support/props.rs"]
+mod support;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
-
-/// `cases` cases, unless `PROPTEST_CASES` asks for another number.
-fn config(cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = cases;
-    }
-    c
-}
 
 fn detectors() -> &'static Detectors {
     static D: OnceLock<Detectors> = OnceLock::new();
