@@ -17,11 +17,15 @@
 //!   an origin the operator listed (DNS rebinding, cross-site requests);
 //! - the body checks live in `custody-inspect` (one strict parse; duplicate keys,
 //!   invalid text and over-large bodies make a body unreadable) and are turned
-//!   into [`Refusal`]s by the pipeline.
+//!   into [`Refusal`]s by [`check_request`], with the query, MCP header and batch
+//!   checks, once the body is inspected; [`path_refusal`] does the same for the
+//!   path once the route is known.
 //!
 //! Every refusal has its own `error.type` and the `policy.rule`
 //! `integrity:<reason>` ([`Reason`]), is answered as JSON by `error.rs` and is
 //! counted in `custody_integrity_refusals_total{reason}` ([`COUNTED`]).
+
+use crate::error::ProxyError;
 
 pub(crate) mod credentials;
 pub(crate) mod path;
@@ -127,6 +131,70 @@ impl Refusal {
             reason,
             message: message.into(),
         }
+    }
+}
+
+/// What custody read must be what the upstream will read: a header and body that
+/// disagree (MCP) are refused everywhere, as the MCP server would refuse them; on an
+/// `enforcing` route, so are a repeated query key, a body custody cannot read and a
+/// JSON-RPC batch holding a request.
+pub(crate) fn check_request(
+    enforcing: bool,
+    query: Option<&str>,
+    inspected: &crate::inspect::RequestInspection,
+) -> Result<(), ProxyError> {
+    let facts = inspected.facts();
+    if enforcing {
+        if let Some(refusal) = query.and_then(query::repeated_key) {
+            return Err(refusal.into());
+        }
+        if let Some(why) = &facts.unreadable {
+            return Err(Refusal::new(Reason::UnreadableBody, why.clone()).into());
+        }
+    }
+    if let Some(mismatch) = &facts.header_mismatch {
+        return Err(ProxyError::Integrity {
+            refusal: Refusal::new(Reason::McpHeaderMismatch, mismatch.clone()),
+            jsonrpc: inspected.jsonrpc_call(),
+        });
+    }
+    if enforcing && facts.batch_requests > 0 {
+        return Err(ProxyError::Integrity {
+            refusal: Refusal::new(
+                Reason::BatchRefused,
+                format!(
+                    "a JSON-RPC batch holding {} request(s) is not forwarded on a route that enforces a policy or content safety: custody decides on one call at a time (MCP dropped batches in its 2025-06-18 revision; send the calls one by one)",
+                    facts.batch_requests
+                ),
+            ),
+            jsonrpc: Some(crate::error::JsonRpcCall {
+                ids: facts.jsonrpc_ids.clone(),
+                batch: true,
+            }),
+        });
+    }
+    Ok(())
+}
+
+/// A path custody cannot normalise, or one that reaches the route `prefix` it was
+/// routed by only through `..` (`None`: not routed by prefix).
+pub(crate) fn path_refusal(
+    normalised: &Result<path::Normalised, Refusal>,
+    prefix: Option<&str>,
+    raw: &str,
+) -> Option<ProxyError> {
+    match (normalised, prefix) {
+        (Err(refusal), _) => Some(refusal.clone().into()),
+        (Ok(n), Some(prefix)) if !n.named_prefix(prefix) => Some(
+            Refusal::new(
+                Reason::Path,
+                format!(
+                    "the path {raw:?} reaches the route prefix {prefix} only through '..'; name the prefix directly"
+                ),
+            )
+            .into(),
+        ),
+        _ => None,
     }
 }
 

@@ -321,7 +321,16 @@ impl Pipeline {
             .check(&req, arrival, intercepted_host.is_some());
         let refused = match &answered {
             Err(refusal) => Some(refusal.clone().into()),
-            Ok(_) => path_refusal(&normalised, &route, intercepted_host.is_some(), raw_path),
+            // Host-routed requests forward the whole path: no prefix to name.
+            Ok(_) => integrity::path_refusal(
+                &normalised,
+                route
+                    .as_ref()
+                    .ok()
+                    .filter(|_| intercepted_host.is_none())
+                    .map(|(r, _)| r.prefix.as_str()),
+                raw_path,
+            ),
         };
         let cors = answered.unwrap_or_default();
         let mut record = ids.record(arrived, action);
@@ -404,7 +413,10 @@ impl Pipeline {
         let verified = self
             .authenticate(exchange, &mut parts.headers, route, proxy_token)
             .await?;
-        if let Err(refused) = self.check_view(route, &parts, &inspected) {
+        // Stage 5b: what custody read must be what the upstream will read.
+        if let Err(refused) =
+            integrity::check_request(self.enforcing(route), parts.uri.query(), &inspected)
+        {
             // The refusal says what inspection noted; the row says it once.
             exchange.record().outcome.error = None;
             return Err(refused);
@@ -593,55 +605,6 @@ impl Pipeline {
         }
     }
 
-    /// Stage 5b: what custody read must be what the upstream will read. A header
-    /// and body that disagree (MCP) are refused everywhere, as the MCP server would
-    /// refuse them; on an enforcing route, so are a repeated query key, a body
-    /// custody cannot read and a JSON-RPC batch holding a request
-    /// ([`crate::integrity`]).
-    fn check_view(
-        &self,
-        route: &Route,
-        parts: &http::request::Parts,
-        inspected: &crate::inspect::RequestInspection,
-    ) -> Result<(), ProxyError> {
-        use integrity::{Reason, Refusal};
-        let facts = inspected.facts();
-        let enforcing = self.enforcing(route);
-        if enforcing {
-            if let Some(refusal) = parts.uri.query().and_then(integrity::query::repeated_key) {
-                return Err(refusal.into());
-            }
-            if let Some(why) = &facts.unreadable {
-                return Err(Refusal::new(Reason::UnreadableBody, why.clone()).into());
-            }
-        }
-        if let Some(mismatch) = &facts.header_mismatch {
-            return Err(ProxyError::Integrity {
-                refusal: Refusal::new(Reason::McpHeaderMismatch, mismatch.clone()),
-                jsonrpc: inspected.jsonrpc_call(),
-            });
-        }
-        if !enforcing {
-            return Ok(());
-        }
-        if facts.batch_requests > 0 {
-            return Err(ProxyError::Integrity {
-                refusal: Refusal::new(
-                    Reason::BatchRefused,
-                    format!(
-                        "a JSON-RPC batch holding {} request(s) is not forwarded on a route that enforces a policy or content safety: custody decides on one call at a time (MCP dropped batches in its 2025-06-18 revision; send the calls one by one)",
-                        facts.batch_requests
-                    ),
-                ),
-                jsonrpc: Some(crate::error::JsonRpcCall {
-                    ids: facts.jsonrpc_ids.clone(),
-                    batch: true,
-                }),
-            });
-        }
-        Ok(())
-    }
-
     /// Stage 3: reads the request body ([`crate::request_body`]), recording the
     /// bytes received and the length announced, whatever the outcome.
     async fn read_body(
@@ -691,31 +654,6 @@ impl Pipeline {
                 })
             }
         }
-    }
-}
-
-/// A path custody cannot normalise, or one that reaches its route's prefix only
-/// through `..` (reverse-proxy routing by prefix; host-routed requests forward the
-/// whole path).
-fn path_refusal(
-    normalised: &Result<integrity::path::Normalised, integrity::Refusal>,
-    route: &Result<(&Route, String), ProxyError>,
-    host_routed: bool,
-    raw: &str,
-) -> Option<ProxyError> {
-    match (normalised, route) {
-        (Err(refusal), _) => Some(refusal.clone().into()),
-        (Ok(n), Ok((route, _))) if !host_routed && !n.named_prefix(&route.prefix) => Some(
-            integrity::Refusal::new(
-                integrity::Reason::Path,
-                format!(
-                    "the path {raw:?} reaches the route prefix {} only through '..'; name the prefix directly",
-                    route.prefix
-                ),
-            )
-            .into(),
-        ),
-        _ => None,
     }
 }
 
