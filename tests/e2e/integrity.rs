@@ -480,3 +480,145 @@ async fn without_a_policy_a_batch_is_one_row_naming_no_single_tool() {
     );
     assert_eq!(b["policy"]["decision"], "allow");
 }
+
+/// Every allowed request, whatever its spelling: the row describes exactly what the
+/// upstream received and what the client got — method, normalised path, query as
+/// sent, the one credential, the decoded body, the tool call, status and byte counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_is_what_the_upstream_received_and_the_client_got() {
+    let mut s = setup(true).await;
+    let alice = s.idp.token("alice");
+    let mcp =
+        |name: &str, q: &str| serde_json::to_vec(&call(5, name, &json!({"q": q}))).expect("json");
+    let gzipped = {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&mcp("search", "gzipped")).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let auth = format!("authorization: Bearer {alice}");
+    let chat = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    // (request line, extra headers, body sent, the body the upstream must get)
+    let variants: Vec<(&str, Vec<String>, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "GET /crm/contacts/7/../12?x=%41&y=b",
+            vec![],
+            vec![],
+            vec![],
+        ),
+        ("GET /crm//contacts/%31%32", vec![], vec![], vec![]),
+        ("DELETE /crm/./contacts/5", vec![], vec![], vec![]),
+        (
+            "POST /mcp",
+            vec![
+                "content-type: application/json".into(),
+                "mcp-method: tools/call".into(),
+                "mcp-name: search".into(),
+            ],
+            mcp("search", "plain"),
+            mcp("search", "plain"),
+        ),
+        (
+            "POST /mcp",
+            vec![
+                "content-type: application/json".into(),
+                "content-encoding: gzip".into(),
+            ],
+            gzipped.clone(),
+            mcp("search", "gzipped"),
+        ),
+        (
+            "POST /openai/v1/chat/completions",
+            vec![auth.clone(), "content-type: application/json".into()],
+            chat.clone(),
+            chat.clone(),
+        ),
+        (
+            "POST /anthropic/v1/messages?beta=true",
+            vec![
+                "content-type: application/json".into(),
+                "x-api-key: sk-client".into(),
+                "authorization: Bearer sk-client".into(),
+            ],
+            chat.clone(),
+            chat.clone(),
+        ),
+    ];
+    let mut got = Vec::new();
+    for (i, (line, headers, body, _)) in variants.iter().enumerate() {
+        let tag = format!("x-request-id: class-{i}");
+        let mut all: Vec<&str> = headers.iter().map(String::as_str).collect();
+        all.push(&tag);
+        let mut head =
+            format!("{line} HTTP/1.1\r\nhost: 127.0.0.1\r\nx-custody-user-token: {alice}");
+        for h in &all {
+            head.push_str("\r\n");
+            head.push_str(h);
+        }
+        got.push(raw_request(s.custody.tcp, &head, body).await);
+    }
+    let seen = s.recorder.requests();
+    s.custody.stop();
+    let rows = s.custody.rows();
+    assert_eq!(
+        seen.len(),
+        variants.len(),
+        "every variant reached the upstream once"
+    );
+    for (i, (line, _, sent, decoded)) in variants.iter().enumerate() {
+        let tag = format!("class-{i}");
+        let up = seen
+            .iter()
+            .find(|r| r.header_values("x-request-id") == [tag.as_str()])
+            .expect("upstream request");
+        let row = row_for(&rows, &tag);
+        let a = &row["action"];
+        let o = &row["outcome"];
+        // Method and path: the row's upstream URL is what the upstream was asked for.
+        assert_eq!(a["method"], up.method, "{line}");
+        assert_eq!(
+            a["upstream"],
+            format!("{}{}", s.recorder.url(), up.path()),
+            "{line}"
+        );
+        // The query as the client sent it.
+        let query = line.split_once('?').map(|(_, q)| q);
+        assert_eq!(up.query(), query, "{line}");
+        // The body custody decided on is the body the upstream got.
+        assert_eq!(&up.body, decoded, "{line}");
+        if let Some(name) = up.json()["params"]["name"].as_str() {
+            assert_eq!(a["tool"], format!("mcp:{name}"), "{line}");
+            let args: Value =
+                serde_json::from_str(a["parameters"].as_str().expect("params")).expect("json");
+            assert_eq!(args, up.json()["params"]["arguments"], "{line}");
+        }
+        // One credential: the verified token, or custody's own key; never the
+        // user token header.
+        let credentials: Vec<(&str, &str)> = up
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                ["authorization", "x-api-key", "x-custody-user-token"].contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let expected: Vec<(&str, &str)> = if line.contains("/anthropic/") {
+            vec![("x-api-key", "sk-custody")]
+        } else if line.contains("/openai/") {
+            vec![(
+                "authorization",
+                auth.strip_prefix("authorization: ").expect("bearer"),
+            )]
+        } else {
+            vec![]
+        };
+        assert_eq!(credentials, expected, "{line}");
+        assert_eq!(row["principal"]["sub"], "alice", "{line}");
+        // What the client got, and the bytes on the wire.
+        let (status, body) = &got[i];
+        assert_eq!(o["status"], *status, "{line}");
+        assert_eq!(o["bytes_out"], body.len(), "{line}");
+        assert_eq!(o["bytes_in"], sent.len(), "{line}");
+        assert_eq!(row["policy"]["decision"], "allow", "{line}");
+    }
+}
