@@ -481,6 +481,9 @@ async fn without_a_policy_a_batch_is_one_row_naming_no_single_tool() {
     assert_eq!(b["policy"]["decision"], "allow");
 }
 
+/// A request line, extra headers, the body sent, the body the upstream must get.
+type Variant = (&'static str, Vec<String>, Vec<u8>, Vec<u8>);
+
 /// Every allowed request, whatever its spelling: the row describes exactly what the
 /// upstream received and what the client got — method, normalised path, query as
 /// sent, the one credential, the decoded body, the tool call, status and byte counts.
@@ -498,8 +501,7 @@ async fn the_row_is_what_the_upstream_received_and_the_client_got() {
     };
     let auth = format!("authorization: Bearer {alice}");
     let chat = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
-    // (request line, extra headers, body sent, the body the upstream must get)
-    let variants: Vec<(&str, Vec<String>, Vec<u8>, Vec<u8>)> = vec![
+    let variants: Vec<Variant> = vec![
         (
             "GET /crm/contacts/7/../12?x=%41&y=b",
             vec![],
