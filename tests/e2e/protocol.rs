@@ -84,6 +84,12 @@ async fn http2_requests_refused_by_the_protocol_layer_leave_one_row_per_connecti
         bytes.extend(frame(0x3, 0, id, &8u32.to_be_bytes()));
     }
     exchange(&custody, &bytes).await;
+    // custody closed the flooding connection (GOAWAY ENHANCE_YOUR_CALM), and
+    // counted it.
+    assert_eq!(
+        custody.metric("custody_http2_connections_closed_total{reason=\"too_many_resets\"}"),
+        Some(1.0)
+    );
     custody.stop();
     let rows = custody.rows();
     let refused = unrecorded(&rows);

@@ -36,7 +36,7 @@ def post(custody, path: str, body: dict) -> int:
 
 def documented() -> set[str]:
     """The metric names in the tables of docs/metrics.md (labels and suffixes cut)."""
-    names = set(re.findall(r"^\| `(custody_[a-z_]+)", DOCS.read_text(), re.M))
+    names = set(re.findall(r"^\| `(custody_[a-z0-9_]+)", DOCS.read_text(), re.M))
     names.discard("custody_audit_")  # the overview row `custody_audit_*`
     return names
 

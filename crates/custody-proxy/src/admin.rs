@@ -23,6 +23,8 @@ pub(crate) struct Health {
     pub(crate) intercept: Option<Arc<crate::intercept::Intercept>>,
     /// The proxy listeners' connection budget, for its metrics.
     pub(crate) connections: Arc<crate::connections::Connections>,
+    /// `limits.buffer_budget`, for its metrics.
+    pub(crate) budget: Arc<crate::budget::Budget>,
 }
 
 pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Bytes>> {

@@ -39,6 +39,8 @@ pub(crate) struct Exchange {
     /// back (for the added latency).
     sent: Option<Instant>,
     answered: Option<Instant>,
+    /// The buffer budget a held response draws on, given back with the row.
+    lease: Option<crate::budget::Lease>,
 }
 
 impl Exchange {
@@ -59,7 +61,13 @@ impl Exchange {
             metrics,
             sent: None,
             answered: None,
+            lease: None,
         }
+    }
+
+    /// Keeps `lease` (a response held in memory) until the row is recorded.
+    pub(crate) fn keep(&mut self, lease: crate::budget::Lease) {
+        self.lease = Some(lease);
     }
 
     /// The request is dispatched to the upstream now.
@@ -130,6 +138,7 @@ impl Exchange {
     }
 
     fn emit(&mut self, status: Option<u16>, error: Option<String>, bytes_out: u64) {
+        self.lease = None;
         let Some(mut record) = self.record.take() else {
             return;
         };

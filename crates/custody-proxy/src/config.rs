@@ -272,6 +272,33 @@ pub struct LimitsConfig {
     /// (`Content-Encoding`); a body that decodes to at most 64 KiB is never refused
     /// for its ratio.
     pub max_decompression_ratio: u64,
+    /// One budget, in bytes, for every body held in memory at once: request bodies
+    /// read for inspection, decoded bodies, responses held for redaction. A request
+    /// that would pass it gets 503 `buffer_budget_exhausted`.
+    pub buffer_budget: u64,
+    /// HTTP/2 connections from clients.
+    pub http2: Http2Limits,
+}
+
+/// `limits.http2`: what one client HTTP/2 connection may ask of custody.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// Largest header list a client may send, in bytes
+    /// (`SETTINGS_MAX_HEADER_LIST_SIZE`).
+    pub max_header_list_size: u32,
+    /// Streams the client reset before custody accepted them, at once; past it the
+    /// connection is closed with `GOAWAY` (`ENHANCE_YOUR_CALM`): rapid-reset flood
+    /// protection.
+    pub max_pending_reset_streams: usize,
+    /// Streams custody itself had to reset for protocol errors on one connection;
+    /// past it the connection is closed with `GOAWAY`.
+    pub max_local_error_reset_streams: usize,
+    /// How often custody pings a client connection; `None` never.
+    pub keep_alive_interval: Option<Duration>,
+    /// A ping unanswered for this long closes the connection.
+    pub keep_alive_timeout: Duration,
 }
 
 /// `shutdown`.

@@ -36,10 +36,16 @@
 //! - **Nothing to decode.** A request without a coding, with only `identity`, or
 //!   with an empty body is passed through (the header dropped) and not counted.
 //!
+//! - **Over the budget.** The decoded body is held beside the encoded one and draws
+//!   on `limits.buffer_budget` ([`crate::budget`]): decoding stops where the budget
+//!   ends, 503 `buffer_budget_exhausted` (counted as `too_large` below).
+//!
 //! Every request with a coding is counted once in
 //! `custody_request_decodings_total{encoding, result}` ([`Label`], [`Outcome`]).
 
+use crate::budget::{Held, Lease};
 use crate::config::LimitsConfig;
+use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use custody_audit::AuditRecord;
@@ -239,6 +245,15 @@ impl RequestBody {
     }
 }
 
+/// Why decoding stopped short.
+#[derive(Debug)]
+enum Stop {
+    /// A limit or a malformed body ([`Refusal`]).
+    Refused(Refusal),
+    /// The buffer budget had no room for more of the decoded body.
+    Budget,
+}
+
 /// The decoding step: its limits and its counter.
 #[derive(Debug)]
 pub(crate) struct Decoder {
@@ -259,28 +274,44 @@ impl Decoder {
     /// Decodes `body` as its `Content-Encoding` says, rewriting `headers` to match
     /// what is returned (see the module docs). `enforcing`: the route enforces a
     /// policy or content safety, so an undecodable body is refused.
+    ///
+    /// The decoded body is held beside the encoded one, so it draws on `lease` as it
+    /// grows: decoding stops where the budget ends ([`crate::budget`], 503).
     pub(crate) fn request(
         &self,
         headers: &mut HeaderMap,
         body: Bytes,
         enforcing: bool,
-    ) -> Result<RequestBody, Refusal> {
+        lease: &mut Lease,
+    ) -> Result<RequestBody, ProxyError> {
         let plain = |body| {
             Ok(RequestBody {
                 body,
                 undecoded: None,
             })
         };
-        let Some((label, result)) = self.decode(headers, &body) else {
+        let room = lease.available();
+        let Some((label, result)) = self.decode(headers, &body, room) else {
             headers.remove(header::CONTENT_ENCODING);
             return plain(body);
         };
         let outcome = match &result {
             Ok(_) => Outcome::Decoded,
-            Err(refusal) => refusal.outcome(),
+            Err(Stop::Refused(refusal)) => refusal.outcome(),
+            Err(Stop::Budget) => Outcome::TooLarge,
         };
         self.metrics.decoding(label, outcome);
+        let result = match result {
+            Err(Stop::Budget) => return Err(lease.refuse(Held::Decoded, room + 1).into()),
+            Ok(decoded) => lease
+                .grow(Held::Decoded, decoded.len() as u64)
+                .map(|()| decoded)
+                .map_err(ProxyError::from),
+            Err(Stop::Refused(refusal)) => Err(ProxyError::Encoding(refusal)),
+        };
         match result {
+            Err(ProxyError::Encoding(refusal)) => self.refused(body, refusal, enforcing),
+            Err(e) => Err(e),
             Ok(decoded) => {
                 for name in [
                     header::CONTENT_ENCODING.as_str(),
@@ -293,9 +324,21 @@ impl Decoder {
                 }
                 plain(decoded)
             }
-            Err(refusal @ (Refusal::TooLarge { .. } | Refusal::Ratio { .. })) => Err(refusal),
-            Err(refusal) if enforcing => Err(refusal),
-            Err(refusal) => {
+        }
+    }
+
+    /// A body that could not be decoded: refused when too large or on an enforcing
+    /// route, else forwarded as received.
+    fn refused(
+        &self,
+        body: Bytes,
+        refusal: Refusal,
+        enforcing: bool,
+    ) -> Result<RequestBody, ProxyError> {
+        match refusal {
+            Refusal::TooLarge { .. } | Refusal::Ratio { .. } => Err(refusal.into()),
+            _ if enforcing => Err(refusal.into()),
+            _ => {
                 tracing::debug!(error = %refusal, "request body forwarded undecoded");
                 Ok(RequestBody {
                     body,
@@ -307,7 +350,13 @@ impl Decoder {
 
     /// `None` when there is nothing to decode; else the metric label and the
     /// decoded body or why not.
-    fn decode(&self, headers: &HeaderMap, body: &Bytes) -> Option<(Label, Result<Bytes, Refusal>)> {
+    /// `room`: the budget left for the decoded body.
+    fn decode(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        room: u64,
+    ) -> Option<(Label, Result<Bytes, Stop>)> {
         let mut names = Vec::new();
         for value in headers.get_all(header::CONTENT_ENCODING) {
             let text = String::from_utf8_lossy(value.as_bytes());
@@ -329,7 +378,8 @@ impl Decoder {
             (Some(_), _) => Label::Stacked,
         };
         let Some(codings) = codings.filter(|c| c.len() <= MAX_CODINGS) else {
-            return Some((label, Err(Refusal::Unsupported { encoding: shown })));
+            let refusal = Refusal::Unsupported { encoding: shown };
+            return Some((label, Err(Stop::Refused(refusal))));
         };
         let received = body.len() as u64;
         let by_ratio = self.max_ratio.saturating_mul(received).max(RATIO_FLOOR);
@@ -347,6 +397,12 @@ impl Decoder {
             };
             (self.max_body, e)
         };
+        // The budget binds first when it leaves less room than the limits.
+        let (cap, exceeded) = if room < cap {
+            (room, Stop::Budget)
+        } else {
+            (cap, Stop::Refused(exceeded))
+        };
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         let mut current = body.clone();
         for coding in codings.iter().rev() {
@@ -358,7 +414,7 @@ impl Decoder {
                         coding: coding.as_str(),
                         cause,
                     };
-                    return Some((label, Err(refusal)));
+                    return Some((label, Err(Stop::Refused(refusal))));
                 }
             };
         }

@@ -85,6 +85,10 @@ pub enum ProxyError {
     /// unscannable): it is not passed on (fail closed).
     #[error("content safety could not redact the response: {0}")]
     ResponseUnscannable(String),
+    /// Holding the body would pass `limits.buffer_budget` ([`crate::budget`]): not
+    /// forwarded, try again shortly.
+    #[error("not forwarded: {0}")]
+    BufferBudget(#[from] crate::budget::Exhausted),
     /// The request cannot be recorded in the audit spool (`audit.on_full: reject`),
     /// so it is not forwarded (fail closed).
     #[error("not forwarded: {0}")]
@@ -205,7 +209,9 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::AuditUnavailable(_) | ProxyError::BufferBudget(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::HostNotIntercepted { .. }
             | ProxyError::TunnelDenied { .. }
             | ProxyError::TunnelNotAllowed { .. }
@@ -242,6 +248,7 @@ impl ProxyError {
                 "audit_backlog_full"
             }
             ProxyError::AuditUnavailable(_) => "audit_unavailable",
+            ProxyError::BufferBudget(_) => "buffer_budget_exhausted",
             ProxyError::HostNotIntercepted { .. } => "host_not_intercepted",
             ProxyError::TunnelDenied { .. } => "tunnel_denied",
             ProxyError::TunnelNotAllowed { .. } => "tunnel_not_allowed",
@@ -335,6 +342,11 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        } else if let ProxyError::BufferBudget(_) = self {
+            // Bodies held now are released within a request's time.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         } else if let ProxyError::Unauthenticated(r) = self {
             // RFC 6750 §3: no error code when no token was sent at all.
             let challenge = match r {

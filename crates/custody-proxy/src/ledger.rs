@@ -15,6 +15,10 @@
 //! - HTTP/2: the client's `HEADERS` frames that open a new stream are counted from
 //!   the frame headers (9 bytes each, after the 24-byte preface); payloads are
 //!   skipped, never parsed.
+//! - Idle time (`limits.idle_timeout`) runs from the last byte received or response
+//!   ended; on HTTP/2 a `PING` frame is not activity — custody's own keep-alive
+//!   pings are answered by the client, and a client's pings alone do not keep a
+//!   connection it never uses.
 //! - HTTP/1: bytes read while no request was in flight (after the last response
 //!   ended, or since the connection opened) that never became a request: a request
 //!   cut while its headers arrived. Bytes of a request's own body, read while its
@@ -32,6 +36,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// HTTP/2 frame type `HEADERS`.
 const HEADERS: u8 = 0x1;
+/// HTTP/2 frame type `PING`.
+const PING: u8 = 0x6;
 
 /// What one connection read and served.
 #[derive(Debug, Default)]
@@ -90,6 +96,11 @@ impl Ledger {
         Some(std::time::Duration::from_millis(now.saturating_sub(last)))
     }
 
+    /// Whether the connection speaks HTTP/2.
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Relaxed)
+    }
+
     /// Whether any request reached the service on this connection.
     pub(crate) fn any_served(&self) -> bool {
         self.served.load(Ordering::Relaxed) > 0
@@ -139,8 +150,9 @@ enum Scan {
     Preface(usize),
     /// Reading a 9-byte frame header.
     Header([u8; 9], usize),
-    /// Skipping a frame's payload.
-    Payload(u64),
+    /// Skipping a frame's payload: bytes left, and whether they are activity (any
+    /// frame but `PING`).
+    Payload(u64, bool),
     /// Not HTTP/2 (or done): nothing to scan.
     Off,
 }
@@ -166,7 +178,10 @@ impl<IO> Counted<IO> {
     }
 
     fn observe(&mut self, mut data: &[u8]) {
-        self.ledger.touch();
+        // HTTP/2 frames say for themselves whether they are activity.
+        if matches!(self.scan, Scan::Preface(_) | Scan::Off) {
+            self.ledger.touch();
+        }
         if self.ledger.in_flight.load(Ordering::Relaxed) == 0 {
             self.ledger
                 .idle_bytes
@@ -197,18 +212,26 @@ impl<IO> Counted<IO> {
                         let len = u64::from(u32::from_be_bytes([0, buf[0], buf[1], buf[2]]));
                         let stream =
                             u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-                        if buf[3] == HEADERS && stream > self.last_stream {
+                        let kind = buf[3];
+                        if kind == HEADERS && stream > self.last_stream {
                             self.last_stream = stream;
                             self.ledger.opened.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let active = kind != PING;
+                        if active {
+                            self.ledger.touch();
                         }
                         self.scan = if len == 0 {
                             Scan::Header([0; 9], 0)
                         } else {
-                            Scan::Payload(len)
+                            Scan::Payload(len, active)
                         };
                     }
                 }
-                Scan::Payload(left) => {
+                Scan::Payload(left, active) => {
+                    if *active {
+                        self.ledger.touch();
+                    }
                     let take = (*left).min(data.len() as u64);
                     *left -= take;
                     data = &data[usize::try_from(take).unwrap_or(data.len())..];
@@ -364,6 +387,28 @@ mod tests {
             assert_eq!(ledger.unserved_streams(), Some(Unserved::Streams(2)));
             assert_eq!(ledger.partial_head(), None);
         }
+    }
+
+    #[test]
+    fn http2_pings_are_not_activity_other_frames_are() {
+        let ledger = Arc::new(Ledger::opened());
+        let mut counted = Counted::new((), ledger.clone());
+        let mut hello = PREFACE.to_vec();
+        hello.extend(frame(0x4, 0, &[]));
+        counted.observe(&hello);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        // A PING (and a PING ACK answering custody's), in pieces.
+        let mut pings = frame(PING, 0, &[7; 8]);
+        pings.extend(frame(PING, 0, &[8; 8]));
+        for part in pings.chunks(5) {
+            counted.observe(part);
+        }
+        let idle = ledger.idle_for().expect("nothing in flight");
+        assert!(idle >= std::time::Duration::from_millis(30), "{idle:?}");
+        // A WINDOW_UPDATE is the client doing something.
+        counted.observe(&frame(0x8, 0, &[0, 0, 1, 0]));
+        let idle = ledger.idle_for().expect("nothing in flight");
+        assert!(idle < std::time::Duration::from_millis(30), "{idle:?}");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 mod accept;
 mod admin;
 mod body;
+mod budget;
 pub mod config;
 mod connections;
 mod credentials;
@@ -45,6 +46,7 @@ mod server;
 mod session;
 mod upstream;
 
+pub use budget::Exhausted as BufferBudgetExhausted;
 pub use config::{Config, ConfigError};
 pub use decode::Refusal as EncodingRefusal;
 pub use error::{

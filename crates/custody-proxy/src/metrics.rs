@@ -64,11 +64,20 @@ pub(crate) struct Metrics {
     integrity: crate::integrity::Counters,
     /// Connections closed by `limits.idle_timeout`: `[no request ever, some]`.
     idle_closed: [AtomicU64; 2],
+    /// HTTP/2 connections custody closed for a `limits.http2` limit
+    /// ([`HTTP2_CLOSES`]).
+    http2_closed: [AtomicU64; HTTP2_CLOSES.len()],
     /// Request bodies with a `Content-Encoding`: `[encoding][result]`.
     decodings: Box<[AtomicU64]>,
     /// Admin requests refused ([`ADMIN_REFUSALS`]).
     admin_refusals: [AtomicU64; ADMIN_REFUSALS.len()],
 }
+
+/// `reason` label values of `custody_http2_connections_closed_total`: a keep-alive
+/// ping unanswered, too many streams reset (rapid reset), another protocol error
+/// custody detected in what the client sent.
+pub(crate) const HTTP2_CLOSES: [&str; 3] =
+    ["keepalive_timeout", "too_many_resets", "protocol_error"];
 
 /// `reason` label values of `custody_admin_refusals_total`: the admin listener's
 /// Host and Origin checks (`crate::loopback`).
@@ -109,6 +118,7 @@ impl Metrics {
             findings: zeros(kinds.len() * DIRECTIONS.len()),
             integrity: crate::integrity::Counters::default(),
             idle_closed: Default::default(),
+            http2_closed: Default::default(),
             decodings: zeros(Label::ALL.len() * Outcome::ALL.len()),
             admin_refusals: Default::default(),
             routes,
@@ -187,6 +197,13 @@ impl Metrics {
         self.idle_closed[usize::from(served)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An HTTP/2 connection closed for [`HTTP2_CLOSES`]`[reason]`.
+    pub(crate) fn http2_connection_closed(&self, reason: usize) {
+        if let Some(n) = self.http2_closed.get(reason) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Custody's added latency for one forwarded request (see `docs/metrics.md`).
     pub(crate) fn added_latency(&self, d: Duration) {
         self.added_latency.observe(d);
@@ -256,6 +273,18 @@ impl Metrics {
             o.sample(
                 "custody_idle_connections_closed_total",
                 &format!("{{requests=\"{requests}\"}}"),
+                n.load(Ordering::Relaxed),
+            );
+        }
+        o.family(
+            "custody_http2_connections_closed_total",
+            "counter",
+            "HTTP/2 client connections custody closed for a limits.http2 limit: a keep-alive ping unanswered within keep_alive_timeout, too many streams reset (rapid reset), or another protocol error in what the client sent.",
+        );
+        for (reason, n) in HTTP2_CLOSES.iter().zip(&self.http2_closed) {
+            o.sample(
+                "custody_http2_connections_closed_total",
+                &format!("{{reason=\"{reason}\"}}"),
                 n.load(Ordering::Relaxed),
             );
         }
@@ -372,6 +401,37 @@ pub(crate) fn render(health: &Health) -> String {
         "counter",
         "New connections closed at once at the connection limit because every open one was busy.",
         &[("", refused)],
+    );
+    let budget = &health.budget;
+    o.metric(
+        "custody_buffer_budget_bytes",
+        "gauge",
+        "Bytes of bodies held in memory now (request bodies, decoded bodies, responses held for redaction), out of limits.buffer_budget.",
+        &[("", budget.in_use())],
+    );
+    o.metric(
+        "custody_buffer_budget_peak_bytes",
+        "gauge",
+        "The most bytes of bodies ever held in memory at once since start.",
+        &[("", budget.peak())],
+    );
+    o.metric(
+        "custody_buffer_budget_limit_bytes",
+        "gauge",
+        "limits.buffer_budget in force.",
+        &[("", budget.limit())],
+    );
+    let refusals = budget
+        .refusals()
+        .map(|(what, n)| (format!("{{what=\"{}\"}}", what.as_str()), n));
+    o.metric(
+        "custody_buffer_budget_refusals_total",
+        "counter",
+        "Requests answered 503 buffer_budget_exhausted, by what could not be held: the request body, its decoded form, or the response held for redaction.",
+        &refusals
+            .iter()
+            .map(|(l, n)| (l.as_str(), *n))
+            .collect::<Vec<_>>(),
     );
     audit::render(&mut o, &health.audit);
     // Declared always (no sample without an `intercept` section), like identity's.

@@ -11,7 +11,9 @@
 //!    is answered here;
 //! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed),
 //!    then its `Content-Encoding` undone within the same limit ([`crate::decode`]):
-//!    everything after sees, and the upstream receives, the decoded body;
+//!    everything after sees, and the upstream receives, the decoded body. Every
+//!    body is read in full before anything is decided about it, and what is held
+//!    draws on `limits.buffer_budget` (503 past it, [`crate::budget`]);
 //! 4. inspect — what the request asks for (operation, model, tool, parameters;
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
 //! 5. identity — verify the user's token (401 when the route requires one), fill the
@@ -34,6 +36,7 @@
 //! exactly one audit row.
 
 use crate::body::{AuditedBody, Exchange, UpstreamBody};
+use crate::budget::{Budget, Held, Lease};
 use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
 use crate::credentials::Credential;
 use crate::decode::Decoder;
@@ -75,6 +78,8 @@ pub(crate) struct Stages {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) safety: Safety,
     pub(crate) metrics: Arc<Metrics>,
+    /// `limits.buffer_budget`, shared with `/metrics`.
+    pub(crate) budget: Arc<Budget>,
 }
 
 #[derive(Debug)]
@@ -90,6 +95,7 @@ pub(crate) struct Pipeline {
     safety: Safety,
     metrics: Arc<Metrics>,
     decoder: Decoder,
+    budget: Arc<Budget>,
     max_request_body: u64,
     body_read_timeout: Duration,
     max_redacted_response: u64,
@@ -119,6 +125,7 @@ impl Pipeline {
             sessions,
             safety,
             metrics,
+            budget,
         } = stages;
         Self {
             router: Router::new(&config.routes, credentials),
@@ -131,6 +138,7 @@ impl Pipeline {
             sessions,
             safety,
             decoder: Decoder::new(&config.limits, metrics.clone()),
+            budget,
             metrics,
             max_request_body: config.limits.max_request_body,
             body_read_timeout: config.limits.body_read_timeout,
@@ -397,10 +405,13 @@ impl Pipeline {
         proxy_token: Option<&str>,
     ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let body = self.read_body(exchange, &parts.headers, body).await?;
-        let decoded = self
-            .decoder
-            .request(&mut parts.headers, body, self.enforcing(route))?;
+        let mut lease = self.budget.lease();
+        let body = self
+            .read_body(exchange, &parts.headers, body, &mut lease)
+            .await?;
+        let decoded =
+            self.decoder
+                .request(&mut parts.headers, body, self.enforcing(route), &mut lease)?;
         let (inspected, body) =
             self.inspection
                 .request(exchange.record(), route, rest, &parts, decoded.body.clone());
@@ -452,6 +463,8 @@ impl Pipeline {
             .send(Request::from_parts(parts, Full::new(body)), &route.upstream)
             .await?;
         exchange.mark_answered();
+        // The request body has gone upstream.
+        lease.release();
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         stamp_response(&mut parts.headers, exchange.record());
@@ -478,8 +491,10 @@ impl Pipeline {
                     String::from_utf8_lossy(encoding.as_bytes())
                 )));
             }
-            let held = self.hold(body).await?;
+            let held = self.hold(body, &mut lease).await?;
             let held = self.safety.response(exchange.record(), held)?;
+            // Held until the exchange ends.
+            exchange.keep(lease);
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(held.len()));
@@ -491,8 +506,9 @@ impl Pipeline {
     }
 
     /// Reads a whole response body for redaction: at most
-    /// `limits.max_redacted_response` bytes, each frame within the idle timeout.
-    async fn hold(&self, mut body: Incoming) -> Result<Bytes, ProxyError> {
+    /// `limits.max_redacted_response` bytes, each frame within the idle timeout,
+    /// reserved in `lease` as it arrives.
+    async fn hold(&self, mut body: Incoming, lease: &mut Lease) -> Result<Bytes, ProxyError> {
         let limit = self.max_redacted_response;
         let too_large = || {
             ProxyError::ResponseUnscannable(format!(
@@ -521,9 +537,11 @@ impl Pipeline {
                 Ok(Some(Ok(frame))) => frame,
             };
             if let Ok(data) = frame.into_data() {
-                if (held.len() + data.len()) as u64 > limit {
+                let len = (held.len() + data.len()) as u64;
+                if len > limit {
                     return Err(too_large());
                 }
+                lease.grow_to(Held::Response, len)?;
                 held.extend_from_slice(&data);
             }
         }
@@ -612,10 +630,16 @@ impl Pipeline {
         exchange: &mut Exchange,
         headers: &http::HeaderMap,
         body: Incoming,
+        lease: &mut Lease,
     ) -> Result<Bytes, ProxyError> {
-        let (body, counts) =
-            crate::request_body::read(headers, body, self.max_request_body, self.body_read_timeout)
-                .await;
+        let (body, counts) = crate::request_body::read(
+            headers,
+            body,
+            self.max_request_body,
+            self.body_read_timeout,
+            lease,
+        )
+        .await;
         let outcome = &mut exchange.record().outcome;
         outcome.bytes_in = i64::try_from(counts.received).unwrap_or(i64::MAX);
         outcome.bytes_announced = counts

@@ -11,7 +11,12 @@
 //!   (trickled, or stalled) is [`ProxyError::BodyTimeout`], answered with 408.
 //! - A body that is malformed (a bad chunk size, more data than announced) is
 //!   [`ProxyError::BadRequest`], answered with 400.
+//! - A body that does not fit in `limits.buffer_budget` with the bodies already held
+//!   is [`ProxyError::BufferBudget`], answered with 503: an announced length is
+//!   reserved before a byte is read, a chunked body frame by frame
+//!   ([`crate::budget`]).
 
+use crate::budget::{Held, Lease};
 use crate::error::{ProxyError, chain};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -24,12 +29,14 @@ pub(crate) struct Counts {
     pub(crate) announced: Option<u64>,
 }
 
-/// Reads the whole body, at most `limit` bytes (announced or found while reading).
+/// Reads the whole body, at most `limit` bytes (announced or found while reading),
+/// reserving what it holds in `lease`.
 pub(crate) async fn read(
     headers: &http::HeaderMap,
     mut body: Incoming,
     limit: u64,
     timeout: std::time::Duration,
+    lease: &mut Lease,
 ) -> (Result<Bytes, ProxyError>, Counts) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut counts = Counts {
@@ -41,6 +48,11 @@ pub(crate) async fn read(
     };
     if counts.announced.is_some_and(|n| n > limit) {
         return (Err(ProxyError::BodyTooLarge { limit }), counts);
+    }
+    if let Some(announced) = counts.announced
+        && let Err(e) = lease.grow(Held::Request, announced)
+    {
+        return (Err(e.into()), counts);
     }
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
@@ -65,11 +77,17 @@ pub(crate) async fn read(
         if counts.received > limit {
             return (Err(ProxyError::BodyTooLarge { limit }), counts);
         }
+        if let Err(e) = lease.grow_to(Held::Request, counts.received) {
+            return (Err(e.into()), counts);
+        }
         // One frame (the usual case) is kept as it is; more are joined.
         match first.take() {
             None if rest.is_empty() => first = Some(data),
             None => rest.extend_from_slice(&data),
             Some(earlier) => {
+                // Room for the whole announced body at once: no copy on growth.
+                let expected = counts.announced.unwrap_or(0).max(counts.received);
+                rest.reserve(usize::try_from(expected).unwrap_or(0));
                 rest.extend_from_slice(&earlier);
                 rest.extend_from_slice(&data);
             }

@@ -206,8 +206,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         "connection budget"
     );
     let connections = Connections::new(limit);
+    let budget = crate::budget::Budget::new(config.limits.buffer_budget);
     let health = Arc::new(Health {
         connections: connections.clone(),
+        budget: budget.clone(),
         intercept: intercept.clone(),
         ready: false.into(),
         audit: audit.sink(),
@@ -226,6 +228,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.limits.header_read_timeout);
+    let h2 = &config.limits.http2;
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
+        .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+        .keep_alive_interval(h2.keep_alive_interval)
+        .keep_alive_timeout(h2.keep_alive_timeout);
     let ctx = Arc::new(Context {
         pipeline: Pipeline::new(
             &config,
@@ -238,6 +250,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 sessions,
                 safety,
                 metrics,
+                budget,
             },
             &credentials,
         ),
@@ -551,6 +564,11 @@ async fn serve_connection<IO>(
         }
         return;
     }
+    if ledger.is_h2()
+        && let Some(reason) = error.as_deref().and_then(http2_close_reason)
+    {
+        ctx.pipeline.metrics().http2_connection_closed(reason);
+    }
     let ended = error.as_deref().map(|e| chain(e));
     let unrecorded = match (ledger.unserved_streams(), ledger.partial_head()) {
         (Some(Unserved::Streams(n)), _) => Some(format!(
@@ -574,6 +592,31 @@ async fn serve_connection<IO>(
         (None, Some(e)) => tracing::debug!(error = %e, "connection ended with an error"),
         (None, None) => {}
     }
+}
+
+/// Why custody closed an HTTP/2 connection, as an index into
+/// [`crate::metrics::HTTP2_CLOSES`]; `None` when the client ended it (or it broke).
+fn http2_close_reason(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<usize> {
+    if e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout)
+    {
+        return Some(0);
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            if h2.is_remote() || h2.is_io() {
+                return None;
+            }
+            return Some(if h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
+                1
+            } else {
+                2
+            });
+        }
+        next = cause.source();
+    }
+    None
 }
 
 /// Resolves once the connection has been idle (no request in flight, no byte

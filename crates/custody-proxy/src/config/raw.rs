@@ -196,6 +196,19 @@ pub(crate) struct RawLimits {
     pub(crate) idle_timeout: Option<NumberOrText>,
     pub(crate) max_redacted_response: Option<NumberOrText>,
     pub(crate) max_decompression_ratio: Option<u64>,
+    pub(crate) buffer_budget: Option<NumberOrText>,
+    pub(crate) http2: Option<RawHttp2>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp2 {
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) max_header_list_size: Option<NumberOrText>,
+    pub(crate) max_pending_reset_streams: Option<usize>,
+    pub(crate) max_local_error_reset_streams: Option<usize>,
+    pub(crate) keep_alive_interval: Option<NumberOrText>,
+    pub(crate) keep_alive_timeout: Option<NumberOrText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

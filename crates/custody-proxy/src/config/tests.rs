@@ -429,6 +429,9 @@ fn the_documented_whole_file_is_valid_and_means_the_defaults() {
         c.limits.max_decompression_ratio,
         d.limits.max_decompression_ratio
     );
+    assert_eq!(c.limits.buffer_budget, d.limits.buffer_budget);
+    assert_eq!(c.limits.http2, d.limits.http2);
+    assert_eq!(c.limits.max_connections, d.limits.max_connections);
     assert_eq!(c.inspection.limits, d.inspection.limits);
     assert_eq!(c.routes.len(), d.routes.len());
     assert_eq!(c.audit.sink, d.audit.sink);
@@ -607,4 +610,55 @@ fn the_documented_intercept_section_is_valid() {
     let yaml = &body[..body.find("```").expect("end")];
     let c = Config::from_yaml_str(yaml, "interception.md").expect("valid");
     assert_eq!(c.routes[1].hosts, ["api.anthropic.com"]);
+}
+
+#[test]
+fn buffer_budget_and_http2_limits() {
+    let d = Config::defaults();
+    assert_eq!(d.limits.buffer_budget, 64 << 20);
+    assert_eq!(d.limits.http2.max_concurrent_streams, 100);
+    assert_eq!(d.limits.http2.max_header_list_size, 64 << 10);
+    assert_eq!(
+        d.limits.http2.keep_alive_interval,
+        Some(std::time::Duration::from_secs(30))
+    );
+    let c = Config::from_yaml_str(
+        "limits:\n  buffer_budget: 256MiB\n  http2: {max_concurrent_streams: 8, max_header_list_size: 16KiB, keep_alive_interval: \"off\", keep_alive_timeout: 3s, max_pending_reset_streams: 5}\n",
+        "t.yaml",
+    )
+    .expect("valid");
+    assert_eq!(c.limits.buffer_budget, 256 << 20);
+    let h2 = &c.limits.http2;
+    assert_eq!(
+        (
+            h2.max_concurrent_streams,
+            h2.max_header_list_size,
+            h2.max_pending_reset_streams
+        ),
+        (8, 16 << 10, 5)
+    );
+    assert_eq!(h2.keep_alive_interval, None);
+    assert_eq!(h2.keep_alive_timeout, std::time::Duration::from_secs(3));
+    let got = Config::from_yaml_str("limits:\n  buffer_budget: 4MiB\n", "t.yaml")
+        .expect_err("invalid")
+        .to_string();
+    for expected in [
+        "limits.buffer_budget: 4194304 bytes is less than limits.max_request_body (8388608 bytes)",
+        "limits.buffer_budget: 4194304 bytes is less than limits.max_redacted_response (16777216 bytes)",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
+    let got = Config::from_yaml_str(
+        "limits:\n  http2: {max_concurrent_streams: 0, max_header_list_size: 100, keep_alive_timeout: 100ms}\n",
+        "t.yaml",
+    )
+    .expect_err("invalid")
+    .to_string();
+    for expected in [
+        "limits.http2.max_concurrent_streams: must be at least 1",
+        "limits.http2.max_header_list_size: 100 bytes is out of range 1KiB..=16MiB",
+        "limits.http2.keep_alive_timeout: must be at least 1s",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
 }

@@ -14,6 +14,13 @@ pub(crate) mod defaults {
     pub(crate) const MAX_REQUEST_BODY: u64 = 8 << 20;
     pub(crate) const MAX_REDACTED_RESPONSE: u64 = 16 << 20;
     pub(crate) const MAX_DECOMPRESSION_RATIO: u64 = 100;
+    pub(crate) const BUFFER_BUDGET: u64 = 64 << 20;
+    pub(crate) const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub(crate) const H2_MAX_HEADER_LIST_SIZE: u64 = 64 << 10;
+    pub(crate) const H2_MAX_PENDING_RESET_STREAMS: usize = 20;
+    pub(crate) const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+    pub(crate) const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    pub(crate) const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub(crate) const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(300);
     pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -249,7 +256,28 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                 defaults::MAX_DECOMPRESSION_RATIO
             }
         },
+        buffer_budget: match &li.buffer_budget {
+            None => defaults::BUFFER_BUDGET,
+            Some(v) => is
+                .check("limits.buffer_budget", parse_size(&v.text()))
+                .unwrap_or(defaults::BUFFER_BUDGET),
+        },
+        http2: validate_http2(li.http2.unwrap_or_default(), &mut is),
     };
+    for (key, size) in [
+        ("limits.max_request_body", limits.max_request_body),
+        ("limits.max_redacted_response", limits.max_redacted_response),
+    ] {
+        if size > limits.buffer_budget {
+            is.push(
+                "limits.buffer_budget",
+                format!(
+                    "{} bytes is less than {key} ({size} bytes): a body of that size could never be held; raise the budget or lower {key}",
+                    limits.buffer_budget
+                ),
+            );
+        }
+    }
 
     let sh = raw.shutdown.unwrap_or_default();
     let shutdown = ShutdownConfig {
@@ -437,6 +465,68 @@ fn validate_routes(
         }
     }
     routes
+}
+
+/// `limits.http2`, with hyper's own bounds: a stream limit of at least 1, a header
+/// list of 1 KiB..16 MiB, a keep-alive timeout of at least 1 s.
+fn validate_http2(raw: super::raw::RawHttp2, is: &mut Issues<'_>) -> Http2Limits {
+    let max_concurrent_streams = match raw.max_concurrent_streams {
+        None => defaults::H2_MAX_CONCURRENT_STREAMS,
+        Some(0) => {
+            is.push(
+                "limits.http2.max_concurrent_streams",
+                "must be at least 1 (a client needs one stream per request)",
+            );
+            defaults::H2_MAX_CONCURRENT_STREAMS
+        }
+        Some(n) => n,
+    };
+    let max_header_list_size = match &raw.max_header_list_size {
+        None => defaults::H2_MAX_HEADER_LIST_SIZE,
+        Some(v) => is
+            .check(
+                "limits.http2.max_header_list_size",
+                parse_size(&v.text()).and_then(|n| {
+                    if (1 << 10..=16 << 20).contains(&n) {
+                        Ok(n)
+                    } else {
+                        Err(format!("{n} bytes is out of range 1KiB..=16MiB"))
+                    }
+                }),
+            )
+            .unwrap_or(defaults::H2_MAX_HEADER_LIST_SIZE),
+    };
+    let keep_alive_interval = match &raw.keep_alive_interval {
+        Some(v) if v.text().trim() == "0" || v.text().trim() == "off" => None,
+        v => Some(is.duration(
+            "limits.http2.keep_alive_interval",
+            v.as_ref(),
+            defaults::H2_KEEP_ALIVE_INTERVAL,
+        )),
+    };
+    let keep_alive_timeout = is.duration(
+        "limits.http2.keep_alive_timeout",
+        raw.keep_alive_timeout.as_ref(),
+        defaults::H2_KEEP_ALIVE_TIMEOUT,
+    );
+    if keep_alive_timeout < Duration::from_secs(1) {
+        is.push(
+            "limits.http2.keep_alive_timeout",
+            "must be at least 1s (a busy client may take a moment to answer a ping)",
+        );
+    }
+    Http2Limits {
+        max_concurrent_streams,
+        max_header_list_size: u32::try_from(max_header_list_size).unwrap_or(u32::MAX),
+        max_pending_reset_streams: raw
+            .max_pending_reset_streams
+            .unwrap_or(defaults::H2_MAX_PENDING_RESET_STREAMS),
+        max_local_error_reset_streams: raw
+            .max_local_error_reset_streams
+            .unwrap_or(defaults::H2_MAX_LOCAL_ERROR_RESET_STREAMS),
+        keep_alive_interval,
+        keep_alive_timeout,
+    }
 }
 
 fn check_prefix(prefix: &str) -> Result<(), String> {

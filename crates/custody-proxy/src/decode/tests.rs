@@ -47,8 +47,25 @@ fn decoder(max_body: u64, ratio: u64) -> (Decoder, Arc<Metrics>) {
         body_read_timeout: std::time::Duration::from_secs(60),
         max_connections: None,
         idle_timeout: std::time::Duration::from_secs(60),
+        buffer_budget: 1 << 40,
+        http2: Config::defaults().limits.http2,
     };
     (Decoder::new(&limits, metrics.clone()), metrics)
+}
+
+/// [`Decoder::request`] with a budget that never binds: its refusals.
+fn req(
+    d: &Decoder,
+    headers: &mut HeaderMap,
+    body: Bytes,
+    enforcing: bool,
+) -> Result<RequestBody, Refusal> {
+    let budget = crate::budget::Budget::new(1 << 40);
+    match d.request(headers, body, enforcing, &mut budget.lease()) {
+        Ok(body) => Ok(body),
+        Err(ProxyError::Encoding(refusal)) => Err(refusal),
+        Err(e) => panic!("not a decoding refusal: {e}"),
+    }
 }
 
 fn headers(encodings: &[&str]) -> HeaderMap {
@@ -67,7 +84,7 @@ fn headers(encodings: &[&str]) -> HeaderMap {
 fn run(encodings: &[&str], body: Vec<u8>) -> (HeaderMap, Result<RequestBody, Refusal>) {
     let (d, _) = decoder(8 << 20, 100);
     let mut h = headers(encodings);
-    let result = d.request(&mut h, Bytes::from(body), true);
+    let result = req(&d, &mut h, Bytes::from(body), true);
     (h, result)
 }
 
@@ -83,7 +100,7 @@ fn each_coding_is_decoded_and_the_headers_follow_the_body() {
     ] {
         let (d, metrics) = decoder(8 << 20, 100);
         let mut h = headers(names);
-        let got = d.request(&mut h, Bytes::from(body), true).expect("decoded");
+        let got = req(&d, &mut h, Bytes::from(body), true).expect("decoded");
         assert_eq!(got.body, JSON, "{names:?}");
         assert!(h.get(header::CONTENT_ENCODING).is_none(), "{names:?}");
         assert!(
@@ -114,7 +131,8 @@ fn stacked_codings_are_undone_last_applied_first() {
     let (_, got) = run(&["gzip, gzip, gzip"], gzip(&gzip(&gzip(JSON))));
     assert!(matches!(got, Err(Refusal::Unsupported { .. })), "{got:?}");
     let (d, metrics) = decoder(8 << 20, 100);
-    let _ = d.request(
+    let _ = req(
+        &d,
         &mut headers(&["zstd, gzip"]),
         gzip(&zstd(JSON)).into(),
         true,
@@ -143,15 +161,13 @@ fn nothing_to_decode_passes_through_uncounted() {
     let (d, metrics) = decoder(8 << 20, 100);
     for names in [&[][..], &["identity"], &[" , identity"]] {
         let mut h = headers(names);
-        let got = d
-            .request(&mut h, Bytes::from_static(JSON), true)
-            .expect("plain");
+        let got = req(&d, &mut h, Bytes::from_static(JSON), true).expect("plain");
         assert_eq!(got.body, JSON);
         assert!(h.get(header::CONTENT_ENCODING).is_none());
     }
     // An empty body has nothing to hide, whatever it claims.
     let mut h = headers(&["gzip, compress"]);
-    let got = d.request(&mut h, Bytes::new(), true).expect("empty");
+    let got = req(&d, &mut h, Bytes::new(), true).expect("empty");
     assert!(got.body.is_empty());
     assert!(h.get(header::CONTENT_ENCODING).is_none());
     let total: u64 = [Outcome::Decoded, Outcome::Unsupported, Outcome::Malformed]
@@ -196,7 +212,7 @@ fn a_bomb_is_refused_at_the_cap_without_decoding_the_rest() {
     );
     // Through the decoder: the body limit, named; counted as too_large.
     let (d, metrics) = decoder(2 << 20, 1_000_000_000);
-    let got = d.request(&mut headers(&["gzip"]), Bytes::from(bomb), false);
+    let got = req(&d, &mut headers(&["gzip"]), Bytes::from(bomb), false);
     let e = got.expect_err("refused on any route");
     assert_eq!(
         e,
@@ -218,7 +234,12 @@ fn the_ratio_cap_refuses_what_expands_too_much_above_the_floor() {
     let (d, metrics) = decoder(8 << 20, 10);
     // 1 MiB of one letter: far more than 10 times its gzip.
     let body = gzip(&vec![b'a'; 1 << 20]);
-    let got = d.request(&mut headers(&["gzip"]), Bytes::from(body.clone()), false);
+    let got = req(
+        &d,
+        &mut headers(&["gzip"]),
+        Bytes::from(body.clone()),
+        false,
+    );
     let e = got.expect_err("ratio");
     assert!(matches!(e, Refusal::Ratio { ratio: 10, .. }), "{e:?}");
     assert!(
@@ -233,11 +254,11 @@ fn the_ratio_cap_refuses_what_expands_too_much_above_the_floor() {
     );
     // Under the floor the ratio does not matter.
     let small = vec![b'a'; RATIO_FLOOR as usize];
-    let got = d.request(&mut headers(&["gzip"]), gzip(&small).into(), true);
+    let got = req(&d, &mut headers(&["gzip"]), gzip(&small).into(), true);
     assert_eq!(got.expect("under the floor").body.len(), small.len());
     // A high enough ratio lets the 1 MiB body through.
     let (d, _) = decoder(8 << 20, 10_000);
-    let got = d.request(&mut headers(&["gzip"]), Bytes::from(body), true);
+    let got = req(&d, &mut headers(&["gzip"]), Bytes::from(body), true);
     assert_eq!(got.expect("within the ratio").body.len(), 1 << 20);
 }
 
@@ -272,7 +293,7 @@ fn malformed_data_is_refused_on_enforcing_routes() {
     ] {
         let (d, metrics) = decoder(8 << 20, 100);
         let mut h = headers(&[name]);
-        let got = d.request(&mut h, Bytes::from(body.clone()), true);
+        let got = req(&d, &mut h, Bytes::from(body.clone()), true);
         let Err(e @ Refusal::Malformed { .. }) = got else {
             panic!("{name} {body:?}: {got:?}");
         };
@@ -283,7 +304,7 @@ fn malformed_data_is_refused_on_enforcing_routes() {
         assert_eq!(metrics.decodings(label, Outcome::Malformed), 1);
         // Elsewhere: forwarded exactly as received, and the row says so.
         let mut h = headers(&[name]);
-        let got = d.request(&mut h, Bytes::from(body.clone()), false);
+        let got = req(&d, &mut h, Bytes::from(body.clone()), false);
         let got = got.expect("forwarded undecoded");
         assert_eq!(got.body, body);
         assert_eq!(h[header::CONTENT_ENCODING], name);
@@ -301,10 +322,10 @@ fn a_zstd_window_larger_than_the_coding_allows_is_not_allocated() {
     };
     // RFC 9659: 8 MiB, whatever the body limit.
     let (d, _) = decoder(1 << 20, 100);
-    let got = d.request(&mut headers(&["zstd"]), Bytes::from(frame(23)), true);
+    let got = req(&d, &mut headers(&["zstd"]), Bytes::from(frame(23)), true);
     assert_eq!(got.expect("8 MiB window").body, JSON);
     let (d, _) = decoder(64 << 20, 100);
-    let got = d.request(&mut headers(&["zstd"]), Bytes::from(frame(24)), true);
+    let got = req(&d, &mut headers(&["zstd"]), Bytes::from(frame(24)), true);
     assert!(matches!(got, Err(Refusal::Malformed { .. })), "{got:?}");
 }
 
@@ -325,24 +346,19 @@ fn a_large_window_brotli_stream_is_malformed() {
 fn unknown_codings_are_refused_when_enforcing_and_noted_otherwise() {
     let (d, metrics) = decoder(8 << 20, 100);
     let mut h = headers(&["compress"]);
-    let e = d
-        .request(&mut h, Bytes::from_static(JSON), true)
-        .expect_err("unsupported");
+    let e = req(&d, &mut h, Bytes::from_static(JSON), true).expect_err("unsupported");
     assert_eq!(e.status(), 415);
     assert_eq!(e.error_type(), "unsupported_content_encoding");
     assert_eq!(e.rule(), "integrity:content_encoding");
     assert!(e.to_string().contains("compress"), "{e}");
     // A hostile header value is quoted short and printable.
     let long = format!("gzip, {}", "x".repeat(500));
-    let e = d
-        .request(&mut headers(&[&long]), Bytes::from_static(JSON), true)
-        .expect_err("unsupported");
+    let e =
+        req(&d, &mut headers(&[&long]), Bytes::from_static(JSON), true).expect_err("unsupported");
     assert!(e.to_string().len() < 200, "{e}");
 
     let mut h = headers(&["gzip, snappy"]);
-    let got = d
-        .request(&mut h, Bytes::from_static(JSON), false)
-        .expect("forwarded");
+    let got = req(&d, &mut h, Bytes::from_static(JSON), false).expect("forwarded");
     assert_eq!(got.body, JSON);
     assert_eq!(h[header::CONTENT_ENCODING], "gzip, snappy");
     let mut record = AuditRecord::new(
@@ -359,4 +375,39 @@ fn unknown_codings_are_refused_when_enforcing_and_noted_otherwise() {
         "{note}"
     );
     assert_eq!(metrics.decodings(Label::Other, Outcome::Unsupported), 3);
+}
+
+#[test]
+fn the_decoded_body_draws_on_the_buffer_budget() {
+    let (d, metrics) = decoder(8 << 20, 1000);
+    let plain = vec![b'a'; 512 << 10];
+    let body = Bytes::from(gzip(&plain));
+    // The encoded body is already held; 256 KiB more is not room for 512 KiB.
+    let budget = crate::budget::Budget::new(body.len() as u64 + (256 << 10));
+    let mut lease = budget.lease();
+    lease
+        .grow(crate::budget::Held::Request, body.len() as u64)
+        .expect("encoded");
+    let got = d.request(&mut headers(&["gzip"]), body.clone(), false, &mut lease);
+    let Err(ProxyError::BufferBudget(e)) = got else {
+        panic!("{got:?}");
+    };
+    assert!(e.to_string().contains("the decoded request body"), "{e}");
+    assert_eq!(budget.in_use(), body.len() as u64, "nothing more reserved");
+    assert_eq!(budget.refusals()[1].1, 1, "counted as decoded");
+    assert_eq!(
+        metrics.decodings(Label::One(Coding::Gzip), Outcome::TooLarge),
+        1
+    );
+    // With room, the decoded body is reserved beside the encoded one.
+    let budget = crate::budget::Budget::new(body.len() as u64 + (512 << 10));
+    let mut lease = budget.lease();
+    lease
+        .grow(crate::budget::Held::Request, body.len() as u64)
+        .expect("encoded");
+    let got = d
+        .request(&mut headers(&["gzip"]), body.clone(), false, &mut lease)
+        .expect("fits exactly");
+    assert_eq!(got.body.len(), plain.len());
+    assert_eq!(budget.in_use(), budget.limit());
 }
