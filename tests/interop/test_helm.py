@@ -1018,6 +1018,8 @@ def test_dockerfile():
     assert re.match(r"rust:1\.95(\.\d+)?-", build["image"])
     runs = " ".join(rest for instr, rest in build["lines"] if instr == "RUN")
     assert re.search(r"cargo build --release --locked -p custody", runs)
+    # The workspace's build settings (the allocator's) reach the build.
+    assert any(instr == "COPY" and rest.split()[0] == ".cargo" for instr, rest in build["lines"])
     # The final image: distroless (or scratch), the binary copied from the build stage,
     # a numeric non-root user, no shell needed anywhere.
     assert final["image"].startswith(("gcr.io/distroless/", "scratch"))

@@ -17,6 +17,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[cfg(feature = "jemalloc")]
+mod allocator;
 mod policy_cmd;
 mod trail_cmd;
 mod webhook_cmd;
@@ -126,6 +128,8 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    #[cfg(feature = "jemalloc")]
+    allocator::tune();
     let mut builder = match config.runtime.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         n => {
