@@ -16,6 +16,7 @@ mod metrics;
 mod policy;
 mod protocol;
 mod proxy;
+mod resources;
 mod safety;
 mod safety_params;
 mod sessions;

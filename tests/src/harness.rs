@@ -56,6 +56,8 @@ pub struct Custody {
     pub admin: SocketAddr,
     /// The audit directory.
     pub audit_dir: PathBuf,
+    /// The descriptor limit custody runs under (`ulimit -n`), if the test set one.
+    nofile: Option<u64>,
 }
 
 impl Custody {
@@ -69,8 +71,21 @@ impl Custody {
         }
     }
 
+    /// Like [`Custody::start`], with custody under a descriptor limit of `nofile`
+    /// (soft and hard: `sh -c 'ulimit -n N; exec custody …'`).
+    pub fn start_with_nofile(extra: &str, nofile: u64) -> Custody {
+        match Self::launch(extra, Some(nofile)) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// Like [`Custody::start`], but returns custody's stderr as the error if it exits.
     pub fn try_start(extra: &str) -> Result<Custody, String> {
+        Self::launch(extra, None)
+    }
+
+    fn launch(extra: &str, nofile: Option<u64>) -> Result<Custody, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("custody.sock");
         let audit_dir = dir.path().join("audit");
@@ -100,6 +115,7 @@ impl Custody {
             admin,
             audit_dir,
             dir,
+            nofile,
         };
         c.child = Some(c.spawn(&config));
         c.wait_ready()?;
@@ -108,7 +124,17 @@ impl Custody {
 
     fn spawn(&self, config: &Path) -> Child {
         let log = std::fs::File::create(self.dir.path().join("custody.log")).expect("log file");
-        Command::new(custody_bin())
+        let mut command = match self.nofile {
+            None => Command::new(custody_bin()),
+            Some(n) => {
+                // `exec` keeps the pid: signals reach custody itself.
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(custody_bin());
+                sh
+            }
+        };
+        command
             .args(["run", "--log-format", "json", "--config"])
             .arg(config)
             .env("CUSTODY_LOG", "info,custody_proxy=debug")

@@ -350,6 +350,22 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
         });
         return Response::new(StubBody::Right(ChannelBody(rx)));
     }
+    if path == "/events" {
+        // An SSE stream (or an MCP GET stream) that says hello, then nothing for an
+        // hour: open, idle, never ended.
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let _ = tx.send(Bytes::from_static(b": open\n\n")).await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(tx);
+        });
+        let mut response = Response::new(StubBody::Right(ChannelBody(rx)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        return response;
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         let status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok());
         let status = status.unwrap_or(StatusCode::BAD_REQUEST);
