@@ -16,6 +16,13 @@
 //! request, each on a fresh connection).
 //! Every connection is keep-alive; each of `concurrency` connections sends its share
 //! of the requests back to back. This is a benchmark, not a test: it asserts nothing.
+//!
+//! `--soak 10m` instead sends a mixed load through custody for that long (JSON and
+//! SSE, 1 KiB and 256 KiB bodies, on the first `--concurrency` connections) and
+//! prints custody's resident size (VmRSS) every 10 s, with its growth after the
+//! first minute (the warm-up): the median of the last minute's samples over the
+//! median of the first minute's after the warm-up (one sample moves by a few MiB
+//! with the 256 KiB bodies in flight at that instant).
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -68,6 +75,10 @@ struct Args {
     /// New connections per handshake measurement (with `--forward`).
     #[arg(long, default_value_t = 500)]
     handshakes: usize,
+    /// Soak instead of measuring: mixed traffic through custody for this long
+    /// (e.g. `10m`), printing its resident size every 10 s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    soak: Option<Duration>,
 }
 
 /// The stub upstream runs on its own single-threaded runtime so that it does not
@@ -121,7 +132,10 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let result = run(&args, &stub, &custody, Arc::new(tokens), tls).await;
+    let result = match args.soak {
+        Some(duration) => soak(&args, &custody, duration).await,
+        None => run(&args, &stub, &custody, Arc::new(tokens), tls).await,
+    };
     let _ = Command::new("kill")
         .args(["-TERM", &custody.child.id().to_string()])
         .status();
@@ -368,13 +382,100 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
+/// The load of `--soak`: slices of 2 000 requests through custody, alternating JSON
+/// and SSE, 1 KiB and 256 KiB bodies; VmRSS sampled every 10 s.
+async fn soak(args: &Args, custody: &CustodyProc, duration: Duration) -> anyhow::Result<()> {
+    let concurrency = args.concurrency.first().copied().unwrap_or(16);
+    let tokens = Arc::new(Vec::new());
+    let warmup = Duration::from_secs(60).min(duration / 2);
+    let started = Instant::now();
+    let mut next_sample = Duration::ZERO;
+    let mut samples: Vec<(Duration, u64)> = Vec::new();
+    let mut requests = 0usize;
+    let mut slice = 0usize;
+    println!("{:>8} {:>10} {:>10}", "elapsed", "requests", "RSS MiB");
+    while started.elapsed() < duration {
+        let mode = if slice.is_multiple_of(2) {
+            "json"
+        } else {
+            "sse"
+        };
+        let size = if slice % 4 < 2 { 1024 } else { 256 << 10 };
+        let phase = drive(
+            custody.tcp,
+            None,
+            "/openai/v1/chat/completions",
+            request_body(mode, size),
+            &tokens,
+            concurrency,
+            2_000,
+        )
+        .await?;
+        requests += phase.latencies.len();
+        slice += 1;
+        if started.elapsed() >= next_sample {
+            let rss = rss_kib(custody.pid)?;
+            println!(
+                "{:>7.0}s {:>10} {:>10.1}",
+                started.elapsed().as_secs_f64(),
+                requests,
+                rss as f64 / 1024.0
+            );
+            samples.push((started.elapsed(), rss));
+            next_sample += Duration::from_secs(10);
+        }
+    }
+    let end = started.elapsed();
+    let window = Duration::from_secs(60);
+    let in_range = |from: Duration, to: Duration| {
+        median(
+            samples
+                .iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .map(|(_, r)| *r as f64)
+                .collect(),
+        )
+    };
+    let first = in_range(warmup, warmup + window);
+    let last = in_range(end.saturating_sub(window), end + window);
+    let (low, high) = samples
+        .iter()
+        .filter(|(t, _)| *t >= warmup)
+        .fold((f64::MAX, 0f64), |(lo, hi), (_, r)| {
+            (lo.min(*r as f64), hi.max(*r as f64))
+        });
+    println!(
+        "{requests} requests in {:.0} s ({:.0}/s); RSS after the {:.0} s warm-up: median {:.1} MiB in its first minute, {:.1} MiB in the last, growth {:+.1} %; samples {:.1}..{:.1} MiB",
+        end.as_secs_f64(),
+        requests as f64 / end.as_secs_f64(),
+        warmup.as_secs_f64(),
+        first / 1024.0,
+        last / 1024.0,
+        (last / first - 1.0) * 100.0,
+        low / 1024.0,
+        high / 1024.0,
+    );
+    Ok(())
+}
+
+/// custody's resident size now (VmRSS), KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// custody's peak resident size (VmHWM), KiB.
 fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmHWM not found")
+        .with_context(|| format!("{field} not found"))
 }
 
 fn us(d: Duration) -> f64 {
