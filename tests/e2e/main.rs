@@ -22,6 +22,7 @@ mod safety_params;
 mod sessions;
 mod slow_peers;
 mod trail;
+mod verify;
 
 use custody_tests::stub::Stub;
 

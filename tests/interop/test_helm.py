@@ -606,6 +606,26 @@ def test_sidecar_config_uses_only_documented_keys(value_set):
     assert [r["name"] for r in config["routes"]][:2] == ["openai", "anthropic"]
 
 
+def test_a_digest_key_secret_turns_signed_digests_on():
+    # Without a digest key: no digests.
+    assert "digests" not in config_file("default", "custody.yaml")["audit"]
+    # With one (rendered, or existing): signed with the key the webhook mounts.
+    for values in ({"workloadNamespaces": ["agents"], "digestKey": {"create": True, "key": "k"}},
+                   {"digestKey": {"existingSecret": "corp-digest-key"}}):
+        cms = [c for c in objects(values, "ConfigMap") if "custody.yaml" in c.get("data", {})]
+        assert cms
+        for cm in cms:
+            config = yaml.safe_load(cm["data"]["custody.yaml"])
+            assert config["audit"]["digests"] == {"signing_key_file": "/etc/custody/digest/key"}
+            assert config["audit"]["sink"] == "/var/lib/custody/audit"
+    # An explicit audit.digests in the values wins.
+    values = {"digestKey": {"existingSecret": "k"},
+              "config": {"custody": {"audit": {"digests": {"interval": "10m",
+                                                           "signing_key_file": "/other/key"}}}}}
+    cm = next(c for c in objects(values, "ConfigMap") if "custody.yaml" in c.get("data", {}))
+    assert yaml.safe_load(cm["data"]["custody.yaml"])["audit"]["digests"]["interval"] == "10m"
+
+
 def test_starter_policy_parses():
     policy = config_file("default", "policy.yaml")
     assert policy["format"] == 1

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod digest;
 pub mod read;
 mod record;
 pub mod schema;

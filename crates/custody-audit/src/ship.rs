@@ -368,6 +368,33 @@ impl Shipper {
         }
     }
 
+    /// The bytes stored under `key`. One attempt, no retries; meant for tools
+    /// (`custody verify`) and start-up checks.
+    pub async fn get(&self, key: &str) -> Result<Bytes, ShipError> {
+        let start = Instant::now();
+        if let Err(reason) = check_key(key) {
+            return Err(ShipError::InvalidKey {
+                url: self.url_text.clone(),
+                key: key.to_owned(),
+                reason,
+            });
+        }
+        match &self.backend {
+            Backend::Remote(remote) => remote
+                .get(key)
+                .await
+                .map_err(|f| self.error(key, f, 1, start, 0)),
+            Backend::Local(local) => {
+                let (local, k) = (local.clone(), key.to_owned());
+                tokio::task::spawn_blocking(move || local.get(&k))
+                    .await
+                    .unwrap_or_else(|e| Err(Box::new(e)))
+                    .map(Bytes::from)
+                    .map_err(|source| self.error(key, Failure::Transient(source), 1, start, 0))
+            }
+        }
+    }
+
     /// Keys of the files stored under `prefix` (relative to the sink, a whole
     /// number of `/`-separated segments, or empty for everything), sorted. One
     /// attempt, no retries; meant for start-up checks, tests and tools.

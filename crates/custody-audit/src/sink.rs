@@ -88,6 +88,8 @@ pub struct SinkConfig {
     pub roll_age: Duration,
     /// Pod or host name, used in file names.
     pub instance: String,
+    /// Signed digests over the delivered files; `None`: none are written.
+    pub digests: Option<crate::digest::DigestConfig>,
 }
 
 /// Counters describing the audit path, shared with the admin endpoints. The
@@ -118,6 +120,11 @@ pub struct AuditStats {
     pub rows_dropped: AtomicU64,
     /// Gap rows written for rejected or dropped requests.
     pub gap_rows: AtomicU64,
+    /// Signed digests stored (`audit.digests`).
+    pub digests_written: AtomicU64,
+    /// Digests that could not be written (retried), and delivered files that could
+    /// not be recorded for one.
+    pub digest_failures: AtomicU64,
     /// Rows made from intents whose request was never finished (after a restart).
     pub incomplete_rows: AtomicU64,
     /// Spool records found lost to damage at start.
@@ -496,6 +503,18 @@ impl AuditHandle {
             stats,
             ship_stats: shipper.stats(),
         });
+        let chain = config
+            .digests
+            .clone()
+            .map(|d| crate::digest::Chain::open(d, &config.spool.dir, &config.instance, &spool_id))
+            .transpose()
+            .map_err(|source| AuditError::Io {
+                context: format!(
+                    "read the digest chain's state in {}",
+                    config.spool.dir.display()
+                ),
+                source,
+            })?;
         let roller = roller::Roller::new(
             shared.clone(),
             shipper,
@@ -503,6 +522,7 @@ impl AuditHandle {
             &spool_id,
             recovery.sealed.last().map(|s| s.id),
             config.roll_age,
+            chain,
         );
         let thread = std::thread::Builder::new()
             .name("custody-audit".into())

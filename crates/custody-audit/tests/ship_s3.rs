@@ -203,6 +203,16 @@ async fn uploads_land_once_and_are_never_overwritten() {
     assert_eq!(stats.uploads_failed.load(Ordering::Relaxed), 1);
     assert_eq!(stats.upload_retries.load(Ordering::Relaxed), 0);
     assert_eq!(stats.bytes_uploaded.load(Ordering::Relaxed), 71_010);
+
+    // Same key, same size, other bytes: a conflict too (a size can be forged).
+    let forged = payload(201, original.len());
+    assert_ne!(&forged, original);
+    let err = shipper.upload(k, forged).await.unwrap_err();
+    assert!(matches!(err, ShipError::Conflict { .. }), "{err:?}");
+    let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&got, original);
+    // What the sink holds reads back through the shipper, byte for byte.
+    assert_eq!(&shipper.get(k).await.unwrap(), original);
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use audit::{AuditConfig, S3Config};
+pub use audit::{AuditConfig, DigestsConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
 pub(crate) use intercept::check_host;
 pub use intercept::{CaSource, InterceptConfig, Others};

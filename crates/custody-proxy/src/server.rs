@@ -76,6 +76,9 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `audit.digests.signing_key_file` cannot be read or is not an Ed25519 key.
+    #[error("audit.digests.signing_key_file: {0}")]
+    DigestKey(#[from] custody_audit::digest::KeyError),
     /// The policy file is missing or invalid.
     #[error("policy {}: {message}", path.display())]
     Policy {
@@ -369,6 +372,21 @@ fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
     spool.max_bytes = c.spool_max_bytes;
     spool.segment_bytes = c.roll_bytes.min(c.spool_max_bytes / 4).max(4096);
     spool.durability = c.durability;
+    let digests = match &c.digests {
+        None => None,
+        Some(d) => {
+            let key = custody_audit::digest::SigningKey::read(&d.signing_key_file)?;
+            tracing::info!(
+                interval = ?d.interval,
+                key = key.public().fingerprint(),
+                "audit digests signed"
+            );
+            Some(custody_audit::digest::DigestConfig {
+                interval: d.interval,
+                key: Arc::new(key),
+            })
+        }
+    };
     let handle = AuditHandle::spawn(SinkConfig {
         ship,
         spool,
@@ -376,6 +394,7 @@ fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
         roll_rows: c.roll_rows,
         roll_age: c.roll_age,
         instance: instance_name(),
+        digests,
     })?;
     tracing::info!(
         sink = %c.sink,

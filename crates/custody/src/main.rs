@@ -21,6 +21,7 @@ use std::process::ExitCode;
 mod allocator;
 mod policy_cmd;
 mod trail_cmd;
+mod verify_cmd;
 mod webhook_cmd;
 
 #[derive(Parser, Debug)]
@@ -71,6 +72,10 @@ enum Command {
     Trail(trail_cmd::TrailArgs),
     /// Serve the sidecar injection webhook over HTTPS (see docs/injection.md).
     Webhook(webhook_cmd::WebhookArgs),
+    /// Check an audit trail against its signed digests (see docs/verify.md).
+    Verify(verify_cmd::VerifyArgs),
+    /// Make a key pair for signing digests: FILE (private) and FILE.pub (see docs/verify.md).
+    Keygen(verify_cmd::KeygenArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +118,8 @@ fn main() -> ExitCode {
         Command::Policy { command } => policy_cmd::run(command),
         Command::Trail(args) => trail_cmd::run(args),
         Command::Webhook(args) => webhook_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
+        Command::Keygen(args) => verify_cmd::keygen(args),
     }
 }
 
@@ -239,9 +246,17 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
         c.audit.roll_bytes,
         c.audit.roll_age
     );
+    out += &match &c.audit.digests {
+        Some(d) => format!(
+            "digests:      signed with {}, every {:?} and at shutdown\n",
+            d.signing_key_file.display(),
+            d.interval
+        ),
+        None => "digests:      off (no audit.digests)\n".to_owned(),
+    };
     out += &format!(
-        "limits.max_request_body: {} bytes\n",
-        c.limits.max_request_body
+        "limits.max_request_body: {} bytes; buffer budget {} bytes\n",
+        c.limits.max_request_body, c.limits.buffer_budget
     );
     let i = &c.inspection;
     out += &format!(

@@ -41,10 +41,9 @@ impl LocalDir {
                 source: format!("{}", dest.display()).into(),
             });
         };
-        let new = bytes.len() as u64;
         ensure_dir(dir).map_err(|e| classify(dir, e))?;
         if let Some(existing) = size_of(&dest).map_err(|e| classify(&dest, e))? {
-            return compare(existing, new);
+            return compare(&dest, existing, bytes);
         }
         let tmp = dir.join(format!(
             ".{}.{}.{}.tmp",
@@ -58,7 +57,7 @@ impl LocalDir {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 let existing = size_of(&dest).map_err(|e| classify(&dest, e))?;
-                return compare(existing.unwrap_or(0), new);
+                return compare(&dest, existing.unwrap_or(0), bytes);
             }
             // No hard links here (EPERM / EOPNOTSUPP): rename after checking.
             Err(e)
@@ -68,7 +67,7 @@ impl LocalDir {
                 ) =>
             {
                 if let Some(existing) = size_of(&dest).map_err(|e| classify(&dest, e))? {
-                    return compare(existing, new);
+                    return compare(&dest, existing, bytes);
                 }
                 fs::rename(&tmp, &dest).map_err(|e| classify(&dest, e))?;
             }
@@ -81,6 +80,12 @@ impl LocalDir {
 
     /// Keys of the files under `<root>/<prefix>` (a `/`-separated directory prefix,
     /// possibly empty), sorted; hidden and temporary files are left out.
+    /// The bytes stored under `key`.
+    pub(super) fn get(&self, key: &str) -> Result<Vec<u8>, BoxError> {
+        let path = self.root.join(key);
+        fs::read(&path).map_err(|e| io_err(&path, e))
+    }
+
     pub(super) fn list(&self, prefix: &str) -> Result<Vec<String>, BoxError> {
         let start = if prefix.is_empty() {
             self.root.clone()
@@ -133,8 +138,10 @@ impl Drop for TmpFile<'_> {
     }
 }
 
-fn compare(existing: u64, new: u64) -> Result<UploadOutcome, Failure> {
-    if existing == new {
+/// A file is already stored under the name: the same bytes (an earlier attempt
+/// landed) or a conflict (a size alone could be forged).
+fn compare(path: &Path, existing: u64, bytes: &[u8]) -> Result<UploadOutcome, Failure> {
+    if existing == bytes.len() as u64 && fs::read(path).map_err(|e| classify(path, e))? == bytes {
         Ok(UploadOutcome::AlreadyPresent)
     } else {
         Err(Failure::Conflict { existing })

@@ -140,7 +140,6 @@ impl Remote {
     /// One attempt at creating `key`.
     pub(super) async fn put(&self, key: &str, bytes: &Bytes) -> Result<UploadOutcome, Failure> {
         let path = self.path(key)?;
-        let len = bytes.len() as u64;
         if self.conditional.load(Ordering::Relaxed) {
             let result = self
                 .store
@@ -153,7 +152,7 @@ impl Remote {
             match result {
                 Ok(_) => return Ok(UploadOutcome::Created),
                 Err(e) => match classify(&e) {
-                    Class::Exists => return self.compare_existing(&path, len).await,
+                    Class::Exists => return self.compare_existing(&path, bytes).await,
                     Class::Unsupported => {
                         self.conditional.store(false, Ordering::Relaxed);
                         tracing::warn!(
@@ -168,7 +167,7 @@ impl Remote {
             }
         }
         match self.store.head(&path).await {
-            Ok(meta) => return compare(meta.size, len),
+            Ok(_) => return self.compare_existing(&path, bytes).await,
             Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(classify(&e).into_failure(e)),
         }
@@ -186,11 +185,38 @@ impl Remote {
         }
     }
 
-    async fn compare_existing(&self, path: &Path, len: u64) -> Result<UploadOutcome, Failure> {
+    async fn compare_existing(&self, path: &Path, bytes: &Bytes) -> Result<UploadOutcome, Failure> {
+        let len = bytes.len() as u64;
         match self.store.head(path).await {
-            Ok(meta) => compare(meta.size, len),
+            Ok(meta) if meta.size != len => Err(Failure::Conflict {
+                existing: meta.size,
+            }),
+            // The same size: the same bytes, or a conflict (a size alone could be
+            // forged).
+            Ok(meta) => match self.store.get(path).await {
+                Ok(found) => match found.bytes().await {
+                    Ok(found) if found == *bytes => Ok(UploadOutcome::AlreadyPresent),
+                    Ok(_) => Err(Failure::Conflict {
+                        existing: meta.size,
+                    }),
+                    Err(e) => Err(classify(&e).into_failure(e)),
+                },
+                Err(e) => Err(classify(&e).into_failure(e)),
+            },
             // Deleted between the PUT and the HEAD: the next attempt creates it.
             Err(e @ Error::NotFound { .. }) => Err(Failure::Transient(Box::new(e))),
+            Err(e) => Err(classify(&e).into_failure(e)),
+        }
+    }
+
+    /// The bytes stored under `key`.
+    pub(super) async fn get(&self, key: &str) -> Result<Bytes, Failure> {
+        let path = self.path(key)?;
+        match self.store.get(&path).await {
+            Ok(result) => match result.bytes().await {
+                Ok(bytes) => Ok(bytes),
+                Err(e) => Err(classify(&e).into_failure(e)),
+            },
             Err(e) => Err(classify(&e).into_failure(e)),
         }
     }
@@ -244,15 +270,10 @@ fn put_options(mode: PutMode) -> PutOptions {
     }
 }
 
-fn compare(existing: u64, new: u64) -> Result<UploadOutcome, Failure> {
-    if existing == new {
-        Ok(UploadOutcome::AlreadyPresent)
-    } else {
-        Err(Failure::Conflict { existing })
-    }
-}
-
+/// Every PUT carries its SHA-256 (`x-amz-checksum-sha256`): the store checks what
+/// it received, and buckets under Object Lock require a checksum on writes.
 fn s3_builder(mut b: AmazonS3Builder, s3: &S3Options) -> AmazonS3Builder {
+    b = b.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
     if let Some(region) = &s3.region {
         b = b.with_region(region);
     }

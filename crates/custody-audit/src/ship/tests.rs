@@ -79,6 +79,25 @@ async fn local_second_upload_of_same_size_is_already_present() {
 }
 
 #[tokio::test]
+async fn local_same_size_other_bytes_is_a_conflict_not_already_present() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shipper = local(tmp.path());
+    shipper
+        .upload(KEY, Bytes::from_static(b"original"))
+        .await
+        .unwrap();
+    let err = shipper
+        .upload(KEY, Bytes::from_static(b"forgery!"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ShipError::Conflict { existing: 8, .. }),
+        "{err:?}"
+    );
+    assert_eq!(fs::read(tmp.path().join(KEY)).unwrap(), b"original");
+}
+
+#[tokio::test]
 async fn local_different_size_is_a_conflict_and_never_overwrites() {
     let tmp = tempfile::tempdir().unwrap();
     let shipper = local(tmp.path());

@@ -24,6 +24,22 @@ pub(crate) struct BuiltFile {
     pub(crate) bytes: Bytes,
     /// Rows in it.
     pub(crate) rows: u64,
+    /// The earliest and latest `event_time` in it (µs).
+    pub(crate) event_times: (i64, i64),
+}
+
+impl BuiltFile {
+    /// What a digest records of it.
+    pub(crate) fn entry(&self) -> crate::digest::FileEntry {
+        crate::digest::FileEntry {
+            key: self.key.clone(),
+            sha256: crate::digest::sha256_hex(&self.bytes),
+            bytes: self.bytes.len() as u64,
+            rows: self.rows,
+            event_time_min: crate::read::rfc3339(self.event_times.0),
+            event_time_max: crate::read::rfc3339(self.event_times.1),
+        }
+    }
 }
 
 /// `dt=YYYY-MM-DD/hour=HH/<instance>-<spool id>-<segment:08>.parquet`.
@@ -40,6 +56,7 @@ struct PartFile {
     builder: BatchBuilder,
     encoder: ArrowWriter<Vec<u8>>,
     rows: u64,
+    event_times: (i64, i64),
 }
 
 /// The files of one segment being built, rows encoded as they come (compressed in
@@ -72,10 +89,15 @@ impl SegmentFiles {
                     Some(writer_properties()),
                 )?,
                 rows: 0,
+                event_times: (i64::MAX, i64::MIN),
             }),
         };
         part.builder.append(row);
         part.rows += 1;
+        part.event_times = (
+            part.event_times.0.min(row.event_time),
+            part.event_times.1.max(row.event_time),
+        );
         if part.builder.len() >= ENCODE_ROWS {
             let batch = part.builder.finish()?;
             part.encoder.write(&batch)?;
@@ -104,6 +126,7 @@ impl SegmentFiles {
                 key: file_key(instance, spool_id, segment, partition),
                 bytes: Bytes::from(bytes),
                 rows: part.rows,
+                event_times: part.event_times,
             });
         }
         Ok(out)

@@ -44,6 +44,8 @@ pub(super) struct Roller {
     unsealed_since: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// The signed digest chain over delivered files (`audit.digests`).
+    chain: Option<crate::digest::Chain>,
 }
 
 /// How a round of uploads ended.
@@ -62,6 +64,7 @@ impl Roller {
         spool_id: &str,
         replay_until: Option<u64>,
         roll_age: Duration,
+        chain: Option<crate::digest::Chain>,
     ) -> Self {
         let restored_gaps = if replay_until.is_some() {
             lock(&shared.gap).restored_ids()
@@ -83,6 +86,7 @@ impl Roller {
             unsealed_since: None,
             retry_at: None,
             backoff: Duration::ZERO,
+            chain,
         }
     }
 
@@ -110,6 +114,8 @@ impl Roller {
                     }
                     Ok(Some(Command::Stop(deadline, done))) => {
                         let report = self.drain(Some(deadline)).await;
+                        self.digest(crate::digest::Kind::Shutdown, Some(deadline))
+                            .await;
                         let _ = done.send(report);
                         return;
                     }
@@ -192,7 +198,11 @@ impl Roller {
         if !force && self.retry_at.is_some_and(|t| Instant::now() < t) {
             return false;
         }
-        match self.process(deadline).await {
+        let outcome = self.process(deadline).await;
+        if self.chain.as_ref().is_some_and(crate::digest::Chain::due) {
+            self.digest(crate::digest::Kind::Periodic, deadline).await;
+        }
+        match outcome {
             Outcome::Idle => {
                 self.retry_at = None;
                 self.backoff = Duration::ZERO;
@@ -430,7 +440,46 @@ impl Roller {
         true
     }
 
+    /// Writes a digest of what was delivered since the last one; a failure is
+    /// logged and retried at the next round.
+    async fn digest(&mut self, kind: crate::digest::Kind, deadline: Option<Instant>) {
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        let write = chain.write(&self.shipper, kind);
+        let result = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), write).await.ok(),
+            None => Some(write.await),
+        };
+        let stats = &self.shared.stats;
+        match result {
+            Some(Ok(())) => {
+                stats.digests_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(e)) => {
+                stats.digest_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, ?kind, "audit digest not written; retried at the next round");
+            }
+            None => {
+                stats.digest_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    ?kind,
+                    "audit digest not written before the shutdown deadline; the next start writes it"
+                );
+            }
+        }
+    }
+
     fn commit(&mut self, p: Prepared) {
+        if let Some(chain) = self.chain.as_mut()
+            && let Err(e) = chain.delivered(p.files.iter().map(super::files::BuiltFile::entry))
+        {
+            self.shared
+                .stats
+                .digest_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "cannot record delivered audit files for the digest chain; no digest will list them");
+        }
         self.restored_gaps_spooled(&p.gaps_found);
         let stats = &self.shared.stats;
         self.pairing = p.pairing;

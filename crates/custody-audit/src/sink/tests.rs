@@ -26,6 +26,7 @@ fn config(root: &Path, max_bytes: u64, on_full: OnFull) -> SinkConfig {
         roll_rows: 100_000,
         roll_age: Duration::from_secs(3600),
         instance: "test".into(),
+        digests: None,
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) mod defaults {
     pub(crate) const ROLL_ROWS: usize = 10_000;
     pub(crate) const ROLL_BYTES: u64 = 64 << 20;
     pub(crate) const ROLL_AGE: Duration = Duration::from_secs(10);
+    pub(crate) const DIGEST_INTERVAL: Duration = Duration::from_secs(3600);
 }
 
 /// `audit` as written.
@@ -37,6 +38,7 @@ pub(crate) struct RawAudit {
     pub(crate) spool: Option<RawSpool>,
     pub(crate) roll: Option<RawRoll>,
     pub(crate) s3: Option<RawS3>,
+    pub(crate) digests: Option<RawDigests>,
     pub(crate) flush_rows: Option<usize>,
     pub(crate) flush_interval: Option<NumberOrText>,
 }
@@ -56,6 +58,14 @@ pub(crate) struct RawRoll {
     pub(crate) rows: Option<usize>,
     pub(crate) bytes: Option<NumberOrText>,
     pub(crate) age: Option<NumberOrText>,
+}
+
+/// `audit.digests`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDigests {
+    pub(crate) interval: Option<NumberOrText>,
+    pub(crate) signing_key_file: Option<String>,
 }
 
 /// `audit.s3`.
@@ -96,6 +106,17 @@ pub struct AuditConfig {
     pub roll_age: Duration,
     /// S3 options (s3:// sinks only).
     pub s3: S3Config,
+    /// Signed digests over the delivered files; `None` (no `audit.digests`): none.
+    pub digests: Option<DigestsConfig>,
+}
+
+/// `audit.digests`: signed digests over the trail (docs/verify.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DigestsConfig {
+    /// How often a digest is written (and at shutdown).
+    pub interval: Duration,
+    /// The Ed25519 private key (PKCS#8 PEM), read at start.
+    pub signing_key_file: PathBuf,
 }
 
 /// `audit.s3`: applied over the `AWS_*` environment. Secrets come from files
@@ -349,7 +370,32 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         }
     };
 
+    let digests = raw.digests.and_then(|d| {
+        let interval = d
+            .interval
+            .and_then(|v| duration("audit.digests.interval", &v, issues))
+            .unwrap_or(defaults::DIGEST_INTERVAL);
+        if interval < Duration::from_secs(1) {
+            push(issues, "audit.digests.interval", "must be at least 1s");
+        }
+        match d.signing_key_file {
+            Some(f) if !f.trim().is_empty() => Some(DigestsConfig {
+                interval,
+                signing_key_file: PathBuf::from(f),
+            }),
+            _ => {
+                push(
+                    issues,
+                    "audit.digests.signing_key_file",
+                    "required: the Ed25519 private key digests are signed with (custody keygen --out FILE makes one)",
+                );
+                None
+            }
+        }
+    });
+
     AuditConfig {
+        digests,
         sink,
         dir,
         durability,

@@ -662,3 +662,22 @@ fn buffer_budget_and_http2_limits() {
         assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
     }
 }
+
+#[test]
+fn audit_digests() {
+    let c = Config::from_yaml_str("audit:\n  digests: {signing_key_file: /k.pem}\n", "t.yaml")
+        .expect("valid");
+    let d = c.audit.digests.expect("digests");
+    assert_eq!(d.interval, std::time::Duration::from_secs(3600));
+    assert_eq!(d.signing_key_file, std::path::PathBuf::from("/k.pem"));
+    assert!(Config::defaults().audit.digests.is_none());
+    let got = Config::from_yaml_str("audit:\n  digests: {interval: 500ms}\n", "t.yaml")
+        .expect_err("invalid")
+        .to_string();
+    for expected in [
+        "audit.digests.interval: must be at least 1s",
+        "audit.digests.signing_key_file: required",
+    ] {
+        assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
+    }
+}

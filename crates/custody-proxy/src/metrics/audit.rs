@@ -110,6 +110,16 @@ pub(crate) fn render(o: &mut Out, audit: &AuditSink) {
         &a.gap_rows,
     );
     o.counter(
+        "custody_audit_digests_written_total",
+        "Signed digests stored on the sink (audit.digests): one per interval and one at shutdown.",
+        &a.digests_written,
+    );
+    o.counter(
+        "custody_audit_digest_failures_total",
+        "Digests that could not be stored (retried at the next round), and delivered files that could not be recorded for one.",
+        &a.digest_failures,
+    );
+    o.counter(
         "custody_audit_damage_gap_rows_total",
         "Gap rows written for spool records lost to disk damage, or for an unreadable count of unrecorded requests.",
         &a.damage_gap_rows,

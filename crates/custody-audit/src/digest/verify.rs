@@ -1,0 +1,384 @@
+//! Verifying a trail against its digests (`custody verify`; the procedure is
+//! `docs/verify.md`'s, step by step):
+//!
+//! 1. List the sink: audit files (`*.parquet`), digests (`digests/**.json`) and
+//!    their signatures (`<digest>.sig`).
+//! 2. Each digest: its signature must verify with the trusted key its
+//!    `key_fingerprint` names; it must parse, be of a known version, and be stored
+//!    under the key its own fields give. Only digests that pass are trusted.
+//! 3. Chains (instance, spool id): every trusted digest either links to a previous
+//!    digest — which must be there, with the hash and signature the link names,
+//!    and linked from no other digest — or says why the chain starts. A chain whose
+//!    newest digest is not a shutdown digest and ended more than one interval
+//!    before `to` is unclosed.
+//! 4. Files: every file a trusted digest lists must be there, under its key, with
+//!    its SHA-256; every audit file on the sink must be listed by a trusted digest,
+//!    except the files of a running chain's current period (after its newest
+//!    digest, when that is not a shutdown digest): those are counted as pending.
+
+use super::keys::PublicKey;
+use super::{DIGEST_VERSION, Digest, Kind, PREFIX, SIGNATURE_SUFFIX};
+use crate::ship::{ShipError, Shipper};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// What to check.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The keys digests may be signed with (several across a rotation).
+    pub keys: Vec<PublicKey>,
+    /// Check files whose hour partition starts at or after this (µs since the epoch).
+    pub from: Option<i64>,
+    /// ... and before this; also the time chains are judged unclosed at. `None`: now.
+    pub to: Option<i64>,
+    /// `audit.digests.interval` of the writers.
+    pub interval: Duration,
+}
+
+/// One thing wrong with the trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What (see `docs/verify.md`): `file_missing`, `file_moved`, `file_modified`,
+    /// `file_not_covered`, `digest_unsigned`, `digest_bad_signature`,
+    /// `digest_unknown_key`, `digest_unreadable`, `digest_misplaced`,
+    /// `digest_missing`, `digest_modified`, `chain_fork`, `chain_break`,
+    /// `chain_unclosed`.
+    pub kind: &'static str,
+    /// The object it is about.
+    pub key: String,
+    /// The details.
+    pub detail: String,
+}
+
+/// The outcome.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Audit files checked against a digest.
+    pub files: u64,
+    /// Rows in them (as the digests say).
+    pub rows: u64,
+    /// Files after their chain's newest digest (not yet covered).
+    pub files_pending: u64,
+    /// Digests read.
+    pub digests: u64,
+    /// Chains (instance and spool).
+    pub chains: u64,
+    /// Digest periods covered, summed over the chains (seconds).
+    pub period_seconds: f64,
+    /// Everything wrong, in a stable order.
+    pub findings: Vec<Finding>,
+}
+
+struct Loaded {
+    digest: Digest,
+}
+
+/// Verifies the trail on `sink`.
+pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipError> {
+    let mut report = Report::default();
+    let mut find = |kind, key: &str, detail: String| {
+        report.findings.push(Finding {
+            kind,
+            key: key.to_owned(),
+            detail,
+        });
+    };
+    let listing = sink.list("").await?;
+    let stored: HashSet<&str> = listing.iter().map(String::as_str).collect();
+    let files: Vec<&str> = listing
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with(PREFIX) && k.ends_with(".parquet"))
+        .collect();
+    let digest_keys: Vec<&str> = listing
+        .iter()
+        .map(String::as_str)
+        .filter(|k| k.starts_with(&format!("{PREFIX}/")) && k.ends_with(".json"))
+        .collect();
+
+    // 2. Digests.
+    let mut all: HashMap<String, (String, String)> = HashMap::new();
+    let mut trusted: Vec<Loaded> = Vec::new();
+    for &key in &digest_keys {
+        report.digests += 1;
+        let body = sink.get(key).await?;
+        let sha256 = super::sha256_hex(&body);
+        let sig_key = format!("{key}{SIGNATURE_SUFFIX}");
+        let signature = if stored.contains(sig_key.as_str()) {
+            String::from_utf8_lossy(&sink.get(&sig_key).await?)
+                .trim()
+                .to_owned()
+        } else {
+            String::new()
+        };
+        all.insert(key.to_owned(), (sha256.clone(), signature.clone()));
+        if signature.is_empty() {
+            find("digest_unsigned", key, format!("no signature ({sig_key})"));
+            continue;
+        }
+        let digest = match serde_json::from_slice::<Digest>(&body) {
+            Ok(d) if d.digest_version == DIGEST_VERSION => d,
+            Ok(d) => {
+                find(
+                    "digest_unreadable",
+                    key,
+                    format!(
+                        "digest_version {} is not {DIGEST_VERSION}",
+                        d.digest_version
+                    ),
+                );
+                continue;
+            }
+            Err(e) => {
+                find("digest_unreadable", key, format!("not a digest: {e}"));
+                continue;
+            }
+        };
+        let Some(public) = options
+            .keys
+            .iter()
+            .find(|k| k.fingerprint() == digest.key_fingerprint)
+        else {
+            find(
+                "digest_unknown_key",
+                key,
+                format!(
+                    "signed with {}, which is not among the trusted keys",
+                    digest.key_fingerprint
+                ),
+            );
+            continue;
+        };
+        let valid = super::unb64(&signature).is_some_and(|s| public.verifies(&body, &s));
+        if !valid {
+            find(
+                "digest_bad_signature",
+                key,
+                format!(
+                    "the signature does not verify with {}",
+                    digest.key_fingerprint
+                ),
+            );
+            continue;
+        }
+        if digest.key() != key {
+            find(
+                "digest_misplaced",
+                key,
+                format!("its fields name {}", digest.key()),
+            );
+            continue;
+        }
+        trusted.push(Loaded { digest });
+    }
+
+    // 3. Chains.
+    let mut chains: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, l) in trusted.iter().enumerate() {
+        chains
+            .entry((l.digest.instance.clone(), l.digest.spool_id.clone()))
+            .or_default()
+            .push(i);
+    }
+    report.chains = chains.len() as u64;
+    let mut linked: HashMap<&str, &str> = HashMap::new();
+    for l in &trusted {
+        let key = l.digest.key();
+        match (&l.digest.previous, &l.digest.chain_start) {
+            (Some(link), _) => {
+                match all.get(&link.key) {
+                    None => find(
+                        "digest_missing",
+                        &link.key,
+                        format!("named as the previous digest by {key}"),
+                    ),
+                    Some((sha, sig)) if *sha != link.sha256 || *sig != link.signature => find(
+                        "digest_modified",
+                        &link.key,
+                        format!("{key} names it with another hash or signature than it has"),
+                    ),
+                    Some(_) => {}
+                }
+                if let Some(other) = linked.insert(link.key.as_str(), l.digest.start_id.as_str())
+                    && other != l.digest.start_id
+                {
+                    find(
+                        "chain_fork",
+                        &link.key,
+                        format!(
+                            "named as the previous digest by more than one digest ({key} among them)"
+                        ),
+                    );
+                }
+            }
+            (None, Some(_)) => {}
+            (None, None) => find(
+                "chain_break",
+                &key,
+                "links to no previous digest and gives no reason".to_owned(),
+            ),
+        }
+    }
+    let to = options.to.unwrap_or_else(now_micros);
+    let interval = i64::try_from(options.interval.as_micros()).unwrap_or(i64::MAX);
+    let mut newest: HashMap<(String, String), &Loaded> = HashMap::new();
+    for (chain, members) in &chains {
+        let last = members.iter().map(|&i| &trusted[i]).max_by(|a, b| {
+            (&a.digest.start_id, a.digest.sequence).cmp(&(&b.digest.start_id, b.digest.sequence))
+        });
+        for &i in members {
+            let d = &trusted[i].digest;
+            if let (Some(s), Some(e)) = (micros(&d.period_start), micros(&d.period_end)) {
+                report.period_seconds += (e - s) as f64 / 1e6;
+            }
+        }
+        if let Some(last) = last {
+            let ended = micros(&last.digest.period_end).unwrap_or(0);
+            if last.digest.kind != Kind::Shutdown && ended < to.saturating_sub(interval) {
+                find(
+                    "chain_unclosed",
+                    &last.digest.key(),
+                    format!(
+                        "the newest digest of {}-{} is not a shutdown digest and ended at {} (more than one interval before {})",
+                        chain.0,
+                        chain.1,
+                        last.digest.period_end,
+                        crate::read::rfc3339(to)
+                    ),
+                );
+            }
+            newest.insert(chain.clone(), last);
+        }
+    }
+
+    // 4. Files.
+    let in_range = |key: &str| {
+        let Some(hour) = partition_micros(key) else {
+            return true;
+        };
+        options.from.is_none_or(|f| hour + 3_600_000_000 > f) && hour < to
+    };
+    let mut by_name: HashMap<&str, Vec<&str>> = HashMap::new();
+    for &f in &files {
+        by_name.entry(name_of(f)).or_default().push(f);
+    }
+    let mut covered: HashSet<&str> = HashSet::new();
+    for l in &trusted {
+        for entry in &l.digest.files {
+            covered.insert(entry.key.as_str());
+            if !in_range(&entry.key) {
+                continue;
+            }
+            report.files += 1;
+            report.rows += entry.rows;
+            if !stored.contains(entry.key.as_str()) {
+                match by_name.get(name_of(&entry.key)) {
+                    Some(elsewhere) => find(
+                        "file_moved",
+                        &entry.key,
+                        format!(
+                            "not there; a file of its name is at {}",
+                            elsewhere.join(", ")
+                        ),
+                    ),
+                    None => find(
+                        "file_missing",
+                        &entry.key,
+                        format!("listed by {}", l.digest.key()),
+                    ),
+                }
+                continue;
+            }
+            let bytes = sink.get(&entry.key).await?;
+            let sha = super::sha256_hex(&bytes);
+            if sha != entry.sha256 {
+                find(
+                    "file_modified",
+                    &entry.key,
+                    format!(
+                        "SHA-256 {sha} ({} bytes), {} lists {} ({} bytes)",
+                        bytes.len(),
+                        l.digest.key(),
+                        entry.sha256,
+                        entry.bytes
+                    ),
+                );
+            }
+        }
+    }
+    for &f in &files {
+        if covered.contains(f) || !in_range(f) {
+            continue;
+        }
+        let running = chain_of_file(f)
+            .and_then(|c| newest.get(&c))
+            .is_some_and(|l| l.digest.kind != Kind::Shutdown);
+        if running {
+            report.files_pending += 1;
+        } else {
+            find(
+                "file_not_covered",
+                f,
+                "no trusted digest lists it".to_owned(),
+            );
+        }
+    }
+    report
+        .findings
+        .sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+    Ok(report)
+}
+
+fn name_of(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+/// `(instance, spool id)` of `<instance>-<spool id>-<segment>.parquet`.
+fn chain_of_file(key: &str) -> Option<(String, String)> {
+    let stem = name_of(key).strip_suffix(".parquet")?;
+    let mut parts = stem.rsplitn(3, '-');
+    let _segment = parts.next()?;
+    let spool = parts.next()?;
+    let instance = parts.next()?;
+    Some((instance.to_owned(), spool.to_owned()))
+}
+
+/// The start of the hour partition `dt=YYYY-MM-DD/hour=HH/...` names (µs).
+fn partition_micros(key: &str) -> Option<i64> {
+    let mut parts = key.split('/');
+    let date = parts.next()?.strip_prefix("dt=")?;
+    let hour: i64 = parts.next()?.strip_prefix("hour=")?.parse().ok()?;
+    micros(&format!("{date}T00:00:00Z")).map(|day| day + hour * 3_600_000_000)
+}
+
+/// An RFC 3339 time in µs since the epoch.
+pub fn micros(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_partitions_parse() {
+        assert_eq!(
+            chain_of_file("dt=2026-12-05/hour=07/my-pod-0199abc-00000012.parquet"),
+            Some(("my-pod".to_owned(), "0199abc".to_owned()))
+        );
+        assert_eq!(
+            partition_micros("dt=1970-01-02/hour=01/x.parquet"),
+            Some((24 + 1) * 3_600_000_000)
+        );
+        assert_eq!(micros("1970-01-01T00:00:01.5Z"), Some(1_500_000));
+    }
+}

@@ -1,0 +1,326 @@
+//! Tamper evidence through the real binary: custody signs digests over the files it
+//! delivers, chained across clean restarts and a SIGKILL; `custody verify` accepts
+//! the trail it wrote and reports every kind of tampering with its own finding.
+
+use custody_audit::digest::{Digest, SIGNATURE_SUFFIX, SigningKey};
+use custody_tests::harness::{Custody, custody_bin};
+use custody_tests::stub::Stub;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// `custody keygen --out <dir>/<name>`: the private and public key files.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let out = dir.join(name);
+    let status = Command::new(custody_bin())
+        .args(["keygen", "--out"])
+        .arg(&out)
+        .output()
+        .expect("keygen");
+    assert!(status.status.success(), "{status:?}");
+    let public = PathBuf::from(format!("{}.pub", out.display()));
+    (out, public)
+}
+
+/// `custody verify <sink> --public-key <key> --json` and extra arguments: the exit
+/// code and the report.
+fn verify(sink: &Path, key: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(custody_bin())
+        .arg("verify")
+        .arg(sink)
+        .arg("--public-key")
+        .arg(key)
+        .args(["--json", "--interval", "1s"])
+        .args(extra)
+        .output()
+        .expect("verify");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn kinds(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Every file under `dir` (relative, sorted), skipping the spool.
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".spool") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+}
+
+async fn traffic(custody: &Custody, n: usize) {
+    for _ in 0..n {
+        let req = custody_tests::client::request("GET", "/openai/v1/models")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        // The stub answers 404: a row like any other.
+        custody_tests::client::send_collect(&custody.tcp(), req)
+            .await
+            .expect("answered");
+    }
+}
+
+/// A trail written by custody with digests every second, across two clean
+/// restarts and a SIGKILL with requests in flight.
+async fn write_trail(work: &Path, key: &Path) -> PathBuf {
+    let stub = Stub::start().await;
+    let sink = work.join("sink");
+    let config = format!(
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\naudit:\n  sink: {}\n  spool: {{dir: {}}}\n  roll: {{age: 200ms}}\n  digests: {{interval: 1s, signing_key_file: {}}}\n",
+        stub.url(),
+        sink.display(),
+        work.join("spool").display(),
+        key.display()
+    );
+    for round in 0..4 {
+        let mut custody = Custody::start(&config);
+        traffic(&custody, 20).await;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        traffic(&custody, 20).await;
+        if round == 1 {
+            // Killed with rows spooled and files not yet in a digest.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            custody.kill();
+        } else {
+            custody.stop();
+        }
+    }
+    sink
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (private, public) = keygen(work.path(), "digest.pem");
+    let (other_private, other_public) = keygen(work.path(), "other.pem");
+    let mode = std::fs::metadata(&private).expect("key").permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let sink = write_trail(work.path(), &private).await;
+
+    // The clean trail: every file covered, one chain across the restarts and the
+    // kill, no findings.
+    let (code, report) = verify(&sink, &public, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(kinds(&report), Vec::<String>::new());
+    assert_eq!(report["chains"], 1, "{report:#}");
+    assert_eq!(report["files_pending"], 0, "{report:#}");
+    assert_eq!(
+        report["rows"], 160,
+        "every request's row is covered: {report:#}"
+    );
+    let digests = files(&sink, ".json");
+    // At least a periodic digest per start, and a shutdown digest per clean stop.
+    assert!(digests.len() >= 7, "{digests:?}");
+    let starts: Vec<Digest> = digests
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).expect("digest")).expect("parse"))
+        .filter(|d: &Digest| d.previous.is_none())
+        .collect();
+    assert_eq!(starts.len(), 1, "one chain start for four starts");
+    // The wrong key trusts nothing.
+    let (code, report) = verify(&sink, &other_public, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        kinds(&report)
+            .iter()
+            .all(|k| k == "digest_unknown_key" || k == "file_not_covered")
+    );
+
+    let parquet = files(&sink, ".parquet");
+    assert!(parquet.len() >= 4, "{parquet:?}");
+    let other_key = SigningKey::read(&other_private).expect("other key");
+    // Each case on a fresh copy: what is done, and the finding it must produce.
+    type Tamper = Box<dyn Fn(&Path, &[PathBuf], &[PathBuf])>;
+    let rel = |p: &Path| p.strip_prefix(&sink).expect("in sink").to_path_buf();
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "delete a file",
+            Box::new(|root, p, _| std::fs::remove_file(root.join(&p[0])).expect("rm")),
+            "file_missing",
+        ),
+        (
+            "flip one byte",
+            Box::new(|root, p, _| {
+                let path = root.join(&p[1]);
+                let mut bytes = std::fs::read(&path).expect("read");
+                let i = bytes.len() / 2;
+                bytes[i] ^= 1;
+                std::fs::write(&path, bytes).expect("write");
+            }),
+            "file_modified",
+        ),
+        (
+            "truncate a file",
+            Box::new(|root, p, _| {
+                let path = root.join(&p[0]);
+                let bytes = std::fs::read(&path).expect("read");
+                std::fs::write(&path, &bytes[..bytes.len() - 100]).expect("write");
+            }),
+            "file_modified",
+        ),
+        (
+            "swap two files",
+            Box::new(|root, p, _| {
+                let (a, b) = (root.join(&p[0]), root.join(&p[2]));
+                let (x, y) = (std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+                std::fs::write(&a, y).expect("a");
+                std::fs::write(&b, x).expect("b");
+            }),
+            "file_modified",
+        ),
+        (
+            "move a file to another partition",
+            Box::new(|root, p, _| {
+                let from = root.join(&p[0]);
+                let to = root.join("dt=2020-01-01/hour=00");
+                std::fs::create_dir_all(&to).expect("mkdir");
+                std::fs::rename(&from, to.join(from.file_name().expect("name"))).expect("mv");
+            }),
+            "file_moved",
+        ),
+        (
+            "delete a digest",
+            Box::new(|root, _, d| {
+                std::fs::remove_file(root.join(&d[2])).expect("rm");
+                let sig = format!("{}{SIGNATURE_SUFFIX}", root.join(&d[2]).display());
+                std::fs::remove_file(sig).expect("rm sig");
+            }),
+            "digest_missing",
+        ),
+        (
+            "edit a digest",
+            Box::new(|root, _, d| {
+                let path = root.join(&d[1]);
+                let text = std::fs::read_to_string(&path).expect("read");
+                let edited = text.replacen("\"rows\": ", "\"rows\": 1", 1);
+                assert_ne!(text, edited, "the digest lists a file");
+                std::fs::write(&path, edited).expect("write");
+            }),
+            "digest_bad_signature",
+        ),
+        (
+            "re-sign a digest with another key",
+            Box::new(move |root, _, d| {
+                let path = root.join(&d[1]);
+                let mut digest: Digest =
+                    serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("parse");
+                digest.key_fingerprint = other_key.public().fingerprint().to_owned();
+                let body = digest.to_bytes();
+                std::fs::write(&path, &body).expect("write");
+                let sig = b64(&other_key.sign(&body));
+                std::fs::write(format!("{}{SIGNATURE_SUFFIX}", path.display()), sig).expect("sig");
+            }),
+            "digest_unknown_key",
+        ),
+        (
+            "drop the newest digest",
+            Box::new(|root, _, d| {
+                let last = root.join(d.last().expect("digests"));
+                std::fs::remove_file(&last).expect("rm");
+                std::fs::remove_file(format!("{}{SIGNATURE_SUFFIX}", last.display()))
+                    .expect("rm sig");
+            }),
+            "chain_unclosed",
+        ),
+    ];
+    let parquet: Vec<PathBuf> = parquet.iter().map(|p| rel(p)).collect();
+    // Digests in chain order (their names sort by start, then sequence) that list
+    // a file.
+    let mut ordered: Vec<PathBuf> = digests.iter().map(|p| rel(p)).collect();
+    ordered.sort_by_key(|p| p.file_name().map(std::ffi::OsStr::to_os_string));
+    let listing: Vec<PathBuf> = ordered
+        .iter()
+        .filter(|p| {
+            let d: Digest =
+                serde_json::from_slice(&std::fs::read(sink.join(p)).expect("read")).expect("d");
+            !d.files.is_empty()
+        })
+        .cloned()
+        .collect();
+    for (i, (what, tamper, expected)) in cases.iter().enumerate() {
+        let copy = work.path().join(format!("case-{i}"));
+        copy_dir(&sink, &copy);
+        let digests = if *expected == "chain_unclosed" {
+            &ordered
+        } else {
+            &listing
+        };
+        tamper(&copy, &parquet, digests);
+        // A chain's missing newest digest shows once the next was due: judged as
+        // of a minute from now (a verifier run later).
+        let later = custody_audit::read::rfc3339(
+            i64::try_from(
+                (std::time::SystemTime::now() + Duration::from_secs(60))
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_micros(),
+            )
+            .expect("micros"),
+        );
+        let (code, report) = verify(&copy, &public, &["--to", &later]);
+        assert_eq!(code, 1, "{what}: {report:#}");
+        assert!(
+            kinds(&report).iter().any(|k| k == expected),
+            "{what}: expected {expected} in {report:#}"
+        );
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    // Standard base64, as custody writes signatures.
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.len();
+        let v = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for j in 0..4 {
+            if j <= n {
+                out.push(ALPHABET[((v >> (18 - 6 * j)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
