@@ -324,3 +324,89 @@ fn b64(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custody_verify_reads_an_s3_sink_and_reports_tampering_there() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (private, public) = keygen(work.path(), "digest.pem");
+    let root = work.path().join("s3");
+    std::fs::create_dir_all(root.join("audit")).expect("bucket");
+    let server = custody_tests::s3::S3Server::start(&root, custody_tests::harness::free_port());
+    let secret = work.path().join("secret");
+    std::fs::write(&secret, custody_tests::s3::SECRET_KEY).expect("secret");
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\naudit:\n  sink: 's3://audit/trail'\n  spool: {{dir: '{}'}}\n  roll: {{age: 200ms}}\n  s3: {{endpoint: 'http://127.0.0.1:{}', region: us-east-1, path_style: true, access_key_id: {}, secret_access_key_file: '{}'}}\n  digests: {{interval: 1s, signing_key_file: {}}}\n",
+        stub.url(),
+        work.path().join("spool").display(),
+        server.port,
+        custody_tests::s3::ACCESS_KEY,
+        secret.display(),
+        private.display()
+    ));
+    traffic(&custody, 20).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    traffic(&custody, 20).await;
+    let req = custody_tests::client::request("GET", "/openai/v1/models")
+        .header("x-custody-session", "conv-s3")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    custody_tests::client::send_collect(&custody.tcp(), req)
+        .await
+        .expect("answered");
+    custody.stop();
+    let s3_env = |c: &mut Command| {
+        c.env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", server.port),
+        )
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", custody_tests::s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", custody_tests::s3::SECRET_KEY);
+    };
+    // `custody trail` reads the same sink.
+    let mut trail = Command::new(custody_bin());
+    trail.args(["trail", "--sink", "s3://audit/trail", "--session", "hdr:"]);
+    s3_env(&mut trail);
+    let out = trail.output().expect("trail");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("conv-s3"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify_s3 = || {
+        let mut verify = Command::new(custody_bin());
+        verify
+            .args(["verify", "s3://audit/trail", "--json", "--public-key"])
+            .arg(&public);
+        s3_env(&mut verify);
+        let out = verify.output().expect("verify");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = verify_s3();
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["rows"], 41, "{report:#}");
+    // s3s-fs keeps objects as files: tamper with them where they lie.
+    let bucket = root.join("audit/trail");
+    let parquet = files(&bucket, ".parquet");
+    let mut bytes = std::fs::read(&parquet[0]).expect("read");
+    let i = bytes.len() / 3;
+    bytes[i] ^= 0x40;
+    std::fs::write(&parquet[0], bytes).expect("write");
+    let (code, report) = verify_s3();
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(kinds(&report), ["file_modified"], "{report:#}");
+    let digests = files(&bucket, ".json");
+    let first = &digests[0];
+    std::fs::remove_file(format!("{}{SIGNATURE_SUFFIX}", first.display())).expect("rm sig");
+    let (code, report) = verify_s3();
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(
+        kinds(&report).contains(&"digest_unsigned".to_owned()),
+        "{report:#}"
+    );
+}

@@ -16,7 +16,6 @@ use crate::loopback::{Arrival, Guard};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
 use crate::upstream::build_client;
-use custody_audit::ship::{S3Options, SecretString, ShipConfig, StaticCredentials, WebIdentity};
 use custody_audit::spool::SpoolConfig;
 use custody_audit::{AuditHandle, AuditRecord, SinkConfig};
 use custody_core::{Action, ActionKind, RequestId};
@@ -337,37 +336,9 @@ impl Running {
 /// Opens the spool (replaying what an earlier run left), builds the shipper and
 /// starts the roller. Reads `audit.s3`'s secret files.
 fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
-    let read = |path: &PathBuf| {
-        std::fs::read_to_string(path)
-            .map(|s| SecretString::new(s.trim()))
-            .map_err(|source| StartError::AuditSecret {
-                path: path.clone(),
-                source,
-            })
-    };
-    let credentials = match (&c.s3.access_key_id, &c.s3.secret_access_key_file) {
-        (Some(id), Some(file)) => Some(StaticCredentials {
-            access_key_id: id.clone(),
-            secret_access_key: read(file)?,
-            session_token: c.s3.session_token_file.as_ref().map(read).transpose()?,
-        }),
-        _ => None,
-    };
-    let web_identity = match (&c.s3.web_identity_token_file, &c.s3.role_arn) {
-        (Some(token_file), Some(role_arn)) => Some(WebIdentity {
-            token_file: token_file.clone(),
-            role_arn: role_arn.clone(),
-        }),
-        _ => None,
-    };
-    let mut ship = ShipConfig::new(c.sink.clone());
-    ship.s3 = S3Options {
-        endpoint: c.s3.endpoint.clone(),
-        region: c.s3.region.clone(),
-        path_style: c.s3.path_style,
-        credentials,
-        web_identity,
-    };
+    let ship = c
+        .ship_config()
+        .map_err(|(path, source)| StartError::AuditSecret { path, source })?;
     let mut spool = SpoolConfig::new(&c.spool_dir);
     spool.max_bytes = c.spool_max_bytes;
     spool.segment_bytes = c.roll_bytes.min(c.spool_max_bytes / 4).max(4096);

@@ -6,12 +6,15 @@
 //! of the session and prints them sorted by `(session_step, event_time)`: one
 //! block per call (who, what, decision, PII, cost, the causal links resolved to
 //! step numbers), or one JSON object per line. Files that cannot be read are
-//! reported on stderr and skipped. Exit codes: 0 rows found, 1 no row has the
-//! session id (or stdout closed), 2 usage errors (bad flags, an invalid config, a
-//! missing directory, a remote sink, an ambiguous prefix).
+//! reported on stderr and skipped. A remote sink (`s3://`, `gs://`, `az://`, given
+//! or the config's) is read by downloading its audit files to a temporary
+//! directory first. Exit codes: 0 rows found, 1 no row has the session id (or
+//! stdout closed), 2 usage errors (bad flags, an invalid config, a missing
+//! directory, an unreadable remote sink, an ambiguous prefix).
 
 use clap::{Args, ValueEnum};
 use custody_audit::read::{SessionMatch, TrailRead, TrailRow, read_session, rfc3339};
+use custody_audit::ship::{ShipConfig, Shipper, SinkUrl};
 use custody_proxy::Config;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -22,7 +25,7 @@ use std::process::ExitCode;
 /// Exit status for invalid input.
 const INVALID: u8 = 2;
 
-/// Schemes of the object stores custody ships to; `trail` does not read them yet.
+/// Schemes of the object stores custody ships to.
 const REMOTE: &[&str] = &["s3", "gs", "az", "azure", "abfs", "abfss", "http", "https"];
 
 /// Arguments of `custody trail`.
@@ -32,8 +35,9 @@ pub(crate) struct TrailArgs {
     /// a prefix that names exactly one session also works.
     #[arg(long, value_name = "ID")]
     session: String,
-    /// The audit directory to read (`DIR` or `file://DIR`). Default: the local
-    /// `audit.sink` of `--config`, else `./custody-audit`.
+    /// The audit sink to read: `DIR`, `file://DIR`, or an `s3://`, `gs://`, `az://`
+    /// URL (credentials from the environment). Default: `audit.sink` of `--config`
+    /// (with its `audit.s3` options), else `./custody-audit`.
     #[arg(long, value_name = "DIR|URL")]
     sink: Option<String>,
     /// YAML config file whose `audit.sink` is read when `--sink` is not given.
@@ -60,9 +64,22 @@ pub(crate) fn run(args: TrailArgs) -> ExitCode {
     if args.session.is_empty() {
         return usage("--session must not be empty");
     }
-    let dir = match sink_dir(args.sink.as_deref(), args.config.as_deref()) {
+    let source = match sink_source(args.sink.as_deref(), args.config.as_deref()) {
         Ok(d) => d,
         Err(code) => return code,
+    };
+    // Kept until the end: a remote sink's files, downloaded.
+    let mut _downloaded = None;
+    let dir = match source {
+        Source::Local(dir) => dir,
+        Source::Remote(ship) => match download(*ship) {
+            Ok(tmp) => {
+                let dir = tmp.path().to_owned();
+                _downloaded = Some(tmp);
+                dir
+            }
+            Err(message) => return usage(message),
+        },
     };
     let read = match read_session(&dir, &SessionMatch::Prefix(args.session.clone())) {
         Ok(r) => r,
@@ -130,21 +147,27 @@ pub(crate) fn run(args: TrailArgs) -> ExitCode {
     }
 }
 
-/// The audit directory from `--sink`, `--config` or the built-in default.
-fn sink_dir(sink: Option<&str>, config: Option<&std::path::Path>) -> Result<PathBuf, ExitCode> {
+/// Where the audit files are.
+enum Source {
+    /// A local directory.
+    Local(PathBuf),
+    /// Object storage.
+    Remote(Box<ShipConfig>),
+}
+
+/// The audit sink from `--sink`, `--config` or the built-in default.
+fn sink_source(sink: Option<&str>, config: Option<&std::path::Path>) -> Result<Source, ExitCode> {
     if let Some(sink) = sink {
         return match sink.split_once("://") {
-            None => Ok(PathBuf::from(sink)),
-            Some(("file", path)) if !path.is_empty() => Ok(PathBuf::from(path)),
+            None => Ok(Source::Local(PathBuf::from(sink))),
+            Some(("file", path)) if !path.is_empty() => Ok(Source::Local(PathBuf::from(path))),
             Some((scheme, _)) if REMOTE.contains(&scheme.to_ascii_lowercase().as_str()) => {
-                Err(usage(format!(
-                    "remote sinks ({scheme}://...) are not supported by `custody trail` yet; \
-                     query the files where they are with DuckDB (docs/trail.md has the SQL), \
-                     or copy them to a local directory and pass --sink DIR"
-                )))
+                SinkUrl::parse(sink)
+                    .map(|url| Source::Remote(Box::new(ShipConfig::new(url))))
+                    .map_err(|e| usage(format!("--sink {sink:?}: {e}")))
             }
             Some(_) => Err(usage(format!(
-                "--sink {sink:?}: expected a directory or file://DIR"
+                "--sink {sink:?}: expected a directory, file://DIR, or an s3://, gs://, az:// URL"
             ))),
         };
     }
@@ -154,14 +177,47 @@ fn sink_dir(sink: Option<&str>, config: Option<&std::path::Path>) -> Result<Path
     };
     let config = config.map_err(|e| usage(format_args!("{e}")))?;
     match config.audit.sink.local_dir() {
-        Some(dir) => Ok(dir.to_owned()),
-        None => Err(usage(format!(
-            "the config's audit.sink is {}: remote sinks are not supported by `custody trail` yet; \
-             query the files where they are with DuckDB (docs/trail.md has the SQL), \
-             or copy them to a local directory and pass --sink DIR",
-            config.audit.sink
-        ))),
+        Some(dir) => Ok(Source::Local(dir.to_owned())),
+        None => config
+            .audit
+            .ship_config()
+            .map(|ship| Source::Remote(Box::new(ship)))
+            .map_err(|(path, e)| usage(format!("audit.s3: {}: {e}", path.display()))),
     }
+}
+
+/// Downloads a remote sink's audit files (`*.parquet`, digests aside) into a
+/// temporary directory, keys as paths.
+fn download(ship: ShipConfig) -> Result<tempfile::TempDir, String> {
+    let url = ship.url.to_string();
+    let shipper = Shipper::new(ship).map_err(|e| e.to_string())?;
+    let tmp = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let keys = shipper
+            .list("")
+            .await
+            .map_err(|e| format!("cannot list {url}: {e}"))?;
+        for key in keys
+            .iter()
+            .filter(|k| k.ends_with(".parquet") && !k.starts_with("digests/"))
+        {
+            let bytes = shipper
+                .get(key)
+                .await
+                .map_err(|e| format!("cannot read {url}: {e}"))?;
+            let path = tmp.path().join(key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    })?;
+    Ok(tmp)
 }
 
 enum Selected {
@@ -432,16 +488,26 @@ mod tests {
     }
 
     #[test]
-    fn remote_sinks_are_refused_and_file_urls_accepted() {
-        assert!(sink_dir(Some("s3://bucket/audit"), None).is_err());
-        assert!(sink_dir(Some("gs://bucket"), None).is_err());
-        assert!(sink_dir(Some("ftp://x"), None).is_err());
+    fn sinks_are_local_directories_file_urls_or_object_stores() {
+        let local = |s: Result<Source, ExitCode>| match s {
+            Ok(Source::Local(dir)) => Some(dir),
+            _ => None,
+        };
+        assert!(matches!(
+            sink_source(Some("s3://bucket/audit"), None),
+            Ok(Source::Remote(_))
+        ));
+        assert!(matches!(
+            sink_source(Some("gs://bucket"), None),
+            Ok(Source::Remote(_))
+        ));
+        assert!(sink_source(Some("ftp://x"), None).is_err());
         assert_eq!(
-            sink_dir(Some("file:///var/audit"), None).ok(),
+            local(sink_source(Some("file:///var/audit"), None)),
             Some(PathBuf::from("/var/audit"))
         );
         assert_eq!(
-            sink_dir(None, None).ok(),
+            local(sink_source(None, None)),
             Some(PathBuf::from("./custody-audit"))
         );
     }

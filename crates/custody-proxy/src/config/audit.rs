@@ -7,7 +7,9 @@ use super::ConfigIssue;
 use super::raw::NumberOrText;
 use super::units::{parse_duration, parse_size};
 use custody_audit::OnFull;
-use custody_audit::ship::SinkUrl;
+use custody_audit::ship::{
+    S3Options, SecretString, ShipConfig, SinkUrl, StaticCredentials, WebIdentity,
+};
 use custody_audit::spool::Durability;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -108,6 +110,44 @@ pub struct AuditConfig {
     pub s3: S3Config,
     /// Signed digests over the delivered files; `None` (no `audit.digests`): none.
     pub digests: Option<DigestsConfig>,
+}
+
+impl AuditConfig {
+    /// How to reach the sink: its URL with `audit.s3`'s options over the `AWS_*`
+    /// environment; reads the secret files it names (`Err`: the file that could not
+    /// be read).
+    pub fn ship_config(&self) -> Result<ShipConfig, (PathBuf, std::io::Error)> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map(|s| SecretString::new(s.trim()))
+                .map_err(|e| (path.clone(), e))
+        };
+        let s3 = &self.s3;
+        let credentials = match (&s3.access_key_id, &s3.secret_access_key_file) {
+            (Some(id), Some(file)) => Some(StaticCredentials {
+                access_key_id: id.clone(),
+                secret_access_key: read(file)?,
+                session_token: s3.session_token_file.as_ref().map(read).transpose()?,
+            }),
+            _ => None,
+        };
+        let web_identity = match (&s3.web_identity_token_file, &s3.role_arn) {
+            (Some(token_file), Some(role_arn)) => Some(WebIdentity {
+                token_file: token_file.clone(),
+                role_arn: role_arn.clone(),
+            }),
+            _ => None,
+        };
+        let mut ship = ShipConfig::new(self.sink.clone());
+        ship.s3 = S3Options {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            path_style: s3.path_style,
+            credentials,
+            web_identity,
+        };
+        Ok(ship)
+    }
 }
 
 /// `audit.digests`: signed digests over the trail (docs/verify.md).
