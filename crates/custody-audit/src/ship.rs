@@ -124,6 +124,10 @@ pub struct S3Options {
     /// Assume a role with a web identity token file (IRSA), when configured rather
     /// than given by `AWS_WEB_IDENTITY_TOKEN_FILE` / `AWS_ROLE_ARN`.
     pub web_identity: Option<WebIdentity>,
+    /// The bucket is under Object Lock: never fall back to HEAD-then-PUT when the
+    /// store refuses conditional writes (a plain PUT would add a version, not fail);
+    /// uploads fail instead, and the rows stay spooled.
+    pub object_lock: bool,
 }
 
 /// An access key pair.

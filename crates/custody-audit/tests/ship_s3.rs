@@ -106,6 +106,7 @@ fn config(url: &str, endpoint: String, secret: &str) -> ShipConfig {
             session_token: None,
         }),
         web_identity: None,
+        object_lock: false,
     };
     config.retry = RetryPolicy {
         initial: Duration::from_millis(50),

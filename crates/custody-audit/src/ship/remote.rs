@@ -36,6 +36,8 @@ pub(super) struct Remote {
     prefix: String,
     /// Whether conditional creation is still believed to work.
     conditional: AtomicBool,
+    /// Never fall back to HEAD-then-PUT (`audit.s3.object_lock`).
+    no_fallback: bool,
 }
 
 impl fmt::Debug for Remote {
@@ -122,6 +124,7 @@ impl Remote {
             store,
             prefix: url.prefix().to_owned(),
             conditional: AtomicBool::new(true),
+            no_fallback: config.s3.object_lock,
         })
     }
 
@@ -153,6 +156,13 @@ impl Remote {
                 Ok(_) => return Ok(UploadOutcome::Created),
                 Err(e) => match classify(&e) {
                     Class::Exists => return self.compare_existing(&path, bytes).await,
+                    Class::Unsupported if self.no_fallback => {
+                        return Err(Failure::Permanent {
+                            reason: "the store refuses conditional writes, and audit.s3.object_lock \
+                                     forbids the HEAD-then-PUT fallback",
+                            source: Box::new(e),
+                        });
+                    }
                     Class::Unsupported => {
                         self.conditional.store(false, Ordering::Relaxed);
                         tracing::warn!(

@@ -82,6 +82,7 @@ pub(crate) struct RawS3 {
     pub(crate) session_token_file: Option<String>,
     pub(crate) web_identity_token_file: Option<String>,
     pub(crate) role_arn: Option<String>,
+    pub(crate) object_lock: Option<bool>,
 }
 
 /// `audit`.
@@ -145,6 +146,7 @@ impl AuditConfig {
             path_style: s3.path_style,
             credentials,
             web_identity,
+            object_lock: s3.object_lock,
         };
         Ok(ship)
     }
@@ -179,6 +181,8 @@ pub struct S3Config {
     pub web_identity_token_file: Option<PathBuf>,
     /// The role to assume with the web identity token.
     pub role_arn: Option<String>,
+    /// The bucket is under Object Lock: never overwrite, not even as a fallback.
+    pub object_lock: bool,
 }
 
 fn duration(path: &str, v: &NumberOrText, issues: &mut Vec<ConfigIssue>) -> Option<Duration> {
@@ -406,6 +410,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
                 session_token_file: r.session_token_file.map(PathBuf::from),
                 web_identity_token_file: r.web_identity_token_file.map(PathBuf::from),
                 role_arn: r.role_arn,
+                object_lock: r.object_lock.unwrap_or(false),
             }
         }
     };

@@ -681,3 +681,21 @@ fn audit_digests() {
         assert!(got.contains(expected), "missing {expected:?} in:\n{got}");
     }
 }
+
+#[test]
+fn audit_s3_object_lock() {
+    let c = Config::from_yaml_str(
+        "audit:\n  sink: s3://audit-bucket/p\n  s3: {object_lock: true}\n",
+        "t.yaml",
+    )
+    .expect("valid");
+    assert!(c.audit.s3.object_lock);
+    assert!(
+        c.audit
+            .ship_config()
+            .expect("no files to read")
+            .s3
+            .object_lock
+    );
+    assert!(!Config::defaults().audit.s3.object_lock);
+}
