@@ -178,6 +178,23 @@ async fn sigkill_under_load_loses_no_row_and_duplicates_none() {
             "{key} is custody's UUIDv7 or a gap row's id"
         );
     }
+    // Rows are numbered 1, 2, … across all the kills: none missing, none twice.
+    let mut numbers: Vec<i64> = rows
+        .iter()
+        .map(|r| r["row_seq"].as_i64().expect("row_seq"))
+        .collect();
+    numbers.sort_unstable();
+    let expected: Vec<i64> = (1..=rows.len() as i64).collect();
+    assert!(
+        numbers == expected,
+        "row_seq is not 1..={}: {:?}",
+        rows.len(),
+        numbers
+            .windows(2)
+            .filter(|w| w[1] != w[0] + 1)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
     let received: HashSet<String> = stub
         .request_ids()
         .into_iter()

@@ -213,7 +213,7 @@ async fn connect_to_a_claimed_host_is_intercepted_and_recorded_like_reverse_mode
     }
     let reverse = row(&rows, "rev-1");
     assert!(reverse["intercepted_host"].is_null());
-    assert_eq!(reverse["schema_version"], 6);
+    assert_eq!(reverse["schema_version"], custody_audit::SCHEMA_VERSION);
     for id in ["int-1", "int-3"] {
         let r = row(&rows, id);
         assert_eq!(r["intercepted_host"], "api.openai.com:443");
@@ -230,6 +230,7 @@ async fn connect_to_a_claimed_host_is_intercepted_and_recorded_like_reverse_mode
                 "trace_id",
                 "span_id",
                 "session_step",
+                "row_seq",
             ] {
                 v[k] = Value::Null;
             }

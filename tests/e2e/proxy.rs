@@ -56,7 +56,7 @@ async fn json_completion_over_unix_and_tcp_yields_one_row_each() {
         "the key went upstream as x-request-id"
     );
     for row in &rows {
-        assert_eq!(row["schema_version"], 6);
+        assert_eq!(row["schema_version"], custody_audit::SCHEMA_VERSION);
         assert!(row["client_request_id"].is_null());
         assert!(row["action"]["raw_path"].is_null());
         assert_eq!(row["policy"]["decision"], "allow");

@@ -133,7 +133,7 @@ async fn a_tool_call_is_linked_to_the_model_turn_that_asked_for_it() {
         assert_eq!(r["session_id"], session);
         assert_eq!(r["session_step"], step);
         assert_eq!(r["session_source"], "header");
-        assert_eq!(r["schema_version"], 6);
+        assert_eq!(r["schema_version"], custody_audit::SCHEMA_VERSION);
     }
     assert_eq!(t1["action"]["model_tool_calls"][0]["id"], "call_stub_1");
     assert_eq!(tool["links"]["tool_call_id"], "call_stub_1");

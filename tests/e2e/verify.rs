@@ -168,6 +168,7 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
     let parquet = files(&sink, ".parquet");
     assert!(parquet.len() >= 4, "{parquet:?}");
     let other_key = SigningKey::read(&other_private).expect("other key");
+    let stolen = private.clone();
     // Each case on a fresh copy: what is done, and the finding it must produce.
     type Tamper = Box<dyn Fn(&Path, &[PathBuf], &[PathBuf])>;
     let rel = |p: &Path| p.strip_prefix(&sink).expect("in sink").to_path_buf();
@@ -252,6 +253,37 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
             "digest_unknown_key",
         ),
         (
+            "delete a file and rewrite the chain with the stolen signing key",
+            Box::new(move |root, p, d| {
+                // Everything signs and links again; only the row numbers tell.
+                let gone = p[1].to_string_lossy().into_owned();
+                std::fs::remove_file(root.join(&p[1])).expect("rm");
+                let key = SigningKey::read(&stolen).expect("key");
+                let mut previous: Option<custody_audit::digest::Link> = None;
+                for rel in d {
+                    let path = root.join(rel);
+                    let mut digest: Digest =
+                        serde_json::from_slice(&std::fs::read(&path).expect("read"))
+                            .expect("parse");
+                    digest.files.retain(|f| f.key != gone);
+                    if digest.previous.is_some() {
+                        digest.previous = previous.clone();
+                    }
+                    let body = digest.to_bytes();
+                    let signature = b64(&key.sign(&body));
+                    std::fs::write(&path, &body).expect("write");
+                    std::fs::write(format!("{}{SIGNATURE_SUFFIX}", path.display()), &signature)
+                        .expect("sig");
+                    previous = Some(custody_audit::digest::Link {
+                        key: digest.key(),
+                        sha256: custody_audit::digest::sha256_hex(&body),
+                        signature,
+                    });
+                }
+            }),
+            "row_seq_hole",
+        ),
+        (
             "drop the newest digest",
             Box::new(|root, _, d| {
                 let last = root.join(d.last().expect("digests"));
@@ -279,7 +311,7 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
     for (i, (what, tamper, expected)) in cases.iter().enumerate() {
         let copy = work.path().join(format!("case-{i}"));
         copy_dir(&sink, &copy);
-        let digests = if *expected == "chain_unclosed" {
+        let digests = if *expected == "chain_unclosed" || *expected == "row_seq_hole" {
             &ordered
         } else {
             &listing
@@ -399,7 +431,12 @@ async fn custody_verify_reads_an_s3_sink_and_reports_tampering_there() {
     std::fs::write(&parquet[0], bytes).expect("write");
     let (code, report) = verify_s3();
     assert_eq!(code, Some(1), "{report:#}");
-    assert_eq!(kinds(&report), ["file_modified"], "{report:#}");
+    // The altered file's rows are in no verified file either.
+    assert_eq!(
+        kinds(&report),
+        ["file_modified", "row_seq_hole"],
+        "{report:#}"
+    );
     let digests = files(&bucket, ".json");
     let first = &digests[0];
     std::fs::remove_file(format!("{}{SIGNATURE_SUFFIX}", first.display())).expect("rm sig");

@@ -93,6 +93,16 @@ def verify(sink: pathlib.Path, keys: list[Ed25519PublicKey], to: datetime.dateti
     # 4. Files.
     covered = set()
     rows = 0
+    numbers: dict[tuple, list] = {}
+
+    def chain_of(key: str) -> tuple:
+        instance, spool, _segment = key.rsplit("/", 1)[-1][: -len(".parquet")].rsplit("-", 2)
+        return instance, spool
+
+    def note_numbers(key: str):
+        seqs = [r[0] for r in duckdb.connect().execute(
+            f"SELECT row_seq FROM read_parquet('{sink / key}')").fetchall()]
+        numbers.setdefault(chain_of(key), []).extend(seqs)
     for key, d in trusted:
         for entry in d["files"]:
             covered.add(entry["key"])
@@ -108,14 +118,26 @@ def verify(sink: pathlib.Path, keys: list[Ed25519PublicKey], to: datetime.dateti
             counted = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{sink / entry['key']}')").fetchall()[0][0]
             assert counted == entry["rows"], (entry, counted)
             rows += counted
+            note_numbers(entry["key"])
     pending = 0
     for f in sorted(files - covered):
-        instance, spool, _segment = f.rsplit("/", 1)[-1][: -len(".parquet")].rsplit("-", 2)
-        last = newest.get((instance, spool))
+        last = newest.get(chain_of(f))
         if last is not None and last["kind"] != "shutdown":
             pending += 1
+            note_numbers(f)
         else:
             findings.append(("file_not_covered", f))
+    # 5. Rows: 1, 2, 3, … per chain.
+    for chain, seqs in numbers.items():
+        if any(n is None for n in seqs):
+            continue
+        expected = 1
+        for i, n in enumerate(sorted(seqs)):
+            if n > expected:
+                findings.append(("row_seq_hole", chain[0] + "-" + chain[1]))
+            elif n < expected and i > 0:
+                findings.append(("row_seq_duplicate", chain[0] + "-" + chain[1]))
+            expected = max(expected, n + 1)
     return sorted(findings)
 
 

@@ -103,6 +103,27 @@ def test_an_independent_verifier_from_the_docs_agrees_with_custody_verify(stub, 
         path.write_bytes(body)
         pathlib.Path(f"{path}.sig").write_text(base64.b64encode(other.sign(body)).decode() + "\n")
 
+    def stolen_key_rewrite(root):
+        # Holding the signing key: remove a file, drop it from its digest, re-sign and
+        # re-link the whole chain. Only the row numbers show it.
+        gone = files[1].relative_to(sink).as_posix()
+        (root / gone).unlink()
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+        previous = None
+        for p in digests:
+            path = root / p.relative_to(sink)
+            digest = json.loads(path.read_text())
+            digest["files"] = [f for f in digest["files"] if f["key"] != gone]
+            if digest["previous"] is not None:
+                digest["previous"] = previous
+            body = (json.dumps(digest, indent=2) + "\n").encode()
+            signature = base64.b64encode(private.sign(body)).decode()
+            path.write_bytes(body)
+            pathlib.Path(f"{path}.sig").write_text(signature + "\n")
+            import hashlib
+            previous = {"key": path.relative_to(root).as_posix(), "sha256": hashlib.sha256(body).hexdigest(),
+                        "signature": signature}
+
     def drop_newest(root):
         path = root / digests[-1].relative_to(sink)
         path.unlink()
@@ -110,7 +131,8 @@ def test_an_independent_verifier_from_the_docs_agrees_with_custody_verify(stub, 
 
     cases = [(delete_file, "file_missing"), (flip_byte, "file_modified"), (move_file, "file_moved"),
              (delete_digest, "digest_missing"), (edit_digest, "digest_bad_signature"),
-             (resign_digest, "digest_unknown_key"), (drop_newest, "chain_unclosed")]
+             (resign_digest, "digest_unknown_key"), (stolen_key_rewrite, "row_seq_hole"),
+             (drop_newest, "chain_unclosed")]
     for i, (tamper, expected) in enumerate(cases):
         root = tmp_path / f"case-{i}"
         shutil.copytree(sink, root)

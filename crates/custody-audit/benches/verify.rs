@@ -1,7 +1,8 @@
 //! `custody verify`'s work over a trail of one million rows: 100 Parquet files of
 //! 10 000 typical rows (the default `roll.rows`) written by the real writer, listed
 //! by 10 signed, chained digests. The verifier lists the sink, checks every
-//! digest's signature and link, and reads and hashes every file.
+//! digest's signature and link, reads and hashes every file, and reads every
+//! file's `row_seq` column to check the rows are numbered without holes.
 //!
 //! `cargo bench -p custody-audit --bench verify`
 
@@ -30,7 +31,13 @@ fn trail(dir: &Path) -> SigningKey {
     let mut writer = ParquetDirWriter::new(dir, FileNamer::new("bench"));
     let mut entries = Vec::new();
     for f in 0..FILES {
-        let rows: Vec<_> = (f * ROWS..(f + 1) * ROWS).map(row).collect();
+        let rows: Vec<_> = (f * ROWS..(f + 1) * ROWS)
+            .map(|i| {
+                let mut r = row(i);
+                r.row_seq = Some(i as i64 + 1);
+                r
+            })
+            .collect();
         for path in writer.write(&rows).expect("write") {
             let bytes = std::fs::read(&path).expect("read");
             let key = path
@@ -45,6 +52,8 @@ fn trail(dir: &Path) -> SigningKey {
                 rows: ROWS as u64,
                 event_time_min: "2026-11-18T00:00:00.000000Z".into(),
                 event_time_max: "2026-11-18T00:00:01.000000Z".into(),
+                row_seq_min: (f * ROWS) as i64 + 1,
+                row_seq_max: ((f + 1) * ROWS) as i64,
             });
         }
     }

@@ -79,6 +79,7 @@ pub struct BatchBuilder {
     links_tool_results: ListBuilder<StructBuilder>,
     intercepted_host: StringBuilder,
     client_request_id: StringBuilder,
+    row_seq: Int64Builder,
 }
 
 impl Default for BatchBuilder {
@@ -150,6 +151,7 @@ impl Default for BatchBuilder {
             ))),
             intercepted_host: StringBuilder::new(),
             client_request_id: StringBuilder::new(),
+            row_seq: Int64Builder::new(),
         }
     }
 }
@@ -179,6 +181,11 @@ impl BatchBuilder {
 
     /// Appends one record.
     pub fn append(&mut self, r: &AuditRecord) {
+        self.append_numbered(r, r.row_seq);
+    }
+
+    /// Appends one record with `row_seq` in place of its own.
+    pub fn append_numbered(&mut self, r: &AuditRecord, row_seq: Option<i64>) {
         self.len += 1;
         self.event_time.append_value(r.event_time);
         self.request_id.append_value(&r.request_id);
@@ -303,6 +310,7 @@ impl BatchBuilder {
             .append_option(r.intercepted_host.as_deref());
         self.client_request_id
             .append_option(r.client_request_id.as_deref());
+        self.row_seq.append_option(row_seq);
     }
 
     /// The batch of every row appended so far; the builder is empty afterwards,
@@ -403,6 +411,7 @@ impl BatchBuilder {
             )?,
             take_strings(refill, &mut self.intercepted_host),
             take_strings(refill, &mut self.client_request_id),
+            take_primitive(refill, &mut self.row_seq),
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
@@ -544,7 +553,12 @@ mod tests {
                 .expect("strings")
                 .clone()
         };
-        let last = batch.num_columns() - 1;
+        // Version 7's row_seq comes after them.
+        assert_eq!(
+            batch.schema().field(batch.num_columns() - 1).name(),
+            "row_seq"
+        );
+        let last = batch.num_columns() - 2;
         assert_eq!(batch.schema().field(last - 1).name(), "intercepted_host");
         assert_eq!(batch.schema().field(last).name(), "client_request_id");
         let hosts = strings(batch.column(last - 1));

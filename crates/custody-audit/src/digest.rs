@@ -86,6 +86,10 @@ pub struct FileEntry {
     pub event_time_min: String,
     /// See `event_time_min`.
     pub event_time_max: String,
+    /// The lowest `row_seq` in it.
+    pub row_seq_min: i64,
+    /// The highest `row_seq` in it.
+    pub row_seq_max: i64,
 }
 
 /// A link to a stored digest.

@@ -57,6 +57,11 @@ pub struct AuditRecord {
     /// visible ASCII characters; clients choose it freely, so it need not be unique.
     #[serde(default)]
     pub client_request_id: Option<String>,
+    /// The row's number in its spool's trail (schema v7): 1, 2, … with no holes per
+    /// spool id. Assigned when the row is built into a file, in spool order, so a
+    /// file built again has the same numbers; `None` until then.
+    #[serde(default)]
+    pub row_seq: Option<i64>,
 }
 
 /// Which model decision caused a call, and which results a model turn received.
@@ -182,6 +187,7 @@ impl AuditRecord {
             links: Links::default(),
             intercepted_host: None,
             client_request_id: None,
+            row_seq: None,
         }
     }
 

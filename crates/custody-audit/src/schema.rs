@@ -24,7 +24,9 @@ use std::sync::{Arc, OnceLock};
 ///   `action.raw_path`; `outcome.bytes_announced` (the `Content-Length` the client
 ///   announced; `outcome.bytes_in` is what was received, which earlier versions
 ///   could confuse with the announced length).
-pub const SCHEMA_VERSION: i32 = 6;
+/// - 7: `row_seq`, the row's number in its spool's trail (1, 2, … with no holes per
+///   spool id), for completeness checks (`custody verify`).
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -187,6 +189,8 @@ pub fn audit_schema() -> SchemaRef {
                 utf8("intercepted_host"),
                 // Version 6.
                 utf8("client_request_id"),
+                // Version 7.
+                Field::new("row_seq", DataType::Int64, true),
             ];
             let metadata =
                 HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);

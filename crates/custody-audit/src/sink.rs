@@ -45,6 +45,7 @@ mod gaps;
 pub mod internals;
 mod pairing;
 mod roller;
+mod row_seq;
 #[cfg(test)]
 mod tests;
 
@@ -515,6 +516,14 @@ impl AuditHandle {
                 ),
                 source,
             })?;
+        let row_seq =
+            row_seq::RowSeq::open(&config.spool.dir).map_err(|source| AuditError::Io {
+                context: format!(
+                    "read {}",
+                    config.spool.dir.join(row_seq::FILE_NAME).display()
+                ),
+                source,
+            })?;
         let roller = roller::Roller::new(
             shared.clone(),
             shipper,
@@ -522,7 +531,7 @@ impl AuditHandle {
             &spool_id,
             recovery.sealed.last().map(|s| s.id),
             config.roll_age,
-            chain,
+            (chain, row_seq),
         );
         let thread = std::thread::Builder::new()
             .name("custody-audit".into())

@@ -15,6 +15,8 @@
 //!    its SHA-256; every audit file on the sink must be listed by a trusted digest,
 //!    except the files of a running chain's current period (after its newest
 //!    digest, when that is not a shutdown digest): those are counted as pending.
+//! 5. Rows: the `row_seq` values of a chain's files (schema v7) are 1, 2, … with no
+//!    number missing and none twice (from the lowest one when `from` is given).
 
 use super::keys::PublicKey;
 use super::{DIGEST_VERSION, Digest, Kind, PREFIX, SIGNATURE_SUFFIX};
@@ -264,6 +266,19 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
         by_name.entry(name_of(f)).or_default().push(f);
     }
     let mut covered: HashSet<&str> = HashSet::new();
+    // 5. The row numbers read from each chain's files; `None` once a file of the
+    // chain has none (written before schema v7).
+    let mut numbers: BTreeMap<(String, String), Option<Vec<i64>>> = BTreeMap::new();
+    let mut note_numbers = |chain: Option<(String, String)>, bytes: &bytes::Bytes| {
+        if let Some(chain) = chain {
+            let seqs = row_seqs(bytes);
+            let entry = numbers.entry(chain).or_insert_with(|| Some(Vec::new()));
+            match (entry.as_mut(), seqs) {
+                (Some(all), Some(seqs)) => all.extend(seqs),
+                _ => *entry = None,
+            }
+        }
+    };
     for l in &trusted {
         for entry in &l.digest.files {
             covered.insert(entry.key.as_str());
@@ -292,7 +307,12 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
             }
             let bytes = sink.get(&entry.key).await?;
             let sha = super::sha256_hex(&bytes);
-            if sha != entry.sha256 {
+            if sha == entry.sha256 {
+                note_numbers(
+                    Some((l.digest.instance.clone(), l.digest.spool_id.clone())),
+                    &bytes,
+                );
+            } else {
                 find(
                     "file_modified",
                     &entry.key,
@@ -316,6 +336,8 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
             .is_some_and(|l| l.digest.kind != Kind::Shutdown);
         if running {
             report.files_pending += 1;
+            let bytes = sink.get(f).await?;
+            note_numbers(chain_of_file(f), &bytes);
         } else {
             find(
                 "file_not_covered",
@@ -324,10 +346,62 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
             );
         }
     }
+    for ((instance, spool), seqs) in numbers {
+        let Some(mut seqs) = seqs else { continue };
+        seqs.sort_unstable();
+        let chain = format!("{instance}-{spool}");
+        let mut expected = if options.from.is_some() {
+            seqs.first().copied().unwrap_or(1)
+        } else {
+            1
+        };
+        for (i, &n) in seqs.iter().enumerate() {
+            if n > expected {
+                find(
+                    "row_seq_hole",
+                    &chain,
+                    format!("rows {expected}..={} of the chain are in no file", n - 1),
+                );
+            } else if n < expected && i > 0 {
+                find(
+                    "row_seq_duplicate",
+                    &chain,
+                    format!("row {n} of the chain is in more than one row"),
+                );
+            }
+            expected = expected.max(n + 1);
+        }
+    }
     report
         .findings
         .sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     Ok(report)
+}
+
+/// The `row_seq` column of a Parquet file; `None` when it has none (a file written
+/// before schema v7) or cannot be read.
+fn row_seqs(bytes: &bytes::Bytes) -> Option<Vec<i64>> {
+    use arrow_array::{Array as _, Int64Array};
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).ok()?;
+    let schema = builder.parquet_schema();
+    let index = schema
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "row_seq")?;
+    let mask = ProjectionMask::leaves(schema, [index]);
+    let reader = builder.with_projection(mask).build().ok()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.ok()?;
+        let column = batch.column(0).as_any().downcast_ref::<Int64Array>()?;
+        if column.null_count() > 0 {
+            return None;
+        }
+        out.extend(column.values().iter().copied());
+    }
+    Some(out)
 }
 
 fn name_of(key: &str) -> &str {

@@ -384,7 +384,8 @@ fn version_5_files_read_the_client_id_and_raw_path_as_null() {
         r.action.raw_path = Some("/openai//v1/chat/completions".into());
     }
     let batch = to_record_batch(&rows).expect("batch");
-    assert_eq!(batch.num_columns(), 18);
+    // 18 columns in version 6, and version 7's row_seq.
+    assert_eq!(batch.num_columns(), 19);
     let v5 = before_6(&batch, 17);
     assert_eq!(
         v5.schema().field(v5.num_columns() - 1).name(),

@@ -73,6 +73,8 @@ pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
         links,
         intercepted_host,
         client_request_id,
+        // Not spooled: numbered when the row is built into a file.
+        row_seq: _,
     } = r;
     w.structure(|w| {
         w.int(*event_time);
@@ -279,7 +281,9 @@ pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), D
         links,
         intercepted_host,
         client_request_id,
+        row_seq,
     } = out;
+    *row_seq = None;
     let mut r = Reader(body);
     r.structure(|r| {
         *event_time = r.int()?;

@@ -26,6 +26,8 @@ pub(crate) struct BuiltFile {
     pub(crate) rows: u64,
     /// The earliest and latest `event_time` in it (µs).
     pub(crate) event_times: (i64, i64),
+    /// The lowest and highest `row_seq` in it.
+    pub(crate) row_seqs: (i64, i64),
 }
 
 impl BuiltFile {
@@ -38,6 +40,8 @@ impl BuiltFile {
             rows: self.rows,
             event_time_min: crate::read::rfc3339(self.event_times.0),
             event_time_max: crate::read::rfc3339(self.event_times.1),
+            row_seq_min: self.row_seqs.0,
+            row_seq_max: self.row_seqs.1,
         }
     }
 }
@@ -57,17 +61,33 @@ struct PartFile {
     encoder: ArrowWriter<Vec<u8>>,
     rows: u64,
     event_times: (i64, i64),
+    row_seqs: (i64, i64),
 }
 
 /// The files of one segment being built, rows encoded as they come (compressed in
-/// memory), one file per partition.
-#[derive(Default)]
+/// memory), one file per partition, and numbered (`row_seq`) in the order they come.
 pub(crate) struct SegmentFiles {
     parts: BTreeMap<Partition, PartFile>,
     error: Option<WriteError>,
+    /// The next row's `row_seq`.
+    next_seq: i64,
 }
 
 impl SegmentFiles {
+    /// Files whose first row is numbered `first`.
+    pub(crate) fn starting_at(first: i64) -> Self {
+        Self {
+            parts: BTreeMap::new(),
+            error: None,
+            next_seq: first,
+        }
+    }
+
+    /// The `row_seq` the next segment's first row gets.
+    pub(crate) fn next_seq(&self) -> i64 {
+        self.next_seq
+    }
+
     /// Adds a row to its partition's file.
     pub(crate) fn push(&mut self, row: &AuditRecord) {
         if self.error.is_some() {
@@ -90,10 +110,14 @@ impl SegmentFiles {
                 )?,
                 rows: 0,
                 event_times: (i64::MAX, i64::MIN),
+                row_seqs: (i64::MAX, i64::MIN),
             }),
         };
-        part.builder.append(row);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        part.builder.append_numbered(row, Some(seq));
         part.rows += 1;
+        part.row_seqs = (part.row_seqs.0.min(seq), part.row_seqs.1.max(seq));
         part.event_times = (
             part.event_times.0.min(row.event_time),
             part.event_times.1.max(row.event_time),
@@ -127,6 +151,7 @@ impl SegmentFiles {
                 bytes: Bytes::from(bytes),
                 rows: part.rows,
                 event_times: part.event_times,
+                row_seqs: part.row_seqs,
             });
         }
         Ok(out)

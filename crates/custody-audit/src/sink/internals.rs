@@ -54,7 +54,7 @@ pub fn parse_completion(payload: &[u8], out: &mut AuditRecord) {
 
 /// Rows → their Parquet files (the roller's encoder).
 pub fn parquet<'a>(rows: impl IntoIterator<Item = &'a AuditRecord>) -> Vec<File> {
-    let mut files = SegmentFiles::default();
+    let mut files = SegmentFiles::starting_at(1);
     for row in rows {
         files.push(row);
     }
@@ -111,7 +111,7 @@ impl Default for Roll {
 impl Roll {
     /// Reads sealed segment `id`, pairs its records and builds its files.
     pub fn segment(&mut self, spool: &Spool, id: u64) -> Vec<File> {
-        build_segment(spool, &mut self.pairing, id, ("bench", "spool"), &[])
+        build_segment(spool, &mut self.pairing, id, ("bench", "spool"), &[], 1)
             .expect("segment")
             .files
             .into_iter()

@@ -22,6 +22,8 @@ struct Prepared {
     tally: Tally,
     /// Restored gap rows found among the segment's rows.
     gaps_found: Vec<String>,
+    /// The `row_seq` after the segment's last row.
+    next_seq: i64,
 }
 
 pub(super) struct Roller {
@@ -46,6 +48,8 @@ pub(super) struct Roller {
     backoff: Duration,
     /// The signed digest chain over delivered files (`audit.digests`).
     chain: Option<crate::digest::Chain>,
+    /// The next `row_seq`, kept in the spool directory.
+    row_seq: super::row_seq::RowSeq,
 }
 
 /// How a round of uploads ended.
@@ -64,7 +68,7 @@ impl Roller {
         spool_id: &str,
         replay_until: Option<u64>,
         roll_age: Duration,
-        chain: Option<crate::digest::Chain>,
+        (chain, row_seq): (Option<crate::digest::Chain>, super::row_seq::RowSeq),
     ) -> Self {
         let restored_gaps = if replay_until.is_some() {
             lock(&shared.gap).restored_ids()
@@ -87,6 +91,7 @@ impl Roller {
             retry_at: None,
             backoff: Duration::ZERO,
             chain,
+            row_seq,
         }
     }
 
@@ -380,6 +385,7 @@ impl Roller {
             segment.id,
             (&self.instance, &self.spool_id),
             &self.restored_gaps,
+            self.row_seq.first_for(segment.id),
         )?;
         if built.damaged > 0 {
             self.shared
@@ -398,6 +404,7 @@ impl Roller {
             pairing,
             tally: built.tally,
             gaps_found: built.gaps_found,
+            next_seq: built.next_seq,
         })
     }
 
@@ -471,6 +478,15 @@ impl Roller {
     }
 
     fn commit(&mut self, p: Prepared) {
+        // Before the segment can go: a rebuild would number its rows the same.
+        let oldest_kept = self.shared.spool.sealed_segments().first().map(|s| s.id);
+        let first = self.row_seq.first_for(p.segment.id);
+        if let Err(e) = self
+            .row_seq
+            .stored(p.segment.id, first, p.next_seq, oldest_kept)
+        {
+            tracing::error!(error = %e, "cannot record the next row_seq in the spool; after a restart row numbers may repeat");
+        }
         if let Some(chain) = self.chain.as_mut()
             && let Err(e) = chain.delivered(p.files.iter().map(super::files::BuiltFile::entry))
         {
@@ -639,6 +655,8 @@ pub(crate) struct BuiltSegment {
     pub(crate) damaged: u64,
     /// The `watch`ed request ids among the segment's rows.
     pub(crate) gaps_found: Vec<String>,
+    /// The `row_seq` of the next segment's first row.
+    pub(crate) next_seq: i64,
 }
 
 /// Reads sealed segment `id` (streamed, blocking reads), pairs its records and
@@ -650,6 +668,7 @@ pub(crate) fn build_segment(
     id: u64,
     (instance, spool_id): (&str, &str),
     watch: &[String],
+    first_seq: i64,
 ) -> Result<BuiltSegment, String> {
     let reader = spool.read_segment(id).map_err(|e| e.to_string())?;
     // Streamed: a segment is never held in memory whole.
@@ -672,7 +691,7 @@ pub(crate) fn build_segment(
             None
         }
     });
-    let mut files = SegmentFiles::default();
+    let mut files = SegmentFiles::starting_at(first_seq);
     let mut gaps_found = Vec::new();
     let tally = pairing.segment(id, records.flatten(), &mut |row| {
         if !watch.is_empty() && watch.contains(&row.request_id) {
@@ -683,6 +702,7 @@ pub(crate) fn build_segment(
     if let Some(e) = failure {
         return Err(e);
     }
+    let next_seq = files.next_seq();
     let files = files
         .finish(instance, spool_id, id)
         .map_err(|e| e.to_string())?;
@@ -691,5 +711,6 @@ pub(crate) fn build_segment(
         tally,
         damaged,
         gaps_found,
+        next_seq,
     })
 }

@@ -220,6 +220,7 @@ fn record() -> BoxedStrategy<AuditRecord> {
                 links,
                 intercepted_host,
                 client_request_id,
+                row_seq: None,
             },
         )
         .boxed()
