@@ -112,10 +112,19 @@ async fn sigkill_under_load_loses_no_row_and_duplicates_none() {
     let stub = Stub::start().await;
     let shared = tempfile::tempdir().expect("tempdir");
     let audit = shared.path().join("audit");
+    // Signed digests too: the chain must verify across every kill.
+    let key = shared.path().join("digest.pem");
+    let made = std::process::Command::new(custody_tests::harness::custody_bin())
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(made.status.success(), "{made:?}");
     let extra = format!(
-        "{}audit:\n  sink: '{}'\n  roll: {{rows: 40, age: 100ms}}\nshutdown: {{grace_period: 20s}}\n",
+        "{}audit:\n  sink: '{}'\n  roll: {{rows: 40, age: 100ms}}\n  digests: {{interval: 1s, signing_key_file: '{}'}}\nshutdown: {{grace_period: 20s}}\n",
         routes(&stub),
-        audit.display()
+        audit.display(),
+        key.display()
     );
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -195,6 +204,20 @@ async fn sigkill_under_load_loses_no_row_and_duplicates_none() {
             .take(10)
             .collect::<Vec<_>>()
     );
+    // One chain across the kills, every file covered, nothing to report.
+    let verified = std::process::Command::new(custody_tests::harness::custody_bin())
+        .arg("verify")
+        .arg(&audit)
+        .arg("--public-key")
+        .arg(format!("{}.pub", key.display()))
+        .args(["--json", "--interval", "1s"])
+        .output()
+        .expect("verify");
+    let report: serde_json::Value =
+        serde_json::from_slice(&verified.stdout).expect("verify report");
+    assert!(verified.status.success(), "{report:#}");
+    assert_eq!(report["chains"], 1, "{report:#}");
+    assert_eq!(report["rows"], rows.len(), "{report:#}");
     let received: HashSet<String> = stub
         .request_ids()
         .into_iter()

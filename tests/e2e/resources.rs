@@ -282,13 +282,10 @@ async fn no_decision_is_taken_on_a_partly_read_body() {
 
 /// Reads until the peer closes the connection; how long after `since` that was.
 async fn closed_at(stream: &mut TcpStream, since: Instant, limit: Duration) -> Option<Duration> {
-    let mut sink = vec![0; 4096];
-    tokio::time::timeout(limit, async {
-        while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-    })
-    .await
-    .ok()
-    .map(|()| since.elapsed())
+    let before = since.elapsed();
+    crate::slow_peers::closed_after(stream, limit)
+        .await
+        .map(|d| before + d)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Reads until custody closes the connection; how long that took.
-async fn closed_after(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+pub(crate) async fn closed_after(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut sink = vec![0; 4096];
     tokio::time::timeout(limit, async {

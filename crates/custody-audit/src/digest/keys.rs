@@ -51,15 +51,7 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads a PKCS#8 PEM private key.
     pub fn read(path: &Path) -> Result<Self, KeyError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::from_pem(&text).map_err(|reason| KeyError::Invalid {
-            path: shown,
-            reason,
-        })
+        read_pem(path, Self::from_pem)
     }
 
     /// Parses a PKCS#8 PEM private key.
@@ -103,15 +95,7 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads an SPKI PEM public key.
     pub fn read(path: &Path) -> Result<Self, KeyError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::from_pem(&text).map_err(|reason| KeyError::Invalid {
-            path: shown,
-            reason,
-        })
+        read_pem(path, Self::from_pem)
     }
 
     /// Parses an SPKI PEM public key.
@@ -147,6 +131,19 @@ impl PublicKey {
             .verify(message, signature)
             .is_ok()
     }
+}
+
+/// Reads `path` and parses it with `parse`, naming the file in any error.
+fn read_pem<T>(path: &Path, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, KeyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&text).map_err(|reason| KeyError::Invalid {
+        path: shown,
+        reason,
+    })
 }
 
 fn spki(raw: &[u8; 32]) -> Vec<u8> {
