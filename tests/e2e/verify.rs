@@ -22,18 +22,77 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (out, public)
 }
 
-/// `custody verify <sink> --public-key <key> --json` and extra arguments: the exit
-/// code and the report.
-fn verify(sink: &Path, key: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
-    let out = Command::new(custody_bin())
+/// Where a trail lies: a local directory, or a bucket of the real S3-compatible
+/// server (s3s-fs keeps objects as files, so both can be tampered with on disk).
+enum Place {
+    Local,
+    S3(custody_tests::s3::S3Server),
+}
+
+impl Place {
+    /// The `audit` section's sink lines for the trail `name` (under `work`).
+    fn sink_config(&self, work: &Path, name: &str) -> String {
+        match self {
+            Place::Local => format!("  sink: {}\n", work.join(name).display()),
+            Place::S3(server) => {
+                let secret = work.join("s3-secret");
+                std::fs::write(&secret, custody_tests::s3::SECRET_KEY).expect("secret");
+                std::fs::create_dir_all(server.root.join(name)).expect("bucket");
+                format!(
+                    "  sink: 's3://{name}/trail'\n  s3: {{endpoint: 'http://127.0.0.1:{}', region: us-east-1, path_style: true, access_key_id: {}, secret_access_key_file: '{}'}}\n",
+                    server.port,
+                    custody_tests::s3::ACCESS_KEY,
+                    secret.display()
+                )
+            }
+        }
+    }
+
+    /// Where the objects of trail `name` are on disk.
+    fn dir(&self, work: &Path, name: &str) -> PathBuf {
+        match self {
+            Place::Local => work.join(name),
+            Place::S3(server) => server.root.join(name).join("trail"),
+        }
+    }
+
+    /// What `custody verify` is given for trail `name`.
+    fn target(&self, work: &Path, name: &str) -> String {
+        match self {
+            Place::Local => work.join(name).display().to_string(),
+            Place::S3(_) => format!("s3://{name}/trail"),
+        }
+    }
+
+    /// The environment `custody verify` reads the sink with.
+    fn env(&self, command: &mut Command) {
+        if let Place::S3(server) = self {
+            command
+                .env(
+                    "AWS_ENDPOINT_URL",
+                    format!("http://127.0.0.1:{}", server.port),
+                )
+                .env("AWS_ALLOW_HTTP", "true")
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", custody_tests::s3::ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", custody_tests::s3::SECRET_KEY);
+        }
+    }
+}
+
+/// `custody verify <target> --public-key <key> --json` and extra arguments, with
+/// `place`'s environment: the exit code and the report.
+fn verify_at(place: &Place, target: &str, key: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut command = Command::new(custody_bin());
+    command
         .arg("verify")
-        .arg(sink)
+        .arg(target)
         .arg("--public-key")
         .arg(key)
         .args(["--json", "--interval", "1s"])
-        .args(extra)
-        .output()
-        .expect("verify");
+        .args(extra);
+    place.env(&mut command);
+    let out = command.output().expect("verify");
     let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {}{}",
@@ -98,13 +157,12 @@ async fn traffic(custody: &Custody, n: usize) {
 
 /// A trail written by custody with digests every second, across two clean
 /// restarts and a SIGKILL with requests in flight.
-async fn write_trail(work: &Path, key: &Path) -> PathBuf {
+async fn write_trail(place: &Place, work: &Path, key: &Path) -> PathBuf {
     let stub = Stub::start().await;
-    let sink = work.join("sink");
     let config = format!(
-        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\naudit:\n  sink: {}\n  spool: {{dir: {}}}\n  roll: {{age: 200ms}}\n  digests: {{interval: 1s, signing_key_file: {}}}\n",
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\naudit:\n{}  spool: {{dir: {}}}\n  roll: {{age: 200ms}}\n  digests: {{interval: 1s, signing_key_file: {}}}\n",
         stub.url(),
-        sink.display(),
+        place.sink_config(work, "sink"),
         work.join("spool").display(),
         key.display()
     );
@@ -121,11 +179,25 @@ async fn write_trail(work: &Path, key: &Path) -> PathBuf {
             custody.stop();
         }
     }
-    sink
+    place.dir(work, "sink")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
+    tamper_suite(Place::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_tampering_is_reported_on_an_s3_sink() {
+    let root = tempfile::tempdir().expect("s3 root");
+    let server =
+        custody_tests::s3::S3Server::start(root.path(), custody_tests::harness::free_port());
+    tamper_suite(Place::S3(server)).await;
+}
+
+/// A trail custody writes at `place`, verified clean, then each kind of tampering
+/// on a copy of it, each reported with its own finding.
+async fn tamper_suite(place: Place) {
     let work = tempfile::tempdir().expect("tempdir");
     let (private, public) = keygen(work.path(), "digest.pem");
     let (other_private, other_public) = keygen(work.path(), "other.pem");
@@ -134,11 +206,12 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
         0o600
     );
-    let sink = write_trail(work.path(), &private).await;
+    let sink = write_trail(&place, work.path(), &private).await;
+    let sink_target = place.target(work.path(), "sink");
 
     // The clean trail: every file covered, one chain across the restarts and the
     // kill, no findings.
-    let (code, report) = verify(&sink, &public, &[]);
+    let (code, report) = verify_at(&place, &sink_target, &public, &[]);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(kinds(&report), Vec::<String>::new());
     assert_eq!(report["chains"], 1, "{report:#}");
@@ -157,7 +230,7 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
         .collect();
     assert_eq!(starts.len(), 1, "one chain start for four starts");
     // The wrong key trusts nothing.
-    let (code, report) = verify(&sink, &other_public, &[]);
+    let (code, report) = verify_at(&place, &sink_target, &other_public, &[]);
     assert_eq!(code, 1);
     assert!(
         kinds(&report)
@@ -309,7 +382,9 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
         .cloned()
         .collect();
     for (i, (what, tamper, expected)) in cases.iter().enumerate() {
-        let copy = work.path().join(format!("case-{i}"));
+        let name = format!("case-{i}");
+        let copy = place.dir(work.path(), &name);
+        std::fs::create_dir_all(copy.parent().expect("parent")).expect("mkdir");
         copy_dir(&sink, &copy);
         let digests = if *expected == "chain_unclosed" || *expected == "row_seq_hole" {
             &ordered
@@ -328,7 +403,8 @@ async fn custody_verify_accepts_the_trail_and_reports_every_tampering() {
             )
             .expect("micros"),
         );
-        let (code, report) = verify(&copy, &public, &["--to", &later]);
+        let target = place.target(work.path(), &name);
+        let (code, report) = verify_at(&place, &target, &public, &["--to", &later]);
         assert_eq!(code, 1, "{what}: {report:#}");
         assert!(
             kinds(&report).iter().any(|k| k == expected),
@@ -446,4 +522,32 @@ async fn custody_verify_reads_an_s3_sink_and_reports_tampering_there() {
         kinds(&report).contains(&"digest_unsigned".to_owned()),
         "{report:#}"
     );
+}
+
+#[test]
+fn an_unreadable_signing_key_stops_custody_at_start() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let not_a_key = work.path().join("not-a-key.pem");
+    std::fs::write(
+        &not_a_key,
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .expect("write");
+    for (file, says) in [
+        (work.path().join("missing.pem"), "cannot read"),
+        (not_a_key, "BEGIN PRIVATE KEY"),
+    ] {
+        let err = match Custody::try_start(&format!(
+            "audit:\n  sink: {}\n  digests: {{signing_key_file: {}}}\n",
+            work.path().join("audit").display(),
+            file.display()
+        )) {
+            Err(e) => e,
+            Ok(_) => panic!("custody started without its signing key ({says})"),
+        };
+        assert!(
+            err.contains("audit.digests.signing_key_file") && err.contains(says),
+            "{err}"
+        );
+    }
 }
