@@ -632,3 +632,40 @@ async fn a_full_spool_in_drop_mode_forwards_and_counts_every_unrecorded_request(
         sent
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_retrying_a_sink_that_is_down_for_a_moment() {
+    let stub = Stub::start().await;
+    let shared = tempfile::tempdir().expect("tempdir");
+    let root = shared.path().join("s3");
+    std::fs::create_dir_all(&root).expect("root");
+    let port = free_port();
+    let mut s3 = S3Server::start(&root, port);
+    let extra = format!(
+        "{}{}  spool: {{dir: '{}'}}\n  roll: {{age: 1h}}\nshutdown: {{grace_period: 20s}}\n",
+        routes(&stub),
+        s3.audit_yaml("audit", "down", &shared.path().join("secret")),
+        shared.path().join("spool").display()
+    );
+    let mut custody = start(extra).await;
+    for i in 0..20 {
+        assert_eq!(call(&custody.tcp(), &format!("down-{i}")).await, Some(200));
+    }
+    // The sink goes down; custody is told to stop; the sink is back 1.5 s later.
+    s3.stop();
+    custody.signal_term();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _s3 = S3Server::start(&root, port);
+    let status = custody.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", custody.log());
+    // Every row reached the sink: the rows of a pod whose spool goes with it.
+    let rows = read_dir(&root.join("audit/down"));
+    assert_eq!(rows.len(), 20, "{}", custody.log());
+    assert!(
+        custody
+            .log()
+            .contains("audit upload failed while shutting down; retrying until the deadline"),
+        "{}",
+        custody.log()
+    );
+}

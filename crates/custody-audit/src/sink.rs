@@ -121,6 +121,9 @@ pub struct AuditStats {
     pub rows_dropped: AtomicU64,
     /// Gap rows written for rejected or dropped requests.
     pub gap_rows: AtomicU64,
+    /// Upload rounds retried while shutting down (the sink failed; retried with
+    /// backoff until the deadline).
+    pub shutdown_upload_retries: AtomicU64,
     /// Signed digests stored (`audit.digests`).
     pub digests_written: AtomicU64,
     /// Digests that could not be written (retried), and delivered files that could

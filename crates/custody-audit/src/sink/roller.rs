@@ -130,27 +130,55 @@ impl Roller {
         });
     }
 
-    /// Seals, builds and uploads until nothing is left or the deadline passes.
+    /// Seals, builds and uploads until nothing is left or the deadline passes. With
+    /// a deadline (shutdown), a failed upload round is retried with backoff (250 ms
+    /// doubling to 2 s) until the deadline: a sink down for a moment must not cost
+    /// the rows of a pod whose spool goes with it. Without one (a flush), one failed
+    /// round ends it.
     async fn drain(&mut self, deadline: Option<Instant>) -> StopReport {
         self.retry_at = None;
         let mut drained = false;
-        for _ in 0..8 {
+        let mut rounds = 0u32;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            rounds += 1;
             let idle = self.round(true, deadline).await;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            if !idle {
-                break;
+            if idle {
+                let pending = self.shared.unsealed_rows.load(Ordering::Relaxed) > 0
+                    || !lock(&self.shared.overflow).is_empty()
+                    || lock(&self.shared.gap).pending()
+                    || !self.unfinished.is_empty()
+                    || self.replay_until.is_some();
+                if !pending {
+                    drained = true;
+                    break;
+                }
+                if rounds >= 8 {
+                    match deadline {
+                        None => break,
+                        // Waiting on something else (rows still arriving): no spin.
+                        Some(d) => tokio::time::sleep(Duration::from_millis(50).min(d - now)).await,
+                    }
+                }
+                continue;
             }
-            let pending = self.shared.unsealed_rows.load(Ordering::Relaxed) > 0
-                || !lock(&self.shared.overflow).is_empty()
-                || lock(&self.shared.gap).pending()
-                || !self.unfinished.is_empty()
-                || self.replay_until.is_some();
-            if !pending {
-                drained = true;
-                break;
-            }
+            let Some(d) = deadline else { break };
+            let wait = backoff.min(d - now);
+            self.shared
+                .stats
+                .shutdown_upload_retries
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                retry_in_ms = wait.as_millis() as u64,
+                left_ms = (d - now).as_millis() as u64,
+                "audit upload failed while shutting down; retrying until the deadline"
+            );
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         let stats = &self.shared.stats;
         let waiting = lock(&self.shared.overflow).len() as u64;
@@ -177,15 +205,18 @@ impl Roller {
                     "the gap row for requests not recorded could not be spooled before exit; their count is kept for the next start"
                 );
             }
+            let retries = stats.shutdown_upload_retries.load(Ordering::Relaxed);
             if drained {
                 tracing::info!(
                     backlog_bytes = report.backlog_bytes,
+                    retries,
                     "audit trail uploaded; spool drained"
                 );
             } else {
                 tracing::warn!(
                     backlog_bytes = report.backlog_bytes,
                     open_intents = self.pairing.open_count(),
+                    retries,
                     "audit upload not finished before the deadline; the rest stays spooled for the next start"
                 );
             }
