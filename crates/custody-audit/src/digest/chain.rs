@@ -118,11 +118,6 @@ impl Chain {
         })
     }
 
-    /// This start's id.
-    pub fn start_id(&self) -> &str {
-        &self.start_id
-    }
-
     /// Files now stored on the sink: remembered until a digest covers them.
     pub fn delivered(&mut self, files: impl IntoIterator<Item = FileEntry>) -> std::io::Result<()> {
         let mut changed = false;
