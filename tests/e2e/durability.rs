@@ -541,8 +541,12 @@ async fn a_full_spool_rejects_with_503_until_space_returns_then_records_a_gap() 
         custody.metric("custody_audit_rows_rejected_total"),
         Some(f64::from(refused))
     );
+    // A full spool refuses requests but leaves the sidecar ready: an object-store
+    // outage must not take every agent pod out of its Services at once.
     let (code, body) = admin_get(custody.admin, "/readyz").expect("readyz");
-    assert_eq!(code, 503, "{body}");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"audit_spool_has_room\":false"), "{body}");
+    assert_eq!(custody.metric("custody_audit_accepting"), Some(0.0));
     assert!(
         custody
             .metric("custody_audit_backlog_bytes")
@@ -554,7 +558,7 @@ async fn a_full_spool_rejects_with_503_until_space_returns_then_records_a_gap() 
     // how many were refused.
     let _s3 = S3Server::start(&root, port);
     eventually(30, "the spool to accept again", || {
-        admin_get(custody.admin, "/readyz").is_some_and(|(c, _)| c == 200)
+        custody.metric("custody_audit_accepting") == Some(1.0)
     })
     .await;
     assert_eq!(call(&custody.tcp(), "after").await, Some(200));
@@ -668,4 +672,66 @@ async fn shutdown_keeps_retrying_a_sink_that_is_down_for_a_moment() {
         "{}",
         custody.log()
     );
+}
+
+/// A sink that stays down past the deadline: with `audit.spool.ephemeral` (the
+/// pod's `emptyDir`) the rows left are lost with the pod, so custody says so at
+/// ERROR with their number and exits 3; without it they stay for the next start
+/// (exit 0), and that start uploads every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_rows_left_in_an_ephemeral_spool_fails_loudly() {
+    let stub = Stub::start().await;
+    let shared = tempfile::tempdir().expect("tempdir");
+    let root = shared.path().join("s3");
+    std::fs::create_dir_all(&root).expect("root");
+    let port = free_port();
+    for (ephemeral, sent) in [(true, 7), (false, 5)] {
+        let spool = shared.path().join(format!("spool-{ephemeral}"));
+        let mut s3 = S3Server::start(&root, port);
+        let extra = format!(
+            "{}{}  spool: {{dir: '{}', ephemeral: {ephemeral}}}\n  roll: {{age: 1h}}\nshutdown: {{grace_period: 2s}}\n",
+            routes(&stub),
+            s3.audit_yaml("audit", "gone", &shared.path().join("secret")),
+            spool.display()
+        );
+        let mut custody = start(extra.clone()).await;
+        for i in 0..sent {
+            let id = format!("gone-{ephemeral}-{i}");
+            assert_eq!(call(&custody.tcp(), &id).await, Some(200));
+        }
+        s3.stop();
+        custody.signal_term();
+        let status = custody.wait_exit(Duration::from_secs(30));
+        let log = custody.log();
+        let metrics_said =
+            log.contains(&format!("rows={sent}")) || log.contains(&format!("\"rows\":{sent}"));
+        assert!(
+            metrics_said,
+            "the shutdown names the {sent} rows left\n{log}"
+        );
+        if ephemeral {
+            assert_eq!(status.code(), Some(3), "{status}\n{log}");
+            assert!(
+                log.contains("ERROR") || log.contains("\"level\":\"ERROR\""),
+                "{log}"
+            );
+            assert!(log.contains("the spool is ephemeral"), "{log}");
+        } else {
+            assert!(status.success(), "{status}\n{log}");
+            assert!(log.contains("stays spooled for the next start"), "{log}");
+            assert!(!log.contains("the spool is ephemeral"), "{log}");
+            // The next start (the spool survived) ships every row.
+            let _s3 = S3Server::start(&root, port);
+            let mut again = start(extra).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while read_dir(&root.join("audit/gone")).len() < sent
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            again.signal_term();
+            assert!(again.wait_exit(Duration::from_secs(30)).success());
+            assert_eq!(read_dir(&root.join("audit/gone")).len(), sent);
+        }
+    }
 }

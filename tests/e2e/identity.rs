@@ -358,7 +358,12 @@ async fn keys_follow_cache_headers_and_outlive_an_outage_up_to_max_stale() {
     let (status, body) = chat_as(&custody, "stale", &idp.token("auth0|erin")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["type"], "identity_unavailable");
-    assert_eq!(ready(&custody), Some(503));
+    // An IdP outage is every pod's: the sidecar stays ready (readiness is "can
+    // serve"), and the stale keys show in /readyz's body and in the metrics.
+    assert_eq!(ready(&custody), Some(200));
+    let (_, state) = admin_get(custody.admin, "/readyz").expect("readyz");
+    assert!(state.contains("\"identity_keys_usable\":false"), "{state}");
+    assert_eq!(custody.metric("custody_identity_keys_usable"), Some(0.0));
     let failed = stub.jwks_fetches();
     assert!(
         failed > scheduled + 2,
@@ -369,6 +374,7 @@ async fn keys_follow_cache_headers_and_outlive_an_outage_up_to_max_stale() {
     stub.set_jwks_down(false);
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     assert_eq!(ready(&custody), Some(200));
+    assert_eq!(custody.metric("custody_identity_keys_usable"), Some(1.0));
     let (status, _) = chat_as(&custody, "back", &idp.token("auth0|frank")).await;
     assert_eq!(status, 200);
     custody.stop();

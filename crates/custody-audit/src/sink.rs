@@ -91,6 +91,10 @@ pub struct SinkConfig {
     pub instance: String,
     /// Signed digests over the delivered files; `None`: none are written.
     pub digests: Option<crate::digest::DigestConfig>,
+    /// The spool goes away with this process's pod (an `emptyDir`): rows left in it
+    /// at shutdown are lost, not uploaded at a next start. Shutdown then reports
+    /// them as abandoned ([`StopReport::rows_abandoned`]) and logs at ERROR.
+    pub ephemeral_spool: bool,
 }
 
 /// Counters describing the audit path, shared with the admin endpoints. The
@@ -146,6 +150,9 @@ pub struct AuditStats {
     pub completions_waiting: AtomicU64,
     /// Rows lost for good (a completion still waiting at exit).
     pub rows_lost: AtomicU64,
+    /// Rows a shutdown left in an ephemeral spool (`ephemeral_spool`): not
+    /// uploaded before the deadline, and gone with the pod.
+    pub rows_abandoned: AtomicU64,
     /// Sealed segments processed.
     pub segments_processed: AtomicU64,
     /// Whether the most recent upload round failed.
@@ -216,6 +223,8 @@ enum Command {
 struct Shared {
     spool: Spool,
     on_full: OnFull,
+    /// `SinkConfig::ephemeral_spool`.
+    ephemeral: bool,
     fsync: bool,
     max_bytes: u64,
     reserve: u64,
@@ -451,8 +460,12 @@ pub struct StopReport {
     pub drained: bool,
     /// Bytes left in the spool (uploaded at the next start).
     pub backlog_bytes: u64,
+    /// Rows left in the spool, not uploaded (0 when drained).
+    pub rows_left: u64,
     /// Rows lost for good (completions the spool never took).
     pub rows_lost: u64,
+    /// `rows_left` when the spool is ephemeral: they go with the pod.
+    pub rows_abandoned: u64,
 }
 
 /// Owns the roller thread; [`AuditHandle::shutdown`] drains and stops it.
@@ -494,6 +507,7 @@ impl AuditHandle {
         let shared = Arc::new(Shared {
             spool,
             on_full: config.on_full,
+            ephemeral: config.ephemeral_spool,
             fsync,
             max_bytes,
             reserve: (max_bytes / 8).min(16 << 20),

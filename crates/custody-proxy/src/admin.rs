@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (listeners bound,
-//! not shutting down, the audit spool has room) and `/metrics` (Prometheus text).
+//! identity keys loaded once, not shutting down; the state of each dependency in
+//! its body) and `/metrics` (Prometheus text).
 //! Admin requests are not audited. Requests that name another host or come from a
 //! browser page are refused before they get here ([`crate::loopback`]; [`refuse`]),
 //! and counted in `custody_admin_refusals_total{reason}`.
@@ -37,15 +38,19 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
+            // Readiness is "this sidecar can serve": listeners bound, identity keys
+            // loaded once, not shutting down. A full spool, failing uploads or stale
+            // keys are outages of a dependency shared by every pod: turning every
+            // agent pod NotReady at once would add an outage, not report one. They
+            // show in the body and in the metrics (and the alerts on them).
             let accepting = health.ready.load(Ordering::Acquire);
             let stats = health.audit.stats();
             let spool_room = health.audit.accepting();
             let uploads_ok = !stats.failing.load(Ordering::Relaxed);
-            // A full spool refuses requests under on_full: reject: not ready. Failing
-            // uploads alone are not a reason: the spool holds the rows meanwhile.
             let audit_ok = spool_room || health.audit.on_full() == OnFull::Drop;
+            let keys_loaded = health.identity.as_ref().is_none_or(|i| i.loaded());
             let keys_ok = health.identity.as_ref().is_none_or(|i| i.ready());
-            let ready = accepting && audit_ok && keys_ok;
+            let ready = accepting && keys_loaded;
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -60,7 +65,8 @@ pub(crate) fn respond<B>(health: &Health, req: &Request<B>) -> Response<Full<Byt
                     "audit_spool_has_room": spool_room,
                     "audit_uploads_ok": uploads_ok,
                     "audit_backlog_bytes": health.audit.spool_stats().backlog_bytes.load(Ordering::Relaxed),
-                    "identity_keys_loaded": keys_ok,
+                    "identity_keys_loaded": keys_loaded,
+                    "identity_keys_usable": keys_ok,
                     "audit_rows_written": stats.rows_uploaded.load(Ordering::Relaxed),
                     "policy": {
                         "version": health.policy.version(),

@@ -12,7 +12,10 @@
 //! - kept through an IdP outage: failed refreshes are retried every
 //!   `min(jwks_refresh_min, 30 s)` and the last good keys stay in use until
 //!   `jwks_max_stale` past their refresh time; after that the issuer's tokens are
-//!   refused with `keys_unavailable` and `/readyz` is 503 until a refresh succeeds.
+//!   refused with `keys_unavailable` until a refresh succeeds. `/readyz` waits for
+//!   the first load only: stale keys later show in metrics and in `/readyz`'s body,
+//!   not as a not-ready sidecar (which would take every agent pod out of its
+//!   Services during an IdP outage).
 //!
 //! Every fetch is bounded in time ([`FETCH_TIMEOUT`]) and size ([`FETCH_LIMIT`]).
 //! Nothing a token names is ever fetched.
@@ -119,7 +122,7 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// Builds the stage and loads every issuer's keys; an issuer whose keys cannot be
-    /// loaded is logged and retried (and `/readyz` stays 503 meanwhile).
+    /// loaded is logged and retried (and `/readyz` stays 503 until the first load).
     pub(crate) async fn start(config: &IdentityConfig, client: HttpClient) -> Self {
         let now = Instant::now();
         let identity = Self {
@@ -195,6 +198,17 @@ impl Identity {
     /// The header that carries the user's token on `token_from: header` routes.
     pub(crate) fn token_header(&self) -> &HeaderName {
         &self.token_header
+    }
+
+    /// Whether every issuer's keys have been loaded at least once (they may have
+    /// gone stale since): what readiness waits for at start.
+    pub(crate) fn loaded(&self) -> bool {
+        self.issuers.iter().all(|i| {
+            i.keys
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
+        })
     }
 
     /// Whether every issuer has keys that are not too stale to use.

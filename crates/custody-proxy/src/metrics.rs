@@ -478,6 +478,18 @@ fn render_identity(o: &mut Out, identity: Option<&crate::identity::Identity>) {
         "counter",
         "Tokens refused: on routes that require one, every refusal; on optional routes, tokens sent but invalid. By reason.",
     );
+    o.family(
+        "custody_identity_keys_usable",
+        "gauge",
+        "1 while every issuer has signing keys within jwks_max_stale, 0 while some issuer's are missing or too stale (its tokens are refused with keys_unavailable; /readyz stays 200 once keys were loaded).",
+    );
+    if let Some(identity) = identity {
+        o.sample(
+            "custody_identity_keys_usable",
+            "",
+            u64::from(identity.ready()),
+        );
+    }
     let Some(identity) = identity else {
         o.family(
             "custody_jwks_fetches_total",

@@ -107,6 +107,11 @@ pub struct ShutdownReport {
     pub audit_uploaded: bool,
     /// Bytes left in the audit spool.
     pub audit_backlog_bytes: u64,
+    /// Audit rows left in the spool, not uploaded.
+    pub audit_rows_left: u64,
+    /// Those rows when the spool is ephemeral (`audit.spool.ephemeral`): lost with
+    /// the pod.
+    pub audit_rows_abandoned: u64,
 }
 
 /// A started custody; call [`Running::shutdown`] to stop it gracefully.
@@ -329,6 +334,8 @@ impl Running {
             unwritten_rows: audit.rows_lost,
             audit_uploaded: audit.drained,
             audit_backlog_bytes: audit.backlog_bytes,
+            audit_rows_left: audit.rows_left,
+            audit_rows_abandoned: audit.rows_abandoned,
         }
     }
 }
@@ -366,6 +373,7 @@ fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
         roll_age: c.roll_age,
         instance: instance_name(),
         digests,
+        ephemeral_spool: c.spool_ephemeral,
     })?;
     tracing::info!(
         sink = %c.sink,

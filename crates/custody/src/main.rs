@@ -8,7 +8,8 @@
 //! [`webhook_cmd`]).
 //! Exit codes: 0 success, 1 runtime failure (cannot bind, cannot write) or a
 //! check that failed (a policy test case, `--deny-warnings`), 2 invalid config,
-//! policy or usage.
+//! policy or usage, 3 `custody run` stopped with audit rows left in an ephemeral
+//! spool (`audit.spool.ephemeral`: lost with the pod).
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -98,7 +99,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match run(config) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(Stopped::Clean) => ExitCode::SUCCESS,
+                // Rows left in an ephemeral spool: the pod's end loses them (logged
+                // at ERROR by the audit trail); say so to whoever watches exits.
+                Ok(Stopped::RowsAbandoned) => ExitCode::from(3),
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "custody stopped");
                     eprintln!("custody: {e:#}");
@@ -134,7 +138,15 @@ fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
     })
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+/// How `custody run` ended without an error.
+enum Stopped {
+    /// Everything recorded was written (and uploaded, or spooled for a next start).
+    Clean,
+    /// Rows were left in an ephemeral spool: lost with it.
+    RowsAbandoned,
+}
+
+fn run(config: Config) -> anyhow::Result<Stopped> {
     #[cfg(feature = "jemalloc")]
     allocator::tune();
     let mut builder = match config.runtime.worker_threads {
@@ -167,12 +179,20 @@ fn run(config: Config) -> anyhow::Result<()> {
             drained = report.drained,
             audit_uploaded = report.audit_uploaded,
             audit_backlog_bytes = report.audit_backlog_bytes,
+            audit_rows_left = report.audit_rows_left,
             "custody stopped"
         );
         if report.unwritten_rows > 0 {
             anyhow::bail!("{} audit rows could not be written", report.unwritten_rows);
         }
-        Ok(())
+        if report.audit_rows_abandoned > 0 {
+            eprintln!(
+                "custody: {} audit rows were not uploaded before the deadline and the spool is ephemeral (audit.spool.ephemeral): they are lost with it",
+                report.audit_rows_abandoned
+            );
+            return Ok(Stopped::RowsAbandoned);
+        }
+        Ok(Stopped::Clean)
     })
 }
 

@@ -182,10 +182,18 @@ impl Roller {
         }
         let stats = &self.shared.stats;
         let waiting = lock(&self.shared.overflow).len() as u64;
+        let rows_left = if drained || deadline.is_none() {
+            0
+        } else {
+            self.rows_in_spool()
+        };
+        let abandoned = if self.shared.ephemeral { rows_left } else { 0 };
         let report = StopReport {
             drained,
             backlog_bytes: self.shared.spool.backlog_bytes(),
+            rows_left,
             rows_lost: waiting,
+            rows_abandoned: abandoned,
         };
         if deadline.is_some() {
             if waiting > 0 {
@@ -212,8 +220,17 @@ impl Roller {
                     retries,
                     "audit trail uploaded; spool drained"
                 );
+            } else if self.shared.ephemeral {
+                stats.rows_abandoned.fetch_add(abandoned, Ordering::Relaxed);
+                tracing::error!(
+                    rows = rows_left,
+                    backlog_bytes = report.backlog_bytes,
+                    retries,
+                    "audit upload not finished before the deadline; the spool is ephemeral (audit.spool.ephemeral) and goes with the pod: these rows are lost"
+                );
             } else {
                 tracing::warn!(
+                    rows = rows_left,
                     backlog_bytes = report.backlog_bytes,
                     open_intents = self.pairing.open_count(),
                     retries,
@@ -222,6 +239,47 @@ impl Roller {
             }
         }
         report
+    }
+
+    /// The rows the spool still holds, as a next start would upload them: final
+    /// rows (completions and rows without an intent), plus one `incomplete` row per
+    /// intent (or carried intent) without its completion. Reads every segment: only
+    /// for a shutdown that could not upload everything.
+    fn rows_in_spool(&self) -> u64 {
+        let spool = &self.shared.spool;
+        let mut rows = 0u64;
+        let mut open = std::collections::HashSet::new();
+        let mut completed = std::collections::HashSet::new();
+        for segment in spool.segments() {
+            let reader = match spool.read_segment(segment.id) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(segment = segment.id, error = %e, "cannot count the rows of a spool segment");
+                    continue;
+                }
+            };
+            for record in reader.flatten() {
+                match record.kind {
+                    k if k == envelope::INTENT => {
+                        open.insert(record.pos.seq);
+                    }
+                    k if k == envelope::CARRY => {
+                        if let Some((key, _)) = envelope::split_keyed(&record.payload) {
+                            open.insert(key);
+                        }
+                    }
+                    k if k == envelope::COMPLETION => {
+                        rows += 1;
+                        if let Some((key, _)) = envelope::split_keyed(&record.payload) {
+                            completed.insert(key);
+                        }
+                    }
+                    k if k == envelope::ROW => rows += 1,
+                    _ => {}
+                }
+            }
+        }
+        rows + open.difference(&completed).count() as u64
     }
 
     /// One round: spool what waits in memory, seal if due (or `force`), upload the

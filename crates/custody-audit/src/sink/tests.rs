@@ -27,6 +27,7 @@ fn config(root: &Path, max_bytes: u64, on_full: OnFull) -> SinkConfig {
         roll_age: Duration::from_secs(3600),
         instance: "test".into(),
         digests: None,
+        ephemeral_spool: false,
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) struct RawAudit {
 pub(crate) struct RawSpool {
     pub(crate) dir: Option<String>,
     pub(crate) max_bytes: Option<NumberOrText>,
+    pub(crate) ephemeral: Option<bool>,
 }
 
 /// `audit.roll`.
@@ -101,6 +102,9 @@ pub struct AuditConfig {
     pub spool_dir: PathBuf,
     /// Cap on the spool's bytes.
     pub spool_max_bytes: u64,
+    /// The spool is lost with the pod (`audit.spool.ephemeral`): rows a shutdown
+    /// cannot upload are reported as lost (ERROR, exit status 3).
+    pub spool_ephemeral: bool,
     /// Roll a file once this many rows wait.
     pub roll_rows: usize,
     /// Roll a file once the spool segment reaches this many bytes.
@@ -447,6 +451,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         on_full,
         spool_dir,
         spool_max_bytes,
+        spool_ephemeral: spool.ephemeral.unwrap_or(false),
         roll_rows,
         roll_bytes,
         roll_age,

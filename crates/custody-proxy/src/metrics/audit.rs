@@ -134,6 +134,11 @@ pub(crate) fn render(o: &mut Out, audit: &AuditSink) {
         "Rows lost for good (completions the spool never had room for before exit).",
         &a.rows_lost,
     );
+    o.counter(
+        "custody_audit_rows_abandoned_total",
+        "Rows a shutdown left in an ephemeral spool (audit.spool.ephemeral) because the sink did not take them before the deadline: lost with the pod.",
+        &a.rows_abandoned,
+    );
     o.gauge(
         "custody_audit_completions_waiting",
         "Completions held in memory until the spool has room.",
