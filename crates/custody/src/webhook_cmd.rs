@@ -1,10 +1,18 @@
 //! `custody webhook`: the sidecar injection webhook over HTTPS (rustls; HTTP/1.1 and
 //! HTTP/2 by ALPN). `POST /mutate` and `POST /mutate/opt-in` answer AdmissionReviews
-//! with [`custody_inject::review`]; `GET /healthz` and `GET /readyz` are the probes.
+//! with [`custody_inject::review`]; `GET /healthz` and `GET /readyz` are the probes,
+//! `GET /metrics` the counters ([`metrics`]).
 //! The serving certificate is reloaded when its files change (see [`certs`]).
 //! Logs say what was decided about which pod, never the pod's spec (env values can
-//! hold secrets). SIGTERM/SIGINT: `/readyz` turns 503, no new connections, requests
-//! in flight finish (up to `--shutdown-grace`), exit 0.
+//! hold secrets).
+//!
+//! SIGTERM/SIGINT drains before it stops: `/readyz` turns 503 at once, but reviews
+//! are still accepted and answered for `--drain-delay`, the time the API server and
+//! kube-proxy take to stop sending to a terminating replica (with `failurePolicy:
+//! Fail`, a review sent to a closed port rejects the pod). Then no new connections,
+//! requests in flight finish (up to `--shutdown-grace`), exit 0. A second signal
+//! ends the drain early. The distroless image has no shell for a `preStop` sleep:
+//! the delay lives here.
 
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
@@ -29,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod certs;
+mod metrics;
 
 /// `custody webhook` flags (each also read from the environment variable named).
 #[derive(clap::Args, Debug)]
@@ -57,7 +66,11 @@ pub(crate) struct WebhookArgs {
     /// Larger request bodies are answered 413.
     #[arg(long, default_value_t = MAX_REVIEW_BYTES)]
     max_request_bytes: usize,
-    /// On SIGTERM, how long requests in flight may take to finish.
+    /// On SIGTERM, how long to keep answering reviews while `/readyz` is 503, so the
+    /// API server stops sending before the listener closes.
+    #[arg(long, env = "CUSTODY_WEBHOOK_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_delay: Duration,
+    /// After the drain delay, how long requests in flight may take to finish.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
     /// Check the config and the certificate, print the effective settings, exit.
@@ -159,11 +172,7 @@ fn summary(args: &WebhookArgs, cfg: &InjectConfig, key: &rustls::sign::Certified
             }
         ),
         format!("mode:              {}", cfg.mode().as_str()),
-        format!(
-            "never injected:    {} (own), {}",
-            cfg.namespace().unwrap_or("?"),
-            cfg.exclude_namespaces().join(", ")
-        ),
+        format!("never injected:    {}", never_injected(cfg).join(", ")),
         format!("host network pods: {:?}", raw.host_network),
         format!(
             "config ConfigMap:  {} (key {})",
@@ -176,10 +185,25 @@ fn summary(args: &WebhookArgs, cfg: &InjectConfig, key: &rustls::sign::Certified
     .join("\n")
 }
 
+/// The namespaces never injected, each once: the webhook's own first (marked), then
+/// `exclude_namespaces` in their order.
+fn never_injected(cfg: &InjectConfig) -> Vec<String> {
+    let own = cfg.namespace().unwrap_or("?");
+    let mut out = vec![format!("{own} (own)")];
+    let mut seen = std::collections::BTreeSet::from([own]);
+    for ns in cfg.exclude_namespaces() {
+        if seen.insert(ns.as_str()) {
+            out.push(ns.clone());
+        }
+    }
+    out
+}
+
 struct State {
     cfg: InjectConfig,
     max_request_bytes: usize,
     ready: AtomicBool,
+    metrics: metrics::Metrics,
 }
 
 async fn serve(
@@ -214,6 +238,7 @@ async fn serve(
         cfg,
         max_request_bytes: args.max_request_bytes,
         ready: AtomicBool::new(true),
+        metrics: metrics::Metrics::default(),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -227,12 +252,30 @@ async fn serve(
         fingerprint,
         "custody webhook is running"
     );
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
+    let mut signals = Signals::install()?;
+    // Until the first signal: serve. Then: still serve, reporting not ready, until
+    // the drain delay is over (or a second signal).
+    let drain = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    tokio::pin!(drain);
+    let mut draining = false;
     let signal = loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            s = &mut signal => break s?,
+            s = signals.next() => {
+                if draining {
+                    break s;
+                }
+                tracing::info!(
+                    signal = s,
+                    drain_delay = ?args.drain_delay,
+                    "draining: /readyz is 503; reviews are still answered until the drain delay is over"
+                );
+                state.ready.store(false, Ordering::SeqCst);
+                draining = true;
+                drain.as_mut().reset(tokio::time::Instant::now() + args.drain_delay);
+                continue;
+            }
+            () = &mut drain, if draining => break "drain delay over",
         };
         let (tcp, _) = match accepted {
             Ok(a) => a,
@@ -274,10 +317,9 @@ async fn serve(
         });
     };
     tracing::info!(
-        signal,
+        after = signal,
         "shutting down: no new connections; finishing requests in flight"
     );
-    state.ready.store(false, Ordering::SeqCst);
     drop(listener);
     stop.cancel();
     tracker.close();
@@ -291,14 +333,27 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, installed before serving so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 fn json(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -366,6 +421,16 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
             json(200, br#"{"status":"ready"}"#.to_vec())
         }
         (&Method::GET, "/readyz", _) => json(503, br#"{"status":"shutting down"}"#.to_vec()),
+        (&Method::GET, "/metrics", _) => {
+            let mut r = Response::new(Full::new(Bytes::from(
+                state.metrics.render(state.ready.load(Ordering::SeqCst)),
+            )));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         (_, _, Some(_)) => {
             let mut r = error(405, "method_not_allowed", "use POST");
             r.headers_mut()
@@ -427,5 +492,27 @@ async fn mutate(
         duration_us = started.elapsed().as_micros() as u64,
         "admission review"
     );
+    state
+        .metrics
+        .review(selected, &answer.outcome, started.elapsed());
     json(answer.status, answer.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_lists_each_never_injected_namespace_once() {
+        let cfg = RawConfig::from_yaml(
+            "image: registry.example/custody:1\nnamespace: custody-system\nexclude_namespaces: [kube-system, custody-system, kube-public, kube-system]\n",
+        )
+        .expect("yaml")
+        .validate()
+        .expect("valid");
+        assert_eq!(
+            never_injected(&cfg),
+            ["custody-system (own)", "kube-system", "kube-public"]
+        );
+    }
 }
