@@ -6,10 +6,10 @@
 //!   `data: [DONE]`. The header `x-stub-gate: 1` makes the stream wait after its first
 //!   event until [`Stub::release`] is called, so a test can prove streaming is not
 //!   buffered without relying on timing. `x-stub-chunks: N` sets the number of chunks.
-//!   With `tools`, the model asks for the first tool (see [`openai`]).
+//!   With `tools`, the model asks for the first tool (see the `openai` module).
 //! - `POST /v1/responses` (OpenAI Responses API), `POST /v1/embeddings` and
 //!   `POST /v1/messages` (Anthropic Messages API), JSON and streamed: see the
-//!   [`openai`] and [`anthropic`] modules.
+//!   `openai` and `anthropic` modules.
 //! - `ANY /echo/...`: JSON describing the request as received (method, path, query,
 //!   headers, body length, body as text).
 //! - `GET /slow?ms=N`: answers after N milliseconds.

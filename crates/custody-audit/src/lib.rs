@@ -1,5 +1,5 @@
 //! The audit trail: one [`AuditRecord`] per request, allowed or denied, persisted
-//! in a local [spool](spool) before the request is forwarded, rolled into
+//! in a local [spool] before the request is forwarded, rolled into
 //! Hive-partitioned Parquet files (`dt=YYYY-MM-DD/hour=HH/<file>.parquet`, zstd) and
 //! [shipped](ship) to a local directory or object storage.
 //!

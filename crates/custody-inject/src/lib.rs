@@ -2,7 +2,7 @@
 //! AdmissionReview answer (with a base64 JSON Patch that adds custody) out.
 //!
 //! Pure: no I/O, no async, no clock. The `custody webhook` command serves
-//! [`review`] over HTTPS; [`InjectConfig`] is its checked configuration.
+//! [`review()`] over HTTPS; [`InjectConfig`] is its checked configuration.
 //! docs/injection.md is the user's guide to the same rules.
 //!
 //! # Which pods reach the webhook

@@ -1,5 +1,5 @@
 //! Configuration: YAML → [`raw`] (the file's shape, `deny_unknown_fields`) →
-//! [`Config::validate`] → [`Config`] (checked, typed, defaults applied).
+//! `validate` → [`Config`] (checked, typed, defaults applied).
 //!
 //! Every problem is reported with its path (`routes[1].upstream: ...`), all at once:
 //! each top-level section and each route is deserialized on its own so one typo does

@@ -6,7 +6,7 @@
 //! - Every request that reaches a listener yields exactly one audit row, whether it
 //!   was forwarded, refused or failed; the row is recorded when the response body
 //!   ends, errors, or is dropped ([`body`]).
-//! - Errors become HTTP responses in one place ([`error::ProxyError::into_response`]),
+//! - Errors become HTTP responses in one place ([`error::ProxyError::to_response`]),
 //!   as JSON `{"error":{"type","message","request_id"}}`.
 //! - Response bodies stream through frame by frame, unchanged and undelayed
 //!   (inspection observes them; only `force_stream_usage` holds back the usage chunk

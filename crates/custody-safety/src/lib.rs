@@ -46,7 +46,7 @@
 //! - Pure: no I/O, no panics on any input, no unsafe code. [`Detectors`] is
 //!   immutable and `Send + Sync`; share one in an `Arc`.
 //! - A finding never carries the matched value; [`Summary`] and `Debug` output
-//!   neither. Only [`redact`] reads values (to hash them for tokens).
+//!   neither. Only [`redact()`] reads values (to hash them for tokens).
 //! - Redacted JSON is valid JSON with the same structure, keys and key order:
 //!   only the string tokens holding a redacted value are re-encoded.
 //! - Matches never overlap; a match never starts inside a longer word or number.

@@ -8,7 +8,7 @@
 //! named more than once at `<prefix>.<key>[i]` — the paths of
 //! `action.parameters`. A value whose key names a secret is a `SECRET` when it
 //! looks like one, as for a JSON member. Keys are not scanned (structure, like
-//! JSON object keys). [`redact`](crate::redact) rewrites only the pairs it
+//! JSON object keys). [`redact`](fn@crate::redact) rewrites only the pairs it
 //! redacts: the decoded value with the matches replaced, percent-encoded again;
 //! every other byte is kept.
 
@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 /// Scans the values of a query string (without `?`) or form body `text`; the
 /// findings' paths start with `prefix` (`$.query`, `$.body`). The scan can be
-/// given to [`redact`](crate::redact) with `text`.
+/// given to [`redact`](fn@crate::redact) with `text`.
 pub fn scan_form(detectors: &Detectors, text: &[u8], prefix: &str) -> Scan {
     let pairs = split(text);
     let mut seen: HashMap<&[u8], (usize, usize)> = HashMap::new();
