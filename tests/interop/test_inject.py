@@ -166,7 +166,8 @@ class Webhook:
 def webhooks():
     secret = SecretDir()
     secret.write(*make_pair("custody-webhook.custody-system.svc"))
-    started = {name: Webhook(secret, name) for name in ("config.yaml", "config-legacy.yaml")}
+    configs = sorted({c.get("config", "config.yaml") for c in CASES})
+    started = {name: Webhook(secret, name) for name in configs}
     yield started
     for w in started.values():
         w.kill()
@@ -208,7 +209,30 @@ def check_injected(case: dict, review: dict, response: dict) -> dict:
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
     spool = next(v for v in pod["spec"]["volumes"] if v["name"] == "custody-spool")
-    assert spool["emptyDir"]["sizeLimit"]
+    if case.get("config") == "config-hardened.yaml":
+        # A generic ephemeral volume; ids left to the platform; the private registry's secrets once each.
+        claim = spool["ephemeral"]["volumeClaimTemplate"]["spec"]
+        assert claim["accessModes"] == ["ReadWriteOnce"] and claim["storageClassName"] == "fast-ssd"
+        assert claim["resources"]["requests"]["storage"]
+        assert "runAsUser" not in sc and "runAsGroup" not in sc
+        secrets = [s["name"] for s in pod["spec"]["imagePullSecrets"]]
+        assert sorted(secrets) == ["registry-credentials", "shared-pull"]
+    else:
+        assert spool["emptyDir"]["sizeLimit"]
+        assert sc["runAsUser"] == 65532
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["custody.dev/sidecar-image"] == sidecar["image"]
+    assert len(annotations["custody.dev/sidecar-hash"]) == 16
+    # Termination grace (docs/injection.md): native sidecars get the pod's grace plus
+    # theirs (config.yaml: 30 s), a regular container at least its 30 s; `warn` leaves it.
+    before = review["request"]["object"]["spec"].get("terminationGracePeriodSeconds", 30)
+    after = pod["spec"]["terminationGracePeriodSeconds"]
+    if case.get("config") == "config-hardened.yaml":
+        assert after == before
+    elif legacy:
+        assert after == max(before, 30)
+    else:
+        assert after == before + 30
     apps = pod["spec"]["containers"][:-1] if legacy else pod["spec"]["containers"]
     for c in apps:
         assert {"name": "custody-run", "mountPath": "/run/custody", "readOnly": True} in c["volumeMounts"]

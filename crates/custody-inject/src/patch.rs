@@ -69,6 +69,22 @@ impl Patch {
         }
     }
 
+    /// Sets each `(key, value)` in the object at `path`, or adds the object with all
+    /// of them when `exists` is false.
+    pub(crate) fn set_members(&mut self, path: &Pointer, exists: bool, members: &[(&str, Value)]) {
+        if exists {
+            for (key, value) in members {
+                self.add(&path.at(key), value.clone());
+            }
+        } else {
+            let object = members
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            self.add(path, Value::Object(object));
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.ops.len()
     }
