@@ -2,7 +2,9 @@
 //! AdmissionReview answer (with a base64 JSON Patch that adds custody) out.
 //!
 //! Pure: no I/O, no async, no clock. The `custody webhook` command serves
-//! [`review`] over HTTPS; [`InjectConfig`] is its checked configuration.
+//! [`review`] over HTTPS; [`InjectConfig`] is its checked configuration. The
+//! `custody inject` command runs the same [`review`] on the Pods and pod templates
+//! of a manifest ([`manifest`]).
 //! docs/injection.md is the user's guide to the same rules.
 //!
 //! # Which pods reach the webhook
@@ -62,6 +64,7 @@
 mod annotations;
 mod config;
 mod hash;
+pub mod manifest;
 mod names;
 mod patch;
 mod pod;
