@@ -84,7 +84,7 @@ pub struct Quantities {
     pub memory: Option<String>,
     /// Local ephemeral storage (`ephemeral-storage`), e.g. `2Gi`: what the kubelet
     /// counts the `emptyDir` spool against.
-    #[serde(rename = "ephemeral-storage")]
+    #[serde(rename = "ephemeral-storage", skip_serializing_if = "Option::is_none")]
     pub ephemeral_storage: Option<String>,
 }
 

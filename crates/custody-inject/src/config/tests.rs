@@ -149,3 +149,28 @@ fn kube_versions_as_clusters_report_them() {
     let err = RawConfig::from_yaml("image: x\nkube_version: 1.30\n").expect_err("number");
     assert!(err.to_string().contains("as a string"), "{err}");
 }
+
+#[test]
+fn the_docs_list_every_key_with_its_default() {
+    let doc = include_str!("../../../../docs/injection.md");
+    let block = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("native_sidecar:"))
+        .expect("the config block of docs/injection.md");
+    let documented: serde_json::Value = serde_yaml::from_str(block).expect("YAML");
+    let defaults = serde_json::to_value(RawConfig::default()).expect("JSON");
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("map").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&documented), keys(&defaults));
+    // Every default as documented, but the image (required, an example there).
+    for (key, value) in defaults.as_object().expect("map") {
+        if key != "image" {
+            assert_eq!(&documented[key], value, "{key}");
+        }
+    }
+}
