@@ -31,8 +31,8 @@
 //! | `spec` missing; `containers` not a non-empty array; a container, volume, `env` or `volumeMounts` entry, `imagePullSecrets` or `terminationGracePeriodSeconds` of the wrong shape | **denied**, naming every such field |
 //! | annotation `custody.dev/injected` and a container named `custody` (in `containers` or `initContainers`) | allowed, no patch (`already_injected`: idempotent) |
 //! | annotation `custody.dev/injected` without such a container | the claim is false: a warning, and the rules below apply (the pod is injected, not skipped nor denied) |
-//! | `spec.os.name: windows` | allowed, no patch, a warning (`windows`) |
-//! | `hostNetwork: true` | per `host_network`: `skip` (default: allowed, no patch, a warning), `deny`, or `inject` (with a warning) |
+//! | `spec.os.name: windows` | allowed, no patch, a warning (`windows`); **denied** in a mandatory namespace |
+//! | `hostNetwork: true` | per `host_network`: `skip` (default: allowed, no patch, a warning; **denied** in a mandatory namespace), `deny`, or `inject` (with a warning) |
 //! | an unknown `custody.dev/` annotation, one not in `allowed_annotations`, a bad value, a value above its bound (`max_resources`, `max_spool_size_limit`), a request above its limit | **denied**, naming every one (annotation, value, bound) |
 //! | a container already named `custody`, a volume named like ours, an app container already mounting `/run/custody`, a container declaring port 15080 or 15090 | **denied** (conflict) |
 //! | otherwise | allowed with the patch (`injected`) |

@@ -159,6 +159,13 @@ impl Decision {
         }
     }
 
+    /// The warnings gathered before this decision come first.
+    fn after(mut self, mut earlier: Vec<String>) -> Decision {
+        earlier.append(&mut self.warnings);
+        self.warnings = earlier;
+        self
+    }
+
     fn warn(mut self, warning: String) -> Decision {
         self.warnings.push(warning);
         self
@@ -269,15 +276,29 @@ fn decide(
         ));
     }
     // 4. A platform and network where custody can run.
+    // In a mandatory namespace a pod custody cannot run in is refused, not let through.
     if pod.windows {
+        if let Some(ns) = mandatory {
+            return Decision::deny(&[format!(
+                "Windows pods cannot run custody, and namespace {} is mandatory (mandatory_namespaces)",
+                shown(ns)
+            )]);
+        }
         return Decision::skip("windows")
+            .after(warnings)
             .warn("custody: sidecar not injected: Windows pods are not supported".into());
     }
     if pod.host_network {
         let ports = format!("{} and {}", cfg.raw().proxy_port, cfg.raw().admin_port);
         match cfg.raw().host_network {
+            HostNetwork::Skip if mandatory.is_some() => {
+                return Decision::deny(&[format!(
+                    "hostNetwork pods are refused in mandatory namespace {} (host_network: skip would leave it unaudited): custody's ports {ports} would be the node's",
+                    shown(mandatory.unwrap_or_default())
+                )]);
+            }
             HostNetwork::Skip => {
-                return Decision::skip("host_network").warn(format!(
+                return Decision::skip("host_network").after(warnings).warn(format!(
                     "custody: sidecar not injected: a hostNetwork pod would share ports {ports} with the node"
                 ));
             }

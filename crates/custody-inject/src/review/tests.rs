@@ -379,6 +379,22 @@ fn mandatory_namespaces_ignore_opt_outs() {
     // On the opt-in path too, and a pod that says nothing.
     let (a, _) = answer(&c, &request(pod()), Selected::ByPod);
     assert_eq!(a.outcome.kind(), "injected");
+    // Pods custody cannot run in are refused there, not let through.
+    for (key, value) in [
+        ("hostNetwork", json!(true)),
+        ("os", json!({"name": "windows"})),
+    ] {
+        let mut q = pod();
+        q["spec"][key] = value;
+        let (a, _) = answer(&c, &request(q.clone()), Selected::ByNamespace);
+        assert!(
+            matches!(&a.outcome, Outcome::Denied(m) if m.contains("mandatory")),
+            "{key}: {:?}",
+            a.outcome
+        );
+        let (a, _) = answer(&cfg(""), &request(q), Selected::ByNamespace);
+        assert_eq!(a.outcome.kind(), "skipped", "{key}");
+    }
     // Elsewhere the opt-out holds.
     let (a, _) = answer(
         &cfg("mandatory_namespaces: [other]\n"),
