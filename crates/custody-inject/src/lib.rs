@@ -29,7 +29,7 @@
 //! | `custody.dev/inject: "false"` | allowed, no patch (`opted_out`) |
 //! | on `/mutate/opt-in` without `custody.dev/inject: "true"`, outside `mandatory_namespaces` | allowed, no patch (`not_opted_in`) |
 //! | `spec` missing; `containers` not a non-empty array; a container, volume, `env` or `volumeMounts` entry, `imagePullSecrets` or `terminationGracePeriodSeconds` of the wrong shape | **denied**, naming every such field |
-//! | annotation `custody.dev/injected` and a container named `custody` (in `containers` or `initContainers`) | allowed, no patch (`already_injected`: idempotent) |
+//! | annotation `custody.dev/injected` and a container named `custody` (in `containers` or `initContainers`) | allowed, no patch (`already_injected`: idempotent); a warning when its `custody.dev/sidecar-hash` is not [`sidecar_hash`] |
 //! | annotation `custody.dev/injected` without such a container | the claim is false: a warning, and the rules below apply (the pod is injected, not skipped nor denied) |
 //! | `spec.os.name: windows` | allowed, no patch, a warning (`windows`); **denied** in a mandatory namespace |
 //! | `hostNetwork: true` | per `host_network`: `skip` (default: allowed, no patch, a warning; **denied** in a mandatory namespace), `deny`, or `inject` (with a warning) |

@@ -267,7 +267,20 @@ fn decide(
     // The claim is checked against the spec: an annotation alone is no way out.
     if let Some(claimed) = meta.annotations.and_then(|a| a.get(INJECTED)) {
         if pod.all_containers().any(|c| c.name == sidecar::CONTAINER) {
-            return Decision::skip("already_injected");
+            // Made from a template injected offline (`custody inject`) under another config?
+            let current = crate::sidecar_hash(cfg);
+            let hash = meta
+                .annotations
+                .and_then(|a| a.get(SIDECAR_HASH))
+                .and_then(Value::as_str);
+            let skip = Decision::skip("already_injected").after(warnings);
+            return match hash {
+                Some(h) if h == current => skip,
+                other => skip.warn(format!(
+                    "custody: already injected, but not with the current settings ({SIDECAR_HASH} {}, current {current}): inject the template again (custody inject)",
+                    other.map_or_else(|| "missing".to_owned(), |h| format!("{:?}", shown(h)))
+                )),
+            };
         }
         warnings.push(format!(
             "custody: the annotation {INJECTED}: {:?} is false: the pod has no {:?} container; the sidecar is injected",

@@ -360,8 +360,15 @@ fn the_injected_annotation_alone_does_not_skip_a_pod() {
             Some(items) => items.push(sidecar),
             None => q["spec"][list] = json!([sidecar]),
         }
-        let (a, _) = answer(&c, &request(q), Selected::ByNamespace);
+        let (a, body) = answer(&c, &request(q.clone()), Selected::ByNamespace);
         assert_eq!(a.outcome, Outcome::Skipped("already_injected"), "{list}");
+        // Without the current sidecar hash (a template injected offline under other
+        // settings), the answer says so.
+        let warning = body["response"]["warnings"][0].as_str().expect("warning");
+        assert!(warning.contains("sidecar-hash missing"), "{warning}");
+        q["metadata"]["annotations"]["custody.dev/sidecar-hash"] = json!(crate::sidecar_hash(&c));
+        let (_, body) = answer(&c, &request(q), Selected::ByNamespace);
+        assert!(body["response"].get("warnings").is_none(), "{list}");
     }
 }
 
