@@ -2,8 +2,8 @@
 //! AdmissionReview answer (with a base64 JSON Patch that adds custody) out.
 //!
 //! Pure: no I/O, no async, no clock. The `custody webhook` command serves
-//! [`review`] over HTTPS; [`InjectConfig`] is its checked configuration. The
-//! `custody inject` command runs the same [`review`] on the Pods and pod templates
+//! [`review()`] over HTTPS; [`InjectConfig`] is its checked configuration. The
+//! `custody inject` command runs the same [`review()`] on the Pods and pod templates
 //! of a manifest ([`manifest`]).
 //! docs/injection.md is the user's guide to the same rules.
 //!

@@ -1,5 +1,5 @@
 //! Offline injection (`custody inject`, like `istioctl kube-inject`): the Pods and
-//! pod templates of a manifest go through the very same [`review`] as the webhook's
+//! pod templates of a manifest go through the very same [`review()`] as the webhook's
 //! AdmissionReviews (wrapped in one, the answer's JSON patch applied), so the command
 //! and the webhook decide identically. And the stale check: injected pods whose
 //! `custody.dev/sidecar-hash` is not the current config's.
@@ -153,7 +153,7 @@ fn inject_one(
     });
 }
 
-/// Runs one pod (or pod template) through [`review`] and applies the patch in place.
+/// Runs one pod (or pod template) through [`review()`] and applies the patch in place.
 pub fn inject_pod(
     pod: &mut Value,
     cfg: &InjectConfig,
