@@ -635,6 +635,10 @@ def test_stale_lists_pods_whose_sidecar_hash_is_not_the_configs(tmp_path):
     assert lines[2].startswith("agents/claims-only: custody.dev/injected") and "runs without custody" in lines[2]
     assert "3 of 4 injected pod(s) stale" in ran.stderr and "kubectl rollout restart" in ran.stderr
 
-    # A config change (here the hardened config) makes every injected pod stale.
+    # A config change (here the hardened config) or a new image makes every injected pod stale.
     ran = inject_cmd("--config", str(FIXTURES / "config-hardened.yaml"), "--stale", stdin=json.dumps(pods))
     assert ran.returncode == 0 and len(ran.stdout.splitlines()) == 4
+    ran = inject_cmd("--config", str(FIXTURES / "config.yaml"), "--image", "registry.example/custody:0.2.0",
+                     "--stale", stdin=json.dumps(pods))
+    assert ran.returncode == 0 and len(ran.stdout.splitlines()) == 4
+    assert "image registry.example/custody:0.1.0 -> registry.example/custody:0.2.0" in ran.stdout.splitlines()[0]
