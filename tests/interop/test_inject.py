@@ -166,7 +166,8 @@ class Webhook:
 def webhooks():
     secret = SecretDir()
     secret.write(*make_pair("custody-webhook.custody-system.svc"))
-    started = {name: Webhook(secret, name) for name in ("config.yaml", "config-legacy.yaml")}
+    configs = sorted({c.get("config", "config.yaml") for c in CASES})
+    started = {name: Webhook(secret, name) for name in configs}
     yield started
     for w in started.values():
         w.kill()
@@ -208,7 +209,30 @@ def check_injected(case: dict, review: dict, response: dict) -> dict:
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
     spool = next(v for v in pod["spec"]["volumes"] if v["name"] == "custody-spool")
-    assert spool["emptyDir"]["sizeLimit"]
+    if case.get("config") == "config-hardened.yaml":
+        # A generic ephemeral volume; ids left to the platform; the private registry's secrets once each.
+        claim = spool["ephemeral"]["volumeClaimTemplate"]["spec"]
+        assert claim["accessModes"] == ["ReadWriteOnce"] and claim["storageClassName"] == "fast-ssd"
+        assert claim["resources"]["requests"]["storage"]
+        assert "runAsUser" not in sc and "runAsGroup" not in sc
+        secrets = [s["name"] for s in pod["spec"]["imagePullSecrets"]]
+        assert sorted(secrets) == ["registry-credentials", "shared-pull"]
+    else:
+        assert spool["emptyDir"]["sizeLimit"]
+        assert sc["runAsUser"] == 65532
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["custody.dev/sidecar-image"] == sidecar["image"]
+    assert len(annotations["custody.dev/sidecar-hash"]) == 16
+    # Termination grace (docs/injection.md): native sidecars get the pod's grace plus
+    # theirs (config.yaml: 30 s), a regular container at least its 30 s; `warn` leaves it.
+    before = review["request"]["object"]["spec"].get("terminationGracePeriodSeconds", 30)
+    after = pod["spec"]["terminationGracePeriodSeconds"]
+    if case.get("config") == "config-hardened.yaml":
+        assert after == before
+    elif legacy:
+        assert after == max(before, 30)
+    else:
+        assert after == before + 30
     apps = pod["spec"]["containers"][:-1] if legacy else pod["spec"]["containers"]
     for c in apps:
         assert {"name": "custody-run", "mountPath": "/run/custody", "readOnly": True} in c["volumeMounts"]
@@ -368,3 +392,253 @@ def test_the_examples_in_docs_injection_md_are_valid():
     check = subprocess.run([binary, "config", "check", "--config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     assert "/run/custody/custody.sock" in check.stdout
+
+
+# `custody inject`: the webhook's decisions, offline, on manifests.
+
+def inject_cmd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(_binary("CUSTODY_BIN", "custody")), "inject", *args],
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["path"] == "/mutate" and c["expect"] != "rejected"],
+                         ids=lambda c: c["name"])
+def test_inject_command_decides_as_the_webhook(case):
+    """Each fixture's pod, given to `custody inject` as a Pod document, comes out as
+    the webhook's golden patch makes it (or unchanged when skipped; exit 1 naming it
+    when denied)."""
+    config = str(FIXTURES / case.get("config", "config.yaml"))
+    review = json.loads((FIXTURES / case["fixture"]).read_text())
+    request = review["request"]
+    if not isinstance(request.get("object"), dict) or request["kind"]["kind"] != "Pod" \
+            or request.get("subResource") or request["operation"] != "CREATE":
+        pytest.skip("not a pod being created: nothing for a manifest")
+    pod = dict(request["object"], apiVersion="v1", kind="Pod")
+    golden = json.loads((FIXTURES / "expected" / f"{case['name']}.json").read_text())["body"]["response"]
+    ran = inject_cmd("--config", config, "--namespace", request["namespace"], stdin=json.dumps(pod))
+    if case["expect"] == "denied":
+        assert ran.returncode == 1 and ran.stdout == ""
+        assert golden["status"]["message"] in ran.stderr
+        assert f"Pod {request['namespace']}/" in ran.stderr
+        return
+    assert ran.returncode == 0, ran.stderr
+    out = json.loads(ran.stdout)
+    if case["expect"] == "injected":
+        assert out == jsonpatch.apply_patch(pod, golden["patch"]["decoded"])
+        kubernetes_validate.validate(out, K8S, strict=True)
+    else:
+        assert out == pod
+    for warning in golden.get("warnings", []):
+        assert warning.removeprefix("custody: ") in ran.stderr
+
+
+WORKLOADS = """\
+# Every kind with a pod template, a bare Pod, and objects that pass through.
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: support-agent, namespace: agents}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: support-agent}}
+  template:
+    metadata: {labels: {app: support-agent}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      imagePullSecrets: [{name: shared-pull}]
+      containers:
+        - {name: agent, image: "registry.example/support-agent:2.3.1", ports: [{containerPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: memory}
+spec:
+  serviceName: memory
+  selector: {matchLabels: {app: memory}}
+  template:
+    metadata: {labels: {app: memory}, annotations: {custody.dev/mode: intercept}}
+    spec:
+      containers: [{name: memory, image: "registry.example/memory:1"}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-agent}
+spec:
+  selector: {matchLabels: {app: node-agent}}
+  template:
+    metadata: {labels: {app: node-agent}}
+    spec:
+      containers: [{name: node-agent, image: "registry.example/node-agent:1"}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: legacy-rs}
+spec:
+  selector: {matchLabels: {app: legacy-rs}}
+  template:
+    metadata: {labels: {app: legacy-rs}, annotations: {custody.dev/inject: "false"}}
+    spec:
+      containers: [{name: app, image: "registry.example/app:1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: backfill}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: backfill, image: "registry.example/backfill:1"}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: nightly, image: "registry.example/nightly:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: debug}
+spec:
+  containers: [{name: shell, image: "registry.example/shell:1"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: support-agent, namespace: agents}
+spec: {selector: {app: support-agent}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: custody-config, namespace: agents}
+data: {custody.yaml: "listen: {unix: /run/custody/custody.sock}\\n"}
+"""
+
+
+def template_of(obj: dict) -> dict | None:
+    if obj["kind"] == "Pod":
+        return obj
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj.get("spec", {}).get("template")
+
+
+def test_inject_command_injects_every_workload_kind_and_passes_the_rest(tmp_path):
+    import yaml
+
+    source = tmp_path / "app.yaml"
+    source.write_text(WORKLOADS)
+    out = tmp_path / "injected.yaml"
+    config = str(FIXTURES / "config-hardened.yaml")
+    ran = inject_cmd("--config", config, "-f", str(source), "-o", str(out), "--namespace", "team")
+    assert ran.returncode == 0, ran.stderr
+    before = list(yaml.safe_load_all(WORKLOADS))
+    after = list(yaml.safe_load_all(out.read_text()))
+    assert [o["kind"] for o in after] == [o["kind"] for o in before]
+    for old, new in zip(before, after):
+        kubernetes_validate.validate(new, K8S, strict=True)
+        template = template_of(new)
+        if template is None:
+            assert new == old, new["kind"]
+            continue
+        if new["kind"] == "ReplicaSet":  # opted out
+            assert new == old
+            continue
+        spec = template["spec"]
+        check_pod_rules(dict(template, spec=spec))
+        assert spec["initContainers"][0]["name"] == "custody", new["kind"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["custody.dev/sidecar-image"] == "registry.example/custody:0.1.0"
+        assert sorted(s["name"] for s in spec["imagePullSecrets"]) == ["registry-credentials", "shared-pull"]
+        spool = next(v for v in spec["volumes"] if v["name"] == "custody-spool")
+        assert spool["ephemeral"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "fast-ssd"
+        # Only additions: the original template is still all there.
+        assert jsonpatch.make_patch(template_of(old), template).patch, new["kind"]
+        assert all(op["op"] in ("add", "replace") for op in jsonpatch.make_patch(template_of(old), template))
+    statefulset = template_of(after[1])
+    assert any(e["name"] == "HTTPS_PROXY" for e in statefulset["spec"]["containers"][0]["env"])
+    # Warnings and what was decided reach stderr, naming each object.
+    assert "Deployment agents/support-agent: injected (reverse mode)" in ran.stderr
+    assert "CronJob team/nightly: injected" in ran.stderr
+    assert "ReplicaSet team/legacy-rs: not injected (opted_out)" in ran.stderr
+    assert "warning: Deployment agents/support-agent: terminationGracePeriodSeconds 5 (the pod's) leaves custody" in ran.stderr
+    # Its own output is left as it is (templates already injected).
+    again = inject_cmd("--config", config, "-f", str(out))
+    assert again.returncode == 0, again.stderr
+    assert list(yaml.safe_load_all(again.stdout)) == after
+    assert "not injected (already_injected)" in again.stderr
+
+
+def test_inject_command_refuses_a_denied_template_and_a_bad_config(tmp_path):
+    bad = WORKLOADS.replace("annotations: {custody.dev/mode: intercept}", "annotations: {custody.dev/mode: sidecar}")
+    ran = inject_cmd("--config", str(FIXTURES / "config.yaml"), stdin=bad)
+    assert ran.returncode == 1 and ran.stdout == ""
+    assert "custody: StatefulSet -/memory: custody: cannot inject the sidecar: custody.dev/mode" in ran.stderr
+    assert "nothing written" in ran.stderr
+    # The hardened config's allow-list and bounds, offline too.
+    over = WORKLOADS.replace("annotations: {custody.dev/mode: intercept}",
+                             "annotations: {custody.dev/memory-limit: 4Gi, custody.dev/cpu-limit: '8'}")
+    ran = inject_cmd("--config", str(FIXTURES / "config-hardened.yaml"), stdin=over)
+    assert ran.returncode == 1
+    assert '"custody.dev/cpu-limit" not allowed' in ran.stderr
+    assert 'custody.dev/memory-limit: "4Gi" is above the bound 1Gi (max_resources.limits.memory)' in ran.stderr
+    config = tmp_path / "inject.yaml"
+    config.write_text("image: x\nkube_version: '1.28'\n")
+    ran = inject_cmd("--config", str(config), stdin=WORKLOADS)
+    assert ran.returncode == 2
+    assert "native_sidecar: true needs Kubernetes 1.29 or later, but kube_version is \"1.28\"" in ran.stderr
+    ran = inject_cmd("--config", str(FIXTURES / "config.yaml"), stdin="kind: [unclosed\n")
+    assert ran.returncode == 2 and "standard input" in ran.stderr
+
+
+def test_stale_lists_pods_whose_sidecar_hash_is_not_the_configs(tmp_path):
+    injected = inject_cmd("--config", str(FIXTURES / "config.yaml"), stdin=WORKLOADS)
+    assert injected.returncode == 0, injected.stderr
+    import yaml
+
+    docs = list(yaml.safe_load_all(injected.stdout))
+    template = template_of(docs[0])
+
+    def pod(name: str, t: dict, owner: str | None = None) -> dict:
+        p = copy.deepcopy(t)
+        p.update(apiVersion="v1", kind="Pod")
+        p["metadata"].update(name=name, namespace="agents")
+        if owner:
+            p["metadata"]["ownerReferences"] = [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": "u", "controller": True}]
+        return p
+
+    current = pod("support-agent-7d9c5b6f4-aaaaa", template, "support-agent-7d9c5b6f4")
+    old = pod("support-agent-5c4b3a291-bbbbb", template, "support-agent-5c4b3a291")
+    old["metadata"]["annotations"]["custody.dev/sidecar-hash"] = "0123456789abcdef"
+    old["metadata"]["annotations"]["custody.dev/sidecar-image"] = "registry.example/custody:0.0.9"
+    unhashed = pod("before-hashes", template)
+    del unhashed["metadata"]["annotations"]["custody.dev/sidecar-hash"]
+    claim = pod("claims-only", template_of(list(yaml.safe_load_all(WORKLOADS))[0]))
+    claim["metadata"]["annotations"] = {"custody.dev/injected": "0.1.0"}
+    plain = pod("not-injected", template_of(list(yaml.safe_load_all(WORKLOADS))[0]))
+    pods = {"apiVersion": "v1", "kind": "List", "items": [current, old, unhashed, claim, plain]}
+    listing = tmp_path / "pods.json"
+    listing.write_text(json.dumps(pods))
+
+    ran = inject_cmd("--config", str(FIXTURES / "config.yaml"), "--stale", "-f", str(listing))
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("agents/support-agent-5c4b3a291-bbbbb (owner: ReplicaSet support-agent-5c4b3a291): "
+                               "custody.dev/sidecar-hash 0123456789abcdef, current ")
+    assert "image registry.example/custody:0.0.9 -> registry.example/custody:0.1.0" in lines[0]
+    assert lines[1].startswith("agents/before-hashes: no custody.dev/sidecar-hash")
+    assert lines[2].startswith("agents/claims-only: custody.dev/injected") and "runs without custody" in lines[2]
+    assert "3 of 4 injected pod(s) stale" in ran.stderr and "kubectl rollout restart" in ran.stderr
+
+    # A config change (here the hardened config) or a new image makes every injected pod stale.
+    ran = inject_cmd("--config", str(FIXTURES / "config-hardened.yaml"), "--stale", stdin=json.dumps(pods))
+    assert ran.returncode == 0 and len(ran.stdout.splitlines()) == 4
+    ran = inject_cmd("--config", str(FIXTURES / "config.yaml"), "--image", "registry.example/custody:0.2.0",
+                     "--stale", stdin=json.dumps(pods))
+    assert ran.returncode == 0 and len(ran.stdout.splitlines()) == 4
+    assert "image registry.example/custody:0.1.0 -> registry.example/custody:0.2.0" in ran.stdout.splitlines()[0]

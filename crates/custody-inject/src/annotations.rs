@@ -31,10 +31,32 @@ pub const MEMORY_LIMIT: &str = "custody.dev/memory-limit";
 /// The `sizeLimit` of the sidecar's data volume (spool and audit files).
 pub const SPOOL_SIZE_LIMIT: &str = "custody.dev/spool-size-limit";
 
+/// Set by the webhook on every pod it injects: the sidecar's image.
+pub const SIDECAR_IMAGE: &str = "custody.dev/sidecar-image";
+/// Set by the webhook on every pod it injects: [`crate::sidecar_hash`] of its
+/// config, which `custody inject --stale` compares with the current one.
+pub const SIDECAR_HASH: &str = "custody.dev/sidecar-hash";
+
 /// Every annotation key custody knows.
-pub const KNOWN: [&str; 10] = [
+pub const KNOWN: [&str; 12] = [
     INJECT,
     INJECTED,
+    SIDECAR_IMAGE,
+    SIDECAR_HASH,
+    MODE,
+    CONFIG_CONFIGMAP,
+    POLICY_CONFIGMAP,
+    CPU_REQUEST,
+    CPU_LIMIT,
+    MEMORY_REQUEST,
+    MEMORY_LIMIT,
+    SPOOL_SIZE_LIMIT,
+];
+
+/// The annotations a pod sets to ask for something (the others are the
+/// webhook's, overwritten on injection): what `allowed_annotations` may list.
+pub const SETTABLE: [&str; 9] = [
+    INJECT,
     MODE,
     CONFIG_CONFIGMAP,
     POLICY_CONFIGMAP,
@@ -117,6 +139,24 @@ pub(crate) fn plan(
             KNOWN.join(", ")
         ));
     }
+    if let Some(allowed) = &raw.allowed_annotations {
+        let is_allowed = |k: &str| k == INJECT || allowed.iter().any(|a| a == k);
+        let refused: Vec<String> = annotations
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| SETTABLE.contains(&k.as_str()) && !is_allowed(k))
+            .map(|k| format!("{k:?}"))
+            .collect();
+        if !refused.is_empty() {
+            let mut listed: Vec<&str> = vec![INJECT];
+            listed.extend(allowed.iter().map(String::as_str).filter(|a| *a != INJECT));
+            problems.push(format!(
+                "annotation(s) {} not allowed in this cluster (allowed_annotations: {})",
+                refused.join(", "),
+                listed.join(", ")
+            ));
+        }
+    }
     if let Some(v) = get(annotations, MODE) {
         match Mode::parse(v) {
             Some(mode) => plan.mode = mode,
@@ -136,7 +176,11 @@ pub(crate) fn plan(
             } else {
                 check_subdomain(v)
             };
-            match checked {
+            let bound = raw
+                .max_spool_size_limit
+                .as_deref()
+                .filter(|_| key == SPOOL_SIZE_LIMIT);
+            match checked.and_then(|()| within(v, bound, "max_spool_size_limit")) {
                 Ok(()) => *slot = v.to_owned(),
                 Err(e) => problems.push(format!("{key}: {e}")),
             }
@@ -157,7 +201,21 @@ pub(crate) fn plan(
         let Some(v) = get(annotations, key) else {
             continue;
         };
-        if let Err(e) = quantity::positive(v) {
+        let (kind, what) = match (is_request, is_cpu) {
+            (true, true) => ("requests", "cpu"),
+            (true, false) => ("requests", "memory"),
+            (false, true) => ("limits", "cpu"),
+            (false, false) => ("limits", "memory"),
+        };
+        let max = if is_request {
+            &raw.max_resources.requests
+        } else {
+            &raw.max_resources.limits
+        };
+        let bound = if is_cpu { &max.cpu } else { &max.memory };
+        let bound_key = format!("max_resources.{kind}.{what}");
+        if let Err(e) = quantity::positive(v).and_then(|_| within(v, bound.as_deref(), &bound_key))
+        {
             problems.push(format!("{key}: {e}"));
             continue;
         }
@@ -185,5 +243,17 @@ pub(crate) fn plan(
         Ok(plan)
     } else {
         Err(problems)
+    }
+}
+
+/// `value` is not above `bound` (the config key `key`), when there is one.
+fn within(value: &str, bound: Option<&str>, key: &str) -> Result<(), String> {
+    let Some(bound) = bound else { return Ok(()) };
+    match (quantity::parse(value), quantity::parse(bound)) {
+        (Ok(v), Ok(b)) if v > b => Err(format!(
+            "{:?} is above the bound {bound} ({key})",
+            shown(value)
+        )),
+        _ => Ok(()),
     }
 }

@@ -2,7 +2,9 @@
 //! AdmissionReview answer (with a base64 JSON Patch that adds custody) out.
 //!
 //! Pure: no I/O, no async, no clock. The `custody webhook` command serves
-//! [`review()`] over HTTPS; [`InjectConfig`] is its checked configuration.
+//! [`review()`] over HTTPS; [`InjectConfig`] is its checked configuration. The
+//! `custody inject` command runs the same [`review()`] on the Pods and pod templates
+//! of a manifest ([`manifest`]).
 //! docs/injection.md is the user's guide to the same rules.
 //!
 //! # Which pods reach the webhook
@@ -23,13 +25,15 @@
 //! | namespace is the webhook's own / in `exclude_namespaces` | allowed, no patch (`own_namespace` / `excluded_namespace`) |
 //! | `request.object` missing; `metadata`, its `name`, `annotations` or `labels` of the wrong type | **denied** (malformed) |
 //! | `custody.dev/inject` (annotation, else label) neither `"true"` nor `"false"` | **denied**, naming it |
+//! | `custody.dev/inject: "false"` in a namespace of `mandatory_namespaces` | ignored, with a warning: the rules below apply |
 //! | `custody.dev/inject: "false"` | allowed, no patch (`opted_out`) |
-//! | on `/mutate/opt-in` without `custody.dev/inject: "true"` | allowed, no patch (`not_opted_in`) |
-//! | annotation `custody.dev/injected` present | allowed, no patch (`already_injected`: idempotent) |
-//! | `spec` missing; `containers` not a non-empty array; a container, volume, `env` or `volumeMounts` entry of the wrong shape | **denied**, naming every such field |
-//! | `spec.os.name: windows` | allowed, no patch, a warning (`windows`) |
-//! | `hostNetwork: true` | per `host_network`: `skip` (default: allowed, no patch, a warning), `deny`, or `inject` (with a warning) |
-//! | an unknown `custody.dev/` annotation, a bad value, a request above its limit | **denied**, naming every one |
+//! | on `/mutate/opt-in` without `custody.dev/inject: "true"`, outside `mandatory_namespaces` | allowed, no patch (`not_opted_in`) |
+//! | `spec` missing; `containers` not a non-empty array; a container, volume, `env` or `volumeMounts` entry, `imagePullSecrets` or `terminationGracePeriodSeconds` of the wrong shape | **denied**, naming every such field |
+//! | annotation `custody.dev/injected` and a container named `custody` (in `containers` or `initContainers`) | allowed, no patch (`already_injected`: idempotent); a warning when its `custody.dev/sidecar-hash` is not [`sidecar_hash`] |
+//! | annotation `custody.dev/injected` without such a container | the claim is false: a warning, and the rules below apply (the pod is injected, not skipped nor denied) |
+//! | `spec.os.name: windows` | allowed, no patch, a warning (`windows`); **denied** in a mandatory namespace |
+//! | `hostNetwork: true` | per `host_network`: `skip` (default: allowed, no patch, a warning; **denied** in a mandatory namespace), `deny`, or `inject` (with a warning) |
+//! | an unknown `custody.dev/` annotation, one not in `allowed_annotations`, a bad value, a value above its bound (`max_resources`, `max_spool_size_limit`), a request above its limit | **denied**, naming every one (annotation, value, bound) |
 //! | a container already named `custody`, a volume named like ours, an app container already mounting `/run/custody`, a container declaring port 15080 or 15090 | **denied** (conflict) |
 //! | otherwise | allowed with the patch (`injected`) |
 //!
@@ -40,11 +44,16 @@
 //!
 //! # The patch
 //! RFC 6902 `add` operations only: a missing array or object is added whole, an
-//! existing one is appended to (`/-`); annotation keys are escaped (`~1`). In order:
-//! the annotation `custody.dev/injected: <version>` and the label
-//! `custody.dev/injected: "true"`; the volumes (`custody-run`
-//! shared `emptyDir`, `custody-spool` `emptyDir` with a `sizeLimit`, the config and
-//! policy ConfigMaps, the provider-key and digest-key Secrets); per app container
+//! existing one is appended to (`/-`), an existing member replaced; annotation keys
+//! are escaped (`~1`). In order: the annotations `custody.dev/injected: <version>`,
+//! `custody.dev/sidecar-image: <image>`, `custody.dev/sidecar-hash:`
+//! [`sidecar_hash`] and the label `custody.dev/injected: "true"`;
+//! `terminationGracePeriodSeconds` when `termination_grace.action: raise` changes it
+//! (native sidecar: the pod's value, or 30, plus `sidecar_seconds`; regular
+//! container: at least `sidecar_seconds`; with a warning); the volumes (`custody-run`
+//! shared `emptyDir`, `custody-spool` an `emptyDir` with a `sizeLimit` or a generic
+//! ephemeral volume, the config and policy ConfigMaps, the provider-key and
+//! digest-key Secrets); the `image_pull_secrets` the pod lacks; per app container
 //! the read-only mount of `/run/custody` and the mode's environment (names the
 //! container already sets are kept, with a warning); last the custody container:
 //! first of `initContainers` with `restartPolicy: Always` (native sidecar), or last
@@ -54,6 +63,8 @@
 
 mod annotations;
 mod config;
+mod hash;
+pub mod manifest;
 mod names;
 mod patch;
 mod pod;
@@ -63,12 +74,14 @@ mod sidecar;
 
 pub use annotations::{
     CONFIG_CONFIGMAP, CPU_LIMIT, CPU_REQUEST, INJECT, INJECTED, KNOWN as ANNOTATIONS, MEMORY_LIMIT,
-    MEMORY_REQUEST, MODE, POLICY_CONFIGMAP, SPOOL_SIZE_LIMIT,
+    MEMORY_REQUEST, MODE, POLICY_CONFIGMAP, SETTABLE as SETTABLE_ANNOTATIONS, SIDECAR_HASH,
+    SIDECAR_IMAGE, SPOOL_SIZE_LIMIT,
 };
 pub use config::{
-    AppEnv, ConfigError, HostNetwork, InjectConfig, Mode, PullPolicy, Quantities, RawConfig,
-    Resources,
+    AppEnv, ConfigError, GraceAction, HostNetwork, InjectConfig, MaxResources, Mode, PullPolicy,
+    Quantities, RawConfig, Resources, SpoolKind, SpoolVolume, TerminationGrace,
 };
+pub use hash::sidecar_hash;
 pub use review::{Answer, Outcome, Selected, http_error, review, too_large};
 pub use sidecar::{
     CONFIG_DIR, CONTAINER, DATA_DIR, DIGEST_DIR, KEYS_DIR, POLICY_DIR, RUN_DIR, VOLUMES,

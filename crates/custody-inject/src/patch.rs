@@ -69,6 +69,22 @@ impl Patch {
         }
     }
 
+    /// Sets each `(key, value)` in the object at `path`, or adds the object with all
+    /// of them when `exists` is false.
+    pub(crate) fn set_members(&mut self, path: &Pointer, exists: bool, members: &[(&str, Value)]) {
+        if exists {
+            for (key, value) in members {
+                self.add(&path.at(key), value.clone());
+            }
+        } else {
+            let object = members
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            self.add(path, Value::Object(object));
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.ops.len()
     }
@@ -76,6 +92,47 @@ impl Patch {
     pub(crate) fn into_value(self) -> Value {
         Value::Array(self.ops)
     }
+}
+
+/// Applies RFC 6902 `add` operations (the only kind the webhook emits) to `doc`.
+pub(crate) fn apply(doc: &mut Value, ops: &Value) -> Result<(), String> {
+    for op in ops.as_array().ok_or("a JSON patch is an array")? {
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or("op without a path")?;
+        if op.get("op").and_then(Value::as_str) != Some("add") {
+            return Err(format!("{path}: only add operations are applied"));
+        }
+        let value = op.get("value").cloned().ok_or("add without a value")?;
+        let mut segments: Vec<String> = path
+            .split('/')
+            .skip(1)
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let last = segments.pop().ok_or("add at the root")?;
+        let mut parent = &mut *doc;
+        for s in &segments {
+            parent = match parent {
+                Value::Array(a) => s.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+                Value::Object(o) => o.get_mut(s),
+                _ => None,
+            }
+            .ok_or_else(|| format!("{path}: no {s}"))?;
+        }
+        match parent {
+            Value::Array(a) if last == "-" => a.push(value),
+            Value::Array(a) => match last.parse::<usize>() {
+                Ok(i) if i <= a.len() => a.insert(i, value),
+                _ => return Err(format!("{path}: bad index")),
+            },
+            Value::Object(o) => {
+                o.insert(last, value);
+            }
+            _ => return Err(format!("{path}: the parent is not a container")),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

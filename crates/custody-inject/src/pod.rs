@@ -28,6 +28,10 @@ pub(crate) struct Pod<'a> {
     pub(crate) host_network: bool,
     pub(crate) windows: bool,
     pub(crate) restart_policy: Option<&'a str>,
+    /// `spec.terminationGracePeriodSeconds`, when set.
+    pub(crate) grace_seconds: Option<i64>,
+    /// Names in `spec.imagePullSecrets`; `None` when absent or `null`.
+    pub(crate) pull_secrets: Option<Vec<&'a str>>,
     pub(crate) containers: Vec<Container<'a>>,
     /// `None` when `initContainers` is absent or `null`.
     pub(crate) init_containers: Option<Vec<Container<'a>>>,
@@ -165,6 +169,31 @@ pub(crate) fn pod<'a>(object: &'a Value, meta: &Meta<'a>) -> Result<Pod<'a>, Vec
         .and_then(Value::as_str)
         == Some("windows");
     let restart_policy = spec.get("restartPolicy").and_then(Value::as_str);
+    let grace_seconds = match present(spec.get("terminationGracePeriodSeconds")) {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 0 => Some(n),
+            _ => {
+                problems.push(
+                    "spec.terminationGracePeriodSeconds: not a whole number of seconds".into(),
+                );
+                None
+            }
+        },
+    };
+    let pull_secrets = match present(spec.get("imagePullSecrets")) {
+        None => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(|s| s.get("name").and_then(Value::as_str))
+                .collect(),
+        ),
+        Some(_) => {
+            problems.push("spec.imagePullSecrets: not an array".into());
+            None
+        }
+    };
     if problems.is_empty() {
         Ok(Pod {
             has_metadata,
@@ -172,6 +201,8 @@ pub(crate) fn pod<'a>(object: &'a Value, meta: &Meta<'a>) -> Result<Pod<'a>, Vec
             host_network,
             windows,
             restart_policy,
+            grace_seconds,
+            pull_secrets,
             containers,
             init_containers,
             volumes,

@@ -1,8 +1,8 @@
 //! One AdmissionReview in, one answer out: the rules of the crate's `//!` table,
 //! applied in order.
 
-use crate::annotations::{self, Choice, INJECTED, Plan};
-use crate::config::{HostNetwork, InjectConfig, Mode};
+use crate::annotations::{self, Choice, INJECT, INJECTED, Plan, SIDECAR_HASH, SIDECAR_IMAGE};
+use crate::config::{GraceAction, HostNetwork, InjectConfig, Mode};
 use crate::names::shown;
 use crate::patch::{Patch, Pointer};
 use crate::pod::{self, Pod};
@@ -159,6 +159,13 @@ impl Decision {
         }
     }
 
+    /// The warnings gathered before this decision come first.
+    fn after(mut self, mut earlier: Vec<String>) -> Decision {
+        earlier.append(&mut self.warnings);
+        self.warnings = earlier;
+        self
+    }
+
     fn warn(mut self, warning: String) -> Decision {
         self.warnings.push(warning);
         self
@@ -236,31 +243,75 @@ fn decide(
     if let Some(skip) = namespace.and_then(|ns| namespace_rule(cfg, ns)) {
         return Decision::skip(skip);
     }
-    // 3. The pod's own choice, then idempotency.
+    // 3. The pod's own choice (not in a mandatory namespace), then idempotency.
+    let mut warnings = Vec::new();
+    let mandatory = namespace.filter(|ns| cfg.raw().mandatory_namespaces.iter().any(|m| m == ns));
     match (annotations::choice(meta.annotations, meta.labels), selected) {
         (Err(problem), _) => return Decision::deny(&[problem]),
-        (Ok(Choice::No), _) => return Decision::skip("opted_out"),
-        (Ok(Choice::Unset), Selected::ByPod) => return Decision::skip("not_opted_in"),
+        (Ok(Choice::No), _) => match mandatory {
+            Some(ns) => warnings.push(format!(
+                "custody: {INJECT}: \"false\" is not allowed in mandatory namespace {} (the sidecar is injected)",
+                shown(ns)
+            )),
+            None => return Decision::skip("opted_out"),
+        },
+        (Ok(Choice::Unset), Selected::ByPod) if mandatory.is_none() => {
+            return Decision::skip("not_opted_in");
+        }
         (Ok(_), _) => {}
     }
-    if meta.annotations.is_some_and(|a| a.contains_key(INJECTED)) {
-        return Decision::skip("already_injected");
-    }
-    // 4. A spec we can patch, on a platform and network where custody can run.
     let pod = match pod::pod(object, &meta) {
         Ok(p) => p,
         Err(problems) => return Decision::deny(&problems),
     };
-    let mut warnings = Vec::new();
+    // The claim is checked against the spec: an annotation alone is no way out.
+    if let Some(claimed) = meta.annotations.and_then(|a| a.get(INJECTED)) {
+        if pod.all_containers().any(|c| c.name == sidecar::CONTAINER) {
+            // Made from a template injected offline (`custody inject`) under another config?
+            let current = crate::sidecar_hash(cfg);
+            let hash = meta
+                .annotations
+                .and_then(|a| a.get(SIDECAR_HASH))
+                .and_then(Value::as_str);
+            let skip = Decision::skip("already_injected").after(warnings);
+            return match hash {
+                Some(h) if h == current => skip,
+                other => skip.warn(format!(
+                    "custody: already injected, but not with the current settings ({SIDECAR_HASH} {}, current {current}): inject the template again (custody inject)",
+                    other.map_or_else(|| "missing".to_owned(), |h| format!("{:?}", shown(h)))
+                )),
+            };
+        }
+        warnings.push(format!(
+            "custody: the annotation {INJECTED}: {:?} is false: the pod has no {:?} container; the sidecar is injected",
+            shown(claimed.as_str().unwrap_or_default()),
+            sidecar::CONTAINER
+        ));
+    }
+    // 4. A platform and network where custody can run.
+    // In a mandatory namespace a pod custody cannot run in is refused, not let through.
     if pod.windows {
+        if let Some(ns) = mandatory {
+            return Decision::deny(&[format!(
+                "Windows pods cannot run custody, and namespace {} is mandatory (mandatory_namespaces)",
+                shown(ns)
+            )]);
+        }
         return Decision::skip("windows")
+            .after(warnings)
             .warn("custody: sidecar not injected: Windows pods are not supported".into());
     }
     if pod.host_network {
         let ports = format!("{} and {}", cfg.raw().proxy_port, cfg.raw().admin_port);
         match cfg.raw().host_network {
+            HostNetwork::Skip if mandatory.is_some() => {
+                return Decision::deny(&[format!(
+                    "hostNetwork pods are refused in mandatory namespace {} (host_network: skip would leave it unaudited): custody's ports {ports} would be the node's",
+                    shown(mandatory.unwrap_or_default())
+                )]);
+            }
             HostNetwork::Skip => {
-                return Decision::skip("host_network").warn(format!(
+                return Decision::skip("host_network").after(warnings).warn(format!(
                     "custody: sidecar not injected: a hostNetwork pod would share ports {ports} with the node"
                 ));
             }
@@ -352,22 +403,46 @@ fn build(
     let root = Pointer::root();
     let version = json!(crate::VERSION);
     let metadata = root.at("metadata");
-    // The annotation carries the version (and makes injection idempotent); the label
-    // `custody.dev/injected: "true"` is what label selectors (the chart's PodMonitor)
-    // can match.
+    // The annotations carry the version (with the container, they make injection
+    // idempotent), the image and the sidecar hash (`custody inject --stale`); the
+    // label `custody.dev/injected: "true"` is what label selectors (the chart's
+    // PodMonitor) can match.
+    let annotations = [
+        (INJECTED, version),
+        (SIDECAR_IMAGE, json!(cfg.image())),
+        (SIDECAR_HASH, json!(crate::sidecar_hash(cfg))),
+    ];
     if pod.has_metadata {
         let exists = pod.annotations.is_some();
-        patch.set_member(&metadata.at("annotations"), exists, INJECTED, version);
+        patch.set_members(&metadata.at("annotations"), exists, &annotations);
         patch.set_member(&metadata.at("labels"), has_labels, INJECTED, json!("true"));
     } else {
+        let annotations: Map<String, Value> = annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         patch.add(
             &metadata,
-            json!({"annotations": {INJECTED: version}, "labels": {INJECTED: "true"}}),
+            json!({"annotations": annotations, "labels": {INJECTED: "true"}}),
         );
     }
     let spec = root.at("spec");
+    grace(cfg, pod, &spec, &mut patch, warnings);
     let volumes = sidecar::volumes(cfg, plan);
     patch.extend(&spec.at("volumes"), pod.volumes.is_some(), volumes);
+    let present = pod.pull_secrets.as_deref().unwrap_or_default();
+    let mut secrets: Vec<&str> = Vec::new();
+    for name in &cfg.raw().image_pull_secrets {
+        if !present.contains(&name.as_str()) && !secrets.contains(&name.as_str()) {
+            secrets.push(name);
+        }
+    }
+    let secrets = secrets.into_iter().map(|n| json!({"name": n})).collect();
+    patch.extend(
+        &spec.at("imagePullSecrets"),
+        pod.pull_secrets.is_some(),
+        secrets,
+    );
     let env = sidecar::app_env(cfg, plan.mode);
     for (i, c) in pod.containers.iter().enumerate() {
         let here = spec.at("containers").at(i.to_string());
@@ -407,6 +482,62 @@ fn build(
         }
     }
     patch
+}
+
+/// The pod's default `terminationGracePeriodSeconds`.
+pub(crate) const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// The pod's grace period against custody's shutdown needs (docs/injection.md,
+/// "Shutdown and the grace period"). A native sidecar gets SIGTERM only once the
+/// app containers have exited, within the pod's one grace period: `raise` adds
+/// `sidecar_seconds` to it; a regular container is stopped with the apps, so it
+/// needs only `sidecar_seconds` in all. `warn` leaves it and warns when it is
+/// shorter than `sidecar_seconds`.
+fn grace(
+    cfg: &InjectConfig,
+    pod: &Pod<'_>,
+    spec: &Pointer,
+    patch: &mut Patch,
+    warnings: &mut Vec<String>,
+) {
+    let tg = &cfg.raw().termination_grace;
+    let need = i64::from(tg.sidecar_seconds);
+    let current = pod.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    let whose = if pod.grace_seconds.is_some() {
+        "the pod's"
+    } else {
+        "the default"
+    };
+    match tg.action {
+        GraceAction::Raise => {
+            let (target, why) = if cfg.native_sidecar() {
+                (
+                    current.saturating_add(need),
+                    "custody, a native sidecar, gets SIGTERM only after the app containers exit",
+                )
+            } else {
+                (current.max(need), "custody stops with the app containers")
+            };
+            if target != current {
+                patch.add(&spec.at("terminationGracePeriodSeconds"), json!(target));
+                warnings.push(format!(
+                    "custody: terminationGracePeriodSeconds raised from {current} ({whose}) to {target}: {why} and needs {need} s to ship its audit rows (termination_grace)"
+                ));
+            }
+        }
+        GraceAction::Warn => {
+            if current < need {
+                let fix = if cfg.native_sidecar() {
+                    format!("{need} s more than the app containers need to stop")
+                } else {
+                    format!("{need}")
+                };
+                warnings.push(format!(
+                    "custody: terminationGracePeriodSeconds {current} ({whose}) leaves custody less than the {need} s it needs to ship its audit rows at shutdown; rows not shipped are lost with the pod (set it to at least {fix})"
+                ));
+            }
+        }
+    }
 }
 
 fn response(uid: &str, d: &Decision) -> Value {

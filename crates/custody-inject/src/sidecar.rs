@@ -3,7 +3,7 @@
 //! file in the ConfigMap refers to them); see docs/injection.md.
 
 use crate::annotations::Plan;
-use crate::config::{InjectConfig, Mode, Quantities};
+use crate::config::{InjectConfig, Mode, Quantities, SpoolKind};
 use serde_json::{Map, Value, json};
 
 /// The sidecar's container name.
@@ -50,6 +50,9 @@ fn quantities(q: &Quantities) -> Value {
     }
     if let Some(memory) = &q.memory {
         m.insert("memory".into(), json!(memory));
+    }
+    if let Some(storage) = &q.ephemeral_storage {
+        m.insert("ephemeral-storage".into(), json!(storage));
     }
     Value::Object(m)
 }
@@ -118,8 +121,6 @@ pub(crate) fn container(cfg: &InjectConfig, plan: &Plan) -> Value {
             "privileged": false,
             "readOnlyRootFilesystem": true,
             "runAsNonRoot": true,
-            "runAsUser": raw.run_as_user,
-            "runAsGroup": raw.run_as_group,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -133,6 +134,17 @@ pub(crate) fn container(cfg: &InjectConfig, plan: &Plan) -> Value {
             obj.insert("restartPolicy".into(), json!("Always"));
         }
     }
+    // `null` leaves the ids to the platform (OpenShift's restricted SCC assigns them).
+    if let Some(sc) = c.get_mut("securityContext").and_then(Value::as_object_mut) {
+        for (key, id) in [
+            ("runAsUser", raw.run_as_user),
+            ("runAsGroup", raw.run_as_group),
+        ] {
+            if let Some(id) = id {
+                sc.insert(key.into(), json!(id));
+            }
+        }
+    }
     c
 }
 
@@ -141,7 +153,7 @@ pub(crate) fn volumes(cfg: &InjectConfig, plan: &Plan) -> Vec<Value> {
     let raw = cfg.raw();
     let mut v = vec![
         json!({"name": VOLUME_RUN, "emptyDir": {"sizeLimit": raw.run_size_limit}}),
-        json!({"name": VOLUME_DATA, "emptyDir": {"sizeLimit": plan.spool_size_limit}}),
+        data_volume(cfg, &plan.spool_size_limit),
         json!({"name": VOLUME_CONFIG, "configMap": {"name": plan.config_configmap}}),
     ];
     if let Some(name) = &plan.policy_configmap {
@@ -154,6 +166,31 @@ pub(crate) fn volumes(cfg: &InjectConfig, plan: &Plan) -> Vec<Value> {
         v.push(json!({"name": VOLUME_DIGEST, "secret": {"secretName": name, "optional": true}}));
     }
     v
+}
+
+/// The data volume: an `emptyDir` with a `sizeLimit`, or a generic ephemeral
+/// volume whose claim requests that much storage.
+fn data_volume(cfg: &InjectConfig, size: &str) -> Value {
+    let spool = &cfg.raw().spool_volume;
+    match spool.kind {
+        SpoolKind::EmptyDir => json!({"name": VOLUME_DATA, "emptyDir": {"sizeLimit": size}}),
+        SpoolKind::Ephemeral => {
+            let mut spec = json!({
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            });
+            if let (Some(class), Some(obj)) = (&spool.storage_class, spec.as_object_mut()) {
+                obj.insert("storageClassName".into(), json!(class));
+            }
+            json!({
+                "name": VOLUME_DATA,
+                "ephemeral": {"volumeClaimTemplate": {
+                    "metadata": {"labels": {"app.kubernetes.io/component": "custody-spool"}},
+                    "spec": spec,
+                }},
+            })
+        }
+    }
 }
 
 /// The shared volume's mount in an app container (read-only: apps connect to the

@@ -116,9 +116,12 @@ fn check_injected(
     let mut pod = request["request"]["object"].clone();
     apply(&mut pod, patch);
     check_pod(&pod);
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["custody.dev/injected"], custody_inject::VERSION);
+    assert_eq!(annotations["custody.dev/sidecar-image"], cfg.image());
     assert_eq!(
-        pod["metadata"]["annotations"]["custody.dev/injected"],
-        custody_inject::VERSION
+        annotations["custody.dev/sidecar-hash"],
+        custody_inject::sidecar_hash(cfg)
     );
     let sidecar = if cfg.native_sidecar() {
         &pod["spec"]["initContainers"][0]

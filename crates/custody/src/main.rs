@@ -5,7 +5,8 @@
 //! check | test | explain` works with a policy file offline (see [`policy_cmd`]);
 //! `custody trail --session ID` prints one session from the audit files (see
 //! [`trail_cmd`]); `custody webhook` serves the sidecar injection webhook (see
-//! [`webhook_cmd`]).
+//! [`webhook_cmd`]); `custody inject` does the same injection offline on a
+//! manifest (see [`inject_cmd`]).
 //! Exit codes: 0 success, 1 runtime failure (cannot bind, cannot write) or a
 //! check that failed (a policy test case, `--deny-warnings`), 2 invalid config,
 //! policy or usage, 3 `custody run` stopped with audit rows left in an ephemeral
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "jemalloc")]
 mod allocator;
+mod inject_cmd;
 mod policy_cmd;
 mod trail_cmd;
 mod verify_cmd;
@@ -73,6 +75,8 @@ enum Command {
     Trail(trail_cmd::TrailArgs),
     /// Serve the sidecar injection webhook over HTTPS (see docs/injection.md).
     Webhook(webhook_cmd::WebhookArgs),
+    /// Inject the sidecar into a manifest's pods and pod templates offline, or list stale sidecars (see docs/injection.md).
+    Inject(inject_cmd::InjectArgs),
     /// Check an audit trail against its signed digests (see docs/verify.md).
     Verify(verify_cmd::VerifyArgs),
     /// Make a key pair for signing digests: FILE (private) and FILE.pub (see docs/verify.md).
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         Command::Policy { command } => policy_cmd::run(command),
         Command::Trail(args) => trail_cmd::run(args),
         Command::Webhook(args) => webhook_cmd::run(args),
+        Command::Inject(args) => inject_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Keygen(args) => verify_cmd::keygen(args),
     }

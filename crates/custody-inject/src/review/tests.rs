@@ -160,7 +160,7 @@ fn annotations_override_the_defaults() {
         a.outcome,
         Outcome::Injected {
             mode: Mode::Intercept,
-            ops: 6
+            ops: 9
         }
     );
     let ops = patch_ops(&body);
@@ -341,4 +341,193 @@ fn collect_paths(v: &Value, here: String, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+#[test]
+fn the_injected_annotation_alone_does_not_skip_a_pod() {
+    let c = cfg("");
+    let mut p = pod();
+    p["metadata"]["annotations"] = json!({"custody.dev/injected": "anything"});
+    let (a, body) = answer(&c, &request(p.clone()), Selected::ByNamespace);
+    assert_eq!(a.outcome.kind(), "injected");
+    let warning = body["response"]["warnings"][0].as_str().expect("warning");
+    assert!(warning.contains("\"anything\" is false"), "{warning}");
+    // With the container (in either list), the claim holds.
+    for list in ["containers", "initContainers"] {
+        let mut q = p.clone();
+        let sidecar = json!({"name": "custody", "image": "registry.example/custody:1"});
+        match q["spec"][list].as_array_mut() {
+            Some(items) => items.push(sidecar),
+            None => q["spec"][list] = json!([sidecar]),
+        }
+        let (a, body) = answer(&c, &request(q.clone()), Selected::ByNamespace);
+        assert_eq!(a.outcome, Outcome::Skipped("already_injected"), "{list}");
+        // Without the current sidecar hash (a template injected offline under other
+        // settings), the answer says so.
+        let warning = body["response"]["warnings"][0].as_str().expect("warning");
+        assert!(warning.contains("sidecar-hash missing"), "{warning}");
+        q["metadata"]["annotations"]["custody.dev/sidecar-hash"] = json!(crate::sidecar_hash(&c));
+        let (_, body) = answer(&c, &request(q), Selected::ByNamespace);
+        assert!(body["response"].get("warnings").is_none(), "{list}");
+    }
+}
+
+#[test]
+fn mandatory_namespaces_ignore_opt_outs() {
+    let c = cfg("mandatory_namespaces: [agents]\n");
+    let mut p = pod();
+    p["metadata"]["labels"] = json!({"custody.dev/inject": "false"});
+    let (a, body) = answer(&c, &request(p.clone()), Selected::ByNamespace);
+    assert_eq!(a.outcome.kind(), "injected");
+    assert_eq!(
+        body["response"]["warnings"][0],
+        "custody: custody.dev/inject: \"false\" is not allowed in mandatory namespace agents (the sidecar is injected)"
+    );
+    // On the opt-in path too, and a pod that says nothing.
+    let (a, _) = answer(&c, &request(pod()), Selected::ByPod);
+    assert_eq!(a.outcome.kind(), "injected");
+    // Pods custody cannot run in are refused there, not let through.
+    for (key, value) in [
+        ("hostNetwork", json!(true)),
+        ("os", json!({"name": "windows"})),
+    ] {
+        let mut q = pod();
+        q["spec"][key] = value;
+        let (a, _) = answer(&c, &request(q.clone()), Selected::ByNamespace);
+        assert!(
+            matches!(&a.outcome, Outcome::Denied(m) if m.contains("mandatory")),
+            "{key}: {:?}",
+            a.outcome
+        );
+        let (a, _) = answer(&cfg(""), &request(q), Selected::ByNamespace);
+        assert_eq!(a.outcome.kind(), "skipped", "{key}");
+    }
+    // Elsewhere the opt-out holds.
+    let (a, _) = answer(
+        &cfg("mandatory_namespaces: [other]\n"),
+        &request(p),
+        Selected::ByNamespace,
+    );
+    assert_eq!(a.outcome, Outcome::Skipped("opted_out"));
+}
+
+#[test]
+fn annotations_outside_the_allow_list_or_above_the_bounds_are_denied() {
+    let c = cfg(
+        "allowed_annotations: [custody.dev/memory-limit]\nmax_resources: {limits: {memory: 1Gi, cpu: '2'}}\n",
+    );
+    let mut p = pod();
+    p["metadata"]["annotations"] = json!({
+        "custody.dev/inject": "true",
+        "custody.dev/config-configmap": "elsewhere",
+        "custody.dev/memory-limit": "2Gi",
+    });
+    let (a, _) = answer(&c, &request(p.clone()), Selected::ByNamespace);
+    let Outcome::Denied(message) = a.outcome else {
+        panic!("not denied: {:?}", a.outcome)
+    };
+    assert!(
+        message.contains("annotation(s) \"custody.dev/config-configmap\" not allowed"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "custody.dev/memory-limit: \"2Gi\" is above the bound 1Gi (max_resources.limits.memory)"
+        ),
+        "{message}"
+    );
+    p["metadata"]["annotations"] = json!({"custody.dev/memory-limit": "1Gi"});
+    let (a, _) = answer(&c, &request(p), Selected::ByNamespace);
+    assert_eq!(a.outcome.kind(), "injected");
+}
+
+fn grace_after(c: &InjectConfig, grace: Option<i64>) -> (Option<Value>, Vec<String>) {
+    let mut p = pod();
+    if let Some(g) = grace {
+        p["spec"]["terminationGracePeriodSeconds"] = json!(g);
+    }
+    let (a, body) = answer(c, &request(p), Selected::ByNamespace);
+    assert_eq!(a.outcome.kind(), "injected");
+    let set = patch_ops(&body)
+        .into_iter()
+        .find(|o| o["path"] == "/spec/terminationGracePeriodSeconds")
+        .map(|o| o["value"].clone());
+    let warnings = body["response"]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().map(String::from))
+        .collect();
+    (set, warnings)
+}
+
+#[test]
+fn the_grace_period_is_raised_for_the_sidecar_or_checked() {
+    // Native: the pod's (or the default 30) plus sidecar_seconds.
+    let native = cfg("");
+    assert_eq!(grace_after(&native, None).0, Some(json!(60)));
+    let (set, warnings) = grace_after(&native, Some(5));
+    assert_eq!(set, Some(json!(35)));
+    assert!(
+        warnings[0].contains("raised from 5 (the pod's) to 35"),
+        "{warnings:?}"
+    );
+    // Legacy: stopped with the apps, so at least sidecar_seconds.
+    let legacy = cfg("native_sidecar: false\ntermination_grace: {sidecar_seconds: 40}\n");
+    assert_eq!(grace_after(&legacy, Some(5)).0, Some(json!(40)));
+    assert_eq!(grace_after(&legacy, Some(120)), (None, vec![]));
+    // Warn: unchanged, a warning when shorter than what custody needs.
+    let warn = cfg("termination_grace: {action: warn}\n");
+    let (set, warnings) = grace_after(&warn, Some(5));
+    assert_eq!(set, None);
+    assert!(
+        warnings[0].contains(
+            "terminationGracePeriodSeconds 5 (the pod's) leaves custody less than the 30 s"
+        ),
+        "{warnings:?}"
+    );
+    assert_eq!(grace_after(&warn, Some(30)), (None, vec![]));
+    assert_eq!(
+        grace_after(&cfg("termination_grace: {sidecar_seconds: 0}\n"), None),
+        (None, vec![])
+    );
+}
+
+#[test]
+fn pull_secrets_ids_and_the_sidecar_annotations() {
+    let c = cfg(
+        "image_pull_secrets: [regcred, other, regcred]\nrun_as_user: null\nrun_as_group: null\nconfig_hash: v2\n",
+    );
+    let mut p = pod();
+    p["spec"]["imagePullSecrets"] = json!([{"name": "other"}]);
+    let (_, body) = answer(&c, &request(p), Selected::ByNamespace);
+    let ops = patch_ops(&body);
+    let secrets: Vec<&Value> = ops
+        .iter()
+        .filter(|o| {
+            o["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/spec/imagePullSecrets"))
+        })
+        .collect();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0]["path"], "/spec/imagePullSecrets/-");
+    assert_eq!(secrets[0]["value"], json!({"name": "regcred"}));
+    let sidecar = &ops.last().expect("sidecar")["value"][0];
+    let sc = sidecar["securityContext"]
+        .as_object()
+        .expect("securityContext");
+    assert!(!sc.contains_key("runAsUser") && !sc.contains_key("runAsGroup"));
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(ops[0]["path"], "/metadata/annotations");
+    let annotations = &ops[0]["value"];
+    assert_eq!(
+        annotations["custody.dev/sidecar-image"],
+        "registry.example/custody:1"
+    );
+    assert_eq!(
+        annotations["custody.dev/sidecar-hash"],
+        crate::sidecar_hash(&c)
+    );
+    assert_ne!(crate::sidecar_hash(&c), crate::sidecar_hash(&cfg("")));
 }
