@@ -362,7 +362,7 @@ impl RawConfig {
         if text.trim().is_empty() {
             return Ok(RawConfig::default());
         }
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
     /// Checks every value; reports all problems at once.
@@ -635,10 +635,10 @@ const MAX_SIDECAR_SECONDS: u32 = 3600;
 
 /// `kube_version` as a string: a YAML number would turn `1.30` into `1.3`.
 fn kube_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match Option::<serde_yaml::Value>::deserialize(d)? {
-        None | Some(serde_yaml::Value::Null) => Ok(None),
-        Some(serde_yaml::Value::String(s)) => Ok(Some(s)),
-        Some(serde_yaml::Value::Number(n)) => Err(serde::de::Error::custom(format!(
+    match Option::<serde_yaml_ng::Value>::deserialize(d)? {
+        None | Some(serde_yaml_ng::Value::Null) => Ok(None),
+        Some(serde_yaml_ng::Value::String(s)) => Ok(Some(s)),
+        Some(serde_yaml_ng::Value::Number(n)) => Err(serde::de::Error::custom(format!(
             "kube_version: write the version as a string, e.g. \"1.30\" (the YAML number {n} loses a trailing zero)"
         ))),
         Some(_) => Err(serde::de::Error::custom(

@@ -34,7 +34,7 @@ impl Manifest {
                 documents.push(doc.map_err(|e| format!("JSON value {}: {e}", i + 1))?);
             }
         } else {
-            for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
                 let value =
                     Value::deserialize(doc).map_err(|e| format!("YAML document {}: {e}", i + 1))?;
                 if !value.is_null() {
@@ -57,7 +57,7 @@ impl Manifest {
                 if i > 0 {
                     out += "---\n";
                 }
-                out += &serde_yaml::to_string(doc).map_err(|e| e.to_string())?;
+                out += &serde_yaml_ng::to_string(doc).map_err(|e| e.to_string())?;
             }
         }
         Ok(out)

@@ -31,7 +31,7 @@ pub struct Price {
 pub enum PriceError {
     /// Not YAML of the expected shape.
     #[error("prices: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_yaml_ng::Error),
     /// A negative or non-finite price.
     #[error("prices: model {model:?}: {field} must be a finite number >= 0, got {value}")]
     InvalidPrice {
@@ -70,7 +70,7 @@ pub struct PriceTable {
 
 fn parse(yaml: &str) -> Result<PriceFile, PriceError> {
     // An empty document (or one with only comments) is an empty table.
-    let file: Option<PriceFile> = serde_yaml::from_str(yaml)?;
+    let file: Option<PriceFile> = serde_yaml_ng::from_str(yaml)?;
     Ok(file.unwrap_or(PriceFile {
         models: BTreeMap::new(),
         aliases: BTreeMap::new(),

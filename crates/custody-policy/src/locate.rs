@@ -1,11 +1,11 @@
 //! Paths to nodes of a YAML document (`rules[3].when.arguments[0].path`) and the
 //! line and column where such a node starts.
 //!
-//! `serde_yaml::Value` keeps no positions, so the loader works on paths and asks
+//! `serde_yaml_ng::Value` keeps no positions, so the loader works on paths and asks
 //! for a location only when it reports a problem: [`locate`] parses the text again
 //! with a visitor that walks down the path and fails on purpose at the deepest node
-//! it reaches; serde_yaml stamps that failure with the node's position. This uses
-//! serde_yaml's own parser, so flow style, anchors and multi-line scalars are all
+//! it reaches; serde_yaml_ng stamps that failure with the node's position. This uses
+//! serde_yaml_ng's own parser, so flow style, anchors and multi-line scalars are all
 //! located correctly; a path that leaves the document is located at its deepest
 //! existing ancestor.
 
@@ -28,7 +28,7 @@ impl fmt::Display for Location {
 }
 
 impl Location {
-    pub(crate) fn of(error: &serde_yaml::Error) -> Option<Self> {
+    pub(crate) fn of(error: &serde_yaml_ng::Error) -> Option<Self> {
         error.location().map(|l| Self {
             line: l.line(),
             column: l.column(),
@@ -100,7 +100,7 @@ impl fmt::Display for NodePath {
 /// Where the node at `path` starts in `text`, or its deepest existing ancestor
 /// when the path leaves the document; `None` when the text does not parse.
 pub(crate) fn locate(text: &str, path: &NodePath) -> Option<Location> {
-    match Probe(&path.0).deserialize(serde_yaml::Deserializer::from_str(text)) {
+    match Probe(&path.0).deserialize(serde_yaml_ng::Deserializer::from_str(text)) {
         Err(e) => Location::of(&e),
         Ok(()) => None,
     }
@@ -266,8 +266,8 @@ impl<'t> Locator<'t> {
 
 /// The one key of a mapping entry's text, if it parses as exactly that.
 fn entry_key(chunk: &str) -> Option<String> {
-    match serde_yaml::from_str::<serde_yaml::Value>(chunk).ok()? {
-        serde_yaml::Value::Mapping(m) if m.len() == 1 => {
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(chunk).ok()? {
+        serde_yaml_ng::Value::Mapping(m) if m.len() == 1 => {
             m.keys().next()?.as_str().map(str::to_owned)
         }
         _ => None,

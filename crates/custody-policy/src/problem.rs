@@ -149,9 +149,9 @@ fn problem(locator: &mut Locator<'_>, path: &NodePath, message: String) -> Probl
     }
 }
 
-/// A YAML syntax error as a problem: serde_yaml's message without its own
+/// A YAML syntax error as a problem: serde_yaml_ng's message without its own
 /// "at line L column C" suffix (the location is kept separately).
-pub(crate) fn syntax(error: &serde_yaml::Error) -> Problem {
+pub(crate) fn syntax(error: &serde_yaml_ng::Error) -> Problem {
     let location = Location::of(error);
     let mut message = error.to_string();
     if let Some(at) = location {

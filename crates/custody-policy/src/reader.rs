@@ -5,7 +5,7 @@
 
 use crate::locate::NodePath;
 use crate::problem::Diagnostics;
-use serde_yaml::{Mapping, Value};
+use serde_yaml_ng::{Mapping, Value};
 
 /// A node of the document and its path.
 #[derive(Clone, Debug)]

@@ -106,7 +106,7 @@ fn every_example_in_the_policy_doc_is_real() {
                 explained += 1;
             }
             "yaml" => {
-                serde_yaml::from_str::<serde_yaml::Value>(body)
+                serde_yaml_ng::from_str::<serde_yaml_ng::Value>(body)
                     .unwrap_or_else(|e| panic!("{e}\n{body}"));
             }
             _ => {}

@@ -159,7 +159,7 @@ fn the_docs_list_every_key_with_its_default() {
         .filter_map(|b| b.split("```").next())
         .find(|b| b.contains("native_sidecar:"))
         .expect("the config block of docs/injection.md");
-    let documented: serde_json::Value = serde_yaml::from_str(block).expect("YAML");
+    let documented: serde_json::Value = serde_yaml_ng::from_str(block).expect("YAML");
     let defaults = serde_json::to_value(RawConfig::default()).expect("JSON");
     let keys = |v: &serde_json::Value| -> Vec<String> {
         let mut k: Vec<String> = v.as_object().expect("map").keys().cloned().collect();

@@ -59,9 +59,10 @@ impl CaseInput {
     /// Reads one input from a YAML mapping with the keys a case has (`principal`,
     /// `claims`, `token_scopes`, `action`, `arguments`).
     pub fn from_yaml(text: &str) -> Result<Self, CasesError> {
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| CasesError {
-            problems: vec![syntax(&e)],
-        })?;
+        let value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| CasesError {
+                problems: vec![syntax(&e)],
+            })?;
         let mut diag = Diagnostics::default();
         let input = Node::root(&value)
             .fields(&mut diag, &INPUT)
@@ -85,16 +86,16 @@ impl CaseInput {
             ("claims", parts.claims),
             ("token_scopes", parts.token_scopes),
         ];
-        let mut map = serde_yaml::Mapping::new();
+        let mut map = serde_yaml_ng::Mapping::new();
         let mut problems = Vec::new();
         for (key, text) in named {
             let Some(text) = text else { continue };
             if key == "arguments" {
                 // Kept as text: JSON arguments are used verbatim.
-                map.insert(key.into(), serde_yaml::Value::String(text.to_owned()));
+                map.insert(key.into(), serde_yaml_ng::Value::String(text.to_owned()));
                 continue;
             }
-            match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
                 Ok(v) => {
                     map.insert(key.into(), v);
                 }
@@ -108,7 +109,7 @@ impl CaseInput {
         if !problems.is_empty() {
             return Err(CasesError { problems });
         }
-        let value = serde_yaml::Value::Mapping(map);
+        let value = serde_yaml_ng::Value::Mapping(map);
         let mut diag = Diagnostics::default();
         let input = Node::root(&value)
             .fields(&mut diag, &INPUT)
@@ -140,13 +141,13 @@ pub(super) fn read(fields: &Fields<'_>, diag: &mut Diagnostics) -> Option<CaseIn
         Some(v)
     });
     let token_scopes = fields.get("token_scopes").and_then(|n| match n.value {
-        serde_yaml::Value::String(s) => Some(s.split_whitespace().map(str::to_owned).collect()),
+        serde_yaml_ng::Value::String(s) => Some(s.split_whitespace().map(str::to_owned).collect()),
         _ => n
             .one_or_many(diag)
             .map(|l| l.into_iter().map(|(s, _)| s).collect()),
     });
     let arguments = fields.get("arguments").and_then(|n| match n.value {
-        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
         _ => n.json(diag).map(|v| v.to_string()),
     });
     let (action, model) = action(&fields.require("action", diag)?, diag)?;

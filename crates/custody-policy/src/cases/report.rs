@@ -78,7 +78,7 @@ pub(super) fn read_expected(node: &Node<'_>, diag: &mut Diagnostics) -> Option<E
             None
         }
     };
-    if let serde_yaml::Value::String(_) = node.value {
+    if let serde_yaml_ng::Value::String(_) = node.value {
         return Some(Expected {
             allow: parse(node, diag)?,
             rule: None,

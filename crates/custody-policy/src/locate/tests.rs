@@ -48,17 +48,17 @@ fn missing_nodes_fall_back_to_their_deepest_ancestor() {
 }
 
 /// Every node path of a YAML value.
-fn all_paths(value: &serde_yaml::Value, here: &NodePath, out: &mut Vec<NodePath>) {
+fn all_paths(value: &serde_yaml_ng::Value, here: &NodePath, out: &mut Vec<NodePath>) {
     out.push(here.clone());
     match value {
-        serde_yaml::Value::Mapping(m) => {
+        serde_yaml_ng::Value::Mapping(m) => {
             for (k, v) in m {
                 if let Some(k) = k.as_str() {
                     all_paths(v, &here.key(k), out);
                 }
             }
         }
-        serde_yaml::Value::Sequence(items) => {
+        serde_yaml_ng::Value::Sequence(items) => {
             for (i, v) in items.iter().enumerate() {
                 all_paths(v, &here.index(i), out);
             }
@@ -98,7 +98,7 @@ copy: *anchor
 #[test]
 fn the_chunked_locator_agrees_with_the_full_probe() {
     for text in [DOC, MIXED, crate::test_support::CRM] {
-        let value: serde_yaml::Value = serde_yaml::from_str(text).expect("valid");
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("valid");
         let mut paths = Vec::new();
         all_paths(&value, &NodePath::root(), &mut paths);
         paths.push(NodePath::root().key("rules").index(7).key("x"));

@@ -75,8 +75,8 @@ pub(crate) fn validate_inspection(
     };
     let builtin = PriceTable::builtin();
     let prices = match raw.prices {
-        None | Some(serde_yaml::Value::Null) => builtin,
-        Some(doc) => match serde_yaml::to_string(&doc)
+        None | Some(serde_yaml_ng::Value::Null) => builtin,
+        Some(doc) => match serde_yaml_ng::to_string(&doc)
             .map_err(|e| e.to_string())
             .and_then(|text| {
                 PriceTable::builtin()

@@ -79,7 +79,7 @@ pub(crate) struct RawInspection {
     pub(crate) max_body: Option<NumberOrText>,
     pub(crate) max_event: Option<NumberOrText>,
     /// A price document (`models`, `aliases`) over the built-in table.
-    pub(crate) prices: Option<serde_yaml::Value>,
+    pub(crate) prices: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,7 +245,7 @@ const SECTIONS: &[&str] = &[
 /// still report their problems in the same run.
 pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
     let mut raw = RawConfig::default();
-    let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
+    let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
             issues.push(ConfigIssue {
@@ -256,8 +256,8 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
         }
     };
     let map = match doc {
-        serde_yaml::Value::Null => return raw,
-        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml_ng::Value::Null => return raw,
+        serde_yaml_ng::Value::Mapping(m) => m,
         other => {
             issues.push(ConfigIssue {
                 path: "(file)".into(),
@@ -299,12 +299,12 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
 }
 
 fn routes(
-    value: serde_yaml::Value,
+    value: serde_yaml_ng::Value,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<Vec<Option<RawRoute>>> {
     match value {
-        serde_yaml::Value::Null => Some(Vec::new()),
-        serde_yaml::Value::Sequence(items) => Some(
+        serde_yaml_ng::Value::Null => Some(Vec::new()),
+        serde_yaml_ng::Value::Sequence(items) => Some(
             items
                 .into_iter()
                 .enumerate()
@@ -335,7 +335,7 @@ fn routes(
 /// with the full path.
 fn section<T: DeserializeOwned + Default>(
     path: &str,
-    value: serde_yaml::Value,
+    value: serde_yaml_ng::Value,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<T> {
     if value.is_null() {
@@ -347,7 +347,7 @@ fn section<T: DeserializeOwned + Default>(
 /// A section whose absence turns a feature off: `null` means absent, not defaults.
 fn optional_section<T: DeserializeOwned + Default>(
     path: &str,
-    value: serde_yaml::Value,
+    value: serde_yaml_ng::Value,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<T> {
     if value.is_null() {
@@ -358,7 +358,7 @@ fn optional_section<T: DeserializeOwned + Default>(
 
 fn deserialize_at<T: DeserializeOwned>(
     path: &str,
-    value: serde_yaml::Value,
+    value: serde_yaml_ng::Value,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<T> {
     match serde_path_to_error::deserialize(value) {
@@ -381,14 +381,14 @@ fn deserialize_at<T: DeserializeOwned>(
     }
 }
 
-fn kind_of(v: &serde_yaml::Value) -> &'static str {
+fn kind_of(v: &serde_yaml_ng::Value) -> &'static str {
     match v {
-        serde_yaml::Value::Null => "null",
-        serde_yaml::Value::Bool(_) => "a boolean",
-        serde_yaml::Value::Number(_) => "a number",
-        serde_yaml::Value::String(_) => "a string",
-        serde_yaml::Value::Sequence(_) => "a list",
-        serde_yaml::Value::Mapping(_) => "a mapping",
-        serde_yaml::Value::Tagged(_) => "a tagged value",
+        serde_yaml_ng::Value::Null => "null",
+        serde_yaml_ng::Value::Bool(_) => "a boolean",
+        serde_yaml_ng::Value::Number(_) => "a number",
+        serde_yaml_ng::Value::String(_) => "a string",
+        serde_yaml_ng::Value::Sequence(_) => "a list",
+        serde_yaml_ng::Value::Mapping(_) => "a mapping",
+        serde_yaml_ng::Value::Tagged(_) => "a tagged value",
     }
 }

@@ -1,7 +1,7 @@
 use super::*;
 
 fn config(yaml: &str) -> SafetyConfig {
-    serde_yaml::from_str(yaml).expect("yaml")
+    serde_yaml_ng::from_str(yaml).expect("yaml")
 }
 
 #[test]
@@ -59,7 +59,7 @@ redaction: {style: token}
             "safety.redaction.key_file"
         ]
     );
-    assert!(serde_yaml::from_str::<SafetyConfig>("bogus: 1").is_err());
+    assert!(serde_yaml_ng::from_str::<SafetyConfig>("bogus: 1").is_err());
 }
 
 #[test]
@@ -78,6 +78,7 @@ tools: {"crm:notes": {responses: redact}}
     assert!(!policy.redacts_responses(Some("crm"), None));
     assert!(policy.redacts_responses(Some("crm"), Some("crm:notes")));
     assert!(!SafetyPolicy::default().redacts_responses(Some("crm"), None));
-    let err = serde_yaml::from_str::<SafetyConfig>("responses: block\n").expect_err("unknown mode");
+    let err =
+        serde_yaml_ng::from_str::<SafetyConfig>("responses: block\n").expect_err("unknown mode");
     assert!(err.to_string().contains("unknown variant"), "{err}");
 }
