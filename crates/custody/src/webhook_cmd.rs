@@ -150,6 +150,8 @@ fn config(args: &WebhookArgs) -> anyhow::Result<InjectConfig> {
 fn summary(args: &WebhookArgs, cfg: &InjectConfig, key: &rustls::sign::CertifiedKey) -> String {
     let raw = cfg.raw();
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+    // Values as the file spells them (`emptyDir`, `raise`).
+    let written = serde_json::to_value(raw).unwrap_or_default();
     [
         "webhook config is valid".to_owned(),
         format!("listen:            {}", args.listen),
@@ -173,7 +175,41 @@ fn summary(args: &WebhookArgs, cfg: &InjectConfig, key: &rustls::sign::Certified
         ),
         format!("mode:              {}", cfg.mode().as_str()),
         format!("never injected:    {}", never_injected(cfg).join(", ")),
+        format!(
+            "mandatory:         {}",
+            if raw.mandatory_namespaces.is_empty() {
+                "none (pods may opt out)".to_owned()
+            } else {
+                format!("{} (no opt-out)", raw.mandatory_namespaces.join(", "))
+            }
+        ),
         format!("host network pods: {:?}", raw.host_network),
+        format!(
+            "grace period:      {}, the sidecar needs {} s after the app containers exit",
+            written["termination_grace"]["action"]
+                .as_str()
+                .unwrap_or("?"),
+            raw.termination_grace.sidecar_seconds
+        ),
+        format!(
+            "spool volume:      {}{} ({})",
+            written["spool_volume"]["kind"].as_str().unwrap_or("?"),
+            raw.spool_volume
+                .storage_class
+                .as_deref()
+                .map(|c| format!(", storage class {c}"))
+                .unwrap_or_default(),
+            raw.spool_size_limit
+        ),
+        format!(
+            "pull secrets:      {}",
+            if raw.image_pull_secrets.is_empty() {
+                "none".to_owned()
+            } else {
+                raw.image_pull_secrets.join(", ")
+            }
+        ),
+        format!("sidecar hash:      {}", custody_inject::sidecar_hash(cfg)),
         format!(
             "config ConfigMap:  {} (key {})",
             raw.config_configmap, raw.config_key

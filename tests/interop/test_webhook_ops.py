@@ -1,4 +1,5 @@
-"""`custody webhook` under SIGTERM and its `/metrics`: a terminating replica keeps
+"""`custody webhook` as an operator runs it: `--check` shows every setting that
+decides what a pod gets, and under SIGTERM and on `/metrics`: a terminating replica keeps
 answering AdmissionReviews for `--drain-delay` while `/readyz` is 503 (so the API
 server, which still routes to it for a moment, never finds a closed port and rejects
 a pod under `failurePolicy: Fail`), then stops; every review is counted by path and
@@ -130,3 +131,32 @@ def test_a_second_signal_ends_the_drain_early():
     finally:
         if replica.proc.poll() is None:
             replica.proc.kill()
+
+
+def test_check_prints_each_namespace_once_and_the_production_settings():
+    secret = SecretDir()
+    secret.write(*make_pair("custody-webhook.custody-system.svc"))
+    config = secret.path.parent / f"{secret.path.name}-check.yaml"
+    config.write_text(
+        "image: registry.example/custody:0.1.0\n"
+        "namespace: custody-system\n"
+        "exclude_namespaces: [kube-system, custody-system, kube-system, cert-manager]\n"
+        "mandatory_namespaces: [payments]\n"
+        "image_pull_secrets: [regcred]\n"
+        "termination_grace: {sidecar_seconds: 40, action: warn}\n"
+        "spool_volume: {kind: ephemeral, storage_class: fast}\n"
+    )
+    out = subprocess.run(
+        [str(_binary("CUSTODY_BIN", "custody")), "webhook", "--check",
+         "--cert-file", str(secret.path / "tls.crt"), "--key-file", str(secret.path / "tls.key"),
+         "--config", str(config)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if ":" in line}
+    assert lines["never injected"] == "custody-system (own), kube-system, cert-manager"
+    assert lines["mandatory"] == "payments (no opt-out)"
+    assert lines["pull secrets"] == "regcred"
+    assert lines["grace period"].startswith("warn, the sidecar needs 40 s")
+    assert lines["spool volume"].startswith("ephemeral, storage class fast")
+    assert re.fullmatch(r"[0-9a-f]{16}", lines["sidecar hash"])
