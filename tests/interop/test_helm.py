@@ -1238,7 +1238,7 @@ def _leaf_paths(values: dict, prefix="") -> list[str]:
     for k, v in values.items():
         path = f"{prefix}.{k}" if prefix else k
         # Free-form maps are documented as one value.
-        if isinstance(v, dict) and v and path not in ("config.custody", "injector.resources",
+        if isinstance(v, dict) and v and path not in ("config.custody", "injector.resources", "sidecar.maxResources",
                                                       "sidecar.resources", "injector.podSecurityContext",
                                                       "injector.securityContext", "injector.livenessProbe",
                                                       "injector.readinessProbe", "injector.startupProbe"):
