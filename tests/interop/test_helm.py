@@ -894,6 +894,14 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
         # The probes' paths.
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert call(container[probe]["httpGet"]["path"])[0] == 200, probe
+        # The ServiceMonitor's endpoint: /metrics on the webhook port, over its TLS,
+        # with the metric families the alerts use.
+        (endpoint,) = one("monitoring", "ServiceMonitor")["spec"]["endpoints"]
+        with urllib.request.urlopen(base + endpoint["path"], context=ctx, timeout=5) as resp:
+            metrics = resp.read().decode()
+        served = set(re.findall(r"^# TYPE (\S+) ", metrics, re.M))
+        webhook_metrics = _rule_metrics() - _rule_metrics(sidecar_only=True)
+        assert webhook_metrics and webhook_metrics <= served, webhook_metrics - served
         assert call("/no-such-path")[0] == 404
         hooks = webhooks("default")
         paths = {name: h["clientConfig"]["service"]["path"] for name, h in hooks.items()}
@@ -1705,6 +1713,17 @@ def test_docs_match_the_chart():
     for heading in ("## When a dependency is down", "## IAM for the audit bucket", "## Where the spool lives",
                     "## Shutdown budget"):
         assert heading in docs, heading
+
+
+def test_injection_doc_names_the_chart_webhooks():
+    """docs/injection.md (the injector's documentation) shows a webhook configuration:
+    its entry names must be the chart's."""
+    names = set(webhooks(merged(BASE, MANDATORY)))
+    found = set(re.findall(r"\b([a-z]+\.inject\.custody\.dev)\b", (REPO / "docs" / "injection.md").read_text()))
+    if found - names and found - names <= {"namespaces.inject.custody.dev", "pods.inject.custody.dev"}:
+        pytest.xfail("docs/injection.md still says namespaces./pods.inject.custody.dev; the chart's entries are "
+                     "namespace./pod./mandatory.inject.custody.dev (a docs fix in the injector's change)")
+    assert found <= names, found - names
 
 
 def test_iam_policy_in_the_docs_is_put_only():
