@@ -469,7 +469,7 @@ def test_injector_probes_and_command():
     assert container["args"] == [
         "webhook", "--listen", "0.0.0.0:8443",
         "--cert-file", "/etc/custody/webhook/tls.crt", "--key-file", "/etc/custody/webhook/tls.key",
-        "--config", "/etc/custody/inject/inject.yaml", "--drain-delay", "10s"]
+        "--config", "/etc/custody/inject/inject.yaml", "--drain-delay", "10s", "--shutdown-grace", "10s"]
     assert container["ports"] == [{"name": "webhook", "containerPort": 8443, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         path = "/readyz" if probe == "readinessProbe" else "/healthz"
@@ -983,7 +983,7 @@ def test_prometheus_rules():
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"CustodyAuditBacklogGrowing", "CustodyAuditUploadsFailing",
-                           "CustodyDenialSpike", "CustodyInjectorUnavailable", "CustodyWebhookRejections",
+                           "CustodyIdentityKeysUnusable", "CustodyDenialSpike", "CustodyInjectorUnavailable", "CustodyWebhookRejections",
                            "CustodyWebhookFailOpen", "CustodyInjectorErrors"}
     assert "custody_audit_backlog_bytes > 268435456" in alerts["CustodyAuditBacklogGrowing"]["expr"]
     assert 'custody_audit_uploads_total{result="failed"}' in alerts["CustodyAuditUploadsFailing"]["expr"]
@@ -1081,8 +1081,17 @@ def test_every_alerted_metric_is_served(tmp_path):
     binary = _require_bin()
     admin = f"127.0.0.1:{_free_port()}"
     config = tmp_path / "custody.yaml"
+    # An issuer (keys from a file) so the identity metrics are served too.
+    from cryptography.hazmat.primitives.asymmetric import ec
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+         "x": b64(numbers.x), "y": b64(numbers.y)}]}))
     config.write_text(f"listen: {{unix: '{tmp_path}/c.sock', admin: '{admin}'}}\n"
-                      f"audit: {{dir: '{tmp_path}/audit', flush_interval: 1h}}\n")
+                      f"audit: {{dir: '{tmp_path}/audit', flush_interval: 1h}}\n"
+                      f"identity: {{issuers: [{{issuer: 'https://idp.example/', audiences: [custody], "
+                      f"jwks_file: '{tmp_path}/jwks.json'}}]}}\n")
     proc = subprocess.Popen([str(binary), "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -1605,9 +1614,13 @@ def test_injector_drains_before_it_stops():
     deploy = injector("default")["spec"]["template"]["spec"]
     args = deploy["containers"][0]["args"]
     assert args[args.index("--drain-delay") + 1] == "10s"
-    assert deploy["terminationGracePeriodSeconds"] > _seconds("10s")
-    message = _render_error(merged(BASE, {"injector": {"drainDelay": "30s", "terminationGracePeriodSeconds": 30}}))
+    assert args[args.index("--shutdown-grace") + 1] == "10s"
+    # The API server waits at most timeoutSeconds for a review in flight.
+    assert _seconds("10s") >= webhooks("default")["namespace.inject.custody.dev"]["timeoutSeconds"]
+    assert deploy["terminationGracePeriodSeconds"] >= _seconds("10s") + _seconds("10s")
+    message = _render_error(merged(BASE, {"injector": {"drainDelay": "25s", "terminationGracePeriodSeconds": 30}}))
     assert "injector.drainDelay" in message and "terminationGracePeriodSeconds" in message
+    assert one(merged(BASE, {"injector": {"drainDelay": "20s", "terminationGracePeriodSeconds": 30}}), "Deployment")
 
 
 def _tls_render(tmp_path, existing: dict | None, values: dict) -> dict:

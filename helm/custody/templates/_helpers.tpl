@@ -207,9 +207,13 @@ that depend on it (inject-configmap.yaml, deployment.yaml). */}}
 {{- if and (eq .Values.sidecar.spool.volume "emptyDir") (or .Values.sidecar.spool.retain .Values.sidecar.spool.storageClass) -}}
 {{- fail "sidecar.spool.storageClass and sidecar.spool.retain apply to sidecar.spool.volume=ephemeral only" -}}
 {{- end -}}
-{{- $drain := include "custody.durationSeconds" .Values.injector.drainDelay | int -}}
-{{- if ge $drain (int .Values.injector.terminationGracePeriodSeconds) -}}
-{{- fail (printf "injector.drainDelay (%s) must stay below injector.terminationGracePeriodSeconds (%d): the injector drains for drainDelay after SIGTERM, then finishes in-flight reviews" .Values.injector.drainDelay (int .Values.injector.terminationGracePeriodSeconds)) -}}
+{{- $drain := add (include "custody.durationSeconds" .Values.injector.drainDelay) (include "custody.durationSeconds" .Values.injector.shutdownGrace) -}}
+{{- if gt (int $drain) (int .Values.injector.terminationGracePeriodSeconds) -}}
+{{- fail (printf "injector.drainDelay (%s) + injector.shutdownGrace (%s) must fit in injector.terminationGracePeriodSeconds (%d): after SIGTERM the injector drains for drainDelay, then lets reviews in flight finish for shutdownGrace" .Values.injector.drainDelay .Values.injector.shutdownGrace (int .Values.injector.terminationGracePeriodSeconds)) -}}
+{{- end -}}
+{{- $graceNeed := add (include "custody.durationSeconds" (dig "shutdown" "grace_period" "25s" .Values.config.custody)) (int .Values.sidecar.terminationGrace.marginSeconds) -}}
+{{- if gt (int $graceNeed) 3600 -}}
+{{- fail (printf "config.custody.shutdown.grace_period + sidecar.terminationGrace.marginSeconds is %d s: the injector accepts at most 3600 (termination_grace.sidecar_seconds)" (int $graceNeed)) -}}
 {{- end -}}
 {{- end -}}
 
