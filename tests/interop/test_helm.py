@@ -754,7 +754,7 @@ def _webhook_accepts_keys(binary: pathlib.Path) -> bool:
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         files = _write_inject_files("default", pathlib.Path(tmp))
-        files["config"].write_text("image: x:1\n" + "".join(
+        files["config"].write_text("image: x:1\nnamespace: probe\n" + "".join(
             f"{k}: {v}\n" for k, v in {"mandatory_namespaces": "[]", "kube_version": "null",
                                       "config_hash": "null", "image_pull_secrets": "[]"}.items()))
         check = subprocess.run([str(binary), "webhook", "--check", "--config", str(files["config"]),
