@@ -187,7 +187,7 @@ seconds, rounded up. */}}
 that depend on it (inject-configmap.yaml, deployment.yaml). */}}
 {{- define "custody.validate" -}}
 {{- if semverCompare "<1.25.0-0" .Capabilities.KubeVersion.Version -}}
-{{- fail (printf "the custody chart needs Kubernetes 1.25 or later (Chart.yaml kubeVersion); this cluster is %s" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "the custody chart needs Kubernetes 1.25 or later (Chart.yaml kubeVersion); this cluster is %s (with helm template, pass the cluster's version: --kube-version)" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
 {{- if and .Values.sidecar.nativeSidecar (semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version) -}}
 {{- fail (printf "sidecar.nativeSidecar=true needs Kubernetes 1.29 or later (native sidecar containers: an init container with restartPolicy Always), but this cluster is %s: every opted-in pod would be refused. Set sidecar.nativeSidecar=false (the sidecar becomes a plain container; docs/kubernetes.md, \"Requirements\"), or upgrade the cluster. With helm template, pass --kube-version." .Capabilities.KubeVersion.Version) -}}
