@@ -515,15 +515,11 @@ def test_service_account_and_no_rbac():
 INJECT_KEYS = {"image", "image_pull_policy", "namespace", "exclude_namespaces", "native_sidecar", "mode",
                "resources", "config_configmap", "config_key", "policy_configmap", "provider_keys_secret",
                "digest_key_secret", "spool_size_limit",
-               # Known to `custody webhook` before issue 20:
+               # the sidecar, its volumes and ports; policy on what workloads may ask for:
                "command", "host_network", "run_size_limit", "run_as_user", "run_as_group", "proxy_port",
                "admin_port",
-               # Issue 20 (docs/injection.md; /work/notes contract between chart and injector):
                "mandatory_namespaces", "allowed_annotations", "max_resources", "max_spool_size_limit",
                "image_pull_secrets", "kube_version", "termination_grace", "spool_volume", "config_hash"}
-# inject.yaml keys the injector learns in issue 20: a binary without them refuses them.
-INJECT_KEYS_ISSUE_20 = {"mandatory_namespaces", "allowed_annotations", "max_resources", "max_spool_size_limit",
-                        "image_pull_secrets", "kube_version", "termination_grace", "spool_volume", "config_hash"}
 
 
 def test_inject_yaml_defaults():
@@ -665,15 +661,7 @@ def test_sidecar_config_uses_only_documented_keys(value_set):
     assert config["audit"]["spool"]["ephemeral"] is True  # an emptyDir
     assert [r["name"] for r in config["routes"]][:2] == ["openai", "anthropic"]
     missing = undocumented(config, documented_keys())
-    if missing == ["audit.spool.ephemeral"] and not _sidecar_knows_ephemeral_spool():
-        pytest.xfail("audit.spool.ephemeral is documented in docs/configuration.md by the sidecar's "
-                     "issue 20 change (not merged here yet); run again after merging")
     assert missing == []
-
-
-def _sidecar_knows_ephemeral_spool() -> bool:
-    """docs/configuration.md documents audit.spool.ephemeral (issue 20, item 1)."""
-    return "ephemeral" in (documented_keys()["audit"].get("spool") or {})
 
 
 def test_a_digest_key_secret_turns_signed_digests_on():
@@ -717,9 +705,6 @@ def test_custody_accepts_the_rendered_config_and_policy(value_set, tmp_path):
             (tmp_path / name).write_text(text)
     check = subprocess.run([str(binary), "config", "check", "--config", str(tmp_path / "custody.yaml")],
                            capture_output=True, text=True, timeout=30)
-    if check.returncode != 0 and not _sidecar_accepts_ephemeral_spool(binary):
-        pytest.xfail("this custody binary predates audit.spool.ephemeral (the sidecar's issue 20 change); "
-                     "rebuild after merging it: " + check.stderr[-300:])
     assert check.returncode == 0, check.stdout + check.stderr
     check = subprocess.run([str(binary), "policy", "check", str(tmp_path / "policy.yaml")],
                            capture_output=True, text=True, timeout=30)
@@ -734,50 +719,6 @@ def _require_bin() -> pathlib.Path:
     if binary is None:
         pytest.skip("no custody binary (set CUSTODY_BIN or build target/debug/custody)")
     return binary
-
-
-# Issue 20 is built by three changes at once: this chart renders inject.yaml keys,
-# a `custody webhook --drain-delay` flag and a custody.yaml key (audit.spool.ephemeral)
-# that the injector and sidecar changes teach the binary. Against a binary without
-# them, the tests below that run it on the rendered files are expected to fail
-# (xfail, naming what is missing); once those changes are merged and the binary
-# rebuilt, they must pass.
-@functools.cache
-def _webhook_knows_issue20(binary: pathlib.Path) -> bool:
-    help_text = subprocess.run([str(binary), "webhook", "--help"], capture_output=True, text=True,
-                               timeout=30).stdout
-    return "--drain-delay" in help_text and _webhook_accepts_keys(binary)
-
-
-@functools.cache
-def _webhook_accepts_keys(binary: pathlib.Path) -> bool:
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        files = _write_inject_files("default", pathlib.Path(tmp))
-        files["config"].write_text("image: x:1\nnamespace: probe\n" + "".join(
-            f"{k}: {v}\n" for k, v in {"mandatory_namespaces": "[]", "kube_version": "null",
-                                      "config_hash": "null", "image_pull_secrets": "[]"}.items()))
-        check = subprocess.run([str(binary), "webhook", "--check", "--config", str(files["config"]),
-                                "--cert-file", str(files["cert"]), "--key-file", str(files["key"])],
-                               capture_output=True, text=True, timeout=30)
-    return check.returncode == 0
-
-
-def _xfail_unless_webhook_knows_issue20(binary: pathlib.Path) -> None:
-    if not _webhook_knows_issue20(binary):
-        pytest.xfail("this custody binary predates the injector's issue 20 change (inject.yaml keys "
-                     f"{sorted(INJECT_KEYS_ISSUE_20)}, --drain-delay); rebuild after merging it")
-
-
-@functools.cache
-def _sidecar_accepts_ephemeral_spool(binary: pathlib.Path) -> bool:
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        config = pathlib.Path(tmp) / "custody.yaml"
-        config.write_text(f"audit: {{sink: '{tmp}/audit', spool: {{ephemeral: true}}}}\n")
-        check = subprocess.run([str(binary), "config", "check", "--config", str(config)],
-                               capture_output=True, text=True, timeout=30)
-    return check.returncode == 0
 
 
 def _write_inject_files(value_set: str, tmp_path: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -796,7 +737,6 @@ def _write_inject_files(value_set: str, tmp_path: pathlib.Path) -> dict[str, pat
 def test_webhook_accepts_the_rendered_inject_yaml(value_set, tmp_path):
     """`custody webhook --check` refuses unknown keys and bad values (exit 2)."""
     binary = _require_bin()
-    _xfail_unless_webhook_knows_issue20(binary)
     files = _write_inject_files(value_set, tmp_path)
     check = subprocess.run([str(binary), "webhook", "--check", "--config", str(files["config"]),
                             "--cert-file", str(files["cert"]), "--key-file", str(files["key"])],
@@ -808,7 +748,6 @@ def test_webhook_accepts_the_rendered_inject_yaml(value_set, tmp_path):
 @pytest.mark.parametrize("value_set", ["default", "typical"])
 def test_injector_args_are_flags_of_custody_webhook(value_set):
     binary = _require_bin()
-    _xfail_unless_webhook_knows_issue20(binary)
     help_text = subprocess.run([str(binary), "webhook", "--help"], capture_output=True, text=True,
                                timeout=30, check=True).stdout
     known = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_text))
@@ -852,7 +791,6 @@ def test_webhook_serves_the_paths_the_chart_calls(tmp_path):
     webhook entries' paths and the probes' paths; what it injects carries the label
     and port name the PodMonitor selects."""
     binary = _require_bin()
-    _xfail_unless_webhook_knows_issue20(binary)
     files = _write_inject_files("default", tmp_path)
     container = injector("default")["spec"]["template"]["spec"]["containers"][0]
     args = list(container["args"])
@@ -1061,9 +999,6 @@ def test_every_alerted_metric_is_documented():
     assert names >= {"custody_requests_total", "custody_audit_backlog_bytes", "custody_audit_uploads_total"}
     doc = (REPO / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"^\| `(custody_[a-z_]+)", doc, re.M))
-    if names - documented == {"custody_webhook_reviews_total"}:
-        pytest.xfail("custody_webhook_reviews_total is documented in docs/metrics.md by the injector "
-                     "metrics change of issue 20 (not merged here yet); run again after merging")
     assert names <= documented, names - documented
     # The labels the alerts select on are the documented ones.
     rule = one("monitoring", "PrometheusRule")
@@ -1733,9 +1668,6 @@ def test_injection_doc_names_the_chart_webhooks():
     its entry names must be the chart's."""
     names = set(webhooks(merged(BASE, MANDATORY)))
     found = set(re.findall(r"\b([a-z]+\.inject\.custody\.dev)\b", (REPO / "docs" / "injection.md").read_text()))
-    if found - names and found - names <= {"namespaces.inject.custody.dev", "pods.inject.custody.dev"}:
-        pytest.xfail("docs/injection.md still says namespaces./pods.inject.custody.dev; the chart's entries are "
-                     "namespace./pod./mandatory.inject.custody.dev (a docs fix in the injector's change)")
     assert found <= names, found - names
 
 

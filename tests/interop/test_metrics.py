@@ -34,9 +34,17 @@ def post(custody, path: str, body: dict) -> int:
         return e.code
 
 
-def documented() -> set[str]:
-    """The metric names in the tables of docs/metrics.md (labels and suffixes cut)."""
-    names = set(re.findall(r"^\| `(custody_[a-z0-9_]+)", DOCS.read_text(), re.M))
+INJECTOR = "## The injector (`custody webhook`)"
+
+
+def documented(injector: bool = False) -> set[str]:
+    """The metric names in the tables of docs/metrics.md (labels and suffixes cut):
+    the sidecar's, or with `injector` those of its "The injector" section."""
+    doc = DOCS.read_text()
+    start = doc.index(INJECTOR)
+    end = doc.index("\n## ", start + 1)
+    text = doc[start:end] if injector else doc[:start] + doc[end:]
+    names = set(re.findall(r"^\| `(custody_[a-z0-9_]+)", text, re.M))
     names.discard("custody_audit_")  # the overview row `custody_audit_*`
     return names
 

@@ -12,6 +12,7 @@ import time
 
 from conftest import _binary, free_port
 from test_inject import FIXTURES, SecretDir, make_pair
+from test_metrics import DOCS, documented
 import ssl
 import urllib.error
 import urllib.request
@@ -87,6 +88,13 @@ def test_sigterm_drains_then_stops_and_reviews_are_counted():
         assert m['custody_webhook_review_duration_seconds_count'] == 4
         assert m['custody_webhook_review_duration_seconds_bucket{le="+Inf"}'] == 4
         assert m["custody_webhook_ready"] == 1
+        # docs/metrics.md's injector section lists exactly what is served, typed.
+        status, text = replica.request("GET", "/metrics")
+        served = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text.decode(), re.M))
+        assert documented(injector=True) == set(served)
+        doc = DOCS.read_text()
+        for name, kind in served.items():
+            assert re.search(rf"^\| `{name}(\{{[^`]*\}})?` \| {kind} \|", doc, re.M), name
 
         signalled = time.monotonic()
         replica.proc.send_signal(signal.SIGTERM)
