@@ -4,7 +4,7 @@
 //! sensitive and never logged.
 
 use crate::config::Credentials;
-use crate::server::StartError;
+use crate::error::StartError;
 use http::{HeaderName, HeaderValue};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};

@@ -1,9 +1,11 @@
-//! Errors on the request path, and the one place they become HTTP responses.
+//! Errors on the request path, and the one place they become HTTP responses; and
+//! [`StartError`], why custody could not start.
 
 use crate::integrity::Reason;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why custody answered a request itself instead of relaying the upstream's answer.
@@ -464,6 +466,69 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         next = s.source();
     }
     out
+}
+
+/// Why custody could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        /// `tcp`, `admin` or `unix socket`.
+        what: &'static str,
+        /// The address or path.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another live process accepts on the Unix socket path.
+    #[error("unix socket {} is in use by a running process (another custody?); stop it or choose another listen.unix", .0.display())]
+    SocketInUse(PathBuf),
+    /// `upstream_tls.extra_ca_file` could not be used.
+    #[error("upstream_tls.extra_ca_file {}: {message}", path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The audit directory cannot be created.
+    #[error("audit directory {}: {source}", path.display())]
+    AuditDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The audit spool or sink cannot be used.
+    #[error("audit: {0}")]
+    Audit(#[from] custody_audit::AuditError),
+    /// A file named in `audit.s3` cannot be read.
+    #[error("audit.s3: {}: {source}", path.display())]
+    AuditSecret {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `audit.digests.signing_key_file` cannot be read or is not an Ed25519 key.
+    #[error("audit.digests.signing_key_file: {0}")]
+    DigestKey(#[from] custody_audit::digest::KeyError),
+    /// The policy file is missing or invalid.
+    #[error("policy {}: {message}", path.display())]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// Every problem, one per line.
+        message: String,
+    },
+    /// Forward-proxy mode cannot start (the CA cannot be loaded, generated or
+    /// exported).
+    #[error("{0}")]
+    Intercept(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
 }
 
 #[cfg(test)]

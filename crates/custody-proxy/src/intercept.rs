@@ -28,47 +28,44 @@ pub(crate) mod target;
 mod tunnel;
 
 use crate::config::{InterceptConfig, Others};
-use crate::server::StartError;
-use std::fmt;
+use crate::entrance::Entrance;
+use crate::error::StartError;
+use crate::pipeline::Pipeline;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use ca::Ca;
 pub(crate) use leaves::Leaves;
 
-/// How a request reached the pipeline.
-#[derive(Clone, Debug, Default)]
-pub(crate) enum Entrance {
-    /// A connection to a listener: reverse-proxy mode, or an absolute-form
-    /// forward-proxy request (decided per request).
-    #[default]
-    Direct,
-    /// Inside a TLS connection custody terminated after a `CONNECT`.
-    Intercepted(Arc<Connected>),
-}
+/// A client connection custody terminated TLS on after a `CONNECT`.
+pub(crate) type TlsConnection =
+    tokio_rustls::server::TlsStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-/// What the `CONNECT` of an intercepted connection asked for.
-pub(crate) struct Connected {
-    /// The host, lowercase, without brackets (route lookup, leaf name).
-    pub(crate) host: String,
-    /// `host:port`, as recorded in `intercepted_host`.
-    pub(crate) authority: String,
-    /// The bearer token of the `CONNECT`'s `Proxy-Authorization`, if any.
-    pub(crate) proxy_token: Option<String>,
-}
-
-impl fmt::Debug for Connected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the token.
-        f.debug_struct("Connected")
-            .field("authority", &self.authority)
-            .field(
-                "proxy_token",
-                &self.proxy_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+/// What `CONNECT` handling needs from the connection that carried it
+/// ([`crate::serve`], which calls [`connect::handle`]): the pipeline that records and
+/// serves requests, shutdown's task tracker and hard stop, and the way back to serve
+/// a connection custody terminated. A trait, so this module never calls back into
+/// the one that calls it.
+pub(crate) trait Carrier: Send + Sync + 'static {
+    /// The request path.
+    fn pipeline(&self) -> &Pipeline;
+    /// Forward-proxy mode; `None` without an `intercept` section.
+    fn intercept(&self) -> Option<&Arc<Intercept>>;
+    /// Every connection, stream and tunnel task (shutdown waits for them).
+    fn tracker(&self) -> &TaskTracker;
+    /// Cancelled when the grace period is over: cut what is left.
+    fn hard_stop(&self) -> &CancellationToken;
+    /// Serves a decrypted connection like any other connection.
+    fn serve_tls(
+        self: Arc<Self>,
+        tls: TlsConnection,
+        entrance: Entrance,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// Forward-proxy mode, ready: the CA, the leaf cache, and what to do with others.
@@ -196,57 +193,9 @@ impl Intercept {
     }
 }
 
-/// `(host, host:port)` of an authority: the host lowercase and without IPv6
-/// brackets, the port `default_port` when absent.
-pub(crate) fn split_authority(
-    authority: &http::uri::Authority,
-    default_port: u16,
-) -> (String, String) {
-    let host = authority.host();
-    let port = authority.port_u16().unwrap_or(default_port);
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    (bare, format!("{}:{port}", host.to_ascii_lowercase()))
-}
-
-/// The bearer token of a `Proxy-Authorization` header.
-pub(crate) fn proxy_bearer(headers: &http::HeaderMap) -> Option<String> {
-    let v = headers
-        .get(http::header::PROXY_AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
-    let token = v
-        .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))?
-        .trim();
-    (!token.is_empty()).then(|| token.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn authorities_split_into_host_and_host_port() {
-        let a = |s: &str| s.parse::<http::uri::Authority>().expect("authority");
-        assert_eq!(
-            split_authority(&a("API.OpenAI.com:443"), 80),
-            ("api.openai.com".into(), "api.openai.com:443".into())
-        );
-        assert_eq!(
-            split_authority(&a("example.com"), 80),
-            ("example.com".into(), "example.com:80".into())
-        );
-        assert_eq!(
-            split_authority(&a("[::1]:8443"), 443),
-            ("::1".into(), "[::1]:8443".into())
-        );
-    }
 
     #[test]
     fn tunnel_refusals_are_counted_under_distinct_labels() {
@@ -266,24 +215,5 @@ mod tests {
         assert_eq!(count("metadata"), Some(2));
         assert_eq!(count("others_deny"), Some(0));
         assert_eq!(c.opened_total(), 1);
-    }
-
-    #[test]
-    fn proxy_bearer_tokens_only() {
-        let mut h = http::HeaderMap::new();
-        assert_eq!(proxy_bearer(&h), None);
-        h.insert(
-            "proxy-authorization",
-            "Basic dXNlcjpwYXNz".parse().expect("v"),
-        );
-        assert_eq!(proxy_bearer(&h), None);
-        h.insert("proxy-authorization", "Bearer abc.def".parse().expect("v"));
-        assert_eq!(proxy_bearer(&h).as_deref(), Some("abc.def"));
-        let c = Connected {
-            host: "h".into(),
-            authority: "h:443".into(),
-            proxy_token: proxy_bearer(&h),
-        };
-        assert!(!format!("{c:?}").contains("abc.def"));
     }
 }

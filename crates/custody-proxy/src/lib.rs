@@ -26,6 +26,7 @@ pub mod config;
 mod connections;
 mod credentials;
 mod decode;
+mod entrance;
 mod error;
 mod headers;
 mod identity;
@@ -42,6 +43,7 @@ mod request_body;
 mod request_ids;
 mod route;
 mod safety;
+mod serve;
 mod server;
 mod session;
 mod upstream;
@@ -49,9 +51,10 @@ mod upstream;
 pub use budget::Exhausted as BufferBudgetExhausted;
 pub use config::{Config, ConfigError};
 pub use decode::Refusal as EncodingRefusal;
+pub use error::StartError;
 pub use error::{
     JSONRPC_CONTENT_BLOCKED, JSONRPC_HEADER_MISMATCH, JSONRPC_POLICY_DENIED, JsonRpcCall,
     ProxyError,
 };
 pub use integrity::{Reason as IntegrityReason, Refusal as IntegrityRefusal};
-pub use server::{Running, ShutdownReport, StartError, start};
+pub use server::{Running, ShutdownReport, start};

@@ -1,6 +1,6 @@
 //! Binding listeners: loopback TCP and a Unix socket with safe stale-socket handling.
 
-use crate::server::StartError;
+use crate::error::StartError;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -40,12 +40,12 @@ use crate::budget::{Budget, Held, Lease};
 use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
 use crate::credentials::Credential;
 use crate::decode::Decoder;
+use crate::entrance::Entrance;
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use crate::identity::Identity;
 use crate::inspect::{Inspection, ResponseInspection};
 use crate::integrity;
-use crate::intercept::Entrance;
 use crate::loopback::{Arrival, Guard};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStage;
@@ -257,7 +257,7 @@ impl Pipeline {
                         80
                     };
                     let (host, host_port) =
-                        crate::intercept::split_authority(authority, default_port);
+                        crate::entrance::split_authority(authority, default_port);
                     if let Some(route) = self.router.find_host(&host) {
                         return (Ok((route, path.to_owned())), Some(host_port));
                     }

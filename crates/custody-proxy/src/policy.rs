@@ -14,7 +14,7 @@
 //! ([`custody_policy::NO_POLICY_RULE`]).
 
 use crate::config::PolicyConfig;
-use crate::server::StartError;
+use crate::error::StartError;
 use custody_audit::AuditRecord;
 use custody_identity::Verified;
 use custody_policy::{Input, Policy};

@@ -14,8 +14,8 @@
 //! it was not scanned.
 
 use crate::error::ProxyError;
+use crate::error::StartError;
 use crate::inspect::RequestInspection;
-use crate::server::StartError;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, Redaction};
 use custody_safety::{

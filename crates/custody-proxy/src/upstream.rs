@@ -2,7 +2,7 @@
 //! HTTP/1.1 and HTTP/2 by ALPN) or plain HTTP/1.1, with a connect timeout.
 
 use crate::config::{UpstreamConfig, UpstreamTlsConfig};
-use crate::server::StartError;
+use crate::error::StartError;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;

@@ -12,12 +12,12 @@
 //! error when the client's TLS handshake fails (nothing is forwarded then).
 
 use super::target::TargetError;
-use super::{Connected, Entrance, Intercept, TunnelRefusal, proxy_bearer, split_authority};
+use super::{Carrier, Intercept, TunnelRefusal};
 use crate::config::Others;
+use crate::entrance::{Connected, Entrance, proxy_bearer, split_authority};
 use crate::error::{ProxyError, chain};
 use crate::pipeline::ProxyBody;
 use crate::request_ids::{RequestIds, stamp_response};
-use crate::server::Context;
 use bytes::Bytes;
 use custody_audit::AuditRecord;
 use custody_core::{Action, ActionKind};
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant, SystemTime};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers a `CONNECT` that arrived through `entrance`.
-pub(crate) async fn handle(
-    ctx: &Arc<Context>,
+pub(crate) async fn handle<C: Carrier>(
+    ctx: &Arc<C>,
     mut req: Request<Incoming>,
     entrance: &Entrance,
 ) -> Response<ProxyBody> {
@@ -46,8 +46,8 @@ pub(crate) async fn handle(
         .as_ref()
         .map_or_else(String::new, ToString::to_string);
     let record = |kind: ActionKind| ids.record(arrived, Action::new(kind, "CONNECT", path.clone()));
-    let refuse = |record: AuditRecord, e: ProxyError| ctx.pipeline.refuse(started, record, &e);
-    let Some(intercept) = ctx.intercept.clone() else {
+    let refuse = |record: AuditRecord, e: ProxyError| ctx.pipeline().refuse(started, record, &e);
+    let Some(intercept) = ctx.intercept().cloned() else {
         return refuse(record(ActionKind::Http), ProxyError::ForwardProxyOff);
     };
     if matches!(entrance, Entrance::Intercepted(_)) {
@@ -65,7 +65,7 @@ pub(crate) async fn handle(
     let (host, host_port) = split_authority(&authority, 443);
     let token = proxy_bearer(req.headers());
 
-    if let Some(route) = ctx.pipeline.router().find_host(&host) {
+    if let Some(route) = ctx.pipeline().router().find_host(&host) {
         let mut failed = record(route.kind.action_kind());
         failed.action.route = Some(route.name.clone());
         failed.intercepted_host = Some(host_port.clone());
@@ -75,7 +75,7 @@ pub(crate) async fn handle(
             proxy_token: token,
         });
         let on = hyper::upgrade::on(&mut req);
-        ctx.tracker.spawn(intercept_connection(
+        ctx.tracker().spawn(intercept_connection(
             ctx.clone(),
             intercept,
             on,
@@ -88,7 +88,7 @@ pub(crate) async fn handle(
     let mut row = record(ActionKind::Tunnel);
     row.action.upstream = Some(host_port.clone());
     row.intercepted_host = Some(host_port.clone());
-    row.principal = ctx.pipeline.proxy_principal(token.as_deref()).await;
+    row.principal = ctx.pipeline().proxy_principal(token.as_deref()).await;
     let port = authority.port_u16().unwrap_or(443);
     if intercept.others == Others::Deny {
         intercept.counts.refused(TunnelRefusal::OthersDeny);
@@ -98,7 +98,7 @@ pub(crate) async fn handle(
         intercept.counts.refused(TunnelRefusal::NotAllowed);
         return refuse(row, ProxyError::TunnelNotAllowed { target: host_port });
     };
-    let timeout = ctx.pipeline.connect_timeout();
+    let timeout = ctx.pipeline().connect_timeout();
     // One resolution, every address checked, a checked address connected to.
     let upstream = match tokio::time::timeout(timeout, intercept.guard.connect(&host, port)).await {
         Ok(Ok(s)) => s,
@@ -143,7 +143,7 @@ pub(crate) async fn handle(
     row.policy.rule = Some(rule);
     let _ = upstream.set_nodelay(true);
     intercept.counts.opened();
-    let mut exchange = ctx.pipeline.exchange(started, row);
+    let mut exchange = ctx.pipeline().exchange(started, row);
     // Like a forwarded request: the intent is spooled before anything leaves.
     if let Err(e) = exchange.spool_intent().await {
         let record = exchange.record();
@@ -155,8 +155,12 @@ pub(crate) async fn handle(
     // The tunnel's row is keyed: the client learns its key.
     stamp_response(response.headers_mut(), exchange.record());
     let on = hyper::upgrade::on(&mut req);
-    ctx.tracker
-        .spawn(super::tunnel::run(ctx.clone(), on, upstream, exchange));
+    ctx.tracker().spawn(super::tunnel::run(
+        ctx.hard_stop().clone(),
+        on,
+        upstream,
+        exchange,
+    ));
     response
 }
 
@@ -170,8 +174,8 @@ fn established() -> Response<ProxyBody> {
 /// After the `200`: the TLS handshake with the client (a leaf for the `CONNECT`
 /// host), then the decrypted connection is served like any other. A failed handshake
 /// is recorded in `failed`.
-async fn intercept_connection(
-    ctx: Arc<Context>,
+async fn intercept_connection<C: Carrier>(
+    ctx: Arc<C>,
     intercept: Arc<Intercept>,
     on: OnUpgrade,
     connected: Arc<Connected>,
@@ -206,18 +210,18 @@ async fn intercept_connection(
     };
     let result = tokio::select! {
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => r,
-        () = ctx.hard_stop.cancelled() => return,
+        () = ctx.hard_stop().cancelled() => return,
     };
     let error = match result {
         Ok(Ok(tls)) => {
-            crate::server::serve_intercepted(ctx, tls, Entrance::Intercepted(connected)).await;
+            ctx.serve_tls(tls, Entrance::Intercepted(connected)).await;
             return;
         }
         Ok(Err(e)) => e,
         Err(_) => format!("client TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"),
     };
     tracing::debug!(host = %connected.authority, error = %error, "intercepted connection failed before any request");
-    ctx.pipeline
+    ctx.pipeline()
         .exchange(started, failed)
         .finish(Some(200), Some(error), 0);
 }

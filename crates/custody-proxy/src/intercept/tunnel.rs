@@ -4,19 +4,18 @@
 
 use crate::body::Exchange;
 use crate::error::chain;
-use crate::server::Context;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 /// Relays between the upgraded client connection and `upstream` until one closes.
 pub(crate) async fn run(
-    ctx: Arc<Context>,
+    hard_stop: CancellationToken,
     on: OnUpgrade,
     mut upstream: TcpStream,
     mut exchange: Exchange,
@@ -37,7 +36,7 @@ pub(crate) async fn run(
         r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
             r.err().map(|e| format!("tunnel: {e}"))
         }
-        () = ctx.hard_stop.cancelled() => {
+        () = hard_stop.cancelled() => {
             Some("custody shut down before the tunnel closed (grace period over)".to_owned())
         }
     };
