@@ -201,7 +201,7 @@ impl Guard {
 
     /// The entry that allows `host:port`, as the row's `policy.rule`
     /// (`intercept.tunnel.allow:*.example.com`, `intercept.tunnel.allow_internal:…`),
-    /// or `None`. `host` as [`crate::intercept::split_authority`] gives it; a host that
+    /// or `None`. `host` as [`crate::entrance::split_authority`] gives it; a host that
     /// is neither a valid name nor an address is never allowed.
     pub(crate) fn permits(&self, host: &str, port: u16) -> Option<String> {
         if crate::config::check_host(host).is_err() {
