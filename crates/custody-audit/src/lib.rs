@@ -41,4 +41,6 @@ pub use sink::{
     Admission, AuditError, AuditHandle, AuditSink, AuditStats, INCOMPLETE, IntentKey, OnFull,
     Refusal, SinkConfig, StopReport,
 };
-pub use writer::{FileNamer, ParquetDirWriter, WriteError};
+pub use writer::WriteError;
+#[cfg(feature = "internals")]
+pub use writer::{FileNamer, ParquetDirWriter};

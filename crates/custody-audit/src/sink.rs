@@ -41,7 +41,7 @@
 mod envelope;
 mod files;
 mod gaps;
-#[doc(hidden)]
+#[cfg(feature = "internals")]
 pub mod internals;
 mod pairing;
 mod roller;
