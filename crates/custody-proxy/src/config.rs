@@ -11,6 +11,7 @@ mod identity;
 mod inspection;
 mod intercept;
 mod listen;
+mod problems;
 mod raw;
 mod sessions;
 mod tunnel;
@@ -388,14 +389,14 @@ impl Config {
 
     /// Parses and validates YAML text; `source_name` names it in errors.
     pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Self, ConfigError> {
-        let mut issues = Vec::new();
-        let raw = raw::parse(text, &mut issues);
-        let config = validate::validate(raw, &mut issues);
+        let mut problems = problems::Problems::default();
+        let raw = raw::parse(text, &mut problems);
+        let config = validate::validate(raw, &mut problems);
         match config {
-            Some(c) if issues.is_empty() => Ok(c),
+            Some(c) if problems.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid {
                 source_name: source_name.to_owned(),
-                issues,
+                issues: problems.into_vec(),
             }),
         }
     }

@@ -3,9 +3,9 @@
 //! `dir`, `flush_rows` and `flush_interval` are the older names of `sink` (a local
 //! directory), `roll.rows` and `roll.age`, still accepted.
 
-use super::ConfigIssue;
+use super::problems::{Problems, Span};
 use super::raw::NumberOrText;
-use super::units::{parse_duration, parse_size};
+use super::units::parse_size;
 use custody_audit::OnFull;
 use custody_audit::ship::{
     S3Options, SecretString, ShipConfig, SinkUrl, StaticCredentials, WebIdentity,
@@ -189,41 +189,15 @@ pub struct S3Config {
     pub object_lock: bool,
 }
 
-fn duration(path: &str, v: &NumberOrText, issues: &mut Vec<ConfigIssue>) -> Option<Duration> {
-    let parsed = match v {
-        NumberOrText::Number(_) => Err(format!("a duration needs a unit, e.g. \"{}s\"", v.text())),
-        NumberOrText::Text(t) => parse_duration(t),
-    };
-    match parsed {
-        Ok(d) if d.is_zero() => {
-            push(issues, path, "must be greater than zero");
-            None
-        }
-        Ok(d) => Some(d),
-        Err(m) => {
-            push(issues, path, m);
-            None
-        }
-    }
-}
-
-fn push(issues: &mut Vec<ConfigIssue>, path: &str, message: impl Into<String>) {
-    issues.push(ConfigIssue {
-        path: path.to_owned(),
-        message: message.into(),
-    });
-}
-
 /// Chooses between a key and its older alias.
 fn one_of<T>(
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
     (new_path, new): (&str, Option<T>),
     (old_path, old): (&str, Option<T>),
 ) -> Option<T> {
     match (new, old) {
         (Some(n), Some(_)) => {
-            push(
-                issues,
+            issues.push(
                 old_path,
                 format!("an older name of {new_path}; give only one of them"),
             );
@@ -234,11 +208,10 @@ fn one_of<T>(
 }
 
 /// Checks the section and applies the defaults; no I/O.
-pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> AuditConfig {
+pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Problems) -> AuditConfig {
     let (sink_path, sink_text) = match (raw.sink, raw.dir) {
         (Some(s), Some(_)) => {
-            push(
-                issues,
+            issues.push(
                 "audit.dir",
                 "an older name of audit.sink; give only one of them",
             );
@@ -253,7 +226,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
             dir: PathBuf::from(defaults::SINK),
         },
         Some(t) if t.trim().is_empty() => {
-            push(issues, sink_path, "must not be empty");
+            issues.push(sink_path, "must not be empty");
             SinkUrl::Local {
                 dir: PathBuf::from(defaults::SINK),
             }
@@ -261,7 +234,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         Some(t) => match SinkUrl::parse(t) {
             Ok(url) => url,
             Err(e) => {
-                push(issues, sink_path, e.to_string());
+                issues.push(sink_path, e.to_string());
                 SinkUrl::Local {
                     dir: PathBuf::from(defaults::SINK),
                 }
@@ -269,8 +242,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         },
     };
     if sink_path == "audit.dir" && sink.local_dir().is_none() {
-        push(
-            issues,
+        issues.push(
             "audit.dir",
             "must be a local directory; use audit.sink for object storage",
         );
@@ -283,8 +255,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         None | Some("process") => Durability::Process,
         Some("fsync") => Durability::Fsync,
         Some(other) => {
-            push(
-                issues,
+            issues.push(
                 "audit.durability",
                 format!("unknown durability {other:?}; expected process or fsync"),
             );
@@ -295,8 +266,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         None | Some("reject") => OnFull::Reject,
         Some("drop") => OnFull::Drop,
         Some(other) => {
-            push(
-                issues,
+            issues.push(
                 "audit.on_full",
                 format!("unknown value {other:?}; expected reject or drop"),
             );
@@ -307,7 +277,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
     let spool = raw.spool.unwrap_or_default();
     let spool_dir = match spool.dir {
         Some(d) if d.trim().is_empty() => {
-            push(issues, "audit.spool.dir", "must not be empty");
+            issues.push("audit.spool.dir", "must not be empty");
             PathBuf::from(defaults::REMOTE_SPOOL_DIR)
         }
         Some(d) => PathBuf::from(d),
@@ -320,12 +290,12 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         None => defaults::SPOOL_MAX_BYTES,
         Some(v) => match parse_size(&v.text()) {
             Ok(n) if n < defaults::MIN_SPOOL_MAX_BYTES => {
-                push(issues, "audit.spool.max_bytes", "must be at least 64KiB");
+                issues.push("audit.spool.max_bytes", "must be at least 64KiB");
                 defaults::SPOOL_MAX_BYTES
             }
             Ok(n) => n,
             Err(m) => {
-                push(issues, "audit.spool.max_bytes", m);
+                issues.push("audit.spool.max_bytes", m);
                 defaults::SPOOL_MAX_BYTES
             }
         },
@@ -343,7 +313,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
             } else {
                 "audit.flush_rows"
             };
-            push(issues, path, "must be at least 1");
+            issues.push(path, "must be at least 1");
             defaults::ROLL_ROWS
         }
         Some(n) => n,
@@ -353,12 +323,12 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         None => defaults::ROLL_BYTES,
         Some(v) => match parse_size(&v.text()) {
             Ok(n) if n < 4096 => {
-                push(issues, "audit.roll.bytes", "must be at least 4KiB");
+                issues.push("audit.roll.bytes", "must be at least 4KiB");
                 defaults::ROLL_BYTES
             }
             Ok(n) => n,
             Err(m) => {
-                push(issues, "audit.roll.bytes", m);
+                issues.push("audit.roll.bytes", m);
                 defaults::ROLL_BYTES
             }
         },
@@ -372,35 +342,33 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
         issues,
         ("audit.roll.age", roll.age),
         ("audit.flush_interval", raw.flush_interval),
-    )
-    .and_then(|v| duration(age_path, &v, issues))
-    .unwrap_or(defaults::ROLL_AGE);
+    );
+    let roll_age = issues.duration(
+        age_path,
+        roll_age.as_ref(),
+        defaults::ROLL_AGE,
+        Span::Positive,
+    );
 
     let s3 = match raw.s3 {
         None => S3Config::default(),
         Some(r) => {
             if !matches!(sink, SinkUrl::S3 { .. }) {
-                push(issues, "audit.s3", "applies only to an s3:// audit.sink");
+                issues.push("audit.s3", "applies only to an s3:// audit.sink");
             }
             if let Some(e) = &r.endpoint
                 && !(e.starts_with("http://") || e.starts_with("https://"))
             {
-                push(
-                    issues,
-                    "audit.s3.endpoint",
-                    "must start with http:// or https://",
-                );
+                issues.push("audit.s3.endpoint", "must start with http:// or https://");
             }
             if r.access_key_id.is_some() != r.secret_access_key_file.is_some() {
-                push(
-                    issues,
+                issues.push(
                     "audit.s3",
                     "access_key_id and secret_access_key_file go together",
                 );
             }
             if r.web_identity_token_file.is_some() != r.role_arn.is_some() {
-                push(
-                    issues,
+                issues.push(
                     "audit.s3",
                     "web_identity_token_file and role_arn go together",
                 );
@@ -420,12 +388,14 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
     };
 
     let digests = raw.digests.and_then(|d| {
-        let interval = d
-            .interval
-            .and_then(|v| duration("audit.digests.interval", &v, issues))
-            .unwrap_or(defaults::DIGEST_INTERVAL);
+        let interval = issues.duration(
+            "audit.digests.interval",
+            d.interval.as_ref(),
+            defaults::DIGEST_INTERVAL,
+            Span::Positive,
+        );
         if interval < Duration::from_secs(1) {
-            push(issues, "audit.digests.interval", "must be at least 1s");
+            issues.push("audit.digests.interval", "must be at least 1s");
         }
         match d.signing_key_file {
             Some(f) if !f.trim().is_empty() => Some(DigestsConfig {
@@ -433,9 +403,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Vec<ConfigIssue>) -> Au
                 signing_key_file: PathBuf::from(f),
             }),
             _ => {
-                push(
-                    issues,
-                    "audit.digests.signing_key_file",
+                issues.push("audit.digests.signing_key_file",
                     "required: the Ed25519 private key digests are signed with (custody keygen --out FILE makes one)",
                 );
                 None

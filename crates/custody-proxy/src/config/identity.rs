@@ -1,8 +1,9 @@
 //! Validation of the `identity` section and of the routes' identity settings.
 
+use super::problems::{Problems, Span};
 use super::raw::{NumberOrText, RawClaims, RawCredentials, RawIdentity, RawIssuer, Setting};
-use super::units::{parse_duration, parse_size};
-use super::{ConfigIssue, Credentials, IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
+use super::units::parse_size;
+use super::{Credentials, IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
 use custody_identity::{Algorithm, ClaimNames, IssuerPolicy};
 use http::{HeaderName, Uri};
 use std::collections::HashSet;
@@ -34,36 +35,23 @@ const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
-fn issue(issues: &mut Vec<ConfigIssue>, path: impl Into<String>, message: impl Into<String>) {
-    issues.push(ConfigIssue {
-        path: path.into(),
-        message: message.into(),
-    });
-}
-
 fn text(v: &NumberOrText) -> String {
     v.text()
 }
 
-pub(crate) fn validate_identity(
-    raw: RawIdentity,
-    issues: &mut Vec<ConfigIssue>,
-) -> Option<IdentityConfig> {
+pub(crate) fn validate_identity(raw: RawIdentity, issues: &mut Problems) -> Option<IdentityConfig> {
     let token_header = match raw.token_header.as_deref() {
         None => HeaderName::from_static(DEFAULT_TOKEN_HEADER),
         Some(h) => match HeaderName::try_from(h) {
             Ok(name) if name != http::header::AUTHORIZATION => name,
             Ok(_) => {
-                issue(
-                    issues,
-                    "identity.token_header",
+                issues.push("identity.token_header",
                     "use `token_from: authorization` on a route to read Authorization; token_header names custody's own header",
                 );
                 HeaderName::from_static(DEFAULT_TOKEN_HEADER)
             }
             Err(_) => {
-                issue(
-                    issues,
+                issues.push(
                     "identity.token_header",
                     format!("{h:?} is not a valid header name"),
                 );
@@ -71,38 +59,37 @@ pub(crate) fn validate_identity(
             }
         },
     };
-    let leeway = duration(
-        raw.leeway.as_ref(),
+    let leeway = issues.duration(
         "identity.leeway",
+        raw.leeway.as_ref(),
         DEFAULT_LEEWAY,
-        issues,
+        Span::Any,
     );
     let refresh = KeyRefresh {
-        min: duration(
-            raw.jwks_refresh_min.as_ref(),
+        min: issues.duration(
             "identity.jwks_refresh_min",
+            raw.jwks_refresh_min.as_ref(),
             DEFAULT_REFRESH.min,
-            issues,
+            Span::Any,
         ),
-        max: duration(
-            raw.jwks_refresh_max.as_ref(),
+        max: issues.duration(
             "identity.jwks_refresh_max",
+            raw.jwks_refresh_max.as_ref(),
             DEFAULT_REFRESH.max,
-            issues,
+            Span::Any,
         ),
-        max_stale: duration(
-            raw.jwks_max_stale.as_ref(),
+        max_stale: issues.duration(
             "identity.jwks_max_stale",
+            raw.jwks_max_stale.as_ref(),
             DEFAULT_REFRESH.max_stale,
-            issues,
+            Span::Any,
         ),
     };
     if refresh.min.is_zero() {
-        issue(issues, "identity.jwks_refresh_min", "must be at least 1s");
+        issues.push("identity.jwks_refresh_min", "must be at least 1s");
     }
     if refresh.max < refresh.min {
-        issue(
-            issues,
+        issues.push(
             "identity.jwks_refresh_max",
             format!(
                 "{} is less than jwks_refresh_min ({})",
@@ -116,22 +103,20 @@ pub(crate) fn validate_identity(
         Some(v) => match parse_size(&text(v)) {
             Ok(n) if (256..=MAX_TOKEN_LIMIT).contains(&n) => n,
             Ok(n) => {
-                issue(
-                    issues,
+                issues.push(
                     "identity.max_token_size",
                     format!("{n} bytes is outside 256B..=64KiB"),
                 );
                 DEFAULT_MAX_TOKEN
             }
             Err(m) => {
-                issue(issues, "identity.max_token_size", m);
+                issues.push("identity.max_token_size", m);
                 DEFAULT_MAX_TOKEN
             }
         },
     };
     if raw.issuers.is_empty() {
-        issue(
-            issues,
+        issues.push(
             "identity.issuers",
             "at least one issuer is needed (remove the identity section to run without identity)",
         );
@@ -145,8 +130,7 @@ pub(crate) fn validate_identity(
         .filter_map(|(i, r)| {
             let at = format!("identity.issuers[{i}]");
             if !seen.insert(r.issuer.clone()) {
-                issue(
-                    issues,
+                issues.push(
                     format!("{at}.issuer"),
                     format!("duplicate issuer {:?}", r.issuer),
                 );
@@ -161,68 +145,42 @@ pub(crate) fn validate_identity(
     })
 }
 
-fn duration(
-    value: Option<&NumberOrText>,
-    at: &str,
-    default: Duration,
-    issues: &mut Vec<ConfigIssue>,
-) -> Duration {
-    match value {
-        None => default,
-        Some(NumberOrText::Text(t)) => parse_duration(t).unwrap_or_else(|m| {
-            issue(issues, at, m);
-            default
-        }),
-        Some(n) => {
-            issue(
-                issues,
-                at,
-                format!("a duration needs a unit, e.g. \"{}s\"", text(n)),
-            );
-            default
-        }
-    }
-}
-
 fn validate_issuer(
     r: RawIssuer,
     at: &str,
     leeway: Duration,
     max_token: u64,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> Option<IssuerConfig> {
     let start = issues.len();
     if r.issuer.trim().is_empty() {
-        issue(issues, format!("{at}.issuer"), "must not be empty");
+        issues.push(format!("{at}.issuer"), "must not be empty");
     }
     if r.audiences.is_empty() || r.audiences.iter().any(|a| a.is_empty()) {
-        issue(
-            issues,
+        issues.push(
             format!("{at}.audiences"),
             "list the audiences custody accepts (non-empty strings)",
         );
     }
     let keys = match (r.discovery, r.jwks_uri, r.jwks_file) {
         (Some(true), Some(_), _) | (Some(true), _, Some(_)) | (_, Some(_), Some(_)) => {
-            issue(
-                issues,
+            issues.push(
                 at,
                 "choose one key source: discovery, jwks_uri or jwks_file",
             );
             None
         }
         (_, Some(uri), None) => http_uri(&uri)
-            .map_err(|m| issue(issues, format!("{at}.jwks_uri"), m))
+            .map_err(|m| issues.push(format!("{at}.jwks_uri"), m))
             .ok()
             .map(KeySource::Uri),
         (_, None, Some(file)) if file.trim().is_empty() => {
-            issue(issues, format!("{at}.jwks_file"), "must not be empty");
+            issues.push(format!("{at}.jwks_file"), "must not be empty");
             None
         }
         (_, None, Some(file)) => Some(KeySource::File(PathBuf::from(file))),
         (Some(false), None, None) => {
-            issue(
-                issues,
+            issues.push(
                 at,
                 "discovery is off and neither jwks_uri nor jwks_file is set: no keys",
             );
@@ -234,7 +192,7 @@ fn validate_issuer(
                 r.issuer.trim_end_matches('/')
             );
             http_uri(&url)
-                .map_err(|m| issue(issues, format!("{at}.issuer"), format!("discovery: {m}")))
+                .map_err(|m| issues.push(format!("{at}.issuer"), format!("discovery: {m}")))
                 .ok()
                 .map(KeySource::Discovery)
         }
@@ -249,7 +207,7 @@ fn validate_issuer(
                     .ok()
                     .filter(|a| ASYMMETRIC.contains(a));
                 if alg.is_none() {
-                    issue(issues, format!("{at}.algorithms[{j}]"), format!("{name:?} is not an accepted algorithm; use RS256/384/512, PS256/384/512, ES256/384 or EdDSA"));
+                    issues.push(format!("{at}.algorithms[{j}]"), format!("{name:?} is not an accepted algorithm; use RS256/384/512, PS256/384/512, ES256/384 or EdDSA"));
                 }
                 alg
             })
@@ -300,23 +258,22 @@ fn http_uri(text: &str) -> Result<Uri, String> {
 pub(crate) fn validate_credentials(
     raw: RawCredentials,
     at: &str,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> Option<Credentials> {
     let header = HeaderName::try_from(raw.header.as_str())
         .map_err(|_| {
-            issue(
-                issues,
+            issues.push(
                 format!("{at}.header"),
                 format!("{:?} is not a valid header name", raw.header),
             )
         })
         .ok();
     if raw.value_file.trim().is_empty() {
-        issue(issues, format!("{at}.value_file"), "must not be empty");
+        issues.push(format!("{at}.value_file"), "must not be empty");
         return None;
     }
     if http::HeaderValue::from_str(&raw.prefix).is_err() {
-        issue(issues, format!("{at}.prefix"), "must be printable ASCII");
+        issues.push(format!("{at}.prefix"), "must be printable ASCII");
         return None;
     }
     Some(Credentials {

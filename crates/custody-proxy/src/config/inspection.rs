@@ -1,19 +1,13 @@
 //! Validation of the `inspection` section and of the routes' inspection settings
 //! (`tools`, `force_stream_usage`).
 
+use super::InspectionConfig;
+use super::problems::Problems;
 use super::raw::{RawInspection, RawToolMapping};
 use super::units::parse_size;
-use super::{ConfigIssue, InspectionConfig};
 use custody_core::RouteKind;
 use custody_inspect::{Limits, PriceTable, ToolMap, ToolMapping};
 use std::sync::Arc;
-
-fn issue(issues: &mut Vec<ConfigIssue>, path: impl Into<String>, message: impl Into<String>) {
-    issues.push(ConfigIssue {
-        path: path.into(),
-        message: message.into(),
-    });
-}
 
 /// A size within `range` bytes, or the default (recording the problem).
 fn size(
@@ -21,14 +15,13 @@ fn size(
     at: &str,
     default: usize,
     range: std::ops::RangeInclusive<u64>,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> usize {
     let Some(value) = value else { return default };
     match parse_size(&value.text()) {
         Ok(n) if range.contains(&n) => usize::try_from(n).unwrap_or(default),
         Ok(n) => {
-            issue(
-                issues,
+            issues.push(
                 at,
                 format!(
                     "{n} bytes is outside {}..={} bytes",
@@ -39,16 +32,13 @@ fn size(
             default
         }
         Err(m) => {
-            issue(issues, at, m);
+            issues.push(at, m);
             default
         }
     }
 }
 
-pub(crate) fn validate_inspection(
-    raw: RawInspection,
-    issues: &mut Vec<ConfigIssue>,
-) -> InspectionConfig {
+pub(crate) fn validate_inspection(raw: RawInspection, issues: &mut Problems) -> InspectionConfig {
     let defaults = Limits::default();
     let limits = Limits {
         max_parameters_bytes: size(
@@ -85,8 +75,7 @@ pub(crate) fn validate_inspection(
             }) {
             Ok(table) => table,
             Err(message) => {
-                issue(
-                    issues,
+                issues.push(
                     "inspection.prices",
                     message.trim_start_matches("prices: ").to_owned(),
                 );
@@ -106,19 +95,17 @@ pub(crate) fn validate_route_inspection(
     tools: Vec<RawToolMapping>,
     force_stream_usage: Option<bool>,
     at: &dyn Fn(&str) -> String,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> Option<(Arc<ToolMap>, bool)> {
     let start = issues.len();
     if !tools.is_empty() && kind != RouteKind::Http {
-        issue(
-            issues,
+        issues.push(
             at("tools"),
             format!("tool mappings apply to kind: http routes, not {kind}"),
         );
     }
     if force_stream_usage.is_some() && kind != RouteKind::Openai {
-        issue(
-            issues,
+        issues.push(
             at("force_stream_usage"),
             format!("applies to kind: openai routes, not {kind}"),
         );
@@ -127,12 +114,11 @@ pub(crate) fn validate_route_inspection(
     for (j, t) in tools.into_iter().enumerate() {
         let here = at(&format!("tools[{j}]"));
         if t.tool.trim().is_empty() {
-            issue(issues, format!("{here}.tool"), "must not be empty");
+            issues.push(format!("{here}.tool"), "must not be empty");
         }
         let method = t.method.trim().to_ascii_uppercase();
         if method.is_empty() || http::Method::from_bytes(method.as_bytes()).is_err() {
-            issue(
-                issues,
+            issues.push(
                 format!("{here}.method"),
                 format!("{:?} is not an HTTP method (or * for any)", t.method),
             );
@@ -143,7 +129,7 @@ pub(crate) fn validate_route_inspection(
             path: t.path.clone(),
             tool: t.tool.clone(),
         }]) {
-            issue(issues, format!("{here}.path"), e.to_string());
+            issues.push(format!("{here}.path"), e.to_string());
         }
         mappings.push(ToolMapping {
             method,
@@ -157,7 +143,7 @@ pub(crate) fn validate_route_inspection(
     match ToolMap::new(mappings) {
         Ok(map) => Some((Arc::new(map), force_stream_usage.unwrap_or(false))),
         Err(e) => {
-            issue(issues, at("tools"), e.to_string());
+            issues.push(at("tools"), e.to_string());
             None
         }
     }

@@ -1,10 +1,9 @@
 //! Validation of the `intercept` section (forward-proxy mode: `CONNECT` and
 //! absolute-form requests, TLS terminated with a pod-local CA) and of `routes[].hosts`.
 
-use super::ConfigIssue;
+use super::problems::{Problems, Span};
 use super::raw::NumberOrText;
 use super::tunnel::TunnelConfig;
-use super::units::parse_duration;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,16 +85,7 @@ pub enum CaSource {
     },
 }
 
-pub(crate) fn validate_intercept(
-    raw: RawIntercept,
-    issues: &mut Vec<ConfigIssue>,
-) -> InterceptConfig {
-    let mut push = |path: &str, message: String| {
-        issues.push(ConfigIssue {
-            path: path.to_owned(),
-            message,
-        });
-    };
+pub(crate) fn validate_intercept(raw: RawIntercept, issues: &mut Problems) -> InterceptConfig {
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty()).map(PathBuf::from);
     let ca = match (nonempty(raw.ca.cert_file), nonempty(raw.ca.key_file)) {
         (None, None) => CaSource::Generate,
@@ -104,18 +94,16 @@ pub(crate) fn validate_intercept(
             key_file,
         },
         (Some(_), None) => {
-            push(
+            issues.push(
                 "intercept.ca.key_file",
-                "needed with intercept.ca.cert_file (or set neither to generate a CA at start)"
-                    .into(),
+                "needed with intercept.ca.cert_file (or set neither to generate a CA at start)",
             );
             CaSource::Generate
         }
         (None, Some(_)) => {
-            push(
+            issues.push(
                 "intercept.ca.cert_file",
-                "needed with intercept.ca.key_file (or set neither to generate a CA at start)"
-                    .into(),
+                "needed with intercept.ca.key_file (or set neither to generate a CA at start)",
             );
             CaSource::Generate
         }
@@ -124,40 +112,24 @@ pub(crate) fn validate_intercept(
         None => defaults::LEAF_CACHE_SIZE,
         Some(n @ 1..=1_000_000) => n,
         Some(n) => {
-            push(
+            issues.push(
                 "intercept.leaf_cache_size",
                 format!("{n} is out of range 1..=1000000"),
             );
             defaults::LEAF_CACHE_SIZE
         }
     };
-    let leaf_lifetime = match raw.leaf_lifetime {
-        None => defaults::LEAF_LIFETIME,
-        Some(v) => {
-            let parsed = match &v {
-                NumberOrText::Number(_) => {
-                    Err(format!("a duration needs a unit, e.g. \"{}h\"", v.text()))
-                }
-                NumberOrText::Text(t) => parse_duration(t),
-            };
-            match parsed {
-                Ok(d) if d >= Duration::from_secs(600) && d <= Duration::from_secs(397 * 86400) => {
-                    d
-                }
-                Ok(_) => {
-                    push(
-                        "intercept.leaf_lifetime",
-                        "must be between 10m and 397d".into(),
-                    );
-                    defaults::LEAF_LIFETIME
-                }
-                Err(m) => {
-                    push("intercept.leaf_lifetime", m);
-                    defaults::LEAF_LIFETIME
-                }
-            }
-        }
-    };
+    let leaf_lifetime = issues.duration(
+        "intercept.leaf_lifetime",
+        raw.leaf_lifetime.as_ref(),
+        defaults::LEAF_LIFETIME,
+        Span::Within {
+            min: Duration::from_secs(600),
+            max: Duration::from_secs(397 * 86400),
+            bounds: "10m and 397d",
+            unit: "h",
+        },
+    );
     let others = raw.others.unwrap_or_default();
     let tunnel = super::tunnel::validate_tunnel(raw.tunnel, others == Others::Deny, issues);
     InterceptConfig {

@@ -10,13 +10,11 @@
 //!   allowed to call custody; stored as browsers serialise them (lowercase, default
 //!   port omitted), so comparing is string equality. `null` and `*` are refused.
 
-use super::{ConfigIssue, HostMatch, HostPattern};
+use super::problems::Problems;
+use super::{HostMatch, HostPattern};
 
 /// Checks `listen.allowed_hosts`, recording each bad entry.
-pub(crate) fn validate_hosts(
-    entries: Vec<String>,
-    issues: &mut Vec<ConfigIssue>,
-) -> Vec<HostPattern> {
+pub(crate) fn validate_hosts(entries: Vec<String>, issues: &mut Problems) -> Vec<HostPattern> {
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let path = format!("listen.allowed_hosts[{i}]");
@@ -24,27 +22,21 @@ pub(crate) fn validate_hosts(
             Ok(HostPattern {
                 host: HostMatch::Any,
                 ..
-            }) => issues.push(ConfigIssue {
-                path,
-                message: "\"*\" would answer requests naming any host, which is what DNS rebinding needs; list the names clients use (a pod or Service name, *.svc.cluster.local)".into(),
-            }),
+            }) => issues.push(path, "\"*\" would answer requests naming any host, which is what DNS rebinding needs; list the names clients use (a pod or Service name, *.svc.cluster.local)"),
             Ok(p) => out.push(p),
-            Err(message) => issues.push(ConfigIssue { path, message }),
+            Err(message) => issues.push(path, message),
         }
     }
     out
 }
 
 /// Checks `listen.allowed_origins`, recording each bad entry.
-pub(crate) fn validate_origins(entries: Vec<String>, issues: &mut Vec<ConfigIssue>) -> Vec<String> {
+pub(crate) fn validate_origins(entries: Vec<String>, issues: &mut Problems) -> Vec<String> {
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         match serialise_origin(entry) {
             Ok(o) => out.push(o),
-            Err(message) => issues.push(ConfigIssue {
-                path: format!("listen.allowed_origins[{i}]"),
-                message,
-            }),
+            Err(message) => issues.push(format!("listen.allowed_origins[{i}]"), message),
         }
     }
     out
@@ -97,7 +89,7 @@ mod tests {
 
     #[test]
     fn origins_are_stored_as_browsers_send_them() {
-        let mut issues = Vec::new();
+        let mut issues = Problems::default();
         let got = validate_origins(
             vec![
                 "http://localhost:6274".into(),
@@ -124,11 +116,12 @@ mod tests {
             "http://",
             "http://x:",
         ] {
-            let mut issues = Vec::new();
+            let mut issues = Problems::default();
             assert!(
                 validate_origins(vec![bad.into()], &mut issues).is_empty(),
                 "{bad}"
             );
+            let issues = issues.into_vec();
             assert_eq!(issues.len(), 1, "{bad}");
             assert_eq!(issues[0].path, "listen.allowed_origins[0]");
         }
@@ -136,7 +129,7 @@ mod tests {
 
     #[test]
     fn hosts_take_patterns_but_not_everything() {
-        let mut issues = Vec::new();
+        let mut issues = Problems::default();
         let got = validate_hosts(
             vec![
                 "custody.default.svc".into(),
@@ -148,6 +141,7 @@ mod tests {
             &mut issues,
         );
         assert_eq!(got.len(), 3);
+        let issues = issues.into_vec();
         assert_eq!(issues.len(), 2, "{issues:?}");
         assert_eq!(issues[0].path, "listen.allowed_hosts[3]");
         assert_eq!(issues[1].path, "listen.allowed_hosts[4]");

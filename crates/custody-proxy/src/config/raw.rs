@@ -2,7 +2,7 @@
 //! (durations, sizes, addresses, URLs) stay text here and are checked in
 //! [`super::validate`].
 
-use super::ConfigIssue;
+use super::problems::Problems;
 use custody_core::RouteKind;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -243,15 +243,12 @@ const SECTIONS: &[&str] = &[
 /// Parses `text`, recording every structural problem in `issues`. Sections with
 /// problems come back as `None`; the rest are usable, so semantic validation can
 /// still report their problems in the same run.
-pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
+pub(crate) fn parse(text: &str, issues: &mut Problems) -> RawConfig {
     let mut raw = RawConfig::default();
     let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            issues.push(ConfigIssue {
-                path: "(file)".into(),
-                message: format!("not valid YAML: {e}"),
-            });
+            issues.push("(file)", format!("not valid YAML: {e}"));
             return raw;
         }
     };
@@ -259,19 +256,19 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
         serde_yaml_ng::Value::Null => return raw,
         serde_yaml_ng::Value::Mapping(m) => m,
         other => {
-            issues.push(ConfigIssue {
-                path: "(file)".into(),
-                message: format!("expected a mapping of sections, found {}", kind_of(&other)),
-            });
+            issues.push(
+                "(file)",
+                format!("expected a mapping of sections, found {}", kind_of(&other)),
+            );
             return raw;
         }
     };
     for (key, value) in map {
         let Some(key) = key.as_str().map(str::to_owned) else {
-            issues.push(ConfigIssue {
-                path: "(file)".into(),
-                message: format!("section names must be strings, found {}", kind_of(&key)),
-            });
+            issues.push(
+                "(file)",
+                format!("section names must be strings, found {}", kind_of(&key)),
+            );
             continue;
         };
         match key.as_str() {
@@ -289,19 +286,16 @@ pub(crate) fn parse(text: &str, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             "sessions" => raw.sessions = section(&key, value, issues),
             "intercept" => raw.intercept = optional_section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
-            _ => issues.push(ConfigIssue {
-                path: key.clone(),
-                message: format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
-            }),
+            _ => issues.push(
+                key.clone(),
+                format!("unknown section, expected one of: {}", SECTIONS.join(", ")),
+            ),
         }
     }
     raw
 }
 
-fn routes(
-    value: serde_yaml_ng::Value,
-    issues: &mut Vec<ConfigIssue>,
-) -> Option<Vec<Option<RawRoute>>> {
+fn routes(value: serde_yaml_ng::Value, issues: &mut Problems) -> Option<Vec<Option<RawRoute>>> {
     match value {
         serde_yaml_ng::Value::Null => Some(Vec::new()),
         serde_yaml_ng::Value::Sequence(items) => Some(
@@ -311,10 +305,7 @@ fn routes(
                 .map(|(i, item)| {
                     let path = format!("routes[{i}]");
                     if item.is_null() {
-                        issues.push(ConfigIssue {
-                            path,
-                            message: "a route cannot be null".into(),
-                        });
+                        issues.push(path, "a route cannot be null");
                         return None;
                     }
                     deserialize_at(&path, item, issues)
@@ -322,10 +313,10 @@ fn routes(
                 .collect(),
         ),
         other => {
-            issues.push(ConfigIssue {
-                path: "routes".into(),
-                message: format!("expected a list of routes, found {}", kind_of(&other)),
-            });
+            issues.push(
+                "routes",
+                format!("expected a list of routes, found {}", kind_of(&other)),
+            );
             None
         }
     }
@@ -336,7 +327,7 @@ fn routes(
 fn section<T: DeserializeOwned + Default>(
     path: &str,
     value: serde_yaml_ng::Value,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> Option<T> {
     if value.is_null() {
         return Some(T::default());
@@ -348,7 +339,7 @@ fn section<T: DeserializeOwned + Default>(
 fn optional_section<T: DeserializeOwned + Default>(
     path: &str,
     value: serde_yaml_ng::Value,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> Option<T> {
     if value.is_null() {
         return None;
@@ -359,7 +350,7 @@ fn optional_section<T: DeserializeOwned + Default>(
 fn deserialize_at<T: DeserializeOwned>(
     path: &str,
     value: serde_yaml_ng::Value,
-    issues: &mut Vec<ConfigIssue>,
+    issues: &mut Problems,
 ) -> Option<T> {
     match serde_path_to_error::deserialize(value) {
         Ok(v) => Some(v),
@@ -372,10 +363,7 @@ fn deserialize_at<T: DeserializeOwned>(
             } else {
                 format!("{path}.{inner}")
             };
-            issues.push(ConfigIssue {
-                path,
-                message: e.into_inner().to_string(),
-            });
+            issues.push(path, e.into_inner().to_string());
             None
         }
     }

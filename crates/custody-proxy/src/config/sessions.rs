@@ -1,9 +1,8 @@
 //! Validation of the `sessions` section: how requests are grouped into agent
 //! sessions and how much the tracker may remember (`custody-session`).
 
-use super::ConfigIssue;
+use super::problems::{Problems, Span};
 use super::raw::NumberOrText;
-use super::units::parse_duration;
 use custody_session::SessionConfig;
 use serde::Deserialize;
 use std::time::Duration;
@@ -26,23 +25,10 @@ pub(crate) struct RawSessions {
 
 /// The tracker's configuration: the defaults of [`SessionConfig`] with the
 /// section's values, checked by [`SessionConfig::validate`].
-pub(crate) fn validate_sessions(raw: RawSessions, issues: &mut Vec<ConfigIssue>) -> SessionConfig {
+pub(crate) fn validate_sessions(raw: RawSessions, issues: &mut Problems) -> SessionConfig {
     let defaults = SessionConfig::default();
     let mut duration = |key: &str, v: Option<NumberOrText>, default: Duration| {
-        let Some(v) = v else { return default };
-        let parsed = match &v {
-            NumberOrText::Number(_) => {
-                Err(format!("a duration needs a unit, e.g. \"{}s\"", v.text()))
-            }
-            NumberOrText::Text(t) => parse_duration(t),
-        };
-        parsed.unwrap_or_else(|message| {
-            issues.push(ConfigIssue {
-                path: format!("sessions.{key}"),
-                message,
-            });
-            default
-        })
+        issues.duration(&format!("sessions.{key}"), v.as_ref(), default, Span::Any)
     };
     let config = SessionConfig {
         header: raw
@@ -63,10 +49,9 @@ pub(crate) fn validate_sessions(raw: RawSessions, issues: &mut Vec<ConfigIssue>)
     match config.validate() {
         Ok(()) => config,
         Err(errors) => {
-            issues.extend(errors.into_iter().map(|e| ConfigIssue {
-                path: format!("sessions.{}", e.field),
-                message: e.message,
-            }));
+            for e in errors {
+                issues.push(format!("sessions.{}", e.field), e.message);
+            }
             defaults
         }
     }

@@ -16,7 +16,7 @@
 //! cloud metadata, its own addresses; see `intercept::target`). An `allow_internal`
 //! entry also allows the tunnel: it need not be repeated in `allow`.
 
-use super::ConfigIssue;
+use super::problems::Problems;
 use serde::Deserialize;
 use std::fmt;
 use std::net::IpAddr;
@@ -184,12 +184,8 @@ fn split_port(t: &str) -> Result<(&str, Option<u16>), String> {
 
 /// Checks `intercept.tunnel`. `deny`: `intercept.others` is `deny`, so nothing is
 /// tunnelled and a non-empty list would be misleading.
-pub(crate) fn validate_tunnel(
-    raw: RawTunnel,
-    deny: bool,
-    issues: &mut Vec<ConfigIssue>,
-) -> TunnelConfig {
-    let mut push = |path: String, message: String| issues.push(ConfigIssue { path, message });
+pub(crate) fn validate_tunnel(raw: RawTunnel, deny: bool, issues: &mut Problems) -> TunnelConfig {
+    let mut push = |path: String, message: String| issues.push(path, message);
     let mut list = |key: &str, entries: Vec<String>, exact: bool| -> Vec<(usize, HostPattern)> {
         if deny && !entries.is_empty() {
             push(

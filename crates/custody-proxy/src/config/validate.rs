@@ -1,7 +1,8 @@
 //! Semantic checks and defaults: [`RawConfig`] → [`Config`], collecting every issue.
 
-use super::raw::{NumberOrText, RawConfig, RawRoute, Setting};
-use super::units::{parse_duration, parse_size};
+use super::problems::{Problems, Span};
+use super::raw::{RawConfig, RawRoute, Setting};
+use super::units::parse_size;
 use super::*;
 use http::Uri;
 use std::collections::{HashMap, HashSet};
@@ -51,44 +52,9 @@ pub(crate) mod defaults {
     ];
 }
 
-struct Issues<'a>(&'a mut Vec<ConfigIssue>);
-
-impl Issues<'_> {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    /// `Some(parsed)`, or records the problem and returns `None`.
-    fn check<T>(&mut self, path: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|m| self.push(path, m)).ok()
-    }
-
-    fn duration(&mut self, path: &str, v: Option<&NumberOrText>, default: Duration) -> Duration {
-        let Some(v) = v else { return default };
-        let parsed = match v {
-            NumberOrText::Number(_) => {
-                Err(format!("a duration needs a unit, e.g. \"{}s\"", v.text()))
-            }
-            NumberOrText::Text(t) => parse_duration(t),
-        };
-        match self.check(path, parsed) {
-            Some(d) if d.is_zero() => {
-                self.push(path, "must be greater than zero");
-                default
-            }
-            Some(d) => d,
-            None => default,
-        }
-    }
-}
-
-pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<Config> {
-    let mut is = Issues(issues);
+pub(crate) fn validate(raw: RawConfig, is: &mut Problems) -> Option<Config> {
     let listen = raw.listen.unwrap_or_default();
-    let addr = |is: &mut Issues<'_>, path: &str, s: Setting<String>, default: &str| match s {
+    let addr = |is: &mut Problems, path: &str, s: Setting<String>, default: &str| match s {
         Setting::Null => None,
         Setting::Absent => default.parse().ok(),
         Setting::Value(text) => is.check(
@@ -120,10 +86,10 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
     };
     let listen = ListenConfig {
         unix,
-        tcp: addr(&mut is, "listen.tcp", listen.tcp, defaults::TCP),
-        admin: addr(&mut is, "listen.admin", listen.admin, defaults::ADMIN),
-        allowed_hosts: super::listen::validate_hosts(listen.allowed_hosts, is.0),
-        allowed_origins: super::listen::validate_origins(listen.allowed_origins, is.0),
+        tcp: addr(is, "listen.tcp", listen.tcp, defaults::TCP),
+        admin: addr(is, "listen.admin", listen.admin, defaults::ADMIN),
+        allowed_hosts: super::listen::validate_hosts(listen.allowed_hosts, is),
+        allowed_origins: super::listen::validate_origins(listen.allowed_origins, is),
     };
     if listen.unix.is_none() && listen.tcp.is_none() {
         is.push(
@@ -142,7 +108,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
 
     let identity = raw
         .identity
-        .and_then(|i| super::identity::validate_identity(i, is.0));
+        .and_then(|i| super::identity::validate_identity(i, is));
     let default_identity = if identity.is_some() {
         IdentityMode::Required
     } else {
@@ -166,7 +132,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                 })
             })
             .collect(),
-        Some(raw_routes) => validate_routes(raw_routes, default_identity, &mut is),
+        Some(raw_routes) => validate_routes(raw_routes, default_identity, is),
     };
 
     let tls = raw.upstream_tls.unwrap_or_default();
@@ -180,28 +146,32 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             "upstream.connect_timeout",
             up.connect_timeout.as_ref(),
             defaults::CONNECT_TIMEOUT,
+            Span::Positive,
         ),
         response_header_timeout: is.duration(
             "upstream.response_header_timeout",
             up.response_header_timeout.as_ref(),
             defaults::RESPONSE_HEADER_TIMEOUT,
+            Span::Positive,
         ),
         idle_timeout: is.duration(
             "upstream.idle_timeout",
             up.idle_timeout.as_ref(),
             defaults::IDLE_TIMEOUT,
+            Span::Positive,
         ),
         pool_idle_timeout: is.duration(
             "upstream.pool_idle_timeout",
             up.pool_idle_timeout.as_ref(),
             defaults::POOL_IDLE_TIMEOUT,
+            Span::Positive,
         ),
         pool_max_idle_per_host: up
             .pool_max_idle_per_host
             .unwrap_or(defaults::POOL_MAX_IDLE_PER_HOST),
     };
 
-    let audit = super::audit::validate_audit(raw.audit.unwrap_or_default(), is.0);
+    let audit = super::audit::validate_audit(raw.audit.unwrap_or_default(), is);
 
     let li = raw.limits.unwrap_or_default();
     let limits = LimitsConfig {
@@ -209,6 +179,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             "limits.header_read_timeout",
             li.header_read_timeout.as_ref(),
             defaults::HEADER_READ_TIMEOUT,
+            Span::Positive,
         ),
         max_connections: match li.max_connections {
             Some(0) => {
@@ -227,11 +198,13 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             "limits.body_read_timeout",
             li.body_read_timeout.as_ref(),
             defaults::BODY_READ_TIMEOUT,
+            Span::Positive,
         ),
         idle_timeout: is.duration(
             "limits.idle_timeout",
             li.idle_timeout.as_ref(),
             defaults::CONNECTION_IDLE_TIMEOUT,
+            Span::Positive,
         ),
         max_request_body: match li.max_request_body {
             None => defaults::MAX_REQUEST_BODY,
@@ -262,7 +235,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                 .check("limits.buffer_budget", parse_size(&v.text()))
                 .unwrap_or(defaults::BUFFER_BUDGET),
         },
-        http2: validate_http2(li.http2.unwrap_or_default(), &mut is),
+        http2: validate_http2(li.http2.unwrap_or_default(), is),
     };
     for (key, size) in [
         ("limits.max_request_body", limits.max_request_body),
@@ -285,6 +258,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
             "shutdown.grace_period",
             sh.grace_period.as_ref(),
             defaults::GRACE_PERIOD,
+            Span::Positive,
         ),
     };
 
@@ -303,8 +277,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         },
     };
 
-    let inspection =
-        super::inspection::validate_inspection(raw.inspection.unwrap_or_default(), is.0);
+    let inspection = super::inspection::validate_inspection(raw.inspection.unwrap_or_default(), is);
 
     let policy = raw.policy.and_then(|p| {
         if p.file.trim().is_empty() {
@@ -320,6 +293,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
                 "policy.reload_interval",
                 p.reload_interval.as_ref(),
                 defaults::POLICY_RELOAD_INTERVAL,
+                Span::Positive,
             ),
         })
     });
@@ -340,10 +314,10 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
         }
     };
 
-    let sessions = super::sessions::validate_sessions(raw.sessions.unwrap_or_default(), is.0);
+    let sessions = super::sessions::validate_sessions(raw.sessions.unwrap_or_default(), is);
     let intercept = raw
         .intercept
-        .map(|i| super::intercept::validate_intercept(i, is.0));
+        .map(|i| super::intercept::validate_intercept(i, is));
 
     Some(Config {
         intercept,
@@ -366,7 +340,7 @@ pub(crate) fn validate(raw: RawConfig, issues: &mut Vec<ConfigIssue>) -> Option<
 fn validate_routes(
     raw: Vec<Option<RawRoute>>,
     default_identity: IdentityMode,
-    is: &mut Issues<'_>,
+    is: &mut Problems,
 ) -> Vec<RouteConfig> {
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
@@ -432,21 +406,21 @@ fn validate_routes(
         let credentials = match route.credentials {
             None => None,
             Some(c) => {
-                let before = is.0.len();
-                let c = super::identity::validate_credentials(c, &at("credentials"), is.0);
-                ok &= is.0.len() == before;
+                let before = is.len();
+                let c = super::identity::validate_credentials(c, &at("credentials"), is);
+                ok &= is.len() == before;
                 c
             }
         };
-        let before = is.0.len();
+        let before = is.len();
         let inspection = super::inspection::validate_route_inspection(
             route.kind,
             route.tools,
             route.force_stream_usage,
             &at,
-            is.0,
+            is,
         );
-        ok &= is.0.len() == before;
+        ok &= is.len() == before;
         if let (true, Some(upstream), Some((tools, force_stream_usage))) =
             (ok, upstream, inspection)
         {
@@ -469,7 +443,7 @@ fn validate_routes(
 
 /// `limits.http2`, with hyper's own bounds: a stream limit of at least 1, a header
 /// list of 1 KiB..16 MiB, a keep-alive timeout of at least 1 s.
-fn validate_http2(raw: super::raw::RawHttp2, is: &mut Issues<'_>) -> Http2Limits {
+fn validate_http2(raw: super::raw::RawHttp2, is: &mut Problems) -> Http2Limits {
     let max_concurrent_streams = match raw.max_concurrent_streams {
         None => defaults::H2_MAX_CONCURRENT_STREAMS,
         Some(0) => {
@@ -502,12 +476,14 @@ fn validate_http2(raw: super::raw::RawHttp2, is: &mut Issues<'_>) -> Http2Limits
             "limits.http2.keep_alive_interval",
             v.as_ref(),
             defaults::H2_KEEP_ALIVE_INTERVAL,
+            Span::Positive,
         )),
     };
     let keep_alive_timeout = is.duration(
         "limits.http2.keep_alive_timeout",
         raw.keep_alive_timeout.as_ref(),
         defaults::H2_KEEP_ALIVE_TIMEOUT,
+        Span::Positive,
     );
     if keep_alive_timeout < Duration::from_secs(1) {
         is.push(
