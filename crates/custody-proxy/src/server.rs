@@ -16,8 +16,7 @@ use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
 use crate::serve::{Context, accept_tcp, accept_unix, arrived_at, local};
 use crate::upstream::build_client;
-use custody_audit::spool::SpoolConfig;
-use custody_audit::{AuditHandle, SinkConfig};
+use custody_audit::AuditHandle;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -243,38 +242,15 @@ impl Running {
 /// Opens the spool (replaying what an earlier run left), builds the shipper and
 /// starts the roller. Reads `audit.s3`'s secret files.
 fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
-    let ship = c
-        .ship_config()
-        .map_err(|(path, source)| StartError::AuditSecret { path, source })?;
-    let mut spool = SpoolConfig::new(&c.spool_dir);
-    spool.max_bytes = c.spool_max_bytes;
-    spool.segment_bytes = c.roll_bytes.min(c.spool_max_bytes / 4).max(4096);
-    spool.durability = c.durability;
-    let digests = match &c.digests {
-        None => None,
-        Some(d) => {
-            let key = custody_audit::digest::SigningKey::read(&d.signing_key_file)?;
-            tracing::info!(
-                interval = ?d.interval,
-                key = key.public().fingerprint(),
-                "audit digests signed"
-            );
-            Some(custody_audit::digest::DigestConfig {
-                interval: d.interval,
-                key: Arc::new(key),
-            })
-        }
-    };
-    let handle = AuditHandle::spawn(SinkConfig {
-        ship,
-        spool,
-        on_full: c.on_full,
-        roll_rows: c.roll_rows,
-        roll_age: c.roll_age,
-        instance: instance_name(),
-        digests,
-        ephemeral_spool: c.spool_ephemeral,
-    })?;
+    let config = c.sink_config(&instance_name())?;
+    if let Some(d) = &config.digests {
+        tracing::info!(
+            interval = ?d.interval,
+            key = d.key.public().fingerprint(),
+            "audit digests signed"
+        );
+    }
+    let handle = AuditHandle::spawn(config)?;
     tracing::info!(
         sink = %c.sink,
         spool = %c.spool_dir.display(),

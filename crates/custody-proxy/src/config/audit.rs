@@ -7,12 +7,15 @@ use super::problems::{Problems, Span};
 use super::raw::NumberOrText;
 use super::units::parse_size;
 use custody_audit::OnFull;
+use custody_audit::SinkConfig;
+use custody_audit::digest::{DigestConfig, SigningKey};
 use custody_audit::ship::{
     S3Options, SecretString, ShipConfig, SinkUrl, StaticCredentials, WebIdentity,
 };
-use custody_audit::spool::Durability;
+use custody_audit::spool::{Durability, SpoolConfig};
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Built-in defaults, documented in `docs/configuration.md`.
@@ -118,6 +121,37 @@ pub struct AuditConfig {
 }
 
 impl AuditConfig {
+    /// The audit path's settings as custody-audit takes them: the spool (its
+    /// segment size is `roll.bytes`, at most a quarter of `spool.max_bytes`, at
+    /// least 4 KiB), the sink with `audit.s3`'s secret files read, and the digest
+    /// signing key read. `instance` names the files (the pod).
+    pub fn sink_config(&self, instance: &str) -> Result<SinkConfig, crate::StartError> {
+        let ship = self
+            .ship_config()
+            .map_err(|(path, source)| crate::StartError::AuditSecret { path, source })?;
+        let mut spool = SpoolConfig::new(&self.spool_dir);
+        spool.max_bytes = self.spool_max_bytes;
+        spool.segment_bytes = self.roll_bytes.min(self.spool_max_bytes / 4).max(4096);
+        spool.durability = self.durability;
+        let digests = match &self.digests {
+            None => None,
+            Some(d) => Some(DigestConfig {
+                interval: d.interval,
+                key: Arc::new(SigningKey::read(&d.signing_key_file)?),
+            }),
+        };
+        Ok(SinkConfig {
+            ship,
+            spool,
+            on_full: self.on_full,
+            roll_rows: self.roll_rows,
+            roll_age: self.roll_age,
+            instance: instance.to_owned(),
+            digests,
+            ephemeral_spool: self.spool_ephemeral,
+        })
+    }
+
     /// How to reach the sink: its URL with `audit.s3`'s options over the `AWS_*`
     /// environment; reads the secret files it names (`Err`: the file that could not
     /// be read).
