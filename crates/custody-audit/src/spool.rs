@@ -84,6 +84,8 @@ mod active;
 mod format;
 #[cfg(test)]
 mod known_errors;
+#[cfg(test)]
+mod model;
 mod recover;
 mod scan;
 #[cfg(test)]

@@ -398,3 +398,6 @@ impl Drop for AuditedBody {
 }
 
 use std::future::Future;
+
+#[cfg(test)]
+mod tests;
