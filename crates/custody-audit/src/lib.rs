@@ -29,7 +29,9 @@ mod record;
 pub mod schema;
 pub mod ship;
 pub mod sink;
-pub mod spool;
+/// The durable spool ([`custody_spool`], a crate of its own: it depends on nothing
+/// here), under the name the audit path has always used.
+pub use custody_spool as spool;
 mod writer;
 
 pub use record::{

@@ -241,7 +241,7 @@ fn the_spool_record_magic_never_appears() {
     // `µǎ` ends with the magic's first three bytes (C2 B5 C7 8E); a raw length of
     // 0xA3 after it would complete it.
     let tail = "\u{b5}\u{1ce}";
-    assert!(tail.as_bytes().ends_with(&crate::spool::RECORD_MAGIC[..3]));
+    assert!(tail.as_bytes().ends_with(&custody_spool::RECORD_MAGIC[..3]));
     let mut r = full();
     for s in [
         &mut r.request_id,
@@ -267,7 +267,7 @@ fn the_spool_record_magic_never_appears() {
     r.request_id.push_str(&"b".repeat(0xA3));
     let bytes = encoded(&r);
     assert!(
-        !bytes.windows(4).any(|w| w == crate::spool::RECORD_MAGIC),
+        !bytes.windows(4).any(|w| w == custody_spool::RECORD_MAGIC),
         "record magic inside a row"
     );
     assert_eq!(decoded(&bytes), r);

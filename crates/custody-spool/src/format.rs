@@ -10,7 +10,7 @@ pub(super) const SEGMENT_MAGIC: [u8; 8] = *b"CSTDSPL\0";
 pub(super) const FORMAT_VERSION: u16 = 1;
 /// The first four bytes of every record. `C7 8E` is a complete UTF-8 character and
 /// `A3` a lone continuation byte, so the sequence never occurs in valid UTF-8.
-pub(crate) const RECORD_MAGIC: [u8; 4] = [0xB5, 0xC7, 0x8E, 0xA3];
+pub const RECORD_MAGIC: [u8; 4] = [0xB5, 0xC7, 0x8E, 0xA3];
 /// Bytes in a record header (magic, length, CRC, kind, sequence number).
 pub(super) const RECORD_HEADER_LEN: usize = 21;
 /// Largest payload accepted by an append (and believed by a reader).

@@ -2,6 +2,9 @@
 //! segment files, written before a request is forwarded upstream and kept until the
 //! rows made from it are confirmed in an uploaded file.
 //!
+//! A crate of its own: it knows nothing of audit rows (custody-audit gives the
+//! records their meaning), so it can be tested, benchmarked and reasoned about alone.
+//!
 //! # Use
 //! - [`Spool::open`] (blocking; call at start-up) scans, validates and repairs every
 //!   segment, seals them all and starts a new active segment. It returns a
@@ -58,7 +61,7 @@
 //! CRC and seq (not below the expected one) all check, so it is either whole or
 //! detected as damaged. The record magic is not valid UTF-8 and all four of its
 //! bytes are ≥ 0x80, so a payload that is UTF-8, or UTF-8 strings between bytes
-//! below 0x80 (the audit trail's binary rows, see `crate::record::binary`), cannot
+//! below 0x80 (the audit trail's binary rows, see custody-audit's `record::binary`), cannot
 //! contain a record image that resynchronisation could mistake for a record. Seqs lost in the torn tail of the newest segment are reused (with `fsync`
 //! none of them was acknowledged); ids are never reused, because the newest segment
 //! is never deleted before a newer one exists.
@@ -80,6 +83,8 @@
 //!   finds it clean: damage is reported once, never silently skipped, never a crash
 //!   loop. Segments without records are deleted. Damage is logged with `tracing`.
 
+#![deny(missing_docs)]
+
 mod active;
 mod format;
 #[cfg(test)]
@@ -91,9 +96,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-pub(crate) use format::RECORD_MAGIC;
-pub use format::{Gap, MAX_PAYLOAD};
+pub use format::{Gap, MAX_PAYLOAD, RECORD_MAGIC};
 pub use scan::SegmentReader;
 
 use active::Shared;

@@ -7,12 +7,12 @@
 //! time per append (total time / appends, i.e. the inverse of throughput).
 //! Segments are released as the run goes, so the disk does not fill.
 //!
-//! `cargo bench -p custody-audit --bench spool`
+//! `cargo bench -p custody-spool --bench spool`
 
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group};
-use custody_audit::spool::{Durability, Position, RecordKind, Spool, SpoolConfig};
+use custody_spool::{Durability, Position, RecordKind, Spool, SpoolConfig};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
