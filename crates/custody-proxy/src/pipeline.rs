@@ -48,7 +48,7 @@ use crate::inspect::{Inspection, ResponseInspection};
 use crate::integrity;
 use crate::loopback::{Arrival, Guard};
 use crate::metrics::Metrics;
-use crate::policy::PolicyStage;
+use crate::policy::{Decision, PolicyStage};
 use crate::request_ids::{RequestIds, stamp_response};
 use crate::route::{Route, Router};
 use crate::safety::Safety;
@@ -412,9 +412,12 @@ impl Pipeline {
         let decoded =
             self.decoder
                 .request(&mut parts.headers, body, self.enforcing(route), &mut lease)?;
-        let (inspected, body) =
-            self.inspection
-                .request(exchange.record(), route, rest, &parts, decoded.body.clone());
+        let crate::inspect::Inspected {
+            request: inspected,
+            body,
+        } = self
+            .inspection
+            .request(exchange.record(), route, rest, &parts, decoded.body.clone());
         decoded.note(exchange.record());
         let path = upstream_path(&route.upstream, rest);
         exchange.record().action.upstream = Some(format!(
@@ -435,7 +438,7 @@ impl Pipeline {
         let session = self
             .sessions
             .begin(exchange.record(), &mut parts.headers, &inspected);
-        if let Some(rule) =
+        if let Decision::Deny { rule } =
             self.policy
                 .decide(exchange.record(), verified.as_deref(), inspected.model())
         {
