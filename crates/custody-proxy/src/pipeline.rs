@@ -37,13 +37,13 @@
 
 use crate::body::{AuditedBody, Exchange, UpstreamBody};
 use crate::budget::{Budget, Held, Lease};
-use crate::config::{Config, IdentityMode, TokenFrom, Upstream};
+use crate::config::{Config, Upstream};
 use crate::credentials::Credential;
 use crate::decode::Decoder;
 use crate::entrance::Entrance;
 use crate::error::{ProxyError, chain};
 use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
-use crate::identity::Identity;
+use crate::identity::{self, Identity};
 use crate::inspect::{Inspection, ResponseInspection};
 use crate::integrity;
 use crate::loopback::{Arrival, Guard};
@@ -174,21 +174,9 @@ impl Pipeline {
     }
 
     /// The principal of a valid bearer token (forward-proxy `Proxy-Authorization`),
-    /// or the default (anonymous) principal; never fails, never logs the token.
+    /// or the default (anonymous) principal ([`identity::proxy_principal`]).
     pub(crate) async fn proxy_principal(&self, token: Option<&str>) -> custody_core::Principal {
-        match (&self.identity, token) {
-            (Some(identity), Some(token)) => match identity.verify(token).await {
-                Ok(verified) => verified.principal.clone(),
-                Err(rejection) => {
-                    tracing::debug!(
-                        reason = rejection.reason(),
-                        "Proxy-Authorization token not valid; anonymous"
-                    );
-                    custody_core::Principal::default()
-                }
-            },
-            _ => custody_core::Principal::default(),
-        }
+        identity::proxy_principal(self.identity.as_deref(), token).await
     }
 
     /// Records `record` as refused with `e` and answers with the JSON error (used for
@@ -424,9 +412,14 @@ impl Pipeline {
             "{}://{}{}",
             route.upstream.scheme, route.upstream.authority, path
         ));
-        let verified = self
-            .authenticate(exchange, &mut parts.headers, route, proxy_token)
-            .await?;
+        let caller = identity::authenticate(
+            self.identity.as_deref(),
+            exchange.record(),
+            &mut parts.headers,
+            route,
+            proxy_token,
+        )
+        .await?;
         // Stage 5b: what custody read must be what the upstream will read.
         if let Err(refused) =
             integrity::check_request(self.enforcing(route), parts.uri.query(), &inspected)
@@ -440,7 +433,7 @@ impl Pipeline {
             .begin(exchange.record(), &mut parts.headers, &inspected);
         if let Decision::Deny { rule } =
             self.policy
-                .decide(exchange.record(), verified.as_deref(), inspected.model())
+                .decide(exchange.record(), caller.verified(), inspected.model())
         {
             return Err(ProxyError::PolicyDenied {
                 rule,
@@ -549,81 +542,6 @@ impl Pipeline {
             }
         }
         Ok(Bytes::from(held))
-    }
-
-    /// Stage 5: the user's token. Custody's token header never leaves custody; on a
-    /// route with `token_from: authorization` the bearer token is the user's and is
-    /// forwarded as it is. In forward-proxy mode, a request without custody's token
-    /// header uses the bearer token of the `CONNECT`'s `Proxy-Authorization`.
-    /// Returns the verified token, if any.
-    async fn authenticate(
-        &self,
-        exchange: &mut Exchange,
-        headers: &mut http::HeaderMap,
-        route: &Route,
-        proxy_token: Option<&str>,
-    ) -> Result<Option<Arc<custody_identity::Verified>>, ProxyError> {
-        let Some(identity) = &self.identity else {
-            // No identity configured: still never forward a token sent in custody's
-            // default header.
-            headers.remove(crate::config::DEFAULT_TOKEN_HEADER);
-            return Ok(None);
-        };
-        if route.identity == IdentityMode::Off {
-            headers.remove(identity.token_header());
-            return Ok(None);
-        }
-        let verified_header = match route.token_from {
-            TokenFrom::Header => identity.token_header(),
-            TokenFrom::Authorization => &header::AUTHORIZATION,
-        };
-        let single = integrity::credentials::single(headers, verified_header).map(|v| v.cloned());
-        let own = headers.remove(identity.token_header());
-        let token = match (single, route.token_from) {
-            (Err(refusal), _) => return Err(refusal.into()),
-            (Ok(_), TokenFrom::Header) => own,
-            (Ok(value), TokenFrom::Authorization) => value,
-        };
-        let token = token
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .map(|t| {
-                let t = t.trim();
-                t.strip_prefix("Bearer ")
-                    .or_else(|| t.strip_prefix("bearer "))
-                    .unwrap_or(t)
-                    .trim()
-            })
-            .or(match route.token_from {
-                TokenFrom::Header => proxy_token,
-                TokenFrom::Authorization => None,
-            });
-        let result = match token {
-            None | Some("") => Err(custody_identity::Rejection::Missing),
-            Some(token) => identity.verify(token).await,
-        };
-        match result {
-            Ok(verified) => {
-                let record = exchange.record();
-                record.principal = verified.principal.clone();
-                record.policy.scopes.clone_from(&verified.scopes);
-                Ok(Some(verified))
-            }
-            Err(rejection) if route.identity == IdentityMode::Required => {
-                identity.count_failure(&rejection);
-                Err(ProxyError::Unauthenticated(rejection))
-            }
-            Err(rejection) => {
-                if rejection != custody_identity::Rejection::Missing {
-                    identity.count_failure(&rejection);
-                }
-                tracing::debug!(
-                    reason = rejection.reason(),
-                    "optional identity: no valid token; anonymous"
-                );
-                Ok(None)
-            }
-        }
     }
 
     /// Stage 3: reads the request body ([`crate::request_body`]), recording the
