@@ -50,13 +50,12 @@ use crate::loopback::{Arrival, Guard};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, PolicyStage};
 use crate::request_ids::{RequestIds, stamp_response};
-use crate::route::{Route, Router};
+use crate::route::{Admission, Next, Route, RouteStage, Routed, Router};
 use crate::safety::Safety;
 use crate::session::Sessions;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
-use custody_core::{Action, ActionKind};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
@@ -84,7 +83,7 @@ pub(crate) struct Stages {
 
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    router: Router,
+    route: RouteStage,
     client: HttpClient,
     sink: AuditSink,
     cut: CancellationToken,
@@ -102,10 +101,6 @@ pub(crate) struct Pipeline {
     response_header_timeout: Duration,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// Forward-proxy mode is on: absolute-form requests are routed by host.
-    forward_proxy: bool,
-    /// Whom the TCP listeners answer (`listen.allowed_hosts`, `allowed_origins`).
-    loopback: Guard,
 }
 
 impl Pipeline {
@@ -128,7 +123,11 @@ impl Pipeline {
             budget,
         } = stages;
         Self {
-            router: Router::new(&config.routes, credentials),
+            route: RouteStage::new(
+                Router::new(&config.routes, credentials),
+                config.intercept.is_some(),
+                Guard::new(&config.listen),
+            ),
             client,
             sink,
             cut,
@@ -146,8 +145,6 @@ impl Pipeline {
             response_header_timeout: config.upstream.response_header_timeout,
             connect_timeout: config.upstream.connect_timeout,
             idle_timeout: config.upstream.idle_timeout,
-            forward_proxy: config.intercept.is_some(),
-            loopback: Guard::new(&config.listen),
         }
     }
 
@@ -158,7 +155,7 @@ impl Pipeline {
 
     /// The routes.
     pub(crate) fn router(&self) -> &Router {
-        &self.router
+        self.route.router()
     }
 
     /// `upstream.connect_timeout`.
@@ -213,66 +210,6 @@ impl Pipeline {
         response.map(Either::Right)
     }
 
-    /// Stage 2: the route and the path forwarded after the upstream's base path, and
-    /// the `host:port` asked for in forward-proxy mode.
-    fn select(
-        &self,
-        req: &Request<Incoming>,
-        entrance: &Entrance,
-        path: &str,
-    ) -> (Result<(&Route, String), ProxyError>, Option<String>) {
-        match entrance {
-            Entrance::Intercepted(c) => {
-                let route = self
-                    .router
-                    .find_host(&c.host)
-                    .map(|r| (r, path.to_owned()))
-                    .ok_or_else(|| ProxyError::HostNotIntercepted {
-                        host: c.authority.clone(),
-                    });
-                (route, Some(c.authority.clone()))
-            }
-            Entrance::Direct => {
-                // Absolute-form (`GET http://host/path`): a forward-proxy request.
-                // HTTP/2 requests always carry an authority, so only HTTP/1 counts.
-                if self.forward_proxy
-                    && req.version() <= Version::HTTP_11
-                    && let Some(authority) = req.uri().authority()
-                {
-                    let default_port = if req.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-                        443
-                    } else {
-                        80
-                    };
-                    let (host, host_port) =
-                        crate::entrance::split_authority(authority, default_port);
-                    if let Some(route) = self.router.find_host(&host) {
-                        return (Ok((route, path.to_owned())), Some(host_port));
-                    }
-                    // Addressed to custody itself (a client whose proxy setting also
-                    // covers loopback): reverse-proxy routing by path.
-                    if !is_loopback(&host) {
-                        return (
-                            Err(ProxyError::HostNotIntercepted {
-                                host: host_port.clone(),
-                            }),
-                            Some(host_port),
-                        );
-                    }
-                }
-                let route = self
-                    .router
-                    .find(path)
-                    .map(|(r, rest)| (r, rest.to_owned()))
-                    .ok_or_else(|| ProxyError::RouteNotFound {
-                        path: path.to_owned(),
-                        prefixes: self.router.prefixes().to_owned(),
-                    });
-                (route, None)
-            }
-        }
-    }
-
     /// A new exchange for a request that arrived at `started`.
     pub(crate) fn exchange(&self, started: Instant, record: AuditRecord) -> Exchange {
         Exchange::new(
@@ -296,55 +233,29 @@ impl Pipeline {
         let arrived = SystemTime::now();
         let ids = RequestIds::new(req.headers());
         ids.stamp_request(req.headers_mut());
-        // Stage 2: one normalised path for routing, templates, policy, the row and
-        // the upstream (integrity::path); the raw path only when it cannot be.
-        let raw_path = req.uri().path();
-        let normalised = integrity::path::normalise(raw_path);
-        let path = normalised.as_ref().map_or(raw_path, |n| n.path.as_str());
-        let (route, intercepted_host) = self.select(&req, entrance, path);
-        let mut action = Action::new(
-            route
-                .as_ref()
-                .map_or(ActionKind::Http, |(r, _)| r.kind.action_kind()),
-            req.method().as_str(),
-            path,
-        );
-        action.route = route.as_ref().ok().map(|(r, _)| r.name.clone());
-        action.raw_path = (path != raw_path).then(|| raw_path.to_owned());
-        let id_header = ids.echoed();
-        let answered = self
-            .loopback
-            .check(&req, arrival, intercepted_host.is_some());
-        let refused = match &answered {
-            Err(refusal) => Some(refusal.clone().into()),
-            // Host-routed requests forward the whole path: no prefix to name.
-            Ok(_) => integrity::path_refusal(
-                &normalised,
-                route
-                    .as_ref()
-                    .ok()
-                    .filter(|_| intercepted_host.is_none())
-                    .map(|(r, _)| r.prefix.as_str()),
-                raw_path,
-            ),
-        };
-        let cors = answered.unwrap_or_default();
+        // Stage 2: whom custody answers, the one normalised path, the route.
+        let Admission {
+            action,
+            intercepted_host,
+            cors,
+            next,
+        } = self.route.admit(&req, entrance, arrival);
         let mut record = ids.record(arrived, action);
         record.intercepted_host = intercepted_host;
         let mut exchange = self.exchange(started, record);
-        if let (Ok(_), None, Some(mut answer)) = (&route, &refused, cors.preflight()) {
-            stamp_response(answer.headers_mut(), exchange.record());
-            exchange.finish(Some(answer.status().as_u16()), None, 0);
-            return answer.map(Either::Right);
-        }
-        let result = match (route, refused) {
-            (_, Some(e)) | (Err(e), None) => Err(e),
-            (Ok((route, rest)), None) => {
+        let result = match next {
+            Next::Preflight(mut answer) => {
+                stamp_response(answer.headers_mut(), exchange.record());
+                exchange.finish(Some(answer.status().as_u16()), None, 0);
+                return answer.map(Either::Right);
+            }
+            Next::Refuse(e) => Err(e),
+            Next::Forward(Routed { route, rest }) => {
                 let proxy_token = match entrance {
                     Entrance::Intercepted(c) => c.proxy_token.as_deref(),
                     Entrance::Direct => None,
                 };
-                self.forward(&mut exchange, req, route, &rest, &id_header, proxy_token)
+                self.forward(&mut exchange, req, route, &rest, &ids.echoed(), proxy_token)
                     .await
             }
         };
@@ -600,14 +511,6 @@ impl Pipeline {
             }
         }
     }
-}
-
-/// `localhost` or a loopback address: custody's own listeners.
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether a response is an SSE stream (never held: streams are scanned in log mode).
