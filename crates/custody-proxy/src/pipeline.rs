@@ -37,26 +37,26 @@
 
 use crate::body::{AuditedBody, Exchange, UpstreamBody};
 use crate::budget::{Budget, Held, Lease};
-use crate::config::{Config, Upstream};
+use crate::config::Config;
 use crate::credentials::Credential;
-use crate::decode::Decoder;
 use crate::entrance::Entrance;
 use crate::error::{ProxyError, chain};
-use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
+use crate::headers::strip_hop_by_hop;
 use crate::identity::{self, Identity};
 use crate::inspect::{Inspection, ResponseInspection};
 use crate::integrity;
 use crate::loopback::{Arrival, Guard};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, PolicyStage};
+use crate::request_body::BodyStage;
 use crate::request_ids::{RequestIds, stamp_response};
 use crate::route::{Admission, Next, Route, RouteStage, Routed, Router};
 use crate::safety::Safety;
 use crate::session::Sessions;
-use crate::upstream::HttpClient;
+use crate::upstream::{self, Forwarder, HttpClient};
 use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http::{HeaderValue, Request, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
@@ -84,7 +84,6 @@ pub(crate) struct Stages {
 #[derive(Debug)]
 pub(crate) struct Pipeline {
     route: RouteStage,
-    client: HttpClient,
     sink: AuditSink,
     cut: CancellationToken,
     identity: Option<Arc<Identity>>,
@@ -93,13 +92,10 @@ pub(crate) struct Pipeline {
     sessions: Arc<Sessions>,
     safety: Safety,
     metrics: Arc<Metrics>,
-    decoder: Decoder,
+    body: BodyStage,
+    upstream: Forwarder,
     budget: Arc<Budget>,
-    max_request_body: u64,
-    body_read_timeout: Duration,
     max_redacted_response: u64,
-    response_header_timeout: Duration,
-    connect_timeout: Duration,
     idle_timeout: Duration,
 }
 
@@ -128,7 +124,6 @@ impl Pipeline {
                 config.intercept.is_some(),
                 Guard::new(&config.listen),
             ),
-            client,
             sink,
             cut,
             identity,
@@ -136,14 +131,11 @@ impl Pipeline {
             policy,
             sessions,
             safety,
-            decoder: Decoder::new(&config.limits, metrics.clone()),
+            body: BodyStage::new(&config.limits, metrics.clone()),
+            upstream: Forwarder::new(client, &config.upstream),
             budget,
             metrics,
-            max_request_body: config.limits.max_request_body,
-            body_read_timeout: config.limits.body_read_timeout,
             max_redacted_response: config.limits.max_redacted_response,
-            response_header_timeout: config.upstream.response_header_timeout,
-            connect_timeout: config.upstream.connect_timeout,
             idle_timeout: config.upstream.idle_timeout,
         }
     }
@@ -160,7 +152,7 @@ impl Pipeline {
 
     /// `upstream.connect_timeout`.
     pub(crate) fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
+        self.upstream.connect_timeout()
     }
 
     /// Whether `route` enforces something: a policy is configured, or content safety
@@ -292,8 +284,9 @@ impl Pipeline {
         response
     }
 
-    /// Stages 3–6 for a routed request; the upstream's response comes back with its
-    /// headers rewritten, its body not yet read, with the watcher for its body.
+    /// Stages 3–10 for a routed request; the upstream's response comes back with its
+    /// headers rewritten, its body not yet read (or held and redacted), with the
+    /// watcher for its body.
     async fn forward(
         &self,
         exchange: &mut Exchange,
@@ -305,12 +298,16 @@ impl Pipeline {
     ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
         let (mut parts, body) = req.into_parts();
         let mut lease = self.budget.lease();
-        let body = self
-            .read_body(exchange, &parts.headers, body, &mut lease)
+        let decoded = self
+            .body
+            .read(
+                exchange.record(),
+                &mut parts.headers,
+                body,
+                self.enforcing(route),
+                &mut lease,
+            )
             .await?;
-        let decoded =
-            self.decoder
-                .request(&mut parts.headers, body, self.enforcing(route), &mut lease)?;
         let crate::inspect::Inspected {
             request: inspected,
             body,
@@ -318,11 +315,8 @@ impl Pipeline {
             .inspection
             .request(exchange.record(), route, rest, &parts, decoded.body.clone());
         decoded.note(exchange.record());
-        let path = upstream_path(&route.upstream, rest);
-        exchange.record().action.upstream = Some(format!(
-            "{}://{}{}",
-            route.upstream.scheme, route.upstream.authority, path
-        ));
+        let path = upstream::upstream_path(&route.upstream, rest);
+        exchange.record().action.upstream = Some(upstream::url(&route.upstream, &path));
         let caller = identity::authenticate(
             self.identity.as_deref(),
             exchange.record(),
@@ -354,22 +348,10 @@ impl Pipeline {
         let body =
             self.safety
                 .request(exchange.record(), &route.name, &mut parts, body, &inspected)?;
-        rewrite_request(&mut parts, &route.upstream, path, request_id)?;
-        if let Some(credential) = &route.credential {
-            integrity::credentials::inject(
-                &mut parts.headers,
-                &credential.header,
-                credential.value(),
-            );
-        }
-        // The intent is spooled last, right before the request leaves: a request
-        // refused above has just its final row.
-        exchange.spool_intent().await?;
-        exchange.mark_sent();
         let response = self
-            .send(Request::from_parts(parts, Full::new(body)), &route.upstream)
+            .upstream
+            .send(exchange, parts, body, route, path, request_id)
             .await?;
-        exchange.mark_answered();
         // The request body has gone upstream.
         lease.release();
         let (mut parts, body) = response.into_parts();
@@ -454,63 +436,6 @@ impl Pipeline {
         }
         Ok(Bytes::from(held))
     }
-
-    /// Stage 3: reads the request body ([`crate::request_body`]), recording the
-    /// bytes received and the length announced, whatever the outcome.
-    async fn read_body(
-        &self,
-        exchange: &mut Exchange,
-        headers: &http::HeaderMap,
-        body: Incoming,
-        lease: &mut Lease,
-    ) -> Result<Bytes, ProxyError> {
-        let (body, counts) = crate::request_body::read(
-            headers,
-            body,
-            self.max_request_body,
-            self.body_read_timeout,
-            lease,
-        )
-        .await;
-        let outcome = &mut exchange.record().outcome;
-        outcome.bytes_in = i64::try_from(counts.received).unwrap_or(i64::MAX);
-        outcome.bytes_announced = counts
-            .announced
-            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-        body
-    }
-
-    /// Sends upstream within the response-header timeout, classifying failures.
-    async fn send(
-        &self,
-        req: Request<Full<Bytes>>,
-        upstream: &Upstream,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let origin = || format!("{}://{}", upstream.scheme, upstream.authority);
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
-            Ok(Ok(response)) => Ok(response),
-            Err(_) => Err(ProxyError::UpstreamTimeout {
-                upstream: origin(),
-                phase: "response headers",
-                after: self.response_header_timeout,
-            }),
-            Ok(Err(e)) => {
-                let cause = chain(&e);
-                Err(if e.is_connect() && cause.contains("timed out") {
-                    ProxyError::UpstreamTimeout {
-                        upstream: origin(),
-                        phase: "connect",
-                        after: self.connect_timeout,
-                    }
-                } else {
-                    ProxyError::UpstreamUnreachable {
-                        upstream: origin(),
-                        cause,
-                    }
-                })
-            }
-        }
-    }
 }
 
 /// Whether a response is an SSE stream (never held: streams are scanned in log mode).
@@ -519,86 +444,4 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"))
-}
-
-/// The upstream's base path followed by the rest of the client's path (never empty).
-fn upstream_path(upstream: &Upstream, rest: &str) -> String {
-    let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
-    path.push_str(&upstream.base_path);
-    path.push_str(rest);
-    if path.is_empty() {
-        path.push('/');
-    }
-    path
-}
-
-/// Points the request at the upstream: URI (query kept verbatim), hop-by-hop headers
-/// removed, `Host` and `Content-Length` left for the client to set from the URI and
-/// the buffered body, `x-request-id` set.
-fn rewrite_request(
-    parts: &mut http::request::Parts,
-    upstream: &Upstream,
-    mut path: String,
-    request_id: &HeaderValue,
-) -> Result<(), ProxyError> {
-    if let Some(q) = parts.uri.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    parts.uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|e| ProxyError::BadRequest(format!("cannot form the upstream URI: {e}")))?;
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::HOST);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::EXPECT);
-    // Custody reads what comes back (usage, tool calls, PII): ask for it uncompressed.
-    parts.headers.insert(
-        header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
-    parts.headers.insert(X_REQUEST_ID, request_id.clone());
-    parts.version = Version::HTTP_11;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::validate_parse_upstream;
-
-    #[test]
-    fn upstream_request_keeps_query_and_base_path() {
-        let upstream = validate_parse_upstream("https://api.example.com/base/").expect("upstream");
-        assert_eq!(upstream_path(&upstream, ""), "/base");
-        let root = validate_parse_upstream("http://u:8080").expect("upstream");
-        assert_eq!(upstream_path(&root, ""), "/");
-        let (mut parts, ()) = Request::post("/p/v1/x?a=1&b=%20")
-            .header("host", "localhost")
-            .header("content-length", "3")
-            .header("connection", "close")
-            .header("x-request-id", "old")
-            .body(())
-            .expect("request")
-            .into_parts();
-        let id = HeaderValue::from_static("req_1");
-        rewrite_request(
-            &mut parts,
-            &upstream,
-            upstream_path(&upstream, "/v1/x"),
-            &id,
-        )
-        .expect("rewrite");
-        assert_eq!(
-            parts.uri.to_string(),
-            "https://api.example.com/base/v1/x?a=1&b=%20"
-        );
-        assert!(parts.headers.get("host").is_none());
-        assert!(parts.headers.get("content-length").is_none());
-        assert!(parts.headers.get("connection").is_none());
-        assert_eq!(parts.headers["x-request-id"], "req_1");
-    }
 }
