@@ -1,72 +1,139 @@
-//! The request pipeline, one stage after another:
+//! The request pipeline: one stage after another, each a module with one entry
+//! point and a typed result. This file only holds the sequence; what each stage
+//! does is specified in its module.
 //!
-//! 1. request ids — custody's key (a fresh UUIDv7, the row's `request_id`) and the
-//!    client's `x-request-id` apart ([`crate::request_ids`]);
-//! 2. route — longest prefix; none → 404. In forward-proxy mode the route is the one
-//!    claiming the host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or
-//!    an absolute-form request, and the whole path is forwarded (403 when no route
-//!    claims the host). First of all, whom custody answers ([`crate::loopback`]): a
-//!    request to a TCP listener naming another host (DNS rebinding) is refused with
-//!    421, a browser's from an unlisted origin with 403; a listed origin's preflight
-//!    is answered here;
-//! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if malformed),
-//!    then its `Content-Encoding` undone within the same limit ([`crate::decode`]):
-//!    everything after sees, and the upstream receives, the decoded body. Every
-//!    body is read in full before anything is decided about it, and what is held
-//!    draws on `limits.buffer_budget` (503 past it, [`crate::budget`]);
+//! | # | stage | entry point → result |
+//! |---|-------|----------------------|
+//! | 1 | request ids | [`RequestIds::new`] → [`RequestIds`] |
+//! | 2 | route | [`RouteStage::admit`] → [`Admission`] |
+//! | 3 | body | [`BodyStage::read`] → [`crate::decode::RequestBody`] |
+//! | 4 | inspect | [`Inspection::request`] → [`crate::inspect::Inspected`] |
+//! | 5 | identity | [`identity::authenticate`] → [`crate::identity::Caller`] |
+//! | 5b | integrity | [`integrity::check_request`] → `Result<(), ProxyError>` |
+//! | 6 | session | [`Sessions::begin`] → [`crate::session::SessionHandle`] |
+//! | 7 | policy | [`PolicyStage::decide`] → [`Decision`] |
+//! | 8 | safety | [`Safety::request`] → the body to forward |
+//! | 9 | upstream | [`Forwarder::send`] → the upstream's response |
+//! | 10 | respond | [`Responder::respond`] → [`Response<ProxyBody>`] |
+//!
+//! 1. request ids — custody's key (a fresh UUIDv7) and the client's `x-request-id`
+//!    apart ([`crate::request_ids`]); the key is sent upstream as
+//!    `x-custody-request-id`;
+//! 2. route — first whom custody answers ([`crate::loopback`]: a request to a TCP
+//!    listener naming another host is refused with 421, a browser's from an
+//!    unlisted origin with 403, a listed origin's preflight is answered here),
+//!    then the one normalised path (400 when it cannot be), then the route:
+//!    longest prefix (none → 404), or in forward-proxy mode the route claiming the
+//!    host (`routes[].hosts`) asked for by `CONNECT` ([`Entrance`]) or an
+//!    absolute-form request, forwarding the whole path (403 when no route claims
+//!    the host);
+//! 3. body — read up to `limits.max_request_body` (413 beyond it, 400 if
+//!    malformed, 408 if too slow), then its `Content-Encoding` undone within the
+//!    same limit ([`crate::decode`]): everything after sees, and the upstream
+//!    receives, the decoded body. Every body is read in full before anything is
+//!    decided about it, and what is held draws on `limits.buffer_budget` (503 past
+//!    it, [`crate::budget`]);
 //! 4. inspect — what the request asks for (operation, model, tool, parameters;
 //!    `custody-inspect`), and for `force_stream_usage` routes the rewritten body;
-//! 5. identity — verify the user's token (401 when the route requires one), fill the
-//!    principal, remove custody's token header;
+//! 5. identity — verify the user's token (401 when the route requires one), fill
+//!    the principal, remove custody's token header; 5b: what custody read must be
+//!    what the upstream will read ([`crate::integrity`]: query, MCP headers,
+//!    batches, an unreadable body on an enforcing route);
 //! 6. session — the call's session, step and span (`traceparent` sent upstream),
 //!    and its links to the model turn that asked for it (`custody-session`);
 //! 7. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
-//!    MCP routes), recording decision, rule, scopes and policy version;
-//! 8. safety — scan the body for PII and secrets, record kinds and paths, redact or
-//!    block per route / tool; `action.parameters` is kept only redacted;
+//!    MCP routes);
+//! 8. safety — scan what the request carries for PII and secrets, redact or block
+//!    per route / tool (403, or a JSON-RPC error on MCP routes; 422 when it cannot
+//!    be scanned where something is redacted or blocked);
 //! 9. upstream — rewrite URI and headers, add the route's credential, spool the
 //!    audit intent (503 `audit_backlog_full` when the spool is full and
 //!    `audit.on_full: reject`), send with the response-header timeout;
-//! 10. respond — stream the upstream's body through [`AuditedBody`], which shows
-//!     it to the response inspection (usage, cost, tool calls the model asked for —
-//!     remembered in the session — errors) and records the row when the stream
-//!     ends.
+//! 10. respond — the upstream's response streamed (or held and redacted) through
+//!     [`crate::body::AuditedBody`], or custody's JSON error for a request that
+//!     ended earlier.
 //!
-//! Every exit from this chain goes through [`Exchange`], so every request yields
-//! exactly one audit row.
+//! Every exit from this chain goes through [`Exchange`] (stage 10, or the
+//! preflight answered at stage 2), so every request yields exactly one audit row.
+//!
+//! # What each stage reads and writes on the audit record
+//!
+//! The order matters where one stage reads what another rewrites:
+//!
+//! - **1 request ids** write `request_id`, `client_request_id` and `event_time`
+//!   (the arrival) when the record is made.
+//! - **2 route** writes `action.kind` (the route's), `action.method`,
+//!   `action.path` (normalised), `action.raw_path` (when it differs),
+//!   `action.route` and `intercepted_host`.
+//! - **3 body** writes `outcome.bytes_in` and `outcome.bytes_announced`, whatever
+//!   the outcome. After stage 4, [`crate::decode::RequestBody::note`] overwrites
+//!   `action.inspected` (false) and `outcome.error` for a body forwarded
+//!   undecoded: what inspection made of encoded bytes does not count.
+//! - **4 inspect** writes `action.operation`, `action.tool`, `action.parameters`
+//!   (not yet redacted), `action.inspected`, `action.kind` (`tool` for a mapped
+//!   REST tool), `usage.model` (LLM routes) and `outcome.error` (what inspection
+//!   could not read). The pipeline then writes `action.upstream`.
+//! - **5 identity** writes `principal` and `policy.scopes` (the token's) for a
+//!   verified token. **5b integrity** clears `outcome.error` on a refusal (the
+//!   refusal says what inspection noted; the row says it once).
+//! - **6 session** reads `principal.sub` and `action.tool`; writes `session_id`,
+//!   `session_step`, `session_source`, `trace_id`, `span_id`, `parent_span_id`
+//!   and `links`.
+//! - **7 policy** reads `principal`, the whole `action` — including
+//!   `action.parameters` *before* safety redacts them, so rules match the values
+//!   sent — and the model; writes `policy.decision`, `policy.rule`,
+//!   `policy.version` and `policy.scopes` (replacing identity's with the scopes
+//!   that mattered; left as identity wrote them without a policy).
+//! - **8 safety** reads `action.tool` and `action.parameters`; rewrites
+//!   `action.parameters`, `action.path`, `action.raw_path` and the path of
+//!   `action.upstream` redacted for storage (before it may block), and writes
+//!   `content_safety`.
+//! - **9 upstream** reads the whole record: it is spooled as the intent, so what
+//!   a crash leaves behind is the row as it stood when the request left.
+//! - **10 respond** writes `outcome.status` and, for a held response,
+//!   `content_safety` under `response…` paths; as the body ends
+//!   ([`crate::body::AuditedBody`]) `usage` (tokens, cost, the model answered),
+//!   `action.model_tool_calls`, `action.inspected` (false when the response
+//!   could not be followed), `outcome.error` (when none yet), the streamed
+//!   response's `content_safety` findings, and `outcome.status`,
+//!   `outcome.bytes_out`, `outcome.duration_ms`. A request that ends with an
+//!   error ([`Responder::answer_error`], whichever stage refused it) first has
+//!   `action.parameters` and its paths redacted (stored only redacted even when
+//!   refused before stage 8), then, for a denial, `policy.decision = "deny"` and
+//!   `policy.rule` rewritten from [`ProxyError::denial_rule`]
+//!   (`identity:<reason>`, `integrity:<reason>`, `safety:block:<kinds>`, …) —
+//!   replacing the policy's `allow` when a later stage refused — then
+//!   `outcome.status` (none for a client that went away) and `outcome.error`.
 
-use crate::body::{AuditedBody, Exchange, UpstreamBody};
-use crate::budget::{Budget, Held, Lease};
+use crate::body::Exchange;
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::credentials::Credential;
 use crate::entrance::Entrance;
-use crate::error::{ProxyError, chain};
-use crate::headers::strip_hop_by_hop;
+use crate::error::ProxyError;
 use crate::identity::{self, Identity};
-use crate::inspect::{Inspection, ResponseInspection};
+use crate::inspect::Inspection;
 use crate::integrity;
 use crate::loopback::{Arrival, Guard};
 use crate::metrics::Metrics;
 use crate::policy::{Decision, PolicyStage};
 use crate::request_body::BodyStage;
 use crate::request_ids::{RequestIds, stamp_response};
+use crate::respond::{Answered, Responder};
 use crate::route::{Admission, Next, Route, RouteStage, Routed, Router};
 use crate::safety::Safety;
 use crate::session::Sessions;
 use crate::upstream::{self, Forwarder, HttpClient};
-use bytes::Bytes;
 use custody_audit::{AuditRecord, AuditSink};
-use http::{HeaderValue, Request, Response, header};
-use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Full};
+use http::{HeaderValue, Request, Response};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
-/// What the pipeline answers with: a relayed upstream stream or custody's own JSON.
-pub(crate) type ProxyBody = Either<AuditedBody, Full<Bytes>>;
+pub(crate) use crate::respond::ProxyBody;
 
 /// The stages built at startup from their own config and files.
 #[derive(Debug)]
@@ -81,22 +148,22 @@ pub(crate) struct Stages {
     pub(crate) budget: Arc<Budget>,
 }
 
+/// The stages, in order, and what every request's [`Exchange`] needs.
 #[derive(Debug)]
 pub(crate) struct Pipeline {
     route: RouteStage,
+    body: BodyStage,
+    inspection: Arc<Inspection>,
+    identity: Option<Arc<Identity>>,
+    sessions: Arc<Sessions>,
+    policy: Arc<PolicyStage>,
+    safety: Arc<Safety>,
+    upstream: Forwarder,
+    respond: Responder,
     sink: AuditSink,
     cut: CancellationToken,
-    identity: Option<Arc<Identity>>,
-    inspection: Inspection,
-    policy: Arc<PolicyStage>,
-    sessions: Arc<Sessions>,
-    safety: Safety,
     metrics: Arc<Metrics>,
-    body: BodyStage,
-    upstream: Forwarder,
     budget: Arc<Budget>,
-    max_redacted_response: u64,
-    idle_timeout: Duration,
 }
 
 impl Pipeline {
@@ -118,25 +185,26 @@ impl Pipeline {
             metrics,
             budget,
         } = stages;
+        let inspection = Arc::new(Inspection::new(&config.inspection));
+        let safety = Arc::new(safety);
         Self {
             route: RouteStage::new(
                 Router::new(&config.routes, credentials),
                 config.intercept.is_some(),
                 Guard::new(&config.listen),
             ),
+            body: BodyStage::new(&config.limits, metrics.clone()),
+            respond: Responder::new(config, safety.clone(), inspection.clone()),
+            inspection,
+            identity,
+            sessions,
+            policy,
+            safety,
+            upstream: Forwarder::new(client, &config.upstream),
             sink,
             cut,
-            identity,
-            inspection: Inspection::new(&config.inspection),
-            policy,
-            sessions,
-            safety,
-            body: BodyStage::new(&config.limits, metrics.clone()),
-            upstream: Forwarder::new(client, &config.upstream),
-            budget,
             metrics,
-            max_redacted_response: config.limits.max_redacted_response,
-            idle_timeout: config.upstream.idle_timeout,
+            budget,
         }
     }
 
@@ -177,29 +245,7 @@ impl Pipeline {
         e: &ProxyError,
     ) -> Response<ProxyBody> {
         let exchange = self.exchange(started, record);
-        self.answer_error(exchange, e)
-    }
-
-    /// The one row and the JSON answer of a request that ends with `e` (with the
-    /// record's ids: its key, and the client's id).
-    fn answer_error(&self, mut exchange: Exchange, e: &ProxyError) -> Response<ProxyBody> {
-        // A request refused before the safety stage still stores its parameters
-        // only redacted.
-        self.safety.seal_parameters(exchange.record());
-        let record = exchange.record();
-        if let Some(rule) = e.denial_rule() {
-            record.policy.decision = Some("deny".into());
-            record.policy.rule = Some(rule);
-        }
-        let response = e.to_response(&record.request_id, record.client_request_id.as_deref());
-        if let ProxyError::ClientClosed { .. } = e {
-            // Nobody is left to answer: nothing was delivered.
-            exchange.finish(None, Some(e.to_string()), 0);
-            return response.map(Either::Right);
-        }
-        let len = response.body().size_hint().exact().unwrap_or(0);
-        exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
-        response.map(Either::Right)
+        self.respond.answer_error(exchange, e)
     }
 
     /// A new exchange for a request that arrived at `started`.
@@ -223,9 +269,10 @@ impl Pipeline {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let arrived = SystemTime::now();
+        // 1. request ids
         let ids = RequestIds::new(req.headers());
         ids.stamp_request(req.headers_mut());
-        // Stage 2: whom custody answers, the one normalised path, the route.
+        // 2. route
         let Admission {
             action,
             intercepted_host,
@@ -235,88 +282,64 @@ impl Pipeline {
         let mut record = ids.record(arrived, action);
         record.intercepted_host = intercepted_host;
         let mut exchange = self.exchange(started, record);
-        let result = match next {
+        let forwarded = match next {
             Next::Preflight(mut answer) => {
                 stamp_response(answer.headers_mut(), exchange.record());
                 exchange.finish(Some(answer.status().as_u16()), None, 0);
                 return answer.map(Either::Right);
             }
             Next::Refuse(e) => Err(e),
-            Next::Forward(Routed { route, rest }) => {
+            Next::Forward(routed) => {
                 let proxy_token = match entrance {
                     Entrance::Intercepted(c) => c.proxy_token.as_deref(),
                     Entrance::Direct => None,
                 };
-                self.forward(&mut exchange, req, route, &rest, &ids.echoed(), proxy_token)
+                self.forward(&mut exchange, req, routed, &ids.echoed(), proxy_token)
                     .await
             }
         };
-        let mut response = match result {
-            Ok((response, inspection)) => {
-                let status = response.status().as_u16();
-                exchange.record().outcome.status = Some(i32::from(status));
-                let scanner = match response.body() {
-                    UpstreamBody::Held(_) => None,
-                    UpstreamBody::Streaming(_) => Some(
-                        self.safety.response_scanner(
-                            response
-                                .headers()
-                                .get(header::CONTENT_TYPE)
-                                .and_then(|v| v.to_str().ok()),
-                        ),
-                    ),
-                };
-                exchange.released();
-                response.map(|body| {
-                    Either::Left(AuditedBody::new(
-                        body,
-                        exchange,
-                        inspection,
-                        scanner,
-                        status,
-                        self.idle_timeout,
-                    ))
-                })
-            }
-            Err(e) => self.answer_error(exchange, &e),
-        };
+        // 10. respond
+        let mut response = self.respond.respond(exchange, forwarded).await;
         cors.apply(response.headers_mut());
         response
     }
 
-    /// Stages 3–10 for a routed request; the upstream's response comes back with its
-    /// headers rewritten, its body not yet read (or held and redacted), with the
-    /// watcher for its body.
+    /// Stages 3–9 for a routed request: the upstream's response, its body not yet
+    /// read, with what stage 10 needs of the request.
     async fn forward(
         &self,
         exchange: &mut Exchange,
         req: Request<Incoming>,
-        route: &Route,
-        rest: &str,
+        Routed { route, rest }: Routed<'_>,
         request_id: &HeaderValue,
         proxy_token: Option<&str>,
-    ) -> Result<(Response<UpstreamBody>, Option<Box<ResponseInspection>>), ProxyError> {
+    ) -> Result<Answered, ProxyError> {
         let (mut parts, body) = req.into_parts();
+        let enforcing = self.enforcing(route);
         let mut lease = self.budget.lease();
+        // 3. body
         let decoded = self
             .body
             .read(
                 exchange.record(),
                 &mut parts.headers,
                 body,
-                self.enforcing(route),
+                enforcing,
                 &mut lease,
             )
             .await?;
-        let crate::inspect::Inspected {
-            request: inspected,
-            body,
-        } = self
-            .inspection
-            .request(exchange.record(), route, rest, &parts, decoded.body.clone());
+        // 4. inspect
+        let inspected = self.inspection.request(
+            exchange.record(),
+            route,
+            &rest,
+            &parts,
+            decoded.body.clone(),
+        );
         decoded.note(exchange.record());
-        let path = upstream::upstream_path(&route.upstream, rest);
+        let path = upstream::upstream_path(&route.upstream, &rest);
         exchange.record().action.upstream = Some(upstream::url(&route.upstream, &path));
+        // 5. identity
         let caller = identity::authenticate(
             self.identity.as_deref(),
             exchange.record(),
@@ -325,123 +348,50 @@ impl Pipeline {
             proxy_token,
         )
         .await?;
-        // Stage 5b: what custody read must be what the upstream will read.
+        // 5b. what custody read must be what the upstream will read.
         if let Err(refused) =
-            integrity::check_request(self.enforcing(route), parts.uri.query(), &inspected)
+            integrity::check_request(enforcing, parts.uri.query(), &inspected.request)
         {
             // The refusal says what inspection noted; the row says it once.
             exchange.record().outcome.error = None;
             return Err(refused);
         }
-        let session = self
-            .sessions
-            .begin(exchange.record(), &mut parts.headers, &inspected);
-        if let Decision::Deny { rule } =
-            self.policy
-                .decide(exchange.record(), caller.verified(), inspected.model())
-        {
+        // 6. session
+        let session =
+            self.sessions
+                .begin(exchange.record(), &mut parts.headers, &inspected.request);
+        // 7. policy
+        let decision = self.policy.decide(
+            exchange.record(),
+            caller.verified(),
+            inspected.request.model(),
+        );
+        if let Decision::Deny { rule } = decision {
             return Err(ProxyError::PolicyDenied {
                 rule,
-                jsonrpc: inspected.jsonrpc_call(),
+                jsonrpc: inspected.request.jsonrpc_call(),
             });
         }
-        let body =
-            self.safety
-                .request(exchange.record(), &route.name, &mut parts, body, &inspected)?;
+        // 8. safety
+        let body = self.safety.request(
+            exchange.record(),
+            &route.name,
+            &mut parts,
+            inspected.body,
+            &inspected.request,
+        )?;
+        // 9. upstream
         let response = self
             .upstream
             .send(exchange, parts, body, route, path, request_id)
             .await?;
         // The request body has gone upstream.
         lease.release();
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        stamp_response(&mut parts.headers, exchange.record());
-        let mut inspection =
-            self.inspection
-                .response(inspected, parts.status.as_u16(), &parts.headers);
-        if let Some(inspection) = &mut inspection {
-            inspection.set_session(session);
-        }
-        if inspection.as_ref().is_some_and(|i| i.rewrites()) {
-            parts.headers.remove(header::CONTENT_LENGTH);
-        }
-        let body = if self.safety.redacts_responses(exchange.record())
-            && !is_event_stream(&parts.headers)
-        {
-            exchange.record().outcome.status = Some(i32::from(parts.status.as_u16()));
-            if let Some(encoding) = parts
-                .headers
-                .get(header::CONTENT_ENCODING)
-                .filter(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-            {
-                return Err(ProxyError::ResponseUnscannable(format!(
-                    "the upstream sent an encoded body (content-encoding: {})",
-                    String::from_utf8_lossy(encoding.as_bytes())
-                )));
-            }
-            let held = self.hold(body, &mut lease).await?;
-            let held = self.safety.response(exchange.record(), held)?;
-            // Held until the exchange ends.
-            exchange.keep(lease);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(held.len()));
-            UpstreamBody::Held(Some(held))
-        } else {
-            UpstreamBody::Streaming(body)
-        };
-        Ok((Response::from_parts(parts, body), inspection))
+        Ok(Answered {
+            response,
+            inspected: inspected.request,
+            session,
+            lease,
+        })
     }
-
-    /// Reads a whole response body for redaction: at most
-    /// `limits.max_redacted_response` bytes, each frame within the idle timeout,
-    /// reserved in `lease` as it arrives.
-    async fn hold(&self, mut body: Incoming, lease: &mut Lease) -> Result<Bytes, ProxyError> {
-        let limit = self.max_redacted_response;
-        let too_large = || {
-            ProxyError::ResponseUnscannable(format!(
-                "the response is larger than {limit} bytes (limits.max_redacted_response)"
-            ))
-        };
-        if body.size_hint().lower() > limit {
-            return Err(too_large());
-        }
-        let mut held = Vec::new();
-        loop {
-            let frame = match tokio::time::timeout(self.idle_timeout, body.frame()).await {
-                Err(_) => {
-                    return Err(ProxyError::ResponseUnscannable(format!(
-                        "upstream response body idle for more than {:?}",
-                        self.idle_timeout
-                    )));
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    return Err(ProxyError::ResponseUnscannable(format!(
-                        "upstream response body failed: {}",
-                        chain(&e)
-                    )));
-                }
-                Ok(Some(Ok(frame))) => frame,
-            };
-            if let Ok(data) = frame.into_data() {
-                let len = (held.len() + data.len()) as u64;
-                if len > limit {
-                    return Err(too_large());
-                }
-                lease.grow_to(Held::Response, len)?;
-                held.extend_from_slice(&data);
-            }
-        }
-        Ok(Bytes::from(held))
-    }
-}
-
-/// Whether a response is an SSE stream (never held: streams are scanned in log mode).
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"))
 }
