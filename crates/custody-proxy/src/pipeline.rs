@@ -336,7 +336,9 @@ impl Pipeline {
             &parts,
             decoded.body.clone(),
         );
+        // A body forwarded undecoded was not inspected, whatever stage 4 made of it.
         decoded.note(exchange.record());
+        // The row names where the request goes (stored redacted, stage 8).
         let path = upstream::upstream_path(&route.upstream, &rest);
         exchange.record().action.upstream = Some(upstream::url(&route.upstream, &path));
         // 5. identity
