@@ -1,5 +1,6 @@
 //! The identity stage: finds the user's token, verifies it against the issuer's
-//! keys, and fills the principal.
+//! keys, and fills the principal ([`authenticate`], the stage's one entry point,
+//! with its [`Caller`]).
 //!
 //! Keys come from a JWKS file, a JWKS URL or OpenID discovery. Per issuer:
 //! - loaded at startup (`/readyz` is 503 until every issuer has keys);
@@ -23,10 +24,12 @@
 //! The stage counts refused tokens by reason ([`REASONS`]) and key loads by issuer
 //! and result, for `/metrics`.
 
-use crate::config::{IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
-use crate::error::chain;
+use crate::config::{IdentityConfig, IdentityMode, IssuerConfig, KeyRefresh, KeySource, TokenFrom};
+use crate::error::{ProxyError, chain};
+use crate::route::Route;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
+use custody_audit::AuditRecord;
 use custody_identity::{KeySet, Rejection, Verified, VerifiedCache, peek_issuer, verify};
 use http::{HeaderMap, HeaderName, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
@@ -384,6 +387,126 @@ impl Identity {
             .await
             .map_err(|_| format!("timed out after {FETCH_TIMEOUT:?}"))?
             .map_err(|e| format!("{uri}: {e}"))
+    }
+}
+
+/// Who is calling, as the identity stage ([`authenticate`]) found out.
+#[derive(Debug)]
+pub(crate) enum Caller {
+    /// A valid token: its principal and scopes are in the row.
+    Verified(Arc<Verified>),
+    /// No identity on this route, or no valid token where one is optional: the
+    /// row keeps the default (anonymous) principal.
+    Anonymous,
+}
+
+impl Caller {
+    /// The verified token, if any (its claims and scopes, for the policy).
+    pub(crate) fn verified(&self) -> Option<&Verified> {
+        match self {
+            Caller::Verified(verified) => Some(verified),
+            Caller::Anonymous => None,
+        }
+    }
+}
+
+/// The identity stage's one entry point: the user's token. `identity` is `None`
+/// without an `identity` section. Custody's token header never leaves custody; on
+/// a route with `token_from: authorization` the bearer token is the user's and is
+/// forwarded as it is. In forward-proxy mode, a request without custody's token
+/// header uses `proxy_token`, the bearer token of the `CONNECT`'s
+/// `Proxy-Authorization`. A verified token fills the row's `principal` and
+/// `policy.scopes`; a missing or invalid one is refused (401) where the route
+/// requires one.
+pub(crate) async fn authenticate(
+    identity: Option<&Identity>,
+    record: &mut AuditRecord,
+    headers: &mut HeaderMap,
+    route: &Route,
+    proxy_token: Option<&str>,
+) -> Result<Caller, ProxyError> {
+    let Some(identity) = identity else {
+        // No identity configured: still never forward a token sent in custody's
+        // default header.
+        headers.remove(crate::config::DEFAULT_TOKEN_HEADER);
+        return Ok(Caller::Anonymous);
+    };
+    if route.identity == IdentityMode::Off {
+        headers.remove(identity.token_header());
+        return Ok(Caller::Anonymous);
+    }
+    let verified_header = match route.token_from {
+        TokenFrom::Header => identity.token_header(),
+        TokenFrom::Authorization => &http::header::AUTHORIZATION,
+    };
+    let single =
+        crate::integrity::credentials::single(headers, verified_header).map(|v| v.cloned());
+    let own = headers.remove(identity.token_header());
+    let token = match (single, route.token_from) {
+        (Err(refusal), _) => return Err(refusal.into()),
+        (Ok(_), TokenFrom::Header) => own,
+        (Ok(value), TokenFrom::Authorization) => value,
+    };
+    let token = token
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(|t| {
+            let t = t.trim();
+            t.strip_prefix("Bearer ")
+                .or_else(|| t.strip_prefix("bearer "))
+                .unwrap_or(t)
+                .trim()
+        })
+        .or(match route.token_from {
+            TokenFrom::Header => proxy_token,
+            TokenFrom::Authorization => None,
+        });
+    let result = match token {
+        None | Some("") => Err(Rejection::Missing),
+        Some(token) => identity.verify(token).await,
+    };
+    match result {
+        Ok(verified) => {
+            record.principal = verified.principal.clone();
+            record.policy.scopes.clone_from(&verified.scopes);
+            Ok(Caller::Verified(verified))
+        }
+        Err(rejection) if route.identity == IdentityMode::Required => {
+            identity.count_failure(&rejection);
+            Err(ProxyError::Unauthenticated(rejection))
+        }
+        Err(rejection) => {
+            if rejection != Rejection::Missing {
+                identity.count_failure(&rejection);
+            }
+            tracing::debug!(
+                reason = rejection.reason(),
+                "optional identity: no valid token; anonymous"
+            );
+            Ok(Caller::Anonymous)
+        }
+    }
+}
+
+/// The principal of a valid bearer token (forward-proxy `Proxy-Authorization`,
+/// for the row of a `CONNECT`), or the default (anonymous) principal; never
+/// fails, never logs the token.
+pub(crate) async fn proxy_principal(
+    identity: Option<&Identity>,
+    token: Option<&str>,
+) -> custody_core::Principal {
+    match (identity, token) {
+        (Some(identity), Some(token)) => match identity.verify(token).await {
+            Ok(verified) => verified.principal.clone(),
+            Err(rejection) => {
+                tracing::debug!(
+                    reason = rejection.reason(),
+                    "Proxy-Authorization token not valid; anonymous"
+                );
+                custody_core::Principal::default()
+            }
+        },
+        _ => custody_core::Principal::default(),
     }
 }
 

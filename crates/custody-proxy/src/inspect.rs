@@ -27,6 +27,15 @@ pub(crate) struct Inspection {
     prices: Arc<PriceTable>,
 }
 
+/// What [`Inspection::request`] returns.
+#[derive(Debug)]
+pub(crate) struct Inspected {
+    /// What the request asks for.
+    pub(crate) request: RequestInspection,
+    /// The body to send on: the one inspected, or its `force_stream_usage` rewrite.
+    pub(crate) body: Bytes,
+}
+
 /// What the request stage learned, carried to the response.
 #[derive(Debug)]
 pub(crate) struct RequestInspection {
@@ -75,8 +84,9 @@ impl Inspection {
         }
     }
 
-    /// Inspects the request, fills the row's action, and returns the body to send
-    /// (rewritten only for `force_stream_usage`).
+    /// The request side's one entry point: inspects the request, fills the row's
+    /// action, and returns what was learned with the body to send (rewritten only
+    /// for `force_stream_usage`).
     pub(crate) fn request(
         &self,
         record: &mut AuditRecord,
@@ -84,7 +94,7 @@ impl Inspection {
         rest: &str,
         parts: &http::request::Parts,
         body: Bytes,
-    ) -> (RequestInspection, Bytes) {
+    ) -> Inspected {
         let facts = inspect_request(
             &RequestInput {
                 kind: route.kind,
@@ -125,14 +135,14 @@ impl Inspection {
             .flatten();
         let strip_usage_chunk = rewritten.is_some();
         let body = rewritten.map_or(body, Bytes::from);
-        (
-            RequestInspection {
+        Inspected {
+            request: RequestInspection {
                 kind: route.kind,
                 facts,
                 strip_usage_chunk,
             },
             body,
-        )
+        }
     }
 
     /// The watcher for the response, once its status and headers are known; `None`

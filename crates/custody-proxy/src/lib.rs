@@ -41,6 +41,7 @@ mod pipeline;
 mod policy;
 mod request_body;
 mod request_ids;
+mod respond;
 mod route;
 mod safety;
 mod serve;

@@ -24,6 +24,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+/// What the policy decided about a call (also recorded in the row's `policy`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The call may proceed.
+    Allow,
+    /// The call is refused (403, or a JSON-RPC error on MCP routes).
+    Deny {
+        /// The rule that denied it (`policy.rule`).
+        rule: String,
+    },
+}
+
 /// The policy in force, and how its reloads went.
 #[derive(Debug)]
 pub(crate) struct PolicyStage {
@@ -153,15 +165,15 @@ impl PolicyStage {
         }
     }
 
-    /// Decides the call described by `record` (principal and action filled in) and
+    /// The stage's one entry point: decides the call described by `record`
+    /// (principal and action filled in, `action.parameters` not yet redacted) and
     /// records the decision in it.
-    /// Returns the denying rule, or `None` when the call may proceed.
     pub(crate) fn decide(
         &self,
         record: &mut AuditRecord,
         verified: Option<&Verified>,
         model: Option<&str>,
-    ) -> Option<String> {
+    ) -> Decision {
         let policy = self
             .current
             .read()
@@ -171,7 +183,7 @@ impl PolicyStage {
             // No policy: allowed, and the token's scopes stay as identity recorded them.
             record.policy.decision = Some("allow".to_owned());
             record.policy.rule = Some(custody_policy::NO_POLICY_RULE.to_owned());
-            return None;
+            return Decision::Allow;
         };
         let decision = policy.evaluate(&Input {
             principal: &record.principal,
@@ -187,10 +199,12 @@ impl PolicyStage {
         p.version = Some(decision.version.to_string());
         if decision.allow {
             p.rule = Some(decision.rule);
-            None
+            Decision::Allow
         } else {
             p.rule = Some(decision.rule.clone());
-            Some(decision.rule)
+            Decision::Deny {
+                rule: decision.rule,
+            }
         }
     }
 }

@@ -1,5 +1,8 @@
-//! Reading the request body: what arrived, what was announced, and why reading
-//! stopped, so the row says what happened rather than what was promised.
+//! The body stage ([`BodyStage::read`], returning the [`RequestBody`] to inspect
+//! and forward): reading the request body — what arrived, what was announced, and
+//! why reading stopped, so the row says what happened rather than what was
+//! promised — then undoing its `Content-Encoding` within the same limit
+//! ([`crate::decode`]).
 //!
 //! - `outcome.bytes_in` is the body bytes actually received; the announced
 //!   `Content-Length` goes to `outcome.bytes_announced`. A body announced larger
@@ -17,10 +20,63 @@
 //!   ([`crate::budget`]).
 
 use crate::budget::{Held, Lease};
+use crate::config::LimitsConfig;
+use crate::decode::{Decoder, RequestBody};
 use crate::error::{ProxyError, chain};
+use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};
+use custody_audit::AuditRecord;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The body stage: the request body's limits and the decoder.
+#[derive(Debug)]
+pub(crate) struct BodyStage {
+    decoder: Decoder,
+    max_request_body: u64,
+    body_read_timeout: Duration,
+}
+
+impl BodyStage {
+    pub(crate) fn new(limits: &LimitsConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            decoder: Decoder::new(limits, metrics),
+            max_request_body: limits.max_request_body,
+            body_read_timeout: limits.body_read_timeout,
+        }
+    }
+
+    /// The stage's one entry point: reads the whole body within
+    /// `limits.max_request_body` and `limits.body_read_timeout`, recording the bytes
+    /// received and the length announced whatever the outcome, then decodes it
+    /// ([`Decoder::request`]; `enforcing`: an undecodable body is refused). What
+    /// is held draws on `lease`.
+    pub(crate) async fn read(
+        &self,
+        record: &mut AuditRecord,
+        headers: &mut http::HeaderMap,
+        body: Incoming,
+        enforcing: bool,
+        lease: &mut Lease,
+    ) -> Result<RequestBody, ProxyError> {
+        let (body, counts) = read(
+            headers,
+            body,
+            self.max_request_body,
+            self.body_read_timeout,
+            lease,
+        )
+        .await;
+        let outcome = &mut record.outcome;
+        outcome.bytes_in = i64::try_from(counts.received).unwrap_or(i64::MAX);
+        outcome.bytes_announced = counts
+            .announced
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        self.decoder.request(headers, body?, enforcing, lease)
+    }
+}
 
 /// How much of the body arrived, and what the client announced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,10 +1,19 @@
-//! The pooled upstream client: HTTPS via rustls (web roots plus `extra_ca_file`,
-//! HTTP/1.1 and HTTP/2 by ALPN) or plain HTTP/1.1, with a connect timeout.
+//! The upstream stage ([`Forwarder::send`], returning the upstream's response with
+//! its body not yet read): the request pointed at the upstream (URI, headers, the
+//! route's credential), the audit intent spooled, and the request sent within the
+//! response-header timeout; and the pooled upstream client it is sent with: HTTPS
+//! via rustls (web roots plus `extra_ca_file`, HTTP/1.1 and HTTP/2 by ALPN) or
+//! plain HTTP/1.1, with a connect timeout.
 
-use crate::config::{UpstreamConfig, UpstreamTlsConfig};
-use crate::error::StartError;
+use crate::body::Exchange;
+use crate::config::{Upstream, UpstreamConfig, UpstreamTlsConfig};
+use crate::error::{ProxyError, StartError, chain};
+use crate::headers::{X_REQUEST_ID, strip_hop_by_hop};
+use crate::route::Route;
 use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -13,6 +22,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -65,4 +75,179 @@ pub(crate) fn build_client(
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .build(https))
+}
+
+/// The upstream stage: the client and its timeouts.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    client: HttpClient,
+    response_header_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Forwarder {
+    pub(crate) fn new(client: HttpClient, config: &UpstreamConfig) -> Self {
+        Self {
+            client,
+            response_header_timeout: config.response_header_timeout,
+            connect_timeout: config.connect_timeout,
+        }
+    }
+
+    /// `upstream.connect_timeout`.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The stage's one entry point: points the request at `route`'s upstream
+    /// (`path` from [`upstream_path`], the query kept verbatim, `request_id` as
+    /// `x-request-id`), adds the route's credential, spools the audit intent (the
+    /// row as it stands; 503 `audit_backlog_full` when the spool is full and
+    /// `audit.on_full: reject`) — last, right before the request leaves, so a
+    /// request refused earlier has just its final row — and sends it within the
+    /// response-header timeout.
+    pub(crate) async fn send(
+        &self,
+        exchange: &mut Exchange,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        route: &Route,
+        path: String,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        rewrite_request(&mut parts, &route.upstream, path, request_id)?;
+        if let Some(credential) = &route.credential {
+            crate::integrity::credentials::inject(
+                &mut parts.headers,
+                &credential.header,
+                credential.value(),
+            );
+        }
+        exchange.spool_intent().await?;
+        exchange.mark_sent();
+        let response = self
+            .request(Request::from_parts(parts, Full::new(body)), &route.upstream)
+            .await?;
+        exchange.mark_answered();
+        Ok(response)
+    }
+
+    /// Sends upstream within the response-header timeout, classifying failures.
+    async fn request(
+        &self,
+        req: Request<Full<Bytes>>,
+        upstream: &Upstream,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let origin = || format!("{}://{}", upstream.scheme, upstream.authority);
+        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
+            Ok(Ok(response)) => Ok(response),
+            Err(_) => Err(ProxyError::UpstreamTimeout {
+                upstream: origin(),
+                phase: "response headers",
+                after: self.response_header_timeout,
+            }),
+            Ok(Err(e)) => {
+                let cause = chain(&e);
+                Err(if e.is_connect() && cause.contains("timed out") {
+                    ProxyError::UpstreamTimeout {
+                        upstream: origin(),
+                        phase: "connect",
+                        after: self.connect_timeout,
+                    }
+                } else {
+                    ProxyError::UpstreamUnreachable {
+                        upstream: origin(),
+                        cause,
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// The upstream's base path followed by the rest of the client's path (never empty).
+pub(crate) fn upstream_path(upstream: &Upstream, rest: &str) -> String {
+    let mut path = String::with_capacity(upstream.base_path.len() + rest.len() + 1);
+    path.push_str(&upstream.base_path);
+    path.push_str(rest);
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// `scheme://authority/path`, as recorded in the row's `action.upstream`.
+pub(crate) fn url(upstream: &Upstream, path: &str) -> String {
+    format!("{}://{}{}", upstream.scheme, upstream.authority, path)
+}
+
+/// Points the request at the upstream: URI (query kept verbatim), hop-by-hop headers
+/// removed, `Host` and `Content-Length` left for the client to set from the URI and
+/// the buffered body, `x-request-id` set.
+fn rewrite_request(
+    parts: &mut http::request::Parts,
+    upstream: &Upstream,
+    mut path: String,
+    request_id: &HeaderValue,
+) -> Result<(), ProxyError> {
+    if let Some(q) = parts.uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    parts.uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| ProxyError::BadRequest(format!("cannot form the upstream URI: {e}")))?;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::EXPECT);
+    // Custody reads what comes back (usage, tool calls, PII): ask for it uncompressed.
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate_parse_upstream;
+
+    #[test]
+    fn upstream_request_keeps_query_and_base_path() {
+        let upstream = validate_parse_upstream("https://api.example.com/base/").expect("upstream");
+        assert_eq!(upstream_path(&upstream, ""), "/base");
+        let root = validate_parse_upstream("http://u:8080").expect("upstream");
+        assert_eq!(upstream_path(&root, ""), "/");
+        let (mut parts, ()) = Request::post("/p/v1/x?a=1&b=%20")
+            .header("host", "localhost")
+            .header("content-length", "3")
+            .header("connection", "close")
+            .header("x-request-id", "old")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let id = HeaderValue::from_static("req_1");
+        rewrite_request(
+            &mut parts,
+            &upstream,
+            upstream_path(&upstream, "/v1/x"),
+            &id,
+        )
+        .expect("rewrite");
+        assert_eq!(
+            parts.uri.to_string(),
+            "https://api.example.com/base/v1/x?a=1&b=%20"
+        );
+        assert!(parts.headers.get("host").is_none());
+        assert!(parts.headers.get("content-length").is_none());
+        assert!(parts.headers.get("connection").is_none());
+        assert_eq!(parts.headers["x-request-id"], "req_1");
+    }
 }
