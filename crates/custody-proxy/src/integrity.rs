@@ -4,7 +4,8 @@
 //! allow (on an enforcing route, see [`crate::pipeline::Pipeline::enforcing`]).
 //!
 //! This module holds the checks that make the view unambiguous, each a pure
-//! function with a typed result; `pipeline.rs` calls them in order:
+//! function with a typed result, called by the stage that owns the part of the
+//! request it checks, in the order of the stages `pipeline.rs` lists:
 //! - [`path::normalise`]: the one path used for routing, templates, policy, the row
 //!   and the upstream (dot segments removed, unreserved escapes decoded, `//`
 //!   collapsed); what cannot be normalised safely is refused;
