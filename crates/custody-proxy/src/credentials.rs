@@ -5,10 +5,12 @@
 
 use crate::config::Credentials;
 use crate::error::StartError;
+use crate::watch::Stamp;
 use http::{HeaderName, HeaderValue};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How often credential files are checked for changes.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -19,7 +21,8 @@ pub(crate) struct Credential {
     pub(crate) header: HeaderName,
     prefix: String,
     path: PathBuf,
-    state: RwLock<(HeaderValue, Option<SystemTime>)>,
+    /// The value and the stamp of the file it was read from.
+    state: RwLock<(HeaderValue, Option<Stamp>)>,
 }
 
 impl Credential {
@@ -50,10 +53,8 @@ impl Credential {
 
     /// Re-reads the file if it changed; a bad new file keeps the old value.
     fn reload(&self) {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified == self.state.read().unwrap_or_else(PoisonError::into_inner).1 {
+        let stamp = Stamp::of(&self.path).ok();
+        if stamp == self.state.read().unwrap_or_else(PoisonError::into_inner).1 {
             return;
         }
         match read(&self.path, &self.prefix) {
@@ -68,7 +69,8 @@ impl Credential {
     }
 }
 
-fn read(path: &Path, prefix: &str) -> Result<(HeaderValue, Option<SystemTime>), String> {
+fn read(path: &Path, prefix: &str) -> Result<(HeaderValue, Option<Stamp>), String> {
+    let stamp = Stamp::of(path).ok();
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let secret = text.trim();
     if secret.is_empty() {
@@ -77,8 +79,7 @@ fn read(path: &Path, prefix: &str) -> Result<(HeaderValue, Option<SystemTime>), 
     let mut value = HeaderValue::from_str(&format!("{prefix}{secret}"))
         .map_err(|_| "the value is not a valid header value".to_owned())?;
     value.set_sensitive(true);
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    Ok((value, modified))
+    Ok((value, stamp))
 }
 
 /// Re-reads changed credential files every [`RELOAD_INTERVAL`], off the runtime.
@@ -86,19 +87,16 @@ pub(crate) fn spawn_reloader(credentials: Vec<Arc<Credential>>) {
     if credentials.is_empty() {
         return;
     }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RELOAD_INTERVAL);
-        loop {
-            tick.tick().await;
-            let list = credentials.clone();
-            let _ = tokio::task::spawn_blocking(move || list.iter().for_each(|c| c.reload())).await;
-        }
+    crate::watch::poll(RELOAD_INTERVAL, CancellationToken::new(), move || {
+        credentials.iter().for_each(|c| c.reload());
+        true
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn a_bad_new_file_keeps_the_old_value_and_a_good_one_replaces_it() {

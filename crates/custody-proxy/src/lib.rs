@@ -48,6 +48,7 @@ mod serve;
 mod server;
 mod session;
 mod upstream;
+pub mod watch;
 
 pub use budget::Exhausted as BufferBudgetExhausted;
 pub use config::{Config, ConfigError};

@@ -15,14 +15,15 @@
 
 use crate::config::PolicyConfig;
 use crate::error::StartError;
+use crate::watch::Stamp;
 use custody_audit::AuditRecord;
 use custody_identity::Verified;
 use custody_policy::{Input, Policy};
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What the policy decided about a call (also recorded in the row's `policy`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,24 +100,19 @@ impl PolicyStage {
             return;
         };
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(stage) = weak.upgrade() else { return };
-                let path = path.clone();
-                // File reads and parsing stay off the request path.
-                let _ = tokio::task::spawn_blocking(move || stage.reload(&path)).await;
-            }
+        crate::watch::poll(interval, CancellationToken::new(), move || {
+            let Some(stage) = weak.upgrade() else {
+                return false;
+            };
+            stage.reload(&path);
+            true
         });
     }
 
     /// Rereads the file if it changed; swaps in a valid policy, keeps the old one
     /// otherwise.
     fn reload(&self, path: &Path) {
-        let stamp = match stamp(path) {
+        let stamp = match Stamp::of(path) {
             Ok(s) => s,
             Err(e) => {
                 if self
@@ -209,17 +205,8 @@ impl PolicyStage {
     }
 }
 
-/// A file's identity: (device, inode, size, modification time in ns).
-type Stamp = (u64, u64, u64, i128);
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let m = std::fs::metadata(path)?;
-    let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-    Ok((m.dev(), m.ino(), m.len(), mtime))
-}
-
 fn read(path: &Path) -> Result<(Stamp, String), String> {
-    let stamp = stamp(path).map_err(|e| e.to_string())?;
+    let stamp = Stamp::of(path).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     Ok((stamp, text))
 }

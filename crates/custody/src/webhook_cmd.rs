@@ -263,13 +263,13 @@ async fn serve(
         .with_context(|| format!("binding {}", args.listen))?;
     let local = listener.local_addr().context("local address")?;
     let stop = CancellationToken::new();
-    tokio::spawn(certs::watch(
+    certs::watch(
         files,
         resolver,
         provider,
         args.cert_reload_interval,
         stop.clone(),
-    ));
+    );
     let state = Arc::new(State {
         cfg,
         max_request_bytes: args.max_request_bytes,

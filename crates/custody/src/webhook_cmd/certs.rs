@@ -1,20 +1,20 @@
 //! The webhook's serving certificate: read from PEM files, swapped in while serving
 //! when the files change. A mounted Secret changes by an atomic symlink swap
-//! (`..data`), so both files are compared by the identity of what they point to
-//! (device, inode, size, modification time). A new pair that cannot be read, or
+//! (`..data`), so both files are compared by the [`Stamp`] of what they point to
+//! (custody's one file-change rule, [`custody_proxy::watch`]). A new pair that cannot be read, or
 //! whose key does not match its certificate, is logged and the previous pair stays
 //! in use; it is tried again at the next change (a cert and key written one after
 //! the other converge).
 
 use anyhow::Context as _;
+use custody_proxy::watch::Stamp;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -25,17 +25,9 @@ pub(crate) struct CertFiles {
     pub(crate) key: PathBuf,
 }
 
-/// What identifies a file's contents without reading it.
-type Stamp = Option<(u64, u64, u64, i64, i64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
-}
-
 impl CertFiles {
-    fn stamps(&self) -> (Stamp, Stamp) {
-        (stamp(&self.cert), stamp(&self.key))
+    fn stamps(&self) -> (Option<Stamp>, Option<Stamp>) {
+        (Stamp::of(&self.cert).ok(), Stamp::of(&self.key).ok())
     }
 
     /// Reads and checks the pair: a chain of at least one certificate, a private
@@ -112,7 +104,7 @@ pub(crate) enum Check {
 /// Compares the files with `last`; when they changed, loads and swaps in the pair.
 pub(crate) fn check(
     files: &CertFiles,
-    last: &mut (Stamp, Stamp),
+    last: &mut (Option<Stamp>, Option<Stamp>),
     resolver: &Resolver,
     provider: &CryptoProvider,
 ) -> Check {
@@ -139,21 +131,19 @@ pub(crate) fn check(
 }
 
 /// Checks the files every `interval` until `stop`.
-pub(crate) async fn watch(
+pub(crate) fn watch(
     files: CertFiles,
     resolver: Arc<Resolver>,
     provider: Arc<CryptoProvider>,
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let mut last = files.stamps();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = stop.cancelled() => return,
-        }
+    let last = Mutex::new(files.stamps());
+    custody_proxy::watch::poll(interval, stop, move || {
+        let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
         check(&files, &mut last, &resolver, &provider);
-    }
+        true
+    });
 }
 
 #[cfg(test)]
