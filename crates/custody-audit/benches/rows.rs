@@ -27,8 +27,8 @@ mod support;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use custody_audit::AuditRecord;
-use custody_audit::sink::internals::{self, COMPLETION, INTENT, Roll};
 use custody_audit::spool::{Position, Spool, SpoolConfig};
+use custody_audit::trail::internals::{self, COMPLETION, INTENT, Roll};
 use std::hint::black_box;
 use std::io::Write as _;
 use std::path::Path;

@@ -3,6 +3,11 @@
 //! Hive-partitioned Parquet files (`dt=YYYY-MM-DD/hour=HH/<file>.parquet`, zstd) and
 //! [shipped](ship) to a local directory or object storage.
 //!
+//! Words, each with one meaning: the **trail** is the audit rows, written by
+//! [`trail`] (spool, roller, files) and read back by [`read`]; the **sink** is
+//! where files go (`audit.sink`: a directory or an object store URL, [`ship::SinkUrl`]);
+//! **shipping** is uploading files to the sink ([`ship`]).
+//!
 //! Invariants:
 //! - [`schema::audit_schema`] is the single definition of the public schema; the
 //!   Arrow batch builder ([`batch`]) derives its struct fields from it, so the two
@@ -10,7 +15,7 @@
 //!   bump it and are documented in `docs/audit-schema.md`.
 //! - A request that reaches an upstream has its intent in the spool first; its row
 //!   is in the trail exactly once — its final row, or after a crash a row saying
-//!   `incomplete: custody restarted` ([`sink`]).
+//!   `incomplete: custody restarted` ([`trail`]).
 //! - Recording never waits on more than one write(2) (plus, with `durability:
 //!   fsync`, an awaited group fsync for intents); encoding and uploads run on the
 //!   dedicated roller thread.
@@ -28,7 +33,7 @@ pub mod read;
 mod record;
 pub mod schema;
 pub mod ship;
-pub mod sink;
+pub mod trail;
 /// The durable spool ([`custody_spool`], a crate of its own: it depends on nothing
 /// here), under the name the audit path has always used.
 pub use custody_spool as spool;
@@ -39,9 +44,9 @@ pub use record::{
     Usage,
 };
 pub use schema::SCHEMA_VERSION;
-pub use sink::{
-    Admission, AuditError, AuditHandle, AuditSink, AuditStats, INCOMPLETE, IntentKey, OnFull,
-    Refusal, SinkConfig, StopReport,
+pub use trail::{
+    Admission, AuditError, AuditHandle, AuditStats, AuditTrail, INCOMPLETE, IntentKey, OnFull,
+    Refusal, StopReport, TrailConfig,
 };
 pub use writer::WriteError;
 #[cfg(feature = "internals")]

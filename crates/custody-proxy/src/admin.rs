@@ -6,7 +6,7 @@
 //! and counted in `custody_admin_refusals_total{reason}`.
 
 use bytes::Bytes;
-use custody_audit::{AuditSink, OnFull};
+use custody_audit::{AuditTrail, OnFull};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug)]
 pub(crate) struct Health {
     pub(crate) ready: AtomicBool,
-    pub(crate) audit: AuditSink,
+    pub(crate) audit: AuditTrail,
     pub(crate) identity: Option<Arc<crate::identity::Identity>>,
     pub(crate) policy: Arc<crate::policy::PolicyStage>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,

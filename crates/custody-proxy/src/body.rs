@@ -10,7 +10,7 @@
 use crate::inspect::ResponseInspection;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use custody_audit::{Admission, AuditRecord, AuditSink, IntentKey};
+use custody_audit::{Admission, AuditRecord, AuditTrail, IntentKey};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// One request's audit row in the making.
 #[derive(Debug)]
 pub(crate) struct Exchange {
-    sink: AuditSink,
+    trail: AuditTrail,
     /// Cancelled when shutdown cuts the connections still open after the grace
     /// period; tells an abandoned exchange why it was abandoned.
     cut: CancellationToken,
@@ -45,14 +45,14 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     pub(crate) fn new(
-        sink: AuditSink,
+        trail: AuditTrail,
         cut: CancellationToken,
         started: Instant,
         record: AuditRecord,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            sink,
+            trail,
             cut,
             started,
             record: Some(Box::new(record)),
@@ -95,12 +95,12 @@ impl Exchange {
         let Some(record) = self.record.as_deref() else {
             return Ok(());
         };
-        match self.sink.intent(record) {
+        match self.trail.intent(record) {
             Admission::Spooled(key) => {
                 // Kept before waiting: if the wait is cancelled or fails, the row
                 // is still this intent's completion.
                 self.intent = Some(key);
-                self.sink
+                self.trail
                     .sync()
                     .await
                     .map_err(crate::error::ProxyError::AuditUnavailable)
@@ -168,8 +168,8 @@ impl Exchange {
             return;
         }
         match self.intent {
-            Some(key) => self.sink.complete(key, &record),
-            None => self.sink.record(&record),
+            Some(key) => self.trail.complete(key, &record),
+            None => self.trail.record(&record),
         }
     }
 }

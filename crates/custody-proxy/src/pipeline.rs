@@ -124,7 +124,7 @@ use crate::route::{Admission, Next, Route, RouteStage, Routed, Router};
 use crate::safety::Safety;
 use crate::session::Sessions;
 use crate::upstream::{self, Forwarder, HttpClient};
-use custody_audit::{AuditRecord, AuditSink};
+use custody_audit::{AuditRecord, AuditTrail};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -160,7 +160,7 @@ pub(crate) struct Pipeline {
     safety: Arc<Safety>,
     upstream: Forwarder,
     respond: Responder,
-    sink: AuditSink,
+    trail: AuditTrail,
     cut: CancellationToken,
     metrics: Arc<Metrics>,
     budget: Arc<Budget>,
@@ -172,7 +172,7 @@ impl Pipeline {
     pub(crate) fn new(
         config: &Config,
         client: HttpClient,
-        sink: AuditSink,
+        trail: AuditTrail,
         cut: CancellationToken,
         stages: Stages,
         credentials: &HashMap<String, Arc<Credential>>,
@@ -201,7 +201,7 @@ impl Pipeline {
             policy,
             safety,
             upstream: Forwarder::new(client, &config.upstream),
-            sink,
+            trail,
             cut,
             metrics,
             budget,
@@ -251,7 +251,7 @@ impl Pipeline {
     /// A new exchange for a request that arrived at `started`.
     pub(crate) fn exchange(&self, started: Instant, record: AuditRecord) -> Exchange {
         Exchange::new(
-            self.sink.clone(),
+            self.trail.clone(),
             self.cut.clone(),
             started,
             record,

@@ -135,7 +135,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         budget: budget.clone(),
         intercept: intercept.clone(),
         ready: false.into(),
-        audit: audit.sink(),
+        audit: audit.trail(),
         identity: identity.clone(),
         policy: policy.clone(),
         metrics: metrics.clone(),
@@ -148,7 +148,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         pipeline: Pipeline::new(
             &config,
             client,
-            audit.sink(),
+            audit.trail(),
             hard_stop.clone(),
             crate::pipeline::Stages {
                 identity,

@@ -1,6 +1,6 @@
 //! The compact binary encoding of an [`AuditRecord`] that the spool stores (row
 //! encoding tag [`TAG`]; the spool's older payloads are the JSON rendering, which
-//! starts with `{`, see [`crate::sink`]).
+//! starts with `{`, see [`crate::trail`]).
 //!
 //! ```text
 //! payload   := TAG (0x01) struct(AuditRecord)

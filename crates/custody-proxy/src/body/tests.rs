@@ -2,7 +2,7 @@
 //! [`AuditedBody`] can end records exactly one row, with the status, error and
 //! byte count of how it really ended.
 //!
-//! The sink is a real [`AuditSink`] spooling into a temporary directory and
+//! The sink is a real [`AuditTrail`] spooling into a temporary directory and
 //! shipping to a local one; each test shuts it down (everything spooled is built
 //! and uploaded) and reads the Parquet rows back, so a second row, a missing row or
 //! an intent left without its completion (`incomplete: ...`) would all show. The
@@ -14,7 +14,7 @@ use super::*;
 use crate::config::Config;
 use custody_audit::ship::{ShipConfig, SinkUrl};
 use custody_audit::spool::SpoolConfig;
-use custody_audit::{AuditHandle, OnFull, SinkConfig};
+use custody_audit::{AuditHandle, OnFull, TrailConfig};
 use custody_core::{Action, ActionKind};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -36,7 +36,7 @@ struct Audit {
 impl Audit {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = SinkConfig {
+        let config = TrailConfig {
             ship: ShipConfig::new(SinkUrl::Local {
                 dir: dir.path().join("audit"),
             }),
@@ -65,7 +65,7 @@ impl Audit {
             Action::new(ActionKind::Http, "GET", "/"),
         );
         Exchange::new(
-            self.handle.sink(),
+            self.handle.trail(),
             self.cut.clone(),
             Instant::now(),
             record,
@@ -496,7 +496,7 @@ async fn a_request_the_spool_refused_records_no_row() {
     let mut spool = SpoolConfig::new(dir.path().join("spool"));
     spool.max_bytes = 4096;
     spool.segment_bytes = 4096;
-    let handle = AuditHandle::spawn(SinkConfig {
+    let handle = AuditHandle::spawn(TrailConfig {
         ship: ShipConfig::new(SinkUrl::Local {
             dir: dir.path().join("audit"),
         }),
@@ -517,7 +517,7 @@ async fn a_request_the_spool_refused_records_no_row() {
     };
     // Rows of requests custody answered itself fill the spool until one no longer
     // fits beside the reserve kept for completions...
-    let stats = audit.handle.sink().stats().clone();
+    let stats = audit.handle.trail().stats().clone();
     let dropped = || {
         stats
             .rows_dropped

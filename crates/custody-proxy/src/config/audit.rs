@@ -7,7 +7,7 @@ use super::problems::{Problems, Span};
 use super::raw::NumberOrText;
 use super::units::parse_size;
 use custody_audit::OnFull;
-use custody_audit::SinkConfig;
+use custody_audit::TrailConfig;
 use custody_audit::digest::{DigestConfig, SigningKey};
 use custody_audit::ship::{
     S3Options, SecretString, ShipConfig, SinkUrl, StaticCredentials, WebIdentity,
@@ -125,7 +125,7 @@ impl AuditConfig {
     /// segment size is `roll.bytes`, at most a quarter of `spool.max_bytes`, at
     /// least 4 KiB), the sink with `audit.s3`'s secret files read, and the digest
     /// signing key read. `instance` names the files (the pod).
-    pub fn sink_config(&self, instance: &str) -> Result<SinkConfig, crate::StartError> {
+    pub fn sink_config(&self, instance: &str) -> Result<TrailConfig, crate::StartError> {
         let ship = self
             .ship_config()
             .map_err(|(path, source)| crate::StartError::AuditSecret { path, source })?;
@@ -140,7 +140,7 @@ impl AuditConfig {
                 key: Arc::new(SigningKey::read(&d.signing_key_file)?),
             }),
         };
-        Ok(SinkConfig {
+        Ok(TrailConfig {
             ship,
             spool,
             on_full: self.on_full,

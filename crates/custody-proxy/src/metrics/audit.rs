@@ -1,12 +1,12 @@
 //! The audit path's metrics: spool, rolling and shipping counters of the
-//! [`AuditSink`] (`docs/metrics.md`, "Audit path").
+//! [`AuditTrail`] (`docs/metrics.md`, "Audit path").
 
 use super::expo::Out;
-use custody_audit::AuditSink;
+use custody_audit::AuditTrail;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The audit path's families.
-pub(crate) fn render(o: &mut Out, audit: &AuditSink) {
+pub(crate) fn render(o: &mut Out, audit: &AuditTrail) {
     let a = audit.stats();
     let s = audit.spool_stats();
     let u = audit.ship_stats();

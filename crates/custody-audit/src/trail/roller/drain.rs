@@ -4,8 +4,8 @@
 //! ephemeral).
 
 use super::Roller;
-use crate::sink::envelope;
-use crate::sink::{StopReport, lock};
+use crate::trail::envelope;
+use crate::trail::{StopReport, lock};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -1,17 +1,17 @@
 //! The durable audit path: request → spool → Parquet → sink.
 //!
-//! # Request path ([`AuditSink`])
-//! - [`AuditSink::intent`], called right before a request is forwarded upstream,
+//! # Request path ([`AuditTrail`])
+//! - [`AuditTrail::intent`], called right before a request is forwarded upstream,
 //!   appends the row as it stands (an *intent*) to the on-disk [spool](crate::spool)
 //!   and returns its key; with `durability: fsync` the caller then awaits
-//!   [`AuditSink::sync`], a group fsync covering it. A request whose intent cannot be written (the backlog is at
+//!   [`AuditTrail::sync`], a group fsync covering it. A request whose intent cannot be written (the backlog is at
 //!   `max_bytes`, or the disk fails) is refused ([`OnFull::Reject`]: the caller
 //!   answers 503) or forwarded unrecorded ([`OnFull::Drop`]); either way it is
 //!   counted and a *gap row* (`gap: N requests not recorded ...`) is spooled once
 //!   space returns; the count is kept in the spool directory too ([`gaps`]), so a
 //!   restart before then still writes it.
-//! - [`AuditSink::complete`] appends the final row (a *completion*, with the
-//!   intent's key) when the exchange ends; [`AuditSink::record`] appends a final row
+//! - [`AuditTrail::complete`] appends the final row (a *completion*, with the
+//!   intent's key) when the exchange ends; [`AuditTrail::record`] appends a final row
 //!   for a request that was never forwarded (refused by custody). Neither waits for
 //!   an fsync. A completion the spool cannot take is kept in memory and retried by
 //!   the roller (its request reached the upstream: it must get its row); a refused
@@ -75,7 +75,7 @@ pub enum OnFull {
 
 /// How the audit path is set up.
 #[derive(Clone, Debug)]
-pub struct SinkConfig {
+pub struct TrailConfig {
     /// Where finished files go.
     pub ship: ShipConfig,
     /// The spool: directory, backlog cap, segment size (the roll-by-bytes
@@ -98,8 +98,8 @@ pub struct SinkConfig {
 }
 
 /// Counters describing the audit path, shared with the admin endpoints. The
-/// spool's and the shipper's own counters are in [`AuditSink::spool_stats`] and
-/// [`AuditSink::ship_stats`].
+/// spool's and the shipper's own counters are in [`AuditTrail::spool_stats`] and
+/// [`AuditTrail::ship_stats`].
 #[derive(Debug, Default)]
 pub struct AuditStats {
     /// Intents appended to the spool.
@@ -179,10 +179,10 @@ pub enum Refusal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IntentKey(u64);
 
-/// What [`AuditSink::intent`] decided.
+/// What [`AuditTrail::intent`] decided.
 #[derive(Debug)]
 pub enum Admission {
-    /// The intent is spooled: forward, then [`AuditSink::complete`] with this key.
+    /// The intent is spooled: forward, then [`AuditTrail::complete`] with this key.
     Spooled(IntentKey),
     /// `on_full: drop`: forward without a row (already counted; do not record it).
     Unrecorded(Refusal),
@@ -223,7 +223,7 @@ enum Command {
 struct Shared {
     spool: Spool,
     on_full: OnFull,
-    /// `SinkConfig::ephemeral_spool`.
+    /// `TrailConfig::ephemeral_spool`.
     ephemeral: bool,
     fsync: bool,
     max_bytes: u64,
@@ -312,13 +312,13 @@ impl Shared {
 
 /// A cheap, cloneable handle that records rows.
 #[derive(Clone, Debug)]
-pub struct AuditSink {
+pub struct AuditTrail {
     shared: Arc<Shared>,
 }
 
-impl AuditSink {
+impl AuditTrail {
     /// Spools the intent of a request about to be forwarded (see the module docs).
-    /// Returns at once; with `durability: fsync`, await [`AuditSink::sync`] before
+    /// Returns at once; with `durability: fsync`, await [`AuditTrail::sync`] before
     /// forwarding. Keep the key even if that wait is cancelled: the request must
     /// still be completed with it.
     pub fn intent(&self, record: &AuditRecord) -> Admission {
@@ -471,7 +471,7 @@ pub struct StopReport {
 /// Owns the roller thread; [`AuditHandle::shutdown`] drains and stops it.
 #[derive(Debug)]
 pub struct AuditHandle {
-    sink: AuditSink,
+    trail: AuditTrail,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -490,7 +490,7 @@ fn roller_retry() -> RetryPolicy {
 impl AuditHandle {
     /// Opens (and repairs) the spool, builds the shipper and starts the roller.
     /// Blocking (the spool scan); call it at start-up.
-    pub fn spawn(mut config: SinkConfig) -> Result<Self, AuditError> {
+    pub fn spawn(mut config: TrailConfig) -> Result<Self, AuditError> {
         config.ship.retry = roller_retry();
         let shipper = Shipper::new(config.ship.clone())?;
         let spool_id = spool_id(&config.spool.dir)?;
@@ -558,14 +558,14 @@ impl AuditHandle {
                 source,
             })?;
         Ok(Self {
-            sink: AuditSink { shared },
+            trail: AuditTrail { shared },
             thread: Some(thread),
         })
     }
 
     /// A handle for recording rows.
-    pub fn sink(&self) -> AuditSink {
-        self.sink.clone()
+    pub fn trail(&self) -> AuditTrail {
+        self.trail.clone()
     }
 
     /// Seals what is spooled, uploads it until `deadline`, and stops the roller.
@@ -574,7 +574,7 @@ impl AuditHandle {
     pub async fn shutdown(mut self, deadline: Instant) -> StopReport {
         let (tx, rx) = oneshot::channel();
         let report = if self
-            .sink
+            .trail
             .shared
             .commands
             .send(Command::Stop(deadline, tx))

@@ -13,11 +13,11 @@ fn row(id: &str) -> AuditRecord {
     )
 }
 
-fn config(root: &Path, max_bytes: u64, on_full: OnFull) -> SinkConfig {
+fn config(root: &Path, max_bytes: u64, on_full: OnFull) -> TrailConfig {
     let mut spool = SpoolConfig::new(root.join("spool"));
     spool.max_bytes = max_bytes;
     spool.segment_bytes = (max_bytes / 4).max(4096);
-    SinkConfig {
+    TrailConfig {
         ship: ShipConfig::new(SinkUrl::Local {
             dir: root.join("audit"),
         }),
@@ -67,7 +67,7 @@ fn rows(dir: &Path) -> Vec<(String, Option<String>)> {
     out
 }
 
-async fn exchange(sink: &AuditSink, id: &str) {
+async fn exchange(sink: &AuditTrail, id: &str) {
     let r = row(id);
     match sink.intent(&r) {
         Admission::Spooled(key) => {
@@ -98,7 +98,7 @@ async fn rows_roll_by_count_and_by_age_into_the_local_sink() {
     let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
     c.roll_rows = 3;
     let handle = AuditHandle::spawn(c).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     exchange(&sink, "a").await;
     sink.record(&row("denied"));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -117,7 +117,7 @@ async fn rows_roll_by_count_and_by_age_into_the_local_sink() {
     let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
     c.roll_age = Duration::from_millis(200);
     let handle = AuditHandle::spawn(c).expect("respawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     exchange(&sink, "c").await;
     wait_for(|| files(&dir.path().join("audit")).len() == 2).await;
     handle.shutdown(deadline()).await;
@@ -135,7 +135,7 @@ async fn rows_roll_by_count_and_by_age_into_the_local_sink() {
 async fn unfinished_intents_become_incomplete_rows_after_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     exchange(&sink, "done").await;
     // Forwarded, never finished: as if the process was killed mid-request.
     let Admission::Spooled(_) = sink.intent(&row("killed")) else {
@@ -150,7 +150,7 @@ async fn unfinished_intents_become_incomplete_rows_after_a_restart() {
     );
 
     let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     let report = handle.shutdown(deadline()).await;
     assert!(report.drained, "{report:?}");
     let mut got = rows(&dir.path().join("audit"));
@@ -175,7 +175,7 @@ async fn unfinished_intents_become_incomplete_rows_after_a_restart() {
 async fn a_replayed_intent_keeps_its_key_and_the_client_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let handle = AuditHandle::spawn(config(dir.path(), 1 << 30, OnFull::Reject)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     let key = custody_core::RequestId::generate().as_str().to_owned();
     let mut intent = row(&key);
     intent.client_request_id = Some("gap_not-a-gap".into());
@@ -251,7 +251,7 @@ async fn a_full_spool_refuses_new_requests_and_writes_a_gap_row_when_space_retur
     let blocker = dir.path().join("audit");
     std::fs::write(&blocker, b"not a directory").expect("write");
     let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Reject)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     let mut admitted = 0;
     let mut refused = 0;
     for i in 0..400 {
@@ -298,7 +298,7 @@ async fn a_full_spool_refuses_new_requests_and_writes_a_gap_row_when_space_retur
 
 /// 400 exchanges in `drop` mode (the spool fills up): returns how many went
 /// unrecorded.
-fn exchanges_dropping(sink: &AuditSink) -> u64 {
+fn exchanges_dropping(sink: &AuditTrail) -> u64 {
     let mut dropped = 0u64;
     for i in 0..400 {
         let r = row(&format!("r{i}"));
@@ -317,7 +317,7 @@ async fn drop_mode_forwards_unrecorded_and_counts_exactly() {
     let blocker = dir.path().join("audit");
     std::fs::write(&blocker, b"not a directory").expect("write");
     let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     let dropped = exchanges_dropping(&sink);
     assert!(dropped > 0);
     assert_eq!(sink.stats().rows_dropped.load(Ordering::Relaxed), dropped);
@@ -344,7 +344,7 @@ async fn fsync_durability_spools_and_uploads() {
     let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
     c.spool.durability = Durability::Fsync;
     let handle = AuditHandle::spawn(c).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     for i in 0..20 {
         exchange(&sink, &format!("f{i}")).await;
     }
@@ -410,7 +410,7 @@ async fn a_spool_written_with_json_rows_replays_after_an_upgrade() {
             .expect("append");
     }
     let handle = AuditHandle::spawn(cfg).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     // A new request, binary-encoded, in the same trail.
     exchange(&sink, "binary").await;
     let report = handle.shutdown(deadline()).await;
@@ -460,7 +460,7 @@ async fn requests_not_recorded_before_a_stop_get_their_gap_row_after_the_restart
     let blocker = dir.path().join("audit");
     std::fs::write(&blocker, b"not a directory").expect("write");
     let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     let dropped = exchanges_dropping(&sink);
     assert!(dropped > 0);
     // Stops with the spool still full and the sink still blocked: the gap row
@@ -474,7 +474,7 @@ async fn requests_not_recorded_before_a_stop_get_their_gap_row_after_the_restart
 
     std::fs::remove_file(&blocker).expect("unblock");
     let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("respawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     sink.flush().await;
     sink.flush().await;
     assert_eq!(sink.stats().gap_rows.load(Ordering::Relaxed), 1);
@@ -497,8 +497,8 @@ async fn requests_not_recorded_before_a_stop_get_their_gap_row_after_the_restart
 
     // Written once: a third start has nothing left to report.
     let handle = AuditHandle::spawn(config(dir.path(), 64 << 10, OnFull::Drop)).expect("respawn");
-    handle.sink().flush().await;
-    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 0);
+    handle.trail().flush().await;
+    assert_eq!(handle.trail().stats().gap_rows.load(Ordering::Relaxed), 0);
     handle.shutdown(deadline()).await;
     assert_eq!(rows(&blocker).len(), got.len());
 }
@@ -515,7 +515,7 @@ async fn killed_while_writing_a_gap_row(
     let blocker = root.join("audit");
     std::fs::write(&blocker, b"not a directory").expect("write");
     let handle = AuditHandle::spawn(config(root, 1 << 20, OnFull::Drop)).expect("spawn");
-    let sink = handle.sink();
+    let sink = handle.trail();
     exchange(&sink, "before").await;
     if spooled {
         sink.record(&window.row());
@@ -549,9 +549,9 @@ async fn a_gap_row_spooled_just_before_a_kill_is_not_written_again() {
     let w = a_window();
     let audit = killed_while_writing_a_gap_row(dir.path(), w, true).await;
     let handle = AuditHandle::spawn(config(dir.path(), 1 << 20, OnFull::Drop)).expect("respawn");
-    handle.sink().flush().await;
-    handle.sink().flush().await;
-    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 0);
+    handle.trail().flush().await;
+    handle.trail().flush().await;
+    assert_eq!(handle.trail().stats().gap_rows.load(Ordering::Relaxed), 0);
     handle.shutdown(deadline()).await;
     let got = rows(&audit);
     let id = super::gaps::row_id(w.id);
@@ -559,8 +559,8 @@ async fn a_gap_row_spooled_just_before_a_kill_is_not_written_again() {
     assert_eq!(got.len(), 2, "{got:?}");
     // And the file no longer holds it: a third start writes nothing.
     let handle = AuditHandle::spawn(config(dir.path(), 1 << 20, OnFull::Drop)).expect("respawn");
-    handle.sink().flush().await;
-    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 0);
+    handle.trail().flush().await;
+    assert_eq!(handle.trail().stats().gap_rows.load(Ordering::Relaxed), 0);
     handle.shutdown(deadline()).await;
     assert_eq!(rows(&audit).len(), 2);
 }
@@ -571,9 +571,9 @@ async fn a_gap_row_not_yet_spooled_at_a_kill_is_written_after_the_replay() {
     let w = a_window();
     let audit = killed_while_writing_a_gap_row(dir.path(), w, false).await;
     let handle = AuditHandle::spawn(config(dir.path(), 1 << 20, OnFull::Drop)).expect("respawn");
-    handle.sink().flush().await;
-    handle.sink().flush().await;
-    assert_eq!(handle.sink().stats().gap_rows.load(Ordering::Relaxed), 1);
+    handle.trail().flush().await;
+    handle.trail().flush().await;
+    assert_eq!(handle.trail().stats().gap_rows.load(Ordering::Relaxed), 1);
     handle.shutdown(deadline()).await;
     let got = rows(&audit);
     let id = super::gaps::row_id(w.id);

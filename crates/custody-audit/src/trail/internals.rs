@@ -23,12 +23,12 @@ pub const COMPLETION: RecordKind = envelope::COMPLETION;
 /// A built file: its key, bytes and row count.
 pub type File = (String, Bytes, u64);
 
-/// The intent payload of a row ([`super::AuditSink::intent`]).
+/// The intent payload of a row ([`super::AuditTrail::intent`]).
 pub fn intent_payload(row: &AuditRecord) -> Vec<u8> {
     envelope::row(row)
 }
 
-/// The completion payload of a row ([`super::AuditSink::complete`]).
+/// The completion payload of a row ([`super::AuditTrail::complete`]).
 pub fn completion_payload(key: u64, row: &AuditRecord) -> Vec<u8> {
     envelope::keyed(key, row)
 }
