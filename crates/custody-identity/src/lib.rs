@@ -21,6 +21,7 @@
 
 mod cache;
 mod claims;
+pub mod config;
 mod keys;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

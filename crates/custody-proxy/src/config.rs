@@ -90,49 +90,8 @@ pub struct InspectionConfig {
     pub prices: std::sync::Arc<custody_inspect::PriceTable>,
 }
 
-/// `identity`.
-#[derive(Clone, Debug)]
-pub struct IdentityConfig {
-    /// Header carrying the user's token on routes with `token_from: header`.
-    pub token_header: http::HeaderName,
-    /// The trusted issuers, chosen by the token's `iss`.
-    pub issuers: Vec<IssuerConfig>,
-    /// When keys are refreshed and how long the last good ones outlive an outage.
-    pub refresh: KeyRefresh,
-}
-
-/// `identity.jwks_refresh_min`, `jwks_refresh_max`, `jwks_max_stale`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyRefresh {
-    /// Keys are never refetched on schedule sooner than this after a fetch, whatever
-    /// the IdP's `Cache-Control` says (also the schedule of `jwks_file` rereads).
-    pub min: Duration,
-    /// Keys are refetched at least this often, whatever the IdP's cache headers say.
-    pub max: Duration,
-    /// How long past its refresh time a key set is still used while refreshes fail
-    /// (IdP outage); after that the issuer's tokens are refused (`keys_unavailable`).
-    pub max_stale: Duration,
-}
-
-/// One entry of `identity.issuers`.
-#[derive(Clone, Debug)]
-pub struct IssuerConfig {
-    /// What the issuer's tokens must satisfy.
-    pub policy: custody_identity::IssuerPolicy,
-    /// Where its keys come from.
-    pub keys: KeySource,
-}
-
-/// Where an issuer's signing keys come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySource {
-    /// A static JWKS file (air-gapped).
-    File(PathBuf),
-    /// A JWKS URL.
-    Uri(http::Uri),
-    /// `jwks_uri` from this OpenID discovery document URL.
-    Discovery(http::Uri),
-}
+/// `identity`: typed and checked by custody-identity, which uses it.
+pub use custody_identity::config::{IdentityConfig, IssuerConfig, KeyRefresh, KeySource};
 
 /// `routes[].identity`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]

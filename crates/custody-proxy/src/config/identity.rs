@@ -85,18 +85,8 @@ pub(crate) fn validate_identity(raw: RawIdentity, issues: &mut Problems) -> Opti
             Span::Any,
         ),
     };
-    if refresh.min.is_zero() {
-        issues.push("identity.jwks_refresh_min", "must be at least 1s");
-    }
-    if refresh.max < refresh.min {
-        issues.push(
-            "identity.jwks_refresh_max",
-            format!(
-                "{} is less than jwks_refresh_min ({})",
-                humantime::format_duration(refresh.max),
-                humantime::format_duration(refresh.min)
-            ),
-        );
+    for (key, message) in refresh.problems() {
+        issues.push(format!("identity.{key}"), message);
     }
     let max_token = match &raw.max_token_size {
         None => DEFAULT_MAX_TOKEN,
