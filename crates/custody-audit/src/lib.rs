@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod config;
 pub mod digest;
 pub mod read;
 mod record;

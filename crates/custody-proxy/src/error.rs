@@ -531,6 +531,17 @@ pub enum StartError {
     Internal(String),
 }
 
+impl From<custody_audit::config::SetupError> for StartError {
+    fn from(e: custody_audit::config::SetupError) -> Self {
+        match e {
+            custody_audit::config::SetupError::Secret { path, source } => {
+                StartError::AuditSecret { path, source }
+            }
+            custody_audit::config::SetupError::DigestKey(k) => StartError::DigestKey(k),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

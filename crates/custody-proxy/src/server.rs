@@ -242,7 +242,7 @@ impl Running {
 /// Opens the spool (replaying what an earlier run left), builds the shipper and
 /// starts the roller. Reads `audit.s3`'s secret files.
 fn start_audit(c: &AuditConfig) -> Result<AuditHandle, StartError> {
-    let config = c.sink_config(&instance_name())?;
+    let config = c.trail_config(&instance_name())?;
     if let Some(d) = &config.digests {
         tracing::info!(
             interval = ?d.interval,
