@@ -13,6 +13,7 @@ mod intercept;
 mod listen;
 mod problems;
 mod raw;
+mod safety;
 mod sessions;
 mod tunnel;
 mod units;

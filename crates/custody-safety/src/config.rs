@@ -1,5 +1,9 @@
-//! The `safety` configuration section and its validated form, [`SafetyPolicy`], which answers "what happens to kind K
-//! on route R / tool T".
+//! The `safety` configuration, typed ([`SafetyConfig`], filled by the proxy's
+//! config parser from the section below), and its validated form,
+//! [`SafetyPolicy`], which answers "what happens to kind K on route R / tool T".
+//! The setting names (`off`, `log`, `redact`, `block`; `label`, `token`) are
+//! this crate's: [`Setting`], [`ResponseMode`] and [`StyleName`] deserialize
+//! from them.
 //!
 //! ```yaml
 //! safety:
@@ -68,14 +72,11 @@ pub enum ResponseMode {
 }
 
 /// Settings by kind name (`EMAIL`, a custom name, or `*` for every kind).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rules {
     /// Kind name → setting.
-    #[serde(default)]
     pub detectors: BTreeMap<String, Setting>,
     /// Responses here (unset: the next less specific setting).
-    #[serde(default)]
     pub responses: Option<ResponseMode>,
 }
 
@@ -89,15 +90,12 @@ impl Rules {
 }
 
 /// How redacted values are replaced.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedactionConfig {
     /// `label` (`[REDACTED:EMAIL]`, the default) or `token` (`[EMAIL:…]`,
     /// keyed and deterministic; needs `key_file`).
-    #[serde(default)]
     pub style: StyleName,
     /// A file holding the HMAC key for `token` (read by the proxy).
-    #[serde(default)]
     pub key_file: Option<PathBuf>,
 }
 
@@ -112,27 +110,20 @@ pub enum StyleName {
     Token,
 }
 
-/// The `safety` section as written. Absent, every detector runs in `log` mode.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `safety` section, typed. The default: every detector runs in `log` mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SafetyConfig {
     /// Global settings by kind.
-    #[serde(default)]
     pub detectors: BTreeMap<String, Setting>,
     /// Settings by route name.
-    #[serde(default)]
     pub routes: BTreeMap<String, Rules>,
     /// Settings by tool name.
-    #[serde(default)]
     pub tools: BTreeMap<String, Rules>,
     /// Custom detectors.
-    #[serde(default)]
     pub custom: Vec<CustomDetector>,
     /// Redaction style.
-    #[serde(default)]
     pub redaction: RedactionConfig,
     /// Responses everywhere unless a route or tool says otherwise (default `log`).
-    #[serde(default)]
     pub responses: Option<ResponseMode>,
 }
 

@@ -59,7 +59,7 @@ pub(crate) struct RawConfig {
     pub(crate) identity: Option<RawIdentity>,
     pub(crate) inspection: Option<RawInspection>,
     pub(crate) policy: Option<RawPolicy>,
-    pub(crate) safety: Option<custody_safety::SafetyConfig>,
+    pub(crate) safety: Option<super::safety::RawSafety>,
     pub(crate) sessions: Option<super::sessions::RawSessions>,
     pub(crate) intercept: Option<super::intercept::RawIntercept>,
 }

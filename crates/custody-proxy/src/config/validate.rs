@@ -298,21 +298,7 @@ pub(crate) fn validate(raw: RawConfig, is: &mut Problems) -> Option<Config> {
         })
     });
 
-    let safety_raw = raw.safety.unwrap_or_default();
-    for name in safety_raw.routes.keys() {
-        if !routes.iter().any(|r| &r.name == name) {
-            is.push(format!("safety.routes.{name}"), "no route has this name");
-        }
-    }
-    let safety = match safety_raw.validate() {
-        Ok(policy) => policy,
-        Err(problems) => {
-            for p in problems {
-                is.push(p.path, p.message);
-            }
-            custody_safety::SafetyPolicy::default()
-        }
-    };
+    let safety = super::safety::validate_safety(raw.safety.unwrap_or_default(), &routes, is);
 
     let sessions = super::sessions::validate_sessions(raw.sessions.unwrap_or_default(), is);
     let intercept = raw

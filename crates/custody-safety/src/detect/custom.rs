@@ -4,25 +4,20 @@ use super::{Hit, is_word};
 use crate::error::SafetyError;
 use crate::kind::Kind;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use serde::Deserialize;
 use std::sync::Arc;
 
 /// A custom detector as configured: a name and either a `regex` or a list of
 /// literal `terms` (matched as whole words, optionally ignoring ASCII case).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CustomDetector {
     /// The kind's name as recorded (`MRN`, `PROJECT_CODENAME`): upper-case
     /// ASCII letters, digits and `_`.
     pub name: String,
     /// A regular expression (Rust `regex` syntax, matched on bytes).
-    #[serde(default)]
     pub regex: Option<String>,
     /// Literal terms.
-    #[serde(default)]
     pub terms: Option<Vec<String>>,
     /// Match `terms` ignoring ASCII case.
-    #[serde(default)]
     pub case_insensitive: bool,
 }
 
