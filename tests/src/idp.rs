@@ -1,4 +1,4 @@
-//! A test IdP: ES256 keys by `kid` (from `custody_identity::testing`), its JWKS,
+//! A test IdP: ES256 (or another algorithm's) keys by `kid` (from `custody_identity::testing`), its JWKS,
 //! and tokens signed with them.
 
 use custody_identity::Algorithm;
@@ -11,14 +11,21 @@ pub use custody_identity::testing::with_header;
 /// Signing keys of a test IdP (ES256), by `kid`.
 pub struct Idp {
     issuer: String,
+    algorithm: Algorithm,
     keys: Vec<TestKey>,
 }
 
 impl Idp {
-    /// An IdP for `issuer` with one key, `k1`.
+    /// An IdP for `issuer` with one ES256 key, `k1`.
     pub fn new(issuer: &str) -> Self {
+        Self::with_algorithm(issuer, Algorithm::ES256)
+    }
+
+    /// An IdP for `issuer` whose keys are for `algorithm`, with one key, `k1`.
+    pub fn with_algorithm(issuer: &str, algorithm: Algorithm) -> Self {
         let mut idp = Self {
             issuer: issuer.to_owned(),
+            algorithm,
             keys: Vec::new(),
         };
         idp.add_key("k1");
@@ -27,7 +34,7 @@ impl Idp {
 
     /// Adds a key (key rotation).
     pub fn add_key(&mut self, kid: &str) {
-        self.keys.push(TestKey::generate(kid, Algorithm::ES256));
+        self.keys.push(TestKey::generate(kid, self.algorithm));
     }
 
     /// The public keys as a JWKS document.

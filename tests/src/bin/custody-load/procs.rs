@@ -1,0 +1,134 @@
+//! The processes under measurement, custody and the floor, and what `/proc` says
+//! about them: CPU time and resident size.
+
+use anyhow::{Context as _, bail};
+use custody_tests::harness::{admin_get, free_ports};
+use custody_tests::stub::Stub;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process the harness started; killed (SIGTERM, then waited for) on drop.
+pub(crate) struct Proc {
+    child: Child,
+    /// Where it serves HTTP.
+    pub(crate) tcp: SocketAddr,
+    /// Its pid, for `/proc`.
+    pub(crate) pid: u32,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// custody with a route `openai` (prefix `/openai`) to the stub and `extra`
+/// appended to its config; ready when this returns.
+pub(crate) fn start_custody(
+    bin: &Path,
+    dir: &Path,
+    stub: &Stub,
+    extra: &str,
+) -> anyhow::Result<Proc> {
+    let [tcp, admin] = free_ports::<2>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    let config = dir.join("custody.yaml");
+    let mut yaml = format!(
+        "listen: {{unix: null, tcp: '{tcp}', admin: '{admin}'}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai, hosts: [api.openai.com]}}\n",
+        stub.url()
+    );
+    if !extra.contains("audit:") {
+        yaml += &format!("audit: {{dir: '{}'}}\n", dir.join("audit").display());
+    }
+    yaml += extra;
+    std::fs::write(&config, yaml)?;
+    let child = Command::new(bin)
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("CUSTODY_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = child.id();
+    let proc = Proc { child, tcp, pid };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin_get(admin, "/readyz").is_none_or(|(c, _)| c != 200) {
+        if Instant::now() > deadline {
+            bail!("custody did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(proc)
+}
+
+/// The floor (`custody-floor`, a bare forwarding hop) in front of the stub;
+/// accepting connections when this returns.
+pub(crate) fn start_floor(bin: &Path, stub: &Stub) -> anyhow::Result<Proc> {
+    let [tcp] = free_ports::<1>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    let child = Command::new(bin)
+        .arg("--listen")
+        .arg(tcp.to_string())
+        .arg("--upstream")
+        .arg(stub.addr.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = child.id();
+    let proc = Proc { child, tcp, pid };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(tcp).is_err() {
+        if Instant::now() > deadline {
+            bail!("the floor did not start");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(proc)
+}
+
+/// (user + system CPU time) of `pid`.
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat format")?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 14 and 15 of stat are utime and stime; after "comm)" they are at 11, 12.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// The resident size now (VmRSS), KiB.
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// The peak resident size (VmHWM), KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} not found"))
+}
