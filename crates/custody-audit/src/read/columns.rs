@@ -6,7 +6,7 @@
 use super::FileErrorKind;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    ArrowPrimitiveType, Float32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
@@ -111,33 +111,29 @@ impl<'a> Column<'a> {
 
     /// A list (`List`, `LargeList`) of structs.
     pub(super) fn struct_list(&self) -> Result<StructList<'a>, FileErrorKind> {
-        let (offsets, values): (Vec<i64>, &ArrayRef) =
-            if let Some(l) = self.array.as_list_opt::<i32>() {
-                (
-                    l.value_offsets().iter().map(|&o| i64::from(o)).collect(),
-                    l.values(),
-                )
-            } else if let Some(l) = self.array.as_list_opt::<i64>() {
-                (l.value_offsets().to_vec(), l.values())
-            } else {
-                return Err(self.mismatch("list"));
-            };
-        if values.as_struct_opt().is_none() {
+        let (offsets, items) = self.list()?;
+        if items.array.as_struct_opt().is_none() {
             return Err(self.mismatch("list of structs"));
         }
         Ok(StructList {
             col: self.clone(),
             offsets,
-            items: Column {
-                name: format!("{}[]", self.name),
-                array: values,
-                parents: Vec::new(),
-            },
+            items,
         })
     }
 
     /// A list of strings.
     pub(super) fn string_list(&self) -> Result<StringList<'a>, FileErrorKind> {
+        let (offsets, items) = self.list()?;
+        Ok(StringList {
+            col: self.clone(),
+            offsets,
+            items: items.strings()?,
+        })
+    }
+
+    /// A list's offsets (widened to `i64`) and its items as a column.
+    fn list(&self) -> Result<(Vec<i64>, Column<'a>), FileErrorKind> {
         let (offsets, values): (Vec<i64>, &ArrayRef) =
             if let Some(l) = self.array.as_list_opt::<i32>() {
                 (
@@ -153,13 +149,28 @@ impl<'a> Column<'a> {
             name: format!("{}[]", self.name),
             array: values,
             parents: Vec::new(),
+        };
+        Ok((offsets, items))
+    }
+
+    /// The value at `row` of a column of `Wide` or `Narrow` numbers, widened;
+    /// `None` when null.
+    fn number<Wide, Narrow>(&self, row: usize) -> Option<Wide::Native>
+    where
+        Wide: ArrowPrimitiveType,
+        Narrow: ArrowPrimitiveType,
+        Wide::Native: From<Narrow::Native>,
+    {
+        if !self.valid(row) {
+            return None;
         }
-        .strings()?;
-        Ok(StringList {
-            col: self.clone(),
-            offsets,
-            items,
-        })
+        let a = self.array;
+        if let Some(a) = a.as_primitive_opt::<Wide>() {
+            Some(a.value(row))
+        } else {
+            a.as_primitive_opt::<Narrow>()
+                .map(|a| Wide::Native::from(a.value(row)))
+        }
     }
 }
 
@@ -200,16 +211,7 @@ pub(super) struct Ints<'a>(Column<'a>);
 impl Ints<'_> {
     /// The value at `row`, `None` when null.
     pub(super) fn get(&self, row: usize) -> Option<i64> {
-        if !self.0.valid(row) {
-            return None;
-        }
-        let a = self.0.array;
-        if let Some(a) = a.as_primitive_opt::<Int64Type>() {
-            Some(a.value(row))
-        } else {
-            a.as_primitive_opt::<Int32Type>()
-                .map(|a| i64::from(a.value(row)))
-        }
+        self.0.number::<Int64Type, Int32Type>(row)
     }
 }
 
@@ -219,16 +221,7 @@ pub(super) struct Floats<'a>(Column<'a>);
 impl Floats<'_> {
     /// The value at `row`, `None` when null.
     pub(super) fn get(&self, row: usize) -> Option<f64> {
-        if !self.0.valid(row) {
-            return None;
-        }
-        let a = self.0.array;
-        if let Some(a) = a.as_primitive_opt::<Float64Type>() {
-            Some(a.value(row))
-        } else {
-            a.as_primitive_opt::<Float32Type>()
-                .map(|a| f64::from(a.value(row)))
-        }
+        self.0.number::<Float64Type, Float32Type>(row)
     }
 }
 

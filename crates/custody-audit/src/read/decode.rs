@@ -1,66 +1,43 @@
 //! One decoded (projected, filtered) batch → [`TrailRow`]s.
 
-use super::columns::{
-    Bools, Column, Floats, Ints, Micros, StringList, Strings, StructList, column,
-};
+use super::columns::{Column, StructList, column};
 use super::{FileErrorKind, TrailAction, TrailOutcome, TrailRow};
 use crate::record::{ContentSafety, Links, PolicyOutcome, Redaction, ToolResult, Usage};
 use arrow_array::RecordBatch;
 use custody_core::{Principal, ToolCallRequest};
 
-fn find<'a>(batch: &'a RecordBatch, path: &str) -> Option<Column<'a>> {
-    column(batch, &path.split('.').collect::<Vec<_>>())
-}
-
-fn strings<'a>(b: &'a RecordBatch, path: &str) -> Result<Option<Strings<'a>>, FileErrorKind> {
-    find(b, path).map(|c| c.strings()).transpose()
-}
-
-fn ints<'a>(b: &'a RecordBatch, path: &str) -> Result<Option<Ints<'a>>, FileErrorKind> {
-    find(b, path).map(|c| c.ints()).transpose()
-}
-
-fn floats<'a>(b: &'a RecordBatch, path: &str) -> Result<Option<Floats<'a>>, FileErrorKind> {
-    find(b, path).map(|c| c.floats()).transpose()
-}
-
-fn bools<'a>(b: &'a RecordBatch, path: &str) -> Result<Option<Bools<'a>>, FileErrorKind> {
-    find(b, path).map(|c| c.bools()).transpose()
-}
-
-fn string_list<'a>(
+/// The column at `path` (`action.tool`) read by `typed` (`Column::strings`, …);
+/// `None` when the batch has no such column.
+fn col<'a, T>(
     b: &'a RecordBatch,
     path: &str,
-) -> Result<Option<StringList<'a>>, FileErrorKind> {
-    find(b, path).map(|c| c.string_list()).transpose()
+    typed: impl FnOnce(&Column<'a>) -> Result<T, FileErrorKind>,
+) -> Result<Option<T>, FileErrorKind> {
+    column(b, &path.split('.').collect::<Vec<_>>())
+        .map(|c| typed(&c))
+        .transpose()
 }
 
-fn struct_list<'a>(
-    b: &'a RecordBatch,
-    path: &str,
-) -> Result<Option<StructList<'a>>, FileErrorKind> {
-    find(b, path).map(|c| c.struct_list()).transpose()
-}
-
-/// A field of a list's items, as strings / integers.
-fn item_strings<'a>(
+/// The field `name` of a list's items, read by `typed`; `None` when absent.
+fn item_col<'a, T>(
     list: Option<&StructList<'a>>,
     name: &str,
-) -> Result<Option<Strings<'a>>, FileErrorKind> {
+    typed: impl FnOnce(&Column<'a>) -> Result<T, FileErrorKind>,
+) -> Result<Option<T>, FileErrorKind> {
     match list {
-        Some(l) => l.field(name)?.map(|c| c.strings()).transpose(),
+        Some(l) => l.field(name)?.map(|c| typed(&c)).transpose(),
         None => Ok(None),
     }
 }
 
-fn item_ints<'a>(
-    list: Option<&StructList<'a>>,
-    name: &str,
-) -> Result<Option<Ints<'a>>, FileErrorKind> {
-    match list {
-        Some(l) => l.field(name)?.map(|c| c.ints()).transpose(),
-        None => Ok(None),
-    }
+/// `row`'s list in `list`, each item built by `item` from its index; `None` when
+/// the list is null or the column absent.
+fn items<T>(
+    list: Option<&StructList<'_>>,
+    row: usize,
+    item: impl FnMut(usize) -> T,
+) -> Option<Vec<T>> {
+    list?.get(row).map(|range| range.map(item).collect())
 }
 
 macro_rules! get {
@@ -72,91 +49,78 @@ macro_rules! get {
 /// Appends every row of `batch` to `out`.
 pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(), FileErrorKind> {
     let b = batch;
-    let event_time = find(b, "event_time").map(|c| c.micros()).transpose()?;
-    let event_time: Option<Micros<'_>> = event_time;
-    let request_id = strings(b, "request_id")?;
-    let client_request_id = strings(b, "client_request_id")?;
-    let session_id = strings(b, "session_id")?;
-    let session_step = ints(b, "session_step")?;
-    let session_source = strings(b, "session_source")?;
-    let trace_id = strings(b, "trace_id")?;
-    let span_id = strings(b, "span_id")?;
-    let parent_span_id = strings(b, "parent_span_id")?;
-    let schema_version = ints(b, "schema_version")?;
+    let event_time = col(b, "event_time", Column::micros)?;
+    let request_id = col(b, "request_id", Column::strings)?;
+    let client_request_id = col(b, "client_request_id", Column::strings)?;
+    let session_id = col(b, "session_id", Column::strings)?;
+    let session_step = col(b, "session_step", Column::ints)?;
+    let session_source = col(b, "session_source", Column::strings)?;
+    let trace_id = col(b, "trace_id", Column::strings)?;
+    let span_id = col(b, "span_id", Column::strings)?;
+    let parent_span_id = col(b, "parent_span_id", Column::strings)?;
+    let schema_version = col(b, "schema_version", Column::ints)?;
 
-    let sub = strings(b, "principal.sub")?;
-    let org = strings(b, "principal.org")?;
-    let role = strings(b, "principal.role")?;
-    let roles = string_list(b, "principal.roles")?;
-    let issuer = strings(b, "principal.issuer")?;
+    let sub = col(b, "principal.sub", Column::strings)?;
+    let org = col(b, "principal.org", Column::strings)?;
+    let role = col(b, "principal.role", Column::strings)?;
+    let roles = col(b, "principal.roles", Column::string_list)?;
+    let issuer = col(b, "principal.issuer", Column::strings)?;
 
-    let kind = strings(b, "action.kind")?;
-    let route = strings(b, "action.route")?;
-    let method = strings(b, "action.method")?;
-    let path = strings(b, "action.path")?;
-    let raw_path = strings(b, "action.raw_path")?;
-    let tool = strings(b, "action.tool")?;
-    let operation = strings(b, "action.operation")?;
-    let calls = struct_list(b, "action.model_tool_calls")?;
-    let call_id = item_strings(calls.as_ref(), "id")?;
-    let call_name = item_strings(calls.as_ref(), "name")?;
+    let kind = col(b, "action.kind", Column::strings)?;
+    let route = col(b, "action.route", Column::strings)?;
+    let method = col(b, "action.method", Column::strings)?;
+    let path = col(b, "action.path", Column::strings)?;
+    let raw_path = col(b, "action.raw_path", Column::strings)?;
+    let tool = col(b, "action.tool", Column::strings)?;
+    let operation = col(b, "action.operation", Column::strings)?;
+    let calls = col(b, "action.model_tool_calls", Column::struct_list)?;
+    let call_id = item_col(calls.as_ref(), "id", Column::strings)?;
+    let call_name = item_col(calls.as_ref(), "name", Column::strings)?;
 
-    let decision = strings(b, "policy.decision")?;
-    let rule = strings(b, "policy.rule")?;
-    let scopes = string_list(b, "policy.scopes")?;
-    let version = strings(b, "policy.version")?;
+    let decision = col(b, "policy.decision", Column::strings)?;
+    let rule = col(b, "policy.rule", Column::strings)?;
+    let scopes = col(b, "policy.scopes", Column::string_list)?;
+    let version = col(b, "policy.version", Column::strings)?;
 
-    let pii = bools(b, "content_safety.pii_detected")?;
-    let redactions = struct_list(b, "content_safety.redactions")?;
-    let r_kind = item_strings(redactions.as_ref(), "kind")?;
-    let r_path = item_strings(redactions.as_ref(), "path")?;
-    let r_count = item_ints(redactions.as_ref(), "count")?;
-    let r_action = item_strings(redactions.as_ref(), "action")?;
+    let pii = col(b, "content_safety.pii_detected", Column::bools)?;
+    let redactions = col(b, "content_safety.redactions", Column::struct_list)?;
+    let r_kind = item_col(redactions.as_ref(), "kind", Column::strings)?;
+    let r_path = item_col(redactions.as_ref(), "path", Column::strings)?;
+    let r_count = item_col(redactions.as_ref(), "count", Column::ints)?;
+    let r_action = item_col(redactions.as_ref(), "action", Column::strings)?;
 
-    let model = strings(b, "usage.model")?;
-    let input_tokens = ints(b, "usage.input_tokens")?;
-    let output_tokens = ints(b, "usage.output_tokens")?;
-    let cost = floats(b, "usage.estimated_cost_usd")?;
-    let cached = ints(b, "usage.cached_input_tokens")?;
-    let cache_creation = ints(b, "usage.cache_creation_input_tokens")?;
+    let model = col(b, "usage.model", Column::strings)?;
+    let input_tokens = col(b, "usage.input_tokens", Column::ints)?;
+    let output_tokens = col(b, "usage.output_tokens", Column::ints)?;
+    let cost = col(b, "usage.estimated_cost_usd", Column::floats)?;
+    let cached = col(b, "usage.cached_input_tokens", Column::ints)?;
+    let cache_creation = col(b, "usage.cache_creation_input_tokens", Column::ints)?;
 
-    let status = ints(b, "outcome.status")?;
-    let duration = floats(b, "outcome.duration_ms")?;
-    let error = strings(b, "outcome.error")?;
+    let status = col(b, "outcome.status", Column::ints)?;
+    let duration = col(b, "outcome.duration_ms", Column::floats)?;
+    let error = col(b, "outcome.error", Column::strings)?;
 
-    let link_call = strings(b, "links.tool_call_id")?;
-    let link_model = strings(b, "links.model_request_id")?;
-    let results = struct_list(b, "links.tool_results")?;
-    let res_call = item_strings(results.as_ref(), "tool_call_id")?;
-    let res_model = item_strings(results.as_ref(), "model_request_id")?;
-    let intercepted_host = strings(b, "intercepted_host")?;
+    let link_call = col(b, "links.tool_call_id", Column::strings)?;
+    let link_model = col(b, "links.model_request_id", Column::strings)?;
+    let results = col(b, "links.tool_results", Column::struct_list)?;
+    let res_call = item_col(results.as_ref(), "tool_call_id", Column::strings)?;
+    let res_model = item_col(results.as_ref(), "model_request_id", Column::strings)?;
+    let intercepted_host = col(b, "intercepted_host", Column::strings)?;
 
     for i in 0..b.num_rows() {
-        let model_tool_calls = get!(calls, i).map(|items| {
-            items
-                .map(|j| ToolCallRequest {
-                    id: get!(call_id, j),
-                    name: get!(call_name, j).unwrap_or_default(),
-                })
-                .collect()
+        let model_tool_calls = items(calls.as_ref(), i, |j| ToolCallRequest {
+            id: get!(call_id, j),
+            name: get!(call_name, j).unwrap_or_default(),
         });
-        let redactions = get!(redactions, i).map(|items| {
-            items
-                .map(|j| Redaction {
-                    kind: get!(r_kind, j).unwrap_or_default(),
-                    path: get!(r_path, j).unwrap_or_default(),
-                    count: get!(r_count, j).unwrap_or_default(),
-                    action: get!(r_action, j).unwrap_or_default(),
-                })
-                .collect()
+        let redactions = items(redactions.as_ref(), i, |j| Redaction {
+            kind: get!(r_kind, j).unwrap_or_default(),
+            path: get!(r_path, j).unwrap_or_default(),
+            count: get!(r_count, j).unwrap_or_default(),
+            action: get!(r_action, j).unwrap_or_default(),
         });
-        let tool_results = get!(results, i).map(|items| {
-            items
-                .map(|j| ToolResult {
-                    tool_call_id: get!(res_call, j).unwrap_or_default(),
-                    model_request_id: get!(res_model, j),
-                })
-                .collect()
+        let tool_results = items(results.as_ref(), i, |j| ToolResult {
+            tool_call_id: get!(res_call, j).unwrap_or_default(),
+            model_request_id: get!(res_model, j),
         });
         out.push(TrailRow {
             event_time: get!(event_time, i).unwrap_or_default(),

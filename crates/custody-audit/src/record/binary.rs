@@ -26,7 +26,8 @@
 //! finding a struct shorter than it knows (written before the field existed) gives
 //! the missing fields their defaults (`None`); one finding a longer struct (written
 //! by a newer version) skips the fields it does not know, as the JSON reader did.
-//! Every struct is destructured without `..` on both sides, so a field added to
+//! Every struct's fields are listed once, in a `wire_struct!` declaration that
+//! destructures it without `..` both to encode and to decode, so a field added to
 //! the record (or to `custody_core`'s `Principal` and `Action`) does not compile
 //! until it is encoded and decoded; `tests::every_field_round_trips` then checks
 //! it on a record with every field set.
@@ -53,8 +54,69 @@ pub(crate) enum DecodeError {
 /// Appends the binary encoding of `r` (tag included) to `out`.
 pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
     out.push(TAG);
-    let mut w = Writer(out);
-    let AuditRecord {
+    r.write(&mut Writer(out));
+}
+
+/// Decodes a payload written by [`encode`] into `out`, reusing its strings and
+/// lists (a roller decodes row after row into one record without allocating).
+/// On error `out` holds a partly decoded row.
+pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), DecodeError> {
+    let Some((&TAG, body)) = payload.split_first() else {
+        return Err(DecodeError::Malformed("not a binary row"));
+    };
+    out.read(&mut Reader(body))
+}
+
+/// A value with one encoding: how [`encode`] writes it and how [`decode_into`]
+/// reads it back in place (reusing what it holds).
+trait Wire {
+    fn write(&self, w: &mut Writer<'_>);
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError>;
+}
+
+/// A list item: what a new item holds before its encoding is read into it.
+trait Item: Wire {
+    fn blank() -> Self;
+}
+
+/// Declares how a struct is encoded: its fields in the order they are written,
+/// each in its type's [`Wire`] form. Defines `$write` (writes the fields) and
+/// `$read` (reads them), and makes the struct a [`Wire`] value: its fields behind
+/// their length. A field after `not spooled` is neither written nor read; decoding
+/// resets it to its default.
+macro_rules! wire_struct {
+    (
+        $write:ident, $read:ident,
+        $ty:ident { $($field:ident),* $(,)? } $(not spooled: $skipped:ident)?
+    ) => {
+        fn $write(w: &mut Writer<'_>, v: &$ty) {
+            let $ty { $($field,)* $($skipped: _)? } = v;
+            $($field.write(w);)*
+        }
+
+        fn $read(r: &mut Reader<'_>, v: &mut $ty) -> Result<(), DecodeError> {
+            let $ty { $($field,)* $($skipped)? } = v;
+            $(*$skipped = Default::default();)?
+            $($field.read(r)?;)*
+            Ok(())
+        }
+
+        impl Wire for $ty {
+            fn write(&self, w: &mut Writer<'_>) {
+                w.structure(|w| $write(w, self));
+            }
+
+            fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+                r.structure(|r| $read(r, self))
+            }
+        }
+    };
+}
+
+wire_struct!(
+    record_fields,
+    read_record,
+    AuditRecord {
         event_time,
         request_id,
         session_id,
@@ -73,48 +135,27 @@ pub(crate) fn encode(r: &AuditRecord, out: &mut Vec<u8>) {
         links,
         intercepted_host,
         client_request_id,
-        // Not spooled: numbered when the row is built into a file.
-        row_seq: _,
-    } = r;
-    w.structure(|w| {
-        w.int(*event_time);
-        w.str(request_id);
-        w.opt_str(session_id.as_deref());
-        w.opt_str(trace_id.as_deref());
-        w.int(i64::from(*schema_version));
-        w.structure(|w| principal_fields(w, principal));
-        w.structure(|w| action_fields(w, action));
-        w.structure(|w| policy_fields(w, policy));
-        w.structure(|w| safety_fields(w, content_safety));
-        w.structure(|w| usage_fields(w, usage));
-        w.structure(|w| outcome_fields(w, outcome));
-        w.opt_int(*session_step);
-        w.opt_str(session_source.as_deref());
-        w.opt_str(span_id.as_deref());
-        w.opt_str(parent_span_id.as_deref());
-        w.structure(|w| links_fields(w, links));
-        w.opt_str(intercepted_host.as_deref());
-        w.opt_str(client_request_id.as_deref());
-    });
-}
+    }
+    // Numbered when the row is built into a file.
+    not spooled: row_seq
+);
 
-fn principal_fields(w: &mut Writer<'_>, p: &Principal) {
-    let Principal {
+wire_struct!(
+    principal_fields,
+    read_principal,
+    Principal {
         sub,
         org,
         role,
         roles,
         issuer,
-    } = p;
-    w.opt_str(sub.as_deref());
-    w.opt_str(org.as_deref());
-    w.opt_str(role.as_deref());
-    w.opt_list(roles.as_deref(), |w, s| w.str(s));
-    w.opt_str(issuer.as_deref());
-}
+    }
+);
 
-fn action_fields(w: &mut Writer<'_>, a: &Action) {
-    let Action {
+wire_struct!(
+    action_fields,
+    read_action,
+    Action {
         kind,
         route,
         method,
@@ -126,113 +167,218 @@ fn action_fields(w: &mut Writer<'_>, a: &Action) {
         inspected,
         model_tool_calls,
         raw_path,
-    } = a;
-    w.uint(kind_code(*kind));
-    w.opt_str(route.as_deref());
-    w.str(method);
-    w.str(path);
-    w.opt_str(upstream.as_deref());
-    w.opt_str(tool.as_deref());
-    w.opt_str(parameters.as_deref());
-    w.opt_str(operation.as_deref());
-    w.opt_bool(*inspected);
-    w.opt_list(model_tool_calls.as_deref(), |w, c| {
-        let ToolCallRequest { id, name } = c;
-        w.structure(|w| {
-            w.opt_str(id.as_deref());
-            w.str(name);
-        });
-    });
-    w.opt_str(raw_path.as_deref());
-}
+    }
+);
 
-fn policy_fields(w: &mut Writer<'_>, p: &PolicyOutcome) {
-    let PolicyOutcome {
+wire_struct!(call_fields, read_call, ToolCallRequest { id, name });
+
+wire_struct!(
+    policy_fields,
+    read_policy,
+    PolicyOutcome {
         decision,
         rule,
         scopes,
         version,
-    } = p;
-    w.opt_str(decision.as_deref());
-    w.opt_str(rule.as_deref());
-    w.opt_list(scopes.as_deref(), |w, s| w.str(s));
-    w.opt_str(version.as_deref());
-}
+    }
+);
 
-fn safety_fields(w: &mut Writer<'_>, c: &ContentSafety) {
-    let ContentSafety {
+wire_struct!(
+    safety_fields,
+    read_safety,
+    ContentSafety {
         pii_detected,
         redactions,
-    } = c;
-    w.opt_bool(*pii_detected);
-    w.opt_list(redactions.as_deref(), |w, r| {
-        let Redaction {
-            kind,
-            path,
-            count,
-            action,
-        } = r;
-        w.structure(|w| {
-            w.str(kind);
-            w.str(path);
-            w.int(*count);
-            w.str(action);
-        });
-    });
-}
+    }
+);
 
-fn usage_fields(w: &mut Writer<'_>, u: &Usage) {
-    let Usage {
+wire_struct!(
+    redaction_fields,
+    read_redaction,
+    Redaction {
+        kind,
+        path,
+        count,
+        action,
+    }
+);
+
+wire_struct!(
+    usage_fields,
+    read_usage,
+    Usage {
         model,
         input_tokens,
         output_tokens,
         estimated_cost_usd,
         cached_input_tokens,
         cache_creation_input_tokens,
-    } = u;
-    w.opt_str(model.as_deref());
-    w.opt_int(*input_tokens);
-    w.opt_int(*output_tokens);
-    w.opt_float(*estimated_cost_usd);
-    w.opt_int(*cached_input_tokens);
-    w.opt_int(*cache_creation_input_tokens);
-}
+    }
+);
 
-fn outcome_fields(w: &mut Writer<'_>, o: &Outcome) {
-    let Outcome {
+wire_struct!(
+    outcome_fields,
+    read_outcome,
+    Outcome {
         status,
         duration_ms,
         error,
         bytes_in,
         bytes_out,
         bytes_announced,
-    } = o;
-    w.opt_int(status.map(i64::from));
-    w.float(*duration_ms);
-    w.opt_str(error.as_deref());
-    w.int(*bytes_in);
-    w.int(*bytes_out);
-    w.opt_int(*bytes_announced);
-}
+    }
+);
 
-fn links_fields(w: &mut Writer<'_>, l: &Links) {
-    let Links {
+wire_struct!(
+    links_fields,
+    read_links,
+    Links {
         tool_call_id,
         model_request_id,
         tool_results,
-    } = l;
-    w.opt_str(tool_call_id.as_deref());
-    w.opt_str(model_request_id.as_deref());
-    w.opt_list(tool_results.as_deref(), |w, t| {
-        let ToolResult {
-            tool_call_id,
-            model_request_id,
-        } = t;
-        w.structure(|w| {
-            w.str(tool_call_id);
-            w.opt_str(model_request_id.as_deref());
-        });
-    });
+    }
+);
+
+wire_struct!(
+    tool_result_fields,
+    read_tool_result,
+    ToolResult {
+        tool_call_id,
+        model_request_id,
+    }
+);
+
+/// `string`.
+impl Wire for String {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.str(self);
+    }
+
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        r.str_into(self)
+    }
+}
+
+/// `opt<str>`.
+impl Wire for Option<String> {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.opt_str(self.as_deref());
+    }
+
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        r.opt_str_into(self)
+    }
+}
+
+/// Implements [`Wire`] for plain values: written by the [`Writer`] method and
+/// read by the [`Reader`] method of the given name.
+macro_rules! wire_value {
+    ($($ty:ty => $method:ident,)*) => {$(
+        impl Wire for $ty {
+            fn write(&self, w: &mut Writer<'_>) {
+                w.$method(*self);
+            }
+
+            fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+                *self = r.$method()?;
+                Ok(())
+            }
+        }
+    )*};
+}
+
+wire_value! {
+    i64 => int,
+    Option<i64> => opt_int,
+    f64 => float,
+    Option<f64> => opt_float,
+    Option<bool> => opt_bool,
+}
+
+/// `int`, in the range of an `i32`.
+impl Wire for i32 {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.int(i64::from(*self));
+    }
+
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        *self = i32::try_from(r.int()?).map_err(|_| DecodeError::Malformed("i32 out of range"))?;
+        Ok(())
+    }
+}
+
+/// `opt<int>`, in the range of an `i32` (the one such field is `outcome.status`).
+impl Wire for Option<i32> {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.opt_int(self.map(i64::from));
+    }
+
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        *self = r
+            .opt_int()?
+            .map(|s| i32::try_from(s).map_err(|_| DecodeError::Malformed("status out of range")))
+            .transpose()?;
+        Ok(())
+    }
+}
+
+/// `kind`; `http` past the end of the struct.
+impl Wire for ActionKind {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.uint(kind_code(*self));
+    }
+
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        *self = if r.is_empty() {
+            ActionKind::Http
+        } else {
+            kind_of(r.uint()?)?
+        };
+        Ok(())
+    }
+}
+
+/// `opt<list>`.
+impl<T: Item> Wire for Option<Vec<T>> {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.opt_list(self.as_deref(), |w, item| item.write(w));
+    }
+
+    fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        r.opt_list_into(self, T::blank, |r, item| item.read(r))
+    }
+}
+
+impl Item for String {
+    fn blank() -> Self {
+        String::new()
+    }
+}
+
+impl Item for ToolCallRequest {
+    fn blank() -> Self {
+        ToolCallRequest {
+            id: None,
+            name: String::new(),
+        }
+    }
+}
+
+impl Item for Redaction {
+    fn blank() -> Self {
+        Redaction {
+            kind: String::new(),
+            path: String::new(),
+            count: 0,
+            action: String::new(),
+        }
+    }
+}
+
+impl Item for ToolResult {
+    fn blank() -> Self {
+        ToolResult::default()
+    }
 }
 
 /// `action.kind` on disk. Exhaustive both ways: a new kind needs a new code.
@@ -255,226 +401,24 @@ fn kind_of(code: u64) -> Result<ActionKind, DecodeError> {
     })
 }
 
-/// Decodes a payload written by [`encode`] into `out`, reusing its strings and
-/// lists (a roller decodes row after row into one record without allocating).
-/// On error `out` holds a partly decoded row.
-pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), DecodeError> {
-    let Some((&TAG, body)) = payload.split_first() else {
-        return Err(DecodeError::Malformed("not a binary row"));
-    };
-    let AuditRecord {
-        event_time,
-        request_id,
-        session_id,
-        trace_id,
-        schema_version,
-        principal,
-        action,
-        policy,
-        content_safety,
-        usage,
-        outcome,
-        session_step,
-        session_source,
-        span_id,
-        parent_span_id,
-        links,
-        intercepted_host,
-        client_request_id,
-        row_seq,
-    } = out;
-    *row_seq = None;
-    let mut r = Reader(body);
-    r.structure(|r| {
-        *event_time = r.int()?;
-        r.str_into(request_id)?;
-        r.opt_str_into(session_id)?;
-        r.opt_str_into(trace_id)?;
-        *schema_version = r.int32()?;
-        r.structure(|r| read_principal(r, principal))?;
-        r.structure(|r| read_action(r, action))?;
-        r.structure(|r| read_policy(r, policy))?;
-        r.structure(|r| read_safety(r, content_safety))?;
-        r.structure(|r| read_usage(r, usage))?;
-        r.structure(|r| read_outcome(r, outcome))?;
-        *session_step = r.opt_int()?;
-        r.opt_str_into(session_source)?;
-        r.opt_str_into(span_id)?;
-        r.opt_str_into(parent_span_id)?;
-        r.structure(|r| read_links(r, links))?;
-        r.opt_str_into(intercepted_host)?;
-        r.opt_str_into(client_request_id)
+/// The bytes of a `uint`: 6 bits each, least significant first, 0x40 set on all
+/// but the last.
+fn uint_bytes(mut v: u64) -> impl Iterator<Item = u8> {
+    let mut more = true;
+    std::iter::from_fn(move || {
+        if !more {
+            return None;
+        }
+        let low = v as u8 & 0x3F;
+        v >>= 6;
+        more = v != 0;
+        Some(if more { 0x40 | low } else { low })
     })
-}
-
-fn read_principal(r: &mut Reader<'_>, p: &mut Principal) -> Result<(), DecodeError> {
-    let Principal {
-        sub,
-        org,
-        role,
-        roles,
-        issuer,
-    } = p;
-    r.opt_str_into(sub)?;
-    r.opt_str_into(org)?;
-    r.opt_str_into(role)?;
-    r.opt_list_into(roles, String::new, Reader::str_into)?;
-    r.opt_str_into(issuer)
-}
-
-fn read_action(r: &mut Reader<'_>, a: &mut Action) -> Result<(), DecodeError> {
-    let Action {
-        kind,
-        route,
-        method,
-        path,
-        upstream,
-        tool,
-        parameters,
-        operation,
-        inspected,
-        model_tool_calls,
-        raw_path,
-    } = a;
-    *kind = if r.is_empty() {
-        ActionKind::Http
-    } else {
-        kind_of(r.uint()?)?
-    };
-    r.opt_str_into(route)?;
-    r.str_into(method)?;
-    r.str_into(path)?;
-    r.opt_str_into(upstream)?;
-    r.opt_str_into(tool)?;
-    r.opt_str_into(parameters)?;
-    r.opt_str_into(operation)?;
-    *inspected = r.opt_bool()?;
-    let new = || ToolCallRequest {
-        id: None,
-        name: String::new(),
-    };
-    r.opt_list_into(model_tool_calls, new, |r, c: &mut ToolCallRequest| {
-        let ToolCallRequest { id, name } = c;
-        r.structure(|r| {
-            r.opt_str_into(id)?;
-            r.str_into(name)
-        })
-    })?;
-    r.opt_str_into(raw_path)
-}
-
-fn read_policy(r: &mut Reader<'_>, p: &mut PolicyOutcome) -> Result<(), DecodeError> {
-    let PolicyOutcome {
-        decision,
-        rule,
-        scopes,
-        version,
-    } = p;
-    r.opt_str_into(decision)?;
-    r.opt_str_into(rule)?;
-    r.opt_list_into(scopes, String::new, Reader::str_into)?;
-    r.opt_str_into(version)
-}
-
-fn read_safety(r: &mut Reader<'_>, c: &mut ContentSafety) -> Result<(), DecodeError> {
-    let ContentSafety {
-        pii_detected,
-        redactions,
-    } = c;
-    *pii_detected = r.opt_bool()?;
-    let new = || Redaction {
-        kind: String::new(),
-        path: String::new(),
-        count: 0,
-        action: String::new(),
-    };
-    r.opt_list_into(redactions, new, |r, item: &mut Redaction| {
-        let Redaction {
-            kind,
-            path,
-            count,
-            action,
-        } = item;
-        r.structure(|r| {
-            r.str_into(kind)?;
-            r.str_into(path)?;
-            *count = r.int()?;
-            r.str_into(action)
-        })
-    })
-}
-
-fn read_usage(r: &mut Reader<'_>, u: &mut Usage) -> Result<(), DecodeError> {
-    let Usage {
-        model,
-        input_tokens,
-        output_tokens,
-        estimated_cost_usd,
-        cached_input_tokens,
-        cache_creation_input_tokens,
-    } = u;
-    r.opt_str_into(model)?;
-    *input_tokens = r.opt_int()?;
-    *output_tokens = r.opt_int()?;
-    *estimated_cost_usd = r.opt_float()?;
-    *cached_input_tokens = r.opt_int()?;
-    *cache_creation_input_tokens = r.opt_int()?;
-    Ok(())
-}
-
-fn read_outcome(r: &mut Reader<'_>, o: &mut Outcome) -> Result<(), DecodeError> {
-    let Outcome {
-        status,
-        duration_ms,
-        error,
-        bytes_in,
-        bytes_out,
-        bytes_announced,
-    } = o;
-    *status = r
-        .opt_int()?
-        .map(|s| i32::try_from(s).map_err(|_| DecodeError::Malformed("status out of range")))
-        .transpose()?;
-    *duration_ms = r.float()?;
-    r.opt_str_into(error)?;
-    *bytes_in = r.int()?;
-    *bytes_out = r.int()?;
-    *bytes_announced = r.opt_int()?;
-    Ok(())
-}
-
-fn read_links(r: &mut Reader<'_>, l: &mut Links) -> Result<(), DecodeError> {
-    let Links {
-        tool_call_id,
-        model_request_id,
-        tool_results,
-    } = l;
-    r.opt_str_into(tool_call_id)?;
-    r.opt_str_into(model_request_id)?;
-    r.opt_list_into(
-        tool_results,
-        ToolResult::default,
-        |r, t: &mut ToolResult| {
-            let ToolResult {
-                tool_call_id,
-                model_request_id,
-            } = t;
-            r.structure(|r| {
-                r.str_into(tool_call_id)?;
-                r.opt_str_into(model_request_id)
-            })
-        },
-    )
 }
 
 /// Bytes a `uint` of `v` takes.
-fn uint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x40 {
-        v >>= 6;
-        n += 1;
-    }
-    n
+fn uint_len(v: u64) -> usize {
+    uint_bytes(v).count()
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -485,15 +429,20 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// A `float` as the `uint` written for it.
+fn float_bits(v: f64) -> u64 {
+    v.to_bits().swap_bytes()
+}
+
+fn float_of_bits(v: u64) -> f64 {
+    f64::from_bits(v.swap_bytes())
+}
+
 struct Writer<'a>(&'a mut Vec<u8>);
 
 impl Writer<'_> {
-    fn uint(&mut self, mut v: u64) {
-        while v >= 0x40 {
-            self.0.push(0x40 | (v as u8 & 0x3F));
-            v >>= 6;
-        }
-        self.0.push(v as u8);
+    fn uint(&mut self, v: u64) {
+        self.0.extend(uint_bytes(v));
     }
 
     fn int(&mut self, v: i64) {
@@ -501,24 +450,23 @@ impl Writer<'_> {
     }
 
     fn opt_int(&mut self, v: Option<i64>) {
-        match v {
-            Some(v) => {
-                self.0.push(1);
-                self.int(v);
-            }
-            None => self.0.push(0),
-        }
+        self.opt_uint(v.map(zigzag));
     }
 
     fn float(&mut self, v: f64) {
-        self.uint(v.to_bits().swap_bytes());
+        self.uint(float_bits(v));
     }
 
     fn opt_float(&mut self, v: Option<f64>) {
+        self.opt_uint(v.map(float_bits));
+    }
+
+    /// `0`, or `1` and the `uint`.
+    fn opt_uint(&mut self, v: Option<u64>) {
         match v {
             Some(v) => {
                 self.0.push(1);
-                self.float(v);
+                self.uint(v);
             }
             None => self.0.push(0),
         }
@@ -538,25 +486,22 @@ impl Writer<'_> {
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => {
-                self.uint(s.len() as u64 + 1);
-                self.0.extend_from_slice(s.as_bytes());
-            }
-            None => self.0.push(0),
+        self.opt_len(s.map(str::len));
+        if let Some(s) = s {
+            self.0.extend_from_slice(s.as_bytes());
         }
     }
 
     fn opt_list<T>(&mut self, items: Option<&[T]>, mut item: impl FnMut(&mut Self, &T)) {
-        match items {
-            Some(items) => {
-                self.uint(items.len() as u64 + 1);
-                for i in items {
-                    item(self, i);
-                }
-            }
-            None => self.0.push(0),
+        self.opt_len(items.map(<[T]>::len));
+        for i in items.into_iter().flatten() {
+            item(self, i);
         }
+    }
+
+    /// The length of an optional string or list: `0` for none, else `len + 1`.
+    fn opt_len(&mut self, len: Option<usize>) {
+        self.uint(len.map_or(0, |n| n as u64 + 1));
     }
 
     /// Writes the fields `f` writes, behind their length.
@@ -572,14 +517,8 @@ impl Writer<'_> {
             self.0.resize(end + width - 1, 0);
             self.0.copy_within(at + 1..end, at + width);
         }
-        let mut v = len;
-        for b in &mut self.0[at..at + width] {
-            *b = if v >= 0x40 {
-                0x40 | (v as u8 & 0x3F)
-            } else {
-                v as u8
-            };
-            v >>= 6;
+        for (slot, b) in self.0[at..at + width].iter_mut().zip(uint_bytes(len)) {
+            *slot = b;
         }
     }
 }
@@ -629,51 +568,49 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn int(&mut self) -> Result<i64, DecodeError> {
+    /// A `uint`, or 0 past the end of the struct.
+    fn uint_or_0(&mut self) -> Result<u64, DecodeError> {
         if self.is_empty() {
             return Ok(0);
         }
-        self.uint().map(unzigzag)
+        self.uint()
     }
 
-    fn int32(&mut self) -> Result<i32, DecodeError> {
-        i32::try_from(self.int()?).map_err(|_| DecodeError::Malformed("i32 out of range"))
+    /// The first byte of an option, or 0 (none) past the end of the struct.
+    fn flag(&mut self) -> Result<u8, DecodeError> {
+        if self.is_empty() {
+            return Ok(0);
+        }
+        self.byte()
+    }
+
+    fn int(&mut self) -> Result<i64, DecodeError> {
+        self.uint_or_0().map(unzigzag)
     }
 
     fn opt_int(&mut self) -> Result<Option<i64>, DecodeError> {
-        if self.is_empty() {
-            return Ok(None);
-        }
-        match self.byte()? {
-            0 => Ok(None),
-            1 => self.uint().map(unzigzag).map(Some),
-            _ => Err(DecodeError::Malformed("option flag")),
-        }
+        Ok(self.opt_uint()?.map(unzigzag))
     }
 
     fn float(&mut self) -> Result<f64, DecodeError> {
-        if self.is_empty() {
-            return Ok(0.0);
-        }
-        Ok(f64::from_bits(self.uint()?.swap_bytes()))
+        self.uint_or_0().map(float_of_bits)
     }
 
     fn opt_float(&mut self) -> Result<Option<f64>, DecodeError> {
-        if self.is_empty() {
-            return Ok(None);
-        }
-        match self.byte()? {
+        Ok(self.opt_uint()?.map(float_of_bits))
+    }
+
+    /// `0`, or `1` and a `uint`.
+    fn opt_uint(&mut self) -> Result<Option<u64>, DecodeError> {
+        match self.flag()? {
             0 => Ok(None),
-            1 => Ok(Some(f64::from_bits(self.uint()?.swap_bytes()))),
+            1 => self.uint().map(Some),
             _ => Err(DecodeError::Malformed("option flag")),
         }
     }
 
     fn opt_bool(&mut self) -> Result<Option<bool>, DecodeError> {
-        if self.is_empty() {
-            return Ok(None);
-        }
-        match self.byte()? {
+        match self.flag()? {
             0 => Ok(None),
             1 => Ok(Some(false)),
             2 => Ok(Some(true)),
@@ -687,21 +624,23 @@ impl<'a> Reader<'a> {
 
     fn str_into(&mut self, dst: &mut String) -> Result<(), DecodeError> {
         dst.clear();
-        if self.is_empty() {
-            return Ok(());
-        }
-        let len = self.uint()?;
+        let len = self.uint_or_0()?;
         dst.push_str(self.text(len)?);
         Ok(())
     }
 
+    /// The length of an optional string or list: `None` for none (also past the
+    /// end of the struct).
+    fn opt_len(&mut self) -> Result<Option<u64>, DecodeError> {
+        Ok(self.uint_or_0()?.checked_sub(1))
+    }
+
     fn opt_str_into(&mut self, dst: &mut Option<String>) -> Result<(), DecodeError> {
-        let len = if self.is_empty() { 0 } else { self.uint()? };
-        if len == 0 {
+        let Some(len) = self.opt_len()? else {
             *dst = None;
             return Ok(());
-        }
-        let s = self.text(len - 1)?;
+        };
+        let s = self.text(len)?;
         match dst {
             Some(d) => {
                 d.clear();
@@ -718,12 +657,11 @@ impl<'a> Reader<'a> {
         new: impl FnMut() -> T,
         mut item: impl FnMut(&mut Self, &mut T) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
-        let n = if self.is_empty() { 0 } else { self.uint()? };
-        if n == 0 {
+        let Some(n) = self.opt_len()? else {
             *dst = None;
             return Ok(());
-        }
-        let n = usize::try_from(n - 1).map_err(|_| DecodeError::Truncated)?;
+        };
+        let n = usize::try_from(n).map_err(|_| DecodeError::Truncated)?;
         // Every item takes at least one byte: a bogus count cannot allocate much.
         if n > self.0.len() {
             return Err(DecodeError::Truncated);
@@ -743,12 +681,8 @@ impl<'a> Reader<'a> {
         &mut self,
         f: impl FnOnce(&mut Reader<'a>) -> Result<(), DecodeError>,
     ) -> Result<(), DecodeError> {
-        let body = if self.is_empty() {
-            &[][..]
-        } else {
-            let len = self.uint()?;
-            self.bytes(len)?
-        };
+        let len = self.uint_or_0()?;
+        let body = self.bytes(len)?;
         f(&mut Reader(body))
     }
 }
