@@ -101,20 +101,8 @@ impl Murmur3 {
         let (a, b) = block.split_at(8);
         let k1 = u64::from_le_bytes(a.try_into().unwrap_or([0; 8]));
         let k2 = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        self.h1 ^= mix_k1(k1);
-        self.h1 = self
-            .h1
-            .rotate_left(27)
-            .wrapping_add(self.h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
-        self.h2 ^= mix_k2(k2);
-        self.h2 = self
-            .h2
-            .rotate_left(31)
-            .wrapping_add(self.h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
+        self.h1 = mix_h(self.h1 ^ mix_k1(k1), self.h2, 27, 0x52dc_e729);
+        self.h2 = mix_h(self.h2 ^ mix_k2(k2), self.h1, 31, 0x3849_5ab5);
     }
 
     pub(crate) fn write(&mut self, mut data: &[u8]) {
@@ -181,6 +169,15 @@ fn mix_k1(k1: u64) -> u64 {
 
 fn mix_k2(k2: u64) -> u64 {
     k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1)
+}
+
+/// One half of a block's mixing: `h` rotated left by `r`, plus the other half,
+/// times 5, plus `c`.
+fn mix_h(h: u64, other: u64, r: u32, c: u64) -> u64 {
+    h.rotate_left(r)
+        .wrapping_add(other)
+        .wrapping_mul(5)
+        .wrapping_add(c)
 }
 
 fn fmix64(mut k: u64) -> u64 {

@@ -14,8 +14,11 @@
 //! (shared by the calls of one turn), the time and two flags — never the raw
 //! arguments.
 
+use std::sync::MutexGuard;
+
 use crate::canonical::{Arguments, digest};
-use crate::table::{Entry, TICK};
+use crate::ids::Key;
+use crate::table::{Entry, Shard, TICK};
 use crate::tracker::{SessionStep, SessionTracker};
 
 /// A tool call a model asked for in its response.
@@ -257,6 +260,24 @@ impl SessionTracker {
         h
     }
 
+    /// Locks the shard holding `subject`'s scope and advances its hand, adding
+    /// the calls of the scopes that expire on the way to `forgotten`.
+    fn lock_scopes(
+        &self,
+        subject: &Key,
+        now_ms: u64,
+        forgotten: &mut u64,
+    ) -> MutexGuard<'_, Shard<Scope>> {
+        let ttl = self.ttl.pending_s;
+        let mut shard = self.scopes.lock(subject);
+        shard.tick(
+            TICK,
+            |s| s.expired(now_ms, ttl),
+            |s, _| *forgotten += s.calls.len() as u64,
+        );
+        shard
+    }
+
     fn candidates(&self, tool: &str) -> Candidates {
         let mut c = Candidates {
             hashes: [0; 10],
@@ -416,12 +437,7 @@ impl SessionTracker {
         let session = session_tag(step);
         let ttl = self.ttl.pending_s;
         let mut forgotten = 0u64;
-        let mut shard = self.scopes.lock(&step.subject);
-        shard.tick(
-            TICK,
-            |s| s.expired(now_ms, ttl),
-            |s, _| forgotten += s.calls.len() as u64,
-        );
+        let mut shard = self.lock_scopes(&step.subject, now_ms, &mut forgotten);
         let (link, removed) = match shard.get_mut(&step.subject) {
             None => (None, 0),
             Some(scope) => {
@@ -485,12 +501,7 @@ impl SessionTracker {
         }
         let ttl = self.ttl.pending_s;
         let mut forgotten = 0u64;
-        let mut shard = self.scopes.lock(&step.subject);
-        shard.tick(
-            TICK,
-            |s| s.expired(now_ms, ttl),
-            |s, _| forgotten += s.calls.len() as u64,
-        );
+        let mut shard = self.lock_scopes(&step.subject, now_ms, &mut forgotten);
         let mut removed = 0;
         if let Some(scope) = shard.get_mut(&step.subject) {
             let expired = scope.expire(now_ms, ttl);
