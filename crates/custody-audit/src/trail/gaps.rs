@@ -65,15 +65,21 @@ pub(super) fn row_id(id: u128) -> String {
     format!("gap_{}", uuid::Uuid::from_u128(id).simple())
 }
 
+/// A bare gap row with id `id` at `event_time` (µs since the epoch).
+fn gap_row(id: u128, event_time: i64) -> AuditRecord {
+    let mut row = AuditRecord::new(
+        std::time::UNIX_EPOCH,
+        row_id(id),
+        Action::new(ActionKind::Http, "", ""),
+    );
+    row.event_time = event_time;
+    row
+}
+
 impl GapWindow {
     /// The gap row for this window: the same bytes every time it is built.
     pub(super) fn row(&self) -> AuditRecord {
-        let mut row = AuditRecord::new(
-            std::time::UNIX_EPOCH,
-            row_id(self.id),
-            Action::new(ActionKind::Http, "", ""),
-        );
-        row.event_time = self.first;
+        let mut row = gap_row(self.id, self.first);
         row.outcome.duration_ms = self.last.saturating_sub(self.first) as f64 / 1000.0;
         row.outcome.error = Some(format!(
             "gap: {} requests not recorded (audit spool full; {} refused with 503, {} forwarded or answered unrecorded)",
@@ -215,12 +221,7 @@ impl Lost {
 
     /// The row for requests not recorded, of unknown number.
     pub(super) fn row(&self) -> AuditRecord {
-        let mut row = AuditRecord::new(
-            std::time::UNIX_EPOCH,
-            row_id(self.id),
-            Action::new(ActionKind::Http, "", ""),
-        );
-        row.event_time = self.time;
+        let mut row = gap_row(self.id, self.time);
         row.outcome.error = Some(format!(
             "gap: an unknown number of requests not recorded before a restart (audit spool full; their count in {FILE_NAME} was unreadable, kept as {DAMAGED_NAME})"
         ));

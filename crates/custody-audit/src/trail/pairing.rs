@@ -257,14 +257,7 @@ impl Pairing {
     /// Open intents in segments up to `through` that need a copy carried forward
     /// before those segments go: `(key, encoded row)`.
     pub(crate) fn to_carry(&self, through: u64) -> Vec<(u64, Arc<Vec<u8>>)> {
-        let mut out: Vec<_> = self
-            .open
-            .iter()
-            .filter(|(_, o)| !o.carried && !o.finalized && o.home <= through)
-            .map(|(k, o)| (*k, o.json.clone()))
-            .collect();
-        out.sort_unstable_by_key(|(k, _)| *k);
-        out
+        self.open_rows(|o| !o.carried && !o.finalized && o.home <= through)
     }
 
     /// A copy of `key` has been appended.
@@ -281,10 +274,15 @@ impl Pairing {
         // Copies of an orphan's intent could only be in the replayed segments, all
         // read now. Copies the roller carried during the replay are still awaited.
         self.orphans.clear();
+        self.open_rows(|o| !o.finalized)
+    }
+
+    /// The open intents `keep` picks, by key: `(key, encoded row)`.
+    fn open_rows(&self, keep: impl Fn(&Open) -> bool) -> Vec<(u64, Arc<Vec<u8>>)> {
         let mut out: Vec<_> = self
             .open
             .iter()
-            .filter(|(_, o)| !o.finalized)
+            .filter(|(_, o)| keep(o))
             .map(|(k, o)| (*k, o.json.clone()))
             .collect();
         out.sort_unstable_by_key(|(k, _)| *k);

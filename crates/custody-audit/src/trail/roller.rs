@@ -288,22 +288,12 @@ impl Roller {
                     Ok(p) => self.prepared = Some(p),
                     Err(e) => {
                         tracing::error!(segment = segment.id, error = %e, "cannot read an audit spool segment; retrying later");
-                        self.shared
-                            .stats
-                            .upload_failures
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.shared.stats.failing.store(true, Ordering::Relaxed);
-                        return Outcome::Stalled;
+                        return self.stall();
                     }
                 }
             }
             if !self.upload(deadline).await {
-                self.shared
-                    .stats
-                    .upload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                self.shared.stats.failing.store(true, Ordering::Relaxed);
-                return Outcome::Stalled;
+                return self.stall();
             }
             let Some(p) = self.prepared.take() else {
                 continue;
@@ -316,6 +306,17 @@ impl Roller {
 
     /// Reads a sealed segment and builds its files (blocking reads; this thread
     /// serves nothing else).
+    /// A segment could not be read or uploaded: counts an upload failure, marks
+    /// the sink failing and stalls the round.
+    fn stall(&self) -> Outcome {
+        self.shared
+            .stats
+            .upload_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.stats.failing.store(true, Ordering::Relaxed);
+        Outcome::Stalled
+    }
+
     fn prepare(&self, segment: SegmentInfo) -> Result<Prepared, String> {
         let mut pairing = self.pairing.clone();
         let built = build_segment(
