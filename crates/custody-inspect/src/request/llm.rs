@@ -12,6 +12,22 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
 
+/// A lenient visitor's `expecting`, and the default for a scalar or a string
+/// (the shapes none of the visitors here reads).
+macro_rules! lenient_defaults {
+    () => {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        default_for_scalars!();
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+
 /// The only fields read from an LLM request body; everything else is skipped.
 /// `ANTHROPIC` picks the shape tool-result ids are read from, so that only the
 /// fields of that shape are decoded (an OpenAI message's `content` is skipped
@@ -50,15 +66,7 @@ impl<'de, const ANTHROPIC: bool> Deserialize<'de> for ResultIds<ANTHROPIC> {
         impl<'de, const ANTHROPIC: bool> Visitor<'de> for V<ANTHROPIC> {
             type Value = ResultIds<ANTHROPIC>;
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            default_for_scalars!();
-
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(ResultIds::default())
-            }
+            lenient_defaults!();
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 skip_map(map).map(|()| ResultIds::default())
@@ -145,15 +153,7 @@ impl<'de: 'a, 'a, const ANTHROPIC: bool> Deserialize<'de> for Item<'a, ANTHROPIC
         impl<'de, const ANTHROPIC: bool> Visitor<'de> for V<ANTHROPIC> {
             type Value = Item<'de, ANTHROPIC>;
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            default_for_scalars!();
-
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Item::default())
-            }
+            lenient_defaults!();
 
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 skip_seq(seq).map(|()| Item::default())
@@ -193,15 +193,7 @@ impl<'de> Deserialize<'de> for ResultBlocks {
         impl<'de> Visitor<'de> for V {
             type Value = ResultBlocks;
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            default_for_scalars!();
-
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(ResultBlocks::default())
-            }
+            lenient_defaults!();
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 skip_map(map).map(|()| ResultBlocks::default())
@@ -236,15 +228,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Block<'a> {
         impl<'de> Visitor<'de> for V {
             type Value = Block<'de>;
 
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            default_for_scalars!();
-
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Block::default())
-            }
+            lenient_defaults!();
 
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 skip_seq(seq).map(|()| Block::default())
