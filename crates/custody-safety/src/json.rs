@@ -96,6 +96,32 @@ impl Walker<'_> {
         }
     }
 
+    /// Walks an object member's or an array element's value, with `seg` on the
+    /// path.
+    fn member(
+        &mut self,
+        seg: Seg,
+        depth: usize,
+        visit: &mut dyn FnMut(&[Seg], StrValue<'_>),
+    ) -> Result<(), WalkError> {
+        self.stack.push(seg);
+        self.value(depth + 1, visit)?;
+        self.stack.pop();
+        Ok(())
+    }
+
+    /// After a member or an element: `true` at a `,` (another follows), `false`
+    /// at `close` (the object or array ends).
+    fn another(&mut self, close: u8) -> Result<bool, WalkError> {
+        if self.eat(b',') {
+            Ok(true)
+        } else if self.eat(close) {
+            Ok(false)
+        } else {
+            Err(WalkError::NotJson)
+        }
+    }
+
     fn value(
         &mut self,
         depth: usize,
@@ -120,17 +146,10 @@ impl Walker<'_> {
                     if !self.eat(b':') {
                         return Err(WalkError::NotJson);
                     }
-                    self.stack.push(Seg::Key(key));
-                    self.value(depth + 1, visit)?;
-                    self.stack.pop();
-                    if self.eat(b',') {
-                        continue;
+                    self.member(Seg::Key(key), depth, visit)?;
+                    if !self.another(b'}')? {
+                        return Ok(());
                     }
-                    return if self.eat(b'}') {
-                        Ok(())
-                    } else {
-                        Err(WalkError::NotJson)
-                    };
                 }
             }
             Some(b'[') => {
@@ -140,18 +159,11 @@ impl Walker<'_> {
                 }
                 let mut index = 0;
                 loop {
-                    self.stack.push(Seg::Index(index));
-                    self.value(depth + 1, visit)?;
-                    self.stack.pop();
+                    self.member(Seg::Index(index), depth, visit)?;
                     index += 1;
-                    if self.eat(b',') {
-                        continue;
+                    if !self.another(b']')? {
+                        return Ok(());
                     }
-                    return if self.eat(b']') {
-                        Ok(())
-                    } else {
-                        Err(WalkError::NotJson)
-                    };
                 }
             }
             Some(b'"') => {
