@@ -9,27 +9,21 @@ pub(crate) fn check_subdomain(name: &str) -> Result<(), String> {
         && name
             .split('.')
             .all(|part| label_chars(part) && !part.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{:?} is not a valid object name (lower-case letters, digits, '-' and '.', at most 253 characters)",
-            shown(name)
-        ))
-    }
+    valid(
+        ok,
+        name,
+        "object name (lower-case letters, digits, '-' and '.', at most 253 characters)",
+    )
 }
 
 /// An RFC 1123 label (namespace names): at most 63 characters of lower-case letters,
 /// digits and `-`, starting and ending alphanumeric.
 pub(crate) fn check_label(name: &str) -> Result<(), String> {
-    if !name.is_empty() && name.len() <= 63 && label_chars(name) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{:?} is not a valid namespace name (lower-case letters, digits and '-', at most 63 characters)",
-            shown(name)
-        ))
-    }
+    valid(
+        !name.is_empty() && name.len() <= 63 && label_chars(name),
+        name,
+        "namespace name (lower-case letters, digits and '-', at most 63 characters)",
+    )
 }
 
 fn label_chars(part: &str) -> bool {
@@ -49,11 +43,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), String> {
         && key
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{:?} is not a valid ConfigMap key", shown(key)))
-    }
+    valid(ok, key, "ConfigMap key")
 }
 
 /// An environment variable name: letters, digits, `_`, `-`, `.`, not starting with
@@ -63,13 +53,15 @@ pub(crate) fn check_env(name: &str) -> Result<(), String> {
         && name
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    valid(ok, name, "environment variable name")
+}
+
+/// `Ok` if `ok`, else the message that `value` (as [`shown`]) is not a valid `what`.
+fn valid(ok: bool, value: &str, what: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{:?} is not a valid environment variable name",
-            shown(name)
-        ))
+        Err(format!("{:?} is not a valid {what}", shown(value)))
     }
 }
 
