@@ -73,29 +73,24 @@ fn random_u64() -> u64 {
     hasher.finish()
 }
 
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Both ids display as their text and convert into it.
+macro_rules! text_impls {
+    ($($id:ident),*) => {$(
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(id: $id) -> Self {
+                id.0
+            }
+        }
+    )*};
 }
 
-impl From<RequestId> for String {
-    fn from(id: RequestId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for ClientRequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<ClientRequestId> for String {
-    fn from(id: ClientRequestId) -> Self {
-        id.0
-    }
-}
+text_impls!(RequestId, ClientRequestId);
 
 #[cfg(test)]
 mod tests {
