@@ -332,15 +332,19 @@ fn found_text(
     found: Found<'_>,
     caller: &Caller<'_>,
 ) -> String {
-    let claim = c
-        .describe_claim(caller)
-        .map(|t| format!(" ({t})"))
-        .unwrap_or_default();
+    let claim = claim_suffix(c, caller);
     format!(
         "{section}[{i}]: {c}: {} is {}{claim}",
         c.path,
         Condition::describe(found)
     )
+}
+
+/// ` (<what the claim is>)` for a condition on a claim, else nothing.
+fn claim_suffix(c: &Condition, caller: &Caller<'_>) -> String {
+    c.describe_claim(caller)
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default()
 }
 
 fn list_or_none<S: AsRef<str>>(list: &[S]) -> String {
@@ -363,10 +367,7 @@ fn condition_text(
     miss: Miss,
 ) -> String {
     let value = Condition::describe(found);
-    let claim = c
-        .describe_claim(caller)
-        .map(|t| format!(" ({t})"))
-        .unwrap_or_default();
+    let claim = claim_suffix(c, caller);
     if miss.undecidable {
         format!(
             "{section}[{i}]: {c}: cannot be decided ({} is {value}); allow rules fail closed",

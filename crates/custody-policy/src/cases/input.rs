@@ -63,16 +63,9 @@ impl CaseInput {
             serde_yaml_ng::from_str(text).map_err(|e| CasesError {
                 problems: vec![syntax(&e)],
             })?;
-        let mut diag = Diagnostics::default();
-        let input = Node::root(&value)
-            .fields(&mut diag, &INPUT)
-            .and_then(|f| read(&f, &mut diag));
-        match input {
-            Some(input) if !diag.has_errors() => Ok(input),
-            _ => Err(CasesError {
-                problems: diag.errors(text),
-            }),
-        }
+        Self::from_value(&value).map_err(|mut diag| CasesError {
+            problems: diag.errors(text),
+        })
     }
 
     /// Reads one input from separate parts (command-line flags). Problems are
@@ -110,19 +103,25 @@ impl CaseInput {
             return Err(CasesError { problems });
         }
         let value = serde_yaml_ng::Value::Mapping(map);
+        Self::from_value(&value).map_err(|mut diag| {
+            let mut problems = diag.errors("");
+            for p in &mut problems {
+                p.location = None;
+            }
+            CasesError { problems }
+        })
+    }
+
+    /// Reads one input from a parsed mapping; `Err` holds the diagnostics when
+    /// there are errors.
+    fn from_value(value: &serde_yaml_ng::Value) -> Result<Self, Diagnostics> {
         let mut diag = Diagnostics::default();
-        let input = Node::root(&value)
+        let input = Node::root(value)
             .fields(&mut diag, &INPUT)
             .and_then(|f| read(&f, &mut diag));
         match input {
             Some(input) if !diag.has_errors() => Ok(input),
-            _ => {
-                let mut problems = diag.errors("");
-                for p in &mut problems {
-                    p.location = None;
-                }
-                Err(CasesError { problems })
-            }
+            _ => Err(diag),
         }
     }
 }
