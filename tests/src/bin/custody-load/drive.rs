@@ -110,9 +110,11 @@ pub(crate) async fn handshakes(
 /// `requests` requests on `concurrency` keep-alive connections. Closed loop
 /// (`rate: None`): each connection sends its next request when the previous
 /// response has ended. Open loop (`rate: Some(r)`, requests per second in all):
-/// each connection's requests are due at fixed intervals, and a latency counts
-/// from when its request was due, so a proxy that falls behind is charged for the
-/// wait as well (no coordinated omission).
+/// a pacer thread releases the requests at fixed intervals, in turn to each
+/// connection, and a latency counts from the release; a request released while
+/// its connection still waits for the previous response waits too, and that wait
+/// counts (no coordinated omission). The pacer sleeps with the OS timer (tens of
+/// µs late at most), not tokio's (which ticks in milliseconds).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive(
     addr: SocketAddr,
@@ -125,7 +127,27 @@ pub(crate) async fn drive(
     rate: Option<f64>,
 ) -> anyhow::Result<Phase> {
     let per = requests.div_ceil(concurrency);
-    let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r.max(1.0)));
+    let mut releases = Vec::new();
+    let mut pacer = None;
+    if let Some(rate) = rate {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..concurrency)
+            .map(|_| tokio::sync::mpsc::unbounded_channel::<Instant>())
+            .unzip();
+        releases = rxs.into_iter().map(Some).collect();
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+        pacer = Some(std::thread::spawn(move || {
+            let start = Instant::now() + Duration::from_millis(5);
+            for k in 0..per * concurrency {
+                let due = start + interval * k as u32;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                // A connection that failed has dropped its receiver; the phase
+                // reports its error.
+                let _ = txs[k % concurrency].send(Instant::now());
+            }
+        }));
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..concurrency {
@@ -133,6 +155,7 @@ pub(crate) async fn drive(
         let path = path.to_owned();
         let tokens = tokens.clone();
         let tls = tls.cloned();
+        let mut release = releases.get_mut(task).and_then(Option::take);
         tasks.push(tokio::spawn(async move {
             let io = open(addr, tls.as_ref()).await?;
             let host = if tls.is_some() {
@@ -144,11 +167,11 @@ pub(crate) async fn drive(
                 hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
             tokio::spawn(conn);
             let mut lat = Vec::with_capacity(per);
-            // Connections start spread over one interval, not all at once.
-            let first = tokio::time::Instant::now()
-                + interval.map_or(Duration::ZERO, |i| i * task as u32 / concurrency as u32);
             for i in 0..per {
-                let due = interval.map(|every| first + every * i as u32);
+                let released = match release.as_mut() {
+                    Some(rx) => Some(rx.recv().await.context("the pacer stopped")?),
+                    None => None,
+                };
                 let mut req = http::Request::post(&path)
                     .header("host", host)
                     .header("content-type", "application/json")
@@ -160,13 +183,7 @@ pub(crate) async fn drive(
                 // A keep-alive connection is ready for the next request only once the
                 // connection task has seen the end of the previous response.
                 sender.ready().await?;
-                let t = match due {
-                    Some(due) => {
-                        tokio::time::sleep_until(due).await;
-                        due.into_std()
-                    }
-                    None => Instant::now(),
-                };
+                let t = released.unwrap_or_else(Instant::now);
                 let resp = sender
                     .send_request(req)
                     .await
@@ -183,6 +200,9 @@ pub(crate) async fn drive(
     let mut latencies = Vec::with_capacity(per * concurrency);
     for t in tasks {
         latencies.extend(t.await??);
+    }
+    if let Some(pacer) = pacer {
+        let _ = pacer.join();
     }
     Ok(Phase {
         latencies,

@@ -42,7 +42,7 @@ use bytes::Bytes;
 use clap::Parser;
 use custody_tests::stub::Stub;
 use drive::{client_tls, drive, handshakes};
-use procs::{Proc, cpu_time, peak_rss_kib, rss_kib};
+use procs::{Proc, cpu_time, peak_rss_kib, rss_kib, thread_cpu};
 use report::{Cell, Forward, Offered, Stats, median};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -293,6 +293,22 @@ async fn run(
     println!(
         "custody peak RSS (VmHWM): {:.1} MiB",
         peak_rss_kib(targets.custody.pid)? as f64 / 1024.0
+    );
+    let threads = thread_cpu(targets.custody.pid)?;
+    let total: Duration = threads.iter().map(|(_, d)| *d).sum();
+    let shares: Vec<String> = threads
+        .iter()
+        .filter(|(_, d)| !d.is_zero())
+        .map(|(name, d)| {
+            format!(
+                "{name} {:.1} %",
+                d.as_secs_f64() * 100.0 / total.as_secs_f64().max(1e-9)
+            )
+        })
+        .collect();
+    println!(
+        "custody CPU by thread over the whole run (request threads are `custody`, the roller `custody-audit`): {}",
+        shares.join(", ")
     );
     if let Some(floor) = targets.floor {
         println!(

@@ -93,7 +93,12 @@ pub(crate) fn start_floor(bin: &Path, stub: &Stub) -> anyhow::Result<Proc> {
 
 /// (user + system CPU time) of `pid`.
 pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    cpu_time_of(&format!("/proc/{pid}/stat"))
+}
+
+/// (user + system CPU time) from a `stat` file (a process's or a thread's).
+fn cpu_time_of(path: &str) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(path)?;
     let after_comm = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
@@ -102,6 +107,30 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     // Fields 14 and 15 of stat are utime and stime; after "comm)" they are at 11, 12.
     let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
     Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// CPU time by thread name (`comm`) of `pid`'s live threads, summed over
+/// threads of the same name.
+pub(crate) fn thread_cpu(pid: u32) -> anyhow::Result<Vec<(String, Duration)>> {
+    let mut by_name: Vec<(String, Duration)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(tid) = task?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let Ok(cpu) = cpu_time_of(&format!("/proc/{pid}/task/{tid}/stat")) else {
+            continue;
+        };
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += cpu,
+            None => by_name.push((name, cpu)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.cmp(&a.1));
+    Ok(by_name)
 }
 
 fn clock_ticks() -> u64 {
