@@ -129,7 +129,7 @@ pub(crate) fn thread_cpu(pid: u32) -> anyhow::Result<Vec<(String, Duration)>> {
             None => by_name.push((name, cpu)),
         }
     }
-    by_name.sort_by(|a, b| b.1.cmp(&a.1));
+    by_name.sort_by_key(|(_, cpu)| std::cmp::Reverse(*cpu));
     Ok(by_name)
 }
 
