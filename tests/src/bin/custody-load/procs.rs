@@ -46,45 +46,51 @@ pub(crate) fn start_custody(
     }
     yaml += extra;
     std::fs::write(&config, yaml)?;
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(["run", "--log-format", "json", "--config"])
         .arg(&config)
-        .env("CUSTODY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let pid = child.id();
-    let proc = Proc { child, tcp, pid };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while admin_get(admin, "/readyz").is_none_or(|(c, _)| c != 200) {
-        if Instant::now() > deadline {
-            bail!("custody did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(proc)
+        .env("CUSTODY_LOG", "warn");
+    start(command, tcp, "custody did not become ready", || {
+        admin_get(admin, "/readyz").is_some_and(|(c, _)| c == 200)
+    })
 }
 
 /// The floor (`custody-floor`, a bare forwarding hop) in front of the stub;
 /// accepting connections when this returns.
 pub(crate) fn start_floor(bin: &Path, stub: &Stub) -> anyhow::Result<Proc> {
     let [tcp] = free_ports::<1>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("--listen")
         .arg(tcp.to_string())
         .arg("--upstream")
-        .arg(stub.addr.to_string())
+        .arg(stub.addr.to_string());
+    start(command, tcp, "the floor did not start", || {
+        std::net::TcpStream::connect(tcp).is_ok()
+    })
+}
+
+/// Spawns `command` (stdout discarded, stderr shown) serving on `tcp`, and
+/// waits up to 20 s for `ready`.
+fn start(
+    mut command: Command,
+    tcp: SocketAddr,
+    not_ready: &str,
+    ready: impl Fn() -> bool,
+) -> anyhow::Result<Proc> {
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
+        .with_context(|| format!("starting {:?}", command.get_program()))?;
     let pid = child.id();
+    // Dropped on error: the process is stopped.
     let proc = Proc { child, tcp, pid };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(tcp).is_err() {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
         if Instant::now() > deadline {
-            bail!("the floor did not start");
+            bail!("{not_ready}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
