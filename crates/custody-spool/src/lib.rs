@@ -224,7 +224,8 @@ pub struct SegmentInfo {
     pub last: Option<Position>,
 }
 
-/// What [`Spool::open`] found and repaired.
+/// What [`Spool::open`] found and repaired; the caller reports it (the spool logs
+/// only each segment it repairs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
     /// Segment files found.

@@ -91,17 +91,8 @@ pub(super) fn open(config: SpoolConfig) -> Result<(File, Arc<Shared>, Recovery),
 
     recovery.sealed = sealed.iter().copied().collect();
     recovery.next_seq = next_seq;
-    if !recovery.is_clean() {
-        tracing::warn!(
-            dir = %dir.display(),
-            corrupt_records = recovery.corrupt_records,
-            corrupt_bytes = recovery.corrupt_bytes,
-            truncated_bytes = recovery.truncated_bytes,
-            bad_headers = recovery.bad_headers,
-            repaired_segments = recovery.repaired_segments,
-            "spool damage found and repaired at open"
-        );
-    }
+    // The caller reports `recovery` (custody-audit logs it once, with what the
+    // damage means for the trail); only per-segment repairs are logged here.
     let stats = Arc::new(SpoolStats::default());
     SpoolStats::add(&stats.segments_created, 1);
     SpoolStats::add(&stats.corrupt_records, recovery.corrupt_records);
