@@ -127,15 +127,17 @@ pub(crate) async fn drive(
     rate: Option<f64>,
 ) -> anyhow::Result<Phase> {
     let per = requests.div_ceil(concurrency);
-    let mut releases = Vec::new();
-    let mut pacer = None;
-    if let Some(rate) = rate {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..concurrency)
+    // Open loop: one release channel per connection, fed by the pacer thread.
+    let (txs, rxs): (Vec<_>, Vec<_>) = match rate {
+        Some(_) => (0..concurrency)
             .map(|_| tokio::sync::mpsc::unbounded_channel::<Instant>())
-            .unzip();
-        releases = rxs.into_iter().map(Some).collect();
+            .unzip(),
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut releases = rxs.into_iter();
+    let pacer = rate.map(|rate| {
         let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
-        pacer = Some(std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let start = Instant::now() + Duration::from_millis(5);
             for k in 0..per * concurrency {
                 let due = start + interval * k as u32;
@@ -146,8 +148,8 @@ pub(crate) async fn drive(
                 // reports its error.
                 let _ = txs[k % concurrency].send(Instant::now());
             }
-        }));
-    }
+        })
+    });
     let started = Instant::now();
     let mut tasks = Vec::new();
     for task in 0..concurrency {
@@ -155,7 +157,7 @@ pub(crate) async fn drive(
         let path = path.to_owned();
         let tokens = tokens.clone();
         let tls = tls.cloned();
-        let mut release = releases.get_mut(task).and_then(Option::take);
+        let mut release = releases.next();
         tasks.push(tokio::spawn(async move {
             let io = open(addr, tls.as_ref()).await?;
             let host = if tls.is_some() {

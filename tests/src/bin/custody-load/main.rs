@@ -127,15 +127,15 @@ async fn main() -> anyhow::Result<()> {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("custody"),
     };
-    let mut extra = args.extra_config.clone();
-    let mut tokens = Vec::new();
-    if args.stages == "all" {
-        let all = stages::all(&stub, dir.path(), args.users.max(1))?;
-        extra += &all.config;
-        tokens = all.tokens;
+    let stages = if args.stages == "all" {
+        stages::all(&stub, dir.path(), args.users.max(1))?
     } else if args.users > 0 {
-        tokens = stages::users(&stub, args.users, &mut extra)?;
-    }
+        stages::users(&stub, args.users)?
+    } else {
+        stages::Stages::default()
+    };
+    let mut extra = args.extra_config.clone() + &stages.config;
+    let tokens = stages.tokens;
     if args.forward {
         extra += &format!(
             "intercept: {{ca: {{export_dir: '{}'}}}}\n",

@@ -24,8 +24,9 @@ rules:
       action: {model: "gpt-4o*"}
 "#;
 
-/// Config for every stage on, and the tokens of the callers.
-pub(crate) struct AllStages {
+/// The config a choice of stages adds, and the tokens of the callers.
+#[derive(Default)]
+pub(crate) struct Stages {
     pub(crate) config: String,
     pub(crate) tokens: Vec<HeaderValue>,
 }
@@ -34,7 +35,7 @@ pub(crate) struct AllStages {
 /// above, content safety with e-mail addresses redacted and card numbers
 /// blocked (every other detector logging), OpenAI inspection (the route's kind),
 /// and the default audit path (the spool, `durability: process`, Parquet).
-pub(crate) fn all(stub: &Stub, dir: &Path, users: usize) -> anyhow::Result<AllStages> {
+pub(crate) fn all(stub: &Stub, dir: &Path, users: usize) -> anyhow::Result<Stages> {
     let issuer = stub.url();
     let idp = Idp::with_algorithm(&issuer, Algorithm::RS256);
     let jwks = dir.join("jwks.json");
@@ -48,26 +49,24 @@ pub(crate) fn all(stub: &Stub, dir: &Path, users: usize) -> anyhow::Result<AllSt
         jwks.display(),
         policy.display()
     );
-    Ok(AllStages {
+    Ok(Stages {
         config,
         tokens: tokens(&idp, users, "model:standard openid")?,
     })
 }
 
 /// Identity alone: ES256 tokens of `users` callers, keys from the stub's JWKS
-/// endpoint; adds the `identity` section to `extra`.
-pub(crate) fn users(
-    stub: &Stub,
-    users: usize,
-    extra: &mut String,
-) -> anyhow::Result<Vec<HeaderValue>> {
+/// endpoint.
+pub(crate) fn users(stub: &Stub, users: usize) -> anyhow::Result<Stages> {
     let idp = Idp::new(&stub.url());
     stub.set_jwks(idp.jwks());
-    *extra += &format!(
-        "identity:\n  issuers:\n    - {{issuer: '{}', audiences: [custody], algorithms: [ES256]}}\n",
-        stub.url()
-    );
-    tokens(&idp, users, "tool:crm:read openid")
+    Ok(Stages {
+        config: format!(
+            "identity:\n  issuers:\n    - {{issuer: '{}', audiences: [custody], algorithms: [ES256]}}\n",
+            stub.url()
+        ),
+        tokens: tokens(&idp, users, "tool:crm:read openid")?,
+    })
 }
 
 /// One day-long token per caller (`load|user-N`, role `analyst`, `scope`).
