@@ -22,6 +22,11 @@
 //! stage on (see `stages.rs`): RS256 identity from a JWKS file, a policy, content
 //! safety (e-mail redacted, cards blocked), OpenAI inspection, the spool and Parquet.
 //!
+//! custody's resident size is reported idle (before the first request), at its
+//! peak (VmHWM) and at the end, split into anonymous and file-backed pages; with
+//! `--settle 60s` the harness then waits that long without load and reports it
+//! again, against the idle size.
+//!
 //! Every connection is keep-alive; each of `concurrency` connections sends its share
 //! of the requests back to back. This is a benchmark, not a test: it asserts nothing.
 //!
@@ -42,7 +47,7 @@ use bytes::Bytes;
 use clap::Parser;
 use custody_tests::stub::Stub;
 use drive::{client_tls, drive, handshakes};
-use procs::{Proc, cpu_time, peak_rss_kib, rss_kib, thread_cpu};
+use procs::{Proc, Resident, cpu_time, peak_rss_kib, rss_kib, thread_cpu};
 use report::{Cell, Forward, Offered, Stats, median};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +102,10 @@ struct Args {
     /// that redacts and blocks).
     #[arg(long, default_value = "default", value_parser = ["default", "all"])]
     stages: String,
+    /// After the run, wait this long with no load (e.g. `60s`) and report how much
+    /// of its peak custody has given back, against its idle size before the load.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    settle: Option<Duration>,
     /// Soak instead of measuring: mixed traffic through custody for this long
     /// (e.g. `10m`), printing its resident size every 10 s.
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -274,6 +283,8 @@ async fn run(
         "custody-load: {} round(s) of {} requests per phase (+{} warm-up), body ~{} B, keep-alive, stages {}, custody pid {}",
         args.rounds, args.requests, args.warmup, args.body_size, args.stages, targets.custody.pid
     );
+    // Idle: started and ready, before any request.
+    let idle = Resident::of(targets.custody.pid)?;
     let mut all: Vec<Cell> = Vec::new();
     for round in 1..=args.rounds {
         println!("round {round}");
@@ -290,9 +301,11 @@ async fn run(
     if args.rounds > 1 {
         report::print_medians(&all, args.rounds);
     }
+    println!("custody RSS idle, before the load: {idle}");
     println!(
-        "custody peak RSS (VmHWM): {:.1} MiB",
-        peak_rss_kib(targets.custody.pid)? as f64 / 1024.0
+        "custody peak RSS (VmHWM): {:.1} MiB; now, at the end of the load: {}",
+        peak_rss_kib(targets.custody.pid)? as f64 / 1024.0,
+        Resident::of(targets.custody.pid)?
     );
     let threads = thread_cpu(targets.custody.pid)?;
     let total: Duration = threads.iter().map(|(_, d)| *d).sum();
@@ -314,6 +327,15 @@ async fn run(
         println!(
             "floor peak RSS (VmHWM): {:.1} MiB",
             peak_rss_kib(floor.pid)? as f64 / 1024.0
+        );
+    }
+    if let Some(settle) = args.settle {
+        tokio::time::sleep(settle).await;
+        let after = Resident::of(targets.custody.pid)?;
+        println!(
+            "custody RSS {} after the load: {after}; {:+.1} MiB against idle",
+            humantime::format_duration(settle),
+            (after.total as f64 - idle.total as f64) / 1024.0
         );
     }
     Ok(())

@@ -158,6 +158,42 @@ pub(crate) fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_kib(pid, "VmHWM")
 }
 
+/// The resident size now, split as the kernel counts it: anonymous memory (the
+/// heap, stacks) and file-backed pages (the binary's code and constants).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Resident {
+    /// VmRSS, KiB.
+    pub(crate) total: u64,
+    /// RssAnon, KiB.
+    pub(crate) anon: u64,
+    /// RssFile, KiB.
+    pub(crate) file: u64,
+}
+
+impl Resident {
+    /// `pid`'s resident size now.
+    pub(crate) fn of(pid: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            total: status_kib(pid, "VmRSS")?,
+            anon: status_kib(pid, "RssAnon")?,
+            file: status_kib(pid, "RssFile")?,
+        })
+    }
+}
+
+impl std::fmt::Display for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |k: u64| k as f64 / 1024.0;
+        write!(
+            f,
+            "{:.1} MiB (anonymous {:.1}, file-backed {:.1})",
+            mib(self.total),
+            mib(self.anon),
+            mib(self.file)
+        )
+    }
+}
+
 /// A `kB` field of `/proc/<pid>/status`.
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
