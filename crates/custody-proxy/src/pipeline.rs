@@ -279,9 +279,13 @@ impl Pipeline {
             cors,
             next,
         } = self.route.admit(&req, entrance, arrival);
-        let mut record = ids.record(arrived, action);
-        record.intercepted_host = intercepted_host;
-        let mut exchange = self.exchange(started, record);
+        // The record goes straight into the exchange (boxed there): a local of
+        // ~1 KB kept across the awaits below would grow every request's future.
+        let mut exchange = {
+            let mut record = ids.record(arrived, action);
+            record.intercepted_host = intercepted_host;
+            self.exchange(started, record)
+        };
         let forwarded = match next {
             Next::Preflight(mut answer) => {
                 stamp_response(answer.headers_mut(), exchange.record());
