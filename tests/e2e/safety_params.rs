@@ -282,3 +282,40 @@ async fn redaction_rewrites_query_values_and_form_fields_as_forwarded() {
         );
     }
 }
+
+/// The stored paths (`action.path`, `action.upstream`) are redacted on every
+/// request, not only the first: custody remembers the paths it found nothing in
+/// and does not scan them again, and a path with something in it must never be
+/// taken for one of those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_is_redacted_in_the_row_every_time_it_is_sent() {
+    let (recorder, mut custody) = setup("{detectors: {EMAIL: log}}").await;
+    let lines = [
+        "GET /crm/people/search",
+        "GET /crm/people/alice%40example.com",
+        "GET /crm/people/search",
+        "GET /crm/people/alice%40example.com",
+        "GET /crm/people/alice@example.com/notes",
+        "GET /crm/people/alice%40example.com",
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let status = send(&custody, line, &format!("p-{i}"), &[], b"").await;
+        assert_eq!(status, 200, "{line}");
+    }
+    // Logged, not redacted, on the wire: the upstream saw the paths as sent.
+    assert_eq!(recorder.requests().len(), lines.len());
+    custody.stop();
+    let rows = custody.rows();
+    for (i, line) in lines.iter().enumerate() {
+        let row = row_for(&rows, &format!("p-{i}"));
+        if line.contains("alice") {
+            assert_clean(row);
+            let path = row["action"]["path"].as_str().expect("path");
+            assert!(path.contains("[REDACTED:EMAIL]"), "{path}");
+            let upstream = row["action"]["upstream"].as_str().expect("upstream");
+            assert!(upstream.contains("[REDACTED:EMAIL]"), "{upstream}");
+        } else {
+            assert_eq!(row["action"]["path"], "/crm/people/search", "{row}");
+        }
+    }
+}

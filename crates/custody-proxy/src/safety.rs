@@ -33,6 +33,41 @@ const UNSCANNED_PARAMETERS: &str = r#"{"_unscanned":true}"#;
 pub(crate) struct Safety {
     policy: SafetyPolicy,
     style: RedactStyle,
+    /// Paths these detectors found nothing in.
+    clean_paths: CleanPaths,
+}
+
+/// The most paths [`CleanPaths`] remembers; when full it starts again empty.
+const CLEAN_PATHS: usize = 1024;
+
+/// Request paths (as received, before decoding) in which the stage's detectors
+/// found nothing at all. Agents call the same few paths over and over, and a
+/// path's scan (decode each segment, JSON-encode, scan) gives the same answer
+/// each time, so a path found clean is not scanned again. Only "nothing found"
+/// is remembered: a path with a finding is scanned every time, because what is
+/// done about a finding depends on the route. The set belongs to one `Safety`,
+/// built from one config, so a reload that changes the detectors starts afresh.
+#[derive(Debug, Default)]
+struct CleanPaths(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl CleanPaths {
+    fn contains(&self, path: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(path)
+    }
+
+    fn insert(&self, path: &str) {
+        let mut set = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if set.len() >= CLEAN_PATHS {
+            set.clear();
+        }
+        set.insert(path.to_owned());
+    }
 }
 
 impl Safety {
@@ -60,6 +95,7 @@ impl Safety {
         Ok(Self {
             policy: policy.clone(),
             style,
+            clean_paths: CleanPaths::default(),
         })
     }
 
@@ -251,7 +287,7 @@ impl Safety {
         record: &mut AuditRecord,
         action_for: &dyn Fn(&Kind) -> Option<Action>,
     ) {
-        let stored = |text: &str| {
+        let scanned = |text: &str| {
             redact_parameters(self.policy.detectors(), text, &RedactStyle::Label, |kind| {
                 match action_for(kind) {
                     None => Action::Log,
@@ -259,14 +295,14 @@ impl Safety {
                 }
             })
             .ok()
-            .map(|(text, _)| text)
         };
+        let stored = |text: &str| scanned(text).map(|(text, _)| text);
         let action = &mut record.action;
         for path in [Some(&mut action.path), action.raw_path.as_mut()]
             .into_iter()
             .flatten()
         {
-            if let Some(redacted) = redact_path(path, 0, &stored) {
+            if let Some(redacted) = self.redact_path(path, 0, &scanned) {
                 *path = redacted;
             }
         }
@@ -276,7 +312,7 @@ impl Safety {
                 .match_indices('/')
                 .nth(2)
                 .map_or(upstream.len(), |(i, _)| i);
-            if let Some(redacted) = redact_path(upstream, at, &stored) {
+            if let Some(redacted) = self.redact_path(upstream, at, &scanned) {
                 *upstream = redacted;
             }
         }
@@ -374,30 +410,51 @@ impl ResponseScan {
 /// `text` with each `/`-separated segment after byte `from` that holds a finding
 /// replaced by its label; `None` when nothing was found. `stored` redacts a JSON
 /// document for storage. Segments are scanned percent-decoded.
-fn redact_path(text: &str, from: usize, stored: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let (head, path) = text.split_at(from.min(text.len()));
-    let decoded: Vec<String> = path
-        .split('/')
-        .map(|segment| custody_core::percent::decode_str(segment, false))
-        .collect();
-    // One scan of the whole path first: most paths hold nothing.
-    let whole = serde_json::to_string(&decoded).ok()?;
-    if stored(&whole).is_none_or(|redacted| redacted == whole) {
-        return None;
+impl Safety {
+    /// `text` with the path from byte `from` on redacted segment by segment, or
+    /// `None` when nothing in it is redacted. `scanned` redacts a JSON text (the
+    /// stored form) and returns the scan. A path the detectors find nothing in is
+    /// remembered ([`CleanPaths`]) and not scanned again.
+    fn redact_path(
+        &self,
+        text: &str,
+        from: usize,
+        scanned: &dyn Fn(&str) -> Option<(String, Scan)>,
+    ) -> Option<String> {
+        let (head, path) = text.split_at(from.min(text.len()));
+        if self.clean_paths.contains(path) {
+            return None;
+        }
+        let decoded: Vec<String> = path
+            .split('/')
+            .map(|segment| custody_core::percent::decode_str(segment, false))
+            .collect();
+        // One scan of the whole path first: most paths hold nothing.
+        let whole = serde_json::to_string(&decoded).ok()?;
+        let (redacted, scan) = scanned(&whole)?;
+        if scan.findings.is_empty() {
+            self.clean_paths.insert(path);
+            return None;
+        }
+        if redacted == whole {
+            return None;
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .zip(&decoded)
+            .map(|(raw, decoded)| {
+                let json = serde_json::to_string(decoded).unwrap_or_default();
+                match scanned(&json) {
+                    Some((redacted, _)) if redacted != json => {
+                        serde_json::from_str::<String>(&redacted)
+                            .unwrap_or_else(|_| "[REDACTED]".to_owned())
+                    }
+                    _ => raw.to_owned(),
+                }
+            })
+            .collect();
+        Some(format!("{head}{}", segments.join("/")))
     }
-    let segments: Vec<String> = path
-        .split('/')
-        .zip(&decoded)
-        .map(|(raw, decoded)| {
-            let json = serde_json::to_string(decoded).unwrap_or_default();
-            match stored(&json) {
-                Some(redacted) if redacted != json => serde_json::from_str::<String>(&redacted)
-                    .unwrap_or_else(|_| "[REDACTED]".to_owned()),
-                _ => raw.to_owned(),
-            }
-        })
-        .collect();
-    Some(format!("{head}{}", segments.join("/")))
 }
 
 /// The text an SSE event adds to a stream, and that stream's path.
