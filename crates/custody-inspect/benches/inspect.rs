@@ -152,6 +152,24 @@ fn responses_stream(fragments: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A chat completion as an upstream returns it whole: ~1 KiB of content, usage.
+fn chat_completion_json() -> Vec<u8> {
+    let content = "The quarterly numbers look steady; ".repeat(30);
+    serde_json::json!({
+        "id": "chatcmpl-Bx1", "object": "chat.completion", "created": 1_765_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+            "message": {"role": "assistant", "content": content, "refusal": null,
+                "annotations": []}}],
+        "usage": {"prompt_tokens": 412, "completion_tokens": 230, "total_tokens": 642,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}},
+        "service_tier": "default", "system_fingerprint": "fp_8bda4d3a2c"
+    })
+    .to_string()
+    .into_bytes()
+}
+
 /// Observes `stream` fed in 1400-byte chunks.
 fn observe(kind: RouteKind, facts: &RequestFacts, limits: &Limits, stream: &[u8]) -> usize {
     let mut o = ResponseObserver::new(kind, facts, 200, Some("text/event-stream"), limits);
@@ -212,6 +230,27 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // A whole (non-streamed) chat completion, with ~1 KiB of content.
+    let completion = chat_completion_json();
+    let json_facts = RequestFacts {
+        operation: Some("chat.completions".into()),
+        ..RequestFacts::default()
+    };
+    let mut g = c.benchmark_group("response");
+    g.bench_function(format!("openai_chat_json_{}B", completion.len()), |b| {
+        b.iter(|| {
+            let mut o = ResponseObserver::new(
+                RouteKind::Openai,
+                &json_facts,
+                200,
+                Some("application/json"),
+                &limits,
+            );
+            o.feed(black_box(&completion));
+            o.finish()
+        })
+    });
+    g.finish();
     let events = 200;
     let stream = chat_stream(events);
     let facts = RequestFacts {

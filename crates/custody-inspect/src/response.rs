@@ -354,6 +354,15 @@ impl State {
         if body.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        // OpenAI bodies: only what `openai_json` reads is built (message content
+        // is skipped); a body that is not JSON falls through to the full read,
+        // which says why.
+        if self.kind == RouteKind::Openai
+            && let Some(v) = openai::slim_body(body)
+        {
+            self.openai_json(&v);
+            return;
+        }
         let v: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {

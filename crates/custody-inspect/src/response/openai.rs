@@ -8,6 +8,10 @@
 //! content, and anything unexpected falls back to a `serde_json::Value` read with
 //! the same meaning.
 //!
+//! Whole JSON bodies are read the same way ([`slim_body`]): only the members
+//! [`State::openai_json`] reads are built into a `Value`, and message content, ids
+//! and the like are skipped.
+//!
 //! Tool-call arguments: chat deltas' `function.arguments` (or `custom.input`)
 //! fragments are assembled per (choice, tool index) slot and settled at the end;
 //! Responses API `function_call_arguments.delta` (and `custom_tool_call_input`)
@@ -132,6 +136,150 @@ fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
 
 fn items(v: Option<&Value>) -> &[Value] {
     v.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// A whole OpenAI body as [`State::openai_json`] sees it, built without the parts
+/// it never reads: the top-level `model`, `usage`, `error` and `output`, and of
+/// `choices` only each choice's `message.tool_calls` and `message.function_call`.
+/// A member repeated keeps its last value, as in a `Value`; a value that is not
+/// an object where one is read (a choice, a message, the body) reads as `null`,
+/// which `openai_json` treats as absent, as it does the original. `None` when the
+/// body is not JSON: the caller then reads it as a `Value` and reports why. One
+/// difference, on purpose: the members skipped are not held to serde_json's
+/// nesting limit (128), so a body deeper than that in, say, its content is still
+/// read for its model and usage instead of being reported as not JSON.
+pub(super) fn slim_body(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Slim<TopKeep>>(body)
+        .ok()
+        .map(|s| s.0)
+}
+
+/// Which members a [`Slim`] object keeps, and how.
+trait Keep {
+    /// How the member `key` is read, or `None` to skip it.
+    fn keep(key: &str) -> Option<Part>;
+}
+
+/// How a kept member's value is read.
+enum Part {
+    /// Whole, as a `Value`.
+    Whole,
+    /// A list of choices, each slimmed.
+    Choices,
+    /// A choice's `message`, reduced to its tool calls.
+    Message,
+}
+
+struct TopKeep;
+struct ChoiceKeep;
+struct MessageKeep;
+
+impl Keep for TopKeep {
+    fn keep(key: &str) -> Option<Part> {
+        match key {
+            "model" | "usage" | "error" | "output" => Some(Part::Whole),
+            "choices" => Some(Part::Choices),
+            _ => None,
+        }
+    }
+}
+
+impl Keep for ChoiceKeep {
+    fn keep(key: &str) -> Option<Part> {
+        (key == "message").then_some(Part::Message)
+    }
+}
+
+impl Keep for MessageKeep {
+    fn keep(key: &str) -> Option<Part> {
+        matches!(key, "tool_calls" | "function_call").then_some(Part::Whole)
+    }
+}
+
+/// An object reduced to the members `K` keeps (anything else: `null`).
+struct Slim<K>(Value, std::marker::PhantomData<K>);
+
+/// A list of choices, each reduced (anything else: `null`).
+struct SlimChoices(Value);
+
+impl<'de, K: Keep> Deserialize<'de> for Slim<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<K>(std::marker::PhantomData<K>);
+        impl<'de, K: Keep> serde::de::Visitor<'de> for V<K> {
+            type Value = Value;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            crate::lenient::default_for_scalars!();
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| Value::Null)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Value, A::Error> {
+                let mut kept = serde_json::Map::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value = match K::keep(&key) {
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                        Some(Part::Whole) => map.next_value::<Value>()?,
+                        Some(Part::Choices) => map.next_value::<SlimChoices>()?.0,
+                        Some(Part::Message) => map.next_value::<Slim<MessageKeep>>()?.0,
+                    };
+                    kept.insert(key.into_owned(), value);
+                }
+                Ok(Value::Object(kept))
+            }
+        }
+        d.deserialize_any(V::<K>(std::marker::PhantomData))
+            .map(|v| Slim(v, std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for SlimChoices {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Value;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            crate::lenient::default_for_scalars!();
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Value, A::Error> {
+                let mut choices = Vec::new();
+                while let Some(choice) = seq.next_element::<Slim<ChoiceKeep>>()? {
+                    choices.push(choice.0);
+                }
+                Ok(Value::Array(choices))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+                crate::lenient::skip_map(map).map(|()| Value::Null)
+            }
+        }
+        d.deserialize_any(V).map(SlimChoices)
+    }
 }
 
 impl State {

@@ -356,3 +356,133 @@ fn completeness_is_the_terminal_event_or_every_mcp_id_answered() {
 }
 
 mod arguments;
+
+/// The slim read of a whole OpenAI body ([`openai::slim_body`]) learns exactly
+/// what the full `Value` read learns: every member `openai_json` reads is
+/// replaced, in turn, by a value of each JSON type, and the two reads must leave
+/// the same state.
+#[test]
+fn slim_openai_bodies_read_as_the_whole_value_does() {
+    let base = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "calling \"tools\" now",
+                "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
+                    {"id": "call_2", "type": "custom",
+                     "custom": {"name": "grep", "input": "needle"}}],
+                "function_call": {"name": "legacy", "arguments": {"a": [1, 2]}}}},
+            {"index": 1, "message": {"content": null}}],
+        "output": [
+            {"type": "function_call", "id": "fc_1", "call_id": "call_3",
+             "name": "lookup", "arguments": "{\"q\": 1}"},
+            {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+                  "prompt_tokens_details": {"cached_tokens": 4}},
+        "error": null,
+        "system_fingerprint": "fp_1"
+    });
+    let shapes = [
+        json!(null),
+        json!(7),
+        json!("text"),
+        json!(true),
+        json!([]),
+        json!([1, "x", null]),
+        json!({}),
+        json!({"message": "nested", "type": "invalid_request_error"}),
+    ];
+    let mut bodies: Vec<String> = vec![base.to_string()];
+    // Each member read, at each depth, replaced by each shape.
+    let pointers = [
+        "/model",
+        "/usage",
+        "/error",
+        "/output",
+        "/choices",
+        "/choices/0",
+        "/choices/0/message",
+        "/choices/0/message/tool_calls",
+        "/choices/0/message/tool_calls/0",
+        "/choices/0/message/tool_calls/0/function",
+        "/choices/0/message/tool_calls/0/function/arguments",
+        "/choices/0/message/tool_calls/1/custom",
+        "/choices/0/message/function_call",
+        "/choices/0/message/content",
+        "/output/0",
+        "/output/0/arguments",
+    ];
+    for pointer in pointers {
+        for shape in &shapes {
+            let mut body = base.clone();
+            *body.pointer_mut(pointer).expect(pointer) = shape.clone();
+            bodies.push(body.to_string());
+        }
+    }
+    // Repeated members keep the last value; other documents than an object.
+    bodies.extend(
+        [
+            r#"{"model":"a","model":"b","choices":[],"choices":[{"message":{"tool_calls":[{"id":"x","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"message":{"tool_calls":[{"id":"x","function":{"name":"f"}}],"tool_calls":"gone"}}]}"#,
+            r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#,
+            r#"{"object":"list","data":[{"embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}"#,
+            r#"[{"model":"x"}]"#,
+            r#""just text""#,
+            "42",
+            "null",
+        ]
+        .map(str::to_owned),
+    );
+    let observer = || {
+        ResponseObserver::new(
+            RouteKind::Openai,
+            &facts("chat.completions"),
+            200,
+            Some("application/json"),
+            &Limits::default(),
+        )
+    };
+    for body in &bodies {
+        let slim = openai::slim_body(body.as_bytes()).expect("slim read");
+        let mut fast = observer();
+        fast.state.openai_json(&slim);
+        let mut full = observer();
+        let whole: Value = serde_json::from_str(body).expect("json");
+        full.state.openai_json(&whole);
+        assert_eq!(
+            format!("{:?}", fast.state),
+            format!("{:?}", full.state),
+            "{body}"
+        );
+    }
+    // A body that is not JSON is left to the full read, which says why.
+    assert!(openai::slim_body(b"{\"model\":").is_none());
+    assert!(openai::slim_body(b"{} trailing").is_none());
+}
+
+/// A whole OpenAI body nested deeper than serde_json's limit in a member custody
+/// does not read is still read for what it does read.
+#[test]
+fn a_deep_member_custody_skips_does_not_hide_the_model_and_usage() {
+    let deep = format!("{}{}", "[".repeat(300), "]".repeat(300));
+    let body = format!(
+        r#"{{"model":"gpt-4o","choices":[{{"message":{{"content":{deep}}}}}],"usage":{{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}}}"#
+    );
+    assert!(
+        serde_json::from_str::<Value>(&body).is_err(),
+        "deeper than the limit"
+    );
+    let f = observe(
+        RouteKind::Openai,
+        &facts("chat.completions"),
+        Some("application/json"),
+        body.as_bytes(),
+        &Limits::default(),
+    );
+    assert_eq!(f.model.as_deref(), Some("gpt-4o"));
+    assert!(f.error.is_none(), "{:?}", f.error);
+    assert_eq!(f.usage.and_then(|u| u.input_tokens), Some(3));
+}
