@@ -32,6 +32,23 @@ macro_rules! default_for_scalars {
 }
 pub(crate) use default_for_scalars;
 
+/// A lenient visitor's `expecting`, and the default for a scalar or a string
+/// (the shapes a visitor that reads only objects or lists does not read).
+macro_rules! lenient_defaults {
+    () => {
+        fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        $crate::lenient::default_for_scalars!();
+
+        fn visit_str<E: ::serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+pub(crate) use lenient_defaults;
+
 /// Consumes the rest of a sequence.
 pub(crate) fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}

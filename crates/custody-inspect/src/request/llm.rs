@@ -6,27 +6,11 @@
 
 use super::{MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput};
 use super::{first_token, not_json};
-use crate::lenient::{Str, default_for_scalars, skip_map, skip_seq};
+use crate::lenient::{Str, lenient_defaults, skip_map, skip_seq};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
-
-/// A lenient visitor's `expecting`, and the default for a scalar or a string
-/// (the shapes none of the visitors here reads).
-macro_rules! lenient_defaults {
-    () => {
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-
-        default_for_scalars!();
-
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-    };
-}
 
 /// The only fields read from an LLM request body; everything else is skipped.
 /// `ANTHROPIC` picks the shape tool-result ids are read from, so that only the

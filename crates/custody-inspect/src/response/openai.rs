@@ -208,15 +208,7 @@ impl<'de, K: Keep> Deserialize<'de> for Slim<K> {
         impl<'de, K: Keep> serde::de::Visitor<'de> for V<K> {
             type Value = Value;
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            crate::lenient::default_for_scalars!();
-
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
+            crate::lenient::lenient_defaults!();
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
                 crate::lenient::skip_seq(seq).map(|()| Value::Null)
@@ -253,15 +245,7 @@ impl<'de> Deserialize<'de> for SlimChoices {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Value;
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-
-            crate::lenient::default_for_scalars!();
-
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
+            crate::lenient::lenient_defaults!();
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
