@@ -325,6 +325,52 @@ impl Safety {
         }));
     }
 
+    /// `text` with each `/`-separated segment after byte `from` that holds a
+    /// finding replaced by its label (segments are scanned percent-decoded), or
+    /// `None` when nothing in it is redacted. `scanned` redacts a JSON text (the
+    /// stored form) and returns the scan. A path the detectors find nothing in is
+    /// remembered ([`CleanPaths`]) and not scanned again.
+    fn redact_path(
+        &self,
+        text: &str,
+        from: usize,
+        scanned: &dyn Fn(&str) -> Option<(String, Scan)>,
+    ) -> Option<String> {
+        let (head, path) = text.split_at(from.min(text.len()));
+        if self.clean_paths.contains(path) {
+            return None;
+        }
+        let decoded: Vec<String> = path
+            .split('/')
+            .map(|segment| custody_core::percent::decode_str(segment, false))
+            .collect();
+        // One scan of the whole path first: most paths hold nothing.
+        let whole = serde_json::to_string(&decoded).ok()?;
+        let (redacted, scan) = scanned(&whole)?;
+        if scan.findings.is_empty() {
+            self.clean_paths.insert(path);
+            return None;
+        }
+        if redacted == whole {
+            return None;
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .zip(&decoded)
+            .map(|(raw, decoded)| {
+                let json = serde_json::to_string(decoded).unwrap_or_default();
+                match scanned(&json) {
+                    Some((redacted, _)) if redacted != json => {
+                        serde_json::from_str::<String>(&redacted)
+                            .unwrap_or_else(|_| "[REDACTED]".to_owned())
+                    }
+                    _ => raw.to_owned(),
+                }
+            })
+            .collect();
+        Some(format!("{head}{}", segments.join("/")))
+    }
+
     /// A scanner for the response body (log mode), by its content type.
     pub(crate) fn response_scanner(&self, content_type: Option<&str>) -> Box<ResponseScan> {
         let detectors = self.policy.detectors().clone();
@@ -404,56 +450,6 @@ impl ResponseScan {
                 texts.into_iter().flat_map(|(_, s)| s.finish()).collect()
             }
         }
-    }
-}
-
-/// `text` with each `/`-separated segment after byte `from` that holds a finding
-/// replaced by its label; `None` when nothing was found. `stored` redacts a JSON
-/// document for storage. Segments are scanned percent-decoded.
-impl Safety {
-    /// `text` with the path from byte `from` on redacted segment by segment, or
-    /// `None` when nothing in it is redacted. `scanned` redacts a JSON text (the
-    /// stored form) and returns the scan. A path the detectors find nothing in is
-    /// remembered ([`CleanPaths`]) and not scanned again.
-    fn redact_path(
-        &self,
-        text: &str,
-        from: usize,
-        scanned: &dyn Fn(&str) -> Option<(String, Scan)>,
-    ) -> Option<String> {
-        let (head, path) = text.split_at(from.min(text.len()));
-        if self.clean_paths.contains(path) {
-            return None;
-        }
-        let decoded: Vec<String> = path
-            .split('/')
-            .map(|segment| custody_core::percent::decode_str(segment, false))
-            .collect();
-        // One scan of the whole path first: most paths hold nothing.
-        let whole = serde_json::to_string(&decoded).ok()?;
-        let (redacted, scan) = scanned(&whole)?;
-        if scan.findings.is_empty() {
-            self.clean_paths.insert(path);
-            return None;
-        }
-        if redacted == whole {
-            return None;
-        }
-        let segments: Vec<String> = path
-            .split('/')
-            .zip(&decoded)
-            .map(|(raw, decoded)| {
-                let json = serde_json::to_string(decoded).unwrap_or_default();
-                match scanned(&json) {
-                    Some((redacted, _)) if redacted != json => {
-                        serde_json::from_str::<String>(&redacted)
-                            .unwrap_or_else(|_| "[REDACTED]".to_owned())
-                    }
-                    _ => raw.to_owned(),
-                }
-            })
-            .collect();
-        Some(format!("{head}{}", segments.join("/")))
     }
 }
 
