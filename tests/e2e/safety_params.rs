@@ -304,10 +304,21 @@ async fn a_path_is_redacted_in_the_row_every_time_it_is_sent() {
     }
     // Logged, not redacted, on the wire: the upstream saw the paths as sent.
     assert_eq!(recorder.requests().len(), lines.len());
+    let seen: Vec<String> = recorder
+        .requests()
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
+    let sent: Vec<String> = lines
+        .iter()
+        .map(|l| l.replacen("GET /crm", "/api", 1))
+        .collect();
+    assert_eq!(seen, sent);
     custody.stop();
     let rows = custody.rows();
     for (i, line) in lines.iter().enumerate() {
         let row = row_for(&rows, &format!("p-{i}"));
+        assert_eq!(row["outcome"]["status"], 200, "{row}");
         if line.contains("alice") {
             assert_clean(row);
             let path = row["action"]["path"].as_str().expect("path");
