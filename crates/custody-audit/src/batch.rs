@@ -13,7 +13,7 @@ use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
     PrimitiveBuilder, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch, StructArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields};
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -25,6 +25,50 @@ pub fn to_record_batch<R: Borrow<AuditRecord>>(rows: &[R]) -> Result<RecordBatch
         builder.append(row.borrow());
     }
     builder.finish_last()
+}
+
+/// `batch` (of the current [`audit_schema`]) as a file of schema `version` holds
+/// it: the columns and struct fields of [`schema::schema_at`], by name. The
+/// `schema_version` column is left as it is (set it on the records). For files of
+/// earlier versions in tests and test data: custody itself writes only the current
+/// version.
+pub fn at_version(batch: &RecordBatch, version: i32) -> Result<RecordBatch, ArrowError> {
+    let target = schema::schema_at(version).ok_or_else(|| {
+        ArrowError::InvalidArgumentError(format!("unknown schema version {version}"))
+    })?;
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                ArrowError::SchemaError(format!("the batch has no column {}", field.name()))
+            })?;
+            let DataType::Struct(keep) = field.data_type() else {
+                return Ok(column.clone());
+            };
+            let parent = column
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .ok_or_else(|| {
+                    ArrowError::SchemaError(format!("{} is not a struct", field.name()))
+                })?;
+            let children = keep
+                .iter()
+                .map(|child| {
+                    parent.column_by_name(child.name()).cloned().ok_or_else(|| {
+                        ArrowError::SchemaError(format!(
+                            "no field {}.{}",
+                            field.name(),
+                            child.name()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let array = StructArray::try_new(keep.clone(), children, parent.nulls().cloned())?;
+            Ok(Arc::new(array) as ArrayRef)
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(target, columns)
 }
 
 /// Accumulates records in columnar form.

@@ -29,6 +29,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod ddl;
 pub mod digest;
 pub mod read;
 mod record;

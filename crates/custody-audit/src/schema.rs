@@ -31,6 +31,69 @@ pub const SCHEMA_VERSION: i32 = 7;
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
 
+/// The version that added each field after version 1: a top-level column
+/// (`row_seq`) or a struct's field (`action.raw_path`). Every other field has been
+/// there since version 1. This is the compatibility table of
+/// `docs/audit-schema.md`, and [`schema_at`] derives each earlier version's schema
+/// from it.
+pub const ADDED_IN: &[(&str, i32)] = &[
+    ("action.operation", 2),
+    ("action.inspected", 2),
+    ("action.model_tool_calls", 2),
+    ("usage.cached_input_tokens", 2),
+    ("usage.cache_creation_input_tokens", 2),
+    ("policy.version", 3),
+    ("session_step", 4),
+    ("session_source", 4),
+    ("span_id", 4),
+    ("parent_span_id", 4),
+    ("links", 4),
+    ("intercepted_host", 5),
+    ("client_request_id", 6),
+    ("action.raw_path", 6),
+    ("outcome.bytes_announced", 6),
+    ("row_seq", 7),
+];
+
+/// The version that added the field at `path` (`"row_seq"`, `"action.raw_path"`).
+fn added_in(path: &str) -> i32 {
+    ADDED_IN
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(1, |(_, v)| *v)
+}
+
+/// The schema of files of `version` (1 to [`SCHEMA_VERSION`]): the current schema
+/// without the columns and struct fields added after it, with `version` in the
+/// metadata. `None` for a version this build does not know.
+pub fn schema_at(version: i32) -> Option<SchemaRef> {
+    if !(1..=SCHEMA_VERSION).contains(&version) {
+        return None;
+    }
+    let current = audit_schema();
+    if version == SCHEMA_VERSION {
+        return Some(current);
+    }
+    let fields: Vec<Field> = current
+        .fields()
+        .iter()
+        .filter(|f| added_in(f.name()) <= version)
+        .map(|f| match f.data_type() {
+            DataType::Struct(children) => {
+                let kept: Fields = children
+                    .iter()
+                    .filter(|c| added_in(&format!("{}.{}", f.name(), c.name())) <= version)
+                    .cloned()
+                    .collect();
+                f.as_ref().clone().with_data_type(DataType::Struct(kept))
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let metadata = HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), version.to_string())]);
+    Some(Arc::new(Schema::new_with_metadata(fields, metadata)))
+}
+
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
 }
@@ -197,4 +260,70 @@ pub fn audit_schema() -> SchemaRef {
             Arc::new(Schema::new_with_metadata(fields, metadata))
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_named_as_added_exists_and_versions_only_grow() {
+        let schema = audit_schema();
+        for (path, version) in ADDED_IN {
+            assert!((2..=SCHEMA_VERSION).contains(version), "{path}: {version}");
+            let mut parts = path.split('.');
+            let top = schema
+                .field_with_name(parts.next().expect("a name"))
+                .unwrap_or_else(|_| panic!("{path} is not a column"));
+            if let Some(child) = parts.next() {
+                let DataType::Struct(children) = top.data_type() else {
+                    panic!("{path}: not a struct's field");
+                };
+                assert!(children.find(child).is_some(), "{path} is not a field");
+            }
+        }
+        // Columns are appended: a later column was never added before an earlier one.
+        let added: Vec<i32> = schema.fields().iter().map(|f| added_in(f.name())).collect();
+        assert!(added.is_sorted(), "{added:?}");
+    }
+
+    #[test]
+    fn each_version_has_the_columns_it_was_documented_with() {
+        assert_eq!(schema_at(SCHEMA_VERSION), Some(audit_schema()));
+        assert_eq!(schema_at(0), None);
+        assert_eq!(schema_at(SCHEMA_VERSION + 1), None);
+        let v1 = schema_at(1).expect("v1");
+        assert_eq!(v1.fields().len(), 11);
+        assert_eq!(v1.metadata()[SCHEMA_VERSION_KEY], "1");
+        let DataType::Struct(action) = v1.field_with_name("action").expect("action").data_type()
+        else {
+            panic!("action is a struct");
+        };
+        let names: Vec<&str> = action.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "kind",
+                "route",
+                "method",
+                "path",
+                "upstream",
+                "tool",
+                "parameters"
+            ]
+        );
+        let v5 = schema_at(5).expect("v5");
+        assert_eq!(v5.fields().len(), 17);
+        assert!(v5.field_with_name("intercepted_host").is_ok());
+        assert!(v5.field_with_name("client_request_id").is_err());
+        let v6 = schema_at(6).expect("v6");
+        assert_eq!(v6.fields().len(), 18);
+        // Each version's columns are a prefix of the next one's.
+        for v in 1..SCHEMA_VERSION {
+            let (a, b) = (schema_at(v).expect("v"), schema_at(v + 1).expect("v+1"));
+            for (x, y) in a.fields().iter().zip(b.fields()) {
+                assert_eq!(x.name(), y.name(), "v{v}");
+            }
+        }
+    }
 }

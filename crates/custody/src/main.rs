@@ -6,7 +6,8 @@
 //! `custody trail --session ID` prints one session from the audit files (see
 //! [`trail_cmd`]); `custody webhook` serves the sidecar injection webhook (see
 //! [`webhook_cmd`]); `custody inject` does the same injection offline on a
-//! manifest (see [`inject_cmd`]).
+//! manifest (see [`inject_cmd`]); `custody lake ddl` prints the audit table's
+//! definition for a query engine (see [`lake_cmd`]).
 //! Exit codes: 0 success, 1 runtime failure (cannot bind, cannot write) or a
 //! check that failed (a policy test case, `--deny-warnings`), 2 invalid config,
 //! policy or usage, 3 `custody run` stopped with audit rows left in an ephemeral
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 #[cfg(feature = "jemalloc")]
 mod allocator;
 mod inject_cmd;
+mod lake_cmd;
 mod policy_cmd;
 mod trail_cmd;
 mod verify_cmd;
@@ -79,6 +81,11 @@ enum Command {
     Inject(inject_cmd::InjectArgs),
     /// Check an audit trail against its signed digests (see docs/verify.md).
     Verify(verify_cmd::VerifyArgs),
+    /// Work with the trail in a lakehouse: `ddl` prints the table definition for an engine (see docs/lakehouse.md).
+    Lake {
+        #[command(subcommand)]
+        command: lake_cmd::LakeCommand,
+    },
     /// Make a key pair for signing digests: FILE (private) and FILE.pub (see docs/verify.md).
     Keygen(verify_cmd::KeygenArgs),
 }
@@ -129,6 +136,7 @@ fn main() -> ExitCode {
         Command::Inject(args) => inject_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Keygen(args) => verify_cmd::keygen(args),
+        Command::Lake { command } => lake_cmd::run(command),
     }
 }
 

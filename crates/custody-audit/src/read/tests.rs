@@ -2,8 +2,7 @@ use super::*;
 use crate::batch::to_record_batch;
 use crate::record::{AuditRecord, Redaction, ToolResult};
 use crate::{FileNamer, ParquetDirWriter};
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
-use arrow_schema::{Field, Schema};
+use arrow_array::{ArrayRef, RecordBatch};
 use custody_core::{Action, ActionKind};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -171,63 +170,9 @@ fn write_batch(path: &Path, batch: &RecordBatch, props: Option<WriterProperties>
     w.close().expect("close");
 }
 
-/// `batch` as an older version wrote it: its first `columns` columns, without the
-/// struct fields named in `drop` (`(struct, fields)`).
-fn older(batch: &RecordBatch, columns: usize, drop: &[(&str, &[&str])]) -> RecordBatch {
-    let shrink = |name: &str, drop: &[&str]| -> (Field, ArrayRef) {
-        let s = batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
-            .expect("struct");
-        let (fields, columns): (Vec<_>, Vec<_>) = s
-            .fields()
-            .iter()
-            .zip(s.columns())
-            .filter(|(f, _)| !drop.contains(&f.name().as_str()))
-            .map(|(f, c)| (f.clone(), c.clone()))
-            .unzip();
-        let array =
-            StructArray::try_new(fields.into(), columns, s.nulls().cloned()).expect("struct array");
-        (
-            Field::new(name, array.data_type().clone(), false),
-            Arc::new(array),
-        )
-    };
-    let mut fields = Vec::new();
-    let mut arrays = Vec::new();
-    for (i, field) in batch.schema().fields().iter().enumerate().take(columns) {
-        let (f, c) = match drop.iter().find(|(name, _)| name == field.name()) {
-            Some((name, fields)) => shrink(name, fields),
-            None => (field.as_ref().clone(), batch.column(i).clone()),
-        };
-        fields.push(f);
-        arrays.push(c);
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("older batch")
-}
-
-/// `batch` without the fields a version-1 file did not have.
-fn version_1(batch: &RecordBatch) -> RecordBatch {
-    older(
-        batch,
-        11,
-        &[
-            (
-                "action",
-                &["operation", "inspected", "model_tool_calls", "raw_path"],
-            ),
-            (
-                "usage",
-                &["cached_input_tokens", "cache_creation_input_tokens"],
-            ),
-            ("policy", &["version"]),
-        ],
-    )
-}
-
-/// Versions 2 to 5: the first `columns` columns, without `action.raw_path` (v6).
-fn before_6(batch: &RecordBatch, columns: usize) -> RecordBatch {
-    older(batch, columns, &[("action", &["raw_path"])])
+/// `batch` as a file of schema `version` holds it.
+fn older(batch: &RecordBatch, version: i32) -> RecordBatch {
+    crate::batch::at_version(batch, version).expect("an earlier version's batch")
 }
 
 #[test]
@@ -235,14 +180,14 @@ fn older_schema_versions_read_missing_columns_as_null() {
     let dir = tempfile::tempdir().expect("tempdir");
     let batch = to_record_batch(&sample()).expect("batch");
     // Version 3: everything before the v4 columns.
-    let v3 = before_6(&batch, 11);
+    let v3 = older(&batch, 3);
     std::fs::create_dir_all(dir.path().join("dt=2026-03-06/hour=14")).expect("mkdir");
     write_batch(
         &dir.path().join("dt=2026-03-06/hour=14/v3.parquet"),
         &v3,
         None,
     );
-    write_batch(&dir.path().join("v1.parquet"), &version_1(&batch), None);
+    write_batch(&dir.path().join("v1.parquet"), &older(&batch, 1), None);
 
     let read = read_session(dir.path(), &exact("hdr:0123456789abcdef:conv-42")).expect("read");
     assert_eq!(read.files, 2);
@@ -353,9 +298,9 @@ fn version_4_files_read_intercepted_host_as_null() {
         r.intercepted_host = Some("api.openai.com:443".into());
     }
     let batch = to_record_batch(&rows).expect("batch");
-    let v4 = before_6(&batch, 16);
+    let v4 = older(&batch, 4);
     write_batch(&dir.path().join("v4.parquet"), &v4, None);
-    write_batch(&dir.path().join("v5.parquet"), &before_6(&batch, 17), None);
+    write_batch(&dir.path().join("v5.parquet"), &older(&batch, 5), None);
     let read = read_session(dir.path(), &exact("hdr:0123456789abcdef:conv-42")).expect("read");
     assert!(read.warnings.is_empty(), "{:?}", read.warnings);
     assert_eq!(read.rows.len(), 6);
@@ -386,7 +331,7 @@ fn version_5_files_read_the_client_id_and_raw_path_as_null() {
     let batch = to_record_batch(&rows).expect("batch");
     // 18 columns in version 6, and version 7's row_seq.
     assert_eq!(batch.num_columns(), 19);
-    let v5 = before_6(&batch, 17);
+    let v5 = older(&batch, 5);
     assert_eq!(
         v5.schema().field(v5.num_columns() - 1).name(),
         "intercepted_host"

@@ -1,14 +1,15 @@
 //! [`ParquetDirWriter`]: rows straight into `dir/dt=YYYY-MM-DD/hour=HH/` files,
 //! named by a [`FileNamer`], encoded like every audit file
-//! ([`super::writer_properties`]). The audit path does not use it; tests and
+//! (`writer_properties` in the parent module). The audit path does not use it; tests and
 //! benchmarks do (feature `internals`).
 
 use super::{WriteError, sanitize_instance, writer_properties};
 use crate::batch::to_record_batch;
 use crate::record::{AuditRecord, Partition};
-use crate::schema::audit_schema;
+use crate::schema::{SCHEMA_VERSION_KEY, audit_schema};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -96,6 +97,43 @@ impl ParquetDirWriter {
                     return Err(e);
                 }
             }
+        }
+        Ok(written)
+    }
+
+    /// Writes `rows` as files of the earlier schema `version` (1 to
+    /// [`crate::SCHEMA_VERSION`]) wrote them: without the columns and fields added
+    /// later ([`crate::batch::at_version`]), with `version` in the file's metadata
+    /// and in every row's `schema_version`. For test data that mixes versions, as a
+    /// sink does across an upgrade.
+    pub fn write_version(
+        &mut self,
+        rows: &[AuditRecord],
+        version: i32,
+    ) -> Result<Vec<PathBuf>, WriteError> {
+        let mut partitions: BTreeMap<Partition, Vec<AuditRecord>> = BTreeMap::new();
+        for row in rows {
+            let mut row = row.clone();
+            row.schema_version = version;
+            partitions.entry(row.partition()).or_default().push(row);
+        }
+        let props = self
+            .props
+            .clone()
+            .into_builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                SCHEMA_VERSION_KEY.to_owned(),
+                version.to_string(),
+            )]))
+            .build();
+        let mut written = Vec::new();
+        for (partition, rows) in partitions {
+            let batch = crate::batch::at_version(&to_record_batch(&rows)?, version)?;
+            let mut encoder =
+                ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props.clone()))?;
+            encoder.write(&batch)?;
+            let bytes = encoder.into_inner()?;
+            written.push(self.write_file(partition, &bytes)?);
         }
         Ok(written)
     }
