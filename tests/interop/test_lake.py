@@ -12,10 +12,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
 
 import duckdb
-import pyarrow
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import polars
 import pytest
@@ -127,27 +126,31 @@ def test_duckdb_reads_every_version_through_the_view(lake):
     assert all(n > 0 for v, n in nulls.items() if v < 7), nulls
 
 
-def test_pyarrow_and_polars_read_every_version_with_the_documented_options(lake):
+def test_the_docs_pyarrow_and_polars_recipes_read_every_version(lake, monkeypatch):
+    """Runs docs/lakehouse.md's pyarrow and polars snippets as written, in the
+    directory that holds `custody-audit/`."""
     sink, summary = lake
-    # pyarrow: the dataset's schema from every file's footer, unified (the docs'
-    # recipe); a struct field a file lacks reads as null.
-    files = [str(f) for f in sink.rglob("*.parquet")]
-    schema = pyarrow.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
-    table = ds.dataset(str(sink), format="parquet", partitioning="hive", schema=schema).to_table()
+    section = DOC.read_text().split("## Reading files without a table", 1)[1].split("\n## ", 1)[0]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, re.S)]
+    assert len(blocks) == 2, "the pyarrow and polars recipes were not found"
+    monkeypatch.chdir(sink.parent)
+    files = sorted(sink.rglob("*.parquet"))
+    newest = max(files, key=lambda f: int(pq.read_metadata(f).metadata[b"custody.schema_version"]))
+    scope = {"newest_file": str(newest)}
+    exec(blocks[0], scope)  # pyarrow: `table`
+    table = scope["table"]
     assert table.num_rows == summary["rows"]
     versions = table.group_by("schema_version").aggregate([("schema_version", "count")]).to_pylist()
     assert {str(r["schema_version"]): r["schema_version_count"] for r in versions} == summary["by_version"]
     assert "row_seq" in table.column_names
     assert "bytes_announced" in table.schema.field("outcome").type.names
-    # polars: missing columns and struct fields inserted as nulls.
-    frame = polars.scan_parquet(
-        f"{sink}/**/*.parquet", hive_partitioning=True, missing_columns="insert",
-        cast_options=polars.ScanCastOptions(missing_struct_fields="insert", extra_struct_fields="ignore"),
-        schema=polars.read_parquet_schema(max(files, key=lambda f: pq.read_metadata(f).metadata[b"custody.schema_version"])),
-    ).collect()
+    exec(blocks[1], scope)  # polars: `frame`
+    frame = scope["frame"]
     assert frame.height == summary["rows"]
     users = frame.group_by(polars.col("principal").struct.field("sub")).len().rows()
     assert dict(users) == summary["by_user"]
+    assert frame.filter(polars.col("row_seq").is_null()).height == sum(
+        n for v, n in summary["by_version"].items() if int(v) < 7)
 
 
 @pytest.fixture(scope="module")

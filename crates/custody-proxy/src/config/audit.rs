@@ -25,6 +25,12 @@ pub(crate) mod defaults {
     pub(crate) const ROLL_ROWS: usize = 10_000;
     pub(crate) const ROLL_BYTES: u64 = 64 << 20;
     pub(crate) const ROLL_AGE: Duration = Duration::from_secs(10);
+    /// An object-store sink's rows per file: few, larger files (query engines
+    /// read many small objects badly, and each is a PUT).
+    pub(crate) const REMOTE_ROLL_ROWS: usize = 100_000;
+    /// An object-store sink's file age: a file per pod every 5 minutes at most
+    /// (288 a day, not 8,640).
+    pub(crate) const REMOTE_ROLL_AGE: Duration = Duration::from_secs(300);
     pub(crate) const DIGEST_INTERVAL: Duration = Duration::from_secs(3600);
 }
 
@@ -198,6 +204,12 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Problems) -> AuditConfi
     };
 
     let roll = raw.roll.unwrap_or_default();
+    // Production defaults for object storage; quick files for a local directory.
+    let (default_rows, default_age) = if sink.local_dir().is_some() {
+        (defaults::ROLL_ROWS, defaults::ROLL_AGE)
+    } else {
+        (defaults::REMOTE_ROLL_ROWS, defaults::REMOTE_ROLL_AGE)
+    };
     let roll_rows = match one_of(
         issues,
         ("audit.roll.rows", roll.rows),
@@ -210,10 +222,10 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Problems) -> AuditConfi
                 "audit.flush_rows"
             };
             issues.push(path, "must be at least 1");
-            defaults::ROLL_ROWS
+            default_rows
         }
         Some(n) => n,
-        None => defaults::ROLL_ROWS,
+        None => default_rows,
     };
     let roll_bytes = match roll.bytes {
         None => defaults::ROLL_BYTES,
@@ -239,12 +251,7 @@ pub(crate) fn validate_audit(raw: RawAudit, issues: &mut Problems) -> AuditConfi
         ("audit.roll.age", roll.age),
         ("audit.flush_interval", raw.flush_interval),
     );
-    let roll_age = issues.duration(
-        age_path,
-        roll_age.as_ref(),
-        defaults::ROLL_AGE,
-        Span::Positive,
-    );
+    let roll_age = issues.duration(age_path, roll_age.as_ref(), default_age, Span::Positive);
 
     let s3 = match raw.s3 {
         None => S3Config::default(),

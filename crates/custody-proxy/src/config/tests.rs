@@ -476,6 +476,11 @@ audit:
     // names still work.
     let c = Config::from_yaml_str("audit: {sink: 'gs://bkt'}\n", "x").expect("valid");
     assert_eq!(c.audit.spool_dir, Path::new("./custody-spool"));
+    // ... and rolls a file every 5 minutes or 100,000 rows, not every 10 s.
+    assert_eq!(
+        (c.audit.roll_rows, c.audit.roll_bytes, c.audit.roll_age),
+        (100_000, 64 << 20, Duration::from_secs(300))
+    );
     let c = Config::from_yaml_str("audit: {dir: /a, flush_rows: 7, flush_interval: 3s}\n", "x")
         .expect("valid");
     assert_eq!(c.audit.sink.local_dir(), Some(Path::new("/a")));
