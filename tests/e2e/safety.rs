@@ -64,6 +64,22 @@ async fn without_config_every_detector_logs_and_the_row_keeps_no_value() {
             .any(|f| f["path"] == "response" && f["kind"] == "EMAIL"),
         "the echoed response carries the e-mail back: {found:?}"
     );
+    // Schema v8: where each value was found and what happened to it, and the row's
+    // one handling value.
+    for f in found {
+        let side = if f["path"] == "response" {
+            "response"
+        } else {
+            "request"
+        };
+        assert_eq!(
+            (&f["side"], &f["handling"]),
+            (&json!(side), &json!("logged")),
+            "{f}"
+        );
+    }
+    assert_eq!(r["content_safety"]["handling"], "logged");
+    assert_eq!(r["action"]["housekeeping"], false);
     let params = r["action"]["parameters"].as_str().expect("parameters");
     assert!(
         params.contains("[REDACTED:EMAIL]") && params.contains("[REDACTED:CARD]"),
@@ -74,6 +90,9 @@ async fn without_config_every_detector_logs_and_the_row_keeps_no_value() {
         chat["content_safety"]["redactions"][0]["path"],
         "$.messages[0].content"
     );
+    // The model asked for (and judged), beside the one the provider reported.
+    assert_eq!(chat["action"]["model"], "gpt-4o-mini");
+    assert!(chat["usage"]["model"].is_string(), "{chat}");
     let all = serde_json::to_string(&rows).expect("json");
     assert!(
         !all.contains(EMAIL) && !all.contains(CARD),
@@ -123,12 +142,38 @@ async fn redact_and_block_per_config_with_json_rpc_errors_on_mcp() {
     let rows = custody.rows();
     let r = row(&rows, "redacted");
     assert_eq!(r["content_safety"]["redactions"][0]["action"], "redact");
+    assert_eq!(r["content_safety"]["redactions"][0]["side"], "request");
+    assert_eq!(r["content_safety"]["redactions"][0]["handling"], "redacted");
+    assert_eq!(r["content_safety"]["handling"], "redacted");
     let r = row(&rows, "blocked");
     assert_eq!(r["policy"]["decision"], "deny");
     assert_eq!(r["policy"]["rule"], "safety:block:CARD");
     assert_eq!(r["outcome"]["status"], 403);
+    // The note carried an e-mail (set to redact) and a card (block): nothing of it
+    // was forwarded, so both values were blocked, whatever their kind's action.
+    let found = r["content_safety"]["redactions"].as_array().expect("list");
+    let got: Vec<_> = found
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str(),
+                f["action"].as_str(),
+                f["handling"].as_str(),
+            )
+        })
+        .collect();
+    assert!(
+        got.contains(&(Some("EMAIL"), Some("redact"), Some("blocked"))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(Some("CARD"), Some("block"), Some("blocked"))),
+        "{got:?}"
+    );
+    assert_eq!(r["content_safety"]["handling"], "blocked");
     let r = row(&rows, "mcp-blocked");
     assert_eq!(r["policy"]["rule"], "safety:block:CARD");
+    assert_eq!(r["content_safety"]["handling"], "blocked");
     assert_eq!(r["action"]["parameters"], r#"{"card":"[REDACTED:CARD]"}"#);
     let r = row(&rows, "route-redacts");
     assert_eq!(r["content_safety"]["redactions"][0]["action"], "redact");

@@ -15,6 +15,11 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PRICES = REPO / "crates" / "custody-inspect" / "data" / "prices.yaml"
+# The audit schema version this checkout writes (custody-audit's SCHEMA_VERSION).
+SCHEMA_VERSION = int(re.search(
+    r"pub const SCHEMA_VERSION: i32 = (\d+);",
+    (REPO / "crates" / "custody-audit" / "src" / "schema.rs").read_text(),
+).group(1))
 
 
 def _binary(env_name: str, name: str) -> pathlib.Path:

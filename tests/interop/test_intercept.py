@@ -16,7 +16,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import Custody, _binary, serve
+from conftest import SCHEMA_VERSION, Custody, _binary, serve
 
 MESSAGES = [{"role": "user", "content": "What is the pipeline status this quarter?"}]
 # Proxy settings the machine may export; each test sets exactly what it needs.
@@ -101,7 +101,7 @@ def test_openai_sdk_unchanged_json_and_stream(proxy_env):
     for kind in ["json", "stream"]:
         r, i = rows[ids["reverse", kind]], rows[ids["intercepted", kind]]
         same_call(r, i, "api.openai.com:443")
-        assert i["schema_version"] == 7 and i["status"] == 200 and i["error"] is None
+        assert i["schema_version"] == SCHEMA_VERSION and i["status"] == 200 and i["error"] is None
         assert i["path"] == "/v1/chat/completions" and i["operation"] == "chat.completions"
         assert i["input_tokens"] > 0 and i["estimated_cost_usd"] > 0
 

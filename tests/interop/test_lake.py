@@ -101,6 +101,9 @@ def check_summary(count, summary):
     assert count("SELECT 'pii', count(*) FROM custody_audit WHERE content_safety.pii_detected") \
         == {"pii": summary["pii_rows"]}
     assert count("SELECT session_id, count(*) FROM custody_audit GROUP BY session_id") == summary["sessions"]
+    # A v8 column: only files of version 8 on say which calls were housekeeping.
+    assert count("SELECT 'housekeeping', count(*) FROM custody_audit WHERE action.housekeeping") \
+        == {"housekeeping": summary["housekeeping"]}
 
 
 def test_the_generated_sink_holds_every_schema_version(lake):

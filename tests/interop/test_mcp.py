@@ -44,8 +44,14 @@ MERGE_ARGS = {"source": "c-1", "target": "c-2"}
 
 ROWS_SQL = (
     "SELECT request_id, action.kind, action.route, action.method, action.path, action.operation, "
-    "action.tool, action.parameters, action.inspected, outcome.status, outcome.error FROM audit"
+    "action.tool, action.parameters, action.inspected, outcome.status, outcome.error, "
+    "action.housekeeping FROM audit"
 )
+
+# MCP protocol set-up and discovery, as the specification names it: rows an analyst
+# filters out with `NOT action.housekeeping` to see the work.
+HOUSEKEEPING = {"initialize", "server/discover", "notifications/initialized", "tools/list",
+                "resources/list", "prompts/list", "ping", "stream", "session.delete"}
 
 
 def canonical(value) -> str:
@@ -149,8 +155,10 @@ def audit_rows(custody: Custody, exchanges: Exchanges) -> list[tuple]:
     assert sorted(rows) == sorted(e["request_id"] for e in exchanges.seen), (rows, exchanges.seen)
     out = []
     for e in sorted(exchanges.seen, key=lambda e: e["http"] == "GET"):
-        (kind, route, method, path, operation, tool, parameters, inspected, status, error) = rows[e["request_id"]]
+        (kind, route, method, path, operation, tool, parameters, inspected, status, error,
+         housekeeping) = rows[e["request_id"]]
         assert (kind, route, method, path, status) == ("tool", "crm", e["http"], "/crm/mcp", e["status"])
+        assert housekeeping == (operation in HOUSEKEEPING), (operation, housekeeping)
         out.append((method, operation, tool, parameters, inspected, status, error))
     return out
 
@@ -297,11 +305,11 @@ def test_reply_bytes_unchanged_and_headers_disagreeing_with_body(crm, mcp_upstre
     crm.stop()
     rows = {r[0]: r[1:] for r in crm.query(ROWS_SQL)}
     assert len(rows) == 2
-    (_, _, _, _, operation, tool, parameters, inspected, status, error) = rows[via.headers["x-custody-request-id"]]
+    (_, _, _, _, operation, tool, parameters, inspected, status, error, _) = rows[via.headers["x-custody-request-id"]]
     assert (operation, tool, parameters, inspected, status, error) == (
         "tools/call", "crm:search_contacts", '{"limit":1,"query":"Grace"}', True, 200, None,
     )
-    (_, _, _, _, operation, tool, _, inspected, status, error) = rows[lying.headers["x-custody-request-id"]]
+    (_, _, _, _, operation, tool, _, inspected, status, error, _) = rows[lying.headers["x-custody-request-id"]]
     assert (operation, tool, inspected, status) == ("tools/call", "crm:search_contacts", False, lying.status_code)
     assert error.startswith('refused: the mcp-name header "add_note" does not match'), error
 

@@ -13,7 +13,7 @@ use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
     PrimitiveBuilder, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, ListArray, RecordBatch, StructArray};
 use arrow_schema::{ArrowError, DataType, Field, Fields};
 use std::borrow::Borrow;
 use std::sync::Arc;
@@ -43,32 +43,52 @@ pub fn at_version(batch: &RecordBatch, version: i32) -> Result<RecordBatch, Arro
             let column = batch.column_by_name(field.name()).ok_or_else(|| {
                 ArrowError::SchemaError(format!("the batch has no column {}", field.name()))
             })?;
-            let DataType::Struct(keep) = field.data_type() else {
-                return Ok(column.clone());
-            };
-            let parent = column
+            project(column, field.data_type())
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(target, columns)
+}
+
+/// `array` with only the struct fields `target` has (by name, at any depth,
+/// through lists).
+fn project(array: &ArrayRef, target: &DataType) -> Result<ArrayRef, ArrowError> {
+    match target {
+        DataType::Struct(keep) => {
+            let parent = array
                 .as_any()
                 .downcast_ref::<StructArray>()
                 .ok_or_else(|| {
-                    ArrowError::SchemaError(format!("{} is not a struct", field.name()))
+                    ArrowError::SchemaError(format!("{} is not a struct", array.data_type()))
                 })?;
             let children = keep
                 .iter()
                 .map(|child| {
-                    parent.column_by_name(child.name()).cloned().ok_or_else(|| {
-                        ArrowError::SchemaError(format!(
-                            "no field {}.{}",
-                            field.name(),
-                            child.name()
-                        ))
-                    })
+                    let column = parent.column_by_name(child.name()).ok_or_else(|| {
+                        ArrowError::SchemaError(format!("no field {}", child.name()))
+                    })?;
+                    project(column, child.data_type())
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let array = StructArray::try_new(keep.clone(), children, parent.nulls().cloned())?;
-            Ok(Arc::new(array) as ArrayRef)
-        })
-        .collect::<Result<Vec<_>, ArrowError>>()?;
-    RecordBatch::try_new(target, columns)
+            Ok(Arc::new(StructArray::try_new(
+                keep.clone(),
+                children,
+                parent.nulls().cloned(),
+            )?))
+        }
+        DataType::List(item) => {
+            let list = array.as_any().downcast_ref::<ListArray>().ok_or_else(|| {
+                ArrowError::SchemaError(format!("{} is not a list", array.data_type()))
+            })?;
+            let values = project(list.values(), item.data_type())?;
+            Ok(Arc::new(ListArray::try_new(
+                item.clone(),
+                list.offsets().clone(),
+                values,
+                list.nulls().cloned(),
+            )?))
+        }
+        _ => Ok(array.clone()),
+    }
 }
 
 /// Accumulates records in columnar form.
@@ -96,12 +116,15 @@ pub struct BatchBuilder {
     action_inspected: BooleanBuilder,
     action_tool_calls: ListBuilder<StructBuilder>,
     action_raw_path: StringBuilder,
+    action_model: StringBuilder,
+    action_housekeeping: BooleanBuilder,
     policy_decision: StringBuilder,
     policy_rule: StringBuilder,
     policy_scopes: ListBuilder<StringBuilder>,
     policy_version: StringBuilder,
     pii_detected: BooleanBuilder,
     redactions: ListBuilder<StructBuilder>,
+    safety_handling: StringBuilder,
     usage_model: StringBuilder,
     usage_input_tokens: Int64Builder,
     usage_output_tokens: Int64Builder,
@@ -160,6 +183,8 @@ impl Default for BatchBuilder {
                 true,
             ))),
             action_raw_path: StringBuilder::new(),
+            action_model: StringBuilder::new(),
+            action_housekeeping: BooleanBuilder::new(),
             policy_decision: StringBuilder::new(),
             policy_rule: StringBuilder::new(),
             policy_scopes: ListBuilder::new(StringBuilder::new()),
@@ -167,6 +192,7 @@ impl Default for BatchBuilder {
             pii_detected: BooleanBuilder::new(),
             redactions: ListBuilder::new(StructBuilder::from_fields(schema::redaction_fields(), 0))
                 .with_field(Arc::new(redaction_item)),
+            safety_handling: StringBuilder::new(),
             usage_model: StringBuilder::new(),
             usage_input_tokens: Int64Builder::new(),
             usage_output_tokens: Int64Builder::new(),
@@ -272,6 +298,8 @@ impl BatchBuilder {
             None => self.action_tool_calls.append(false),
         }
         self.action_raw_path.append_option(a.raw_path.as_deref());
+        self.action_model.append_option(a.model.as_deref());
+        self.action_housekeeping.append_option(a.housekeeping);
 
         self.policy_decision
             .append_option(r.policy.decision.as_deref());
@@ -298,12 +326,20 @@ impl BatchBuilder {
                     if let Some(b) = values.field_builder::<StringBuilder>(3) {
                         b.append_value(&item.action);
                     }
+                    if let Some(b) = values.field_builder::<StringBuilder>(4) {
+                        b.append_option(item.side.as_deref());
+                    }
+                    if let Some(b) = values.field_builder::<StringBuilder>(5) {
+                        b.append_option(item.handling.as_deref());
+                    }
                     values.append(true);
                 }
                 self.redactions.append(true);
             }
             None => self.redactions.append(false),
         }
+        self.safety_handling
+            .append_option(r.content_safety.handling.as_deref());
 
         let u = &r.usage;
         self.usage_model.append_option(u.model.as_deref());
@@ -401,6 +437,8 @@ impl BatchBuilder {
                     take_booleans(refill, &mut self.action_inspected),
                     Arc::new(self.action_tool_calls.finish()),
                     take_strings(refill, &mut self.action_raw_path),
+                    take_strings(refill, &mut self.action_model),
+                    take_booleans(refill, &mut self.action_housekeeping),
                 ],
             )?,
             structure(
@@ -417,6 +455,7 @@ impl BatchBuilder {
                 vec![
                     take_booleans(refill, &mut self.pii_detected),
                     Arc::new(self.redactions.finish()),
+                    take_strings(refill, &mut self.safety_handling),
                 ],
             )?,
             structure(
@@ -516,6 +555,8 @@ mod tests {
                 path: "$.messages[0].content".into(),
                 count: 2,
                 action: "redact".into(),
+                side: Some("request".into()),
+                handling: Some("redacted".into()),
             }]);
             r.outcome.status = Some(200);
             r.action.model_tool_calls = Some(vec![
@@ -616,8 +657,11 @@ mod tests {
             .and_then(|c| c.as_any().downcast_ref::<StructArray>())
             .expect("action struct");
         let fields = schema::action_fields();
-        assert_eq!(fields[fields.len() - 1].name(), "raw_path");
-        let raw = strings(action.column(fields.len() - 1));
+        let raw_path = fields
+            .iter()
+            .position(|f| f.name() == "raw_path")
+            .expect("raw_path");
+        let raw = strings(action.column(raw_path));
         assert!(raw.is_null(0));
         assert_eq!(raw.value(1), "//x");
     }

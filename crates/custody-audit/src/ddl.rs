@@ -242,7 +242,7 @@ mod tests {
         assert!(spark.contains("`principal` STRUCT<`sub`: STRING, `org`: STRING, `role`: STRING, `roles`: ARRAY<STRING>, `issuer`: STRING>,"), "{spark}");
         assert!(spark.contains("`event_time` TIMESTAMP,"));
         let trino = ddl(Engine::Trino, &table());
-        assert!(trino.contains("\"redactions\" ARRAY(ROW(\"kind\" VARCHAR, \"path\" VARCHAR, \"count\" BIGINT, \"action\" VARCHAR))"), "{trino}");
+        assert!(trino.contains("\"redactions\" ARRAY(ROW(\"kind\" VARCHAR, \"path\" VARCHAR, \"count\" BIGINT, \"action\" VARCHAR, \"side\" VARCHAR, \"handling\" VARCHAR))"), "{trino}");
         assert!(
             trino.contains(
                 "CALL system.sync_partition_metadata('default', 'custody_audit', 'ADD');"

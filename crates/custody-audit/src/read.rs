@@ -101,6 +101,10 @@ pub struct TrailAction {
     pub operation: Option<String>,
     /// Tools the model asked for in its response (schema v2).
     pub model_tool_calls: Option<Vec<ToolCallRequest>>,
+    /// The model the request asked for (schema v8).
+    pub model: Option<String>,
+    /// Whether the call was protocol housekeeping (schema v8).
+    pub housekeeping: Option<bool>,
 }
 
 /// The `outcome` columns a timeline shows.

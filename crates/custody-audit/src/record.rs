@@ -104,6 +104,11 @@ pub struct ContentSafety {
     pub pii_detected: Option<bool>,
     /// What was found where, and what was done; never the raw value.
     pub redactions: Option<Vec<Redaction>>,
+    /// How the row's findings were handled, the strongest of them: `blocked`
+    /// (the request was refused), `redacted`, `logged`, or `none` when the call
+    /// was scanned and nothing was found (audit schema v8).
+    #[serde(default)]
+    pub handling: Option<String>,
 }
 
 /// One kind of finding at one JSON path.
@@ -115,8 +120,17 @@ pub struct Redaction {
     pub path: String,
     /// How many findings.
     pub count: i64,
-    /// `log`, `redact` or `block`.
+    /// `log`, `redact` or `block`: the action configured for the kind. Kept as
+    /// it was; [`Redaction::handling`] says what happened (audit schema v8).
     pub action: String,
+    /// `request` or `response`: where the value was found (schema v8).
+    #[serde(default)]
+    pub side: Option<String>,
+    /// What happened to the value: `blocked` (the request carrying it was
+    /// refused, nothing of it was forwarded), `redacted` (replaced in what was
+    /// forwarded or returned), `logged` (passed on, recorded) (schema v8).
+    #[serde(default)]
+    pub handling: Option<String>,
 }
 
 /// Model and cost.
@@ -268,6 +282,8 @@ mod tests {
                 inspected: Some(true),
                 model_tool_calls: None,
                 raw_path: None,
+                model: Some("gpt-4o-mini".into()),
+                housekeeping: Some(false),
             },
         )
     }

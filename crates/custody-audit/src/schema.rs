@@ -26,13 +26,19 @@ use std::sync::{Arc, OnceLock};
 ///   could confuse with the announced length).
 /// - 7: `row_seq`, the row's number in its spool's trail (1, 2, … with no holes per
 ///   spool id), for completeness checks (`custody verify`).
-pub const SCHEMA_VERSION: i32 = 7;
+/// - 8: facts analysts asked for: `action.model` (the model requested, beside
+///   `usage.model`, the one reported), `action.housekeeping` (protocol set-up and
+///   discovery calls), `content_safety.handling` (blocked / redacted / logged /
+///   none for the row) and each finding's `side` and `handling`
+///   (`content_safety.redactions[].action` stays, as it was).
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
 
 /// The version that added each field after version 1: a top-level column
-/// (`row_seq`) or a struct's field (`action.raw_path`). Every other field has been
+/// (`row_seq`), a struct's field (`action.raw_path`) or a field of a list's items
+/// (`content_safety.redactions.side`). Every other field has been
 /// there since version 1. This is the compatibility table of
 /// `docs/audit-schema.md`, and [`schema_at`] derives each earlier version's schema
 /// from it.
@@ -53,6 +59,11 @@ pub const ADDED_IN: &[(&str, i32)] = &[
     ("action.raw_path", 6),
     ("outcome.bytes_announced", 6),
     ("row_seq", 7),
+    ("action.model", 8),
+    ("action.housekeeping", 8),
+    ("content_safety.redactions.side", 8),
+    ("content_safety.redactions.handling", 8),
+    ("content_safety.handling", 8),
 ];
 
 /// The version that added the field at `path` (`"row_seq"`, `"action.raw_path"`).
@@ -78,16 +89,9 @@ pub fn schema_at(version: i32) -> Option<SchemaRef> {
         .fields()
         .iter()
         .filter(|f| added_in(f.name()) <= version)
-        .map(|f| match f.data_type() {
-            DataType::Struct(children) => {
-                let kept: Fields = children
-                    .iter()
-                    .filter(|c| added_in(&format!("{}.{}", f.name(), c.name())) <= version)
-                    .cloned()
-                    .collect();
-                f.as_ref().clone().with_data_type(DataType::Struct(kept))
-            }
-            _ => f.as_ref().clone(),
+        .map(|f| {
+            let data_type = as_of(f.name(), f.data_type(), version);
+            f.as_ref().clone().with_data_type(data_type)
         })
         .collect();
     let metadata = HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), version.to_string())]);
@@ -132,6 +136,9 @@ pub fn action_fields() -> Fields {
         ),
         // Version 6 (appended: readers of older files find it missing, as null).
         utf8("raw_path"),
+        // Version 8.
+        utf8("model"),
+        Field::new("housekeeping", DataType::Boolean, true),
     ])
 }
 
@@ -178,6 +185,9 @@ pub fn redaction_fields() -> Fields {
         Field::new("path", DataType::Utf8, false),
         Field::new("count", DataType::Int64, false),
         Field::new("action", DataType::Utf8, false),
+        // Version 8.
+        utf8("side"),
+        utf8("handling"),
     ])
 }
 
@@ -190,6 +200,8 @@ pub fn content_safety_fields() -> Fields {
             Field::new_list_field(DataType::Struct(redaction_fields()), true),
             true,
         ),
+        // Version 8.
+        utf8("handling"),
     ])
 }
 
@@ -262,6 +274,31 @@ pub fn audit_schema() -> SchemaRef {
         .clone()
 }
 
+/// `data_type` of the field at `path` as of `version`: struct fields (at any
+/// depth, through lists) added later left out.
+fn as_of(path: &str, data_type: &DataType, version: i32) -> DataType {
+    match data_type {
+        DataType::Struct(children) => DataType::Struct(
+            children
+                .iter()
+                .filter_map(|c| {
+                    let child = format!("{path}.{}", c.name());
+                    (added_in(&child) <= version).then(|| {
+                        let t = as_of(&child, c.data_type(), version);
+                        c.as_ref().clone().with_data_type(t)
+                    })
+                })
+                .collect::<Fields>(),
+        ),
+        DataType::List(item) => DataType::List(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(as_of(path, item.data_type(), version)),
+        )),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,14 +309,22 @@ mod tests {
         for (path, version) in ADDED_IN {
             assert!((2..=SCHEMA_VERSION).contains(version), "{path}: {version}");
             let mut parts = path.split('.');
-            let top = schema
+            let mut field = schema
                 .field_with_name(parts.next().expect("a name"))
-                .unwrap_or_else(|_| panic!("{path} is not a column"));
-            if let Some(child) = parts.next() {
-                let DataType::Struct(children) = top.data_type() else {
+                .unwrap_or_else(|_| panic!("{path} is not a column"))
+                .clone();
+            for child in parts {
+                let mut data_type = field.data_type().clone();
+                if let DataType::List(item) = data_type {
+                    data_type = item.data_type().clone();
+                }
+                let DataType::Struct(children) = data_type else {
                     panic!("{path}: not a struct's field");
                 };
-                assert!(children.find(child).is_some(), "{path} is not a field");
+                let (_, found) = children
+                    .find(child)
+                    .unwrap_or_else(|| panic!("{path} is not a field"));
+                field = found.as_ref().clone();
             }
         }
         // Columns are appended: a later column was never added before an earlier one.
@@ -318,6 +363,24 @@ mod tests {
         assert!(v5.field_with_name("client_request_id").is_err());
         let v6 = schema_at(6).expect("v6");
         assert_eq!(v6.fields().len(), 18);
+        // A field of a list's items: the findings' `side` (v8) is not in v7.
+        let v7 = schema_at(7).expect("v7");
+        let DataType::Struct(safety) = v7
+            .field_with_name("content_safety")
+            .expect("content_safety")
+            .data_type()
+        else {
+            panic!("a struct");
+        };
+        assert_eq!(safety.len(), 2, "{safety:?}");
+        let DataType::List(item) = safety[1].data_type() else {
+            panic!("redactions is a list");
+        };
+        let DataType::Struct(finding) = item.data_type() else {
+            panic!("of structs");
+        };
+        let names: Vec<&str> = finding.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["kind", "path", "count", "action"]);
         // Each version's columns are a prefix of the next one's.
         for v in 1..SCHEMA_VERSION {
             let (a, b) = (schema_at(v).expect("v"), schema_at(v + 1).expect("v+1"));

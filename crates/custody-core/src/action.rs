@@ -105,6 +105,17 @@ pub struct Action {
     /// different `path`; `None` when equal (audit schema v6).
     #[serde(default)]
     pub raw_path: Option<String>,
+    /// LLM routes: the model the request asked for (the one identity and policy
+    /// judged), at most 256 characters; `usage.model` is what the provider
+    /// reported (audit schema v8).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Whether the call is protocol housekeeping rather than work: MCP session
+    /// set-up and discovery (`initialize`, `notifications/…`, `ping`, the `…/list`
+    /// methods, the GET stream, `session.delete`, …). `Some(false)` for every
+    /// other routed call; `None` when nothing was inspected (audit schema v8).
+    #[serde(default)]
+    pub housekeeping: Option<bool>,
 }
 
 /// A tool call a model asked for: its id (to link it to the call that carries it
@@ -133,6 +144,8 @@ impl Action {
             inspected: None,
             model_tool_calls: None,
             raw_path: None,
+            model: None,
+            housekeeping: None,
         }
     }
 }

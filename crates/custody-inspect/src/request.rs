@@ -4,6 +4,8 @@ mod http;
 mod llm;
 mod mcp;
 
+pub use mcp::is_housekeeping as is_mcp_housekeeping;
+
 use crate::toolmap::ToolMap;
 use crate::{Limits, RouteKind};
 use serde::Serialize;

@@ -119,8 +119,18 @@ impl Inspection {
             action.kind = ActionKind::Tool;
         }
         if route.kind.is_llm() {
-            record.usage.model = facts.model.as_deref().map(short);
+            // The model asked for: what identity and policy judged (`action.model`);
+            // `usage.model` becomes the provider's when the response names one.
+            record.action.model = facts.model.as_deref().map(short);
+            record.usage.model.clone_from(&record.action.model);
         }
+        record.action.housekeeping = Some(
+            route.kind == RouteKind::Mcp
+                && facts
+                    .operation
+                    .as_deref()
+                    .is_some_and(custody_inspect::is_mcp_housekeeping),
+        );
         if let Some(error) = &facts.error {
             record.outcome.error = Some(error.clone());
         }

@@ -168,9 +168,15 @@ impl Safety {
             // Not scanned, nothing else found: the row says so (no verdict).
             return Ok(body);
         }
-        record_findings(record, body_kept.iter().flatten(), &effective, None);
-        record_findings(record, &query_kept, &effective, None);
-        record_findings(record, &path_kept, &in_path, None);
+        record_findings(
+            record,
+            body_kept.iter().flatten(),
+            &effective,
+            None,
+            Side::Request,
+        );
+        record_findings(record, &query_kept, &effective, None, Side::Request);
+        record_findings(record, &path_kept, &in_path, None, Side::Request);
         let actions = || {
             body_kept
                 .iter()
@@ -181,6 +187,8 @@ impl Safety {
         };
         match actions().map(|(_, a)| a).max() {
             Some(Action::Block) => {
+                // Nothing of the request is forwarded: every value in it was blocked.
+                mark_blocked(record);
                 let mut kinds: Vec<&str> = actions()
                     .filter(|(_, a)| *a == Action::Block)
                     .map(|(k, _)| k.as_str())
@@ -267,7 +275,13 @@ impl Safety {
             .filter(|f| action_for(&f.kind).is_some())
             .collect();
         let effective = |kind: &Kind| action_for(kind).unwrap_or(Action::Log);
-        record_findings(record, kept.iter().copied(), &effective, Some("response"));
+        record_findings(
+            record,
+            kept.iter().copied(),
+            &effective,
+            Some("response"),
+            Side::Response,
+        );
         if kept.iter().all(|f| effective(&f.kind) != Action::Redact) {
             return Ok(body);
         }
@@ -512,7 +526,73 @@ fn event_text(data: &str) -> (String, Option<String>) {
 /// Adds the response's findings (logged) to the row.
 pub(crate) fn record_response(record: &mut AuditRecord, scan: ResponseScan) {
     let findings = scan.finish();
-    record_findings(record, findings.iter(), &|_| Action::Log, None);
+    record_findings(
+        record,
+        findings.iter(),
+        &|_| Action::Log,
+        None,
+        Side::Response,
+    );
+}
+
+/// Where a finding was made (`content_safety.redactions[].side`).
+#[derive(Clone, Copy)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::Request => "request",
+            Side::Response => "response",
+        }
+    }
+}
+
+/// What happened to a value found, given the action taken on its kind
+/// (`content_safety.redactions[].handling`).
+fn handling(action: Action) -> &'static str {
+    match action {
+        Action::Log => "logged",
+        Action::Redact => "redacted",
+        Action::Block => "blocked",
+    }
+}
+
+/// The row's `content_safety.handling`: the strongest handling of its findings
+/// (`blocked` > `redacted` > `logged`), `none` when the call was scanned and
+/// nothing was found.
+fn row_handling(findings: &[Redaction]) -> &'static str {
+    let rank = |h: Option<&str>| match h {
+        Some("blocked") => 3,
+        Some("redacted") => 2,
+        Some("logged") => 1,
+        _ => 0,
+    };
+    match findings
+        .iter()
+        .map(|f| rank(f.handling.as_deref()))
+        .max()
+        .unwrap_or(0)
+    {
+        3 => "blocked",
+        2 => "redacted",
+        1 => "logged",
+        _ => "none",
+    }
+}
+
+/// The request was refused for what it carried: none of its values went on.
+fn mark_blocked(record: &mut AuditRecord) {
+    let cs = &mut record.content_safety;
+    for finding in cs.redactions.iter_mut().flatten() {
+        if finding.side.as_deref() == Some(Side::Request.as_str()) {
+            finding.handling = Some(handling(Action::Block).to_owned());
+        }
+    }
+    cs.handling = Some(row_handling(cs.redactions.as_deref().unwrap_or_default()).to_owned());
 }
 
 /// Adds findings to the row; with `prefix`, a JSON path `$.a.b` is recorded as
@@ -522,6 +602,7 @@ fn record_findings<'a>(
     findings: impl IntoIterator<Item = &'a Finding>,
     action_for: &dyn Fn(&Kind) -> Action,
     prefix: Option<&str>,
+    side: Side,
 ) {
     let summaries = summarize(findings, action_for);
     let cs = &mut record.content_safety;
@@ -536,7 +617,10 @@ fn record_findings<'a>(
         },
         count: i64::try_from(s.count).unwrap_or(i64::MAX),
         action: s.action.as_str().to_owned(),
+        side: Some(side.as_str().to_owned()),
+        handling: Some(handling(s.action).to_owned()),
     }));
+    cs.handling = Some(row_handling(list).to_owned());
 }
 
 /// Whether the body is a form (`application/x-www-form-urlencoded`), as

@@ -46,6 +46,7 @@ struct Summary {
     denials: u64,
     tool_calls: u64,
     pii_rows: u64,
+    housekeeping: u64,
     sessions: BTreeMap<String, u64>,
 }
 
@@ -65,9 +66,9 @@ fn main() -> anyhow::Result<()> {
                 let start = DAY0 + day * 86_400 + hour * 3_600;
                 let mut rows = Vec::new();
                 for (u, (sub, role)) in USERS.iter().enumerate() {
-                    for k in 0..3u64 {
+                    for k in 0..4u64 {
                         n += 1;
-                        let at = start + 60 * (u as u64 * 3 + k) + p as u64;
+                        let at = start + 60 * (u as u64 * 4 + k) + p as u64;
                         let mut row = make_row(n, at, pod, day, u, sub, role, k);
                         seq += 1;
                         row.row_seq = Some(seq);
@@ -94,10 +95,19 @@ fn main() -> anyhow::Result<()> {
             "denials": summary.denials,
             "tool_calls": summary.tool_calls,
             "pii_rows": summary.pii_rows,
+            "housekeeping": summary.housekeeping,
             "sessions": summary.sessions,
         })
     );
     Ok(())
+}
+
+/// The schema version that added the field at `path`.
+fn added_in(path: &str) -> i32 {
+    custody_audit::schema::ADDED_IN
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(1, |(_, v)| *v)
 }
 
 fn tally(s: &mut Summary, row: &AuditRecord, version: i32) {
@@ -117,14 +127,19 @@ fn tally(s: &mut Summary, row: &AuditRecord, version: i32) {
     if row.content_safety.pii_detected == Some(true) {
         s.pii_rows += 1;
     }
+    // Only files of versions that have the column say so.
+    if row.action.housekeeping == Some(true) && version >= added_in("action.housekeeping") {
+        s.housekeeping += 1;
+    }
     if let Some(session) = &row.session_id {
         *s.sessions.entry(session.clone()).or_default() += 1;
     }
 }
 
-/// The `k`-th of a user's three calls in an hour: a model turn that asks for a
-/// tool, the tool call (with an e-mail found in its response for some users), and
-/// a third that is denied for analysts and a model turn with the result otherwise.
+/// The `k`-th of a user's four calls in an hour: a model turn that asks for a
+/// tool, the tool call (with an e-mail found in its response for some users), a
+/// third that is denied for analysts and a model turn with the result otherwise,
+/// and an MCP `tools/list` (protocol housekeeping).
 #[allow(clippy::too_many_arguments)]
 fn make_row(
     n: u64,
@@ -171,6 +186,8 @@ fn make_row(
     r.policy.version = Some("sha256:3f26ef61d4782e3c".into());
     r.content_safety.pii_detected = Some(false);
     r.content_safety.redactions = Some(Vec::new());
+    r.content_safety.handling = Some("none".into());
+    r.action.housekeeping = Some(false);
     r.outcome.status = Some(200);
     r.outcome.duration_ms = 120.0 + (n % 17) as f64;
     r.outcome.bytes_in = 900 + (n % 50) as i64;
@@ -179,6 +196,7 @@ fn make_row(
     r.client_request_id = Some(format!("{pod}-turn-{n}"));
     let call_id = format!("call_{:x}", n - k);
     let llm = |r: &mut AuditRecord, tokens: i64| {
+        r.action.model = Some("gpt-4o-mini".into());
         r.usage.model = Some("gpt-4o-mini-2024-07-18".into());
         r.usage.input_tokens = Some(tokens);
         r.usage.output_tokens = Some(tokens / 4);
@@ -214,8 +232,21 @@ fn make_row(
                     path: "response".into(),
                     count: 2,
                     action: "redact".into(),
+                    side: Some("response".into()),
+                    handling: Some("redacted".into()),
                 }]);
+                r.content_safety.handling = Some("redacted".into());
             }
+        }
+        3 => {
+            // MCP housekeeping: the client lists the tools before calling one.
+            r.action = custody_core::Action::new(custody_core::ActionKind::Tool, "POST", "/mcp");
+            r.action.route = Some("crm".into());
+            r.action.operation = Some("tools/list".into());
+            r.action.inspected = Some(true);
+            r.action.housekeeping = Some(true);
+            r.policy.rule = Some(format!("role:{role} grants tool:crm"));
+            r.policy.scopes = Some(vec!["tool:crm".into()]);
         }
         _ if role == "analyst" => {
             r.action = custody_core::Action::new(custody_core::ActionKind::Tool, "POST", "/mcp");

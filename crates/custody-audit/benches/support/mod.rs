@@ -34,6 +34,8 @@ pub(crate) fn row(i: usize) -> AuditRecord {
                 name: "crm_contacts_search".into(),
             }]),
             raw_path: None,
+            model: Some("gpt-4o".into()),
+            housekeeping: Some(false),
         },
     );
     // A realistic key (a UUIDv7) and the client's own id.
@@ -58,7 +60,10 @@ pub(crate) fn row(i: usize) -> AuditRecord {
         path: "$.messages[1].content".into(),
         count: 1,
         action: "redact".into(),
+        side: Some("request".into()),
+        handling: Some("redacted".into()),
     }]);
+    r.content_safety.handling = Some("redacted".into());
     r.usage.model = Some("gpt-4o-2024-08-06".into());
     r.usage.input_tokens = Some(1200 + (i % 300) as i64);
     r.usage.output_tokens = Some(180 + (i % 90) as i64);

@@ -73,6 +73,8 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
     let raw_path = col(b, "action.raw_path", Column::strings)?;
     let tool = col(b, "action.tool", Column::strings)?;
     let operation = col(b, "action.operation", Column::strings)?;
+    let requested_model = col(b, "action.model", Column::strings)?;
+    let housekeeping = col(b, "action.housekeeping", Column::bools)?;
     let calls = col(b, "action.model_tool_calls", Column::struct_list)?;
     let call_id = item_col(calls.as_ref(), "id", Column::strings)?;
     let call_name = item_col(calls.as_ref(), "name", Column::strings)?;
@@ -88,6 +90,9 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
     let r_path = item_col(redactions.as_ref(), "path", Column::strings)?;
     let r_count = item_col(redactions.as_ref(), "count", Column::ints)?;
     let r_action = item_col(redactions.as_ref(), "action", Column::strings)?;
+    let r_side = item_col(redactions.as_ref(), "side", Column::strings)?;
+    let r_handling = item_col(redactions.as_ref(), "handling", Column::strings)?;
+    let handling = col(b, "content_safety.handling", Column::strings)?;
 
     let model = col(b, "usage.model", Column::strings)?;
     let input_tokens = col(b, "usage.input_tokens", Column::ints)?;
@@ -117,6 +122,8 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
             path: get!(r_path, j).unwrap_or_default(),
             count: get!(r_count, j).unwrap_or_default(),
             action: get!(r_action, j).unwrap_or_default(),
+            side: get!(r_side, j),
+            handling: get!(r_handling, j),
         });
         let tool_results = items(results.as_ref(), i, |j| ToolResult {
             tool_call_id: get!(res_call, j).unwrap_or_default(),
@@ -149,6 +156,8 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
                 tool: get!(tool, i),
                 operation: get!(operation, i),
                 model_tool_calls,
+                model: get!(requested_model, i),
+                housekeeping: get!(housekeeping, i),
             },
             policy: PolicyOutcome {
                 decision: get!(decision, i),
@@ -159,6 +168,7 @@ pub(super) fn decode(batch: &RecordBatch, out: &mut Vec<TrailRow>) -> Result<(),
             content_safety: ContentSafety {
                 pii_detected: get!(pii, i),
                 redactions,
+                handling: get!(handling, i),
             },
             usage: Usage {
                 model: get!(model, i),

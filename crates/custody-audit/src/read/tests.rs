@@ -55,6 +55,8 @@ fn sample() -> Vec<AuditRecord> {
         path: "response".into(),
         count: 2,
         action: "redact".into(),
+        side: Some("response".into()),
+        handling: Some("redacted".into()),
     }]);
     let mut answer = row(3, Some(s), Some(3));
     answer.links.tool_results = Some(vec![ToolResult {

@@ -167,6 +167,8 @@ wire_struct!(
         inspected,
         model_tool_calls,
         raw_path,
+        model,
+        housekeeping,
     }
 );
 
@@ -189,6 +191,7 @@ wire_struct!(
     ContentSafety {
         pii_detected,
         redactions,
+        handling,
     }
 );
 
@@ -200,6 +203,8 @@ wire_struct!(
         path,
         count,
         action,
+        side,
+        handling,
     }
 );
 
@@ -371,6 +376,8 @@ impl Item for Redaction {
             path: String::new(),
             count: 0,
             action: String::new(),
+            side: None,
+            handling: None,
         }
     }
 }

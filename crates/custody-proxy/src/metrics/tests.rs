@@ -29,6 +29,8 @@ fn finding(kind: &str, path: &str, count: i64) -> Redaction {
         path: path.into(),
         count,
         action: "log".into(),
+        side: None,
+        handling: Some("logged".into()),
     }
 }
 

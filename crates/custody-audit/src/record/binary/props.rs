@@ -83,12 +83,14 @@ fn action() -> BoxedStrategy<Action> {
             prop::option::of(any::<bool>()),
             list(call),
             os(),
+            os(),
+            prop::option::of(any::<bool>()),
         ),
     )
         .prop_map(
             |(
                 (kind, route, method, path, upstream, tool),
-                (parameters, operation, inspected, model_tool_calls, raw_path),
+                (parameters, operation, inspected, model_tool_calls, raw_path, model, housekeeping),
             )| Action {
                 kind,
                 route,
@@ -101,6 +103,8 @@ fn action() -> BoxedStrategy<Action> {
                 inspected,
                 model_tool_calls,
                 raw_path,
+                model,
+                housekeeping,
             },
         )
         .boxed()
@@ -118,17 +122,21 @@ fn policy() -> BoxedStrategy<PolicyOutcome> {
 }
 
 fn safety() -> BoxedStrategy<ContentSafety> {
-    let redaction =
-        (s(), s(), any::<i64>(), s()).prop_map(|(kind, path, count, action)| Redaction {
+    let redaction = (s(), s(), any::<i64>(), s(), os(), os()).prop_map(
+        |(kind, path, count, action, side, handling)| Redaction {
             kind,
             path,
             count,
             action,
-        });
-    (prop::option::of(any::<bool>()), list(redaction))
-        .prop_map(|(pii_detected, redactions)| ContentSafety {
+            side,
+            handling,
+        },
+    );
+    (prop::option::of(any::<bool>()), list(redaction), os())
+        .prop_map(|(pii_detected, redactions, handling)| ContentSafety {
             pii_detected,
             redactions,
+            handling,
         })
         .boxed()
 }

@@ -38,6 +38,8 @@ fn full() -> AuditRecord {
                 },
             ]),
             raw_path: Some("/crm//contacts/./search".into()),
+            model: Some("gpt-4o".into()),
+            housekeeping: Some(false),
         },
         policy: PolicyOutcome {
             decision: Some("allow".into()),
@@ -52,7 +54,10 @@ fn full() -> AuditRecord {
                 path: "$.q".into(),
                 count: 3,
                 action: "redact".into(),
+                side: Some("request".into()),
+                handling: Some("redacted".into()),
             }]),
+            handling: Some("redacted".into()),
         },
         usage: Usage {
             model: Some("gpt-4o".into()),
@@ -368,7 +373,18 @@ fn encoded_v5(r: &AuditRecord) -> Vec<u8> {
             });
         });
         w.structure(|w| policy_fields(w, &r.policy));
-        w.structure(|w| safety_fields(w, &r.content_safety));
+        // Findings as version 5 had them: kind, path, count, action.
+        w.structure(|w| {
+            w.opt_bool(r.content_safety.pii_detected);
+            w.opt_list(r.content_safety.redactions.as_deref(), |w, f| {
+                w.structure(|w| {
+                    w.str(&f.kind);
+                    w.str(&f.path);
+                    w.int(f.count);
+                    w.str(&f.action);
+                });
+            });
+        });
         w.structure(|w| usage_fields(w, &r.usage));
         w.structure(|w| outcome_fields(w, &r.outcome));
         w.opt_int(r.session_step);
@@ -386,6 +402,13 @@ fn a_version_5_row_replays_with_its_key_and_the_new_fields_null() {
     let mut want = full();
     want.schema_version = 5;
     want.action.raw_path = None;
+    want.action.model = None;
+    want.action.housekeeping = None;
+    want.content_safety.handling = None;
+    for finding in want.content_safety.redactions.iter_mut().flatten() {
+        finding.side = None;
+        finding.handling = None;
+    }
     want.client_request_id = None;
     let v5 = encoded_v5(&full());
     // Into a fresh record and into one holding a v6 row's values.
