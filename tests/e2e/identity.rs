@@ -106,13 +106,29 @@ async fn invalid_tokens_get_401_with_the_reason_and_a_deny_row() {
     let mut custody = Custody::start(&config(&stub, ""));
     let mut expired = idp.claims("auth0|bob");
     expired["exp"] = json!(1_000_000);
+    let mut early = idp.claims("auth0|carol");
+    early["nbf"] = json!(4_000_000_000_u64);
     let mut wrong_aud = idp.claims("auth0|bob");
     wrong_aud["aud"] = json!("someone-else");
     let token = idp.token("auth0|bob");
+    // Signed by another key under the same kid and issuer: the signature fails.
+    let forger = Idp::new(&stub.url());
+    let stranger = Idp::new("https://idp.elsewhere.example/");
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("missing", None, "missing"),
         ("garbage", Some("not-a-jwt".into()), "malformed"),
         ("expired", Some(idp.sign("k1", &expired)), "expired"),
+        ("early", Some(idp.sign("k1", &early)), "not_yet_valid"),
+        (
+            "forged",
+            Some(forger.token("auth0|mallory")),
+            "bad_signature",
+        ),
+        (
+            "stranger",
+            Some(stranger.token("auth0|mallory")),
+            "unknown_issuer",
+        ),
         ("aud", Some(idp.sign("k1", &wrong_aud)), "wrong_audience"),
         (
             "none",
@@ -165,7 +181,19 @@ async fn invalid_tokens_get_401_with_the_reason_and_a_deny_row() {
         assert_eq!(r["policy"]["decision"], "deny");
         assert_eq!(r["policy"]["rule"], format!("identity:{reason}"));
         assert_eq!(r["outcome"]["status"], 401);
-        assert!(r["principal"]["sub"].is_null());
+        // Who was refused: the subject only of a token whose signature verified and
+        // whose time was wrong; the issuer when the token named a configured one.
+        let sub = match *id {
+            "expired" => json!("auth0|bob"),
+            "early" => json!("auth0|carol"),
+            _ => Value::Null,
+        };
+        assert_eq!(r["principal"]["sub"], sub, "{id}");
+        let issuer = match *id {
+            "missing" | "garbage" | "stranger" => Value::Null,
+            _ => json!(stub.url()),
+        };
+        assert_eq!(r["principal"]["issuer"], issuer, "{id}");
     }
     // The unknown kid caused at most one refetch beyond the startup load.
     assert!(stub.jwks_fetches() <= 2, "{} fetches", stub.jwks_fetches());

@@ -56,12 +56,19 @@ pub enum Rejection {
     /// Larger than the issuer's limit.
     #[error("token larger than {0} bytes")]
     TooLarge(usize),
-    /// `exp` is past (beyond the leeway).
+    /// `exp` is past (beyond the leeway). The signature verified, so the token's
+    /// `sub` is the issuer's word: it names who was refused.
     #[error("token expired")]
-    Expired,
-    /// `nbf` or `iat` is in the future (beyond the leeway).
+    Expired {
+        /// The token's (verified) `sub`.
+        sub: Option<String>,
+    },
+    /// `nbf` or `iat` is in the future (beyond the leeway); the signature verified.
     #[error("token not yet valid")]
-    NotYetValid,
+    NotYetValid {
+        /// The token's (verified) `sub`.
+        sub: Option<String>,
+    },
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
@@ -92,8 +99,8 @@ impl Rejection {
             Rejection::Missing => "missing",
             Rejection::Malformed(_) => "malformed",
             Rejection::TooLarge(_) => "too_large",
-            Rejection::Expired => "expired",
-            Rejection::NotYetValid => "not_yet_valid",
+            Rejection::Expired { .. } => "expired",
+            Rejection::NotYetValid { .. } => "not_yet_valid",
             Rejection::BadSignature => "bad_signature",
             Rejection::UnknownIssuer(_) => "unknown_issuer",
             Rejection::WrongAudience => "wrong_audience",
@@ -101,6 +108,17 @@ impl Rejection {
             Rejection::DisallowedAlgorithm(_) => "disallowed_algorithm",
             Rejection::UnsupportedCritical => "unsupported_critical",
             Rejection::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    /// The subject of a token refused only for its time (expired, not yet
+    /// valid): its signature verified, so the `sub` is authentic. `None` for every
+    /// other refusal: a `sub` whose signature did not verify (or was not checked)
+    /// is anyone's claim.
+    pub fn verified_subject(&self) -> Option<&str> {
+        match self {
+            Rejection::Expired { sub } | Rejection::NotYetValid { sub } => sub.as_deref(),
+            _ => None,
         }
     }
 }
@@ -198,10 +216,9 @@ pub fn verify(token: &str, policy: &IssuerPolicy, keys: &KeySet) -> Result<Verif
         .map_err(|_| Rejection::BadSignature)?;
 
     let claims = json_segment(payload, "payload")?;
-    check_claims(&claims, policy)?;
-    let sub = claims::string(&claims, Some("sub"))
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| Rejection::Malformed("empty sub".into()))?;
+    let sub = claims::string(&claims, Some("sub")).filter(|s| !s.is_empty());
+    check_claims(&claims, policy, sub.as_deref())?;
+    let sub = sub.ok_or_else(|| Rejection::Malformed("empty sub".into()))?;
     let names = &policy.claims;
     Ok(Verified {
         principal: Principal {
@@ -242,7 +259,8 @@ fn numeric_date(claims: &Value, name: &str) -> Result<Option<u64>, Rejection> {
 
 /// The registered claims: `exp`, `iss`, `aud` and `sub` present; `exp`, `nbf` and
 /// `iat` within the leeway; `iss` exact; `aud` intersecting the policy's.
-fn check_claims(claims: &Value, policy: &IssuerPolicy) -> Result<(), Rejection> {
+/// `sub` goes into a refusal for the token's time (the signature has verified).
+fn check_claims(claims: &Value, policy: &IssuerPolicy, sub: Option<&str>) -> Result<(), Rejection> {
     for required in ["exp", "iss", "aud", "sub"] {
         if claims.get(required).is_none() {
             return Err(Rejection::Malformed(format!("no {required} claim")));
@@ -253,11 +271,15 @@ fn check_claims(claims: &Value, policy: &IssuerPolicy) -> Result<(), Rejection> 
         .map_or(0, |d| d.as_secs());
     let leeway = policy.leeway.as_secs();
     if numeric_date(claims, "exp")?.is_some_and(|exp| exp.saturating_add(leeway) < now) {
-        return Err(Rejection::Expired);
+        return Err(Rejection::Expired {
+            sub: sub.map(str::to_owned),
+        });
     }
     for not_before in ["nbf", "iat"] {
         if numeric_date(claims, not_before)?.is_some_and(|t| t > now.saturating_add(leeway)) {
-            return Err(Rejection::NotYetValid);
+            return Err(Rejection::NotYetValid {
+                sub: sub.map(str::to_owned),
+            });
         }
     }
     match claims.get("iss") {

@@ -262,6 +262,17 @@ impl Identity {
         Ok(verified)
     }
 
+    /// The configured issuer a token names in its `iss` (read without verifying
+    /// anything), for the row of a refused token: which of custody's issuers it
+    /// was checked against. `None` for a token naming none of them.
+    pub(crate) fn named_issuer(&self, token: &str) -> Option<&str> {
+        let iss = peek_issuer(token, self.max_token_bytes).ok()?;
+        self.issuers
+            .iter()
+            .map(|i| i.config.policy.issuer.as_str())
+            .find(|configured| *configured == iss)
+    }
+
     async fn verify_fresh(&self, token: &str) -> Result<Verified, Rejection> {
         let iss = peek_issuer(token, self.max_token_bytes)?;
         let issuer = self
@@ -473,6 +484,13 @@ pub(crate) async fn authenticate(
         }
         Err(rejection) if route.identity == IdentityMode::Required => {
             identity.count_failure(&rejection);
+            // Who was refused, as far as it is known: the configured issuer the
+            // token named, and the subject of a token whose signature verified but
+            // whose time was wrong (never the `sub` of a token that did not verify).
+            if let Some(token) = token {
+                record.principal.issuer = identity.named_issuer(token).map(str::to_owned);
+                record.principal.sub = rejection.verified_subject().map(str::to_owned);
+            }
             Err(ProxyError::Unauthenticated(rejection))
         }
         Err(rejection) => {
@@ -567,8 +585,8 @@ mod tests {
             Rejection::Missing,
             Rejection::Malformed(String::new()),
             Rejection::TooLarge(1),
-            Rejection::Expired,
-            Rejection::NotYetValid,
+            Rejection::Expired { sub: None },
+            Rejection::NotYetValid { sub: None },
             Rejection::BadSignature,
             Rejection::UnknownIssuer(String::new()),
             Rejection::WrongAudience,
@@ -583,8 +601,8 @@ mod tests {
                 Rejection::Missing
                 | Rejection::Malformed(_)
                 | Rejection::TooLarge(_)
-                | Rejection::Expired
-                | Rejection::NotYetValid
+                | Rejection::Expired { .. }
+                | Rejection::NotYetValid { .. }
                 | Rejection::BadSignature
                 | Rejection::UnknownIssuer(_)
                 | Rejection::WrongAudience
