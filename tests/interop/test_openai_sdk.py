@@ -119,16 +119,20 @@ def test_cached_prompt_tokens_and_the_reported_model_make_the_cost(custody):
         assert row["cost"] < cost("gpt-4o", 1036, 3)
 
 
-FORCED_ROUTE = "  - {{name: openai-usage, prefix: /openai-usage, upstream: '{stub}', kind: openai, force_stream_usage: true}}\n"
+FORCED_ROUTE = (
+    "  - {{name: openai-usage, prefix: /openai-usage, upstream: '{stub}', kind: openai}}\n"
+    "  - {{name: openai-plain, prefix: /openai-plain, upstream: '{stub}', kind: openai, force_stream_usage: false}}\n"
+)
 
 
 def test_forced_stream_usage_hides_the_usage_chunk_but_records_the_tokens(stub):
-    """On a `force_stream_usage` route custody asks for stream usage the client did
-    not ask for: the client's stream is what it asked for (no usage-only chunk), the
-    row has the tokens. The same request on the plain route records no tokens."""
+    """On an OpenAI route custody asks for stream usage the client did not ask for
+    (`force_stream_usage`, on by default): the client's stream is what it asked
+    for (no usage-only chunk), the row has the tokens. The same request on a route
+    that turned it off records no tokens."""
     with Custody(stub, routes=FORCED_ROUTE.format(stub=stub)) as custody:
         chunks = {}
-        for prefix in ["openai-usage", "openai"]:
+        for prefix in ["openai-usage", "openai-plain"]:
             client = openai.OpenAI(
                 api_key="sk-test-not-a-real-key",
                 base_url=f"http://localhost/{prefix}/v1",
@@ -141,7 +145,7 @@ def test_forced_stream_usage_hides_the_usage_chunk_but_records_the_tokens(stub):
             assert "".join(c.choices[0].delta.content or "" for c in seen) == "part0 part1 part2 ", prefix
             assert all(c.choices and c.usage is None for c in seen), (prefix, seen)
             assert seen[-1].choices[0].finish_reason == "stop"
-        assert len(chunks["openai-usage"]) == len(chunks["openai"])
+        assert len(chunks["openai-usage"]) == len(chunks["openai-plain"])
 
         forced, plain = audit_rows(custody)
         assert_ok(forced, "chat.completions", "gpt-4o-mini")

@@ -141,7 +141,12 @@ pub(crate) fn validate_route_inspection(
         return None;
     }
     match ToolMap::new(mappings) {
-        Ok(map) => Some((Arc::new(map), force_stream_usage.unwrap_or(false))),
+        // On by default for OpenAI routes: without it a stream that did not ask for
+        // `include_usage` leaves its row without tokens or cost (spend undercounted).
+        Ok(map) => Some((
+            Arc::new(map),
+            force_stream_usage.unwrap_or(kind == RouteKind::Openai),
+        )),
         Err(e) => {
             issues.push(at("tools"), e.to_string());
             None
