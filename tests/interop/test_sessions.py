@@ -345,3 +345,34 @@ def test_concurrent_users_with_identical_signals_get_separate_sessions(stub, mcp
             assert f["trace"] == client_trace, dump(f["rows"])
             assert {r["parent_span_id"] for r in f["rows"]} == {client_span}, dump(f["rows"])
             assert client_span not in {r["span_id"] for r in f["rows"]}, dump(f["rows"])
+
+
+def test_an_mcp_initialize_without_a_session_signal_opens_its_mcp_session(stub, mcp_upstream):
+    """The official MCP client in 2025-11-25 (legacy) mode, no session header and no
+    `traceparent`: the server names the session in its answer to `initialize`
+    (`mcp-session-id`), and every MCP row, `initialize` first (step 1), is in that
+    one `mcp:` session; `initialize` forwarded no `traceparent` (none existed yet),
+    so its row has the session's trace and no span. The model turns, which carry
+    no MCP session id, are in the user's inactivity session."""
+    with Custody(stub, routes=crm_route(mcp_upstream)) as custody:
+        seen = asyncio.run(agent(custody, {}, Transcript(), stream=False, mode="legacy"))
+        check_agent(seen)
+        rows = read_rows(custody)
+    mcp_rows = [r for r in rows if r["kind"] == "tool"]
+    sessions = {r["session_id"] for r in mcp_rows}
+    assert len(sessions) == 1, dump(mcp_rows)
+    [session] = sessions
+    assert session.startswith("mcp:anon:"), dump(mcp_rows)
+    assert {r["session_source"] for r in mcp_rows} == {"mcp"}, dump(mcp_rows)
+    # Steps 1..n without a hole, `initialize` first.
+    steps = sorted(r["session_step"] for r in mcp_rows)
+    assert steps == list(range(1, len(mcp_rows) + 1)), dump(mcp_rows)
+    [init] = [r for r in mcp_rows if r["operation"] == "initialize"]
+    assert init["session_step"] == 1, dump(mcp_rows)
+    assert (init["span_id"], init["parent_span_id"]) == (None, None), dump(init)
+    assert len({r["trace_id"] for r in mcp_rows}) == 1, dump(mcp_rows)
+    others = [r for r in mcp_rows if r["operation"] != "initialize"]
+    assert all(HEX16.fullmatch(r["span_id"] or "") for r in others), dump(others)
+    llm = [r for r in rows if r["kind"] == "llm"]
+    assert llm and all(r["session_source"] == "inactivity" for r in llm), dump(llm)
+    assert all(r["session_id"] != session for r in llm), dump(llm)

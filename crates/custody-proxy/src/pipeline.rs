@@ -40,7 +40,9 @@
 //!    what the upstream will read ([`crate::integrity`]: query, MCP headers,
 //!    batches, an unreadable body on an enforcing route);
 //! 6. session — the call's session, step and span (`traceparent` sent upstream),
-//!    and its links to the model turn that asked for it (`custody-session`);
+//!    and its links to the model turn that asked for it (`custody-session`); an
+//!    MCP `initialize` without a session signal is placed once answered, in the
+//!    session the server names (`Sessions::waits_for_answer`);
 //! 7. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
 //!    MCP routes);
 //! 8. safety — scan what the request carries for PII and secrets, redact or block
@@ -362,10 +364,14 @@ impl Pipeline {
             exchange.record().outcome.error = None;
             return Err(refused);
         }
-        // 6. session
-        let session =
+        // 6. session (an MCP `initialize` without a session signal: once answered)
+        let session = (!self
+            .sessions
+            .waits_for_answer(exchange.record(), &parts.headers))
+        .then(|| {
             self.sessions
-                .begin(exchange.record(), &mut parts.headers, &inspected.request);
+                .begin(exchange.record(), &mut parts.headers, &inspected.request)
+        });
         // 7. policy
         let decision = self.policy.decide(
             exchange.record(),
@@ -393,6 +399,12 @@ impl Pipeline {
             .await?;
         // The request body has gone upstream.
         lease.release();
+        let session = match session {
+            Some(session) => session,
+            None => self
+                .sessions
+                .begin_answered(exchange.record(), response.headers()),
+        };
         Ok(Answered {
             response,
             inspected: inspected.request,

@@ -74,6 +74,54 @@ impl Sessions {
         });
     }
 
+    /// Whether the call is placed only once its answer is in: an MCP `initialize`
+    /// that carries no session signal of its own (no session header, no valid
+    /// `traceparent`, no `mcp-session-id`). The server names the session in its
+    /// answer's `mcp-session-id`, and the row belongs to that session (step 1), not
+    /// to the user's inactivity session; see [`Sessions::begin_answered`].
+    pub(crate) fn waits_for_answer(&self, record: &AuditRecord, headers: &HeaderMap) -> bool {
+        record.action.operation.as_deref() == Some("initialize")
+            && record.action.kind == custody_core::ActionKind::Tool
+            && !headers.contains_key(&self.header)
+            && !headers.contains_key(MCP_SESSION_HEADER)
+            && headers
+                .get(&TRACEPARENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(TraceContext::parse)
+                .is_none()
+    }
+
+    /// Places a call that [`Sessions::waits_for_answer`] once the answer's headers
+    /// are in: in the MCP session the server named (`mcp-session-id`), else where
+    /// any call without a signal goes (the user's inactivity session). The row
+    /// gets the session's trace id but no span: nothing was forwarded in a
+    /// `traceparent` (the caller sent none, and the session was not known yet).
+    pub(crate) fn begin_answered(
+        self: &Arc<Self>,
+        record: &mut AuditRecord,
+        answer: &HeaderMap,
+    ) -> SessionHandle {
+        let step = self.tracker.begin(
+            &SessionInput {
+                sub: record.principal.sub.as_deref(),
+                explicit: None,
+                traceparent: None,
+                mcp_session: answer.get(MCP_SESSION_HEADER).map(HeaderValue::as_bytes),
+            },
+            now_ms(),
+        );
+        record.session_id = Some(step.session_id.clone());
+        record.session_step = Some(i64::try_from(step.step).unwrap_or(i64::MAX));
+        record.session_source = Some(step.source.as_str().to_owned());
+        record.trace_id = Some(step.span_ids().trace_id);
+        record.span_id = None;
+        record.parent_span_id = None;
+        SessionHandle {
+            sessions: Arc::clone(self),
+            step,
+        }
+    }
+
     /// Places the call in its session: fills the row's session and trace columns,
     /// sets the `traceparent` sent upstream (custody's span, a child of the
     /// caller's), and links a tool call to the model turn that asked for it, or an
