@@ -163,7 +163,13 @@ impl Metrics {
                 .iter()
                 .position(|k| *k == r.kind)
                 .unwrap_or(self.kinds.len() - 1);
-            let direction = usize::from(r.path.starts_with("response"));
+            // The finding's side (schema v8); its path says the same for findings
+            // made without one.
+            let response = match r.side.as_deref() {
+                Some(side) => side == "response",
+                None => r.path.starts_with("response"),
+            };
+            let direction = usize::from(response);
             if let Some(c) = self.findings.get(kind * DIRECTIONS.len() + direction) {
                 c.fetch_add(u64::try_from(r.count).unwrap_or(0), Ordering::Relaxed);
             }

@@ -178,6 +178,11 @@ fn pii_findings_are_counted_per_finding_kind_and_direction() {
         finding("EMAIL", "response.choices[0]", 1),
         finding("MRN", "$.note", 3),
         finding("SOMETHING_NEW", "response", 1),
+        // A finding's side (schema v8) says where it was, whatever its path.
+        Redaction {
+            side: Some("response".into()),
+            ..finding("MRN", "$.output", 2)
+        },
     ]);
     m.exchange(&r, Duration::ZERO);
     let t = text(&m);
@@ -191,6 +196,7 @@ fn pii_findings_are_counted_per_finding_kind_and_direction() {
             r#"custody_pii_findings_total{kind="EMAIL",direction="request"} 3"#,
             r#"custody_pii_findings_total{kind="EMAIL",direction="response"} 1"#,
             r#"custody_pii_findings_total{kind="MRN",direction="request"} 3"#,
+            r#"custody_pii_findings_total{kind="MRN",direction="response"} 2"#,
             r#"custody_pii_findings_total{kind="other",direction="response"} 1"#,
         ]
     );
