@@ -36,16 +36,14 @@ pub fn at_version(batch: &RecordBatch, version: i32) -> Result<RecordBatch, Arro
     let target = schema::schema_at(version).ok_or_else(|| {
         ArrowError::InvalidArgumentError(format!("unknown schema version {version}"))
     })?;
-    let columns = target
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                ArrowError::SchemaError(format!("the batch has no column {}", field.name()))
-            })?;
-            project(column, field.data_type())
-        })
-        .collect::<Result<Vec<_>, ArrowError>>()?;
+    // The batch as one struct, projected like any struct column.
+    let whole: ArrayRef = Arc::new(StructArray::from(batch.clone()));
+    let projected = project(&whole, &DataType::Struct(target.fields().clone()))?;
+    let columns = projected
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .map(|s| s.columns().to_vec())
+        .unwrap_or_default();
     RecordBatch::try_new(target, columns)
 }
 
