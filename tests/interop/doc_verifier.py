@@ -49,7 +49,7 @@ def verify(sink: pathlib.Path, keys: list[Ed25519PublicKey], to: datetime.dateti
             continue
         try:
             digest = json.loads(body)
-            assert digest["digest_version"] == 1
+            assert digest["digest_version"] in (1, 2)
         except Exception:
             findings.append(("digest_unreadable", key))
             continue
@@ -119,6 +119,17 @@ def verify(sink: pathlib.Path, keys: list[Ed25519PublicKey], to: datetime.dateti
             assert counted == entry["rows"], (entry, counted)
             rows += counted
             note_numbers(entry["key"])
+    # 4b. Policy files (digest version 2).
+    checked = set()
+    for key, d in trusted:
+        for entry in d.get("policies", []):
+            if entry["key"] in checked:
+                continue
+            checked.add(entry["key"])
+            if entry["key"] not in objects:
+                findings.append(("policy_missing", entry["key"]))
+            elif hashlib.sha256((sink / entry["key"]).read_bytes()).hexdigest() != entry["sha256"]:
+                findings.append(("policy_modified", entry["key"]))
     pending = 0
     for f in sorted(files - covered):
         last = newest.get(chain_of(f))

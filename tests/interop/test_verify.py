@@ -4,6 +4,7 @@ verify` on a trail custody wrote across a restart — clean, and after each kind
 tampering."""
 import base64
 import datetime
+import hashlib
 import json
 import pathlib
 import shutil
@@ -52,16 +53,35 @@ def test_an_independent_verifier_from_the_docs_agrees_with_custody_verify(stub, 
     sink = tmp_path / "sink"
     audit = (f"{{sink: '{sink}', spool: {{dir: '{tmp_path / 'spool'}'}}, roll: {{age: 200ms}}, "
              f"digests: {{interval: 1s, signing_key_file: '{key}'}}}}")
-    for _ in range(2):
-        with Custody(stub, audit=audit) as custody:
+    # A policy in force, changed while custody runs (a reload), and again before
+    # the restart: each version custody enforced is stored on the sink and listed
+    # by a signed digest.
+    policy = tmp_path / "policy.yaml"
+    texts = [f"# version {i}\nroles:\n  analyst:\n    grants: [model:standard]\n" for i in range(3)]
+    policy.write_text(texts[0])
+    extra = f"policy: {{file: '{policy}', reload_interval: 100ms}}\n"
+    for run in range(2):
+        with Custody(stub, audit=audit, extra=extra) as custody:
             _traffic(custody, 15)
+            if run == 0:
+                policy.write_text(texts[1])
             time.sleep(1.3)
             _traffic(custody, 15)
             custody.stop()
+        policy.write_text(texts[2])
     later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     assert _custody_verify(sink, public, later) == set()
     assert _doc_verify(sink, public, later) == set()
+    # Every policy version is there, content-addressed, with the bytes custody read.
+    stored_policies = {p.name: p.read_text() for p in (sink / "policies").iterdir()}
+    expected = {hashlib.sha256(t.encode()).hexdigest()[:16] + ".yaml": t for t in texts}
+    assert stored_policies == expected, sorted(stored_policies)
+    listed = [p["key"] for d in sink.rglob("*.json") for p in json.loads(d.read_text()).get("policies", [])]
+    assert sorted(set(listed)) == sorted(f"policies/{name}" for name in expected), listed
+    out = subprocess.run([str(_binary("CUSTODY_BIN", "custody")), "verify", str(sink), "--public-key", str(public),
+                          "--json", "--interval", "1s", "--to", later], capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout)["policies"] == 3, out.stdout
 
     files = sorted(p for p in sink.rglob("*.parquet") if ".spool" not in p.parts)
     digests = sorted((p for p in sink.rglob("*.json")), key=lambda p: p.name)
@@ -124,6 +144,15 @@ def test_an_independent_verifier_from_the_docs_agrees_with_custody_verify(stub, 
             previous = {"key": path.relative_to(root).as_posix(), "sha256": hashlib.sha256(body).hexdigest(),
                         "signature": signature}
 
+    policy_file = sorted((sink / "policies").iterdir())[0].relative_to(sink)
+
+    def delete_policy(root):
+        (root / policy_file).unlink()
+
+    def edit_policy(root):
+        path = root / policy_file
+        path.write_text(path.read_text().replace("analyst", "admin"))
+
     def drop_newest(root):
         path = root / digests[-1].relative_to(sink)
         path.unlink()
@@ -132,7 +161,8 @@ def test_an_independent_verifier_from_the_docs_agrees_with_custody_verify(stub, 
     cases = [(delete_file, "file_missing"), (flip_byte, "file_modified"), (move_file, "file_moved"),
              (delete_digest, "digest_missing"), (edit_digest, "digest_bad_signature"),
              (resign_digest, "digest_unknown_key"), (stolen_key_rewrite, "row_seq_hole"),
-             (drop_newest, "chain_unclosed")]
+             (drop_newest, "chain_unclosed"), (delete_policy, "policy_missing"),
+             (edit_policy, "policy_modified")]
     for i, (tamper, expected) in enumerate(cases):
         root = tmp_path / f"case-{i}"
         shutil.copytree(sink, root)

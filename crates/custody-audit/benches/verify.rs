@@ -76,6 +76,7 @@ fn trail(dir: &Path) -> SigningKey {
             chain_start: previous.is_none().then(|| "bench".to_owned()),
             previous: previous.take(),
             files: files.to_vec(),
+            policies: Vec::new(),
         };
         let body = digest.to_bytes();
         let signature = base64(&key.sign(&body));

@@ -23,8 +23,13 @@ pub use keys::{KeyError, PublicKey, SigningKey};
 
 use serde::{Deserialize, Serialize};
 
-/// The version of the digest format ([`Digest::digest_version`]).
-pub const DIGEST_VERSION: u32 = 1;
+/// The version of the digest format ([`Digest::digest_version`]): 2 adds
+/// [`Digest::policies`]. Version 1 digests (no `policies`) stay readable.
+pub const DIGEST_VERSION: u32 = 2;
+/// The digest versions [`verify`] reads.
+pub const DIGEST_VERSIONS_READ: std::ops::RangeInclusive<u32> = 1..=DIGEST_VERSION;
+/// Where the policy versions live on the sink: `policies/<16 hex>.yaml`.
+pub const POLICY_PREFIX: &str = "policies";
 /// Where digests live on the sink.
 pub const PREFIX: &str = "digests";
 /// The signature object's suffix, after the digest's key.
@@ -68,6 +73,36 @@ pub struct Digest {
     pub chain_start: Option<String>,
     /// The files delivered in the period.
     pub files: Vec<FileEntry>,
+    /// (version 2) The policy files stored on the sink in the period: each policy
+    /// version custody enforced, so the entitlements in force at any time can be
+    /// read back and shown to be the ones custody used.
+    #[serde(default)]
+    pub policies: Vec<PolicyEntry>,
+}
+
+/// A policy file stored on the sink (`policies/<16 hex>.yaml`, content-addressed:
+/// the name is the policy's version, the first 16 hex digits of its SHA-256).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// Its key on the sink.
+    pub key: String,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl PolicyEntry {
+    /// The entry of a policy file's `bytes`: its key is derived from their hash.
+    pub fn of(bytes: &[u8]) -> Self {
+        let sha256 = sha256_hex(bytes);
+        Self {
+            key: format!("{POLICY_PREFIX}/{}.yaml", &sha256[..16]),
+            sha256,
+            bytes: bytes.len() as u64,
+        }
+    }
 }
 
 /// A file delivered to the sink.

@@ -217,6 +217,8 @@ enum Command {
     Flush(oneshot::Sender<()>),
     /// Like flush, by the deadline, then stop.
     Stop(Instant, oneshot::Sender<StopReport>),
+    /// Store a policy file on the sink (see [`AuditTrail::publish_policy`]).
+    Policy(bytes::Bytes),
 }
 
 #[derive(Debug)]
@@ -317,6 +319,17 @@ pub struct AuditTrail {
 }
 
 impl AuditTrail {
+    /// Stores the policy file custody now enforces on the sink, as
+    /// `policies/<16 hex>.yaml` (its version: the first 16 hex digits of the
+    /// SHA-256 of `bytes`), so the entitlements in force at any time can be read
+    /// back; with `audit.digests`, the next digest lists it. Call it at start and
+    /// after each reload. Returns at once; the roller uploads it (a conditional
+    /// create: the same version again is already there), retrying at each round
+    /// until it is stored.
+    pub fn publish_policy(&self, bytes: bytes::Bytes) {
+        let _ = self.shared.commands.send(Command::Policy(bytes));
+    }
+
     /// Spools the intent of a request about to be forwarded (see the module docs).
     /// Returns at once; with `durability: fsync`, await [`AuditTrail::sync`] before
     /// forwarding. Keep the key even if that wait is cancelled: the request must

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod action;
+pub mod mcp;
 pub mod percent;
 mod principal;
 mod request_id;

@@ -146,7 +146,6 @@ pub use custody_core::RouteKind;
 pub use price::{Price, PriceError, PriceTable};
 pub use request::{
     MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput, inspect_request,
-    is_mcp_housekeeping,
 };
 pub use response::{ResponseFacts, ResponseObserver, ToolCall};
 pub use sse::{SseEvent, SseParser};

@@ -4,8 +4,6 @@ mod http;
 mod llm;
 mod mcp;
 
-pub use mcp::is_housekeeping as is_mcp_housekeeping;
-
 use crate::toolmap::ToolMap;
 use crate::{Limits, RouteKind};
 use serde::Serialize;

@@ -129,7 +129,7 @@ impl Inspection {
                 && facts
                     .operation
                     .as_deref()
-                    .is_some_and(custody_inspect::is_mcp_housekeeping),
+                    .is_some_and(custody_core::mcp::is_housekeeping),
         );
         if let Some(error) = &facts.error {
             record.outcome.error = Some(error.clone());

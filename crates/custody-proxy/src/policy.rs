@@ -16,12 +16,12 @@
 use crate::config::PolicyConfig;
 use crate::error::StartError;
 use crate::watch::Stamp;
-use custody_audit::AuditRecord;
+use custody_audit::{AuditRecord, AuditTrail};
 use custody_identity::Verified;
 use custody_policy::{Input, Policy};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +44,11 @@ pub(crate) struct PolicyStage {
     current: RwLock<Option<Arc<Policy>>>,
     /// The identity of the file last read.
     seen: RwLock<Option<Stamp>>,
+    /// The text of the policy in force, as read.
+    source: RwLock<Option<bytes::Bytes>>,
+    /// Where each policy in force is written down (`policies/<version>.yaml` on
+    /// the audit sink), once the trail has started.
+    trail: OnceLock<AuditTrail>,
     pub(crate) reloads: AtomicU64,
     pub(crate) reload_failures: AtomicU64,
 }
@@ -55,6 +60,8 @@ impl PolicyStage {
             file: config.map(|c| c.file.clone()),
             current: RwLock::new(None),
             seen: RwLock::new(None),
+            source: RwLock::new(None),
+            trail: OnceLock::new(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
         };
@@ -76,8 +83,25 @@ impl PolicyStage {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(loaded.policy));
             *stage.seen.write().unwrap_or_else(PoisonError::into_inner) = Some(stamp);
+            *stage.source.write().unwrap_or_else(PoisonError::into_inner) =
+                Some(bytes::Bytes::from(text));
         }
         Ok(stage)
+    }
+
+    /// Writes the policy in force, and each one a reload puts in force later, to
+    /// the audit sink (`policies/<version>.yaml`, listed by the next digest): the
+    /// entitlements behind every `policy.version` in the trail can be read back.
+    pub(crate) fn publish_to(&self, trail: AuditTrail) {
+        let trail = self.trail.get_or_init(|| trail);
+        if let Some(text) = self
+            .source
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            trail.publish_policy(text);
+        }
     }
 
     /// Whether a policy file is configured (every call is then decided by it).
@@ -152,6 +176,11 @@ impl PolicyStage {
                 tracing::info!(file = %path.display(), version = loaded.policy.version(), previous = old.as_deref(), "policy reloaded");
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) =
                     Some(Arc::new(loaded.policy));
+                let text = bytes::Bytes::from(text);
+                *self.source.write().unwrap_or_else(PoisonError::into_inner) = Some(text.clone());
+                if let Some(trail) = self.trail.get() {
+                    trail.publish_policy(text);
+                }
                 self.reloads.fetch_add(1, Ordering::Relaxed);
             }
             Err(errors) => {

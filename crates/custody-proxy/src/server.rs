@@ -81,6 +81,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     // Before binding: a client must not find the socket before signals are handled.
     let audit = start_audit(&config.audit)?;
+    policy.publish_to(audit.trail());
     let unix = config.listen.unix.as_deref().map(bind_unix).transpose()?;
     let tcp = match config.listen.tcp {
         Some(addr) => Some(bind_tcp("tcp", addr).await?),

@@ -128,6 +128,13 @@ fn render(sink: &str, r: &Report) -> String {
         if r.chains == 1 { "" } else { "s" },
         r.period_seconds / 3600.0
     );
+    if r.policies > 0 {
+        out += &format!(
+            "; {} policy file{}",
+            r.policies,
+            if r.policies == 1 { "" } else { "s" }
+        );
+    }
     if r.files_pending > 0 {
         out += &format!(
             "; {} files after their chain's newest digest (not yet covered)",

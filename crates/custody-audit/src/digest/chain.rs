@@ -14,7 +14,7 @@
 //! `chain_start` with the reason.
 
 use super::keys::SigningKey;
-use super::{DIGEST_VERSION, Digest, FileEntry, Kind, Link, PREFIX, SIGNATURE_SUFFIX};
+use super::{DIGEST_VERSION, Digest, FileEntry, Kind, Link, PREFIX, PolicyEntry, SIGNATURE_SUFFIX};
 use crate::ship::{ShipError, Shipper};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,9 @@ struct State {
     period_start: Option<String>,
     /// Files delivered since.
     pending: Vec<FileEntry>,
+    /// Policy files stored since.
+    #[serde(default)]
+    policies: Vec<PolicyEntry>,
     /// A digest built and signed, not yet known to be stored.
     unsent: Option<Unsent>,
 }
@@ -131,6 +134,15 @@ impl Chain {
         if changed { self.save() } else { Ok(()) }
     }
 
+    /// A policy file now stored on the sink: remembered until a digest lists it.
+    pub fn policy_stored(&mut self, policy: PolicyEntry) -> std::io::Result<()> {
+        if self.state.policies.iter().any(|p| p.key == policy.key) {
+            return Ok(());
+        }
+        self.state.policies.push(policy);
+        self.save()
+    }
+
     /// Whether the interval has passed (or a digest is waiting to be stored).
     pub fn due(&self) -> bool {
         self.state.unsent.is_some() || self.period_began.elapsed() >= self.config.interval
@@ -144,7 +156,10 @@ impl Chain {
         }
         if self.state.unsent.is_some() {
             self.store_unsent(shipper).await?;
-            if kind == Kind::Periodic && self.state.pending.is_empty() {
+            if kind == Kind::Periodic
+                && self.state.pending.is_empty()
+                && self.state.policies.is_empty()
+            {
                 // The stored one was this period's.
                 self.period_began = Instant::now();
                 return Ok(());
@@ -186,6 +201,7 @@ impl Chain {
             previous,
             chain_start,
             files: std::mem::take(&mut self.state.pending),
+            policies: std::mem::take(&mut self.state.policies),
         };
         let body = digest.to_bytes();
         let signature = self.config.key.sign(&body);
@@ -267,6 +283,7 @@ impl Chain {
             last: self.state.last.clone(),
             period_start: self.state.period_start.clone(),
             pending: self.state.pending.clone(),
+            policies: self.state.policies.clone(),
             unsent: self.state.unsent.clone(),
         };
         let bytes = serde_json::to_vec(&state).map_err(std::io::Error::other)?;

@@ -19,7 +19,7 @@
 //!    number missing and none twice (from the lowest one when `from` is given).
 
 use super::keys::PublicKey;
-use super::{DIGEST_VERSION, Digest, Kind, PREFIX, SIGNATURE_SUFFIX};
+use super::{DIGEST_VERSION, DIGEST_VERSIONS_READ, Digest, Kind, PREFIX, SIGNATURE_SUFFIX};
 use crate::ship::{ShipError, Shipper};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -62,6 +62,8 @@ pub struct Report {
     pub rows: u64,
     /// Files after their chain's newest digest (not yet covered).
     pub files_pending: u64,
+    /// Policy files checked against a digest (digest version 2).
+    pub policies: u64,
     /// Digests read.
     pub digests: u64,
     /// Chains (instance and spool).
@@ -120,13 +122,13 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
             continue;
         }
         let digest = match serde_json::from_slice::<Digest>(&body) {
-            Ok(d) if d.digest_version == DIGEST_VERSION => d,
+            Ok(d) if DIGEST_VERSIONS_READ.contains(&d.digest_version) => d,
             Ok(d) => {
                 find(
                     "digest_unreadable",
                     key,
                     format!(
-                        "digest_version {} is not {DIGEST_VERSION}",
+                        "digest_version {} is not one of 1..={DIGEST_VERSION}",
                         d.digest_version
                     ),
                 );
@@ -315,6 +317,40 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
             } else {
                 find(
                     "file_modified",
+                    &entry.key,
+                    format!(
+                        "SHA-256 {sha} ({} bytes), {} lists {} ({} bytes)",
+                        bytes.len(),
+                        l.digest.key(),
+                        entry.sha256,
+                        entry.bytes
+                    ),
+                );
+            }
+        }
+    }
+    // 4b. Policy files (digest version 2): each listed one there, as listed. A
+    // policy is content-addressed, so several digests may list the same one.
+    let mut policies_checked: HashSet<&str> = HashSet::new();
+    for l in &trusted {
+        for entry in &l.digest.policies {
+            if !policies_checked.insert(entry.key.as_str()) {
+                continue;
+            }
+            report.policies += 1;
+            if !stored.contains(entry.key.as_str()) {
+                find(
+                    "policy_missing",
+                    &entry.key,
+                    format!("listed by {}", l.digest.key()),
+                );
+                continue;
+            }
+            let bytes = sink.get(&entry.key).await?;
+            let sha = super::sha256_hex(&bytes);
+            if sha != entry.sha256 {
+                find(
+                    "policy_modified",
                     &entry.key,
                     format!(
                         "SHA-256 {sha} ({} bytes), {} lists {} ({} bytes)",

@@ -52,6 +52,8 @@ pub(super) struct Roller {
     chain: Option<crate::digest::Chain>,
     /// The next `row_seq`, kept in the spool directory.
     row_seq: super::row_seq::RowSeq,
+    /// Policy files to store on the sink (`AuditTrail::publish_policy`).
+    policies: Vec<bytes::Bytes>,
 }
 
 /// How a round of uploads ended.
@@ -94,6 +96,7 @@ impl Roller {
             backoff: Duration::ZERO,
             chain,
             row_seq,
+            policies: Vec::new(),
         }
     }
 
@@ -113,6 +116,10 @@ impl Roller {
             loop {
                 match tokio::time::timeout(tick, commands.recv()).await {
                     Ok(Some(Command::Work)) | Err(_) => {
+                        self.round(false, None).await;
+                    }
+                    Ok(Some(Command::Policy(bytes))) => {
+                        self.policies.push(bytes);
                         self.round(false, None).await;
                     }
                     Ok(Some(Command::Flush(done))) => {
@@ -143,6 +150,7 @@ impl Roller {
             return false;
         }
         let outcome = self.process(deadline).await;
+        self.store_policies().await;
         if self.chain.as_ref().is_some_and(crate::digest::Chain::due) {
             self.digest(crate::digest::Kind::Periodic, deadline).await;
         }
@@ -385,6 +393,26 @@ impl Roller {
             tracing::debug!(key = %file.key, rows = file.rows, "audit file stored");
         }
         true
+    }
+
+    /// Stores the policy files waiting to be (each a conditional create of its
+    /// content-addressed key) and tells the digest chain; a failure is logged and
+    /// retried at the next round.
+    async fn store_policies(&mut self) {
+        while let Some(bytes) = self.policies.first() {
+            let entry = crate::digest::PolicyEntry::of(bytes);
+            if let Err(e) = self.shipper.upload(&entry.key, bytes.clone()).await {
+                tracing::warn!(key = %entry.key, error = %e, "policy file not stored on the audit sink; retried at the next round");
+                return;
+            }
+            tracing::info!(key = %entry.key, "policy file stored on the audit sink");
+            if let Some(chain) = self.chain.as_mut()
+                && let Err(e) = chain.policy_stored(entry)
+            {
+                tracing::error!(error = %e, "cannot record a stored policy file for the digest chain; no digest will list it");
+            }
+            self.policies.remove(0);
+        }
     }
 
     /// Writes a digest of what was delivered since the last one; a failure is

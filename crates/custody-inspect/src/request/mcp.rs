@@ -33,31 +33,6 @@ pub(super) fn inspect(
     }
 }
 
-/// Whether an MCP operation (as [`super::RequestFacts::operation`] names it) is
-/// protocol housekeeping rather than work: session set-up and tear-down
-/// (`initialize`, `notifications/…`, `ping`, the GET stream, `session.delete`),
-/// discovery (`server/discover`, `tools/list`, `resources/list`,
-/// `resources/templates/list`, `prompts/list`), subscriptions and log levels. Calls that read or change
-/// anything (`tools/call`, `resources/read`, `prompts/get`, `completion/complete`,
-/// a reply to a server's request, a batch) are work; so is an operation not known.
-pub fn is_housekeeping(operation: &str) -> bool {
-    matches!(
-        operation,
-        "initialize"
-            | "server/discover"
-            | "ping"
-            | "stream"
-            | "session.delete"
-            | "tools/list"
-            | "resources/list"
-            | "resources/templates/list"
-            | "prompts/list"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-            | "logging/setLevel"
-    ) || operation.starts_with("notifications/")
-}
-
 /// Without a usable body: the stateless headers, else the HTTP method.
 fn from_headers(
     req: &RequestInput<'_>,

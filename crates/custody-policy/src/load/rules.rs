@@ -26,26 +26,9 @@ const ACTION: [&str; 7] = [
 /// The name of the operation group [`MCP_HOUSEKEEPING`] in `when.action.operation`.
 pub const MCP_HOUSEKEEPING_GROUP: &str = "@mcp-housekeeping";
 
-/// MCP's lifecycle and transport operations: they open, keep, discover and close a
-/// session, and carry no tool call, resource, prompt or user data. Exactly these
-/// operation names (as `action.operation` records them): `initialize`,
-/// `notifications/initialized`, `notifications/cancelled`,
-/// `notifications/progress`, `notifications/roots/list_changed`, `ping`,
-/// `server/discover`, `stream` (the GET event stream) and `session.delete` (the
-/// DELETE that ends a session). A client's JSON-RPC *responses* (operation
-/// `response`: elicitation answers, sampling results, roots lists) carry user data
-/// and are not housekeeping.
-pub const MCP_HOUSEKEEPING: [&str; 9] = [
-    "initialize",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/roots/list_changed",
-    "ping",
-    "server/discover",
-    "stream",
-    "session.delete",
-];
+/// MCP's lifecycle and transport operations (`custody_core::mcp::LIFECYCLE`):
+/// what [`MCP_HOUSEKEEPING_GROUP`] stands for.
+pub const MCP_HOUSEKEEPING: [&str; 9] = custody_core::mcp::LIFECYCLE;
 
 /// Whether `name` may name a rule: letters, digits, `-`, `_`, `.`, `/`. (No `:`
 /// or spaces, so a rule name never looks like a built-in decision such as

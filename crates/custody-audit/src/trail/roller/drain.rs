@@ -32,6 +32,7 @@ impl Roller {
                     || !lock(&self.shared.overflow).is_empty()
                     || lock(&self.shared.gap).pending()
                     || !self.unfinished.is_empty()
+                    || !self.policies.is_empty()
                     || self.replay_until.is_some();
                 if !pending {
                     drained = true;
