@@ -396,16 +396,31 @@ impl Roller {
     }
 
     /// Stores the policy files waiting to be (each a conditional create of its
-    /// content-addressed key) and tells the digest chain; a failure is logged and
-    /// retried at the next round.
+    /// content-addressed key) and tells the digest chain. A sink that fails for
+    /// now is retried at the next round. An object already there with other bytes
+    /// is left alone and the digest still lists what custody enforced, so
+    /// `custody verify` reports it (`policy_modified`); a refusal retrying cannot
+    /// fix (access denied) is logged and the file given up.
     async fn store_policies(&mut self) {
         while let Some(bytes) = self.policies.first() {
             let entry = crate::digest::PolicyEntry::of(bytes);
-            if let Err(e) = self.shipper.upload(&entry.key, bytes.clone()).await {
-                tracing::warn!(key = %entry.key, error = %e, "policy file not stored on the audit sink; retried at the next round");
-                return;
+            match self.shipper.upload(&entry.key, bytes.clone()).await {
+                Ok(_) => {
+                    tracing::info!(key = %entry.key, "policy file stored on the audit sink");
+                }
+                Err(e @ crate::ship::ShipError::Conflict { .. }) => {
+                    tracing::error!(key = %entry.key, error = %e, "another policy file is stored under this policy's name; left as it is (custody verify reports it)");
+                }
+                Err(e) if e.is_permanent() => {
+                    tracing::error!(key = %entry.key, error = %e, "policy file cannot be stored on the audit sink; given up");
+                    self.policies.remove(0);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(key = %entry.key, error = %e, "policy file not stored on the audit sink; retried at the next round");
+                    return;
+                }
             }
-            tracing::info!(key = %entry.key, "policy file stored on the audit sink");
             if let Some(chain) = self.chain.as_mut()
                 && let Err(e) = chain.policy_stored(entry)
             {

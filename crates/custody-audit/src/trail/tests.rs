@@ -588,3 +588,67 @@ async fn a_gap_row_not_yet_spooled_at_a_kill_is_written_after_the_replay() {
     );
     assert_eq!(got.len(), 2, "{got:?}");
 }
+
+#[tokio::test]
+async fn policy_files_are_stored_by_their_hash_and_listed_by_the_next_digest() {
+    use crate::digest::{Digest, DigestConfig, PolicyEntry, SigningKey};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 1 << 30, OnFull::Reject);
+    let (_, key) = SigningKey::generate().expect("key");
+    c.digests = Some(DigestConfig {
+        interval: Duration::from_secs(3600),
+        key: std::sync::Arc::new(key),
+    });
+    let sink = dir.path().join("audit");
+    let first = bytes::Bytes::from_static(b"roles: {}\n");
+    let second = bytes::Bytes::from_static(b"# reloaded\nroles: {}\n");
+    // Something else is already stored under the second policy's name: it is left
+    // as it is, and the digest lists what custody enforced, for verify to flag.
+    let (first_entry, second_entry) = (PolicyEntry::of(&first), PolicyEntry::of(&second));
+    std::fs::create_dir_all(sink.join("policies")).expect("mkdir");
+    std::fs::write(
+        sink.join(&second_entry.key),
+        b"roles: {everyone: {grants: [\"*\"]}}\n",
+    )
+    .expect("write");
+    let handle = AuditHandle::spawn(c).expect("spawn");
+    let trail = handle.trail();
+    trail.publish_policy(first.clone());
+    trail.publish_policy(second.clone());
+    // The same policy again (a reload back to it) is stored and listed once.
+    trail.publish_policy(first.clone());
+    handle.shutdown(deadline()).await;
+
+    assert!(first_entry.key.starts_with("policies/") && first_entry.key.ends_with(".yaml"));
+    assert_eq!(
+        std::fs::read(sink.join(&first_entry.key)).expect("stored"),
+        first
+    );
+    assert_ne!(
+        std::fs::read(sink.join(&second_entry.key)).expect("kept"),
+        second
+    );
+    let mut listed = Vec::new();
+    for entry in walkdir(&sink.join(crate::digest::PREFIX)) {
+        if entry.extension().is_some_and(|x| x == "json") {
+            let digest: Digest =
+                serde_json::from_slice(&std::fs::read(&entry).expect("read")).expect("digest");
+            assert_eq!(digest.digest_version, crate::digest::DIGEST_VERSION);
+            listed.extend(digest.policies);
+        }
+    }
+    assert_eq!(listed, [first_entry, second_entry]);
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
