@@ -343,10 +343,15 @@ pub fn read_file(
     m: &SessionMatch,
     out: &mut Vec<TrailRow>,
 ) -> Result<(), FileErrorKind> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
+    let file = File::open(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?)?;
     let schema = builder.parquet_schema();
     let session = prune::leaf(schema, "session_id").ok_or(FileErrorKind::NotAudit)?;
     let groups = prune::row_groups(builder.metadata(), session, m);
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let groups = prune::by_bloom_filter(&file, session, groups, m);
     if groups.is_empty() {
         return Ok(());
     }

@@ -1,6 +1,8 @@
 //! Skipping what cannot match: row groups whose `session_id` statistics exclude the
-//! id, and (inside the row groups that remain) rows whose `session_id` does not
-//! match, before any other column is decoded.
+//! id, then those whose `session_id` bloom filter says it is not there (an exact
+//! id; files from schema v8's writer on carry the filters), and (inside the row
+//! groups that remain) rows whose `session_id` does not match, before any other
+//! column is decoded.
 
 use super::SessionMatch;
 use arrow_array::cast::AsArray;
@@ -37,6 +39,52 @@ pub(super) fn row_groups(meta: &ParquetMetaData, col: usize, m: &SessionMatch) -
                 (Some(min), Some(max)) => may_contain(min, max, m),
                 _ => true,
             }
+        })
+        .collect()
+}
+
+/// Of `groups`, those whose bloom filter on the `session_id` leaf column `col`
+/// may hold the id `m` names: only an exact id can be looked up, and a row group
+/// without a filter (files written before the filters) is kept, as is every one
+/// when the filters cannot be read. A filter answers "not there" for certain and
+/// "maybe" with a 1 % false-positive rate.
+pub(super) fn by_bloom_filter(
+    file: &std::fs::File,
+    col: usize,
+    groups: Vec<usize>,
+    m: &SessionMatch,
+) -> Vec<usize> {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let SessionMatch::Exact(id) = m else {
+        return groups;
+    };
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let Ok(reader) = file
+        .try_clone()
+        .map_err(parquet::errors::ParquetError::from)
+        .and_then(|f| SerializedFileReader::new_with_options(f, options))
+    else {
+        return groups;
+    };
+    groups
+        .into_iter()
+        .filter(|&i| {
+            reader
+                .get_row_group(i)
+                .ok()
+                .and_then(|rg| {
+                    rg.get_column_bloom_filter(col)
+                        .map(|f| f.check(&id.as_str()))
+                })
+                .unwrap_or(true)
         })
         .collect()
 }

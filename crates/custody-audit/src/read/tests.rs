@@ -373,3 +373,45 @@ fn version_5_files_read_the_client_id_and_raw_path_as_null() {
     };
     assert_eq!(keys(&v5), keys(&v6));
 }
+
+#[test]
+fn bloom_filters_skip_row_groups_whose_range_spans_an_absent_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = ParquetDirWriter::new(dir.path(), FileNamer::new("pod"));
+    // Sessions "s-a" to "s-z": min/max of the one row group span every id between.
+    let rows: Vec<_> = (b'a'..=b'z')
+        .map(|c| row(i64::from(c), Some(&format!("s-{}", c as char)), Some(1)))
+        .collect();
+    let files = w.write(&rows).expect("write");
+    let file = File::open(&files[0]).expect("open");
+    let meta = parquet::file::serialized_reader::SerializedFileReader::new(
+        File::open(&files[0]).expect("open"),
+    )
+    .expect("parquet");
+    let schema = parquet::file::reader::FileReader::metadata(&meta)
+        .file_metadata()
+        .schema_descr_ptr();
+    let col = prune::leaf(&schema, "session_id").expect("session_id");
+    let kept = |id: &str| prune::by_bloom_filter(&file, col, vec![0], &exact(id));
+    assert_eq!(kept("s-m"), [0], "a session that is there is never skipped");
+    // Ids inside the min/max range that are not there: the filter rules out nearly
+    // all (it is sized for a 1 % false-positive rate).
+    let passed = (0..100)
+        .filter(|i| !kept(&format!("s-m{i}")).is_empty())
+        .count();
+    assert!(passed <= 5, "{passed} of 100 absent sessions passed");
+    // A prefix cannot be looked up: nothing is skipped for it.
+    assert_eq!(
+        prune::by_bloom_filter(&file, col, vec![0], &SessionMatch::Prefix("s-q9".into())),
+        [0]
+    );
+    // And reading still finds exactly the rows that are there.
+    let read = read_session(dir.path(), &exact("s-k")).expect("read");
+    assert_eq!(read.rows.len(), 1);
+    assert!(
+        read_session(dir.path(), &exact("s-k7"))
+            .expect("read")
+            .rows
+            .is_empty()
+    );
+}
