@@ -17,7 +17,7 @@
 
 mod columns;
 mod decode;
-mod prune;
+pub(crate) mod prune;
 #[cfg(test)]
 mod tests;
 

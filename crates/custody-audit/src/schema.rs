@@ -66,8 +66,9 @@ pub const ADDED_IN: &[(&str, i32)] = &[
     ("content_safety.handling", 8),
 ];
 
-/// The version that added the field at `path` (`"row_seq"`, `"action.raw_path"`).
-fn added_in(path: &str) -> i32 {
+/// The version that added the field at `path` (`"row_seq"`, `"action.raw_path"`;
+/// 1 for a field of the first version).
+pub fn added_in(path: &str) -> i32 {
     ADDED_IN
         .iter()
         .find(|(p, _)| *p == path)

@@ -584,6 +584,16 @@ fn row_handling(findings: &[Redaction]) -> &'static str {
     }
 }
 
+/// Sets the row's `content_safety.handling` from its findings; the string is
+/// allocated only when the value changes (the stage records findings up to four
+/// times per call: body, query, path, response).
+fn update_handling(cs: &mut custody_audit::ContentSafety) {
+    let handling = row_handling(cs.redactions.as_deref().unwrap_or_default());
+    if cs.handling.as_deref() != Some(handling) {
+        cs.handling = Some(handling.to_owned());
+    }
+}
+
 /// The request was refused for what it carried: none of its values went on.
 fn mark_blocked(record: &mut AuditRecord) {
     let cs = &mut record.content_safety;
@@ -592,7 +602,7 @@ fn mark_blocked(record: &mut AuditRecord) {
             finding.handling = Some(handling(Action::Block).to_owned());
         }
     }
-    cs.handling = Some(row_handling(cs.redactions.as_deref().unwrap_or_default()).to_owned());
+    update_handling(cs);
 }
 
 /// Adds findings to the row; with `prefix`, a JSON path `$.a.b` is recorded as
@@ -620,7 +630,7 @@ fn record_findings<'a>(
         side: Some(side.as_str().to_owned()),
         handling: Some(handling(s.action).to_owned()),
     }));
-    cs.handling = Some(row_handling(list).to_owned());
+    update_handling(cs);
 }
 
 /// Whether the body is a form (`application/x-www-form-urlencoded`), as

@@ -102,14 +102,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The schema version that added the field at `path`.
-fn added_in(path: &str) -> i32 {
-    custody_audit::schema::ADDED_IN
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map_or(1, |(_, v)| *v)
-}
-
 fn tally(s: &mut Summary, row: &AuditRecord, version: i32) {
     s.rows += 1;
     *s.by_version.entry(version).or_default() += 1;
@@ -128,7 +120,9 @@ fn tally(s: &mut Summary, row: &AuditRecord, version: i32) {
         s.pii_rows += 1;
     }
     // Only files of versions that have the column say so.
-    if row.action.housekeeping == Some(true) && version >= added_in("action.housekeeping") {
+    if row.action.housekeeping == Some(true)
+        && version >= custody_audit::schema::added_in("action.housekeeping")
+    {
         s.housekeeping += 1;
     }
     if let Some(session) = &row.session_id {

@@ -307,25 +307,12 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
                 }
                 continue;
             }
-            let bytes = sink.get(&entry.key).await?;
-            let sha = super::sha256_hex(&bytes);
-            if sha == entry.sha256 {
-                note_numbers(
+            match fetch_listed(sink, &entry.key, &entry.sha256, entry.bytes, &l.digest).await? {
+                Ok(bytes) => note_numbers(
                     Some((l.digest.instance.clone(), l.digest.spool_id.clone())),
                     &bytes,
-                );
-            } else {
-                find(
-                    "file_modified",
-                    &entry.key,
-                    format!(
-                        "SHA-256 {sha} ({} bytes), {} lists {} ({} bytes)",
-                        bytes.len(),
-                        l.digest.key(),
-                        entry.sha256,
-                        entry.bytes
-                    ),
-                );
+                ),
+                Err(detail) => find("file_modified", &entry.key, detail),
             }
         }
     }
@@ -346,20 +333,10 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
                 );
                 continue;
             }
-            let bytes = sink.get(&entry.key).await?;
-            let sha = super::sha256_hex(&bytes);
-            if sha != entry.sha256 {
-                find(
-                    "policy_modified",
-                    &entry.key,
-                    format!(
-                        "SHA-256 {sha} ({} bytes), {} lists {} ({} bytes)",
-                        bytes.len(),
-                        l.digest.key(),
-                        entry.sha256,
-                        entry.bytes
-                    ),
-                );
+            if let Err(detail) =
+                fetch_listed(sink, &entry.key, &entry.sha256, entry.bytes, &l.digest).await?
+            {
+                find("policy_modified", &entry.key, detail);
             }
         }
     }
@@ -416,6 +393,28 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
 
 /// The `row_seq` column of a Parquet file; `None` when it has none (a file written
 /// before schema v7) or cannot be read.
+/// The stored object at `key`, which `digest` lists with `sha256` and `bytes`:
+/// `Ok` with its bytes when they hash as listed, else `Err` with what differs.
+async fn fetch_listed(
+    sink: &Shipper,
+    key: &str,
+    sha256: &str,
+    bytes: u64,
+    digest: &Digest,
+) -> Result<Result<bytes::Bytes, String>, ShipError> {
+    let stored = sink.get(key).await?;
+    let sha = super::sha256_hex(&stored);
+    Ok(if sha == sha256 {
+        Ok(stored)
+    } else {
+        Err(format!(
+            "SHA-256 {sha} ({} bytes), {} lists {sha256} ({bytes} bytes)",
+            stored.len(),
+            digest.key()
+        ))
+    })
+}
+
 fn row_seqs(bytes: &bytes::Bytes) -> Option<Vec<i64>> {
     use arrow_array::{Array as _, Int64Array};
     use parquet::arrow::ProjectionMask;

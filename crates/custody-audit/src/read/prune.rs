@@ -54,19 +54,12 @@ pub(super) fn by_bloom_filter(
     groups: Vec<usize>,
     m: &SessionMatch,
 ) -> Vec<usize> {
-    use parquet::file::properties::ReaderProperties;
     use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    use parquet::file::serialized_reader::SerializedFileReader;
     let SessionMatch::Exact(id) = m else {
         return groups;
     };
-    let options = ReadOptionsBuilder::new()
-        .with_reader_properties(
-            ReaderProperties::builder()
-                .set_read_bloom_filter(true)
-                .build(),
-        )
-        .build();
+    let options = with_bloom_filters();
     let Ok(reader) = file
         .try_clone()
         .map_err(parquet::errors::ParquetError::from)
@@ -87,6 +80,18 @@ pub(super) fn by_bloom_filter(
                 .unwrap_or(true)
         })
         .collect()
+}
+
+/// Options for a file reader that also reads the row groups' bloom filters.
+pub(crate) fn with_bloom_filters() -> parquet::file::serialized_reader::ReadOptions {
+    use parquet::file::properties::ReaderProperties;
+    parquet::file::serialized_reader::ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build()
 }
 
 /// Whether a string column bounded by `min..=max` (byte-wise, possibly truncated

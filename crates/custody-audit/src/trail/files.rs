@@ -169,9 +169,8 @@ mod tests {
     use super::*;
     use crate::writer::ROW_GROUP_ROWS;
     use custody_core::{Action, ActionKind};
-    use parquet::file::properties::ReaderProperties;
     use parquet::file::reader::FileReader;
-    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    use parquet::file::serialized_reader::SerializedFileReader;
     use std::time::{Duration, UNIX_EPOCH};
 
     const HOUR_START: i64 = 1_772_805_600_000_000;
@@ -207,13 +206,7 @@ mod tests {
     #[test]
     fn ids_a_query_looks_up_have_bloom_filters() {
         let file = build(&rows(500));
-        let options = ReadOptionsBuilder::new()
-            .with_reader_properties(
-                ReaderProperties::builder()
-                    .set_read_bloom_filter(true)
-                    .build(),
-            )
-            .build();
+        let options = crate::read::prune::with_bloom_filters();
         let reader =
             SerializedFileReader::new_with_options(file.bytes.clone(), options).expect("parquet");
         let group = reader.get_row_group(0).expect("row group");
