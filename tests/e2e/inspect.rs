@@ -15,11 +15,12 @@ fn tagged(mut req: http::Request<Full<Bytes>>, id: &str) -> http::Request<Full<B
     req
 }
 
+/// `force_stream_usage` as OpenAI routes have it by default.
 #[tokio::test]
 async fn forced_stream_usage_is_recorded_and_kept_from_the_client() {
     let stub = Stub::start().await;
     let mut custody = Custody::start(&format!(
-        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai, force_stream_usage: true}}\n",
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\n",
         stub.url()
     ));
     let stream = |include_usage: bool| {

@@ -173,3 +173,50 @@ async fn a_tool_call_is_linked_to_the_model_turn_that_asked_for_it() {
         "{anon}"
     );
 }
+
+/// An MCP `initialize` without any session signal is placed once answered (in the
+/// session the answer names; the echo upstream names none, so the caller's
+/// inactivity session). What went upstream and what the row says agree: no
+/// `traceparent` was forwarded with it and its row has no span; the next call's
+/// forwarded `traceparent` is the span and trace its row records, in the same
+/// session, one step later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_initialize_without_a_signal_forwards_no_span_and_its_row_records_none() {
+    let stub = Stub::start().await;
+    stub.set_jwks(Idp::new(&stub.url()).jwks());
+    let mut custody = Custody::start(&config(&stub));
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}});
+    let (status, echoed) = call(&custody, "/mcp/mcp", &init, &[], "init").await;
+    assert_eq!(status, 200);
+    assert!(echoed["headers"]["traceparent"].is_null(), "{echoed}");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, echoed) = call(&custody, "/mcp/mcp", &list, &[], "list").await;
+    assert_eq!(status, 200);
+    let forwarded = echoed["headers"]["traceparent"]
+        .as_str()
+        .expect("traceparent forwarded")
+        .to_owned();
+    custody.stop();
+    let rows = custody.rows();
+    let (init, list) = (row(&rows, "init"), row(&rows, "list"));
+    assert_eq!(init["action"]["operation"], "initialize");
+    assert_eq!(init["action"]["housekeeping"], true);
+    assert!(
+        init["span_id"].is_null() && init["parent_span_id"].is_null(),
+        "{init}"
+    );
+    assert_eq!(init["session_source"], "inactivity");
+    assert_eq!(init["session_id"], list["session_id"]);
+    assert_eq!(init["trace_id"], list["trace_id"]);
+    assert_eq!(
+        list["session_step"].as_i64(),
+        init["session_step"].as_i64().map(|s| s + 1)
+    );
+    let (trace, span) = (
+        list["trace_id"].as_str().expect("trace"),
+        list["span_id"].as_str().expect("span"),
+    );
+    assert_eq!(forwarded, format!("00-{trace}-{span}-01"));
+}
