@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// `custody keygen --out <dir>/<name>`: the private and public key files.
-fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let out = dir.join(name);
     let status = Command::new(custody_bin())
         .args(["keygen", "--out"])
@@ -24,14 +24,14 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 
 /// Where a trail lies: a local directory, or a bucket of the real S3-compatible
 /// server (s3s-fs keeps objects as files, so both can be tampered with on disk).
-enum Place {
+pub(crate) enum Place {
     Local,
     S3(custody_tests::s3::S3Server),
 }
 
 impl Place {
     /// The `audit` section's sink lines for the trail `name` (under `work`).
-    fn sink_config(&self, work: &Path, name: &str) -> String {
+    pub(crate) fn sink_config(&self, work: &Path, name: &str) -> String {
         match self {
             Place::Local => format!("  sink: {}\n", work.join(name).display()),
             Place::S3(server) => {
@@ -49,7 +49,7 @@ impl Place {
     }
 
     /// Where the objects of trail `name` are on disk.
-    fn dir(&self, work: &Path, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, work: &Path, name: &str) -> PathBuf {
         match self {
             Place::Local => work.join(name),
             Place::S3(server) => server.root.join(name).join("trail"),
@@ -57,7 +57,7 @@ impl Place {
     }
 
     /// What `custody verify` is given for trail `name`.
-    fn target(&self, work: &Path, name: &str) -> String {
+    pub(crate) fn target(&self, work: &Path, name: &str) -> String {
         match self {
             Place::Local => work.join(name).display().to_string(),
             Place::S3(_) => format!("s3://{name}/trail"),
@@ -65,24 +65,39 @@ impl Place {
     }
 
     /// The environment `custody verify` reads the sink with.
-    fn env(&self, command: &mut Command) {
-        if let Place::S3(server) = self {
-            command
-                .env(
+    pub(crate) fn env(&self, command: &mut Command) {
+        command.envs(self.env_vars());
+    }
+
+    /// That environment, as variables.
+    pub(crate) fn env_vars(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Place::Local => Vec::new(),
+            Place::S3(server) => vec![
+                (
                     "AWS_ENDPOINT_URL",
                     format!("http://127.0.0.1:{}", server.port),
-                )
-                .env("AWS_ALLOW_HTTP", "true")
-                .env("AWS_REGION", "us-east-1")
-                .env("AWS_ACCESS_KEY_ID", custody_tests::s3::ACCESS_KEY)
-                .env("AWS_SECRET_ACCESS_KEY", custody_tests::s3::SECRET_KEY);
+                ),
+                ("AWS_ALLOW_HTTP", "true".into()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID", custody_tests::s3::ACCESS_KEY.into()),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    custody_tests::s3::SECRET_KEY.into(),
+                ),
+            ],
         }
     }
 }
 
 /// `custody verify <target> --public-key <key> --json` and extra arguments, with
 /// `place`'s environment: the exit code and the report.
-fn verify_at(place: &Place, target: &str, key: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+pub(crate) fn verify_at(
+    place: &Place,
+    target: &str,
+    key: &Path,
+    extra: &[&str],
+) -> (i32, serde_json::Value) {
     let mut command = Command::new(custody_bin());
     command
         .arg("verify")
@@ -103,7 +118,7 @@ fn verify_at(place: &Place, target: &str, key: &Path, extra: &[&str]) -> (i32, s
     (out.status.code().unwrap_or(-1), report)
 }
 
-fn kinds(report: &serde_json::Value) -> Vec<String> {
+pub(crate) fn kinds(report: &serde_json::Value) -> Vec<String> {
     report["findings"]
         .as_array()
         .expect("findings")
@@ -113,7 +128,7 @@ fn kinds(report: &serde_json::Value) -> Vec<String> {
 }
 
 /// Every file under `dir` (relative, sorted), skipping the spool.
-fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -133,7 +148,7 @@ fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     let status = Command::new("cp")
         .arg("-a")
         .arg(from)
@@ -413,7 +428,7 @@ async fn tamper_suite(place: Place) {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     // Standard base64, as custody writes signatures.
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

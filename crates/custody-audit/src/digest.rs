@@ -12,10 +12,14 @@
 //!   of one instance and spool form a chain; the first digest after a start links
 //!   to the last one before it (kept in the spool, [`chain`]), or records a signed
 //!   `chain_start` with the reason.
+//! - `custody compact` merges a chain's files of one hour into one sorted file and
+//!   signs a [`compaction`] record of what it replaced; [`verify`] follows it.
 //! - [`verify`] walks the chains and the files and reports every finding.
 
 pub mod chain;
+pub mod compaction;
 pub mod keys;
+pub(crate) mod signed;
 pub mod verify;
 
 pub use chain::{Chain, DigestConfig};

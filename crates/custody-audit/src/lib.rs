@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod compact;
 pub mod config;
 pub mod ddl;
 pub mod digest;

@@ -399,6 +399,33 @@ impl Shipper {
         }
     }
 
+    /// Deletes the object at `key` (one that is not there is not an error). One
+    /// attempt, no retries; only `custody compact` deletes, and only files a signed
+    /// compaction record says it replaced (the audit path never deletes).
+    pub async fn delete(&self, key: &str) -> Result<(), ShipError> {
+        let start = Instant::now();
+        if let Err(reason) = check_key(key) {
+            return Err(ShipError::InvalidKey {
+                url: self.url_text.clone(),
+                key: key.to_owned(),
+                reason,
+            });
+        }
+        match &self.backend {
+            Backend::Remote(remote) => remote
+                .delete(key)
+                .await
+                .map_err(|f| self.error(key, f, 1, start, 0)),
+            Backend::Local(local) => {
+                let (local, k) = (local.clone(), key.to_owned());
+                tokio::task::spawn_blocking(move || local.delete(&k))
+                    .await
+                    .unwrap_or_else(|e| Err(Box::new(e)))
+                    .map_err(|source| self.error(key, Failure::Transient(source), 1, start, 0))
+            }
+        }
+    }
+
     /// Keys of the files stored under `prefix` (relative to the sink, a whole
     /// number of `/`-separated segments, or empty for everything), sorted. One
     /// attempt, no retries; meant for start-up checks, tests and tools.

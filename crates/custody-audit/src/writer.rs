@@ -4,7 +4,7 @@ use crate::schema::{SCHEMA_VERSION, SCHEMA_VERSION_KEY, audit_schema};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use std::io;
@@ -54,39 +54,69 @@ pub use dir::{FileNamer, ParquetDirWriter};
 /// more than it saves.
 pub(crate) fn writer_properties() -> WriterProperties {
     static PROPS: OnceLock<WriterProperties> = OnceLock::new();
+    PROPS.get_or_init(|| properties().build()).clone()
+}
+
+/// [`writer_properties`] for a compacted file, whose rows are sorted by
+/// [`SORTING_COLUMNS`](crate::digest::compaction::SORTING_COLUMNS) (nulls last):
+/// declared in each row group's `sorting_columns`.
+pub(crate) fn sorted_writer_properties() -> WriterProperties {
+    static PROPS: OnceLock<WriterProperties> = OnceLock::new();
     PROPS
         .get_or_init(|| {
-            let mut builder = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .set_statistics_enabled(EnabledStatistics::Chunk)
-                .set_dictionary_enabled(false)
-                .set_data_page_size_limit(PAGE_BYTES)
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
-                .set_key_value_metadata(Some(vec![KeyValue::new(
-                    SCHEMA_VERSION_KEY.to_owned(),
-                    SCHEMA_VERSION.to_string(),
-                )]));
-            for path in dictionary_leaves() {
-                builder = builder.set_column_dictionary_enabled(path, true);
-            }
-            for path in BLOOM_COLUMNS {
-                let path = ColumnPath::new(path.iter().map(|p| (*p).to_owned()).collect());
-                builder = builder
-                    .set_column_bloom_filter_enabled(path.clone(), true)
-                    .set_column_bloom_filter_max_ndv(path.clone(), ROW_GROUP_ROWS as u64)
-                    .set_column_bloom_filter_fpp(path, BLOOM_FPP);
-            }
-
-            // Canonical request parameters: long values sharing long prefixes, so
-            // min/max costs a long comparison per row and prunes nothing.
-            builder = builder.set_column_statistics_enabled(
-                ColumnPath::new(vec!["action".into(), "parameters".into()]),
-                EnabledStatistics::None,
-            );
-            builder.build()
+            let leaves = ArrowSchemaConverter::new()
+                .convert(&audit_schema())
+                .map(|d| {
+                    d.columns()
+                        .iter()
+                        .map(|c| c.path().string())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let sorting = crate::digest::compaction::SORTING_COLUMNS
+                .iter()
+                .filter_map(|name| leaves.iter().position(|l| l == name))
+                .map(|i| SortingColumn {
+                    column_idx: i as i32,
+                    descending: false,
+                    nulls_first: false,
+                })
+                .collect();
+            properties().set_sorting_columns(Some(sorting)).build()
         })
         .clone()
+}
+
+fn properties() -> parquet::file::properties::WriterPropertiesBuilder {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_dictionary_enabled(false)
+        .set_data_page_size_limit(PAGE_BYTES)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by(format!("custody {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            SCHEMA_VERSION_KEY.to_owned(),
+            SCHEMA_VERSION.to_string(),
+        )]));
+    for path in dictionary_leaves() {
+        builder = builder.set_column_dictionary_enabled(path, true);
+    }
+    for path in BLOOM_COLUMNS {
+        let path = ColumnPath::new(path.iter().map(|p| (*p).to_owned()).collect());
+        builder = builder
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_max_ndv(path.clone(), ROW_GROUP_ROWS as u64)
+            .set_column_bloom_filter_fpp(path, BLOOM_FPP);
+    }
+
+    // Canonical request parameters: long values sharing long prefixes, so
+    // min/max costs a long comparison per row and prunes nothing.
+    builder = builder.set_column_statistics_enabled(
+        ColumnPath::new(vec!["action".into(), "parameters".into()]),
+        EnabledStatistics::None,
+    );
+    builder
 }
 
 /// Target size of a data page before compression: small enough that a column's

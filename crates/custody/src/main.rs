@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 #[cfg(feature = "jemalloc")]
 mod allocator;
+mod compact_cmd;
 mod inject_cmd;
 mod lake_cmd;
 mod policy_cmd;
@@ -86,6 +87,8 @@ enum Command {
         #[command(subcommand)]
         command: lake_cmd::LakeCommand,
     },
+    /// Merge an hour partition's small audit files into sorted ones, signing what was replaced (see docs/lakehouse.md).
+    Compact(compact_cmd::CompactArgs),
     /// Make a key pair for signing digests: FILE (private) and FILE.pub (see docs/verify.md).
     Keygen(verify_cmd::KeygenArgs),
 }
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Keygen(args) => verify_cmd::keygen(args),
         Command::Lake { command } => lake_cmd::run(command),
+        Command::Compact(args) => compact_cmd::run(args),
     }
 }
 

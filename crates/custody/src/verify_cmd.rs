@@ -135,6 +135,14 @@ fn render(sink: &str, r: &Report) -> String {
             if r.policies == 1 { "" } else { "s" }
         );
     }
+    if r.compactions > 0 {
+        out += &format!(
+            "; {} compaction record{} ({} files replaced by compacted ones)",
+            r.compactions,
+            if r.compactions == 1 { "" } else { "s" },
+            r.files_compacted
+        );
+    }
     if r.files_pending > 0 {
         out += &format!(
             "; {} files after their chain's newest digest (not yet covered)",

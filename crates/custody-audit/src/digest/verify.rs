@@ -12,14 +12,18 @@
 //!    newest digest is not a shutdown digest and ended more than one interval
 //!    before `to` is unclosed.
 //! 4. Files: every file a trusted digest lists must be there, under its key, with
-//!    its SHA-256; every audit file on the sink must be listed by a trusted digest,
-//!    except the files of a running chain's current period (after its newest
-//!    digest, when that is not a shutdown digest): those are counted as pending.
+//!    its SHA-256 — unless a trusted compaction record (signed like a digest, under
+//!    `compactions/`) replaced exactly that file: then the record's output must be
+//!    there instead, and every file a record replaced must be one a digest (or an
+//!    earlier record) lists. Every audit file on the sink must be listed by a trusted
+//!    digest or record, except the files of a running chain's current period (after
+//!    its newest digest, when that is not a shutdown digest): those are pending.
 //! 5. Rows: the `row_seq` values of a chain's files (schema v7) are 1, 2, … with no
 //!    number missing and none twice (from the lowest one when `from` is given).
 
+use super::compaction::{COMPACTION_PREFIX, Compaction};
 use super::keys::PublicKey;
-use super::{DIGEST_VERSION, DIGEST_VERSIONS_READ, Digest, Kind, PREFIX, SIGNATURE_SUFFIX};
+use super::{Digest, FileEntry, Kind, PREFIX, SIGNATURE_SUFFIX, signed};
 use crate::ship::{ShipError, Shipper};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -45,7 +49,10 @@ pub struct Finding {
     /// `file_not_covered`, `digest_unsigned`, `digest_bad_signature`,
     /// `digest_unknown_key`, `digest_unreadable`, `digest_misplaced`,
     /// `digest_missing`, `digest_modified`, `chain_fork`, `chain_break`,
-    /// `chain_unclosed`.
+    /// `chain_unclosed`, `policy_missing`, `policy_modified`, `row_seq_hole`,
+    /// `row_seq_duplicate`, and for compaction records the `compaction_` versions of
+    /// the digest kinds plus `compaction_inconsistent`, `compaction_input_unlisted`,
+    /// `compaction_input_mismatch` and `compaction_unfinished`.
     pub kind: &'static str,
     /// The object it is about.
     pub key: String,
@@ -62,6 +69,10 @@ pub struct Report {
     pub rows: u64,
     /// Files after their chain's newest digest (not yet covered).
     pub files_pending: u64,
+    /// Files a compaction replaced (their rows are counted in its output).
+    pub files_compacted: u64,
+    /// Compaction records read.
+    pub compactions: u64,
     /// Policy files checked against a digest (digest version 2).
     pub policies: u64,
     /// Digests read.
@@ -106,75 +117,34 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
     let mut trusted: Vec<Loaded> = Vec::new();
     for &key in &digest_keys {
         report.digests += 1;
-        let body = sink.get(key).await?;
-        let sha256 = super::sha256_hex(&body);
-        let sig_key = format!("{key}{SIGNATURE_SUFFIX}");
-        let signature = if stored.contains(sig_key.as_str()) {
-            String::from_utf8_lossy(&sink.get(&sig_key).await?)
-                .trim()
-                .to_owned()
-        } else {
-            String::new()
-        };
-        all.insert(key.to_owned(), (sha256.clone(), signature.clone()));
-        if signature.is_empty() {
-            find("digest_unsigned", key, format!("no signature ({sig_key})"));
-            continue;
+        let signed = stored.contains(format!("{key}{SIGNATURE_SUFFIX}").as_str());
+        let read = signed::read::<Digest>(sink, key, signed, &options.keys).await?;
+        all.insert(key.to_owned(), (read.sha256, read.signature));
+        match read.trusted {
+            Ok(digest) => trusted.push(Loaded { digest }),
+            Err((kind, detail)) => find(kind, key, detail),
         }
-        let digest = match serde_json::from_slice::<Digest>(&body) {
-            Ok(d) if DIGEST_VERSIONS_READ.contains(&d.digest_version) => d,
-            Ok(d) => {
-                find(
-                    "digest_unreadable",
-                    key,
-                    format!(
-                        "digest_version {} is not one of 1..={DIGEST_VERSION}",
-                        d.digest_version
-                    ),
-                );
-                continue;
-            }
-            Err(e) => {
-                find("digest_unreadable", key, format!("not a digest: {e}"));
-                continue;
-            }
-        };
-        let Some(public) = options
-            .keys
-            .iter()
-            .find(|k| k.fingerprint() == digest.key_fingerprint)
-        else {
-            find(
-                "digest_unknown_key",
-                key,
-                format!(
-                    "signed with {}, which is not among the trusted keys",
-                    digest.key_fingerprint
-                ),
-            );
-            continue;
-        };
-        let valid = super::unb64(&signature).is_some_and(|s| public.verifies(&body, &s));
-        if !valid {
-            find(
-                "digest_bad_signature",
-                key,
-                format!(
-                    "the signature does not verify with {}",
-                    digest.key_fingerprint
-                ),
-            );
-            continue;
+    }
+
+    // 2b. Compaction records, trusted like digests.
+    let mut records: Vec<Compaction> = Vec::new();
+    for key in listing
+        .iter()
+        .map(String::as_str)
+        .filter(|k| k.starts_with(&format!("{COMPACTION_PREFIX}/")) && k.ends_with(".json"))
+    {
+        report.compactions += 1;
+        let signed = stored.contains(format!("{key}{SIGNATURE_SUFFIX}").as_str());
+        match signed::read::<Compaction>(sink, key, signed, &options.keys)
+            .await?
+            .trusted
+        {
+            Ok(record) => match record.inconsistency() {
+                None => records.push(record),
+                Some(detail) => find("compaction_inconsistent", key, detail),
+            },
+            Err((kind, detail)) => find(kind, key, detail),
         }
-        if digest.key() != key {
-            find(
-                "digest_misplaced",
-                key,
-                format!("its fields name {}", digest.key()),
-            );
-            continue;
-        }
-        trusted.push(Loaded { digest });
     }
 
     // 3. Chains.
@@ -281,39 +251,88 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
             }
         }
     };
-    for l in &trusted {
-        for entry in &l.digest.files {
-            covered.insert(entry.key.as_str());
-            if !in_range(&entry.key) {
-                continue;
-            }
-            report.files += 1;
-            report.rows += entry.rows;
-            if !stored.contains(entry.key.as_str()) {
-                match by_name.get(name_of(&entry.key)) {
-                    Some(elsewhere) => find(
-                        "file_moved",
-                        &entry.key,
-                        format!(
-                            "not there; a file of its name is at {}",
-                            elsewhere.join(", ")
-                        ),
+    // Every file listing: by a trusted digest, or as a trusted compaction's output.
+    let listings: Vec<(&FileEntry, (String, String), String)> = trusted
+        .iter()
+        .flat_map(|l| {
+            let chain = (l.digest.instance.clone(), l.digest.spool_id.clone());
+            l.digest
+                .files
+                .iter()
+                .map(move |f| (f, chain.clone(), l.digest.key()))
+        })
+        .chain(
+            records
+                .iter()
+                .map(|r| (&r.output, (r.instance.clone(), r.spool_id.clone()), r.key())),
+        )
+        .collect();
+    // 4a. What compactions replaced: each input must be a listed file, as listed.
+    let mut replaced: HashMap<&str, (&Compaction, &FileEntry)> = HashMap::new();
+    for r in &records {
+        for input in &r.inputs {
+            replaced.insert(input.key.as_str(), (r, input));
+            if !listings.iter().any(|(f, _, _)| f.key == input.key) {
+                find(
+                    "compaction_input_unlisted",
+                    &input.key,
+                    format!(
+                        "{} replaced it, but no trusted digest or compaction lists it",
+                        r.key()
                     ),
-                    None => find(
-                        "file_missing",
-                        &entry.key,
-                        format!("listed by {}", l.digest.key()),
-                    ),
-                }
-                continue;
+                );
             }
-            match fetch_listed(sink, &entry.key, &entry.sha256, entry.bytes, &l.digest).await? {
-                Ok(bytes) => note_numbers(
-                    Some((l.digest.instance.clone(), l.digest.spool_id.clone())),
-                    &bytes,
+        }
+    }
+    for (entry, chain, by) in &listings {
+        covered.insert(entry.key.as_str());
+        if !in_range(&entry.key) {
+            continue;
+        }
+        if let Some((r, input)) = replaced.get(entry.key.as_str()) {
+            if input != entry {
+                find(
+                    "compaction_input_mismatch",
+                    &entry.key,
+                    format!(
+                        "{} replaced it as {}, {by} lists it as {}",
+                        r.key(),
+                        describe(input),
+                        describe(entry)
+                    ),
+                );
+            } else if stored.contains(entry.key.as_str()) {
+                find(
+                    "compaction_unfinished",
+                    &entry.key,
+                    format!(
+                        "{} replaced it, yet it is still stored (its rows are there twice until `custody compact` runs again)",
+                        r.key()
+                    ),
+                );
+            }
+            report.files_compacted += 1;
+            continue;
+        }
+        report.files += 1;
+        report.rows += entry.rows;
+        if !stored.contains(entry.key.as_str()) {
+            match by_name.get(name_of(&entry.key)) {
+                Some(elsewhere) => find(
+                    "file_moved",
+                    &entry.key,
+                    format!(
+                        "not there; a file of its name is at {}",
+                        elsewhere.join(", ")
+                    ),
                 ),
-                Err(detail) => find("file_modified", &entry.key, detail),
+                None => find("file_missing", &entry.key, format!("listed by {by}")),
             }
+            continue;
+        }
+        match fetch_listed(sink, &entry.key, &entry.sha256, entry.bytes, by).await? {
+            Ok(bytes) => note_numbers(Some(chain.clone()), &bytes),
+            Err(detail) => find("file_modified", &entry.key, detail),
         }
     }
     // 4b. Policy files (digest version 2): each listed one there, as listed. A
@@ -333,8 +352,14 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
                 );
                 continue;
             }
-            if let Err(detail) =
-                fetch_listed(sink, &entry.key, &entry.sha256, entry.bytes, &l.digest).await?
+            if let Err(detail) = fetch_listed(
+                sink,
+                &entry.key,
+                &entry.sha256,
+                entry.bytes,
+                &l.digest.key(),
+            )
+            .await?
             {
                 find("policy_modified", &entry.key, detail);
             }
@@ -391,16 +416,14 @@ pub async fn verify(sink: &Shipper, options: &Options) -> Result<Report, ShipErr
     Ok(report)
 }
 
-/// The `row_seq` column of a Parquet file; `None` when it has none (a file written
-/// before schema v7) or cannot be read.
-/// The stored object at `key`, which `digest` lists with `sha256` and `bytes`:
+/// The stored object at `key`, which `lister` (a digest's or compaction's key) lists with `sha256` and `bytes`:
 /// `Ok` with its bytes when they hash as listed, else `Err` with what differs.
 async fn fetch_listed(
     sink: &Shipper,
     key: &str,
     sha256: &str,
     bytes: u64,
-    digest: &Digest,
+    lister: &str,
 ) -> Result<Result<bytes::Bytes, String>, ShipError> {
     let stored = sink.get(key).await?;
     let sha = super::sha256_hex(&stored);
@@ -408,13 +431,22 @@ async fn fetch_listed(
         Ok(stored)
     } else {
         Err(format!(
-            "SHA-256 {sha} ({} bytes), {} lists {sha256} ({bytes} bytes)",
-            stored.len(),
-            digest.key()
+            "SHA-256 {sha} ({} bytes), {lister} lists {sha256} ({bytes} bytes)",
+            stored.len()
         ))
     })
 }
 
+/// A file entry's facts, for a finding.
+fn describe(f: &FileEntry) -> String {
+    format!(
+        "SHA-256 {}, {} bytes, {} rows, row_seq {}..={}",
+        f.sha256, f.bytes, f.rows, f.row_seq_min, f.row_seq_max
+    )
+}
+
+/// The `row_seq` column of a Parquet file; `None` when it has none (a file written
+/// before schema v7) or cannot be read.
 fn row_seqs(bytes: &bytes::Bytes) -> Option<Vec<i64>> {
     use arrow_array::{Array as _, Int64Array};
     use parquet::arrow::ProjectionMask;

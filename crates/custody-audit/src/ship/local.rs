@@ -86,6 +86,21 @@ impl LocalDir {
         fs::read(&path).map_err(|e| io_err(&path, e))
     }
 
+    /// Removes `<root>/<key>`; a file that is not there is not an error.
+    pub(super) fn delete(&self, key: &str) -> Result<(), BoxError> {
+        let path = self.root.join(key);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir).map_err(|e| io_err(dir, e))?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
     pub(super) fn list(&self, prefix: &str) -> Result<Vec<String>, BoxError> {
         let start = if prefix.is_empty() {
             self.root.clone()

@@ -231,6 +231,15 @@ impl Remote {
         }
     }
 
+    /// Deletes `key`; an object that is not there is not an error.
+    pub(super) async fn delete(&self, key: &str) -> Result<(), Failure> {
+        let path = self.path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(classify(&e).into_failure(e)),
+        }
+    }
+
     /// Keys (relative to the sink prefix) of the objects under `prefix`, sorted.
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<String>, Failure> {
         let root = if self.prefix.is_empty() {
