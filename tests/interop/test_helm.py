@@ -106,6 +106,30 @@ VALUE_SETS = {
         "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
         **MONITORING,
     },
+    # Compaction on: an S3-compatible sink, the chart's digest key, credentials from a
+    # Secret, and the scheduling knobs.
+    "compaction": merged(BASE, {
+        "config": {"allowLocalSink": False,
+                   "custody": {"audit": {"sink": "s3://acme-ai-audit/custody",
+                                         "s3": {"endpoint": "http://minio.storage:9000", "region": "eu-west-1",
+                                                "path_style": True}}}},
+        "workloadNamespaces": ["agents"],
+        "digestKey": {"create": True, "key": "digest-key-material"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "compaction": {
+            "enabled": True,
+            "env": [{"name": "AWS_ACCESS_KEY_ID",
+                     "valueFrom": {"secretKeyRef": {"name": "minio-compaction", "key": "access-key-id"}}},
+                    {"name": "AWS_SECRET_ACCESS_KEY",
+                     "valueFrom": {"secretKeyRef": {"name": "minio-compaction", "key": "secret-access-key"}}}],
+            "envFrom": [{"configMapRef": {"name": "compaction-extra"}}],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [
+                    {"key": "node-role", "operator": "In", "values": ["batch"]}]}}]}},
+        },
+    }),
     "single-replica": {**BASE,
                        "injector": {"replicas": 1, "antiAffinity": "none"},
                        "config": {"create": False, "existingConfigMap": "my-custody-config"},
@@ -225,7 +249,7 @@ def test_kubernetes_validate_command_line(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("value_set", ["default", "everything"])
+@pytest.mark.parametrize("value_set", ["default", "everything", "compaction"])
 def test_rendered_output_passes_yamllint(value_set):
     conf = YamlLintConfig(
         "extends: default\n"
@@ -1193,7 +1217,8 @@ def _leaf_paths(values: dict, prefix="") -> list[str]:
         if isinstance(v, dict) and v and path not in ("config.custody", "injector.resources", "sidecar.maxResources",
                                                       "sidecar.resources", "injector.podSecurityContext",
                                                       "injector.securityContext", "injector.livenessProbe",
-                                                      "injector.readinessProbe", "injector.startupProbe"):
+                                                      "injector.readinessProbe", "injector.startupProbe",
+                                                      "compaction.resources"):
             out += _leaf_paths(v, path)
         else:
             out.append(path)
@@ -1683,3 +1708,210 @@ def test_iam_policy_in_the_docs_is_put_only():
     assert "s3:PutObject" in actions
     assert not any("Delete" in a or a.endswith("*") for a in actions)
     assert "COMPLIANCE" in section and "IRSA" in section
+
+
+# --- compaction: a CronJob running `custody compact` --------------------------------
+
+COMPACTION_S3 = merged(BASE, {"config": {"allowLocalSink": False,
+                                          "custody": {"audit": {"sink": "s3://acme-ai-audit/custody"}}},
+                               "digestKey": {"existingSecret": "corp-digest-key"},
+                               "compaction": {"enabled": True}})
+
+
+def _compaction_pod(name_or_values) -> dict:
+    return one(name_or_values, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_compaction_is_off_by_default():
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["compaction"]["enabled"] is False
+    for name in VALUE_SETS:
+        if name != "compaction":
+            assert objects(name, "CronJob") == [], name
+    # An object-store sink and a digest key alone do not turn it on.
+    assert objects({**COMPACTION_S3, "compaction": {"enabled": False}}, "CronJob") == []
+
+
+def test_compaction_cronjob():
+    cronjob = one("compaction", "CronJob")
+    assert cronjob["apiVersion"] == "batch/v1"
+    assert cronjob["metadata"]["name"] == "custody-compaction"
+    assert cronjob["metadata"]["namespace"] == NAMESPACE
+    assert cronjob["metadata"]["labels"]["app.kubernetes.io/component"] == "compaction"
+    spec = cronjob["spec"]
+    assert spec["schedule"] == "17 * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 3)
+    job = spec["jobTemplate"]["spec"]
+    assert (job["activeDeadlineSeconds"], job["backoffLimit"]) == (3000, 1)
+    # Runs never pile up: a run ends before the next hourly one starts.
+    assert job["activeDeadlineSeconds"] < 3600
+    pod = job["template"]["spec"]
+    assert job["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "compaction"
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == one("compaction", "ServiceAccount")["metadata"]["name"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["key"] == "batch"
+    assert "nodeAffinity" in pod["affinity"]
+    (container,) = pod["containers"]
+    assert container["image"] == injector("compaction")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert container["args"] == ["compact", "--sink", "s3://acme-ai-audit/custody",
+                                 "--signing-key", "/etc/custody/digest/key",
+                                 "--previous-hours", "3", "--max-rows", "200000"]
+    # The sidecars' S3 settings, then the values' own entries.
+    env = container["env"]
+    assert env[:4] == [{"name": "AWS_ENDPOINT_URL", "value": "http://minio.storage:9000"},
+                       {"name": "AWS_ALLOW_HTTP", "value": "true"},
+                       {"name": "AWS_REGION", "value": "eu-west-1"},
+                       {"name": "AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "value": "false"}]
+    assert [e["name"] for e in env[4:]] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "compaction-extra"}}]
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    # The key Secret, read-only at the path the args name; /tmp on an emptyDir.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/custody/digest"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    key = volumes[mounts["/etc/custody/digest"]["name"]]["secret"]
+    assert key["secretName"] == "custody-digest-key"
+    assert key["items"] == [{"key": "key", "path": "key"}]
+    assert key["defaultMode"] & 0o007 == 0  # not world-readable
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    # The chart-created key is also rendered into the release namespace, where the Job runs.
+    secrets = [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in objects("compaction", "Secret")]
+    assert (NAMESPACE, "custody-digest-key") in secrets and ("agents", "custody-digest-key") in secrets
+    assert len(secrets) == len(set(secrets))
+
+
+def test_compaction_is_hardened():
+    pod = _compaction_pod("compaction")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["enableServiceLinks"] is False
+    # No token unless the ServiceAccount mounts one (the chart's does not).
+    assert "automountServiceAccountToken" not in pod
+    assert one("compaction", "ServiceAccount")["automountServiceAccountToken"] is False
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # OpenShift: the injector's null keys apply here too.
+    openshift = _compaction_pod(merged(COMPACTION_S3, {"injector": {
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+        "securityContext": {"runAsUser": None, "runAsGroup": None}}}))
+    assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(openshift["securityContext"])
+    assert not {"runAsUser", "runAsGroup"} & set(openshift["containers"][0]["securityContext"])
+
+
+def test_compaction_values_and_key_secret():
+    # An existing digest key: used as it is, no copy rendered.
+    pod = _compaction_pod(COMPACTION_S3)
+    (container,) = pod["containers"]
+    assert container["args"][:3] == ["compact", "--sink", "s3://acme-ai-audit/custody"]
+    assert "env" not in container and "envFrom" not in container
+    assert {v["name"]: v for v in pod["volumes"]}["digest-key"]["secret"]["secretName"] == "corp-digest-key"
+    assert not [s for s in objects(COMPACTION_S3, "Secret") if "digest" in s["metadata"]["name"]]
+    # compaction.keySecret, the schedule, the flags, the sink and the ServiceAccount.
+    values = merged(COMPACTION_S3, {"compaction": {
+        "keySecret": "compaction-key", "schedule": "5 */2 * * *", "previousHours": 6, "maxRows": 50000,
+        "sink": "gs://other-bucket/audit", "serviceAccountName": "custody-compaction",
+        "env": [{"name": "GOOGLE_SERVICE_ACCOUNT_PATH", "value": "/var/run/gcp/key.json"}]}})
+    cronjob = one(values, "CronJob")
+    assert cronjob["spec"]["schedule"] == "5 */2 * * *"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "custody-compaction"
+    assert pod["containers"][0]["args"] == ["compact", "--sink", "gs://other-bucket/audit",
+                                            "--signing-key", "/etc/custody/digest/key",
+                                            "--previous-hours", "6", "--max-rows", "50000"]
+    # No S3 settings for a gs:// sink.
+    assert pod["containers"][0]["env"] == [{"name": "GOOGLE_SERVICE_ACCOUNT_PATH", "value": "/var/run/gcp/key.json"}]
+    assert {v["name"]: v for v in pod["volumes"]}["digest-key"]["secret"]["secretName"] == "compaction-key"
+    # A variable named in compaction.env replaces the derived one (no duplicate names).
+    own = merged(VALUE_SETS["compaction"], {"compaction": {"env": [{"name": "AWS_REGION", "value": "us-east-2"}]}})
+    env = one(own, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)) and {"name": "AWS_REGION", "value": "us-east-2"} in env
+    # path_style false: virtual-hosted requests, as the sidecars make them.
+    hosted = merged(COMPACTION_S3, {"config": {"custody": {"audit": {"s3": {"path_style": False}}}}})
+    env = one(hosted, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "value": "true"}]
+    # The release namespace among the workload namespaces: the key is rendered there once.
+    both = merged(VALUE_SETS["compaction"], {"workloadNamespaces": ["agents", NAMESPACE]})
+    keys = [s["metadata"]["namespace"] for s in objects(both, "Secret") if s["metadata"]["name"] == "custody-digest-key"]
+    assert sorted(keys) == sorted(["agents", NAMESPACE])
+    # With config.create false the sink comes from compaction.sink.
+    external = merged(COMPACTION_S3, {"config": {"create": False, "existingConfigMap": "mine"},
+                                      "compaction": {"sink": "az://audit/custody"}})
+    assert _compaction_pod(external)["containers"][0]["args"][2] == "az://audit/custody"
+
+
+def test_compaction_render_failures():
+    # A local sink lives in each pod.
+    local = merged(BASE, {"digestKey": {"existingSecret": "k"}, "compaction": {"enabled": True}})
+    message = _render_error(local)
+    assert "object-store sink" in message and "/var/lib/custody/audit" in message
+    # Write-once retention forbids the deletes.
+    locked = merged(COMPACTION_S3, {"config": {"custody": {"audit": {"s3": {"object_lock": True}}}}})
+    message = _render_error(locked)
+    assert "object_lock" in message and "deletes" in message
+    assert objects(merged(locked, {"compaction": {"enabled": False}}), "Deployment")
+    # No key to sign the records with.
+    message = _render_error(merged(COMPACTION_S3, {"digestKey": {"existingSecret": ""}}))
+    assert "compaction.keySecret" in message and "digestKey" in message
+    # A key for the Job, but the sidecars sign no digests: nothing would ever be merged.
+    message = _render_error(merged(COMPACTION_S3, {"digestKey": {"existingSecret": ""},
+                                                   "compaction": {"keySecret": "compaction-key"}}))
+    assert "sign no digests" in message
+    # The sidecars' config is not the chart's: the sink must be given.
+    message = _render_error(merged(COMPACTION_S3, {"config": {"create": False, "existingConfigMap": "mine"}}))
+    assert "compaction.sink" in message
+
+
+def test_compaction_values_schema():
+    _chart().validate_schema(copy.deepcopy(VALUE_SETS["compaction"]))
+    for bad, where in (({"previousHours": 0}, "/compaction/previousHours"),
+                       ({"maxRows": "many"}, "/compaction/maxRows"),
+                       ({"sink": "/var/lib/custody/audit"}, "/compaction/sink"),
+                       ({"keySecret": "Not_A_Name"}, "/compaction/keySecret"),
+                       ({"env": [{"value": "x"}]}, "/compaction/env/0"),
+                       ({"suspend": True}, "compaction")):
+        with pytest.raises(helm.HelmValuesError) as err:
+            _chart().validate_schema(merged(BASE, {"compaction": bad}))
+        assert where in str(err.value), (bad, str(err.value))
+
+
+def test_compaction_args_run_custody_compact(tmp_path):
+    """The CronJob's args are `custody compact` flags, and the binary runs with them
+    (the sink swapped for an empty local directory: nothing to do, exit 0)."""
+    binary = _require_bin()
+    help_text = subprocess.run([str(binary), "compact", "--help"], capture_output=True, text=True,
+                               timeout=30, check=True).stdout
+    known = set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_text))
+    container = _compaction_pod("compaction")["containers"][0]
+    args = container["args"]
+    assert args[0] == "compact"
+    flags = [a for a in args[1:] if a.startswith("-")]
+    assert set(flags) <= known, set(flags) - known
+    assert args[1::2] == flags and len(args[1:]) == 2 * len(flags)
+    key_file = args[args.index("--signing-key") + 1]
+    assert any(key_file.startswith(m["mountPath"] + "/") for m in container["volumeMounts"])
+    subprocess.run([str(binary), "keygen", "--out", str(tmp_path / "key.pem")], capture_output=True,
+                   timeout=30, check=True)
+    (tmp_path / "sink").mkdir()
+    run = list(args)
+    run[run.index("--sink") + 1] = str(tmp_path / "sink")
+    run[run.index("--signing-key") + 1] = str(tmp_path / "key.pem")
+    result = subprocess.run([str(binary), *run], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compaction_is_documented():
+    docs = (REPO / "docs" / "kubernetes.md").read_text()
+    assert "\n## Compaction\n" in docs
+    section = docs.split("\n## Compaction\n", 1)[1].split("\n## ", 1)[0]
+    for needed in ("compaction.enabled", "object_lock", "lakehouse.md#compaction", "custody verify",
+                   "s3:DeleteObject", "kubectl -n custody-system logs"):
+        assert needed in section, needed
+    for path in (REPO / "docs" / "lakehouse.md",):
+        assert "kubernetes.md#compaction" in path.read_text()

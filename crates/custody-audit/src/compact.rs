@@ -268,30 +268,10 @@ async fn run(sink: &Shipper, o: &Options, report: &mut Report) -> Result<(), Com
         report.orphans_removed += 1;
     }
 
-    // 3. What lists each file: digests of the partition's day and after, and records.
+    // 3. What lists each file: records (their outputs), and digests of the
+    // partition's day and after — per chain, only its own digests, oldest first,
+    // until every file of the chain here is found.
     let mut listed: HashMap<String, (FileEntry, (String, String))> = HashMap::new();
-    let day = &partition[3..13];
-    let first_day = micros(&format!("{day}T00:00:00Z")).unwrap_or(0);
-    for n in 0..=i64::from(o.digest_days) {
-        let date = &crate::read::rfc3339(first_day + n * 86_400_000_000)[..10];
-        let dir = format!("{PREFIX}/dt={date}");
-        let keys: HashSet<String> = sink.list(&dir).await?.into_iter().collect();
-        for key in keys.iter().filter(|k| k.ends_with(".json")) {
-            let signed = keys.contains(&format!("{key}{SIGNATURE_SUFFIX}"));
-            let Ok(digest) = signed::read::<Digest>(sink, key, signed, &o.trusted)
-                .await?
-                .trusted
-            else {
-                continue;
-            };
-            for f in digest.files {
-                if files.contains(&f.key) {
-                    let chain = (digest.instance.clone(), digest.spool_id.clone());
-                    listed.insert(f.key.clone(), (f, chain));
-                }
-            }
-        }
-    }
     for r in &records {
         if files.contains(&r.output.key) && !replaced.contains(&r.output.key) {
             listed.insert(
@@ -300,13 +280,61 @@ async fn run(sink: &Shipper, o: &Options, report: &mut Report) -> Result<(), Com
             );
         }
     }
+    let mut wanted: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+    for key in &files {
+        if listed.contains_key(key) || replaced.contains(key) {
+            continue;
+        }
+        if let Some(prefix) = chain_prefix(key) {
+            wanted.entry(prefix).or_default().insert(key.as_str());
+        }
+    }
+    let day = &partition[3..13];
+    let first_day = micros(&format!("{day}T00:00:00Z")).unwrap_or(0);
+    let mut digest_keys: Vec<String> = Vec::new();
+    if !wanted.is_empty() {
+        for n in 0..=i64::from(o.digest_days) {
+            let date = &crate::read::rfc3339(first_day + n * 86_400_000_000)[..10];
+            digest_keys.extend(sink.list(&format!("{PREFIX}/dt={date}")).await?);
+        }
+    }
+    let stored_digests: HashSet<&str> = digest_keys.iter().map(String::as_str).collect();
+    for (prefix, mut missing) in wanted {
+        // Digest names sort by start (a time-ordered id), then sequence, within a day.
+        let mut own: Vec<&String> = digest_keys
+            .iter()
+            .filter(|k| k.ends_with(".json"))
+            .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with(&prefix)))
+            .collect();
+        own.sort_by_key(|k| (&k[..PREFIX.len() + 14], k.rsplit('/').next()));
+        for key in own {
+            if missing.is_empty() {
+                break;
+            }
+            let signed = stored_digests.contains(format!("{key}{SIGNATURE_SUFFIX}").as_str());
+            let Ok(digest) = signed::read::<Digest>(sink, key, signed, &o.trusted)
+                .await?
+                .trusted
+            else {
+                continue;
+            };
+            for f in digest.files {
+                if missing.remove(f.key.as_str()) {
+                    let chain = (digest.instance.clone(), digest.spool_id.clone());
+                    listed.insert(f.key.clone(), (f, chain));
+                }
+            }
+        }
+    }
 
     // 4. Merge each chain's listed files.
     let mut chains: BTreeMap<(String, String), Vec<FileEntry>> = BTreeMap::new();
     for key in &files {
+        if replaced.contains(key) {
+            continue;
+        }
         match listed.remove(key) {
             Some((entry, chain)) => chains.entry(chain).or_default().push(entry),
-            None if replaced.contains(key) => {}
             None => report.left.push(Left {
                 key: key.clone(),
                 reason: "no trusted digest lists it yet".into(),
@@ -327,6 +355,14 @@ async fn run(sink: &Shipper, o: &Options, report: &mut Report) -> Result<(), Com
     }
     report.files_after = files.len() as u64;
     Ok(())
+}
+
+/// `<instance>-<spool id>-` of a pod's file `…/<instance>-<spool id>-<segment>.parquet`:
+/// how its chain's digests are named.
+fn chain_prefix(key: &str) -> Option<String> {
+    let name = key.rsplit('/').next()?.strip_suffix(".parquet")?;
+    let (chain, _segment) = name.rsplit_once('-')?;
+    Some(format!("{chain}-"))
 }
 
 /// Runs of `entries` (in order) of at most `max_rows` rows together.
@@ -548,6 +584,15 @@ mod tests {
                 "dt=2026-12-06/hour=00"
             ]
         );
+    }
+
+    #[test]
+    fn a_files_chain_names_its_digests() {
+        assert_eq!(
+            chain_prefix("dt=2026-12-06/hour=07/my-pod-0199abc-00000012.parquet").as_deref(),
+            Some("my-pod-0199abc-")
+        );
+        assert_eq!(chain_prefix("dt=2026-12-06/hour=07/notes.txt"), None);
     }
 
     #[test]
