@@ -68,12 +68,13 @@ class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
     def __init__(self, stub_url: str, extra: str = "", routes: str = "", audit: str | None = None,
-                 hosts: bool = False):
+                 hosts: bool = False, env: dict | None = None):
         """`routes`: more route entries (YAML list items, each line indented by two
         spaces) after the default `openai` and `anthropic` routes to the stub.
         `audit`: the `audit` section's body (flow mapping) instead of the default
         local directory flushed at shutdown. `hosts`: the two routes claim
-        api.openai.com and api.anthropic.com (forward-proxy mode)."""
+        api.openai.com and api.anthropic.com (forward-proxy mode). `env`: more
+        environment variables for the process."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
         self.socket = str(self.dir / "custody.sock")
         tcp_port, admin_port = free_ports(2)
@@ -97,6 +98,7 @@ class Custody:
             [str(_binary("CUSTODY_BIN", "custody")), "run", "--log-format", "json", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
+            env={**os.environ, **env} if env else None,
         )
         deadline = time.monotonic() + 20
         while True:

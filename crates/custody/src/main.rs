@@ -26,6 +26,7 @@ mod compact_cmd;
 mod inject_cmd;
 mod lake_cmd;
 mod policy_cmd;
+mod report_cmd;
 mod trail_cmd;
 mod verify_cmd;
 mod webhook_cmd;
@@ -89,6 +90,9 @@ enum Command {
     },
     /// Merge an hour partition's small audit files into sorted ones, signing what was replaced (see docs/lakehouse.md).
     Compact(compact_cmd::CompactArgs),
+    /// Evidence for auditors from the trail, as HTML, JSON or CSV: runs the separate custody-report binary (see docs/report.md).
+    #[command(disable_help_flag = true)]
+    Report(report_cmd::ReportArgs),
     /// Make a key pair for signing digests: FILE (private) and FILE.pub (see docs/verify.md).
     Keygen(verify_cmd::KeygenArgs),
 }
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => verify_cmd::keygen(args),
         Command::Lake { command } => lake_cmd::run(command),
         Command::Compact(args) => compact_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
     }
 }
 

@@ -22,6 +22,10 @@ struct Args {
     /// The sink directory to write into (`dt=…/hour=…/` below it).
     #[arg(long)]
     out: PathBuf,
+    /// Instead: a benchmark trail of this many current-version rows (100 000 an hour
+    /// from 2026-03-05, 2 000 users, a session per 20 calls), and no summary.
+    #[arg(long, value_name = "N")]
+    bench_rows: Option<u64>,
 }
 
 /// 2026-03-05T00:00:00Z, in seconds.
@@ -52,6 +56,9 @@ struct Summary {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(total) = args.bench_rows {
+        return bench(&args.out, total);
+    }
     let mut summary = Summary::default();
     let mut n = 0u64;
     for (p, pod) in PODS.iter().enumerate() {
@@ -99,6 +106,30 @@ fn main() -> anyhow::Result<()> {
             "sessions": summary.sessions,
         })
     );
+    Ok(())
+}
+
+/// `total` rows for `custody report`'s benchmark (docs/performance.md).
+fn bench(out: &std::path::Path, total: u64) -> anyhow::Result<()> {
+    const PER_HOUR: u64 = 100_000;
+    let pod = "bench-pod";
+    let mut writer = ParquetDirWriter::new(out, FileNamer::new(pod));
+    let mut rows = Vec::with_capacity(PER_HOUR as usize);
+    for i in 0..total {
+        let hour = i / PER_HOUR;
+        let at = DAY0 + hour * 3_600 + (i % PER_HOUR) * 3_600 / PER_HOUR;
+        let u = (i % 5) as usize;
+        let (sub, role) = USERS[u];
+        let sub = format!("{sub}-{}", (i / 5) % 400);
+        let mut row = make_row(i + 1, at, pod, hour / 24, u, &sub, role, i % 4);
+        row.session_id = Some(format!("hdr:bench:{}", i / 20));
+        row.row_seq = Some(i as i64 + 1);
+        rows.push(row);
+        if rows.len() as u64 == PER_HOUR || i + 1 == total {
+            writer.write(&rows)?;
+            rows.clear();
+        }
+    }
     Ok(())
 }
 

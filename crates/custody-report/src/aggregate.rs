@@ -1,0 +1,859 @@
+//! One pass over the rows: every section's figures, kept in maps whose size is the
+//! number of distinct users, tools, sessions, … (never the number of rows), and cut
+//! to the top N when the report is made (the rest summed as `(others)`).
+
+use crate::model::*;
+use crate::period::Period;
+use crate::rows::Row;
+use custody_audit::read::rfc3339;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+const ANONYMOUS: &str = "(anonymous)";
+const OTHERS: &str = "(others)";
+/// Rules of the monitoring section (docs/report.md).
+const RULES: &[&str] = &[
+    "volume: calls at least 3× the period before, and at least 20",
+    "cost: cost at least 3× the period before, and at least 1 USD",
+    "denials: at least 5 denials, and a denial ratio 0.2 above the period before",
+    "new_targets: a tool or model not used in the period before (users active before)",
+    "new_user: calls in the period, none in the period before",
+];
+
+#[derive(Default)]
+struct Pair {
+    kind: &'static str,
+    allowed: u64,
+    denied: u64,
+    refused: u64,
+    first: i64,
+    first_request: String,
+    first_session: Option<String>,
+    first_allowed: bool,
+}
+
+#[derive(Default)]
+struct User {
+    calls: u64,
+    cost: f64,
+    denials: u64,
+    calls_before: u64,
+    cost_before: f64,
+    denials_before: u64,
+    denied_ids: Vec<String>,
+    latest: Vec<(i64, String)>,
+    sessions: Vec<String>,
+}
+
+struct Session {
+    user: String,
+    calls: u64,
+    tools: Vec<String>,
+    denials: u64,
+    cost: f64,
+    first: i64,
+    last: i64,
+}
+
+#[derive(Default)]
+struct Money {
+    calls: u64,
+    input: u64,
+    output: u64,
+    cost: f64,
+}
+
+#[derive(Default)]
+struct Kind {
+    findings: u64,
+    rows: u64,
+    blocked: u64,
+    redacted: u64,
+    logged: u64,
+}
+
+/// The figures so far.
+pub struct Aggregator {
+    period: Period,
+    before: Period,
+    top: usize,
+    sink: String,
+    coverage: Coverage,
+    versions: BTreeMap<i32, u64>,
+    first_row: Option<i64>,
+    last_row: Option<i64>,
+    pairs: HashMap<(String, String), Pair>,
+    pairs_before: HashSet<(String, String)>,
+    denials_rule: HashMap<String, u64>,
+    denials_user: HashMap<String, u64>,
+    policies: HashMap<String, (i64, i64, u64, u64)>,
+    users: HashMap<String, User>,
+    dp_scanned: u64,
+    dp_rows: u64,
+    dp_handling: HashMap<String, u64>,
+    dp_kinds: HashMap<String, Kind>,
+    dp_route: HashMap<String, u64>,
+    dp_tool: HashMap<String, u64>,
+    dp_user: HashMap<String, u64>,
+    exposures: BinaryHeap<(i64, String)>,
+    exposure_rows: HashMap<String, Exposure>,
+    exposures_total: u64,
+    sessions: HashMap<String, Session>,
+    no_session: u64,
+    cost_total: f64,
+    priced: u64,
+    unpriced: u64,
+    by_user: HashMap<String, Money>,
+    by_org: HashMap<String, Money>,
+    by_model: HashMap<String, Money>,
+    by_route: HashMap<String, Money>,
+}
+
+impl Aggregator {
+    /// Figures for `period` (and the period before it), tables cut to `top` rows,
+    /// `custody trail` commands naming `sink`.
+    pub fn new(period: Period, top: usize, sink: &str) -> Self {
+        let before = period.before();
+        Self {
+            period,
+            before,
+            top: top.max(1),
+            sink: sink.to_owned(),
+            coverage: Coverage::default(),
+            versions: BTreeMap::new(),
+            first_row: None,
+            last_row: None,
+            pairs: HashMap::new(),
+            pairs_before: HashSet::new(),
+            denials_rule: HashMap::new(),
+            denials_user: HashMap::new(),
+            policies: HashMap::new(),
+            users: HashMap::new(),
+            dp_scanned: 0,
+            dp_rows: 0,
+            dp_handling: HashMap::new(),
+            dp_kinds: HashMap::new(),
+            dp_route: HashMap::new(),
+            dp_tool: HashMap::new(),
+            dp_user: HashMap::new(),
+            exposures: BinaryHeap::new(),
+            exposure_rows: HashMap::new(),
+            exposures_total: 0,
+            sessions: HashMap::new(),
+            no_session: 0,
+            cost_total: 0.0,
+            priced: 0,
+            unpriced: 0,
+            by_user: HashMap::new(),
+            by_org: HashMap::new(),
+            by_model: HashMap::new(),
+            by_route: HashMap::new(),
+        }
+    }
+
+    /// A file was read (or could not be).
+    pub fn file(&mut self, unreadable: Option<crate::scan::Unreadable>) {
+        self.coverage.files += 1;
+        if let Some(u) = unreadable {
+            self.coverage.files_unreadable += 1;
+            if self.coverage.unreadable.len() < self.top {
+                self.coverage.unreadable.push(u);
+            }
+        }
+    }
+
+    /// Whether a row at `time` is read at all (the period or the one before).
+    pub fn wants(&self, time: i64) -> bool {
+        self.before.from <= time && time < self.period.to
+    }
+
+    /// Adds one row.
+    pub fn add(&mut self, row: &Row<'_>) {
+        if self.period.contains(row.time) {
+            self.add_current(row);
+        } else if self.before.contains(row.time) {
+            self.add_before(row);
+        }
+    }
+
+    fn add_before(&mut self, row: &Row<'_>) {
+        let user = row.user.unwrap_or(ANONYMOUS);
+        if let Some((target, _)) = target(row) {
+            self.pairs_before
+                .insert((user.to_owned(), target.to_owned()));
+        }
+        if row.housekeeping || is_gap(row) {
+            return;
+        }
+        let u = self.users.entry(user.to_owned()).or_default();
+        u.calls_before += 1;
+        u.cost_before += row.cost.unwrap_or(0.0);
+        u.denials_before += u64::from(row.decision == Some("deny"));
+    }
+
+    fn add_current(&mut self, row: &Row<'_>) {
+        let c = &mut self.coverage;
+        c.rows += 1;
+        c.housekeeping_rows += u64::from(row.housekeeping);
+        *self.versions.entry(row.version.unwrap_or(0)).or_default() += 1;
+        self.first_row = Some(self.first_row.map_or(row.time, |f| f.min(row.time)));
+        self.last_row = Some(self.last_row.map_or(row.time, |l| l.max(row.time)));
+        if is_gap(row) {
+            c.gap_rows += 1;
+            c.not_recorded += row
+                .error
+                .and_then(|e| e.strip_prefix("gap: "))
+                .and_then(|e| e.split(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(1);
+            return;
+        }
+        if row
+            .error
+            .is_some_and(|e| e.starts_with(custody_audit::INCOMPLETE))
+        {
+            c.incomplete_rows += 1;
+        }
+        let user = row.user.unwrap_or(ANONYMOUS);
+        let denied = row.decision == Some("deny");
+        let allowed = row.decision == Some("allow");
+
+        // Access.
+        if let Some((target, kind)) = target(row) {
+            let pair = self
+                .pairs
+                .entry((user.to_owned(), target.to_owned()))
+                .or_insert_with(|| Pair {
+                    kind,
+                    first: i64::MAX,
+                    ..Pair::default()
+                });
+            match row.decision {
+                Some("allow") => pair.allowed += 1,
+                Some("deny") => pair.denied += 1,
+                _ => pair.refused += 1,
+            }
+            if row.time < pair.first {
+                pair.first = row.time;
+                pair.first_request = row.request_id.to_owned();
+                pair.first_session = row.session.map(str::to_owned);
+                pair.first_allowed = allowed;
+            }
+        }
+        if denied {
+            *self
+                .denials_rule
+                .entry(row.rule.unwrap_or("?").to_owned())
+                .or_default() += 1;
+            *self.denials_user.entry(user.to_owned()).or_default() += 1;
+        }
+        if let Some(v) = row.policy_version {
+            let p = self
+                .policies
+                .entry(v.to_owned())
+                .or_insert((i64::MAX, i64::MIN, 0, 0));
+            p.0 = p.0.min(row.time);
+            p.1 = p.1.max(row.time);
+            p.2 += u64::from(allowed);
+            p.3 += u64::from(denied);
+        }
+
+        // Monitoring.
+        if !row.housekeeping {
+            let u = self.users.entry(user.to_owned()).or_default();
+            u.calls += 1;
+            u.cost += row.cost.unwrap_or(0.0);
+            if denied {
+                u.denials += 1;
+                if u.denied_ids.len() < 3 {
+                    u.denied_ids.push(row.request_id.to_owned());
+                }
+            }
+            u.latest.push((row.time, row.request_id.to_owned()));
+            if u.latest.len() > 6 {
+                u.latest.sort_unstable_by(|a, b| b.cmp(a));
+                u.latest.truncate(3);
+            }
+            if let Some(s) = row.session
+                && u.sessions.len() < 5
+                && !u.sessions.iter().any(|x| x == s)
+            {
+                u.sessions.push(s.to_owned());
+            }
+        }
+
+        // Data protection.
+        if row.handling.is_some() {
+            self.dp_scanned += 1;
+            *self
+                .dp_handling
+                .entry(row.handling.unwrap_or("none").to_owned())
+                .or_default() += 1;
+        }
+        if !row.findings.is_empty() {
+            self.dp_rows += 1;
+            let mut seen: Vec<&str> = Vec::new();
+            let mut passed_on: Vec<String> = Vec::new();
+            for f in &row.findings {
+                let k = self.dp_kinds.entry(f.kind.to_owned()).or_default();
+                let n = u64::try_from(f.count).unwrap_or(0);
+                k.findings += n;
+                match f.handling {
+                    "blocked" => k.blocked += n,
+                    "redacted" => k.redacted += n,
+                    _ => k.logged += n,
+                }
+                if !seen.contains(&f.kind) {
+                    seen.push(f.kind);
+                    k.rows += 1;
+                }
+                if f.side == "request"
+                    && f.handling == "logged"
+                    && !passed_on.iter().any(|p| p == f.kind)
+                {
+                    passed_on.push(f.kind.to_owned());
+                }
+            }
+            *self
+                .dp_route
+                .entry(row.route.unwrap_or("(no route)").to_owned())
+                .or_default() += 1;
+            if let Some(t) = row.tool {
+                *self.dp_tool.entry(t.to_owned()).or_default() += 1;
+            }
+            *self.dp_user.entry(user.to_owned()).or_default() += 1;
+            if allowed && !passed_on.is_empty() {
+                self.exposures_total += 1;
+                self.exposures.push((row.time, row.request_id.to_owned()));
+                self.exposure_rows.insert(
+                    row.request_id.to_owned(),
+                    Exposure {
+                        time: rfc3339(row.time),
+                        request_id: row.request_id.to_owned(),
+                        session_id: row.session.map(str::to_owned),
+                        user: user.to_owned(),
+                        route: row.route.map(str::to_owned),
+                        tool: row.tool.map(str::to_owned),
+                        kinds: passed_on,
+                    },
+                );
+                // Keep the earliest `top`: drop the latest.
+                while self.exposures.len() > self.top {
+                    if let Some((_, id)) = self.exposures.pop() {
+                        self.exposure_rows.remove(&id);
+                    }
+                }
+            }
+        }
+
+        // Incidents.
+        match row.session {
+            Some(s) => {
+                let session = self
+                    .sessions
+                    .entry(s.to_owned())
+                    .or_insert_with(|| Session {
+                        user: user.to_owned(),
+                        calls: 0,
+                        tools: Vec::new(),
+                        denials: 0,
+                        cost: 0.0,
+                        first: row.time,
+                        last: row.time,
+                    });
+                session.calls += 1;
+                session.denials += u64::from(denied);
+                session.cost += row.cost.unwrap_or(0.0);
+                session.first = session.first.min(row.time);
+                session.last = session.last.max(row.time);
+                if let Some(t) = row.tool
+                    && session.tools.len() < 5
+                    && !session.tools.iter().any(|x| x == t)
+                {
+                    session.tools.push(t.to_owned());
+                }
+            }
+            None => self.no_session += 1,
+        }
+
+        // Cost: LLM calls.
+        if row.kind == Some("llm") {
+            match row.cost {
+                Some(c) => {
+                    self.priced += 1;
+                    self.cost_total += c;
+                }
+                None => self.unpriced += 1,
+            }
+            let add = |m: &mut HashMap<String, Money>, key: &str| {
+                let e = m.entry(key.to_owned()).or_default();
+                e.calls += 1;
+                e.input += u64::try_from(row.input_tokens.unwrap_or(0)).unwrap_or(0);
+                e.output += u64::try_from(row.output_tokens.unwrap_or(0)).unwrap_or(0);
+                e.cost += row.cost.unwrap_or(0.0);
+            };
+            add(&mut self.by_user, user);
+            add(&mut self.by_org, row.org.unwrap_or("(none)"));
+            add(&mut self.by_model, row.model.unwrap_or("(none)"));
+            add(&mut self.by_route, row.route.unwrap_or("(no route)"));
+        }
+    }
+
+    /// The report, with `integrity` as checked.
+    pub fn finish(mut self, integrity: Integrity) -> Report {
+        let top = self.top;
+        let mut coverage = std::mem::take(&mut self.coverage);
+        coverage.schema_versions = self
+            .versions
+            .iter()
+            .map(|(v, n)| Count {
+                key: v.to_string(),
+                count: *n,
+            })
+            .collect();
+        coverage.first_row = self.first_row.map(rfc3339);
+        coverage.last_row = self.last_row.map(rfc3339);
+        coverage.integrity = integrity;
+
+        // Access.
+        let mut pairs: Vec<UserTarget> = self
+            .pairs
+            .iter()
+            .map(|((user, target), p)| UserTarget {
+                user: user.clone(),
+                target: target.clone(),
+                target_kind: p.kind.to_owned(),
+                allowed: p.allowed,
+                denied: p.denied,
+                refused: p.refused,
+            })
+            .collect();
+        pairs.sort_by(|a, b| {
+            (b.allowed + b.denied + b.refused, &a.user, &a.target).cmp(&(
+                a.allowed + a.denied + a.refused,
+                &b.user,
+                &b.target,
+            ))
+        });
+        if pairs.len() > top {
+            let rest = pairs.split_off(top);
+            pairs.push(UserTarget {
+                user: OTHERS.into(),
+                target: format!("{OTHERS} ({} pairs)", rest.len()),
+                target_kind: String::new(),
+                allowed: rest.iter().map(|p| p.allowed).sum(),
+                denied: rest.iter().map(|p| p.denied).sum(),
+                refused: rest.iter().map(|p| p.refused).sum(),
+            });
+        }
+        let mut first_use: Vec<FirstUse> = self
+            .pairs
+            .iter()
+            .filter(|(key, _)| {
+                !self.pairs_before.contains(*key)
+                    && self.users.get(&key.0).is_some_and(|u| u.calls_before > 0)
+            })
+            .map(|((user, target), p)| FirstUse {
+                user: user.clone(),
+                target: target.clone(),
+                first: rfc3339(p.first),
+                request_id: p.first_request.clone(),
+                session_id: p.first_session.clone(),
+                allowed: p.first_allowed,
+            })
+            .collect();
+        first_use.sort_by(|a, b| (&a.first, &a.user).cmp(&(&b.first, &b.user)));
+        let first_use_total = first_use.len() as u64;
+        first_use.truncate(top);
+        let mut policy_versions: Vec<PolicyVersion> = self
+            .policies
+            .iter()
+            .map(|(v, (first, last, allowed, denied))| PolicyVersion {
+                version: v.clone(),
+                first: rfc3339(*first),
+                last: rfc3339(*last),
+                allowed: *allowed,
+                denied: *denied,
+            })
+            .collect();
+        policy_versions.sort_by(|a, b| a.first.cmp(&b.first));
+        let access = Access {
+            users_targets_total: self.pairs.len() as u64,
+            users_targets: pairs,
+            denials_by_rule: counts(&self.denials_rule, top),
+            denials_by_user: counts(&self.denials_user, top),
+            policy_versions,
+            first_use,
+            first_use_total,
+        };
+
+        // Monitoring.
+        let new_targets = |user: &str| -> Vec<(i64, String, String)> {
+            let mut v: Vec<(i64, String, String)> = self
+                .pairs
+                .iter()
+                .filter(|((u, _), _)| u == user)
+                .filter(|(key, _)| !self.pairs_before.contains(*key))
+                .map(|((_, t), p)| (p.first, t.clone(), p.first_request.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut users: Vec<UserTrend> = self
+            .users
+            .iter()
+            .map(|(name, u)| {
+                let mut signals = Vec::new();
+                if u.calls_before == 0 && u.calls > 0 {
+                    signals.push("new_user".to_owned());
+                }
+                if u.calls >= 20 && u.calls >= 3 * u.calls_before.max(1) && u.calls_before > 0 {
+                    signals.push("volume".to_owned());
+                }
+                if u.cost >= 1.0 && u.cost >= 3.0 * u.cost_before {
+                    signals.push("cost".to_owned());
+                }
+                let ratio = |d: u64, c: u64| if c == 0 { 0.0 } else { d as f64 / c as f64 };
+                if u.denials >= 5
+                    && ratio(u.denials, u.calls) >= ratio(u.denials_before, u.calls_before) + 0.2
+                {
+                    signals.push("denials".to_owned());
+                }
+                let fresh = if u.calls_before > 0 {
+                    new_targets(name)
+                } else {
+                    Vec::new()
+                };
+                if !fresh.is_empty() {
+                    signals.push("new_targets".to_owned());
+                }
+                let mut ids: Vec<String> = u.denied_ids.clone();
+                ids.extend(fresh.iter().take(3).map(|(_, _, id)| id.clone()));
+                let mut latest = u.latest.clone();
+                latest.sort_unstable_by(|a, b| b.cmp(a));
+                ids.extend(latest.into_iter().take(3).map(|(_, id)| id));
+                let mut unique = Vec::new();
+                for id in ids {
+                    if !unique.contains(&id) {
+                        unique.push(id);
+                    }
+                }
+                unique.truncate(5);
+                UserTrend {
+                    user: name.clone(),
+                    calls: u.calls,
+                    calls_before: u.calls_before,
+                    cost_usd: round(u.cost),
+                    cost_usd_before: round(u.cost_before),
+                    denials: u.denials,
+                    denials_before: u.denials_before,
+                    new_targets: fresh.into_iter().map(|(_, t, _)| t).collect(),
+                    signals,
+                    request_ids: unique,
+                    sessions: u.sessions.clone(),
+                }
+            })
+            .collect();
+        users.sort_by(|a, b| {
+            (b.signals.len(), b.calls, &a.user).cmp(&(a.signals.len(), a.calls, &b.user))
+        });
+        let users_total = users.len() as u64;
+        users.truncate(top);
+        let monitoring = Monitoring {
+            rules: RULES.iter().map(|r| (*r).to_owned()).collect(),
+            users,
+            users_total,
+        };
+
+        // Data protection.
+        let mut kinds: Vec<KindCount> = self
+            .dp_kinds
+            .iter()
+            .map(|(k, v)| KindCount {
+                kind: k.clone(),
+                findings: v.findings,
+                rows: v.rows,
+                blocked: v.blocked,
+                redacted: v.redacted,
+                logged: v.logged,
+            })
+            .collect();
+        kinds.sort_by(|a, b| (b.findings, &a.kind).cmp(&(a.findings, &b.kind)));
+        let mut exposures: Vec<Exposure> = self.exposure_rows.into_values().collect();
+        exposures.sort_by(|a, b| (&a.time, &a.request_id).cmp(&(&b.time, &b.request_id)));
+        let mut handling = counts(&self.dp_handling, usize::MAX);
+        let order = ["blocked", "redacted", "logged", "none"];
+        handling.sort_by_key(|c| order.iter().position(|o| *o == c.key).unwrap_or(9));
+        let data_protection = DataProtection {
+            rows_scanned: self.dp_scanned,
+            rows_with_findings: self.dp_rows,
+            handling,
+            by_kind: kinds,
+            by_route: counts(&self.dp_route, top),
+            by_tool: counts(&self.dp_tool, top),
+            by_user: counts(&self.dp_user, top),
+            unredacted_upstream: exposures,
+            unredacted_upstream_total: self.exposures_total,
+        };
+
+        // Incidents.
+        let sessions_total = self.sessions.len() as u64;
+        let mut sessions: Vec<(String, Session)> = self.sessions.into_iter().collect();
+        sessions.sort_by(|a, b| (b.1.last, &a.0).cmp(&(a.1.last, &b.0)));
+        sessions.truncate(top);
+        let sink = &self.sink;
+        let incidents = Incidents {
+            sessions_total,
+            sessions: sessions
+                .into_iter()
+                .map(|(id, s)| SessionOut {
+                    command: format!(
+                        "custody trail --sink {} --session {}",
+                        shell(sink),
+                        shell(&id)
+                    ),
+                    session_id: id,
+                    user: s.user,
+                    calls: s.calls,
+                    tools: s.tools,
+                    denials: s.denials,
+                    cost_usd: round(s.cost),
+                    first: rfc3339(s.first),
+                    last: rfc3339(s.last),
+                })
+                .collect(),
+            rows_without_session: self.no_session,
+        };
+
+        let cost = Cost {
+            total_usd: round(self.cost_total),
+            calls_priced: self.priced,
+            calls_unpriced: self.unpriced,
+            by_user: money(&self.by_user, top),
+            by_org: money(&self.by_org, top),
+            by_model: money(&self.by_model, top),
+            by_route: money(&self.by_route, top),
+        };
+        Report {
+            report_version: REPORT_VERSION,
+            generated: rfc3339(now_micros()),
+            sink: self.sink.clone(),
+            period: PeriodOut {
+                from: rfc3339(self.period.from),
+                to: rfc3339(self.period.to),
+                tz: self.period.tz_name.clone(),
+                from_local: self.period.show(self.period.from),
+                to_local: self.period.show(self.period.to),
+                before_from: rfc3339(self.before.from),
+            },
+            coverage,
+            access,
+            monitoring,
+            data_protection,
+            incidents,
+            cost,
+        }
+    }
+}
+
+/// The tool a row called, or for an LLM call the model; `None` for other rows.
+fn target<'a>(row: &Row<'a>) -> Option<(&'a str, &'static str)> {
+    match (row.tool, row.kind) {
+        (Some(t), _) => Some((t, "tool")),
+        (None, Some("llm")) => Some((row.model.unwrap_or("(none)"), "model")),
+        _ => None,
+    }
+}
+
+fn is_gap(row: &Row<'_>) -> bool {
+    row.request_id.starts_with("gap_") && row.error.is_some_and(|e| e.starts_with("gap: "))
+}
+
+/// `map` as counts, largest first, cut to `top` with the rest summed.
+fn counts(map: &HashMap<String, u64>, top: usize) -> Vec<Count> {
+    let mut v: Vec<Count> = map
+        .iter()
+        .map(|(k, n)| Count {
+            key: k.clone(),
+            count: *n,
+        })
+        .collect();
+    v.sort_by(|a, b| (b.count, &a.key).cmp(&(a.count, &b.key)));
+    if v.len() > top {
+        let rest = v.split_off(top);
+        v.push(Count {
+            key: format!("{OTHERS} ({})", rest.len()),
+            count: rest.iter().map(|c| c.count).sum(),
+        });
+    }
+    v
+}
+
+fn money(map: &HashMap<String, Money>, top: usize) -> Vec<CostRow> {
+    let mut v: Vec<CostRow> = map
+        .iter()
+        .map(|(k, m)| CostRow {
+            key: k.clone(),
+            calls: m.calls,
+            input_tokens: m.input,
+            output_tokens: m.output,
+            cost_usd: round(m.cost),
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.cost_usd
+            .total_cmp(&a.cost_usd)
+            .then(b.calls.cmp(&a.calls))
+            .then(a.key.cmp(&b.key))
+    });
+    if v.len() > top {
+        let rest = v.split_off(top);
+        v.push(CostRow {
+            key: format!("{OTHERS} ({})", rest.len()),
+            calls: rest.iter().map(|c| c.calls).sum(),
+            input_tokens: rest.iter().map(|c| c.input_tokens).sum(),
+            output_tokens: rest.iter().map(|c| c.output_tokens).sum(),
+            cost_usd: round(rest.iter().map(|c| c.cost_usd).sum()),
+        });
+    }
+    v
+}
+
+/// USD to a millionth of a cent.
+fn round(usd: f64) -> f64 {
+    (usd * 1e8).round() / 1e8
+}
+
+/// `text` quoted for a POSIX shell when it needs it.
+fn shell(text: &str) -> String {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:/=@+,".contains(&b))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Finding;
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn period() -> Period {
+        Period::parse("1970-01-03", "1970-01-04", None).expect("period")
+    }
+
+    fn row<'a>(time: i64, id: &'a str, user: &'a str) -> Row<'a> {
+        Row {
+            time,
+            request_id: id,
+            user: Some(user),
+            kind: Some("llm"),
+            model: Some("m"),
+            decision: Some("allow"),
+            session: Some("s1"),
+            version: Some(8),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn gaps_exposures_and_the_period_before() {
+        let mut agg = Aggregator::new(period(), 10, "/trail");
+        let now = 2 * DAY + 1000;
+        agg.add(&row(DAY + 5, "b1", "ann"));
+        agg.add(&row(now, "r1", "ann"));
+        let mut tool = row(now + 1, "r2", "ann");
+        tool.tool = Some("crm:export");
+        tool.kind = Some("tool");
+        tool.findings = vec![
+            Finding {
+                kind: "EMAIL",
+                count: 2,
+                side: "request",
+                handling: "logged",
+            },
+            Finding {
+                kind: "CARD",
+                count: 1,
+                side: "response",
+                handling: "logged",
+            },
+        ];
+        tool.handling = Some("logged");
+        agg.add(&tool);
+        let mut gap = row(now + 2, "gap_1", "ann");
+        gap.error = Some("gap: 17 requests not recorded (audit spool full)");
+        agg.add(&gap);
+        let mut lost = row(now + 3, "r3", "bo");
+        lost.error = Some(custody_audit::INCOMPLETE);
+        lost.decision = Some("deny");
+        agg.add(&lost);
+        agg.add(&row(3 * DAY, "later", "ann")); // the period's end is excluded
+        let r = agg.finish(Integrity::default());
+        assert_eq!(r.coverage.rows, 4);
+        assert_eq!((r.coverage.gap_rows, r.coverage.not_recorded), (1, 17));
+        assert_eq!(r.coverage.incomplete_rows, 1);
+        assert_eq!(r.data_protection.unredacted_upstream_total, 1);
+        assert_eq!(
+            r.data_protection.unredacted_upstream[0].kinds,
+            ["EMAIL"],
+            "a response finding went nowhere upstream"
+        );
+        let ann = r
+            .monitoring
+            .users
+            .iter()
+            .find(|u| u.user == "ann")
+            .expect("ann");
+        assert_eq!((ann.calls, ann.calls_before), (2, 1));
+        assert_eq!(ann.new_targets, ["crm:export"]);
+        assert!(ann.signals.contains(&"new_targets".to_owned()));
+        let bo = r
+            .monitoring
+            .users
+            .iter()
+            .find(|u| u.user == "bo")
+            .expect("bo");
+        assert_eq!(bo.signals, ["new_user"]);
+        assert_eq!(
+            r.access.first_use.len(),
+            1,
+            "bo had no calls before: no first use"
+        );
+        assert_eq!(
+            r.incidents.sessions[0].command,
+            "custody trail --sink /trail --session s1"
+        );
+    }
+
+    #[test]
+    fn tables_are_cut_with_the_rest_summed() {
+        let mut agg = Aggregator::new(period(), 2, "/trail");
+        let names: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+        let ids: Vec<String> = (0..15).map(|i| format!("r{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let mut r = row(2 * DAY + i as i64, id, &names[i % 5]);
+            r.decision = Some("deny");
+            r.rule = Some("default:deny");
+            agg.add(&r);
+        }
+        let r = agg.finish(Integrity::default());
+        assert_eq!(r.access.users_targets.len(), 3);
+        let total: u64 = r.access.users_targets.iter().map(|p| p.denied).sum();
+        assert_eq!(total, 15);
+        assert_eq!(
+            r.access.denials_by_user.last().map(|c| c.key.as_str()),
+            Some("(others) (3)")
+        );
+    }
+}
