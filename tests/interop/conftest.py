@@ -3,6 +3,7 @@
 import os
 import re
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -232,3 +233,27 @@ def audit_rows(custody) -> list[dict]:
 def assert_ok(row: dict, operation: str, model: str):
     assert (row["operation"], row["model"], row["inspected"]) == (operation, model, True), row
     assert (row["status"], row["error"]) == (200, None), row
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole run (its start-up takes a while);
+    modules declare their tables in it (drop them first: the names are shared)."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.fail("Spark needs a Java runtime: scripts/test installs openjdk-17-jre-headless")
+    from pyspark.sql import SparkSession
+    warehouse = tempfile.mkdtemp(prefix="custody-spark-")
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("custody-lake-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", warehouse)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)

@@ -6,7 +6,6 @@ expects."""
 
 import datetime
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -90,6 +89,14 @@ def duckdb_con(sink):
     return con
 
 
+def declare_in_spark(spark, sink):
+    """`custody_audit` in the shared Spark session, over `sink` (another module's
+    table of that name dropped first)."""
+    spark.sql("DROP TABLE IF EXISTS custody_audit")
+    for statement in statements(ddl("spark", sink)):
+        spark.sql(statement)
+
+
 def check_summary(count, summary):
     """Checks an engine's answers against the generator's summary. `count(sql)`
     runs `SELECT key, count FROM custody_audit ...` and returns a dict."""
@@ -156,33 +163,9 @@ def test_the_docs_pyarrow_and_polars_recipes_read_every_version(lake, monkeypatc
         n for v, n in summary["by_version"].items() if int(v) < 7)
 
 
-@pytest.fixture(scope="module")
-def spark():
-    """One local Spark session for the module (its start-up takes a while)."""
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.fail("Spark needs a Java runtime: scripts/test installs openjdk-17-jre-headless")
-    from pyspark.sql import SparkSession
-    warehouse = tempfile.mkdtemp(prefix="custody-spark-")
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("custody-lake-test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.warehouse.dir", warehouse)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-    shutil.rmtree(warehouse, ignore_errors=True)
-
-
 def test_spark_sql_reads_every_version_through_the_ddl(lake, spark):
     sink, summary = lake
-    for statement in statements(ddl("spark", sink)):
-        spark.sql(statement)
+    declare_in_spark(spark, sink)
     count = lambda sql: {r[0]: r[1] for r in spark.sql(sql).collect()}  # noqa: E731
     check_summary(count, summary)
     assert spark.sql("SELECT count(*) FROM custody_audit WHERE row_seq IS NULL").collect()[0][0] > 0
@@ -195,8 +178,7 @@ def test_spark_sql_reads_every_version_through_the_ddl(lake, spark):
 def test_the_portable_queries_answer_the_same_in_duckdb_and_spark(lake, spark):
     sink, summary = lake
     con = duckdb_con(sink)
-    for statement in statements(ddl("spark", sink)):
-        spark.sql(statement)
+    declare_in_spark(spark, sink)
     for title, sql in portable_queries():
         in_duckdb = normalise(con.execute(sql).fetchall())
         in_spark = normalise(spark.sql(sql).collect())
