@@ -190,7 +190,14 @@ fn make_row(
         ),
     );
     r.principal.sub = Some(user_name(u));
-    r.principal.org = Some(if u % 2 == 0 { "org_north" } else { "org_south" }.into());
+    r.principal.org = Some(
+        if u.is_multiple_of(2) {
+            "org_north"
+        } else {
+            "org_south"
+        }
+        .into(),
+    );
     r.principal.role = Some(role.into());
     r.principal.roles = Some(vec![role.into()]);
     r.principal.issuer = Some("https://login.clinic.example/".into());
@@ -253,7 +260,7 @@ fn make_row(
                     vec![finding("EMAIL", "request", 1, "redact", "redacted")],
                 );
             }
-            if u % 7 == 0 && day == 4 {
+            if u.is_multiple_of(7) && day == 4 {
                 pii(
                     &mut r,
                     vec![finding("CARD", "request", 1, "block", "blocked")],
