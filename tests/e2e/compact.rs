@@ -230,6 +230,42 @@ async fn compaction_under_concurrent_writes_loses_and_duplicates_nothing() {
     }
     assert_eq!(ids.len() as u64, total);
 
+    // The report reads the compacted trail on the object store too, and checks it
+    // against the digests and compaction records.
+    let day = |micros: i64| custody_audit::read::rfc3339(micros)[..10].to_owned();
+    let first = day(now_micros() - 86_400_000_000);
+    let after = day(now_micros() + 86_400_000_000);
+    let mut command = Command::new(custody_bin());
+    command
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--digest-interval",
+            "1s",
+            "--sink",
+            &target,
+        ])
+        .args(["--from", &first, "--to", &after, "--public-key"])
+        .arg(&public)
+        .envs(place.env_vars());
+    let out = command.output().expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["coverage"]["rows"], total, "{report:#}");
+    assert_eq!(
+        report["coverage"]["integrity"]["verifies"], true,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["incidents"]["sessions_total"], 7,
+        "seven header sessions"
+    );
+
     // Again: nothing to do.
     let (code, reports) = compact(&place.env_vars(), &target, &private, &parts);
     assert_eq!(code, 0);
@@ -374,4 +410,10 @@ fn tampering(
         kinds(&report).iter().any(|k| k == "file_modified"),
         "{report:#}"
     );
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
