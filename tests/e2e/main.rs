@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `custody` binary between real sockets, a stub
 //! upstream, and the Parquet files it writes.
 
+mod anomalies;
 mod compact;
 mod cut_short;
 mod durability;

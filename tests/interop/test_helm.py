@@ -945,11 +945,13 @@ def test_prometheus_rules():
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"CustodyAuditBacklogGrowing", "CustodyAuditUploadsFailing",
-                           "CustodyIdentityKeysUnusable", "CustodyDenialSpike", "CustodyInjectorUnavailable", "CustodyWebhookRejections",
+                           "CustodyIdentityKeysUnusable", "CustodyDenialSpike", "CustodyAnomalousUsage",
+                           "CustodyInjectorUnavailable", "CustodyWebhookRejections",
                            "CustodyWebhookFailOpen", "CustodyInjectorErrors"}
     assert "custody_audit_backlog_bytes > 268435456" in alerts["CustodyAuditBacklogGrowing"]["expr"]
     assert 'custody_audit_uploads_total{result="failed"}' in alerts["CustodyAuditUploadsFailing"]["expr"]
     assert 'custody_requests_total{decision="deny"}' in alerts["CustodyDenialSpike"]["expr"]
+    assert "increase(custody_anomalies_total[10m])" in alerts["CustodyAnomalousUsage"]["expr"]
     assert 'deployment="custody-injector"' in alerts["CustodyInjectorUnavailable"]["expr"]
     for alert in alerts.values():
         assert re.fullmatch(r"[0-9]+[smh]", alert["for"])

@@ -195,8 +195,11 @@ def expected(t: Trail) -> dict:
         "sessions": q("SELECT count(DISTINCT session_id) FROM audit")[0][0],
         "cost_by_user": {u: round(c, 8) for u, c in q(
             f"SELECT {user}, sum(coalesce(usage.estimated_cost_usd, 0)) FROM audit WHERE action.kind = 'llm' GROUP BY ALL")},
-        "calls_by_user": dict(q(f"SELECT {user}, count(*) FROM audit WHERE NOT coalesce(action.housekeeping, false) "
-                                "GROUP BY ALL")),
+        "anomalies_by_signal": dict(q("SELECT a.signal, count(*) FROM (SELECT unnest(anomalies) AS a FROM audit) "
+                                      "GROUP BY ALL")),
+        "rows_flagged": q("SELECT count(*) FROM audit WHERE len(anomalies) > 0")[0][0],
+        "rows_observed": q("SELECT count(*) FROM audit WHERE anomalies IS NOT NULL")[0][0],
+        "flagged_by_user": dict(q(f"SELECT {user}, count(*) FROM audit WHERE len(anomalies) > 0 GROUP BY ALL")),
     }
 
 
@@ -217,15 +220,15 @@ def test_report_json_agrees_with_duckdb(trail, tmp_path):
     assert r["data_protection"]["unredacted_upstream_total"] == e["unredacted"] >= 1
     assert r["incidents"]["sessions_total"] == e["sessions"]
     assert {c["key"]: c["cost_usd"] for c in r["cost"]["by_user"]} == pytest.approx(e["cost_by_user"])
-    # Monitoring against the faked day before.
-    users = {u["user"]: u for u in r["monitoring"]["users"]}
-    assert {u: users[u]["calls"] for u in users} == e["calls_by_user"]
-    assert "volume" in users["carol"]["signals"], users["carol"]
-    assert "new_user" in users["dave"]["signals"], users["dave"]
-    assert "denials" in users["bob"]["signals"], users["bob"]
-    assert "new_targets" in users["alice"]["signals"] and "crm:contacts_export" in users["alice"]["new_targets"]
+    # Monitoring: what the sidecars flagged, as the rows' `anomalies` say. Bob's six
+    # denied exports within a minute are a denial burst.
+    m = r["monitoring"]
+    assert {c["key"]: c["count"] for c in m["by_signal"]} == e["anomalies_by_signal"]
+    assert e["anomalies_by_signal"].get("denial_burst", 0) >= 1, e["anomalies_by_signal"]
+    assert (m["rows_flagged"], m["rows_observed"]) == (e["rows_flagged"], e["rows_observed"])
+    assert {u["user"]: u["flagged"] for u in m["users"]} == e["flagged_by_user"]
+    assert all(f["request_id"] for f in m["flagged"]) and len(m["flagged"]) == e["rows_flagged"]
     assert any(f["user"] == "alice" and f["target"] == "crm:contacts_export" for f in r["access"]["first_use"])
-    assert users["bob"]["request_ids"], users["bob"]
     # Every session shown can be replayed with its command.
     first = r["incidents"]["sessions"][0]
     replay = subprocess.run(first["command"].replace("custody ", f"{_binary('CUSTODY_BIN', 'custody')} ", 1),

@@ -308,7 +308,8 @@ impl Detector {
         out
     }
 
-    /// The baselines as bytes (JSON), to be written beside the spool.
+    /// The users' baselines as bytes (JSON), to be written beside the spool (token
+    /// fingerprints are left out).
     pub fn snapshot(&self) -> Vec<u8> {
         let mut users = Vec::new();
         for shard in &self.users {
@@ -316,16 +317,13 @@ impl Detector {
                 users.extend(m.iter().map(|(k, v)| (k.to_string(), v.clone())));
             }
         }
-        let tokens = self
-            .tokens
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
-            .unwrap_or_default();
+        // Token fingerprints are never written: they are keyed per process, and
+        // their windows are minutes long.
         serde_json::to_vec(&Snapshot {
             version: SNAPSHOT_VERSION,
             began: self.began,
             users,
-            tokens,
+            tokens: Vec::new(),
         })
         .unwrap_or_default()
     }

@@ -145,6 +145,7 @@ pub struct BatchBuilder {
     intercepted_host: StringBuilder,
     client_request_id: StringBuilder,
     row_seq: Int64Builder,
+    anomalies: ListBuilder<StructBuilder>,
 }
 
 impl Default for BatchBuilder {
@@ -220,6 +221,11 @@ impl Default for BatchBuilder {
             intercepted_host: StringBuilder::new(),
             client_request_id: StringBuilder::new(),
             row_seq: Int64Builder::new(),
+            anomalies: ListBuilder::new(StructBuilder::from_fields(schema::anomaly_fields(), 0))
+                .with_field(Arc::new(Field::new_list_field(
+                    DataType::Struct(schema::anomaly_fields()),
+                    true,
+                ))),
         }
     }
 }
@@ -389,6 +395,28 @@ impl BatchBuilder {
         self.client_request_id
             .append_option(r.client_request_id.as_deref());
         self.row_seq.append_option(row_seq);
+        match &r.anomalies {
+            Some(items) => {
+                let values = self.anomalies.values();
+                for item in items {
+                    if let Some(b) = values.field_builder::<StringBuilder>(0) {
+                        b.append_value(&item.signal);
+                    }
+                    if let Some(b) = values.field_builder::<Float64Builder>(1) {
+                        b.append_value(item.score);
+                    }
+                    if let Some(b) = values.field_builder::<Float64Builder>(2) {
+                        b.append_option(item.baseline);
+                    }
+                    if let Some(b) = values.field_builder::<Float64Builder>(3) {
+                        b.append_value(item.observed);
+                    }
+                    values.append(true);
+                }
+                self.anomalies.append(true);
+            }
+            None => self.anomalies.append(false),
+        }
     }
 
     /// The batch of every row appended so far; the builder is empty afterwards,
@@ -493,6 +521,7 @@ impl BatchBuilder {
             take_strings(refill, &mut self.intercepted_host),
             take_strings(refill, &mut self.client_request_id),
             take_primitive(refill, &mut self.row_seq),
+            Arc::new(self.anomalies.finish()),
         ];
         RecordBatch::try_new(audit_schema(), columns)
     }
@@ -636,12 +665,16 @@ mod tests {
                 .expect("strings")
                 .clone()
         };
-        // Version 7's row_seq comes after them.
+        // Version 7's row_seq and version 9's anomalies come after them.
         assert_eq!(
-            batch.schema().field(batch.num_columns() - 1).name(),
+            batch.schema().field(batch.num_columns() - 2).name(),
             "row_seq"
         );
-        let last = batch.num_columns() - 2;
+        assert_eq!(
+            batch.schema().field(batch.num_columns() - 1).name(),
+            "anomalies"
+        );
+        let last = batch.num_columns() - 3;
         assert_eq!(batch.schema().field(last - 1).name(), "intercepted_host");
         assert_eq!(batch.schema().field(last).name(), "client_request_id");
         let hosts = strings(batch.column(last - 1));

@@ -258,7 +258,12 @@ mod tests {
             "'storage.location.template' = 's3://audit-bucket/custody/dt=${dt}/hour=${hour}/'"
         ));
         // The last column is followed by the closing parenthesis, not a comma.
-        assert!(athena.contains("`row_seq` bigint\n)"), "{athena}");
+        assert!(
+            athena.contains(
+                "`anomalies` array<struct<`signal`:string,`score`:double,`baseline`:double,`observed`:double>>\n)"
+            ),
+            "{athena}"
+        );
     }
 
     #[test]

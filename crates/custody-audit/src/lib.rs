@@ -43,8 +43,8 @@ pub use custody_spool as spool;
 mod writer;
 
 pub use record::{
-    AuditRecord, ContentSafety, Links, Outcome, Partition, PolicyOutcome, Redaction, ToolResult,
-    Usage,
+    AnomalyFinding, AuditRecord, ContentSafety, Links, Outcome, Partition, PolicyOutcome,
+    Redaction, ToolResult, Usage,
 };
 pub use schema::SCHEMA_VERSION;
 pub use trail::{

@@ -62,6 +62,25 @@ pub struct AuditRecord {
     /// file built again has the same numbers; `None` until then.
     #[serde(default)]
     pub row_seq: Option<i64>,
+    /// What was unusual about the call for its user (schema v9): the signals it
+    /// tripped (`custody-anomaly`); empty when it tripped none; `None` when it was
+    /// not looked at (detection off, no verified user).
+    #[serde(default)]
+    pub anomalies: Option<Vec<AnomalyFinding>>,
+}
+
+/// A signal a call tripped (schema v9, `anomalies`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyFinding {
+    /// `rate_spike`, `first_use`, `denial_burst`, `pii_burst`, `cost_rate`,
+    /// `long_session`, `off_hours`, `token_fanout`.
+    pub signal: String,
+    /// How far from usual (docs/anomalies.md).
+    pub score: f64,
+    /// The user's usual value, when the signal has one.
+    pub baseline: Option<f64>,
+    /// What was seen.
+    pub observed: f64,
 }
 
 /// Which model decision caused a call, and which results a model turn received.
@@ -202,6 +221,7 @@ impl AuditRecord {
             intercepted_host: None,
             client_request_id: None,
             row_seq: None,
+            anomalies: None,
         }
     }
 

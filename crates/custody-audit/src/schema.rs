@@ -31,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 ///   discovery calls), `content_safety.handling` (blocked / redacted / logged /
 ///   none for the row) and each finding's `side` and `handling`
 ///   (`content_safety.redactions[].action` stays, as it was).
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// File-level metadata key holding [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "custody.schema_version";
@@ -64,6 +64,7 @@ pub const ADDED_IN: &[(&str, i32)] = &[
     ("content_safety.redactions.side", 8),
     ("content_safety.redactions.handling", 8),
     ("content_safety.handling", 8),
+    ("anomalies", 9),
 ];
 
 /// The version that added the field at `path` (`"row_seq"`, `"action.raw_path"`;
@@ -192,6 +193,16 @@ pub fn redaction_fields() -> Fields {
     ])
 }
 
+/// Fields of an `anomalies` item (version 9).
+pub fn anomaly_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("signal", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("baseline", DataType::Float64, true),
+        Field::new("observed", DataType::Float64, false),
+    ])
+}
+
 /// Fields of `content_safety`.
 pub fn content_safety_fields() -> Fields {
     Fields::from(vec![
@@ -267,6 +278,15 @@ pub fn audit_schema() -> SchemaRef {
                 utf8("client_request_id"),
                 // Version 7.
                 Field::new("row_seq", DataType::Int64, true),
+                // Version 9.
+                Field::new(
+                    "anomalies",
+                    DataType::List(Arc::new(Field::new_list_field(
+                        DataType::Struct(anomaly_fields()),
+                        true,
+                    ))),
+                    true,
+                ),
             ];
             let metadata =
                 HashMap::from([(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]);

@@ -41,6 +41,10 @@ pub(crate) struct Exchange {
     answered: Option<Instant>,
     /// The buffer budget a held response draws on, given back with the row.
     lease: Option<crate::budget::Lease>,
+    /// Unusual use: the detector the finished row goes through, and the keyed
+    /// fingerprint of the caller's verified token.
+    anomalies: Option<Arc<crate::anomalies::Anomalies>>,
+    token: Option<u64>,
 }
 
 impl Exchange {
@@ -50,6 +54,7 @@ impl Exchange {
         started: Instant,
         record: AuditRecord,
         metrics: Arc<Metrics>,
+        anomalies: Option<Arc<crate::anomalies::Anomalies>>,
     ) -> Self {
         Self {
             trail,
@@ -62,6 +67,15 @@ impl Exchange {
             sent: None,
             answered: None,
             lease: None,
+            anomalies,
+            token: None,
+        }
+    }
+
+    /// The caller's token was verified: its fingerprint, for the detector.
+    pub(crate) fn note_token(&mut self, verified: &custody_identity::Verified) {
+        if let Some(a) = &self.anomalies {
+            self.token = Some(a.fingerprint(verified));
         }
     }
 
@@ -162,6 +176,9 @@ impl Exchange {
             error = o.error.as_deref(),
             "exchange recorded"
         );
+        if let Some(anomalies) = &self.anomalies {
+            anomalies.observe(&mut record, self.token, &self.metrics);
+        }
         // The one place every request is counted, recorded or not.
         self.metrics.exchange(&record, elapsed);
         if self.unrecorded {

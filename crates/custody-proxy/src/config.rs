@@ -6,6 +6,7 @@
 //! not hide the next, and semantic checks collect rather than stop. Validation does no
 //! I/O; files named in the config are read when the proxy is built.
 
+mod anomalies;
 mod audit;
 mod identity;
 mod inspection;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use anomalies::AnomalyConfig;
 pub use audit::{AuditConfig, DigestsConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
 pub(crate) use intercept::check_host;
@@ -71,6 +73,8 @@ pub struct Config {
     /// Forward-proxy mode (`CONNECT`, absolute-form requests, TLS terminated with a
     /// pod-local CA); `None` without an `intercept` section.
     pub intercept: Option<InterceptConfig>,
+    /// Per-user baselines and the signals of unusual use (docs/anomalies.md).
+    pub anomalies: AnomalyConfig,
 }
 
 /// `policy`.

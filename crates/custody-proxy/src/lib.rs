@@ -20,6 +20,7 @@
 
 mod accept;
 mod admin;
+mod anomalies;
 mod body;
 mod budget;
 pub mod config;

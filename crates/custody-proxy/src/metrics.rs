@@ -71,6 +71,8 @@ pub(crate) struct Metrics {
     decodings: Box<[AtomicU64]>,
     /// Admin requests refused ([`ADMIN_REFUSALS`]).
     admin_refusals: [AtomicU64; ADMIN_REFUSALS.len()],
+    /// Signals of unusual use tripped, by [`custody_anomaly::Signal::ALL`].
+    anomalies: [AtomicU64; custody_anomaly::Signal::ALL.len()],
 }
 
 /// `reason` label values of `custody_http2_connections_closed_total`: a keep-alive
@@ -121,10 +123,21 @@ impl Metrics {
             http2_closed: Default::default(),
             decodings: zeros(Label::ALL.len() * Outcome::ALL.len()),
             admin_refusals: Default::default(),
+            anomalies: Default::default(),
             routes,
             route_labels,
             kinds,
             kind_labels,
+        }
+    }
+
+    /// A call tripped `signal` (docs/anomalies.md).
+    pub(crate) fn anomaly(&self, signal: custody_anomaly::Signal) {
+        if let Some(i) = custody_anomaly::Signal::ALL
+            .iter()
+            .position(|s| *s == signal)
+        {
+            self.anomalies[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -334,6 +347,18 @@ impl Metrics {
                     );
                 }
             }
+        }
+        o.family(
+            "custody_anomalies_total",
+            "counter",
+            "Calls that tripped a signal of unusual use for their user (docs/anomalies.md), by signal.",
+        );
+        for (signal, n) in custody_anomaly::Signal::ALL.iter().zip(&self.anomalies) {
+            o.sample(
+                "custody_anomalies_total",
+                &format!("{{signal=\"{}\"}}", signal.name()),
+                n.load(Ordering::Relaxed),
+            );
         }
         o.family(
             "custody_request_decodings_total",

@@ -148,6 +148,8 @@ pub(crate) struct Stages {
     pub(crate) metrics: Arc<Metrics>,
     /// `limits.buffer_budget`, shared with `/metrics`.
     pub(crate) budget: Arc<Budget>,
+    /// `None` with `anomalies.enabled: false`.
+    pub(crate) anomalies: Option<Arc<crate::anomalies::Anomalies>>,
 }
 
 /// The stages, in order, and what every request's [`Exchange`] needs.
@@ -166,6 +168,7 @@ pub(crate) struct Pipeline {
     cut: CancellationToken,
     metrics: Arc<Metrics>,
     budget: Arc<Budget>,
+    anomalies: Option<Arc<crate::anomalies::Anomalies>>,
 }
 
 impl Pipeline {
@@ -186,6 +189,7 @@ impl Pipeline {
             safety,
             metrics,
             budget,
+            anomalies,
         } = stages;
         let inspection = Arc::new(Inspection::new(&config.inspection));
         let safety = Arc::new(safety);
@@ -207,6 +211,7 @@ impl Pipeline {
             cut,
             metrics,
             budget,
+            anomalies,
         }
     }
 
@@ -258,6 +263,7 @@ impl Pipeline {
             started,
             record,
             self.metrics.clone(),
+            self.anomalies.clone(),
         )
     }
 
@@ -356,6 +362,9 @@ impl Pipeline {
             proxy_token,
         )
         .await?;
+        if let Some(verified) = caller.verified() {
+            exchange.note_token(verified);
+        }
         // 5b. what custody read must be what the upstream will read.
         if let Err(refused) =
             integrity::check_request(enforcing, parts.uri.query(), &inspected.request)

@@ -58,6 +58,9 @@ pub struct Running {
     health: Arc<Health>,
     audit: AuditHandle,
     grace: Duration,
+    /// Saves the anomaly baselines on a schedule; stopped (and a last save made)
+    /// once the requests are done.
+    anomalies: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 /// Binds every listener, starts the audit writer and begins serving.
@@ -119,6 +122,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         policy.spawn_reloader(p.reload_interval);
     }
     let metrics = Arc::new(crate::metrics::Metrics::new(&config));
+    let anomalies = crate::anomalies::Anomalies::start(&config.anomalies, &config.audit.spool_dir);
+    let anomaly_saver = anomalies.as_ref().map(|a| {
+        let stop = CancellationToken::new();
+        (
+            stop.clone(),
+            a.spawn_saver(config.anomalies.save_interval, stop),
+        )
+    });
     let nofile = crate::connections::raise_nofile();
     let limit = config
         .limits
@@ -158,6 +169,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 safety,
                 metrics,
                 budget,
+                anomalies,
             },
             &credentials,
         ),
@@ -199,6 +211,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         health,
         audit,
         grace: config.shutdown.grace_period,
+        anomalies: anomaly_saver,
     })
 }
 
@@ -223,6 +236,10 @@ impl Running {
             tracing::warn!(grace = ?self.grace, "grace period over; cutting the remaining connections");
             self.hard_stop.cancel();
             self.tracker.wait().await;
+        }
+        if let Some((stop, saver)) = self.anomalies {
+            stop.cancel();
+            let _ = saver.await;
         }
         // What is left of the grace period (at least 2 s) goes to uploading the
         // audit trail; the rest stays spooled for the next start.

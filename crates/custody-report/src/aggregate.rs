@@ -10,14 +10,6 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 const ANONYMOUS: &str = "(anonymous)";
 const OTHERS: &str = "(others)";
-/// Rules of the monitoring section (docs/report.md).
-const RULES: &[&str] = &[
-    "volume: calls at least 3× the period before, and at least 20",
-    "cost: cost at least 3× the period before, and at least 1 USD",
-    "denials: at least 5 denials, and a denial ratio 0.2 above the period before",
-    "new_targets: a tool or model not used in the period before (users active before)",
-    "new_user: calls in the period, none in the period before",
-];
 
 #[derive(Default)]
 struct Pair {
@@ -31,17 +23,20 @@ struct Pair {
     first_allowed: bool,
 }
 
+/// A user's calls in the period and before (first uses count only for users
+/// active before).
 #[derive(Default)]
 struct User {
     calls: u64,
-    cost: f64,
-    denials: u64,
     calls_before: u64,
-    cost_before: f64,
-    denials_before: u64,
-    denied_ids: Vec<String>,
-    latest: Vec<(i64, String)>,
-    sessions: Vec<String>,
+}
+
+/// A user's flagged calls.
+#[derive(Default)]
+struct Flags {
+    flagged: u64,
+    signals: Vec<String>,
+    request_ids: Vec<String>,
 }
 
 struct Session {
@@ -87,6 +82,12 @@ pub struct Aggregator {
     denials_user: HashMap<String, u64>,
     policies: HashMap<String, (i64, i64, u64, u64)>,
     users: HashMap<String, User>,
+    mon_observed: u64,
+    mon_flagged: u64,
+    mon_signals: HashMap<String, u64>,
+    mon_users: HashMap<String, Flags>,
+    flagged: BinaryHeap<(i64, String)>,
+    flagged_rows: HashMap<String, FlaggedCall>,
     dp_scanned: u64,
     dp_rows: u64,
     dp_handling: HashMap<String, u64>,
@@ -128,6 +129,12 @@ impl Aggregator {
             denials_user: HashMap::new(),
             policies: HashMap::new(),
             users: HashMap::new(),
+            mon_observed: 0,
+            mon_flagged: 0,
+            mon_signals: HashMap::new(),
+            mon_users: HashMap::new(),
+            flagged: BinaryHeap::new(),
+            flagged_rows: HashMap::new(),
             dp_scanned: 0,
             dp_rows: 0,
             dp_handling: HashMap::new(),
@@ -184,10 +191,7 @@ impl Aggregator {
         if row.housekeeping || is_gap(row) {
             return;
         }
-        let u = self.users.entry(user.to_owned()).or_default();
-        u.calls_before += 1;
-        u.cost_before += row.cost.unwrap_or(0.0);
-        u.denials_before += u64::from(row.decision == Some("deny"));
+        self.users.entry(user.to_owned()).or_default().calls_before += 1;
     }
 
     fn add_current(&mut self, row: &Row<'_>) {
@@ -257,27 +261,43 @@ impl Aggregator {
             p.3 += u64::from(denied);
         }
 
-        // Monitoring.
+        // Monitoring: what the sidecars flagged.
         if !row.housekeeping {
-            let u = self.users.entry(user.to_owned()).or_default();
-            u.calls += 1;
-            u.cost += row.cost.unwrap_or(0.0);
-            if denied {
-                u.denials += 1;
-                if u.denied_ids.len() < 3 {
-                    u.denied_ids.push(row.request_id.to_owned());
+            self.users.entry(user.to_owned()).or_default().calls += 1;
+        }
+        if let Some(found) = &row.anomalies {
+            self.mon_observed += 1;
+            if !found.is_empty() {
+                self.mon_flagged += 1;
+                let flags = self.mon_users.entry(user.to_owned()).or_default();
+                flags.flagged += 1;
+                if flags.request_ids.len() < 3 {
+                    flags.request_ids.push(row.request_id.to_owned());
                 }
-            }
-            u.latest.push((row.time, row.request_id.to_owned()));
-            if u.latest.len() > 6 {
-                u.latest.sort_unstable_by(|a, b| b.cmp(a));
-                u.latest.truncate(3);
-            }
-            if let Some(s) = row.session
-                && u.sessions.len() < 5
-                && !u.sessions.iter().any(|x| x == s)
-            {
-                u.sessions.push(s.to_owned());
+                for (signal, _) in found {
+                    *self.mon_signals.entry((*signal).to_owned()).or_default() += 1;
+                    if !flags.signals.iter().any(|s| s == signal) {
+                        flags.signals.push((*signal).to_owned());
+                    }
+                }
+                self.flagged.push((row.time, row.request_id.to_owned()));
+                self.flagged_rows.insert(
+                    row.request_id.to_owned(),
+                    FlaggedCall {
+                        time: rfc3339(row.time),
+                        user: user.to_owned(),
+                        signals: found.iter().map(|(s, _)| (*s).to_owned()).collect(),
+                        score: found.iter().map(|(_, sc)| *sc).fold(f64::MIN, f64::max),
+                        target: target(row).map(|(t, _)| t.to_owned()),
+                        request_id: row.request_id.to_owned(),
+                        session_id: row.session.map(str::to_owned),
+                    },
+                );
+                while self.flagged.len() > self.top {
+                    if let Some((_, id)) = self.flagged.pop() {
+                        self.flagged_rows.remove(&id);
+                    }
+                }
             }
         }
 
@@ -487,81 +507,28 @@ impl Aggregator {
         };
 
         // Monitoring.
-        let new_targets = |user: &str| -> Vec<(i64, String, String)> {
-            let mut v: Vec<(i64, String, String)> = self
-                .pairs
-                .iter()
-                .filter(|((u, _), _)| u == user)
-                .filter(|(key, _)| !self.pairs_before.contains(*key))
-                .map(|((_, t), p)| (p.first, t.clone(), p.first_request.clone()))
-                .collect();
-            v.sort();
-            v
-        };
-        let mut users: Vec<UserTrend> = self
-            .users
-            .iter()
-            .map(|(name, u)| {
-                let mut signals = Vec::new();
-                if u.calls_before == 0 && u.calls > 0 {
-                    signals.push("new_user".to_owned());
-                }
-                if u.calls >= 20 && u.calls >= 3 * u.calls_before.max(1) && u.calls_before > 0 {
-                    signals.push("volume".to_owned());
-                }
-                if u.cost >= 1.0 && u.cost >= 3.0 * u.cost_before {
-                    signals.push("cost".to_owned());
-                }
-                let ratio = |d: u64, c: u64| if c == 0 { 0.0 } else { d as f64 / c as f64 };
-                if u.denials >= 5
-                    && ratio(u.denials, u.calls) >= ratio(u.denials_before, u.calls_before) + 0.2
-                {
-                    signals.push("denials".to_owned());
-                }
-                let fresh = if u.calls_before > 0 {
-                    new_targets(name)
-                } else {
-                    Vec::new()
-                };
-                if !fresh.is_empty() {
-                    signals.push("new_targets".to_owned());
-                }
-                let mut ids: Vec<String> = u.denied_ids.clone();
-                ids.extend(fresh.iter().take(3).map(|(_, _, id)| id.clone()));
-                let mut latest = u.latest.clone();
-                latest.sort_unstable_by(|a, b| b.cmp(a));
-                ids.extend(latest.into_iter().take(3).map(|(_, id)| id));
-                let mut unique = Vec::new();
-                for id in ids {
-                    if !unique.contains(&id) {
-                        unique.push(id);
-                    }
-                }
-                unique.truncate(5);
-                UserTrend {
-                    user: name.clone(),
-                    calls: u.calls,
-                    calls_before: u.calls_before,
-                    cost_usd: round(u.cost),
-                    cost_usd_before: round(u.cost_before),
-                    denials: u.denials,
-                    denials_before: u.denials_before,
-                    new_targets: fresh.into_iter().map(|(_, t, _)| t).collect(),
-                    signals,
-                    request_ids: unique,
-                    sessions: u.sessions.clone(),
-                }
+        let mut users: Vec<UserFlags> = self
+            .mon_users
+            .into_iter()
+            .map(|(user, f)| UserFlags {
+                user,
+                flagged: f.flagged,
+                signals: f.signals,
+                request_ids: f.request_ids,
             })
             .collect();
-        users.sort_by(|a, b| {
-            (b.signals.len(), b.calls, &a.user).cmp(&(a.signals.len(), a.calls, &b.user))
-        });
+        users.sort_by(|a, b| (b.flagged, &a.user).cmp(&(a.flagged, &b.user)));
         let users_total = users.len() as u64;
         users.truncate(top);
+        let mut flagged: Vec<FlaggedCall> = self.flagged_rows.into_values().collect();
+        flagged.sort_by(|a, b| (&a.time, &a.request_id).cmp(&(&b.time, &b.request_id)));
         let monitoring = Monitoring {
-            rules: RULES.iter().map(|r| (*r).to_owned()).collect(),
+            rows_observed: self.mon_observed,
+            rows_flagged: self.mon_flagged,
+            by_signal: counts(&self.mon_signals, usize::MAX),
             users,
             users_total,
+            flagged,
         };
 
         // Data protection.
@@ -771,7 +738,9 @@ mod tests {
         let mut agg = Aggregator::new(period(), 10, "/trail");
         let now = 2 * DAY + 1000;
         agg.add(&row(DAY + 5, "b1", "ann"));
-        agg.add(&row(now, "r1", "ann"));
+        let mut plain = row(now, "r1", "ann");
+        plain.anomalies = Some(Vec::new());
+        agg.add(&plain);
         let mut tool = row(now + 1, "r2", "ann");
         tool.tool = Some("crm:export");
         tool.kind = Some("tool");
@@ -790,6 +759,7 @@ mod tests {
             },
         ];
         tool.handling = Some("logged");
+        tool.anomalies = Some(vec![("first_use", 1.0)]);
         agg.add(&tool);
         let mut gap = row(now + 2, "gap_1", "ann");
         gap.error = Some("gap: 17 requests not recorded (audit spool full)");
@@ -809,22 +779,19 @@ mod tests {
             ["EMAIL"],
             "a response finding went nowhere upstream"
         );
-        let ann = r
-            .monitoring
-            .users
-            .iter()
-            .find(|u| u.user == "ann")
-            .expect("ann");
-        assert_eq!((ann.calls, ann.calls_before), (2, 1));
-        assert_eq!(ann.new_targets, ["crm:export"]);
-        assert!(ann.signals.contains(&"new_targets".to_owned()));
-        let bo = r
-            .monitoring
-            .users
-            .iter()
-            .find(|u| u.user == "bo")
-            .expect("bo");
-        assert_eq!(bo.signals, ["new_user"]);
+        // Flagged calls come from the rows' `anomalies`: ann's tool call.
+        assert_eq!(
+            (r.monitoring.rows_observed, r.monitoring.rows_flagged),
+            (2, 1)
+        );
+        assert_eq!(r.monitoring.by_signal[0].key, "first_use");
+        assert_eq!(r.monitoring.users[0].user, "ann");
+        assert_eq!(r.monitoring.flagged[0].request_id, "r2");
+        assert_eq!(
+            r.monitoring.flagged[0].target.as_deref(),
+            Some("crm:export")
+        );
+        assert_eq!(r.access.first_use[0].target, "crm:export");
         assert_eq!(
             r.access.first_use.len(),
             1,

@@ -452,51 +452,47 @@ fn access(h: &mut String, r: &Report) {
 
 fn monitoring(h: &mut String, r: &Report) {
     let m = &r.monitoring;
-    h.push_str("<section id=\"monitoring\"><h2>Monitoring</h2>\n<p>Each user's period against the period of equal length before it. Signals:</p><ul>");
-    for rule in &m.rules {
-        let _ = write!(h, "<li>{}</li>", esc(rule));
-    }
-    h.push_str("</ul>\n");
-    let flagged = m.users.iter().filter(|u| !u.signals.is_empty()).count();
+    h.push_str("<section id=\"monitoring\"><h2>Monitoring</h2>\n<p>Calls each sidecar flagged, as they happened, as unusual <i>for their user</i> against that user's own baseline: a burst of calls, a first use of a tool or model, a run of denials or of PII, cost per hour, a long session, an unusual hour, one token in many sessions (the rows' <code>anomalies</code>; the rules are in docs/anomalies.md). Rows written before schema version 9, or with detection off, were not looked at.</p>\n");
     figures(
         h,
         &[
-            ("users_total", "Users", m.users_total.to_string()),
             (
-                "users_flagged",
-                "Users with a signal (shown)",
-                flagged.to_string(),
+                "rows_observed",
+                "Rows looked at",
+                m.rows_observed.to_string(),
+            ),
+            ("rows_flagged", "Rows flagged", m.rows_flagged.to_string()),
+            (
+                "users_total",
+                "Users with flagged calls",
+                m.users_total.to_string(),
             ),
         ],
     );
     let bars: Vec<(String, Vec<f64>)> = m
-        .users
+        .by_signal
         .iter()
-        .map(|u| (u.user.clone(), vec![u.calls as f64]))
+        .map(|c| (c.key.clone(), vec![c.count as f64]))
         .collect();
     chart(
         h,
-        "monitoring_calls",
-        "Calls by user in the period",
-        &[("calls", BLUE)],
+        "anomalies_by_signal",
+        "Flagged calls by signal",
+        &[("calls", RED)],
         &bars,
     );
+    h.push_str("<h3>By signal</h3>");
+    counts(h, "by_signal", "signal", &m.by_signal);
+    h.push_str("<h3>By user</h3>");
     let rows: Vec<Vec<String>> = m
         .users
         .iter()
         .map(|u| {
             vec![
                 u.user.clone(),
+                u.flagged.to_string(),
                 u.signals.join(", "),
-                u.calls.to_string(),
-                u.calls_before.to_string(),
-                usd(u.cost_usd),
-                usd(u.cost_usd_before),
-                u.denials.to_string(),
-                u.denials_before.to_string(),
-                u.new_targets.join(", "),
                 u.request_ids.join(" "),
-                u.sessions.join(" "),
             ]
         })
         .collect();
@@ -505,16 +501,39 @@ fn monitoring(h: &mut String, r: &Report) {
         "monitoring_users",
         &[
             ("user", "user", false),
+            ("flagged", "flagged calls", true),
             ("signals", "signals", false),
-            ("calls", "calls", true),
-            ("calls_before", "before", true),
-            ("cost_usd", "cost USD", true),
-            ("cost_usd_before", "before", true),
-            ("denials", "denials", true),
-            ("denials_before", "before", true),
-            ("new_targets", "new tools / models", false),
-            ("request_ids", "rows that show it", false),
-            ("sessions", "sessions", false),
+            ("request_ids", "first flagged rows", false),
+        ],
+        &rows,
+    );
+    h.push_str("<h3>Flagged calls</h3>");
+    let rows: Vec<Vec<String>> = m
+        .flagged
+        .iter()
+        .map(|f| {
+            vec![
+                f.time.clone(),
+                f.user.clone(),
+                f.signals.join(", "),
+                format!("{:.1}", f.score),
+                f.target.clone().unwrap_or_default(),
+                f.request_id.clone(),
+                f.session_id.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        h,
+        "flagged",
+        &[
+            ("time", "time", false),
+            ("user", "user", false),
+            ("signals", "signals", false),
+            ("score", "score", true),
+            ("target", "tool or model", false),
+            ("request_id", "request_id", false),
+            ("session_id", "session", false),
         ],
         &rows,
     );

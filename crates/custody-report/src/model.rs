@@ -184,42 +184,54 @@ pub struct FirstUse {
     pub allowed: bool,
 }
 
-/// Monitoring: each user against the period before.
+/// Monitoring: the calls the sidecars flagged as unusual for their user (the rows'
+/// `anomalies`, schema v9; docs/anomalies.md).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Monitoring {
-    /// The rules that raise a signal.
-    pub rules: Vec<String>,
-    /// Users with a signal first, then by calls.
-    pub users: Vec<UserTrend>,
-    /// Users with calls in either period.
+    /// Rows looked at by a detector (`anomalies` not null).
+    pub rows_observed: u64,
+    /// Rows with at least one signal.
+    pub rows_flagged: u64,
+    /// Signals tripped, by signal.
+    pub by_signal: Vec<Count>,
+    /// Users with flagged calls, the most flagged first.
+    pub users: Vec<UserFlags>,
+    /// Users with flagged calls.
     pub users_total: u64,
+    /// The flagged calls (the earliest `top`).
+    pub flagged: Vec<FlaggedCall>,
 }
 
-/// One user's period against the one before.
+/// One user's flagged calls.
 #[derive(Clone, Debug, Serialize)]
-pub struct UserTrend {
+pub struct UserFlags {
     /// Who.
     pub user: String,
-    /// Calls (housekeeping left out), this period and before.
-    pub calls: u64,
-    /// See `calls`.
-    pub calls_before: u64,
-    /// Cost (USD), this period and before.
-    pub cost_usd: f64,
-    /// See `cost_usd`.
-    pub cost_usd_before: f64,
-    /// Denials, this period and before.
-    pub denials: u64,
-    /// See `denials`.
-    pub denials_before: u64,
-    /// Tools and models used now and not before.
-    pub new_targets: Vec<String>,
-    /// `volume`, `cost`, `denials`, `new_targets`, `new_user`.
+    /// Calls flagged.
+    pub flagged: u64,
+    /// The signals, each once, in the order first seen.
     pub signals: Vec<String>,
-    /// Rows that show it: denied calls first, then first uses, then the latest.
+    /// The first flagged calls' row keys.
     pub request_ids: Vec<String>,
-    /// Sessions of the user in the period (the first few).
-    pub sessions: Vec<String>,
+}
+
+/// One flagged call.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlaggedCall {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Who.
+    pub user: String,
+    /// Its signals.
+    pub signals: Vec<String>,
+    /// The highest score among them.
+    pub score: f64,
+    /// What it called.
+    pub target: Option<String>,
+    /// The row.
+    pub request_id: String,
+    /// Its session.
+    pub session_id: Option<String>,
 }
 
 /// Data protection.

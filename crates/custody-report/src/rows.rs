@@ -29,6 +29,7 @@ pub const COLUMNS: &[&str] = &[
     "usage.output_tokens",
     "outcome.status",
     "outcome.error",
+    "anomalies",
 ];
 
 /// One finding of a row.
@@ -89,6 +90,9 @@ pub struct Row<'a> {
     pub status: Option<i32>,
     /// `outcome.error`.
     pub error: Option<&'a str>,
+    /// `anomalies` (v9): `None` when the call was not looked at, else the
+    /// signals it tripped with their scores.
+    pub anomalies: Option<Vec<(&'a str, f64)>>,
 }
 
 /// The report's columns of one batch.
@@ -122,6 +126,9 @@ pub struct Columns<'a> {
     output_tokens: Option<&'a arrow_array::PrimitiveArray<Int64Type>>,
     status: Option<&'a arrow_array::PrimitiveArray<Int32Type>>,
     error: Option<&'a StringArray>,
+    anomalies: Option<&'a arrow_array::ListArray>,
+    anomaly_signal: Option<&'a StringArray>,
+    anomaly_score: Option<&'a arrow_array::PrimitiveArray<Float64Type>>,
 }
 
 fn path<'a>(batch: &'a RecordBatch, path: &str) -> Option<&'a ArrayRef> {
@@ -148,6 +155,8 @@ impl<'a> Columns<'a> {
         let redactions =
             path(batch, "content_safety.redactions").and_then(|a| a.as_list_opt::<i32>());
         let items = redactions.and_then(|l| l.values().as_struct_opt());
+        let anomalies = path(batch, "anomalies").and_then(|a| a.as_list_opt::<i32>());
+        let found = anomalies.and_then(|l| l.values().as_struct_opt());
         Self {
             rows: batch.num_rows(),
             time: path(batch, "event_time").and_then(|a| a.as_primitive_opt()),
@@ -178,6 +187,9 @@ impl<'a> Columns<'a> {
             output_tokens: path(batch, "usage.output_tokens").and_then(|a| a.as_primitive_opt()),
             status: path(batch, "outcome.status").and_then(|a| a.as_primitive_opt()),
             error: s("outcome.error"),
+            anomalies,
+            anomaly_signal: str_of(field(found, "signal")),
+            anomaly_score: field(found, "score").and_then(|a| a.as_primitive_opt()),
         }
     }
 
@@ -262,6 +274,17 @@ impl<'a> Columns<'a> {
             output_tokens: num(self.output_tokens, i),
             status: num(self.status, i),
             error: get(self.error, i),
+            anomalies: self.anomalies.filter(|l| l.is_valid(i)).map(|l| {
+                let offsets = l.value_offsets();
+                (offsets[i] as usize..offsets[i + 1] as usize)
+                    .map(|j| {
+                        (
+                            get(self.anomaly_signal, j).unwrap_or("?"),
+                            num(self.anomaly_score, j).unwrap_or(0.0),
+                        )
+                    })
+                    .collect()
+            }),
         }
     }
 }

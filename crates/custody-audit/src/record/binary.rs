@@ -33,7 +33,8 @@
 //! it on a record with every field set.
 
 use super::{
-    AuditRecord, ContentSafety, Links, Outcome, PolicyOutcome, Redaction, ToolResult, Usage,
+    AnomalyFinding, AuditRecord, ContentSafety, Links, Outcome, PolicyOutcome, Redaction,
+    ToolResult, Usage,
 };
 use custody_core::{Action, ActionKind, Principal, ToolCallRequest};
 
@@ -135,9 +136,21 @@ wire_struct!(
         links,
         intercepted_host,
         client_request_id,
+        anomalies,
     }
     // Numbered when the row is built into a file.
     not spooled: row_seq
+);
+
+wire_struct!(
+    anomaly_fields,
+    read_anomaly,
+    AnomalyFinding {
+        signal,
+        score,
+        baseline,
+        observed,
+    }
 );
 
 wire_struct!(
@@ -378,6 +391,17 @@ impl Item for Redaction {
             action: String::new(),
             side: None,
             handling: None,
+        }
+    }
+}
+
+impl Item for AnomalyFinding {
+    fn blank() -> Self {
+        AnomalyFinding {
+            signal: String::new(),
+            score: 0.0,
+            baseline: None,
+            observed: 0.0,
         }
     }
 }

@@ -70,6 +70,7 @@ impl Audit {
             Instant::now(),
             record,
             self.metrics.clone(),
+            None,
         )
     }
 

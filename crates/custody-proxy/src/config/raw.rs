@@ -61,6 +61,7 @@ pub(crate) struct RawConfig {
     pub(crate) policy: Option<RawPolicy>,
     pub(crate) safety: Option<super::safety::RawSafety>,
     pub(crate) sessions: Option<super::sessions::RawSessions>,
+    pub(crate) anomalies: Option<super::anomalies::RawAnomalies>,
     pub(crate) intercept: Option<super::intercept::RawIntercept>,
 }
 
@@ -238,6 +239,7 @@ const SECTIONS: &[&str] = &[
     "safety",
     "sessions",
     "intercept",
+    "anomalies",
 ];
 
 /// Parses `text`, recording every structural problem in `issues`. Sections with
@@ -284,6 +286,7 @@ pub(crate) fn parse(text: &str, issues: &mut Problems) -> RawConfig {
             "policy" => raw.policy = optional_section(&key, value, issues),
             "safety" => raw.safety = section(&key, value, issues),
             "sessions" => raw.sessions = section(&key, value, issues),
+            "anomalies" => raw.anomalies = section(&key, value, issues),
             "intercept" => raw.intercept = optional_section(&key, value, issues),
             "routes" => raw.routes = routes(value, issues),
             _ => issues.push(

@@ -301,11 +301,13 @@ pub(crate) fn validate(raw: RawConfig, is: &mut Problems) -> Option<Config> {
     let safety = super::safety::validate_safety(raw.safety.unwrap_or_default(), &routes, is);
 
     let sessions = super::sessions::validate_sessions(raw.sessions.unwrap_or_default(), is);
+    let anomalies = super::anomalies::validate_anomalies(raw.anomalies.unwrap_or_default(), is);
     let intercept = raw
         .intercept
         .map(|i| super::intercept::validate_intercept(i, is));
 
     Some(Config {
+        anomalies,
         intercept,
         sessions,
         safety,

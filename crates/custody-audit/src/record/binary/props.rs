@@ -141,6 +141,18 @@ fn safety() -> BoxedStrategy<ContentSafety> {
         .boxed()
 }
 
+fn anomalies() -> BoxedStrategy<Option<Vec<AnomalyFinding>>> {
+    let item = (s(), float(), prop::option::of(float()), float()).prop_map(
+        |(signal, score, baseline, observed)| AnomalyFinding {
+            signal,
+            score,
+            baseline,
+            observed,
+        },
+    );
+    list(item).boxed()
+}
+
 fn usage() -> BoxedStrategy<Usage> {
     (os(), oi(), oi(), prop::option::of(float()), oi(), oi())
         .prop_map(|(model, i, o, cost, cached, created)| Usage {
@@ -194,7 +206,7 @@ fn record() -> BoxedStrategy<AuditRecord> {
     (
         (any::<i64>(), s(), os(), os(), any::<i32>(), principal()),
         (action(), policy(), safety(), usage(), outcome()),
-        (oi(), os(), os(), os(), links(), os(), os()),
+        (oi(), os(), os(), os(), links(), os(), os(), anomalies()),
     )
         .prop_map(
             |(
@@ -208,6 +220,7 @@ fn record() -> BoxedStrategy<AuditRecord> {
                     links,
                     intercepted_host,
                     client_request_id,
+                    anomalies,
                 ),
             )| AuditRecord {
                 event_time,
@@ -229,6 +242,7 @@ fn record() -> BoxedStrategy<AuditRecord> {
                 intercepted_host,
                 client_request_id,
                 row_seq: None,
+                anomalies,
             },
         )
         .boxed()

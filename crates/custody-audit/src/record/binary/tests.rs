@@ -97,6 +97,20 @@ fn full() -> AuditRecord {
         client_request_id: Some("gap_chosen-by-the-client".into()),
         // Not spooled (numbered when built into a file): always decodes as None.
         row_seq: None,
+        anomalies: Some(vec![
+            AnomalyFinding {
+                signal: "rate_spike".into(),
+                score: 12.5,
+                baseline: Some(1.75),
+                observed: 40.0,
+            },
+            AnomalyFinding {
+                signal: "first_use".into(),
+                score: 1.0,
+                baseline: Some(0.0),
+                observed: 3.0,
+            },
+        ]),
     }
 }
 
@@ -335,7 +349,8 @@ fn fields_from_a_newer_writer_are_skipped() {
         w.structure(|w| links_fields(w, &r.links));
         w.opt_str(r.intercepted_host.as_deref());
         w.opt_str(r.client_request_id.as_deref());
-        w.opt_str(Some("a field after client_request_id"));
+        r.anomalies.write(w);
+        w.opt_str(Some("a field after anomalies"));
         w.structure(|w| w.str("a new nested struct"));
     });
     assert_eq!(decoded(&out), r);
@@ -410,6 +425,7 @@ fn a_version_5_row_replays_with_its_key_and_the_new_fields_null() {
         finding.handling = None;
     }
     want.client_request_id = None;
+    want.anomalies = None;
     let v5 = encoded_v5(&full());
     // Into a fresh record and into one holding a v6 row's values.
     assert_eq!(decoded(&v5), want);

@@ -1,0 +1,221 @@
+//! Unusual use through the real binary: custody starts with eight days of baselines
+//! restored from a state file in the restart format (so nothing waits for a
+//! warm-up), a steady population calls as it always has, and four users do what
+//! they never do — a burst of calls, a first CRM export, a run of denials, a run of
+//! e-mail addresses. Every injected anomaly is in the trail on that user's rows,
+//! no steady user's row has one, `/metrics` counts them, and the baselines are
+//! saved again at shutdown.
+
+use custody_anomaly::{Detector, Observation, Settings};
+use custody_tests::client::{post_json, send_collect};
+use custody_tests::harness::{Custody, admin_get};
+use custody_tests::idp::Idp;
+use custody_tests::stub::Stub;
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+format: 1
+settings: {token_scopes: ignore}
+roles:
+  viewer: {grants: [tool:crm:read, model:standard]}
+  analyst: {inherits: [viewer], grants: [tool:crm:export]}
+tools:
+  "crm:contacts_search": [tool:crm:read]
+  "crm:contacts_export": [tool:crm:export]
+models:
+  "gpt-4o-mini*": [model:standard]
+"#;
+
+const STEADY: [&str; 8] = ["u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7"];
+const BURST: &str = "burst";
+const EXPLORER: &str = "explorer";
+const REFUSED: &str = "refused";
+const LEAKY: &str = "leaky";
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64
+}
+
+/// Eight days of every user calling every 10 minutes around the clock: a model
+/// and the CRM search (the refused user also the export it may not use), in
+/// hour-long sessions; the snapshot custody writes at shutdown.
+fn baselines(now: i64) -> Vec<u8> {
+    let start = now - 8 * 86_400_000_000;
+    let d = Detector::new(Settings::default(), start);
+    let users: Vec<&str> = STEADY
+        .iter()
+        .copied()
+        .chain([BURST, EXPLORER, REFUSED, LEAKY])
+        .collect();
+    for k in 0..(8 * 144) {
+        let at = start + k * 600_000_000;
+        let session = format!("base-{}", k / 6);
+        for user in &users {
+            let target = match (k % 3, *user) {
+                (0, _) => "crm:contacts_search",
+                (1, REFUSED) => "crm:contacts_export",
+                _ => "gpt-4o-mini",
+            };
+            let fired = d.observe(&Observation {
+                at,
+                user: Some(user),
+                session: Some(&session),
+                target: Some(target),
+                cost_usd: Some(0.000_05),
+                local_hour: ((at / 3_600_000_000) % 24) as u8,
+                ..Observation::default()
+            });
+            assert!(fired.is_empty(), "the baseline itself is steady: {fired:?}");
+        }
+    }
+    d.snapshot()
+}
+
+struct Caller<'a> {
+    custody: &'a Custody,
+    idp: &'a Idp,
+}
+
+impl Caller<'_> {
+    async fn call(&self, user: &str, role: &str, path: &str, body: &Value, session: &str) -> u16 {
+        let mut claims = self.idp.claims(user);
+        claims["role"] = json!(role);
+        claims["roles"] = json!([role]);
+        let token = self.idp.sign(&self.idp_kid(), &claims);
+        let mut req = post_json(path, body);
+        req.headers_mut()
+            .insert("x-custody-user-token", token.parse().expect("token"));
+        req.headers_mut()
+            .insert("x-custody-session", session.parse().expect("session"));
+        req.headers_mut().insert(
+            "accept",
+            "application/json, text/event-stream"
+                .parse()
+                .expect("accept"),
+        );
+        let (parts, _) = send_collect(&self.custody.unix(), req)
+            .await
+            .expect("request");
+        parts.status.as_u16()
+    }
+
+    fn idp_kid(&self) -> String {
+        serde_json::from_str::<Value>(&self.idp.jwks()).expect("jwks")["keys"][0]["kid"]
+            .as_str()
+            .expect("kid")
+            .to_owned()
+    }
+
+    async fn chat(&self, user: &str, text: &str, session: &str) -> u16 {
+        let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
+        self.call(
+            user,
+            "viewer",
+            "/openai/v1/chat/completions",
+            &body,
+            session,
+        )
+        .await
+    }
+
+    async fn tool(&self, user: &str, role: &str, name: &str, session: &str) -> u16 {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": name, "arguments": {"q": "acme"}}});
+        self.call(user, role, "/mcp/mcp", &body, session).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_anomalies_are_recorded_and_steady_users_are_not() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let work = tempfile::tempdir().expect("tempdir");
+    let policy = work.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let state = work.path().join("baselines.json");
+    std::fs::write(&state, baselines(now_micros())).expect("state");
+    let mut custody = Custody::start(&format!(
+        "identity:\n  issuers:\n    - {{issuer: '{u}', audiences: [custody], algorithms: [ES256]}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - {{name: crm, prefix: /mcp, upstream: '{u}/echo', kind: mcp}}\npolicy: {{file: '{p}'}}\nanomalies: {{state_file: '{s}'}}\n",
+        u = stub.url(),
+        p = policy.display(),
+        s = state.display()
+    ));
+    let c = Caller {
+        custody: &custody,
+        idp: &idp,
+    };
+    for user in STEADY {
+        assert_eq!(c.chat(user, "summarise the pipeline", user).await, 200);
+        assert_eq!(c.tool(user, "viewer", "contacts_search", user).await, 200);
+        assert_eq!(c.chat(user, "and the next steps", user).await, 200);
+    }
+    for _ in 0..40 {
+        c.chat(BURST, "again", BURST).await;
+    }
+    assert_eq!(
+        c.tool(EXPLORER, "analyst", "contacts_export", EXPLORER)
+            .await,
+        200
+    );
+    for _ in 0..6 {
+        // Denied: on an MCP route, a JSON-RPC error (HTTP 200).
+        c.tool(REFUSED, "viewer", "contacts_export", REFUSED).await;
+    }
+    for i in 0..6 {
+        let text = format!("write to customer{i}@example.com about the renewal");
+        assert_eq!(c.chat(LEAKY, &text, LEAKY).await, 200);
+    }
+    let (_, metrics) = admin_get(custody.admin, "/metrics").expect("scrape");
+    custody.stop();
+
+    let rows = custody.rows();
+    let signals = |user: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["principal"]["sub"] == user)
+            .flat_map(|r| r["anomalies"].as_array().cloned().unwrap_or_default())
+            .map(|a| a["signal"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    // Recall: every injected anomaly, on its user's rows.
+    for (user, signal) in [
+        (BURST, "rate_spike"),
+        (EXPLORER, "first_use"),
+        (REFUSED, "denial_burst"),
+        (LEAKY, "pii_burst"),
+    ] {
+        let found = signals(user);
+        assert!(found.iter().any(|s| s == signal), "{user}: {found:?}");
+        assert!(
+            found.iter().all(|s| s == signal),
+            "{user}: only {signal}: {found:?}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .filter(|r| r["principal"]["sub"] == REFUSED)
+            .all(|r| r["policy"]["decision"] == "deny")
+    );
+    // No steady user's row has an anomaly; each was looked at (an empty list).
+    let steady: Vec<&Value> = rows
+        .iter()
+        .filter(|r| STEADY.iter().any(|u| r["principal"]["sub"] == *u))
+        .collect();
+    assert_eq!(steady.len(), 24);
+    for r in &steady {
+        assert_eq!(r["anomalies"], json!([]), "{r:#}");
+    }
+    assert!(
+        metrics.contains("custody_anomalies_total{signal=\"rate_spike\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("custody_anomalies_total{signal=\"off_hours\"} 0"));
+    // Saved again at shutdown, with everyone in it.
+    let saved = std::fs::read(&state).expect("saved");
+    let restored =
+        Detector::restore(Settings::default(), &saved, now_micros()).expect("restorable");
+    assert_eq!(restored.users(), 12);
+}
