@@ -20,6 +20,7 @@ from conftest import REPO, _binary
 from test_lake import ddl, declare_in_spark, normalise, statements
 
 DOC = REPO / "docs" / "auditor-queries.md"
+ANOMALIES_DOC = REPO / "docs" / "anomalies.md"
 ENGINES = {"duckdb", "spark", "trino", "athena"}
 TODAY = "2026-03-12"  # a Thursday: last week's Tuesday is 2026-03-03
 
@@ -128,3 +129,49 @@ def test_the_ddl_in_the_doc_is_what_custody_prints():
     for dialect, text in (("athena", athena), ("trino", trino)):
         for statement in statements(text):
             assert sqlglot.parse_one(statement, read=dialect) is not None, statement
+
+
+def fleet_blocks() -> list[tuple[str, str]]:
+    """(signal, SQL) of docs/anomalies.md's fleet-wide queries."""
+    return re.findall(r"```sql duckdb spark fleet-(\w+)\n(.*?)```", ANOMALIES_DOC.read_text(), re.S)
+
+
+def check_fleet(signal: str, rows: list[tuple], s: dict):
+    """The injected patterns of the generated week, and nothing else."""
+    day = lambda v: str(v)[:10]  # noqa: E731
+    spike = (s["spike"]["user"], s["spike"]["dt"])
+    if signal == "rate_spike":
+        assert [(r[0], day(r[1])) for r in rows] == [spike], rows
+    elif signal == "first_use":
+        want = sorted((u, t) for u, ts in s["first_use"]["2026-03-03"].items() for t in ts)
+        assert [(r[0], r[1]) for r in rows] == want, rows
+    elif signal == "denial_burst":
+        assert [(r[0], day(r[1])) for r in rows] == [(s["denial_burst"]["user"], s["denial_burst"]["dt"])], rows
+    elif signal == "pii_burst":
+        # The spike user's chats that day carry an e-mail address too.
+        want = sorted([spike, (s["pii_burst"]["user"], s["pii_burst"]["dt"])])
+        assert sorted((r[0], day(r[1])) for r in rows) == want, rows
+    elif signal == "long_session":
+        spike_session = max(s["sessions"], key=s["sessions"].get)
+        assert [(r[0], r[1], r[2]) for r in rows] == [(spike[0], spike_session, s["sessions"][spike_session])], rows
+    elif signal in ("cost_rate", "off_hours", "sessions_per_user"):
+        assert rows == [], (signal, rows)
+    else:
+        raise AssertionError(f"no expected answer for {signal}")
+
+
+def test_fleet_anomaly_queries_find_the_injected_patterns_in_duckdb_and_spark(week, spark):
+    sink, summary = week
+    con = duckdb.connect()
+    for statement in statements(ddl("duckdb", sink)):
+        con.execute(statement)
+    declare_in_spark(spark, sink)
+    found = fleet_blocks()
+    assert {signal for signal, _ in found} == {"rate_spike", "first_use", "denial_burst", "pii_burst",
+                                               "cost_rate", "long_session", "off_hours", "sessions_per_user"}
+    assert summary["pods"] == 3
+    for signal, sql in found:
+        in_duckdb = normalise(con.execute(sql).fetchall())
+        check_fleet(signal, in_duckdb, summary)
+        in_spark = normalise(spark.sql(sql).collect())
+        assert in_spark == in_duckdb, (signal, in_duckdb, in_spark)

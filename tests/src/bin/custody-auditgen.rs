@@ -1,8 +1,10 @@
 //! `custody-auditgen --out DIR`: writes the multi-user trail the auditor's queries
-//! (docs/auditor-queries.md) are checked on — 24 users in three roles and two
-//! organisations, a working week (Monday 2026-03-02 to Friday), two sessions per
-//! user and day, LLM and MCP calls, denials by policy and by content safety, PII of
-//! four kinds handled every way, protocol housekeeping and one user's spike — with
+//! (docs/auditor-queries.md) and the fleet-wide anomaly queries (docs/anomalies.md)
+//! are checked on — 24 users in three roles and two organisations on three agent
+//! pods, a working week (Monday 2026-03-02 to Friday), two sessions per user and
+//! day on two pods, LLM and MCP calls, denials by policy and by content safety, PII
+//! of four kinds handled every way, protocol housekeeping, one user's spike, one
+//! user's run of denials and one user's run of e-mail addresses — with
 //! custody-audit's own writer, and prints on stdout the answers each query must
 //! give, tallied here as the rows are made (not by SQL).
 //!
@@ -36,6 +38,12 @@ const DATES: [&str; 5] = [
 ];
 /// The user whose calls spike on Thursday.
 const SPIKE_USER: usize = 5;
+/// The user (support) who tries patient records six more times on Friday.
+const DENIAL_USER: usize = 8;
+/// The user (an analyst) who pastes six e-mail addresses on Wednesday.
+const PII_USER: usize = 10;
+/// Agent pods; a user's two sessions of a day run on two of them.
+const PODS: usize = 3;
 
 #[derive(Default)]
 struct Tally {
@@ -52,6 +60,10 @@ struct Tally {
     patients_tuesday: BTreeMap<String, [u64; 2]>,
     /// session → steps
     sessions: BTreeMap<String, u64>,
+    /// (user, tool or model) pairs seen so far, and the day each was first used
+    seen: std::collections::BTreeSet<(String, String)>,
+    /// dt → user → tools and models used for the first time that day
+    first_use: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 fn user_name(u: usize) -> String {
@@ -61,10 +73,12 @@ fn user_name(u: usize) -> String {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut tally = Tally::default();
-    let mut writer = ParquetDirWriter::new(&args.out, FileNamer::new("clinic-agent-0"));
+    let mut writers: Vec<ParquetDirWriter> = (0..PODS)
+        .map(|p| ParquetDirWriter::new(&args.out, FileNamer::new(&format!("clinic-agent-{p}"))))
+        .collect();
     let mut n = 0u64;
     for day in 0..DAYS {
-        let mut rows = Vec::new();
+        let mut rows: Vec<Vec<AuditRecord>> = vec![Vec::new(); PODS];
         for u in 0..USERS {
             let role = ROLES[u % 3];
             for s in 0..2u64 {
@@ -75,18 +89,27 @@ fn main() -> anyhow::Result<()> {
                 let start = MONDAY + day * 86_400 + (9 + 3 * s) * 3_600 + u as u64 * 60;
                 let mut calls: Vec<u64> = vec![0, 1, 2, 3];
                 if u == SPIKE_USER && day == 3 && s == 0 {
-                    calls.extend(std::iter::repeat_n(0, 40));
+                    calls.extend(std::iter::repeat_n(0, 50));
                 }
+                if u == DENIAL_USER && day == 4 && s == 1 {
+                    calls.extend(std::iter::repeat_n(4, 6));
+                }
+                if u == PII_USER && day == 2 && s == 0 {
+                    calls.extend(std::iter::repeat_n(5, 6));
+                }
+                let pod = (u + s as usize) % PODS;
                 for (step, k) in calls.into_iter().enumerate() {
                     n += 1;
                     let at = start + step as u64 * 7;
                     let row = make_row(n, at, day, u, role, &session, step as i64 + 1, k);
                     record(&mut tally, &row, day, role);
-                    rows.push(row);
+                    rows[pod].push(row);
                 }
             }
         }
-        writer.write(&rows)?;
+        for (writer, rows) in writers.iter_mut().zip(&rows) {
+            writer.write(rows)?;
+        }
     }
     println!(
         "{}",
@@ -99,6 +122,10 @@ fn main() -> anyhow::Result<()> {
             "patients_tuesday": tally.patients_tuesday,
             "sessions": tally.sessions,
             "spike": {"user": user_name(SPIKE_USER), "dt": DATES[3]},
+            "denial_burst": {"user": user_name(DENIAL_USER), "dt": DATES[4]},
+            "pii_burst": {"user": user_name(PII_USER), "dt": DATES[2]},
+            "first_use": tally.first_use,
+            "pods": PODS,
         })
     );
     Ok(())
@@ -143,10 +170,20 @@ fn record(t: &mut Tally, row: &AuditRecord, day: u64, role: &str) {
         passed_on |= f.side.as_deref() == Some("request") && handling == "logged";
     }
     if allowed && passed_on {
-        *t.unredacted.entry(user).or_default() += 1;
+        *t.unredacted.entry(user.clone()).or_default() += 1;
     }
     if let Some(s) = &row.session_id {
         *t.sessions.entry(s.clone()).or_default() += 1;
+    }
+    if let Some(target) = row.action.tool.clone().or(row.action.model.clone())
+        && t.seen.insert((user.clone(), target.clone()))
+    {
+        t.first_use
+            .entry(DATES[day as usize].to_owned())
+            .or_default()
+            .entry(user)
+            .or_default()
+            .push(target);
     }
 }
 
@@ -168,7 +205,9 @@ fn finding(kind: &str, side: &str, count: i64, action: &str, handling: &str) -> 
 /// Call `k` of a session: 0 a model turn (standard model), 1 a tool call (patient
 /// records for clinicians, and for support on Tuesday and Thursday, who may not;
 /// a CRM export for analysts), 2 a premium model turn (analysts only; some others
-/// try and are denied), 3 MCP `tools/list` (housekeeping).
+/// try and are denied), 3 MCP `tools/list` (housekeeping); the injected bursts: 4
+/// a denied patient-records read, 5 a model turn carrying an e-mail address,
+/// passed on.
 #[allow(clippy::too_many_arguments)]
 fn make_row(
     n: u64,
@@ -303,6 +342,18 @@ fn make_row(
                 llm(&mut r, "gpt-4o-mini", 600, (0.15, 0.60));
                 r.policy.rule = Some(format!("role:{role} grants model:standard"));
             }
+        }
+        4 => {
+            tool(&mut r, "ehr", "ehr:patients:read");
+            deny(&mut r, "missing-scope:tool:ehr:read");
+        }
+        5 => {
+            llm(&mut r, "gpt-4o-mini", 700, (0.15, 0.60));
+            r.policy.rule = Some(format!("role:{role} grants model:standard"));
+            pii(
+                &mut r,
+                vec![finding("EMAIL", "request", 1, "log", "logged")],
+            );
         }
         _ => {
             r.action = custody_core::Action::new(custody_core::ActionKind::Tool, "POST", "/mcp");
