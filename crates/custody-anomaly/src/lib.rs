@@ -281,29 +281,32 @@ impl Detector {
         let warm = self.warm(o.at);
         let shard = &self.users[fnv(name.as_bytes()) as usize % SHARDS];
         if let Ok(mut users) = shard.lock() {
-            if !users.contains_key(name) {
-                let cap = self.settings.max_users.div_ceil(SHARDS).max(1);
-                if users.len() >= cap {
-                    evict_oldest(&mut users, |u: &User| u.last_seen);
+            // One lookup for a known user (the common case); a new one is added.
+            match users.get_mut(name) {
+                Some(user) => user.observe(o, &self.settings, warm, &mut out),
+                None => {
+                    let cap = self.settings.max_users.div_ceil(SHARDS).max(1);
+                    if users.len() >= cap {
+                        evict_oldest(&mut users, |u: &User| u.last_seen);
+                    }
+                    let mut user = User::new(o.at);
+                    user.observe(o, &self.settings, warm, &mut out);
+                    users.insert(name.into(), user);
                 }
-                users.insert(name.into(), User::new(o.at));
-            }
-            if let Some(user) = users.get_mut(name) {
-                user.observe(o, &self.settings, warm, &mut out);
             }
         }
         if let (Some(token), Some(session)) = (o.token, o.session)
             && let Ok(mut tokens) = self.tokens.lock()
         {
-            if !tokens.contains_key(&token) {
-                if tokens.len() >= self.settings.max_tokens.max(1) {
-                    evict_oldest(&mut tokens, |t: &Token| t.window);
-                }
-                tokens.insert(token, Token::default());
+            if !tokens.contains_key(&token) && tokens.len() >= self.settings.max_tokens.max(1) {
+                evict_oldest(&mut tokens, |t: &Token| t.window);
             }
-            if let Some(t) = tokens.get_mut(&token) {
-                t.observe(o.at, fnv(session.as_bytes()), &self.settings, &mut out);
-            }
+            tokens.entry(token).or_default().observe(
+                o.at,
+                fnv(session.as_bytes()),
+                &self.settings,
+                &mut out,
+            );
         }
         out
     }

@@ -33,6 +33,7 @@ use crate::digest::compaction::{
 use crate::digest::signed;
 use crate::digest::verify::micros;
 use crate::digest::{Digest, FileEntry, PREFIX, PublicKey, SIGNATURE_SUFFIX, SigningKey, b64};
+use crate::read::now_micros;
 use crate::ship::{ShipError, Shipper};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -548,12 +549,6 @@ async fn take_lock(sink: &Shipper, partition: &str, ttl: Duration) -> Result<Str
         }
     }
     Err(CompactError::Locked(format!("could not take {key}")))
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

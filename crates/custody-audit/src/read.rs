@@ -130,6 +130,13 @@ impl TrailRow {
     }
 }
 
+/// Now, in microseconds since the Unix epoch (0 before it).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// `micros` since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn rfc3339(micros: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)

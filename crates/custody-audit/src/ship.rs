@@ -248,6 +248,19 @@ impl Shipper {
         })
     }
 
+    /// A sink named on a command line (`custody verify`, `compact`, `report`): a
+    /// directory, which must exist, or an object-store URL with credentials from
+    /// the environment. `Err` says what is wrong, naming `sink`.
+    pub fn open_existing(sink: &str) -> Result<Self, String> {
+        let url = SinkUrl::parse(sink).map_err(|e| format!("{sink}: {e}"))?;
+        if let Some(dir) = url.local_dir()
+            && !dir.is_dir()
+        {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        Self::new(ShipConfig::new(url)).map_err(|e| e.to_string())
+    }
+
     /// The sink.
     pub fn url(&self) -> &SinkUrl {
         &self.url

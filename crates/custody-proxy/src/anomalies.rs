@@ -13,6 +13,7 @@
 use crate::config::AnomalyConfig;
 use crate::metrics::Metrics;
 use custody_anomaly::{Detector, Observation};
+use custody_audit::read::now_micros;
 use custody_audit::{AnomalyFinding, AuditRecord};
 use custody_identity::Verified;
 use std::hash::BuildHasher;
@@ -183,10 +184,4 @@ impl Anomalies {
             }
         })
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -5,7 +5,7 @@
 
 use crate::rows::{COLUMNS, Columns};
 use bytes::Bytes;
-use custody_audit::ship::{ShipConfig, Shipper, SinkUrl};
+use custody_audit::ship::Shipper;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -28,14 +28,9 @@ pub struct Unreadable {
 impl Sink {
     /// Opens `sink`: a directory or an object-store URL.
     pub fn open(sink: &str) -> Result<Self, String> {
-        let url = SinkUrl::parse(sink).map_err(|e| format!("{sink}: {e}"))?;
-        if let Some(dir) = url.local_dir()
-            && !dir.is_dir()
-        {
-            return Err(format!("{} is not a directory", dir.display()));
-        }
-        let shipper = Shipper::new(ShipConfig::new(url)).map_err(|e| e.to_string())?;
-        Ok(Self { shipper })
+        Ok(Self {
+            shipper: Shipper::open_existing(sink)?,
+        })
     }
 
     /// The shipper (for `custody verify`'s checks).

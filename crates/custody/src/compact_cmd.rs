@@ -10,7 +10,8 @@
 use clap::Args;
 use custody_audit::compact::{Options, Report, compact, hours_before, parse_partition};
 use custody_audit::digest::{PublicKey, SigningKey};
-use custody_audit::ship::{ShipConfig, Shipper, SinkUrl};
+use custody_audit::read::now_micros;
+use custody_audit::ship::Shipper;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,16 +98,7 @@ pub(crate) fn run(args: CompactArgs) -> ExitCode {
     if args.max_rows == 0 {
         return usage("--max-rows must be at least 1");
     }
-    let url = match SinkUrl::parse(&args.sink) {
-        Ok(u) => u,
-        Err(e) => return usage(format!("{}: {e}", args.sink)),
-    };
-    if let Some(dir) = url.local_dir()
-        && !dir.is_dir()
-    {
-        return usage(format!("{} is not a directory", dir.display()));
-    }
-    let shipper = match Shipper::new(ShipConfig::new(url)) {
+    let shipper = match Shipper::open_existing(&args.sink) {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
@@ -192,10 +184,4 @@ fn render(r: &Report) -> String {
         out += &format!("  REFUSED {}: {}\n", l.key, l.reason);
     }
     out
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -8,7 +8,7 @@
 use clap::Args;
 use custody_audit::digest::verify::{Options, Report, micros, verify};
 use custody_audit::digest::{PublicKey, SigningKey};
-use custody_audit::ship::{ShipConfig, Shipper, SinkUrl};
+use custody_audit::ship::Shipper;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,16 +75,7 @@ pub(crate) fn run(args: VerifyArgs) -> ExitCode {
         (Ok(f), Ok(t)) => (f, t),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let url = match SinkUrl::parse(&args.sink) {
-        Ok(u) => u,
-        Err(e) => return usage(format!("{}: {e}", args.sink)),
-    };
-    if let Some(dir) = url.local_dir()
-        && !dir.is_dir()
-    {
-        return usage(format!("{} is not a directory", dir.display()));
-    }
-    let shipper = match Shipper::new(ShipConfig::new(url)) {
+    let shipper = match Shipper::open_existing(&args.sink) {
         Ok(s) => s,
         Err(e) => return usage(e),
     };

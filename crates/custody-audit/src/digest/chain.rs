@@ -15,6 +15,7 @@
 
 use super::keys::SigningKey;
 use super::{DIGEST_VERSION, Digest, FileEntry, Kind, Link, PREFIX, PolicyEntry, SIGNATURE_SUFFIX};
+use crate::read::now_micros;
 use crate::ship::{ShipError, Shipper};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -297,12 +298,6 @@ impl Chain {
         }
         Ok(())
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn io_error(shipper: &Shipper, e: &std::io::Error) -> ShipError {

@@ -24,6 +24,7 @@
 use super::compaction::{COMPACTION_PREFIX, Compaction};
 use super::keys::PublicKey;
 use super::{Digest, FileEntry, Kind, PREFIX, SIGNATURE_SUFFIX, signed};
+use crate::read::now_micros;
 use crate::ship::{ShipError, Shipper};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -498,12 +499,6 @@ pub fn micros(text: &str) -> Option<i64> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
