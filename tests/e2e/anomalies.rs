@@ -81,6 +81,21 @@ struct Caller<'a> {
 
 impl Caller<'_> {
     async fn call(&self, user: &str, role: &str, path: &str, body: &Value, session: &str) -> u16 {
+        self.exchange(user, role, path, body, session)
+            .await
+            .0
+            .status
+            .as_u16()
+    }
+
+    async fn exchange(
+        &self,
+        user: &str,
+        role: &str,
+        path: &str,
+        body: &Value,
+        session: &str,
+    ) -> (http::response::Parts, Value) {
         let mut claims = self.idp.claims(user);
         claims["role"] = json!(role);
         claims["roles"] = json!([role]);
@@ -96,10 +111,10 @@ impl Caller<'_> {
                 .parse()
                 .expect("accept"),
         );
-        let (parts, _) = send_collect(&self.custody.unix(), req)
+        let (parts, body) = send_collect(&self.custody.unix(), req)
             .await
             .expect("request");
-        parts.status.as_u16()
+        (parts, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
     fn idp_kid(&self) -> String {
@@ -128,22 +143,29 @@ impl Caller<'_> {
     }
 }
 
+/// custody with the baselines restored, two routes, the policy, and `anomalies`
+/// extended by `extra` (YAML flow keys).
+fn start(stub: &Stub, work: &std::path::Path, extra: &str) -> Custody {
+    let policy = work.join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let state = work.join("baselines.json");
+    std::fs::write(&state, baselines(now_micros())).expect("state");
+    Custody::start(&format!(
+        "identity:\n  issuers:\n    - {{issuer: '{u}', audiences: [custody], algorithms: [ES256]}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - {{name: crm, prefix: /mcp, upstream: '{u}/echo', kind: mcp}}\npolicy: {{file: '{p}'}}\nanomalies: {{state_file: '{s}'{extra}}}\n",
+        u = stub.url(),
+        p = policy.display(),
+        s = state.display()
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_anomalies_are_recorded_and_steady_users_are_not() {
     let stub = Stub::start().await;
     let idp = Idp::new(&stub.url());
     stub.set_jwks(idp.jwks());
     let work = tempfile::tempdir().expect("tempdir");
-    let policy = work.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY).expect("policy");
     let state = work.path().join("baselines.json");
-    std::fs::write(&state, baselines(now_micros())).expect("state");
-    let mut custody = Custody::start(&format!(
-        "identity:\n  issuers:\n    - {{issuer: '{u}', audiences: [custody], algorithms: [ES256]}}\nroutes:\n  - {{name: openai, prefix: /openai, upstream: '{u}', kind: openai}}\n  - {{name: crm, prefix: /mcp, upstream: '{u}/echo', kind: mcp}}\npolicy: {{file: '{p}'}}\nanomalies: {{state_file: '{s}'}}\n",
-        u = stub.url(),
-        p = policy.display(),
-        s = state.display()
-    ));
+    let mut custody = start(&stub, work.path(), "");
     let c = Caller {
         custody: &custody,
         idp: &idp,
@@ -218,4 +240,100 @@ async fn injected_anomalies_are_recorded_and_steady_users_are_not() {
     let restored =
         Detector::restore(Settings::default(), &saved, now_micros()).expect("restorable");
     assert_eq!(restored.users(), 12);
+}
+
+/// With `anomalies.action`, the call that trips a chosen signal starts a cool-down:
+/// that user's next calls are answered at once (429 with `Retry-After`; a JSON-RPC
+/// error on the MCP route), each with its row, a denial by `anomaly:rate_spike`;
+/// the user's first_use does not act, and everyone else is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acting_signal_refuses_the_user_for_the_cool_down() {
+    let stub = Stub::start().await;
+    let idp = Idp::new(&stub.url());
+    stub.set_jwks(idp.jwks());
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut custody = start(
+        &stub,
+        work.path(),
+        ", action: {signals: [rate_spike], response: throttle, cool_down: 2m}",
+    );
+    let c = Caller {
+        custody: &custody,
+        idp: &idp,
+    };
+    // A first use is recorded, not acted on.
+    assert_eq!(
+        c.tool(EXPLORER, "analyst", "contacts_export", EXPLORER)
+            .await,
+        200
+    );
+    assert_eq!(c.chat(EXPLORER, "and now?", EXPLORER).await, 200);
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(c.chat(BURST, "again", BURST).await);
+    }
+    let first = statuses
+        .iter()
+        .position(|s| *s == 429)
+        .unwrap_or_else(|| panic!("no cool-down: {statuses:?}"));
+    assert!(first >= 19, "refused before the spike: {statuses:?}");
+    assert!(statuses[first..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Answered at once, saying why and for how long.
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let (parts, answer) = c
+        .exchange(BURST, "viewer", "/openai/v1/chat/completions", &body, BURST)
+        .await;
+    assert_eq!(parts.status, 429);
+    let wait: u64 = parts.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=120).contains(&wait), "{wait}");
+    assert_eq!(answer["error"]["type"], "anomaly_cool_down", "{answer}");
+    // On the MCP route: a JSON-RPC error the client shows.
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "contacts_search", "arguments": {"q": "acme"}}});
+    let (parts, answer) = c.exchange(BURST, "viewer", "/mcp/mcp", &call, BURST).await;
+    assert_eq!(parts.status, 200);
+    assert!(parts.headers.contains_key("retry-after"));
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(
+        answer["error"]["data"]["rule"], "anomaly:rate_spike",
+        "{answer}"
+    );
+    // Everyone else goes on.
+    for user in STEADY {
+        assert_eq!(c.chat(user, "summarise the pipeline", user).await, 200);
+    }
+    assert_eq!(c.chat(EXPLORER, "still fine", EXPLORER).await, 200);
+    custody.stop();
+
+    let rows = custody.rows();
+    let refused: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["policy"]["rule"] == "anomaly:rate_spike")
+        .collect();
+    let expected = statuses[first..].len() + 2;
+    assert_eq!(refused.len(), expected, "one row per refused call");
+    for r in &refused {
+        assert_eq!(r["principal"]["sub"], BURST);
+        assert_eq!(r["policy"]["decision"], "deny");
+        // A refusal by a cool-down is not itself observed.
+        assert_eq!(r["anomalies"], Value::Null, "{r:#}");
+    }
+    let tripped = rows
+        .iter()
+        .filter(|r| r["principal"]["sub"] == BURST && r["policy"]["decision"] == "allow")
+        .filter(|r| r["anomalies"].to_string().contains("rate_spike"))
+        .count();
+    assert_eq!(
+        tripped, 1,
+        "the call that tripped it was answered and flagged"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r["principal"]["sub"] != BURST)
+            .all(|r| r["policy"]["decision"] == "allow")
+    );
 }

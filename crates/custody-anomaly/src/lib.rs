@@ -200,6 +200,11 @@ impl Signal {
             Signal::TokenFanout => "token_fanout",
         }
     }
+
+    /// The signal named `name` (as [`Signal::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// One signal a call tripped.

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use anomalies::AnomalyConfig;
+pub use anomalies::{AnomalyAction, AnomalyConfig, CoolDownResponse};
 pub use audit::{AuditConfig, DigestsConfig, S3Config};
 pub use identity::DEFAULT_TOKEN_HEADER;
 pub(crate) use intercept::check_host;

@@ -72,6 +72,21 @@ pub enum ProxyError {
         /// MCP clients show the denial.
         jsonrpc: Option<JsonRpcCall>,
     },
+    /// The user is cooling down after a call of theirs tripped a signal that
+    /// `anomalies.action` acts on: refused at once until the cool-down ends.
+    #[error(
+        "refused for another {retry_after} s: a recent call by this user tripped the anomaly signal {signal} (anomalies.action)"
+    )]
+    CoolingDown {
+        /// The signal that started the cool-down.
+        signal: &'static str,
+        /// Seconds until it ends (rounded up).
+        retry_after: u64,
+        /// 429 with `Retry-After` (`response: throttle`) rather than 403 (`deny`).
+        throttle: bool,
+        /// On MCP routes: answer as JSON-RPC errors (HTTP 200).
+        jsonrpc: Option<JsonRpcCall>,
+    },
     /// Content safety blocks a kind of value the request carries.
     #[error("blocked by content safety: the request contains {kinds}")]
     ContentBlocked {
@@ -199,6 +214,12 @@ impl ProxyError {
                 ..
             } if !call.ids.is_empty() => StatusCode::OK,
             ProxyError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
+            ProxyError::CoolingDown {
+                jsonrpc: Some(call),
+                ..
+            } if !call.ids.is_empty() => StatusCode::OK,
+            ProxyError::CoolingDown { throttle: true, .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::CoolingDown { .. } => StatusCode::FORBIDDEN,
             ProxyError::ContentBlocked {
                 jsonrpc: Some(call),
                 ..
@@ -238,6 +259,7 @@ impl ProxyError {
             }
             ProxyError::Unauthenticated(_) => "unauthenticated",
             ProxyError::PolicyDenied { .. } => "policy_denied",
+            ProxyError::CoolingDown { .. } => "anomaly_cool_down",
             ProxyError::ContentBlocked { .. } => "content_blocked",
             ProxyError::SafetyUnscannable(_) => "content_unscannable",
             ProxyError::ResponseUnscannable(_) => "response_unscannable",
@@ -265,6 +287,7 @@ impl ProxyError {
         match self {
             ProxyError::Unauthenticated(r) => Some(format!("identity:{}", r.reason())),
             ProxyError::PolicyDenied { rule, .. } => Some(rule.clone()),
+            ProxyError::CoolingDown { signal, .. } => Some(format!("anomaly:{signal}")),
             ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
             ProxyError::SafetyUnscannable(_) => Some("safety:unscannable".to_owned()),
             ProxyError::TunnelDenied { .. } => Some("intercept.others:deny".to_owned()),
@@ -297,6 +320,10 @@ impl ProxyError {
             ProxyError::PolicyDenied {
                 jsonrpc: Some(call),
                 ..
+            }
+            | ProxyError::CoolingDown {
+                jsonrpc: Some(call),
+                ..
             } => Some((call, JSONRPC_POLICY_DENIED)),
             ProxyError::ContentBlocked {
                 jsonrpc: Some(call),
@@ -324,7 +351,9 @@ impl ProxyError {
                 rule: &rule,
                 message: &self.to_string(),
             };
-            return jsonrpc_denial(self.status(), call, &denial, request_id);
+            let mut response = jsonrpc_denial(self.status(), call, &denial, request_id);
+            self.retry_after(&mut response);
+            return response;
         }
         let mut response = json_error(
             self.status(),
@@ -349,6 +378,8 @@ impl ProxyError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        } else if let ProxyError::CoolingDown { .. } = self {
+            self.retry_after(&mut response);
         } else if let ProxyError::Unauthenticated(r) = self {
             // RFC 6750 §3: no error code when no token was sent at all.
             let challenge = match r {
@@ -363,6 +394,17 @@ impl ProxyError {
             }
         }
         response
+    }
+}
+
+impl ProxyError {
+    /// A cool-down says when it ends (RFC 9110 §10.2.3), whichever way it answers.
+    fn retry_after(&self, response: &mut Response<Full<Bytes>>) {
+        if let ProxyError::CoolingDown { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
     }
 }
 

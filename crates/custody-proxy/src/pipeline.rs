@@ -11,6 +11,7 @@
 //! | 5 | identity | [`identity::authenticate`] → [`crate::identity::Caller`] |
 //! | 5b | integrity | [`integrity::check_request`] → `Result<(), ProxyError>` |
 //! | 6 | session | [`Sessions::begin`] → [`crate::session::SessionHandle`] |
+//! | 6b | cool-down | `Anomalies::cooling_down` → `Option<ProxyError>` |
 //! | 7 | policy | [`PolicyStage::decide`] → [`Decision`] |
 //! | 8 | safety | [`Safety::request`] → the body to forward |
 //! | 9 | upstream | [`Forwarder::send`] → the upstream's response |
@@ -42,7 +43,10 @@
 //! 6. session — the call's session, step and span (`traceparent` sent upstream),
 //!    and its links to the model turn that asked for it (`custody-session`); an
 //!    MCP `initialize` without a session signal is placed once answered, in the
-//!    session the server names (`Sessions::waits_for_answer`);
+//!    session the server names (`Sessions::waits_for_answer`); 6b: a user cooling
+//!    down after a call of theirs tripped a signal `anomalies.action` acts on is
+//!    refused at once (429 with `Retry-After`, or 403; a JSON-RPC error on MCP
+//!    routes), by rule `anomaly:<signal>` ([`crate::anomalies`]);
 //! 7. policy — allow or deny with the policy in force (403, or a JSON-RPC error on
 //!    MCP routes);
 //! 8. safety — scan what the request carries for PII and secrets, redact or block
@@ -381,6 +385,14 @@ impl Pipeline {
             self.sessions
                 .begin(exchange.record(), &mut parts.headers, &inspected.request)
         });
+        // 6b. a cool-down after an anomaly (anomalies.action): refused at once
+        if let Some(refused) = self
+            .anomalies
+            .as_deref()
+            .and_then(|a| a.cooling_down(exchange.record(), inspected.request.jsonrpc_call()))
+        {
+            return Err(refused);
+        }
         // 7. policy
         let decision = self.policy.decide(
             exchange.record(),

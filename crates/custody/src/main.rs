@@ -358,5 +358,37 @@ fn summary(c: &Config, path: Option<&Path>) -> String {
             format!("\nintercept:    on; tunnels to hosts no route claims: {tunnels}")
         }
     };
+    let a = &c.anomalies;
+    out += &if a.enabled {
+        let zone = a.time_zone.iana_name().unwrap_or("a fixed UTC offset");
+        let state = a
+            .state_file
+            .clone()
+            .unwrap_or_else(|| c.audit.spool_dir.join("anomalies.json"));
+        let acts = if a.action.signals.is_empty() {
+            "signals are recorded, none acts".to_owned()
+        } else {
+            format!(
+                "{} start a {:?} {} cool-down",
+                a.action
+                    .signals
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.action.cool_down,
+                match a.action.response {
+                    custody_proxy::config::CoolDownResponse::Throttle => "429",
+                    custody_proxy::config::CoolDownResponse::Deny => "403",
+                }
+            )
+        };
+        format!(
+            "\nanomalies:    on (usual hours in {zone}; baselines in {}); {acts}",
+            state.display()
+        )
+    } else {
+        "\nanomalies:    off".to_owned()
+    };
     out
 }

@@ -3,7 +3,8 @@
 
 use super::problems::{Problems, Span};
 use super::raw::NumberOrText;
-use custody_anomaly::Settings;
+use custody_anomaly::{Settings, Signal};
+use jiff::tz::{Offset, TimeZone};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +14,10 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAnomalies {
     pub(crate) enabled: Option<bool>,
-    pub(crate) utc_offset: Option<String>,
+    /// `utc_offset` was its name before it took zone names too.
+    #[serde(alias = "utc_offset")]
+    pub(crate) time_zone: Option<String>,
+    pub(crate) action: Option<RawAction>,
     pub(crate) state_file: Option<PathBuf>,
     pub(crate) save_interval: Option<NumberOrText>,
     pub(crate) warmup: Option<NumberOrText>,
@@ -31,13 +35,56 @@ pub(crate) struct RawAnomalies {
     pub(crate) fanout_window: Option<NumberOrText>,
 }
 
+/// `anomalies.action` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAction {
+    pub(crate) signals: Option<Vec<String>>,
+    pub(crate) response: Option<String>,
+    pub(crate) cool_down: Option<NumberOrText>,
+}
+
+/// How a user in a cool-down is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoolDownResponse {
+    /// 403, a policy denial.
+    Deny,
+    /// 429 with `Retry-After`: the seconds left.
+    Throttle,
+}
+
+/// `anomalies.action`: after a call trips one of `signals`, the user's calls are
+/// refused for `cool_down` (docs/anomalies.md, "Acting on a signal").
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnomalyAction {
+    /// The signals that start a cool-down; empty (the default): none does.
+    pub signals: Vec<Signal>,
+    /// What a call in a cool-down gets.
+    pub response: CoolDownResponse,
+    /// How long a cool-down lasts.
+    pub cool_down: Duration,
+}
+
+impl Default for AnomalyAction {
+    fn default() -> Self {
+        Self {
+            signals: Vec::new(),
+            response: CoolDownResponse::Throttle,
+            cool_down: Duration::from_secs(300),
+        }
+    }
+}
+
 /// `anomalies`, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnomalyConfig {
     /// Detection on (the default) or off.
     pub enabled: bool,
-    /// The zone of a user's usual hours, as a fixed offset from UTC (minutes).
-    pub utc_offset_minutes: i32,
+    /// The zone of a user's usual hours: a zone name from the system's time zone
+    /// database, or a fixed offset.
+    pub time_zone: TimeZone,
+    /// What a signal does beyond being recorded (by default: nothing).
+    pub action: AnomalyAction,
     /// Where the baselines are kept across restarts; `None`: beside the spool
     /// (`<audit.spool.dir>/anomalies.json`).
     pub state_file: Option<PathBuf>,
@@ -51,7 +98,8 @@ impl Default for AnomalyConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            utc_offset_minutes: 0,
+            time_zone: TimeZone::UTC,
+            action: AnomalyAction::default(),
             state_file: None,
             save_interval: Duration::from_secs(60),
             settings: Settings::default(),
@@ -59,16 +107,31 @@ impl Default for AnomalyConfig {
     }
 }
 
-/// `+HH:MM` / `-HH:MM` / `Z` → minutes east of UTC.
-fn offset(text: &str) -> Result<i32, String> {
+/// A zone name (`Europe/Berlin`, `UTC`) or a fixed offset (`+01:00`, `Z`).
+fn time_zone(text: &str) -> Result<TimeZone, String> {
     let t = text.trim();
     if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {
-        return Ok(0);
+        return Ok(TimeZone::UTC);
     }
+    if t.starts_with(['+', '-']) {
+        let minutes = offset(t)?;
+        return Offset::from_seconds(minutes * 60)
+            .map(TimeZone::fixed)
+            .map_err(|e| format!("{text:?}: {e}"));
+    }
+    TimeZone::get(t).map_err(|e| {
+        format!(
+            "{text:?}: not a zone in the system's time zone database ({e}); use a name such as \"Europe/Berlin\" or a fixed offset such as \"+01:00\""
+        )
+    })
+}
+
+/// `+HH:MM` / `-HH:MM` → minutes east of UTC.
+fn offset(text: &str) -> Result<i32, String> {
     let bad = || format!("{text:?}: expected a UTC offset such as \"+01:00\" or \"-05:30\"");
-    let (sign, rest) = match t.as_bytes().first() {
-        Some(b'+') => (1, &t[1..]),
-        Some(b'-') => (-1, &t[1..]),
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
         _ => return Err(bad()),
     };
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
@@ -95,14 +158,15 @@ pub(crate) fn validate_anomalies(raw: RawAnomalies, issues: &mut Problems) -> An
     let warmup = duration("warmup", raw.warmup, s.warmup);
     let burst_window = duration("burst_window", raw.burst_window, s.burst_window);
     let fanout_window = duration("fanout_window", raw.fanout_window, s.fanout_window);
-    let utc_offset_minutes = match raw.utc_offset.as_deref().map(offset) {
-        None => 0,
-        Some(Ok(m)) => m,
+    let time_zone = match raw.time_zone.as_deref().map(time_zone) {
+        None => d.time_zone.clone(),
+        Some(Ok(zone)) => zone,
         Some(Err(e)) => {
-            issues.push("anomalies.utc_offset", e);
-            0
+            issues.push("anomalies.time_zone", e);
+            d.time_zone.clone()
         }
     };
+    let action = validate_action(raw.action.unwrap_or_default(), issues);
     let mut positive = |key: &str, v: f64, max: f64| {
         if !(v > 0.0 && v <= max) {
             issues.push(
@@ -154,23 +218,88 @@ pub(crate) fn validate_anomalies(raw: RawAnomalies, issues: &mut Problems) -> An
     }
     AnomalyConfig {
         enabled: raw.enabled.unwrap_or(d.enabled),
-        utc_offset_minutes,
+        time_zone,
+        action,
         state_file: raw.state_file,
         save_interval,
         settings,
     }
 }
 
+/// `anomalies.action`: every signal name known, the response one of two, the
+/// cool-down between a second and a day.
+fn validate_action(raw: RawAction, issues: &mut Problems) -> AnomalyAction {
+    let d = AnomalyAction::default();
+    let mut signals = Vec::new();
+    for name in raw.signals.unwrap_or_default() {
+        match Signal::from_name(&name) {
+            Some(s) if !signals.contains(&s) => signals.push(s),
+            Some(_) => {}
+            None => issues.push(
+                "anomalies.action.signals",
+                format!(
+                    "unknown signal {name:?}; the signals are {}",
+                    Signal::ALL.map(Signal::name).join(", ")
+                ),
+            ),
+        }
+    }
+    let response = match raw.response.as_deref() {
+        None => d.response,
+        Some("deny") => CoolDownResponse::Deny,
+        Some("throttle") => CoolDownResponse::Throttle,
+        Some(other) => {
+            issues.push(
+                "anomalies.action.response",
+                format!("{other:?}: expected deny (403) or throttle (429 with Retry-After)"),
+            );
+            d.response
+        }
+    };
+    let cool_down = issues.duration(
+        "anomalies.action.cool_down",
+        raw.cool_down.as_ref(),
+        d.cool_down,
+        Span::Within {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(86_400),
+            bounds: "1s and 24h",
+            unit: "s",
+        },
+    );
+    AnomalyAction {
+        signals,
+        response,
+        cool_down,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::offset;
+    use super::{offset, time_zone};
 
     #[test]
     fn offsets() {
         assert_eq!(offset("+01:00"), Ok(60));
         assert_eq!(offset("-05:30"), Ok(-330));
-        assert_eq!(offset("Z"), Ok(0));
         assert!(offset("Europe/Berlin").is_err());
         assert!(offset("+25:00").is_err());
+    }
+
+    #[test]
+    fn zones() {
+        let at = jiff::Timestamp::from_second(1_780_000_000).expect("instant");
+        let hours = |text: &str| time_zone(text).map(|z| z.to_offset(at).seconds() / 3600);
+        assert_eq!(hours("Z"), Ok(0));
+        assert_eq!(hours("utc"), Ok(0));
+        assert_eq!(hours("-05:00"), Ok(-5));
+        // A named zone follows its daylight-saving rules: +2 in May, +1 in December.
+        assert_eq!(hours("Europe/Berlin"), Ok(2));
+        let december = jiff::Timestamp::from_second(1_796_000_000).expect("instant");
+        let berlin = time_zone("Europe/Berlin").expect("zone");
+        assert_eq!(berlin.to_offset(december).seconds(), 3600);
+        let e = time_zone("Mars/Olympus").expect_err("unknown zone");
+        assert!(e.contains("Europe/Berlin"), "{e}");
+        assert!(time_zone("+25:00").is_err());
     }
 }

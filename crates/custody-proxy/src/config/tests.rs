@@ -423,6 +423,7 @@ fn the_documented_whole_file_is_valid_and_means_the_defaults() {
     let c = Config::from_yaml_str(yaml, "configuration.md").expect("the documented file is valid");
     let d = Config::defaults();
     assert!(c.identity.is_none() && c.policy.is_none());
+    assert_eq!(c.anomalies, d.anomalies);
     assert_eq!(c.listen.tcp, d.listen.tcp);
     assert_eq!(c.limits.max_request_body, d.limits.max_request_body);
     assert_eq!(
