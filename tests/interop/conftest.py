@@ -69,9 +69,11 @@ class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
     def __init__(self, stub_url: str, extra: str = "", routes: str = "", audit: str | None = None,
-                 hosts: bool = False, env: dict | None = None):
+                 hosts: bool = False, env: dict | None = None, route_options: dict | None = None):
         """`routes`: more route entries (YAML list items, each line indented by two
         spaces) after the default `openai` and `anthropic` routes to the stub.
+        `route_options`: more keys for those two (route name → flow-mapping text,
+        e.g. `{"openai": "token_from: authorization"}`).
         `audit`: the `audit` section's body (flow mapping) instead of the default
         local directory flushed at shutdown. `hosts`: the two routes claim
         api.openai.com and api.anthropic.com (forward-proxy mode). `env`: more
@@ -83,13 +85,17 @@ class Custody:
         self.admin = f"127.0.0.1:{admin_port}"
         self.audit_dir = self.dir / "audit"
         config = self.dir / "custody.yaml"
+
+        def more(route: str) -> str:
+            return f", {route_options[route]}" if route_options and route in route_options else ""
+
         config.write_text(
             f"listen: {{unix: '{self.socket}', tcp: '{self.tcp}', admin: '{self.admin}'}}\n"
             f"routes:\n"
             f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai"
-            + (", hosts: [api.openai.com]" if hosts else "") + "}\n"
+            + (", hosts: [api.openai.com]" if hosts else "") + more("openai") + "}\n"
             f"  - {{name: anthropic, prefix: /anthropic, upstream: '{stub_url}', kind: anthropic"
-            + (", hosts: [api.anthropic.com]" if hosts else "") + "}\n"
+            + (", hosts: [api.anthropic.com]" if hosts else "") + more("anthropic") + "}\n"
             + routes
             + (f"audit: {audit}\n" if audit else f"audit: {{dir: '{self.audit_dir}', flush_interval: 1h}}\n")
             + extra

@@ -29,9 +29,10 @@ pub enum ProxyError {
     /// (on an enforcing route) at all.
     #[error(transparent)]
     Encoding(#[from] crate::decode::Refusal),
-    /// The route requires a valid user token and the request has none.
-    #[error("identity: {reason}: {0}", reason = .0.reason())]
-    Unauthenticated(custody_identity::Rejection),
+    /// The route requires a valid user token and the request has none: why, and
+    /// where custody looked (with what it found instead, never the token).
+    #[error("identity: {reason}: {0} {1}", reason = .0.reason())]
+    Unauthenticated(custody_identity::Rejection, crate::identity::Looked),
     /// The request could not be read: its framing is malformed (a bad chunk size,
     /// more data than `Content-Length` announced).
     #[error("malformed request: {0}")]
@@ -205,10 +206,10 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Encoding(r) => r.status(),
             // Not the caller's fault: the IdP's keys cannot be had.
-            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
+            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable, _) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Unauthenticated(..) => StatusCode::UNAUTHORIZED,
             ProxyError::PolicyDenied {
                 jsonrpc: Some(call),
                 ..
@@ -254,10 +255,10 @@ impl ProxyError {
             ProxyError::RouteNotFound { .. } => "route_not_found",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::Encoding(r) => r.error_type(),
-            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable) => {
+            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable, _) => {
                 "identity_unavailable"
             }
-            ProxyError::Unauthenticated(_) => "unauthenticated",
+            ProxyError::Unauthenticated(..) => "unauthenticated",
             ProxyError::PolicyDenied { .. } => "policy_denied",
             ProxyError::CoolingDown { .. } => "anomaly_cool_down",
             ProxyError::ContentBlocked { .. } => "content_blocked",
@@ -285,7 +286,7 @@ impl ProxyError {
     /// The `policy.rule` recorded when this error is a denial (`identity:<reason>`).
     pub fn denial_rule(&self) -> Option<String> {
         match self {
-            ProxyError::Unauthenticated(r) => Some(format!("identity:{}", r.reason())),
+            ProxyError::Unauthenticated(r, _) => Some(format!("identity:{}", r.reason())),
             ProxyError::PolicyDenied { rule, .. } => Some(rule.clone()),
             ProxyError::CoolingDown { signal, .. } => Some(format!("anomaly:{signal}")),
             ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
@@ -367,7 +368,7 @@ impl ProxyError {
                 header::ACCEPT_ENCODING,
                 HeaderValue::from_static(crate::decode::ACCEPTED),
             );
-        } else if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable)
+        } else if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable, _)
         | ProxyError::AuditUnavailable(_) = self
         {
             response
@@ -380,7 +381,7 @@ impl ProxyError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         } else if let ProxyError::CoolingDown { .. } = self {
             self.retry_after(&mut response);
-        } else if let ProxyError::Unauthenticated(r) = self {
+        } else if let ProxyError::Unauthenticated(r, _) = self {
             // RFC 6750 §3: no error code when no token was sent at all.
             let challenge = match r {
                 custody_identity::Rejection::Missing => "Bearer".to_owned(),

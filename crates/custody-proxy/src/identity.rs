@@ -37,6 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+mod looked;
+pub(crate) use looked::Looked;
+
 /// Least time between two on-demand key fetches for one issuer.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Longest wait between retries of a failed scheduled refresh.
@@ -453,6 +456,7 @@ pub(crate) async fn authenticate(
     let single =
         crate::integrity::credentials::single(headers, verified_header).map(|v| v.cloned());
     let own = headers.remove(identity.token_header());
+    let had_own = own.is_some();
     let token = match (single, route.token_from) {
         (Err(refusal), _) => return Err(refusal.into()),
         (Ok(_), TokenFrom::Header) => own,
@@ -491,7 +495,15 @@ pub(crate) async fn authenticate(
                 record.principal.issuer = identity.named_issuer(token).map(str::to_owned);
                 record.principal.sub = rejection.verified_subject().map(str::to_owned);
             }
-            Err(ProxyError::Unauthenticated(rejection))
+            let looked = looked::looked(
+                route.token_from,
+                identity.token_header(),
+                headers,
+                had_own,
+                &rejection,
+                proxy_token.is_some(),
+            );
+            Err(ProxyError::Unauthenticated(rejection, looked))
         }
         Err(rejection) => {
             if rejection != Rejection::Missing {
