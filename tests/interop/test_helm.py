@@ -727,9 +727,23 @@ def test_custody_accepts_the_rendered_config_and_policy(value_set, tmp_path):
     for cm in objects(value_set, "ConfigMap"):
         for name, text in cm.get("data", {}).items():
             (tmp_path / name).write_text(text)
+    # `config check` reads every file the config names, as the sidecar would at
+    # start: the pod's mounts, under tmp_path (the policy from its ConfigMap, keys
+    # standing in for the Secrets).
+    config = (tmp_path / "custody.yaml").read_text()
+    root = tmp_path / "pod"
+    for path in sorted(set(re.findall(r"(/etc/custody/[\w./-]+)", config))):
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.endswith("policy.yaml"):
+            target.write_text((tmp_path / "policy.yaml").read_text())
+        else:
+            target.write_text("sk-test-key\n")
+    (tmp_path / "custody.yaml").write_text(config.replace("/etc/custody/", f"{root}/etc/custody/"))
     check = subprocess.run([str(binary), "config", "check", "--config", str(tmp_path / "custody.yaml")],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
+    assert "policy:" in check.stdout and "(read;" in check.stdout, check.stdout
     check = subprocess.run([str(binary), "policy", "check", str(tmp_path / "policy.yaml")],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import ssl
@@ -23,6 +24,7 @@ import urllib.request
 import jsonpatch
 import kubernetes_validate
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +34,8 @@ from conftest import REPO, _binary, free_port
 
 FIXTURES = REPO / "crates" / "custody-inject" / "tests" / "fixtures"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
+# The policy the chart installs by default (values.yaml's policy.content).
+STARTER_POLICY = yaml.safe_load((REPO / "helm" / "custody" / "values.yaml").read_text())["policy"]["content"]
 K8S = "1.30.0"
 
 
@@ -387,6 +391,15 @@ def test_the_examples_in_docs_injection_md_are_valid():
     assert check.returncode == 0, check.stderr
 
     sidecar_config = next(b for b in blocks if "listen:" in b)
+    # `config check` reads the files the config names, as the sidecar would at
+    # start: the pod's key mounts, under a directory of the test's.
+    pod = secret.path.parent / f"{secret.path.name}-pod"
+    for named in sorted(set(re.findall(r"(/etc/custody/[\w./-]+)", sidecar_config))):
+        target = pod / named.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The policy the chart installs by default, or a key standing in for a Secret.
+        target.write_text(STARTER_POLICY if named.endswith("policy.yaml") else "sk-test-key\n")
+    sidecar_config = sidecar_config.replace("/etc/custody/", f"{pod}/etc/custody/")
     path = secret.path.parent / f"{secret.path.name}-custody.yaml"
     path.write_text(sidecar_config)
     check = subprocess.run([binary, "config", "check", "--config", str(path)], capture_output=True, text=True)

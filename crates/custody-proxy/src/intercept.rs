@@ -186,6 +186,20 @@ impl Intercept {
         })
     }
 
+    /// Reads the CA files `config` names, as [`Intercept::start`] would (nothing
+    /// generated, nothing exported): for `custody config check`.
+    pub(crate) fn check_ca(config: &InterceptConfig) -> Result<(), StartError> {
+        match &config.ca {
+            crate::config::CaSource::Generate => Ok(()),
+            crate::config::CaSource::Files {
+                cert_file,
+                key_file,
+            } => Ca::from_files(cert_file, key_file)
+                .map(drop)
+                .map_err(|e| StartError::Intercept(e.to_string())),
+        }
+    }
+
     /// Once the listeners are bound: their addresses are never tunnel targets.
     pub(crate) fn listening(mut self, listeners: Vec<(&'static str, SocketAddr)>) -> Self {
         self.guard.listeners = listeners;

@@ -40,6 +40,7 @@ mod loopback;
 mod metrics;
 mod pipeline;
 mod policy;
+mod preflight;
 mod request_body;
 mod request_ids;
 mod respond;
@@ -60,4 +61,5 @@ pub use error::{
     ProxyError,
 };
 pub use integrity::{Reason as IntegrityReason, Refusal as IntegrityRefusal};
+pub use preflight::{Problem, preflight};
 pub use server::{Running, ShutdownReport, start};

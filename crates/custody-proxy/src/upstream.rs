@@ -26,10 +26,9 @@ use std::time::Duration;
 
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-pub(crate) fn build_client(
-    config: &UpstreamConfig,
-    tls: &UpstreamTlsConfig,
-) -> Result<HttpClient, StartError> {
+/// The roots HTTPS upstreams are checked against: Mozilla's, and
+/// `upstream_tls.extra_ca_file`'s certificates (at least one).
+pub(crate) fn upstream_roots(tls: &UpstreamTlsConfig) -> Result<RootCertStore, StartError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -49,7 +48,16 @@ pub(crate) fn build_client(
         }
         tracing::info!(path = %path.display(), certificates = added, "extra upstream CAs loaded");
     }
+    Ok(roots)
+}
+
+pub(crate) fn build_client(
+    config: &UpstreamConfig,
+    tls: &UpstreamTlsConfig,
+) -> Result<HttpClient, StartError> {
+    let roots = upstream_roots(tls)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+
     let tls_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| StartError::Internal(format!("TLS setup: {e}")))?

@@ -287,6 +287,14 @@ impl SafetyPolicy {
         tool.or(route).or(self.global.responses).unwrap_or_default() == ResponseMode::Redact
     }
 
+    /// The routes and the tools with rules of their own (for summaries).
+    pub fn overrides(&self) -> (Vec<&str>, Vec<&str>) {
+        (
+            self.routes.keys().map(String::as_str).collect(),
+            self.tools.keys().map(String::as_str).collect(),
+        )
+    }
+
     /// The configured redaction style and key file (the proxy reads the file
     /// and builds a [`RedactStyle`](crate::RedactStyle)).
     pub fn redaction(&self) -> &RedactionConfig {

@@ -23,6 +23,7 @@ use std::process::ExitCode;
 #[cfg(feature = "jemalloc")]
 mod allocator;
 mod compact_cmd;
+mod config_cmd;
 mod inject_cmd;
 mod lake_cmd;
 mod policy_cmd;
@@ -111,11 +112,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Run { config } => {
-            let config = match load(config.as_deref()) {
+        Command::Run { config: path } => {
+            let config = match load(path.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if let Some(code) = config_cmd::refuse_to_start(&config, path.as_deref()) {
+                return code;
+            }
             match run(config) {
                 Ok(Stopped::Clean) => ExitCode::SUCCESS,
                 // Rows left in an ephemeral spool: the pod's end loses them (logged
@@ -131,10 +135,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match load(config.as_deref()) {
-            Ok(c) => {
-                println!("{}", summary(&c, config.as_deref()));
-                ExitCode::SUCCESS
-            }
+            Ok(c) => config_cmd::check(&c, config.as_deref()),
             Err(code) => code,
         },
         Command::Policy { command } => policy_cmd::run(command),
@@ -248,147 +249,4 @@ fn init_logging(format: LogFormat) {
     } else {
         builder.init();
     }
-}
-
-fn summary(c: &Config, path: Option<&Path>) -> String {
-    let mut out = format!(
-        "config {} is valid\n",
-        path.map_or("(built-in defaults)".into(), |p| p.display().to_string())
-    );
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "disabled".into());
-    out += &format!(
-        "listen.unix:  {}\n",
-        opt(c.listen.unix.as_ref().map(|p| p.display().to_string()))
-    );
-    out += &format!(
-        "listen.tcp:   {}\n",
-        opt(c.listen.tcp.map(|a| a.to_string()))
-    );
-    out += &format!(
-        "listen.admin: {}\n",
-        opt(c.listen.admin.map(|a| a.to_string()))
-    );
-    out += "routes:\n";
-    for r in &c.routes {
-        out += &format!(
-            "  {:<12} {:<20} -> {} ({})\n",
-            r.name, r.prefix, r.upstream, r.kind
-        );
-        if !r.tools.is_empty() {
-            out += &format!("  {:<12} {} tool mapping(s)\n", "", r.tools.len());
-        }
-    }
-    out += &format!(
-        "audit:        {} (spool {}, {:?}, max {} bytes; a file every {} rows, {} bytes or {:?})\n",
-        c.audit.sink,
-        c.audit.spool_dir.display(),
-        c.audit.durability,
-        c.audit.spool_max_bytes,
-        c.audit.roll_rows,
-        c.audit.roll_bytes,
-        c.audit.roll_age
-    );
-    out += &match &c.audit.digests {
-        Some(d) => format!(
-            "digests:      signed with {}, every {:?} and at shutdown\n",
-            d.signing_key_file.display(),
-            d.interval
-        ),
-        None => "digests:      off (no audit.digests)\n".to_owned(),
-    };
-    out += &format!(
-        "limits.max_request_body: {} bytes; buffer budget {} bytes\n",
-        c.limits.max_request_body, c.limits.buffer_budget
-    );
-    let i = &c.inspection;
-    out += &format!(
-        "inspection:   parameters <= {} B, bodies <= {} B, SSE events <= {} B, {} priced models\n",
-        i.limits.max_parameters_bytes,
-        i.limits.max_body_bytes,
-        i.limits.max_event_bytes,
-        i.prices.len()
-    );
-    out += &match &c.policy {
-        None => {
-            "policy:       none (every call allowed, recorded as no-policy:allow-all)\n".to_owned()
-        }
-        Some(p) => format!(
-            "policy:       {} (checked every {:?}; validate it with `custody policy check`)\n",
-            p.file.display(),
-            p.reload_interval
-        ),
-    };
-    out += &match &c.identity {
-        None => "identity:     off (every caller is anonymous)".to_owned(),
-        Some(id) => format!(
-            "identity:     {} issuer(s): {}",
-            id.issuers.len(),
-            id.issuers
-                .iter()
-                .map(|i| i.policy.issuer.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    out += &match &c.intercept {
-        None => "\nintercept:    off (CONNECT refused)".to_owned(),
-        Some(i) => {
-            let list = |l: &[custody_proxy::config::HostPattern]| {
-                l.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let tunnels = match (
-                i.others,
-                i.tunnel.allow.is_empty() && i.tunnel.allow_internal.is_empty(),
-            ) {
-                (custody_proxy::config::Others::Deny, _) => "none (others: deny)".to_owned(),
-                (_, true) => "none (intercept.tunnel.allow is empty)".to_owned(),
-                (_, false) => format!(
-                    "to {}; internal targets opted into: {}",
-                    list(&i.tunnel.allow),
-                    if i.tunnel.allow_internal.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        list(&i.tunnel.allow_internal)
-                    }
-                ),
-            };
-            format!("\nintercept:    on; tunnels to hosts no route claims: {tunnels}")
-        }
-    };
-    let a = &c.anomalies;
-    out += &if a.enabled {
-        let zone = a.time_zone.iana_name().unwrap_or("a fixed UTC offset");
-        let state = a
-            .state_file
-            .clone()
-            .unwrap_or_else(|| c.audit.spool_dir.join("anomalies.json"));
-        let acts = if a.action.signals.is_empty() {
-            "signals are recorded, none acts".to_owned()
-        } else {
-            format!(
-                "{} start a {:?} {} cool-down",
-                a.action
-                    .signals
-                    .iter()
-                    .map(|s| s.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                a.action.cool_down,
-                match a.action.response {
-                    custody_proxy::config::CoolDownResponse::Throttle => "429",
-                    custody_proxy::config::CoolDownResponse::Deny => "403",
-                }
-            )
-        };
-        format!(
-            "\nanomalies:    on (usual hours in {zone}; baselines in {}); {acts}",
-            state.display()
-        )
-    } else {
-        "\nanomalies:    off".to_owned()
-    };
-    out
 }
