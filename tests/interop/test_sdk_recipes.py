@@ -1,5 +1,6 @@
-"""docs/sdk.md as written: every Python block tagged `sdk-recipe=<way>` runs, in its
-own interpreter, against a custody configured as that way's YAML block says (the
+"""docs/sdk.md as written: every Python and TypeScript block tagged
+`sdk-recipe=<way>` runs (Python in its own interpreter, TypeScript as an ES module
+under Node.js with tests/interop/sdk-ts's SDKs), against a custody configured as that way's YAML block says (the
 upstreams are the stub provider and the MCP server, the key files the test's own),
 with the user's token from a real OpenID provider. Each call's row names that user.
 Then the wrong ways the page lists: the refusal names where custody looked and what
@@ -20,12 +21,14 @@ from conftest import Custody, client_credentials_token, serve
 
 HERE = pathlib.Path(__file__).resolve().parent
 DOC = HERE.parents[1] / "docs" / "sdk.md"
-BLOCK = re.compile(r"^```python sdk-recipe=(\w+)\n(.*?)^```$", re.S | re.M)
+BLOCK = re.compile(r"^```(python|typescript) sdk-recipe=(\w+)\n(.*?)^```$", re.S | re.M)
+TS = HERE / "sdk-ts"
 
 
-def recipes(way: str) -> list[str]:
-    found = [code for w, code in BLOCK.findall(DOC.read_text()) if w == way]
-    assert found, f"no sdk-recipe={way} blocks in {DOC}"
+def recipes(way: str) -> list[tuple[str, str]]:
+    """(language, code) of each block of `way`, Python and TypeScript both present."""
+    found = [(lang, code) for lang, w, code in BLOCK.findall(DOC.read_text()) if w == way]
+    assert {lang for lang, _ in found} == {"python", "typescript"}, f"sdk-recipe={way} blocks in {DOC}: {found}"
     return found
 
 
@@ -48,9 +51,23 @@ def start(stub, oidc, mcp_upstream, tmp_path, way: str) -> Custody:
     return Custody(stub, routes=crm, extra=extra, route_options=options)
 
 
-def run(code: str, socket: str, token: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CUSTODY_SOCKET": socket, "USER_TOKEN": token}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+def run(lang: str, code: str, custody: Custody, token: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUSTODY_SOCKET": custody.socket, "CUSTODY_URL": f"http://{custody.tcp}",
+           "USER_TOKEN": token}
+    if lang == "python":
+        command = [sys.executable, "-c", code]
+    else:
+        if not (TS / "node_modules" / "openai").exists():
+            pytest.exit(f"run `npm ci --prefix {TS}` first (scripts/test does)", 2)
+        # An ES module beside the SDKs it imports (Node resolves from the file).
+        module = TS / f".recipe-{os.getpid()}.mjs"
+        module.write_text(code)
+        command = ["node", str(module)]
+    try:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        if lang != "python":
+            module.unlink()
 
 
 @pytest.mark.parametrize("way", ["header", "authorization"])
@@ -58,16 +75,18 @@ def test_each_recipe_runs_as_written_and_names_the_user(stub, oidc, mcp_upstream
     with start(stub, oidc, mcp_upstream, tmp_path / way, way) as custody:
         token = client_credentials_token(oidc)
         blocks = recipes(way)
-        for code in blocks:
-            done = run(code, custody.socket, token)
+        for lang, code in blocks:
+            done = run(lang, code, custody, token)
             assert done.returncode == 0, f"{code}\n---\n{done.stderr}\n{custody.read_log()}"
             assert done.stdout.strip(), code
         custody.stop()
         rows = custody.query(
             "SELECT action.route, principal.sub, policy.decision, outcome.status FROM audit ORDER BY event_time"
         )
-        routes = {r[0] for r in rows}
-        assert routes >= ({"openai", "anthropic", "crm"} if way == "header" else {"openai", "anthropic"}), rows
+        routes = [r[0] for r in rows]
+        # Each route once per language (MCP: several requests a session).
+        for route in ("openai", "anthropic") + (("crm",) if way == "header" else ()):
+            assert routes.count(route) >= 2, rows
         assert all(sub == "agent-service" and decision == "allow" and status < 400
                    for _, sub, decision, status in rows), rows
         for path in custody.audit_dir.rglob("*.parquet"):
