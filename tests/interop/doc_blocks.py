@@ -9,6 +9,7 @@ block that none of them claims.
 
 import dataclasses
 import re
+import subprocess
 
 from conftest import REPO
 
@@ -47,12 +48,13 @@ class Block:
         return f"{self.doc}:{self.line} ```{' '.join(self.words)}"
 
 
-def parse(path) -> tuple[list[Block], list[str]]:
-    """The blocks of one Markdown file, and its fence problems (an unclosed fence, one
-    without an info string). A closing fence is the opening's character, at least as
-    long, and nothing else on the line (CommonMark): "``` text" does not close."""
-    doc = path.relative_to(REPO).as_posix()
-    lines = path.read_text().split("\n")
+def parse(path, text: str | None = None) -> tuple[list[Block], list[str]]:
+    """The blocks of one Markdown file (or of `text`, named `path`), and its fence
+    problems (an unclosed fence, one without an info string). A closing fence is the
+    opening's character, at least as long, and nothing else on the line (CommonMark):
+    "``` text" does not close."""
+    doc = str(path) if text is not None else path.relative_to(REPO).as_posix()
+    lines = (path.read_text() if text is None else text).split("\n")
     blocks, problems = [], []
     i = 0
     while i < len(lines):
@@ -64,6 +66,12 @@ def parse(path) -> tuple[list[Block], list[str]]:
         closing = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{%d,}[ \t]*$" % len(fence))
         j = i + 1
         while j < len(lines) and not closing.match(lines[j]):
+            if re.match(r"^[ \t]*" + re.escape(fence), lines[j]):
+                # "``` How it works," or "```yaml": not a closing fence, so the block
+                # opened above runs on and swallows the text (use a longer fence to
+                # show a fence inside a block).
+                problems.append(f"{doc}:{j + 1}: a fence line inside the block opened at line {i + 1}; "
+                                "a closing fence has nothing after it")
             j += 1
         if j == len(lines):
             problems.append(f"{doc}:{i + 1}: the fence opened here never closes")
@@ -76,6 +84,12 @@ def parse(path) -> tuple[list[Block], list[str]]:
         blocks.append(Block(doc, i + 1, info.split() or [""], body + "\n", mark and mark["reason"]))
         i = j + 1
     return blocks, problems
+
+
+def every_markdown_file() -> list:
+    """Every Markdown file git tracks (the fence check covers them all)."""
+    out = subprocess.run(["git", "ls-files", "-z", "*.md"], cwd=REPO, capture_output=True, check=True)
+    return [REPO / name for name in out.stdout.decode().split("\0") if name]
 
 
 def all_blocks() -> tuple[list[Block], list[str]]:

@@ -37,6 +37,28 @@ def whole_file() -> str:
 
 def test_every_fence_closes_and_has_an_info_string():
     assert FENCE_PROBLEMS == [], "\n".join(FENCE_PROBLEMS)
+    elsewhere = [p for path in doc_blocks.every_markdown_file() if path not in doc_blocks.DOCS
+                 for p in doc_blocks.parse(path)[1]]
+    assert elsewhere == [], "\n".join(elsewhere)
+
+
+def test_the_checker_finds_what_a_renderer_would_swallow():
+    # Not a closing fence: the rest of the document is swallowed.
+    blocks, problems = doc_blocks.parse("x.md", "```yaml\nlisten: {}\n``` How it works,\n\n## `upstream`\n")
+    assert problems == ["x.md:3: a fence line inside the block opened at line 1; a closing fence has nothing after it",
+                        "x.md:1: the fence opened here never closes"] and len(blocks) == 1, problems
+    # ... or until the next bare fence, past the next block's opening.
+    blocks, problems = doc_blocks.parse("x.md", "```yaml\na: 1\n``` How\n\n```yaml\nb: 2\n```\n")
+    assert problems == ["x.md:3: a fence line inside the block opened at line 1; a closing fence has nothing after it",
+                        "x.md:5: a fence line inside the block opened at line 1; a closing fence has nothing after it"
+                        ], problems
+    blocks, problems = doc_blocks.parse("x.md", (
+        "<!-- not run: needs a cluster -->\n```sh\nkubectl get pods\n```\n"
+        "```\nbare\n```\n```promql\nup\n```\n```yaml\nlisten: {tcp: null}\n```\n"
+    ))
+    assert problems == ["x.md:5: a fence without an info string (`text` for output)"], problems
+    assert [doc_blocks.classify(b) for b in blocks] == ["not run", "", "", "config"]
+    assert blocks[0].not_run == "needs a cluster"
 
 
 def test_every_block_runs_or_is_marked():
