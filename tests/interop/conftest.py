@@ -69,7 +69,8 @@ class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
     def __init__(self, stub_url: str, extra: str = "", routes: str = "", audit: str | None = None,
-                 hosts: bool = False, env: dict | None = None, route_options: dict | None = None):
+                 hosts: bool = False, env: dict | None = None, route_options: dict | None = None,
+                 default_socket: bool = False):
         """`routes`: more route entries (YAML list items, each line indented by two
         spaces) after the default `openai` and `anthropic` routes to the stub.
         `route_options`: more keys for those two (route name → flow-mapping text,
@@ -77,9 +78,13 @@ class Custody:
         `audit`: the `audit` section's body (flow mapping) instead of the default
         local directory flushed at shutdown. `hosts`: the two routes claim
         api.openai.com and api.anthropic.com (forward-proxy mode). `env`: more
-        environment variables for the process."""
+        environment variables for the process. `default_socket`: no `listen.unix`,
+        so custody picks its default socket, under TMPDIR set to this directory."""
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="custody-interop-"))
         self.socket = str(self.dir / "custody.sock")
+        if default_socket:
+            self.socket = str(self.dir / f"custody-{os.getuid()}" / "custody.sock")
+            env = {**(env or {}), "TMPDIR": str(self.dir)}
         tcp_port, admin_port = free_ports(2)
         self.tcp = f"127.0.0.1:{tcp_port}"
         self.admin = f"127.0.0.1:{admin_port}"
@@ -90,7 +95,8 @@ class Custody:
             return f", {route_options[route]}" if route_options and route in route_options else ""
 
         config.write_text(
-            f"listen: {{unix: '{self.socket}', tcp: '{self.tcp}', admin: '{self.admin}'}}\n"
+            "listen: {" + ("" if default_socket else f"unix: '{self.socket}', ")
+            + f"tcp: '{self.tcp}', admin: '{self.admin}'}}\n"
             f"routes:\n"
             f"  - {{name: openai, prefix: /openai, upstream: '{stub_url}', kind: openai"
             + (", hosts: [api.openai.com]" if hosts else "") + more("openai") + "}\n"

@@ -638,6 +638,9 @@ def documented_keys() -> dict:
                     break
             if node is not None:
                 node.setdefault(leaf, None)
+    # `listen.unix` is a comment in the whole file (its default depends on the user).
+    for name in _section_tables(doc, "## `listen`"):
+        keys["listen"].setdefault(name, None)
     route = keys["routes"][0]
     per_route = doc.split("Per route (in `routes[]`):", 1)[1].split("\n## ", 1)[0]
     for name in _section_tables(doc, "## `routes`") + re.findall(r"^\| `([a-z_]+)` \|", per_route, re.M):

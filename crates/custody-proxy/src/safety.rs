@@ -658,3 +658,6 @@ fn with_query(uri: &http::Uri, query: &str) -> Result<http::Uri, ProxyError> {
         ProxyError::SafetyUnscannable(format!("cannot rewrite the redacted query: {e}"))
     })
 }
+
+#[cfg(test)]
+mod tests;

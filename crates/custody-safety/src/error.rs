@@ -37,6 +37,12 @@ pub enum SafetyError {
     /// The redaction key is unusable (empty).
     #[error("redaction key must not be empty")]
     EmptyKey,
+    /// The redaction key is shorter than [`crate::MIN_TOKEN_KEY_BYTES`].
+    #[error(
+        "redaction key is {0} bytes; at least {min} are required (make one with `openssl rand -hex 32`)",
+        min = crate::MIN_TOKEN_KEY_BYTES
+    )]
+    ShortKey(usize),
     /// A scan result was applied to a body it did not come from.
     #[error("scan does not belong to this body")]
     ScanMismatch,

@@ -78,7 +78,7 @@ pub use detect::{CustomDetector, Detectors, Hit};
 pub use error::SafetyError;
 pub use json::MAX_DEPTH;
 pub use kind::{Action, Kind};
-pub use redact::{RedactStyle, TokenKey, redact, redact_parameters};
+pub use redact::{MIN_TOKEN_KEY_BYTES, RedactStyle, TokenKey, redact, redact_parameters};
 pub use scan::{Finding, Scan, scan_body, scan_fields, scan_form, scan_text};
 pub use stream::{CARRY_BYTES, MAX_STREAM_FINDINGS, StreamScanner};
 pub use summary::{Summary, summarize, verdict};

@@ -21,17 +21,24 @@ pub enum RedactStyle {
     Token(TokenKey),
 }
 
+/// The fewest bytes a [`TokenKey`] may have: a shorter key makes the tokens
+/// of low-entropy values (e-mail addresses, phone numbers) guessable offline.
+pub const MIN_TOKEN_KEY_BYTES: usize = 32;
+
 /// The secret key of [`RedactStyle::Token`] (HMAC-SHA256). Its `Debug` output
 /// never shows the key.
 #[derive(Clone)]
 pub struct TokenKey(Box<hmac::Key>);
 
 impl TokenKey {
-    /// A key from raw bytes (e.g. a mounted Secret file's content); must not be
-    /// empty, should be 32 random bytes.
+    /// A key from raw bytes (e.g. a mounted Secret file's content): at least
+    /// [`MIN_TOKEN_KEY_BYTES`], e.g. the 64 characters of `openssl rand -hex 32`.
     pub fn new(key: &[u8]) -> Result<Self, SafetyError> {
         if key.is_empty() {
             return Err(SafetyError::EmptyKey);
+        }
+        if key.len() < MIN_TOKEN_KEY_BYTES {
+            return Err(SafetyError::ShortKey(key.len()));
         }
         Ok(TokenKey(Box::new(hmac::Key::new(hmac::HMAC_SHA256, key))))
     }

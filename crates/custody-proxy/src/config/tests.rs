@@ -425,6 +425,9 @@ fn the_documented_whole_file_is_valid_and_means_the_defaults() {
     assert!(c.identity.is_none() && c.policy.is_none());
     assert_eq!(c.anomalies, d.anomalies);
     assert_eq!(c.listen.tcp, d.listen.tcp);
+    // Copied as written, the file listens where the defaults do (no literal `<uid>`).
+    assert_eq!(c.listen.unix, d.listen.unix);
+    assert!(!yaml.contains("unix: /tmp/custody-<uid>"));
     assert_eq!(c.limits.max_request_body, d.limits.max_request_body);
     assert_eq!(
         c.limits.max_decompression_ratio,

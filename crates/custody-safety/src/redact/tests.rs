@@ -22,7 +22,7 @@ fn json_redaction_keeps_structure() {
 #[test]
 fn tokens_are_keyed_deterministic_and_normalised() {
     let d = Detectors::builtin();
-    let key = TokenKey::new(b"k1").expect("key");
+    let key = TokenKey::new(b"k1-0123456789abcdef0123456789abcdef").expect("key");
     let body = b"a@b.io and A@B.IO and c@d.io";
     let scan = scan_text(&d, body);
     let out = redact(body, &scan, &RedactStyle::Token(key), all_redact)
@@ -33,11 +33,11 @@ fn tokens_are_keyed_deterministic_and_normalised() {
     assert_eq!(parts[0], parts[1]);
     assert_ne!(parts[0], parts[2]);
     assert!(parts[0].starts_with("[EMAIL:") && parts[0].len() == "[EMAIL:]".len() + 12);
-    let other = TokenKey::new(b"k2").expect("key");
+    let other = TokenKey::new(b"k2-0123456789abcdef0123456789abcdef").expect("key");
     assert_ne!(other.token(&Kind::Email, b"a@b.io"), parts[0]);
     assert!(TokenKey::new(b"").is_err());
     assert_eq!(
-        format!("{:?}", TokenKey::new(b"secret").expect("key")),
+        format!("{:?}", TokenKey::new(&[7; 32]).expect("key")),
         "TokenKey(..)"
     );
 }
@@ -87,4 +87,15 @@ fn long_json_numbers_are_scanned_and_redacted_as_strings() {
         .expect("ok")
         .expect("some");
     assert_eq!(out, br#"{"card":"[REDACTED:CARD]","n":12}"#);
+}
+
+#[test]
+fn a_key_shorter_than_32_bytes_is_refused() {
+    assert!(TokenKey::new(&[7; crate::MIN_TOKEN_KEY_BYTES]).is_ok());
+    let err = TokenKey::new(b"short").expect_err("5 bytes");
+    assert_eq!(
+        err.to_string(),
+        "redaction key is 5 bytes; at least 32 are required (make one with `openssl rand -hex 32`)"
+    );
+    assert!(TokenKey::new(&[7; 31]).is_err());
 }
