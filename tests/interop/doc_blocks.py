@@ -32,6 +32,7 @@ COVERED = [
     ("policy.md", lambda w: w[0] == "yaml" and len(w) > 1, "crates/custody/tests/policy_cli.rs"),
     ("policy.md", lambda w: w[0] == "sh", "crates/custody/tests/policy_cli.rs"),
     ("injection.md", lambda w: w == ["yaml"], "tests/interop/test_inject.py"),
+    ("sdk.md", lambda w: w[0] in ("python", "typescript"), "tests/interop/test_sdk_recipes.py"),
 ]
 
 

@@ -10,6 +10,7 @@ the directory that holds `custody-audit/`."""
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import urllib.request
 import duckdb
 import httpx2
 import openai
+import yaml
 
 import doc_blocks
 from conftest import REPO, Custody, _binary, free_ports
@@ -74,12 +76,39 @@ def test_every_block_runs_or_is_marked():
     assert len(of("config")) >= 8 and len(of("sql")) >= 5 and len(of("python")) >= 1
 
 
+# A file a config block names by absolute path, and what stands in for it: `config
+# check` reads every file a config names, as `custody run` does at start.
+NAMED_FILE = re.compile(r"(?P<key>\w*file):\s*['\"]?(?P<path>/[^\s'\",}]+)")
+STARTER_POLICY = yaml.safe_load((REPO / "helm" / "custody" / "values.yaml").read_text())["policy"]["content"]
+
+
+def stage_named_files(body: str, root: pathlib.Path, custody: str) -> str:
+    """`body` with each absolute path it names moved under `root`, where a file of
+    the right kind stands in for it (the pod's mounted policy, Secrets and keys)."""
+    for m in NAMED_FILE.finditer(body):
+        key, path = m.group("key"), m.group("path")
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if key == "signing_key_file":
+            target.unlink(missing_ok=True)
+            subprocess.run([custody, "keygen", "--out", str(target)], check=True, capture_output=True)
+        elif key == "file":
+            target.write_text(STARTER_POLICY)
+        elif key == "jwks_file":
+            target.write_text('{"keys": []}')
+        elif key in ("value_file", "key_file"):
+            target.write_text(os.urandom(32).hex() + "\n")
+        else:
+            raise AssertionError(f"no stand-in for {key}: {path}")
+    return NAMED_FILE.sub(lambda m: m.group(0).replace(m.group("path"), str(root) + m.group("path")), body)
+
+
 def test_config_blocks_pass_config_check(tmp_path):
     custody = str(_binary("CUSTODY_BIN", "custody"))
     failed = []
     for i, b in enumerate(of("config")):
         path = tmp_path / f"{i}.yaml"
-        path.write_text(b.body)
+        path.write_text(stage_named_files(b.body, tmp_path / f"{i}-files", custody))
         out = subprocess.run([custody, "config", "check", "--config", str(path)], capture_output=True, text=True)
         if out.returncode != 0:
             failed.append(f"{b.where}: {out.stderr}")
