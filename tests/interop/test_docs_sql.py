@@ -96,7 +96,7 @@ def stage_named_files(body: str, root: pathlib.Path, custody: str) -> str:
             target.write_text(STARTER_POLICY)
         elif key == "jwks_file":
             target.write_text('{"keys": []}')
-        elif key in ("value_file", "key_file"):
+        elif key in ("value_file", "key_file", "secret_access_key_file", "session_token_file"):
             target.write_text(os.urandom(32).hex() + "\n")
         else:
             raise AssertionError(f"no stand-in for {key}: {path}")
