@@ -134,7 +134,7 @@ mod tests {
         let peeked = peek(dir.path(), |_| {}).expect("peek");
         assert_eq!((peeked.records, peeked.unreadable_bytes), (101, 4));
 
-        let missing = peek(&dir.path().join("missing"), |_| {}).unwrap_err();
+        let missing = peek(&dir.path().join("missing"), |_| {}).expect_err("a missing directory");
         assert!(missing.to_string().contains("missing"), "{missing}");
     }
 }
