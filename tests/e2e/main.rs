@@ -25,6 +25,7 @@ mod safety_params;
 mod sessions;
 mod slow_peers;
 mod trail;
+mod trail_find;
 mod verify;
 
 use custody_tests::stub::Stub;

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs `custody trail` with `args`.
-fn trail(args: &[&str]) -> Output {
+pub(super) fn trail(args: &[&str]) -> Output {
     Command::new(custody_bin())
         .arg("trail")
         .args(args)
@@ -28,7 +28,7 @@ fn trail(args: &[&str]) -> Output {
         .expect("run custody trail")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -1,6 +1,7 @@
 //! Reading audit files back, for `custody trail`: every `*.parquet` file under a
 //! directory (hidden temporary files skipped), only the columns a timeline needs,
-//! only the rows of one session.
+//! only the rows of one session (or of the sessions a [`SessionMatch`] names, or
+//! since a time); [`spool::read_spool`] reads the rows not yet rolled into files.
 //!
 //! - Files of every schema version (1 to [`crate::SCHEMA_VERSION`]) are read: a
 //!   column or struct field a file lacks reads as `None` (as in the schema, null
@@ -10,7 +11,8 @@
 //!   [`TrailRead::warnings`] and the other files are read. Rows decoded from a file
 //!   before its error are kept.
 //! - Row groups whose `session_id` min/max statistics cannot contain the session
-//!   are skipped without decoding; in the others, `session_id` is decoded first and
+//!   (or whose `event_time` statistics end before the time asked for) are skipped
+//!   without decoding; in the others, `session_id` is decoded first and
 //!   the other columns only for matching rows (a Parquet row filter).
 //! - Reading never panics on a bad file: should the Parquet decoder itself panic,
 //!   the panic is caught and reported as that file's [`FileErrorKind::Panic`].
@@ -18,6 +20,7 @@
 mod columns;
 mod decode;
 pub(crate) mod prune;
+pub mod spool;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +40,40 @@ pub enum SessionMatch {
     Exact(String),
     /// `session_id` starts with this.
     Prefix(String),
+    /// The value part of `session_id` (after `<source>:<subject>:`) is one of
+    /// these: the forms a value the application sent (a session header, an MCP
+    /// session id, a trace id) takes in session ids.
+    Value(Vec<String>),
+    /// The subject part of `session_id` (`<source>:<subject>:…`) is this: one
+    /// user's sessions (`anon` for anonymous callers).
+    Subject(String),
+    /// Every row.
+    All,
+}
+
+impl SessionMatch {
+    /// Whether a row with this `session_id` matches.
+    pub fn matches(&self, id: Option<&str>) -> bool {
+        match (self, id) {
+            (Self::All, _) => true,
+            (_, None) => false,
+            (Self::Exact(e), Some(id)) => id == e,
+            (Self::Prefix(p), Some(id)) => id.starts_with(p.as_str()),
+            (Self::Value(values), Some(id)) => {
+                id_parts(id).is_some_and(|(_, _, v)| values.iter().any(|x| x == v))
+            }
+            (Self::Subject(s), Some(id)) => {
+                id_parts(id).is_some_and(|(_, subject, _)| subject == s)
+            }
+        }
+    }
+}
+
+/// A session id's `(source, subject, value)`: `hdr:anon:conv-42` is
+/// `("hdr", "anon", "conv-42")`; `None` for ids of another shape.
+pub fn id_parts(id: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = id.splitn(3, ':');
+    Some((parts.next()?, parts.next()?, parts.next()?))
 }
 
 /// One audit row, as much of it as a session timeline shows. Serialized (JSON) with
@@ -318,6 +355,12 @@ pub fn audit_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<FileError>), ReadErr
 
 /// The rows of every audit file under `dir` whose `session_id` matches `m`.
 pub fn read_session(dir: &Path, m: &SessionMatch) -> Result<TrailRead, ReadError> {
+    read_rows(dir, m, None)
+}
+
+/// The rows of every audit file under `dir` whose `session_id` matches `m` and,
+/// with `since` (microseconds since the epoch), whose `event_time` is not before it.
+pub fn read_rows(dir: &Path, m: &SessionMatch, since: Option<i64>) -> Result<TrailRead, ReadError> {
     let (files, warnings) = audit_files(dir)?;
     let mut read = TrailRead {
         files: files.len(),
@@ -326,16 +369,17 @@ pub fn read_session(dir: &Path, m: &SessionMatch) -> Result<TrailRead, ReadError
     };
     for path in files {
         let rows = &mut read.rows;
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_file(&path, m, rows)))
-                .unwrap_or_else(|panic| {
-                    let text = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".to_owned());
-                    Err(FileErrorKind::Panic(text))
-                });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_file(&path, m, since, rows)
+        }))
+        .unwrap_or_else(|panic| {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            Err(FileErrorKind::Panic(text))
+        });
         if let Err(kind) = result {
             read.warnings.push(FileError { path, kind });
         }
@@ -343,18 +387,22 @@ pub fn read_session(dir: &Path, m: &SessionMatch) -> Result<TrailRead, ReadError
     Ok(read)
 }
 
-/// Appends the rows of the file at `path` whose `session_id` matches `m` to `out`
-/// (also those decoded before an error).
+/// Appends the rows of the file at `path` whose `session_id` matches `m` (and whose
+/// `event_time` is not before `since`) to `out` (also those decoded before an error).
 pub fn read_file(
     path: &Path,
     m: &SessionMatch,
+    since: Option<i64>,
     out: &mut Vec<TrailRow>,
 ) -> Result<(), FileErrorKind> {
     let file = File::open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?)?;
     let schema = builder.parquet_schema();
     let session = prune::leaf(schema, "session_id").ok_or(FileErrorKind::NotAudit)?;
-    let groups = prune::row_groups(builder.metadata(), session, m);
+    let mut groups = prune::row_groups(builder.metadata(), session, m);
+    if let (Some(since), Some(time)) = (since, prune::leaf(schema, "event_time")) {
+        groups.retain(|&g| prune::may_end_after(builder.metadata(), g, time, since));
+    }
     if groups.is_empty() {
         return Ok(());
     }
@@ -369,8 +417,16 @@ pub fn read_file(
         .with_row_groups(groups)
         .with_row_filter(filter)
         .build()?;
-    for batch in reader {
-        decode::decode(&batch?, out)?;
+    let start = out.len();
+    let decoded = reader
+        .into_iter()
+        .try_for_each(|batch| decode::decode(&batch?, out));
+    if let Some(since) = since {
+        let mut i = 0;
+        out.retain(|r| {
+            i += 1;
+            i <= start || r.event_time >= since
+        });
     }
-    Ok(())
+    decoded
 }

@@ -38,7 +38,7 @@
 //! [`AuditHandle::shutdown`] seals, builds and uploads everything within a deadline;
 //! what is not uploaded by then stays in the spool for the next start.
 
-mod envelope;
+pub(crate) mod envelope;
 mod files;
 mod gaps;
 #[cfg(feature = "internals")]

@@ -104,6 +104,7 @@ mod canonical;
 mod config;
 mod ids;
 mod links;
+mod lookup;
 mod table;
 mod trace;
 mod tracker;
@@ -112,6 +113,7 @@ pub use canonical::Arguments;
 pub use config::{ConfigError, DEFAULT_HEADER, SessionConfig};
 pub use ids::IdGen;
 pub use links::{ModelToolCall, ToolLink};
+pub use lookup::{subject_tag, value_forms};
 pub use trace::{SAMPLED, SpanIds, TraceContext};
 pub use tracker::{SessionInput, SessionSource, SessionStep, SessionTracker};
 

@@ -317,13 +317,7 @@ impl SessionTracker {
     ) -> String {
         let mut id = String::with_capacity(24 + value.len().min(self.config.max_id_len) + 32);
         id.push_str(source.prefix());
-        match sub {
-            Some(s) => {
-                let tag = stable_hash(b"custody-sub\0", s.as_bytes()).to_be_bytes();
-                push_hex(&mut id, &tag[..8]);
-            }
-            None => id.push_str("anon"),
-        }
+        crate::lookup::push_subject_tag(&mut id, sub);
         id.push(':');
         match source {
             SessionSource::Traceparent => push_hex(&mut id, value),
@@ -334,13 +328,7 @@ impl SessionTracker {
             }
             SessionSource::Header | SessionSource::Mcp => match verbatim(value, &self.config) {
                 Some(v) => id.push_str(v),
-                None => {
-                    id.push('~');
-                    push_hex(
-                        &mut id,
-                        &stable_hash(b"custody-value\0", value).to_be_bytes(),
-                    );
-                }
+                None => id.push_str(&crate::lookup::hashed(value)),
             },
         }
         id

@@ -24,6 +24,8 @@
 //!   deleted; the active segment never is. An intent still open pins its segment:
 //!   release only up to just before the oldest open intent, or append such intents
 //!   again (pairing is by key, so the copy is harmless) before releasing.
+//! - [`peek`] reads a spool another process owns, without its lock and without
+//!   repairing anything (a reader such as `custody trail --last`).
 //!
 //! # Blocking and threads
 //! An append encodes and checksums the payload outside any lock, then takes a mutex
@@ -91,12 +93,14 @@ mod format;
 mod known_errors;
 #[cfg(test)]
 mod model;
+mod peek;
 mod recover;
 mod scan;
 #[cfg(test)]
 mod tests;
 
 pub use format::{Gap, MAX_PAYLOAD, RECORD_MAGIC};
+pub use peek::{Peeked, peek};
 pub use scan::SegmentReader;
 
 use active::Shared;

@@ -27,6 +27,9 @@ pub(super) fn leaf(schema: &SchemaDescriptor, name: &str) -> Option<usize> {
 pub(super) fn row_groups(meta: &ParquetMetaData, col: usize, m: &SessionMatch) -> Vec<usize> {
     (0..meta.num_row_groups())
         .filter(|&i| {
+            if *m == SessionMatch::All {
+                return true; // rows without a session id too
+            }
             let rg = meta.row_group(i);
             let Some(Statistics::ByteArray(s)) = rg.column(col).statistics() else {
                 return true;
@@ -105,6 +108,16 @@ pub(super) fn may_contain(min: &[u8], max: &[u8], m: &SessionMatch) -> bool {
             // smallest value's first |p| bytes are not past p.
             max >= p && &min[..min.len().min(p.len())] <= p
         }
+        SessionMatch::Value(_) | SessionMatch::Subject(_) | SessionMatch::All => true,
+    }
+}
+
+/// Whether row group `g` may hold an `event_time` (leaf column `col`, microseconds)
+/// at or after `since`, by its max statistic (kept when there is none).
+pub(super) fn may_end_after(meta: &ParquetMetaData, g: usize, col: usize, since: i64) -> bool {
+    match meta.row_group(g).column(col).statistics() {
+        Some(Statistics::Int64(s)) => s.max_opt().is_none_or(|&max| max >= since),
+        _ => true,
     }
 }
 
@@ -120,26 +133,11 @@ pub(super) fn row_filter(schema: &SchemaDescriptor, col: usize, m: &SessionMatch
 
 fn matches(batch: &RecordBatch, m: &SessionMatch) -> Result<BooleanArray, ArrowError> {
     let col = batch.column(0);
-    let test = |v: &str| match m {
-        SessionMatch::Exact(id) => v == id,
-        SessionMatch::Prefix(p) => v.starts_with(p.as_str()),
-    };
+    let test = |v: Option<&str>| Some(m.matches(v));
     let out: BooleanArray = match col.data_type() {
-        DataType::Utf8 => col
-            .as_string::<i32>()
-            .iter()
-            .map(|v| Some(v.is_some_and(test)))
-            .collect(),
-        DataType::LargeUtf8 => col
-            .as_string::<i64>()
-            .iter()
-            .map(|v| Some(v.is_some_and(test)))
-            .collect(),
-        DataType::Utf8View => col
-            .as_string_view()
-            .iter()
-            .map(|v| Some(v.is_some_and(test)))
-            .collect(),
+        DataType::Utf8 => col.as_string::<i32>().iter().map(test).collect(),
+        DataType::LargeUtf8 => col.as_string::<i64>().iter().map(test).collect(),
+        DataType::Utf8View => col.as_string_view().iter().map(test).collect(),
         other => {
             return Err(ArrowError::SchemaError(format!(
                 "session_id: expected a string column, found {other}"

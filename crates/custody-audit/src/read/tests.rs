@@ -129,6 +129,34 @@ fn prefix_match_finds_every_session_starting_with_it() {
 }
 
 #[test]
+fn value_subject_and_time_matches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ParquetDirWriter::new(dir.path(), FileNamer::new("t"))
+        .write(&sample())
+        .expect("write");
+    let ids = |m: &SessionMatch, since: Option<i64>| -> Vec<String> {
+        let read = read_rows(dir.path(), m, since).expect("read");
+        let mut ids: Vec<String> = read.rows.into_iter().map(|r| r.request_id).collect();
+        ids.sort();
+        ids
+    };
+    // The value the application sent, whoever sent it.
+    let sent = SessionMatch::Value(vec!["conv-42".into()]);
+    assert_eq!(ids(&sent, None), ["req-1", "req-2", "req-3", "req-5"]);
+    let user = SessionMatch::Subject("0123456789abcdef".into());
+    assert_eq!(ids(&user, None), ["req-0", "req-1", "req-2", "req-3"]);
+    // Every row, the one without a session id too; then only the newer ones.
+    assert_eq!(ids(&SessionMatch::All, None).len(), 6);
+    assert_eq!(
+        ids(&SessionMatch::All, Some(T0 + 3000)),
+        ["req-3", "req-4", "req-5"]
+    );
+    assert!(ids(&SessionMatch::All, Some(T0 + 10_000)).is_empty());
+    assert_eq!(id_parts("hdr:anon:a:b"), Some(("hdr", "anon", "a:b")));
+    assert_eq!(id_parts("hdr:anon"), None);
+}
+
+#[test]
 fn statistics_bound_the_row_groups_read() {
     assert!(may_contain(b"a", b"c", &exact("b")));
     assert!(!may_contain(b"c", b"d", &exact("b")));
