@@ -3,6 +3,7 @@
 
 mod anomalies;
 mod compact;
+mod config_check;
 mod cut_short;
 mod durability;
 mod encoding;
