@@ -354,6 +354,19 @@ spec: {ports: [{port: 80}]}
 ";
 
     #[test]
+    fn a_duplicate_key_is_refused_with_its_place() {
+        let yaml = "apiVersion: v1\nkind: Pod\n---\nkind: Pod\nmetadata: {name: a}\nkind: Pod\n";
+        let err = Manifest::parse(yaml).expect_err("duplicate");
+        assert!(
+            err.contains("YAML document 2")
+                && err.contains("duplicate key `kind` at line 6 column 1"),
+            "{err}"
+        );
+        let err = Manifest::parse("{\"kind\": \"Pod\", \"kind\": \"Service\"}").expect_err("json");
+        assert!(err.contains("JSON value 1: duplicate key `kind`"), "{err}");
+    }
+
+    #[test]
     fn templates_are_injected_as_the_webhook_would_and_the_rest_passes_through() {
         let c = cfg("");
         let mut m = Manifest::parse(MANIFEST).expect("parse");

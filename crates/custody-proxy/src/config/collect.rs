@@ -166,6 +166,7 @@ mod tests {
             "name: n\ninner: {age: soon, tyop: 1, rows: many}\ncount: x\nlist: [{rows: 1, bogus: 2}]\nextra: 1\n",
         );
         let out = out.expect("the rest reads");
+        assert_eq!(out.name, "n");
         assert_eq!(out.inner.expect("inner").age.as_deref(), Some("soon"));
         assert_eq!(out.count, None);
         assert_eq!(out.list[0].rows, Some(1));
