@@ -109,24 +109,16 @@ mod tests {
     async fn socket_mode_and_stale_replacement() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/custody.sock");
+        let mode_of = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        let before = mode_of(dir.path());
         let first = bind_unix(&path).expect("bind");
-        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, SOCKET_MODE);
+        assert_eq!(mode_of(&path), SOCKET_MODE);
         // The directory created has its documented mode whatever the umask (the
         // test's is usually 022, which would leave 0750).
-        let dir_mode = std::fs::metadata(dir.path().join("sub"))
-            .expect("meta")
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(dir_mode, SOCKET_DIR_MODE);
-        let existing = std::fs::metadata(dir.path())
-            .expect("meta")
-            .permissions()
-            .mode();
+        assert_eq!(mode_of(&dir.path().join("sub")), SOCKET_DIR_MODE);
         assert_eq!(
-            existing & 0o777,
-            0o700,
+            mode_of(dir.path()),
+            before,
             "an existing directory is left alone"
         );
         // A live listener holds the path.
