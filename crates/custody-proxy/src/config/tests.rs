@@ -168,6 +168,25 @@ fn an_unknown_key_hides_nothing_in_its_section() {
 }
 
 #[test]
+fn every_problem_of_the_price_table_is_reported() {
+    let got = issues(
+        "inspection:\n  prices:\n    models:\n      a: {input: -1, output: 1, cahced_input: 1}\n      b: {input: 1, output: -2}\n    aliases: {c: nope}\n    extra: 1\n",
+    );
+    for expected in [
+        "inspection.prices.models.a.cahced_input: unknown field",
+        "inspection.prices.extra: unknown field",
+        "inspection.prices: model \"a\": input must be a finite number >= 0",
+        "inspection.prices: model \"b\": output must be a finite number >= 0",
+        "inspection.prices: alias \"c\" points to \"nope\"",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(expected)),
+            "missing {expected:?} in {got:#?}"
+        );
+    }
+}
+
+#[test]
 fn a_duplicate_key_is_reported_where_it_stands() {
     let got = issues("listen:\n  tcp: 127.0.0.1:1\naudit:\n  roll: {}\n  sink: ./a\n  roll: {}\n");
     assert_eq!(got.len(), 1, "{got:?}");
