@@ -1,118 +1,127 @@
-//! `custody config check` reads what `custody run` reads at start: a config whose
-//! named files are missing or broken is refused by both, every problem listed at
-//! once with the same message; once the files are there, check passes and its
-//! summary covers every section.
+//! What a first hour with a config and a policy file shows: every problem at once
+//! (an unknown key hides nothing, in its own section or another), and a key given
+//! twice reported at the line and column where the second one stands — by `custody
+//! config check`, `custody policy check` and the policy's hot reload.
 
-use custody_tests::harness::custody_bin;
-use std::path::Path;
-use std::process::{Command, Output};
+use crate::routes;
+use custody_tests::harness::{Custody, custody_bin};
+use custody_tests::stub::Stub;
+use std::process::Output;
+use std::time::{Duration, Instant};
 
-fn custody(args: &[&str]) -> Output {
-    Command::new(custody_bin())
+fn custody(args: &[&str], file: &std::path::Path) -> Output {
+    std::process::Command::new(custody_bin())
         .args(args)
-        .env("CUSTODY_LOG", "off")
+        .arg(file)
         .output()
-        .expect("custody runs")
-}
-
-fn config(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        "listen: {{unix: '{d}/custody.sock', tcp: '127.0.0.1:0', admin: null}}
-identity:
-  issuers:
-    - {{issuer: 'https://idp.example/', audiences: [custody], jwks_file: '{d}/jwks.json'}}
-routes:
-  - {{name: openai, prefix: /openai, upstream: 'http://127.0.0.1:9', kind: openai, credentials: {{header: authorization, prefix: 'Bearer ', value_file: '{d}/openai-key'}}}}
-policy: {{file: '{d}/policy.yaml'}}
-upstream_tls: {{extra_ca_file: '{d}/ca.pem'}}
-safety:
-  redaction: {{style: token, key_file: '{d}/safety-key'}}
-audit: {{dir: '{d}/audit'}}
-"
-    )
+        .expect("run custody")
 }
 
 #[test]
-fn check_refuses_what_run_refuses_and_summarises_every_section() {
+fn config_check_reports_an_unknown_key_beside_every_other_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("custody.yaml");
-    std::fs::write(&path, config(dir.path())).expect("config");
-    std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").expect("ca");
-    let path = path.to_str().expect("utf-8");
-
-    let check = custody(&["config", "check", "--config", path]);
-    let said = String::from_utf8_lossy(&check.stderr).into_owned();
-    assert_eq!(check.status.code(), Some(1), "{said}");
-    let expected = [
-        "policy ",
-        "safety.redaction.key_file ",
-        "upstream_tls.extra_ca_file ",
-        "credentials ",
-        "warning: identity issuer https://idp.example/: jwks_file ",
-    ];
-    for e in expected {
-        assert!(said.contains(e), "{e:?} missing from:\n{said}");
-    }
-    assert!(
-        said.contains("custody run would not start: 4 problems"),
-        "{said}"
-    );
-
-    // `run` stops before binding anything, with the same lines.
-    let run = custody(&["run", "--log-format", "json", "--config", path]);
-    let stopped = String::from_utf8_lossy(&run.stderr).into_owned();
-    assert_eq!(run.status.code(), Some(1), "{stopped}");
-    for line in said.lines().skip(1) {
-        assert!(
-            stopped.contains(line),
-            "{line:?} missing from run's:\n{stopped}"
-        );
-    }
-    assert!(!dir.path().join("custody.sock").exists());
-
-    // With the files in place: valid, and every section summarised.
-    let d = dir.path();
-    std::fs::write(d.join("policy.yaml"), "format: 1\nroles: {}\n").expect("policy");
-    std::fs::write(d.join("safety-key"), "k".repeat(32)).expect("key");
-    std::fs::write(d.join("openai-key"), "sk-test\n").expect("credential");
-    std::fs::write(d.join("jwks.json"), r#"{"keys": []}"#).expect("jwks");
-    let pem = rcgen::generate_simple_self_signed(vec!["ca.example".into()])
-        .expect("cert")
-        .cert
-        .pem();
-    std::fs::write(d.join("ca.pem"), pem).expect("ca");
-    let check = custody(&["config", "check", "--config", path]);
-    let out = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(
-        check.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    for section in [
-        "listen.unix:",
-        "routes:",
-        "upstream:",
-        "audit:",
-        "digests:",
-        "limits:",
-        "inspection:",
-        "identity:",
-        "policy:",
-        "safety:",
-        "sessions:",
-        "intercept:",
-        "anomalies:",
-        "shutdown:",
+    std::fs::write(
+        &path,
+        "listen:\n  tcp: localhost\n  sockett: /tmp/x\naudit:\n  roll: {age: soon, rowz: 5}\n  tyop: 1\n  flush_rows: many\nroutes:\n  - {name: a, prefix: nope, upstream: 'http://u', kind: http, hostz: []}\nsessions: {idle_gap: 5, nope: 1}\n",
+    )
+    .expect("write");
+    let out = custody(&["config", "check", "--config"], &path);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "listen.sockett: unknown field `sockett`",
+        "listen.tcp: invalid socket address",
+        "audit.tyop: unknown field `tyop`",
+        "audit.roll.rowz: unknown field `rowz`",
+        "audit.roll.age: invalid duration \"soon\"",
+        "audit.flush_rows: invalid type: string \"many\"",
+        "routes[0].hostz: unknown field `hostz`",
+        "routes[0].prefix: \"nope\" must start with '/'",
+        "sessions.nope: unknown field `nope`",
+        "sessions.idle_gap: a duration needs a unit",
     ] {
         assert!(
-            out.lines().any(|l| l.starts_with(section)),
-            "{section} missing:\n{out}"
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
         );
     }
+    assert!(stderr.contains("10 problems"), "{stderr}");
+}
+
+#[test]
+fn config_check_places_a_duplicate_key_where_it_stands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("custody.yaml");
+    std::fs::write(
+        &path,
+        "listen:\n  tcp: 127.0.0.1:15080\naudit:\n  roll: {rows: 5}\n  sink: ./audit\n  roll: {rows: 6}\n",
+    )
+    .expect("write");
+    let out = custody(&["config", "check", "--config"], &path);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.contains("redacted as keyed tokens"),
-        "the safety line says how: {out}"
+        stderr.contains("duplicate key `roll` at line 6 column 3"),
+        "{stderr}"
     );
-    assert!(!out.contains("sk-test"), "never a secret: {out}");
+}
+
+const POLICY: &str = "format: 1\nroles:\n  analyst: {grants: [model:standard]}\nmodels:\n  \"gpt-4o-mini*\": [model:standard]\n";
+
+/// The policy above with `models` given a second time, on line 6.
+fn duplicated() -> String {
+    format!("{POLICY}models:\n  \"gpt-4o*\": [model:standard]\n")
+}
+
+#[test]
+fn policy_check_places_a_duplicate_key_where_it_stands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, POLICY).expect("write");
+    let out = custody(&["policy", "check"], &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&path, duplicated()).expect("write");
+    let out = custody(&["policy", "check"], &path);
+    assert_eq!(out.status.code(), Some(2));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("line 6, column 1"), "{said}");
+    assert!(said.contains("duplicate key `models`"), "{said}");
+}
+
+#[tokio::test]
+async fn a_policy_reload_logs_a_duplicate_key_where_it_stands() {
+    let stub = Stub::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("write");
+    let mut custody = Custody::start(&format!(
+        "{}policy: {{file: '{}', reload_interval: 100ms}}\n",
+        routes(&stub),
+        policy.display()
+    ));
+    let tmp = dir.path().join("policy.yaml.tmp");
+    std::fs::write(&tmp, duplicated()).expect("write");
+    std::fs::rename(&tmp, &policy).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !custody.log().contains("invalid policy rejected") {
+        assert!(Instant::now() < deadline, "no reload failure logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    custody.stop();
+    let log = custody.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("invalid policy rejected"))
+        .expect("logged");
+    assert!(line.contains("duplicate key `models`"), "{line}");
+    assert!(line.contains("line 6, column 1"), "{line}");
 }

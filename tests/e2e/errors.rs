@@ -192,6 +192,47 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_accepts_then_closes_is_upstream_closed_not_unreachable() {
+    // Accepts, reads the request, and closes without a byte of answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            drop(conn);
+        }
+    });
+    let mut custody = Custody::start(&format!(
+        "routes:\n  - {{name: closing, prefix: /closing, upstream: 'http://{addr}', kind: http}}\n"
+    ));
+    let req = request("GET", "/closing/x")
+        .header("x-request-id", "closed")
+        .body(Full::default())
+        .expect("req");
+    let v = expect_json_error(&custody.unix(), req, 502, "upstream_closed").await;
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!(
+            "upstream http://{addr} closed the connection before answering"
+        )),
+        "{message}"
+    );
+    custody.stop();
+    let rows = custody.rows();
+    let r = row_for(&rows, "closed");
+    assert_eq!(r["outcome"]["status"], 502);
+    let error = r["outcome"]["error"].as_str().expect("outcome.error");
+    assert!(
+        error.contains("closed the connection before answering"),
+        "{error}"
+    );
+    assert!(!error.contains("unreachable"), "{error}");
+}
+
+#[tokio::test]
 async fn malformed_http_gets_400_and_a_row() {
     let stub = Stub::start().await;
     let mut custody = Custody::start(&routes(&stub));

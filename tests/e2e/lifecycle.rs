@@ -226,3 +226,65 @@ async fn grace_period_also_cuts_http2_streams_and_records_them() {
     let error = rows[0]["outcome"]["error"].as_str().expect("error");
     assert!(error.contains("custody shut down"), "{error}");
 }
+
+#[tokio::test]
+async fn socket_directory_is_0770_under_umask_022_and_text_logs_to_a_file_are_plain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two directories custody must create.
+    let socket = dir.path().join("run/custody/custody.sock");
+    let config = dir.path().join("custody.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {{unix: '{}', tcp: null, admin: null}}\naudit: {{dir: '{}'}}\n",
+            socket.display(),
+            dir.path().join("audit").display()
+        ),
+    )
+    .expect("write");
+    let log = dir.path().join("custody.log");
+    // `exec` keeps the pid, so the signal below reaches custody itself.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+        .arg(custody_bin())
+        .args(["run", "--log-format", "text", "--config"])
+        .arg(&config)
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "custody exited: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "socket never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for created in [dir.path().join("run"), dir.path().join("run/custody")] {
+        let mode = std::fs::metadata(&created)
+            .expect("dir")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o770, "{} is {mode:o}", created.display());
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("wait").success());
+    let text = std::fs::read(&log).expect("log");
+    assert!(
+        String::from_utf8_lossy(&text).contains("INFO"),
+        "text logs written: {}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(
+        !text.contains(&0x1b),
+        "no ANSI escape codes in a redirected log:\n{}",
+        String::from_utf8_lossy(&text)
+    );
+}

@@ -4,6 +4,7 @@
 mod anomalies;
 mod compact;
 mod config_check;
+mod config_files;
 mod cut_short;
 mod durability;
 mod encoding;

@@ -11,7 +11,9 @@ pub mod mcp;
 pub mod percent;
 mod principal;
 mod request_id;
+mod unique_keys;
 
 pub use action::{Action, ActionKind, RouteKind, ToolCallRequest};
 pub use principal::Principal;
 pub use request_id::{ClientRequestId, RequestId};
+pub use unique_keys::{UniqueKeys, check_unique_keys};

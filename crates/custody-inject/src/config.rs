@@ -362,7 +362,13 @@ impl RawConfig {
         if text.trim().is_empty() {
             return Ok(RawConfig::default());
         }
-        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        serde_yaml_ng::from_str(text).map_err(|e| {
+            // A repeated key is reported where it stands, not where its mapping starts.
+            let e = custody_core::check_unique_keys(serde_yaml_ng::Deserializer::from_str(text))
+                .err()
+                .unwrap_or(e);
+            ConfigError::Parse(e.to_string())
+        })
     }
 
     /// Checks every value; reports all problems at once.

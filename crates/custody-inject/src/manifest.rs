@@ -27,6 +27,13 @@ impl Manifest {
         let json = text.trim_start().starts_with(['{', '[']);
         let mut documents = Vec::new();
         if json {
+            // serde_json keeps the last of repeated keys silently; a repeat is refused.
+            for (i, doc) in serde_json::Deserializer::from_str(text)
+                .into_iter::<custody_core::UniqueKeys>()
+                .enumerate()
+            {
+                doc.map_err(|e| format!("JSON value {}: {e}", i + 1))?;
+            }
             for (i, doc) in serde_json::Deserializer::from_str(text)
                 .into_iter::<Value>()
                 .enumerate()
@@ -34,6 +41,12 @@ impl Manifest {
                 documents.push(doc.map_err(|e| format!("JSON value {}: {e}", i + 1))?);
             }
         } else {
+            for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+                // Read into a JSON value, the last of repeated keys would win
+                // silently; a repeat is refused here, with its line and column.
+                custody_core::check_unique_keys(doc)
+                    .map_err(|e| format!("YAML document {}: {e}", i + 1))?;
+            }
             for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
                 let value =
                     Value::deserialize(doc).map_err(|e| format!("YAML document {}: {e}", i + 1))?;
@@ -339,6 +352,19 @@ metadata: {name: agent}
 spec: {ports: [{port: 80}]}
 ---
 ";
+
+    #[test]
+    fn a_duplicate_key_is_refused_with_its_place() {
+        let yaml = "apiVersion: v1\nkind: Pod\n---\nkind: Pod\nmetadata: {name: a}\nkind: Pod\n";
+        let err = Manifest::parse(yaml).expect_err("duplicate");
+        assert!(
+            err.contains("YAML document 2")
+                && err.contains("duplicate key `kind` at line 6 column 1"),
+            "{err}"
+        );
+        let err = Manifest::parse("{\"kind\": \"Pod\", \"kind\": \"Service\"}").expect_err("json");
+        assert!(err.contains("JSON value 1: duplicate key `kind`"), "{err}");
+    }
 
     #[test]
     fn templates_are_injected_as_the_webhook_would_and_the_rest_passes_through() {

@@ -143,7 +143,7 @@ mod usage;
 
 pub use canonical::{canonical_json, truncate_parameters};
 pub use custody_core::RouteKind;
-pub use price::{Price, PriceError, PriceTable};
+pub use price::{Price, PriceError, PriceFile, PriceTable};
 pub use request::{
     MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput, inspect_request,
 };

@@ -52,13 +52,19 @@ pub enum PriceError {
     },
 }
 
-#[derive(Deserialize)]
+/// A price document as written (`models`, `aliases`): the shape of
+/// `data/prices.yaml` and of the config's `inspection.prices`. A config reader may
+/// deserialize it itself (to report every structural problem with its path) and
+/// hand it to [`PriceTable::with_document`].
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PriceFile {
+pub struct PriceFile {
+    /// Prices by model name.
     #[serde(default)]
-    models: BTreeMap<String, Price>,
+    pub models: BTreeMap<String, Price>,
+    /// Other names of priced models.
     #[serde(default)]
-    aliases: BTreeMap<String, String>,
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// Prices by model name, with aliases.
@@ -87,8 +93,17 @@ impl PriceTable {
 
     /// This table with the models and aliases of `overrides` (YAML of the same
     /// shape as `data/prices.yaml`) added or replaced.
-    pub fn with_overrides(mut self, overrides: &str) -> Result<Self, PriceError> {
+    pub fn with_overrides(self, overrides: &str) -> Result<Self, PriceError> {
         let file = parse(overrides)?;
+        self.with_document(file)
+            .map_err(|mut problems| problems.swap_remove(0))
+    }
+
+    /// This table with the models and aliases of `file` added or replaced; `Err`
+    /// lists every problem (negative or non-finite prices, aliases to models the
+    /// table does not have), at least one.
+    pub fn with_document(mut self, file: PriceFile) -> Result<Self, Vec<PriceError>> {
+        let mut problems = Vec::new();
         for (model, price) in &file.models {
             for (field, value) in [
                 ("input", Some(price.input)),
@@ -99,7 +114,7 @@ impl PriceTable {
                 if let Some(value) = value
                     && !(value.is_finite() && value >= 0.0)
                 {
-                    return Err(PriceError::InvalidPrice {
+                    problems.push(PriceError::InvalidPrice {
                         model: model.clone(),
                         field,
                         value,
@@ -111,16 +126,19 @@ impl PriceTable {
         self.aliases.extend(file.aliases);
         let mut aliases: Vec<_> = self.aliases.iter().collect();
         aliases.sort();
-        if let Some((alias, target)) = aliases
-            .into_iter()
-            .find(|(_, t)| !self.models.contains_key(*t))
-        {
-            return Err(PriceError::UnknownAliasTarget {
-                alias: alias.clone(),
-                target: target.clone(),
-            });
+        for (alias, target) in aliases {
+            if !self.models.contains_key(target) {
+                problems.push(PriceError::UnknownAliasTarget {
+                    alias: alias.clone(),
+                    target: target.clone(),
+                });
+            }
         }
-        Ok(self)
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Number of priced models.

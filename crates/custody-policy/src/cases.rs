@@ -76,7 +76,7 @@ pub fn run(policy: &Policy, cases_yaml: &str) -> Result<Report, CasesError> {
 }
 
 fn parse(text: &str) -> Result<Vec<Case>, CasesError> {
-    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| CasesError {
+    let value = crate::locate::parse_value(text).map_err(|e| CasesError {
         problems: vec![syntax(&e)],
     })?;
     let mut diag = Diagnostics::default();

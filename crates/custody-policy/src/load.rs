@@ -92,10 +92,9 @@ impl Policy {
     /// with a path like `rules[3].when.arguments[0].path` and its line and column
     /// when known; `Ok` carries the policy and the warnings `check` reports.
     pub fn from_yaml(text: &str) -> Result<Loaded, PolicyErrors> {
-        let value: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| PolicyErrors {
-                problems: vec![syntax(&e)],
-            })?;
+        let value = crate::locate::parse_value(text).map_err(|e| PolicyErrors {
+            problems: vec![syntax(&e)],
+        })?;
         let mut diag = Diagnostics::default();
         let read = read(&Node::root(&value), &mut diag);
         match read {

@@ -97,6 +97,17 @@ impl fmt::Display for NodePath {
     }
 }
 
+/// Parses `text` into a value. A repeated mapping key is reported at the line and
+/// column of the repeat (serde_yaml_ng's own error names the mapping's start).
+pub(crate) fn parse_value(text: &str) -> Result<serde_yaml_ng::Value, serde_yaml_ng::Error> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        match custody_core::check_unique_keys(serde_yaml_ng::Deserializer::from_str(text)) {
+            Err(placed) => placed,
+            Ok(()) => e,
+        }
+    })
+}
+
 /// Where the node at `path` starts in `text`, or its deepest existing ancestor
 /// when the path leaves the document; `None` when the text does not parse.
 pub(crate) fn locate(text: &str, path: &NodePath) -> Option<Location> {

@@ -2,12 +2,15 @@
 //! `validate` → [`Config`] (checked, typed, defaults applied).
 //!
 //! Every problem is reported with its path (`routes[1].upstream: ...`), all at once:
-//! each top-level section and each route is deserialized on its own so one typo does
-//! not hide the next, and semantic checks collect rather than stop. Validation does no
+//! each top-level section and each route is deserialized on its own, a key serde
+//! refuses (unknown, wrong type) is reported and taken out so the rest still reads
+//! ([`collect`]), and semantic checks collect rather than stop. A repeated key is
+//! reported at its own line and column. Validation does no
 //! I/O; files named in the config are read when the proxy is built.
 
 mod anomalies;
 mod audit;
+mod collect;
 mod identity;
 mod inspection;
 mod intercept;

@@ -56,9 +56,18 @@ pub enum ProxyError {
         /// The `Content-Length` it announced, if any.
         announced: Option<u64>,
     },
-    /// The upstream could not be reached or broke the exchange.
+    /// The upstream could not be reached: DNS, the connection refused, TLS.
     #[error("upstream {upstream} unreachable: {cause}")]
     UpstreamUnreachable {
+        /// `scheme://authority`.
+        upstream: String,
+        /// The error chain.
+        cause: String,
+    },
+    /// The upstream accepted the connection, then closed or reset it before
+    /// answering (it may have received the request, or part of it).
+    #[error("upstream {upstream} closed the connection before answering: {cause}")]
+    UpstreamClosed {
         /// `scheme://authority`.
         upstream: String,
         /// The error chain.
@@ -229,9 +238,9 @@ impl ProxyError {
             ProxyError::SafetyUnscannable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ProxyError::BadRequest(_) | ProxyError::ClientClosed { .. } => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::UpstreamUnreachable { .. } | ProxyError::ResponseUnscannable(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::UpstreamUnreachable { .. }
+            | ProxyError::UpstreamClosed { .. }
+            | ProxyError::ResponseUnscannable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::AuditUnavailable(_) | ProxyError::BufferBudget(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -268,6 +277,7 @@ impl ProxyError {
             ProxyError::ClientClosed { .. } => "client_closed",
             ProxyError::BodyTimeout { .. } => "body_timeout",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            ProxyError::UpstreamClosed { .. } => "upstream_closed",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::AuditUnavailable(custody_audit::Refusal::Full { .. }) => {
                 "audit_backlog_full"

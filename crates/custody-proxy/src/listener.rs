@@ -48,11 +48,7 @@ pub(crate) fn bind_unix(path: &Path) -> Result<UnixSocket, StartError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o770)
-            .create(dir)
-            .map_err(bind_err)?;
+        create_socket_dir(dir).map_err(bind_err)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -84,6 +80,25 @@ pub(crate) fn bind_unix(path: &Path) -> Result<UnixSocket, StartError> {
     Ok(socket)
 }
 
+/// Mode of the directories custody creates for the Unix socket: owner and group.
+pub(crate) const SOCKET_DIR_MODE: u32 = 0o770;
+
+/// Creates `dir` and its missing parents with [`SOCKET_DIR_MODE`], whatever the
+/// umask: the mode asked of `mkdir` is masked by it (0750 under the usual 022), so
+/// each directory created is given its mode explicitly afterwards. Directories that
+/// already existed are left as they are.
+fn create_socket_dir(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(SOCKET_DIR_MODE)
+        .create(dir)?;
+    for created in missing {
+        std::fs::set_permissions(created, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))?;
+    }
+    Ok(())
+}
+
 use std::os::unix::fs::DirBuilderExt;
 
 #[cfg(test)]
@@ -94,9 +109,18 @@ mod tests {
     async fn socket_mode_and_stale_replacement() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/custody.sock");
+        let mode_of = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        let before = mode_of(dir.path());
         let first = bind_unix(&path).expect("bind");
-        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, SOCKET_MODE);
+        assert_eq!(mode_of(&path), SOCKET_MODE);
+        // The directory created has its documented mode whatever the umask (the
+        // test's is usually 022, which would leave 0750).
+        assert_eq!(mode_of(&dir.path().join("sub")), SOCKET_DIR_MODE);
+        assert_eq!(
+            mode_of(dir.path()),
+            before,
+            "an existing directory is left alone"
+        );
         // A live listener holds the path.
         assert!(matches!(bind_unix(&path), Err(StartError::SocketInUse(_))));
         drop(first);

@@ -162,6 +162,11 @@ impl Forwarder {
                         phase: "connect",
                         after: self.connect_timeout,
                     }
+                } else if !e.is_connect() && closed_before_answering(&e) {
+                    ProxyError::UpstreamClosed {
+                        upstream: origin(),
+                        cause,
+                    }
                 } else {
                     ProxyError::UpstreamUnreachable {
                         upstream: origin(),
@@ -171,6 +176,31 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// Whether the connection was made and then closed or reset by the upstream before
+/// a response arrived (hyper's incomplete message, a reset, an early end of the TLS
+/// stream), as opposed to a connection that could not be made at all.
+fn closed_before_answering(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        if let Some(h) = cause.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            )
+        {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
 }
 
 /// The upstream's base path followed by the rest of the client's path (never empty).

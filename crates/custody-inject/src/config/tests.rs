@@ -21,6 +21,18 @@ fn unknown_keys_are_errors() {
 }
 
 #[test]
+fn a_duplicate_key_is_reported_where_it_stands() {
+    let err =
+        RawConfig::from_yaml("image: x\nresources:\n  requests: {cpu: 50m}\n  requests: {}\n")
+            .expect_err("duplicate");
+    assert!(
+        err.to_string()
+            .contains("resources: duplicate key `requests` at line 4 column 3"),
+        "{err}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported() {
     let yaml = "image: 'a b'\nnamespace: Custody\nconfig_configmap: Bad_Name\n\
                 spool_size_limit: lots\nrun_as_user: 0\nadmin_port: 15080\n\

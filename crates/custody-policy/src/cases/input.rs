@@ -59,10 +59,9 @@ impl CaseInput {
     /// Reads one input from a YAML mapping with the keys a case has (`principal`,
     /// `claims`, `token_scopes`, `action`, `arguments`).
     pub fn from_yaml(text: &str) -> Result<Self, CasesError> {
-        let value: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| CasesError {
-                problems: vec![syntax(&e)],
-            })?;
+        let value = crate::locate::parse_value(text).map_err(|e| CasesError {
+            problems: vec![syntax(&e)],
+        })?;
         Self::from_value(&value).map_err(|mut diag| CasesError {
             problems: diag.errors(text),
         })
@@ -88,7 +87,7 @@ impl CaseInput {
                 map.insert(key.into(), serde_yaml_ng::Value::String(text.to_owned()));
                 continue;
             }
-            match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+            match crate::locate::parse_value(text) {
                 Ok(v) => {
                     map.insert(key.into(), v);
                 }

@@ -1,3 +1,4 @@
+use crate::locate::Location;
 use crate::test_support::{CRM, load};
 use crate::{Policy, Problem, WarningKind};
 
@@ -230,8 +231,16 @@ fn syntax_errors_stop_with_their_location() {
         "{}",
         problems[0].message
     );
+    // A repeated key is placed where the repeat stands, not at its mapping's start.
     let dup = errors("rules: []\nrules: []\n");
-    assert!(dup[0].message.contains("duplicate entry"), "{dup:?}");
+    assert!(dup[0].message.contains("duplicate key `rules`"), "{dup:?}");
+    assert_eq!(dup[0].location, Some(Location { line: 2, column: 1 }));
+    let dup = errors("format: 1\nroles:\n  a: {grants: [x]}\n  b: {}\n  a: {}\n");
+    assert!(
+        dup[0].message.contains("roles: duplicate key `a`"),
+        "{dup:?}"
+    );
+    assert_eq!(dup[0].location, Some(Location { line: 5, column: 3 }));
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! (`tools`, `force_stream_usage`).
 
 use super::InspectionConfig;
+use super::collect::deserialize_at;
 use super::problems::Problems;
 use super::raw::{RawInspection, RawToolMapping};
 use super::units::parse_size;
 use custody_core::RouteKind;
-use custody_inspect::{Limits, PriceTable, ToolMap, ToolMapping};
+use custody_inspect::{Limits, PriceFile, PriceTable, ToolMap, ToolMapping};
 use std::sync::Arc;
 
 /// A size within `range` bytes, or the default (recording the problem).
@@ -66,21 +67,23 @@ pub(crate) fn validate_inspection(raw: RawInspection, issues: &mut Problems) -> 
     let builtin = PriceTable::builtin();
     let prices = match raw.prices {
         None | Some(serde_yaml_ng::Value::Null) => builtin,
-        Some(doc) => match serde_yaml_ng::to_string(&doc)
-            .map_err(|e| e.to_string())
-            .and_then(|text| {
-                PriceTable::builtin()
-                    .with_overrides(&text)
-                    .map_err(|e| e.to_string())
-            }) {
-            Ok(table) => table,
-            Err(message) => {
-                issues.push(
-                    "inspection.prices",
-                    message.trim_start_matches("prices: ").to_owned(),
-                );
-                builtin
-            }
+        // Read like a section (every structural problem with its path), then
+        // checked as a whole (every bad price and dangling alias).
+        Some(doc) => match deserialize_at::<PriceFile>("inspection.prices", doc, issues) {
+            None => builtin,
+            Some(file) => match PriceTable::builtin().with_document(file) {
+                Ok(table) => table,
+                Err(problems) => {
+                    for p in problems {
+                        let message = p.to_string();
+                        issues.push(
+                            "inspection.prices",
+                            message.trim_start_matches("prices: ").to_owned(),
+                        );
+                    }
+                    builtin
+                }
+            },
         },
     };
     InspectionConfig {

@@ -2,6 +2,7 @@
 //! (durations, sizes, addresses, URLs) stay text here and are checked in
 //! [`super::validate`].
 
+use super::collect::deserialize_at;
 use super::problems::Problems;
 use custody_core::RouteKind;
 use serde::de::DeserializeOwned;
@@ -250,6 +251,10 @@ pub(crate) fn parse(text: &str, issues: &mut Problems) -> RawConfig {
     let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
         Ok(v) => v,
         Err(e) => {
+            // A repeated key is placed where it stands, not where its mapping starts.
+            let e = custody_core::check_unique_keys(serde_yaml_ng::Deserializer::from_str(text))
+                .err()
+                .unwrap_or(e);
             issues.push("(file)", format!("not valid YAML: {e}"));
             return raw;
         }
@@ -325,8 +330,8 @@ fn routes(value: serde_yaml_ng::Value, issues: &mut Problems) -> Option<Vec<Opti
     }
 }
 
-/// Deserializes one section (`null` means all defaults), recording its first problem
-/// with the full path.
+/// Deserializes one section (`null` means all defaults), recording each of its
+/// problems with the full path.
 fn section<T: DeserializeOwned + Default>(
     path: &str,
     value: serde_yaml_ng::Value,
@@ -348,28 +353,6 @@ fn optional_section<T: DeserializeOwned + Default>(
         return None;
     }
     deserialize_at(path, value, issues)
-}
-
-fn deserialize_at<T: DeserializeOwned>(
-    path: &str,
-    value: serde_yaml_ng::Value,
-    issues: &mut Problems,
-) -> Option<T> {
-    match serde_path_to_error::deserialize(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = if inner == "." {
-                path.to_owned()
-            } else if inner.starts_with('[') {
-                format!("{path}{inner}")
-            } else {
-                format!("{path}.{inner}")
-            };
-            issues.push(path, e.into_inner().to_string());
-            None
-        }
-    }
 }
 
 fn kind_of(v: &serde_yaml_ng::Value) -> &'static str {

@@ -148,6 +148,60 @@ fn semantic_problems_in_a_section_with_a_typo_elsewhere_are_still_reported() {
 }
 
 #[test]
+fn an_unknown_key_hides_nothing_in_its_section() {
+    let got = issues(
+        "audit: {roll: {age: soon, rowz: 1}, tyop: 1, flush_rows: many}\nlisten: {tcp: nope, sockett: x}\n",
+    );
+    for expected in [
+        "audit.tyop: unknown field `tyop`",
+        "audit.roll.rowz: unknown field `rowz`",
+        "audit.flush_rows: invalid type: string \"many\"",
+        "audit.roll.age: invalid duration \"soon\"",
+        "listen.sockett: unknown field `sockett`",
+        "listen.tcp: invalid socket address",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(expected)),
+            "missing {expected:?} in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_of_the_price_table_is_reported() {
+    let got = issues(
+        "inspection:\n  prices:\n    models:\n      a: {input: -1, output: 1, cahced_input: 1}\n      b: {input: 1, output: -2}\n    aliases: {c: nope}\n    extra: 1\n",
+    );
+    for expected in [
+        "inspection.prices.models.a.cahced_input: unknown field",
+        "inspection.prices.extra: unknown field",
+        "inspection.prices: model \"a\": input must be a finite number >= 0",
+        "inspection.prices: model \"b\": output must be a finite number >= 0",
+        "inspection.prices: alias \"c\" points to \"nope\"",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(expected)),
+            "missing {expected:?} in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_key_is_reported_where_it_stands() {
+    let got = issues("listen:\n  tcp: 127.0.0.1:1\naudit:\n  roll: {}\n  sink: ./a\n  roll: {}\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("audit: duplicate key `roll` at line 6 column 3"),
+        "{got:?}"
+    );
+    let got = issues("listen: {}\nlisten: {}\n");
+    assert!(
+        got[0].contains("duplicate key `listen` at line 2 column 1"),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn rejects_no_listeners_and_bad_yaml() {
     assert!(
         issues("listen: {unix: null, tcp: null}")

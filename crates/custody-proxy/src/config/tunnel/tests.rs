@@ -124,9 +124,15 @@ fn the_section_is_validated_with_paths() {
     let got = problems(
         "intercept:\n  tunnel:\n    allow: [ok.example, 'api.*.com', '127.0.0.1', '169.254.169.254:80', '10.0.0.1']\n    allow_internal: ['*.svc', '169.254.169.254']\n    allwo: []\n",
     );
+    // The unknown key hides nothing: the section's values are checked as well.
     assert_eq!(
-        got,
-        ["intercept.tunnel.allwo: unknown field `allwo`, expected `allow` or `allow_internal`"]
+        got[0],
+        "intercept.tunnel.allwo: unknown field `allwo`, expected `allow` or `allow_internal`"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("intercept.tunnel.allow[1]: ")),
+        "{got:?}"
     );
     let got = problems(
         "intercept:\n  tunnel:\n    allow: [ok.example, 'api.*.com', '127.0.0.1', '169.254.169.254:80', '10.0.0.1']\n    allow_internal: ['*.svc', '169.254.169.254']\n",
