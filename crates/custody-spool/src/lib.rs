@@ -24,7 +24,7 @@
 //!   deleted; the active segment never is. An intent still open pins its segment:
 //!   release only up to just before the oldest open intent, or append such intents
 //!   again (pairing is by key, so the copy is harmless) before releasing.
-//! - [`peek`] reads a spool another process owns, without its lock and without
+//! - [`mod@peek`] reads a spool another process owns, without its lock and without
 //!   repairing anything (a reader such as `custody trail --last`).
 //!
 //! # Blocking and threads
