@@ -4,7 +4,7 @@
 //! both parts can be derived again from a `sub` and a value.
 
 use crate::TraceContext;
-use crate::ids::{hex, push_hex, stable_hash};
+use crate::ids::{push_hex, stable_hash};
 
 /// The `<subject>` part of the session ids of the user `sub`: the first 16 hex
 /// digits of MurmurHash3-x64-128 of `"custody-sub\0" + sub`; `anon` for `None`.
@@ -48,10 +48,15 @@ pub fn value_forms(value: &str) -> Vec<String> {
 
 /// `~` and the 32 hex digits of a value that is not kept verbatim.
 pub(crate) fn hashed(value: &[u8]) -> String {
-    format!(
-        "~{}",
-        hex(&stable_hash(b"custody-value\0", value).to_be_bytes())
-    )
+    let mut out = String::with_capacity(33);
+    push_hashed(&mut out, value);
+    out
+}
+
+/// Appends [`hashed`] to `out` (the tracker's path: no allocation).
+pub(crate) fn push_hashed(out: &mut String, value: &[u8]) {
+    out.push('~');
+    push_hex(out, &stable_hash(b"custody-value\0", value).to_be_bytes());
 }
 
 #[cfg(test)]

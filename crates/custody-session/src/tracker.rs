@@ -328,7 +328,7 @@ impl SessionTracker {
             }
             SessionSource::Header | SessionSource::Mcp => match verbatim(value, &self.config) {
                 Some(v) => id.push_str(v),
-                None => id.push_str(&crate::lookup::hashed(value)),
+                None => crate::lookup::push_hashed(&mut id, value),
             },
         }
         id
