@@ -10,6 +10,25 @@ use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
+/// Waits (10 s at most) until `child` accepts on `socket`; `exited` says why a
+/// child that ended first failed.
+async fn serving(
+    child: &mut std::process::Child,
+    socket: &std::path::Path,
+    exited: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(child.try_wait().expect("wait").is_none(), "{}", exited());
+        assert!(
+            Instant::now() < deadline,
+            "no custody accepting on {}",
+            socket.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn chat() -> serde_json::Value {
     json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -169,15 +188,7 @@ async fn unix_socket_mode_stale_socket_and_socket_in_use() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "second custody exited"
-        );
-        assert!(Instant::now() < deadline, "stale socket not replaced");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    serving(&mut child, &socket, || "second custody exited".to_owned()).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -254,16 +265,13 @@ async fn socket_directory_is_0770_under_umask_022_and_text_logs_to_a_file_are_pl
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
+    serving(&mut child, &socket, || {
+        format!(
             "custody exited: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        assert!(Instant::now() < deadline, "socket never appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    })
+    .await;
     for created in [dir.path().join("run"), dir.path().join("run/custody")] {
         let mode = std::fs::metadata(&created)
             .expect("dir")

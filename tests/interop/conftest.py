@@ -65,6 +65,22 @@ def stub():
         yield "http://" + addr
 
 
+def wait_ready(proc: subprocess.Popen, admin: str, log, seconds: float = 20):
+    """Waits until custody's `/readyz` at `admin` answers 200; `log()` says why a
+    process that exited first, or never got ready, failed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, log()
+        try:
+            with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "custody not ready:\n" + log()
+        time.sleep(0.02)
+
+
 class Custody:
     """A custody process with its own socket, ports and audit directory."""
 
@@ -113,17 +129,7 @@ class Custody:
             stderr=self.log,
             env={**os.environ, **env} if env else None,
         )
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.proc.poll() is None, self.read_log()
-            try:
-                with urllib.request.urlopen(f"http://{self.admin}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "custody not ready:\n" + self.read_log()
-            time.sleep(0.02)
+        wait_ready(self.proc, self.admin, self.read_log)
 
     def __enter__(self):
         return self

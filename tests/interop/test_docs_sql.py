@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import duckdb
@@ -23,7 +22,7 @@ import openai
 import yaml
 
 import doc_blocks
-from conftest import REPO, Custody, _binary, free_ports
+from conftest import REPO, Custody, _binary, free_ports, wait_ready
 
 BLOCKS, FENCE_PROBLEMS = doc_blocks.all_blocks()
 
@@ -126,17 +125,8 @@ def test_the_whole_config_file_starts(tmp_path):
                             cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp_path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "not ready"
-            time.sleep(0.02)
+        # stderr is read only once custody has exited (a running one's would block).
+        wait_ready(proc, f"127.0.0.1:{admin}", lambda: proc.stderr.read() if proc.poll() is not None else "")
         assert (tmp_path / f"custody-{os.getuid()}" / "custody.sock").is_socket()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
