@@ -163,12 +163,16 @@ impl Anomalies {
     }
 
     /// A refusal for `record`'s user while they are cooling down after a call that
-    /// tripped an acting signal (`jsonrpc`: the MCP requests to answer).
+    /// tripped an acting signal (`jsonrpc`: the MCP requests to answer, asked for
+    /// only then). While nobody cools down this reads one atomic: no clock, no lock.
     pub(crate) fn cooling_down(
         &self,
         record: &AuditRecord,
-        jsonrpc: Option<crate::error::JsonRpcCall>,
+        jsonrpc: impl FnOnce() -> Option<crate::error::JsonRpcCall>,
     ) -> Option<ProxyError> {
+        if !self.cool_downs.any() {
+            return None;
+        }
         let user = record.principal.sub.as_deref()?;
         let (signal, left) = self.cool_downs.check(user, now_micros())?;
         Some(ProxyError::CoolingDown {
@@ -176,7 +180,7 @@ impl Anomalies {
             // Whole seconds, rounded up: a client that waits that long is let in.
             retry_after: (left.max(1) as u64).div_ceil(1_000_000),
             throttle: self.cool_downs.action.response == CoolDownResponse::Throttle,
-            jsonrpc,
+            jsonrpc: jsonrpc(),
         })
     }
 
@@ -274,10 +278,15 @@ impl CoolDowns {
         );
     }
 
+    /// Whether anyone may be cooling down (one atomic read).
+    fn any(&self) -> bool {
+        self.entries.load(Ordering::Acquire) > 0
+    }
+
     /// `(signal, µs left)` while `user` cools down at `now`; an ended cool-down is
     /// removed.
     fn check(&self, user: &str, now: i64) -> Option<(Signal, i64)> {
-        if self.entries.load(Ordering::Acquire) == 0 {
+        if !self.any() {
             return None;
         }
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());

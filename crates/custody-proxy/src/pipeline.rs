@@ -389,7 +389,7 @@ impl Pipeline {
         if let Some(refused) = self
             .anomalies
             .as_deref()
-            .and_then(|a| a.cooling_down(exchange.record(), inspected.request.jsonrpc_call()))
+            .and_then(|a| a.cooling_down(exchange.record(), || inspected.request.jsonrpc_call()))
         {
             return Err(refused);
         }
