@@ -81,6 +81,16 @@ def check(heading: str, tags: list[str], sql: str, rows: list[tuple], s: dict):
         raise AssertionError(f"no expected answer for {where}")
 
 
+def declared(sink, spark) -> duckdb.DuckDBPyConnection:
+    """The trail at `sink` as `custody_audit`, in Spark and in the DuckDB
+    connection returned, by the DDL `custody lake ddl` prints."""
+    con = duckdb.connect()
+    for statement in statements(ddl("duckdb", sink)):
+        con.execute(statement)
+    declare_in_spark(spark, sink)
+    return con
+
+
 def test_the_doc_has_every_question():
     headings = {h.split(".")[0] for h, _, _ in blocks() if h[0].isdigit()}
     assert headings == {"1", "2", "3", "4", "5"}
@@ -90,10 +100,7 @@ def test_the_doc_has_every_question():
 
 def test_every_query_answers_right_in_duckdb_spark_and_transpiled_trino(week, spark):
     sink, summary = week
-    con = duckdb.connect()
-    for statement in statements(ddl("duckdb", sink)):
-        con.execute(statement)
-    declare_in_spark(spark, sink)
+    con = declared(sink, spark)
     ran = {"duckdb": 0, "spark": 0, "trino": 0, "athena": 0}
     for heading, tags, sql in blocks():
         if not set(tags) & ENGINES:
@@ -162,10 +169,7 @@ def check_fleet(signal: str, rows: list[tuple], s: dict):
 
 def test_fleet_anomaly_queries_find_the_injected_patterns_in_duckdb_and_spark(week, spark):
     sink, summary = week
-    con = duckdb.connect()
-    for statement in statements(ddl("duckdb", sink)):
-        con.execute(statement)
-    declare_in_spark(spark, sink)
+    con = declared(sink, spark)
     found = fleet_blocks()
     assert {signal for signal, _ in found} == {"rate_spike", "first_use", "denial_burst", "pii_burst",
                                                "cost_rate", "long_session", "off_hours", "sessions_per_user"}
