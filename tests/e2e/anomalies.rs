@@ -316,11 +316,37 @@ async fn an_acting_signal_refuses_the_user_for_the_cool_down() {
         .collect();
     let expected = statuses[first..].len() + 2;
     assert_eq!(refused.len(), expected, "one row per refused call");
+    // What reached the upstream: every allowed row's request, no refused one.
+    let upstream = stub.request_ids();
     for r in &refused {
         assert_eq!(r["principal"]["sub"], BURST);
         assert_eq!(r["policy"]["decision"], "deny");
         // A refusal by a cool-down is not itself observed.
         assert_eq!(r["anomalies"], Value::Null, "{r:#}");
+        let id = r["request_id"].as_str().expect("request_id");
+        assert!(
+            !upstream.iter().any(|u| u == id),
+            "refused, yet forwarded: {r:#}"
+        );
+        // The status the client got: 429, or 200 with a JSON-RPC error on MCP.
+        let status = r["outcome"]["status"].as_i64();
+        let mcp = r["action"]["kind"] == "tool";
+        assert_eq!(status, Some(if mcp { 200 } else { 429 }), "{r:#}");
+    }
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| r["action"]["kind"] == "tool")
+            .count(),
+        1,
+        "the one MCP call"
+    );
+    for r in rows.iter().filter(|r| r["policy"]["decision"] == "allow") {
+        let id = r["request_id"].as_str().expect("request_id");
+        assert!(
+            upstream.iter().any(|u| u == id),
+            "allowed, not forwarded: {r:#}"
+        );
     }
     let tripped = rows
         .iter()
