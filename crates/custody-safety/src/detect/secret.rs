@@ -162,7 +162,7 @@ pub(super) fn jwt_at(t: &[u8], s: usize) -> Found {
 
 /// Key names whose value is a secret (matched as a suffix of the key, at the
 /// start or after `_`, `-` or `.`, case-insensitively).
-const SECRET_NAMES: [&[u8]; 14] = [
+pub(super) const SECRET_NAMES: [&[u8]; 14] = [
     b"api_key",
     b"apikey",
     b"api-key",
@@ -179,13 +179,33 @@ const SECRET_NAMES: [&[u8]; 14] = [
     b"auth",
 ];
 
+/// The last byte of each of [`SECRET_NAMES`] (all lower-case): a key that ends
+/// in any other byte names no secret. Every `:` and `=` in a body asks
+/// [`secret_name`] about the word before it, and most such words (`"role":`,
+/// `"finish_reason":`) are rejected here by one table lookup instead of a
+/// case-insensitive comparison with each name.
+static NAME_ENDS: [bool; 256] = {
+    let mut ends = [false; 256];
+    let mut n = 0;
+    while n < SECRET_NAMES.len() {
+        let name = SECRET_NAMES[n];
+        ends[name[name.len() - 1] as usize] = true;
+        n += 1;
+    }
+    ends
+};
+
 /// Whether a key (of an assignment or a JSON member) names a secret.
 pub(crate) fn secret_name(key: &[u8]) -> bool {
-    if key.len() > 64 {
+    let Some(&last) = key.last() else {
+        return false;
+    };
+    let last = last.to_ascii_lowercase();
+    if key.len() > 64 || !NAME_ENDS[last as usize] {
         return false;
     }
     SECRET_NAMES.iter().any(|name| {
-        key.len() >= name.len() && {
+        key.len() >= name.len() && name[name.len() - 1] == last && {
             let at = key.len() - name.len();
             key[at..].eq_ignore_ascii_case(name)
                 && (at == 0 || matches!(key[at - 1], b'_' | b'-' | b'.'))

@@ -209,3 +209,60 @@ fn bits_follow_builtin_order() {
         assert_eq!(bit(k), 1 << i);
     }
 }
+
+/// The last-byte table in front of [`secret_name`] rejects only keys the
+/// comparison with every name would reject too: checked against that comparison
+/// alone, for every name in every case, after each separator, with a byte
+/// added, and for every two-byte key.
+#[test]
+fn secret_name_table_rejects_only_what_the_names_reject() {
+    let reference = |key: &[u8]| {
+        key.len() <= 64
+            && secret::SECRET_NAMES.iter().any(|name| {
+                key.len() >= name.len() && {
+                    let at = key.len() - name.len();
+                    key[at..].eq_ignore_ascii_case(name)
+                        && (at == 0 || matches!(key[at - 1], b'_' | b'-' | b'.'))
+                }
+            })
+    };
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for name in secret::SECRET_NAMES {
+        let upper = name.to_ascii_uppercase();
+        let mixed: Vec<u8> = name
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if i % 2 == 0 {
+                    b.to_ascii_uppercase()
+                } else {
+                    *b
+                }
+            })
+            .collect();
+        for form in [name.to_vec(), upper, mixed] {
+            for prefix in [&b""[..], b"x_", b"X-", b"a.", b"my", b"db_"] {
+                for suffix in [&b""[..], b"s", b"_id", b"X"] {
+                    keys.push([prefix, &form[..], suffix].concat());
+                }
+            }
+        }
+    }
+    for a in 0..=255u8 {
+        for b in 0..=255u8 {
+            keys.push(vec![a, b]);
+        }
+    }
+    keys.push(vec![b'a'; 60].into_iter().chain(*b"_token").collect());
+    keys.push(Vec::new());
+    for key in &keys {
+        assert_eq!(
+            secret_name(key),
+            reference(key),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+    }
+    assert!(secret_name(b"OPENAI_API_KEY") && secret_name(b"client.Secret"));
+    assert!(!secret_name(b"finish_reason") && !secret_name(b"tokens"));
+}
