@@ -9,10 +9,10 @@
 
 use crate::inspect::ResponseInspection;
 use crate::metrics::Metrics;
+use crate::upstream::ResponseBody;
 use bytes::Bytes;
 use custody_audit::{Admission, AuditRecord, AuditTrail, IntentKey};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -215,7 +215,7 @@ fn unreachable_record() -> Box<AuditRecord> {
 #[derive(Debug)]
 pub(crate) enum UpstreamBody {
     /// Relayed frame by frame.
-    Streaming(Incoming),
+    Streaming(ResponseBody),
     /// Read in full first (response redaction); sent as one frame.
     Held(Option<Bytes>),
 }

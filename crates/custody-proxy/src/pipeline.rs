@@ -129,7 +129,7 @@ use crate::respond::{Answered, Responder};
 use crate::route::{Admission, Next, Route, RouteStage, Routed, Router};
 use crate::safety::Safety;
 use crate::session::Sessions;
-use crate::upstream::{self, Forwarder, HttpClient};
+use crate::upstream::{self, Forwarder, Pool};
 use custody_audit::{AuditRecord, AuditTrail};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Either;
@@ -180,7 +180,7 @@ impl Pipeline {
     /// period.
     pub(crate) fn new(
         config: &Config,
-        client: HttpClient,
+        pool: Pool,
         trail: AuditTrail,
         cut: CancellationToken,
         stages: Stages,
@@ -210,7 +210,7 @@ impl Pipeline {
             sessions,
             policy,
             safety,
-            upstream: Forwarder::new(client, &config.upstream),
+            upstream: Forwarder::new(pool, &config.upstream),
             trail,
             cut,
             metrics,

@@ -29,11 +29,11 @@ use crate::inspect::{Inspection, RequestInspection, ResponseInspection};
 use crate::request_ids::stamp_response;
 use crate::safety::Safety;
 use crate::session::SessionHandle;
+use crate::upstream::ResponseBody;
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub(crate) type ProxyBody = Either<AuditedBody, Full<Bytes>>;
 #[derive(Debug)]
 pub(crate) struct Answered {
     /// The upstream's response, its body not yet read.
-    pub(crate) response: Response<Incoming>,
+    pub(crate) response: Response<ResponseBody>,
     /// What the request asked for (the response is read in its light).
     pub(crate) inspected: RequestInspection,
     /// The call's place in its session.
@@ -182,7 +182,7 @@ impl Responder {
     /// Reads a whole response body for redaction: at most
     /// `limits.max_redacted_response` bytes, each frame within the idle timeout,
     /// reserved in `lease` as it arrives.
-    async fn hold(&self, mut body: Incoming, lease: &mut Lease) -> Result<Bytes, ProxyError> {
+    async fn hold(&self, mut body: ResponseBody, lease: &mut Lease) -> Result<Bytes, ProxyError> {
         let limit = self.max_redacted_response;
         let too_large = || {
             ProxyError::ResponseUnscannable(format!(

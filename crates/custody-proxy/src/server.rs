@@ -15,7 +15,7 @@ use crate::loopback::{Arrival, Guard};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStage;
 use crate::serve::{Context, accept_tcp, accept_unix, arrived_at, local};
-use crate::upstream::build_client;
+use crate::upstream::{Pool, build_client, connector};
 use custody_audit::AuditHandle;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -71,6 +71,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(crate::session::Sessions::new(&config.sessions).map_err(StartError::Internal)?);
     sessions.spawn_sweeper();
     let client = build_client(&config.upstream, &config.upstream_tls)?;
+    let pool = Pool::new(
+        connector(&config.upstream, &config.upstream_tls)?,
+        &config.upstream,
+    );
     let intercept = config
         .intercept
         .as_ref()
@@ -159,7 +163,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let ctx = Arc::new(Context {
         pipeline: Pipeline::new(
             &config,
-            client,
+            pool,
             audit.trail(),
             hard_stop.clone(),
             crate::pipeline::Stages {

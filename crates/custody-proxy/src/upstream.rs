@@ -1,9 +1,13 @@
 //! The upstream stage ([`Forwarder::send`], returning the upstream's response with
 //! its body not yet read): the request pointed at the upstream (URI, headers, the
 //! route's credential), the audit intent spooled, and the request sent within the
-//! response-header timeout; and the pooled upstream client it is sent with: HTTPS
-//! via rustls (web roots plus `extra_ca_file`, HTTP/1.1 and HTTP/2 by ALPN) or
-//! plain HTTP/1.1, with a connect timeout.
+//! response-header timeout on a pooled connection ([`pool`]): HTTPS via rustls
+//! (web roots plus `extra_ca_file`, HTTP/1.1 and HTTP/2 by ALPN) or plain
+//! HTTP/1.1, with a connect timeout.
+
+mod pool;
+
+pub(crate) use pool::{Pool, ResponseBody};
 
 use crate::body::Exchange;
 use crate::config::{Upstream, UpstreamConfig, UpstreamTlsConfig};
@@ -13,11 +17,11 @@ use crate::route::Route;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pool::SendError;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -51,10 +55,12 @@ pub(crate) fn upstream_roots(tls: &UpstreamTlsConfig) -> Result<RootCertStore, S
     Ok(roots)
 }
 
-pub(crate) fn build_client(
+/// The upstream connector: TCP with the connect timeout and keep-alive probes,
+/// then TLS for `https` origins (offering HTTP/2 and HTTP/1.1).
+pub(crate) fn connector(
     config: &UpstreamConfig,
     tls: &UpstreamTlsConfig,
-) -> Result<HttpClient, StartError> {
+) -> Result<HttpsConnector<HttpConnector>, StartError> {
     let roots = upstream_roots(tls)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
 
@@ -70,13 +76,22 @@ pub(crate) fn build_client(
     http.set_connect_timeout(Some(config.connect_timeout));
     http.set_keepalive(Some(std::time::Duration::from_secs(60)));
 
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls_config)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(http))
+}
 
+/// hyper-util's pooled client over [`connector`], for custody's own requests
+/// (identity's JWKS and discovery fetches); requests on routes go through
+/// [`Pool`].
+pub(crate) fn build_client(
+    config: &UpstreamConfig,
+    tls: &UpstreamTlsConfig,
+) -> Result<HttpClient, StartError> {
+    let https = connector(config, tls)?;
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -85,18 +100,18 @@ pub(crate) fn build_client(
         .build(https))
 }
 
-/// The upstream stage: the client and its timeouts.
+/// The upstream stage: the connection pool and its timeouts.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    client: HttpClient,
+    pool: Pool,
     response_header_timeout: Duration,
     connect_timeout: Duration,
 }
 
 impl Forwarder {
-    pub(crate) fn new(client: HttpClient, config: &UpstreamConfig) -> Self {
+    pub(crate) fn new(pool: Pool, config: &UpstreamConfig) -> Self {
         Self {
-            client,
+            pool,
             response_header_timeout: config.response_header_timeout,
             connect_timeout: config.connect_timeout,
         }
@@ -122,7 +137,7 @@ impl Forwarder {
         route: &Route,
         path: String,
         request_id: &HeaderValue,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         rewrite_request(&mut parts, &route.upstream, path, request_id)?;
         if let Some(credential) = &route.credential {
             crate::integrity::credentials::inject(
@@ -145,24 +160,33 @@ impl Forwarder {
         &self,
         req: Request<Full<Bytes>>,
         upstream: &Upstream,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         let origin = || format!("{}://{}", upstream.scheme, upstream.authority);
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.response_header_timeout, self.pool.send(req)).await {
             Ok(Ok(response)) => Ok(response),
             Err(_) => Err(ProxyError::UpstreamTimeout {
                 upstream: origin(),
                 phase: "response headers",
                 after: self.response_header_timeout,
             }),
-            Ok(Err(e)) => {
-                let cause = chain(&e);
-                Err(if e.is_connect() && cause.contains("timed out") {
+            Ok(Err(SendError::Connect(e))) => {
+                let cause = chain(e.as_ref());
+                Err(if cause.contains("timed out") {
                     ProxyError::UpstreamTimeout {
                         upstream: origin(),
                         phase: "connect",
                         after: self.connect_timeout,
                     }
-                } else if !e.is_connect() && closed_before_answering(&e) {
+                } else {
+                    ProxyError::UpstreamUnreachable {
+                        upstream: origin(),
+                        cause: format!("connect: {cause}"),
+                    }
+                })
+            }
+            Ok(Err(SendError::Exchange(e))) => {
+                let cause = chain(&e);
+                Err(if closed_before_answering(&e) {
                     ProxyError::UpstreamClosed {
                         upstream: origin(),
                         cause,

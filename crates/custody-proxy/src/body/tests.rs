@@ -162,7 +162,7 @@ impl Upstream {
 
 /// A request sent to a hand-driven upstream that answers with `head` (status
 /// line and headers, without the blank line): the response, its body not yet read.
-async fn upstream(head: &str) -> (u16, Incoming, Upstream) {
+async fn upstream(head: &str) -> (u16, ResponseBody, Upstream) {
     let (client, server) = tokio::io::duplex(1 << 16);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
         .await
@@ -187,7 +187,11 @@ async fn upstream(head: &str) -> (u16, Incoming, Upstream) {
     }
     upstream.send(format!("{head}\r\n\r\n").as_bytes()).await;
     let response = response.await.expect("task").expect("response headers");
-    (response.status().as_u16(), response.into_body(), upstream)
+    (
+        response.status().as_u16(),
+        ResponseBody::unpooled(response.into_body()),
+        upstream,
+    )
 }
 
 /// The body the client gets, relaying `inner` for `exchange`.

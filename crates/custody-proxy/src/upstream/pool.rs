@@ -1,0 +1,391 @@
+//! The upstream connections: opened on demand (plain HTTP/1.1, or HTTPS with
+//! HTTP/2 or HTTP/1.1 by ALPN), kept open between requests and reused.
+//!
+//! A request takes an idle HTTP/1 connection to its origin (the one used last) or
+//! shares the origin's HTTP/2 connection; failing that, a new connection is
+//! opened. An HTTP/1 connection goes back to the pool as its response body ends
+//! ([`ResponseBody`]), nothing spawned per request; a response not read to its end
+//! closes the connection, since what is left of it cannot be skipped. A request
+//! refused unsent by a reused connection (the upstream closed it while idle) is
+//! sent once more on a new one: it never reached the upstream.
+//!
+//! Bounds: at most `upstream.pool_max_idle_per_host` idle HTTP/1 connections per
+//! origin (one returned beyond it is closed), and an idle connection is closed
+//! after `upstream.pool_idle_timeout` (a sweep runs while any is idle).
+
+use crate::config::UpstreamConfig;
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, Uri, header};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tower_service::Service;
+
+type Connector = HttpsConnector<HttpConnector>;
+type Http1 = http1::SendRequest<Full<Bytes>>;
+type Http2 = http2::SendRequest<Full<Bytes>>;
+
+/// An origin: scheme and authority.
+type Origin = (Scheme, Authority);
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be made (TCP, TLS or the HTTP handshake).
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// A connection was made; the exchange on it failed.
+    Exchange(hyper::Error),
+}
+
+/// The pool (cheap to clone).
+#[derive(Clone, Debug)]
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connector: Connector,
+    idle: Mutex<HashMap<Origin, Idle>>,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+/// An origin's open connections not in use.
+#[derive(Debug, Default)]
+struct Idle {
+    /// HTTP/1 connections, the most recently returned last, with when.
+    http1: Vec<(Http1, Instant)>,
+    /// The origin's HTTP/2 connection, shared by every request.
+    http2: Option<Http2>,
+    /// Whether a sweep is scheduled for this pool.
+    swept: bool,
+}
+
+/// A connection taken for one request.
+enum Taken {
+    Http1(Http1),
+    Http2(Http2),
+}
+
+impl Pool {
+    pub(crate) fn new(connector: Connector, config: &UpstreamConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connector,
+                idle: Mutex::new(HashMap::new()),
+                idle_timeout: config.pool_idle_timeout,
+                max_idle: config.pool_max_idle_per_host,
+            }),
+        }
+    }
+
+    /// Sends `req` (an absolute URI) and returns the response, its body not yet read.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let uri = req.uri().clone();
+        let origin = origin(&uri).map_err(SendError::Connect)?;
+        loop {
+            let (taken, reused) = match self.inner.checkout(&origin).await {
+                Some(taken) => (taken, true),
+                None => (self.connect(&origin, &uri).await?, false),
+            };
+            match taken {
+                Taken::Http1(mut sender) => {
+                    to_origin_form(&mut req);
+                    match sender.try_send_request(req).await {
+                        Ok(response) => {
+                            let back = GiveBack {
+                                pool: Arc::downgrade(&self.inner),
+                                origin,
+                                sender,
+                            };
+                            return Ok(response.map(|inner| ResponseBody {
+                                inner,
+                                back: Some(back),
+                            }));
+                        }
+                        Err(mut e) => match e.take_message() {
+                            // Not sent: the idle connection had been closed.
+                            Some(unsent) if reused => {
+                                req = unsent;
+                                *req.uri_mut() = uri.clone();
+                            }
+                            _ => return Err(SendError::Exchange(e.into_error())),
+                        },
+                    }
+                }
+                Taken::Http2(mut sender) => match sender.try_send_request(req).await {
+                    Ok(response) => {
+                        return Ok(response.map(|inner| ResponseBody { inner, back: None }));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if reused => req = unsent,
+                        _ => return Err(SendError::Exchange(e.into_error())),
+                    },
+                },
+            }
+        }
+    }
+
+    /// Opens a connection to `origin` (HTTP/2 when TLS negotiated it); its task
+    /// runs until the connection closes.
+    async fn connect(&self, origin: &Origin, uri: &Uri) -> Result<Taken, SendError> {
+        let io = self
+            .inner
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        if io.connected().is_negotiated_h2() {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| SendError::Connect(e.into()))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+                }
+            });
+            self.inner.share(origin, &sender);
+            return Ok(Taken::Http2(sender));
+        }
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| SendError::Connect(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(Taken::Http1(sender))
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Origin, Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An open connection to `origin` that can take a request, if the pool has one.
+    async fn checkout(&self, origin: &Origin) -> Option<Taken> {
+        loop {
+            let (sender, at) = {
+                let mut idle = self.lock();
+                let entry = idle.get_mut(origin)?;
+                if let Some(shared) = &entry.http2 {
+                    if !shared.is_closed() {
+                        return Some(Taken::Http2(shared.clone()));
+                    }
+                    entry.http2 = None;
+                }
+                entry.http1.pop()?
+            };
+            if sender.is_closed() || at.elapsed() >= self.idle_timeout {
+                continue;
+            }
+            let mut sender = sender;
+            // Returned as its last response ended: ready as soon as the
+            // connection's task has seen that end, or closed.
+            if sender.ready().await.is_ok() {
+                return Some(Taken::Http1(sender));
+            }
+        }
+    }
+
+    /// Keeps `sender`, the origin's new HTTP/2 connection, for the next requests.
+    fn share(&self, origin: &Origin, sender: &Http2) {
+        self.lock().entry(origin.clone()).or_default().http2 = Some(sender.clone());
+    }
+
+    /// Takes back an HTTP/1 connection whose response ended.
+    fn give_back(self: &Arc<Self>, origin: Origin, sender: Http1) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        let entry = idle.entry(origin).or_default();
+        if entry.http1.len() >= self.max_idle {
+            return; // closed as `sender` drops
+        }
+        entry.http1.push((sender, Instant::now()));
+        if !entry.swept {
+            entry.swept = true;
+            drop(idle);
+            self.schedule_sweep();
+        }
+    }
+
+    /// Closes idle connections older than the idle timeout, every so often while
+    /// any are idle; the task ends with the pool.
+    fn schedule_sweep(self: &Arc<Self>) {
+        let pool = Arc::downgrade(self);
+        let every = self.idle_timeout.max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else { return };
+                if !pool.sweep() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// One sweep; whether any connection is still idle (the sweep goes on).
+    fn sweep(&self) -> bool {
+        let mut idle = self.lock();
+        let mut any = false;
+        for entry in idle.values_mut() {
+            entry
+                .http1
+                .retain(|(s, at)| !s.is_closed() && at.elapsed() < self.idle_timeout);
+            if entry.http2.as_ref().is_some_and(Http2::is_closed) {
+                entry.http2 = None;
+            }
+            entry.swept = !entry.http1.is_empty();
+            any |= entry.swept;
+        }
+        idle.retain(|_, e| !e.http1.is_empty() || e.http2.is_some());
+        any
+    }
+
+    #[cfg(test)]
+    fn idle_http1(&self) -> usize {
+        self.lock().values().map(|e| e.http1.len()).sum()
+    }
+}
+
+/// The origin of an absolute URI.
+fn origin(uri: &Uri) -> Result<Origin, Box<dyn std::error::Error + Send + Sync>> {
+    match (uri.scheme(), uri.authority()) {
+        (Some(s), Some(a)) => Ok((s.clone(), a.clone())),
+        _ => Err(format!("not an absolute URI: {uri}").into()),
+    }
+}
+
+/// HTTP/1: the `Host` header from the URI (its port only when not the scheme's
+/// default) and the request target in origin form (`/path?query`).
+fn to_origin_form(req: &mut Request<Full<Bytes>>) {
+    let uri = req.uri();
+    if !req.headers().contains_key(header::HOST)
+        && let Some(authority) = uri.authority()
+    {
+        let default_port = match uri.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str(),
+            _ => authority.host(),
+        };
+        if let Ok(value) = HeaderValue::from_str(host) {
+            req.headers_mut().insert(header::HOST, value);
+        }
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .map_or_else(Uri::default, Uri::from);
+    *req.uri_mut() = target;
+}
+
+/// Where an HTTP/1 connection goes once its response has ended.
+struct GiveBack {
+    pool: Weak<Inner>,
+    origin: Origin,
+    sender: Http1,
+}
+
+/// The upstream's response body; an HTTP/1 connection returns to the pool when
+/// it ends.
+pub(crate) struct ResponseBody {
+    inner: Incoming,
+    back: Option<GiveBack>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .field("pooled", &self.back.is_some())
+            .finish()
+    }
+}
+
+impl ResponseBody {
+    /// A body on a connection that is not pooled (for tests that drive a
+    /// connection by hand).
+    #[cfg(test)]
+    pub(crate) fn unpooled(inner: Incoming) -> Self {
+        Self { inner, back: None }
+    }
+
+    fn give_back(&mut self) {
+        if let Some(GiveBack {
+            pool,
+            origin,
+            sender,
+        }) = self.back.take()
+            && let Some(pool) = pool.upgrade()
+        {
+            pool.give_back(origin, sender);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            None => self.give_back(),
+            Some(Ok(_)) if self.inner.is_end_stream() => self.give_back(),
+            Some(Err(_)) => self.back = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Read to its end (a body with nothing in it, e.g. a 204): reusable.
+        // Otherwise the connection closes with the sender.
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
