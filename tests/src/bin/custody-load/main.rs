@@ -84,6 +84,9 @@ struct Args {
     /// The custody binary (default: `custody` next to this program).
     #[arg(long)]
     custody_bin: Option<PathBuf>,
+    /// The floor binary (default: `custody-floor` next to this program).
+    #[arg(long)]
+    floor_bin: Option<PathBuf>,
     /// Also measure forward-proxy mode (CONNECT + TLS terminated by custody).
     #[arg(long)]
     forward: bool,
@@ -155,10 +158,11 @@ async fn main() -> anyhow::Result<()> {
     let floor = if args.no_floor || args.soak.is_some() {
         None
     } else {
-        Some(procs::start_floor(
-            &std::env::current_exe()?.with_file_name("custody-floor"),
-            &stub,
-        )?)
+        let bin = match &args.floor_bin {
+            Some(bin) => bin.clone(),
+            None => std::env::current_exe()?.with_file_name("custody-floor"),
+        };
+        Some(procs::start_floor(&bin, &stub)?)
     };
     let tls = if args.forward {
         Some(client_tls(&dir.path().join("ca/ca.pem"))?)
