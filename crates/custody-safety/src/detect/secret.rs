@@ -253,6 +253,32 @@ pub(crate) fn secret_value(v: &[u8]) -> bool {
         .any(|p| v.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p)))
 }
 
+/// Whether the key ending at `end` in `t` names a secret: [`secret_name`] of the
+/// key (the word bytes, `-` and `.` before `end`), decided from its last bytes
+/// alone. A name matches as a suffix, so only the bytes it covers and the one
+/// before it matter: an `_`, or any byte that is not a word byte (`-`, `.`, a
+/// quote, or the start of the text), lets it count; a letter or digit makes it
+/// part of a longer word. Most keys are turned away by their last byte.
+pub(super) fn key_names_secret(t: &[u8], end: usize) -> bool {
+    let Some(&last) = end.checked_sub(1).and_then(|i| t.get(i)) else {
+        return false;
+    };
+    let last = last.to_ascii_lowercase();
+    if !NAME_ENDS[last as usize] {
+        return false;
+    }
+    SECRET_NAMES.iter().any(|name| {
+        let len = name.len();
+        name[len - 1] == last
+            && end >= len
+            && t[end - len..end].eq_ignore_ascii_case(name)
+            && (end == len || {
+                let before = t[end - len - 1];
+                before == b'_' || !is_word(before)
+            })
+    })
+}
+
 /// A specific credential starting at `p` (used inside assignments).
 fn specific_at(t: &[u8], p: usize) -> Found {
     match t.get(p..p + 3)? {
@@ -283,11 +309,7 @@ pub(super) fn assignment_at(t: &[u8], i: usize) -> Found {
     if k > 0 && matches!(t[k - 1], b'"' | b'\'') {
         k -= 1;
     }
-    let key_end = k;
-    while k > 0 && key_end - k < 64 && (is_word(t[k - 1]) || matches!(t[k - 1], b'-' | b'.')) {
-        k -= 1;
-    }
-    if k == key_end || !secret_name(&t[k..key_end]) {
+    if !key_names_secret(t, k) {
         return None;
     }
     // The value.

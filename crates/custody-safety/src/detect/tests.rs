@@ -266,3 +266,62 @@ fn secret_name_table_rejects_only_what_the_names_reject() {
     assert!(secret_name(b"OPENAI_API_KEY") && secret_name(b"client.Secret"));
     assert!(!secret_name(b"finish_reason") && !secret_name(b"tokens"));
 }
+
+/// The key scan [`secret::assignment_at`] made before it checked a key: back over
+/// word bytes, `-` and `.`, at most 64 of them, then [`secret_name`].
+fn key_by_scan(t: &[u8], end: usize) -> bool {
+    let mut k = end;
+    while k > 0 && end - k < 64 && (is_word(t[k - 1]) || matches!(t[k - 1], b'-' | b'.')) {
+        k -= 1;
+    }
+    k != end && secret_name(&t[k..end])
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    /// Deciding from the key's last bytes gives what the scan to the key's start
+    /// gave, at every position of texts made of names, separators, letters and
+    /// punctuation.
+    #[test]
+    fn the_key_check_from_the_end_agrees_with_the_scan(
+        pieces in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Strategy::prop_map(
+                    proptest::sample::select(secret::SECRET_NAMES.to_vec()),
+                    <[u8]>::to_vec,
+                ),
+                proptest::strategy::Strategy::prop_map(
+                    proptest::sample::select(vec![
+                        &b"_"[..], b"-", b".", b"\"", b" ", b":", b"=", b"a", b"X", b"1",
+                        b"my", b"Token", b"API", b"\xc3\xa9", b"{", b"_key", b"s",
+                    ]),
+                    <[u8]>::to_vec,
+                ),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            ],
+            0..24,
+        )
+    ) {
+        let t = pieces.concat();
+        for end in 0..=t.len() {
+            proptest::prop_assert_eq!(
+                secret::key_names_secret(&t, end),
+                key_by_scan(&t, end),
+                "{:?} at {}", String::from_utf8_lossy(&t), end
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_longer_than_the_scan_still_names_by_its_end() {
+    let long: Vec<u8> = [vec![b'a'; 70], b"_token".to_vec()].concat();
+    assert_eq!(
+        secret::key_names_secret(&long, long.len()),
+        key_by_scan(&long, long.len())
+    );
+    assert!(secret::key_names_secret(b"\"db_password", 12));
+    assert!(!secret::key_names_secret(b"\"passwords", 10));
+    assert!(!secret::key_names_secret(b"mytoken", 7));
+    assert!(secret::key_names_secret(b"my.token", 8));
+}
