@@ -15,11 +15,14 @@
 //! allocates, so a thread that goes idle after a burst keeps its cache. With
 //! jemalloc's default, blocks up to 32 KiB are cached (hundreds per size class),
 //! and the roller's thread kept about 2 MiB of Parquet buffers that way after a
-//! load ended. `tcache_max:4096` caches only blocks up to 4 KiB, the sizes a
-//! request allocates most; larger ones come from the thread's arena, whose freed
-//! pages the background thread does purge. Measured side by side with the load
-//! harness (docs/performance.md): no difference in CPU per request, 2 MiB less at
-//! peak and a minute after the load.
+//! load ended. `tcache_max:8192` caches only blocks up to 8 KiB: the sizes a
+//! request allocates, up to the 8 KiB read buffer hyper takes anew for each
+//! message on both connections (with a 4 KiB limit those two took jemalloc's slow
+//! path on every request: 2.5 % of custody's instructions). Larger blocks come
+//! from the thread's arena, whose freed pages the background thread does purge.
+//! Measured side by side (docs/performance.md, "Memory after the load" and
+//! "Instructions per request"): 2 MiB less at peak and a minute after the load
+//! than jemalloc's default of 32 KiB, and the heap back within 2 MiB of idle.
 //!
 //! The settings are compiled in (`JEMALLOC_SYS_WITH_MALLOC_CONF` in
 //! `.cargo/config.toml`), which needs no `unsafe` here. A build made without that
@@ -37,7 +40,7 @@ static GLOBAL: Jemalloc = Jemalloc;
 
 /// The settings this workspace compiles in.
 pub(crate) const EXPECTED_CONF: &str =
-    "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:4096";
+    "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:8192";
 
 /// The settings compiled into jemalloc (`config.malloc_conf`, without the C
 /// string's terminating NUL).
