@@ -10,8 +10,10 @@
 //! sent once more on a new one: it never reached the upstream.
 //!
 //! Bounds: at most `upstream.pool_max_idle_per_host` idle HTTP/1 connections per
-//! origin (one returned beyond it is closed), and an idle connection is closed
-//! after `upstream.pool_idle_timeout` (a sweep runs while any is idle).
+//! origin (one returned beyond it is closed), and a connection unused for
+//! `upstream.pool_idle_timeout` is let go: an HTTP/1 one is closed, an HTTP/2 one
+//! closes once the requests still on it end (one sweep task runs while the pool
+//! keeps any connection).
 
 use crate::config::UpstreamConfig;
 use bytes::Bytes;
@@ -56,20 +58,27 @@ pub(crate) struct Pool {
 #[derive(Debug)]
 struct Inner {
     connector: Connector,
-    idle: Mutex<HashMap<Origin, Idle>>,
+    idle: Mutex<Idle>,
     idle_timeout: Duration,
     max_idle: usize,
 }
 
-/// An origin's open connections not in use.
+/// The connections not in use.
 #[derive(Debug, Default)]
 struct Idle {
+    by_origin: HashMap<Origin, Conns>,
+    /// Whether the sweep task runs (while any connection is kept).
+    sweeping: bool,
+}
+
+/// An origin's open connections not in use.
+#[derive(Debug, Default)]
+struct Conns {
     /// HTTP/1 connections, the most recently returned last, with when.
     http1: Vec<(Http1, Instant)>,
-    /// The origin's HTTP/2 connection, shared by every request.
-    http2: Option<Http2>,
-    /// Whether a sweep is scheduled for this pool.
-    swept: bool,
+    /// The origin's HTTP/2 connection, shared by every request, with when a
+    /// request last took it.
+    http2: Option<(Http2, Instant)>,
 }
 
 /// A connection taken for one request.
@@ -83,7 +92,7 @@ impl Pool {
         Self {
             inner: Arc::new(Inner {
                 connector,
-                idle: Mutex::new(HashMap::new()),
+                idle: Mutex::new(Idle::default()),
                 idle_timeout: config.pool_idle_timeout,
                 max_idle: config.pool_max_idle_per_host,
             }),
@@ -131,10 +140,13 @@ impl Pool {
                     Ok(response) => {
                         return Ok(response.map(|inner| ResponseBody { inner, back: None }));
                     }
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) if reused => req = unsent,
-                        _ => return Err(SendError::Exchange(e.into_error())),
-                    },
+                    Err(mut e) => {
+                        self.inner.forget_http2(&origin);
+                        match e.take_message() {
+                            Some(unsent) if reused => req = unsent,
+                            _ => return Err(SendError::Exchange(e.into_error())),
+                        }
+                    }
                 },
             }
         }
@@ -178,7 +190,7 @@ impl Pool {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Origin, Idle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -187,14 +199,15 @@ impl Inner {
         loop {
             let (sender, at) = {
                 let mut idle = self.lock();
-                let entry = idle.get_mut(origin)?;
-                if let Some(shared) = &entry.http2 {
+                let conns = idle.by_origin.get_mut(origin)?;
+                if let Some((shared, used)) = &mut conns.http2 {
                     if !shared.is_closed() {
+                        *used = Instant::now();
                         return Some(Taken::Http2(shared.clone()));
                     }
-                    entry.http2 = None;
+                    conns.http2 = None;
                 }
-                entry.http1.pop()?
+                conns.http1.pop()?
             };
             if sender.is_closed() || at.elapsed() >= self.idle_timeout {
                 continue;
@@ -209,31 +222,43 @@ impl Inner {
     }
 
     /// Keeps `sender`, the origin's new HTTP/2 connection, for the next requests.
-    fn share(&self, origin: &Origin, sender: &Http2) {
-        self.lock().entry(origin.clone()).or_default().http2 = Some(sender.clone());
+    fn share(self: &Arc<Self>, origin: &Origin, sender: &Http2) {
+        let mut idle = self.lock();
+        idle.by_origin.entry(origin.clone()).or_default().http2 =
+            Some((sender.clone(), Instant::now()));
+        self.keep_swept(idle);
+    }
+
+    /// Drops the origin's HTTP/2 connection from the pool (it failed a request).
+    fn forget_http2(&self, origin: &Origin) {
+        if let Some(conns) = self.lock().by_origin.get_mut(origin) {
+            conns.http2 = None;
+        }
     }
 
     /// Takes back an HTTP/1 connection whose response ended.
     fn give_back(self: &Arc<Self>, origin: Origin, sender: Http1) {
-        if sender.is_closed() {
+        if sender.is_closed() || self.max_idle == 0 {
             return;
         }
         let mut idle = self.lock();
-        let entry = idle.entry(origin).or_default();
-        if entry.http1.len() >= self.max_idle {
+        let conns = idle.by_origin.entry(origin).or_default();
+        if conns.http1.len() >= self.max_idle {
             return; // closed as `sender` drops
         }
-        entry.http1.push((sender, Instant::now()));
-        if !entry.swept {
-            entry.swept = true;
-            drop(idle);
-            self.schedule_sweep();
-        }
+        conns.http1.push((sender, Instant::now()));
+        self.keep_swept(idle);
     }
 
-    /// Closes idle connections older than the idle timeout, every so often while
-    /// any are idle; the task ends with the pool.
-    fn schedule_sweep(self: &Arc<Self>) {
+    /// Starts the sweep unless it runs: every `pool_idle_timeout` (at least every
+    /// 100 ms) it closes connections idle for longer, until none is kept; the task
+    /// also ends with the pool.
+    fn keep_swept(self: &Arc<Self>, mut idle: std::sync::MutexGuard<'_, Idle>) {
+        if idle.sweeping {
+            return;
+        }
+        idle.sweeping = true;
+        drop(idle);
         let pool = Arc::downgrade(self);
         let every = self.idle_timeout.max(Duration::from_millis(100));
         tokio::spawn(async move {
@@ -247,27 +272,35 @@ impl Inner {
         });
     }
 
-    /// One sweep; whether any connection is still idle (the sweep goes on).
+    /// One sweep; whether any connection is still kept (the sweep goes on).
     fn sweep(&self) -> bool {
         let mut idle = self.lock();
-        let mut any = false;
-        for entry in idle.values_mut() {
-            entry
+        let timeout = self.idle_timeout;
+        idle.by_origin.retain(|_, conns| {
+            conns
                 .http1
-                .retain(|(s, at)| !s.is_closed() && at.elapsed() < self.idle_timeout);
-            if entry.http2.as_ref().is_some_and(Http2::is_closed) {
-                entry.http2 = None;
+                .retain(|(s, at)| !s.is_closed() && at.elapsed() < timeout);
+            if conns
+                .http2
+                .as_ref()
+                .is_some_and(|(s, used)| s.is_closed() || used.elapsed() >= timeout)
+            {
+                conns.http2 = None;
             }
-            entry.swept = !entry.http1.is_empty();
-            any |= entry.swept;
-        }
-        idle.retain(|_, e| !e.http1.is_empty() || e.http2.is_some());
-        any
+            !conns.http1.is_empty() || conns.http2.is_some()
+        });
+        idle.sweeping = !idle.by_origin.is_empty();
+        idle.sweeping
     }
 
     #[cfg(test)]
     fn idle_http1(&self) -> usize {
-        self.lock().values().map(|e| e.http1.len()).sum()
+        self.lock().by_origin.values().map(|c| c.http1.len()).sum()
+    }
+
+    #[cfg(test)]
+    fn sweeping(&self) -> bool {
+        self.lock().sweeping
     }
 }
 

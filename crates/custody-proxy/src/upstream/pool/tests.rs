@@ -207,6 +207,7 @@ async fn idle_connections_are_bounded_and_closed_after_the_idle_timeout() {
         3,
         "pool_max_idle_per_host: 0 keeps none"
     );
+    assert!(!none_kept.inner.sweeping());
 
     let upstream = Upstream::start(After::KeepOpen).await;
     let short = pool(Duration::from_millis(200), 32);
@@ -214,6 +215,10 @@ async fn idle_connections_are_bounded_and_closed_after_the_idle_timeout() {
     assert_eq!(short.inner.idle_http1(), 1);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(short.inner.idle_http1(), 0, "swept after the idle timeout");
+    assert!(
+        !short.inner.sweeping(),
+        "the sweep ends when nothing is kept"
+    );
     exchange(&short, &upstream.url("/")).await;
     assert_eq!(upstream.connections(), 2);
 }
