@@ -7,7 +7,8 @@
 //! ([`ResponseBody`]), nothing spawned per request; a response not read to its end
 //! closes the connection, since what is left of it cannot be skipped. A request
 //! refused unsent by a reused connection (the upstream closed it while idle) is
-//! sent once more on a new one: it never reached the upstream.
+//! sent again on another one (a new one after a few): it never reached the
+//! upstream.
 //!
 //! Bounds: at most `upstream.pool_max_idle_per_host` idle HTTP/1 connections per
 //! origin (one returned beyond it is closed), and a connection unused for
@@ -34,6 +35,12 @@ use std::time::{Duration, Instant};
 use tower_service::Service;
 
 type Connector = HttpsConnector<HttpConnector>;
+
+/// Pooled connections a request tries before a new one (see [`Pool::send`]).
+const MAX_POOLED_ATTEMPTS: usize = 4;
+/// How long a request waits for a pooled HTTP/1 connection to become ready (see
+/// [`Inner::checkout`]).
+const READY_WAIT: Duration = Duration::from_millis(100);
 type Http1 = http1::SendRequest<Full<Bytes>>;
 type Http2 = http2::SendRequest<Full<Bytes>>;
 
@@ -106,8 +113,17 @@ impl Pool {
     ) -> Result<Response<ResponseBody>, SendError> {
         let uri = req.uri().clone();
         let origin = origin(&uri).map_err(SendError::Connect)?;
+        let mut pooled_attempts = 0;
         loop {
-            let (taken, reused) = match self.inner.checkout(&origin).await {
+            // A request refused unsent is tried on another pooled connection a
+            // few times at most, then on a new one (never refused as stale).
+            pooled_attempts += 1;
+            let pooled = if pooled_attempts <= MAX_POOLED_ATTEMPTS {
+                self.inner.checkout(&origin).await
+            } else {
+                None
+            };
+            let (taken, reused) = match pooled {
                 Some(taken) => (taken, true),
                 None => (self.connect(&origin, &uri).await?, false),
             };
@@ -141,7 +157,7 @@ impl Pool {
                         return Ok(response.map(|inner| ResponseBody { inner, back: None }));
                     }
                     Err(mut e) => {
-                        self.inner.forget_http2(&origin);
+                        self.inner.forget_closed_http2(&origin);
                         match e.take_message() {
                             Some(unsent) if reused => req = unsent,
                             _ => return Err(SendError::Exchange(e.into_error())),
@@ -212,26 +228,38 @@ impl Inner {
             if sender.is_closed() || at.elapsed() >= self.idle_timeout {
                 continue;
             }
+            if sender.is_ready() {
+                return Some(Taken::Http1(sender));
+            }
+            // Given back as its last response ended: ready once the connection's
+            // task has seen that end (or closed). One still writing a request the
+            // upstream stopped reading (it answered early) never becomes ready: it
+            // is closed after a short wait, not waited on.
             let mut sender = sender;
-            // Returned as its last response ended: ready as soon as the
-            // connection's task has seen that end, or closed.
-            if sender.ready().await.is_ok() {
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, sender.ready()).await {
                 return Some(Taken::Http1(sender));
             }
         }
     }
 
-    /// Keeps `sender`, the origin's new HTTP/2 connection, for the next requests.
+    /// Keeps `sender`, a new HTTP/2 connection to `origin`, for the next requests,
+    /// unless the origin has an open one already (requests that connected at the
+    /// same moment then each use their own once, and those close).
     fn share(self: &Arc<Self>, origin: &Origin, sender: &Http2) {
         let mut idle = self.lock();
-        idle.by_origin.entry(origin.clone()).or_default().http2 =
-            Some((sender.clone(), Instant::now()));
+        let conns = idle.by_origin.entry(origin.clone()).or_default();
+        if conns.http2.as_ref().is_some_and(|(s, _)| !s.is_closed()) {
+            return;
+        }
+        conns.http2 = Some((sender.clone(), Instant::now()));
         self.keep_swept(idle);
     }
 
-    /// Drops the origin's HTTP/2 connection from the pool (it failed a request).
-    fn forget_http2(&self, origin: &Origin) {
-        if let Some(conns) = self.lock().by_origin.get_mut(origin) {
+    /// Drops the origin's shared HTTP/2 connection from the pool if it has closed.
+    fn forget_closed_http2(&self, origin: &Origin) {
+        if let Some(conns) = self.lock().by_origin.get_mut(origin)
+            && conns.http2.as_ref().is_some_and(|(s, _)| s.is_closed())
+        {
             conns.http2 = None;
         }
     }

@@ -263,3 +263,50 @@ async fn a_request_refused_unsent_by_a_stale_connection_goes_on_a_new_one() {
     }
     assert_eq!(upstream.heads.lock().expect("heads").len(), 20);
 }
+
+/// An upstream that answers 401 to a large request before reading its body, keeps
+/// the connection open and stops reading: the connection, given back as its
+/// (empty) response ended, is still writing the request and never becomes ready.
+/// The next request must not wait on it.
+#[tokio::test]
+async fn a_connection_still_writing_a_request_is_not_waited_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0; 4096];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let answer: &[u8] = if head.contains("content-length: 7\r\n") {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+                } else {
+                    b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"
+                };
+                let _ = socket.write_all(answer).await;
+                // Hold the connection without reading any more of it.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    let pool = pool(Duration::from_secs(90), 32);
+    let url = format!("http://{addr}/");
+    let large = Request::post(&url)
+        .body(Full::new(Bytes::from(vec![b'x'; 8 << 20])))
+        .expect("request");
+    let response = pool.send(large).await.expect("the early answer");
+    assert_eq!(response.status(), 401);
+    drop(response);
+    let answered = tokio::time::timeout(Duration::from_secs(5), exchange(&pool, &url)).await;
+    assert_eq!(answered.expect("not held by the busy connection"), "hello");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
