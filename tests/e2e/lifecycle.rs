@@ -296,3 +296,40 @@ async fn socket_directory_is_0770_under_umask_022_and_text_logs_to_a_file_are_pl
         String::from_utf8_lossy(&text)
     );
 }
+
+/// Each thread of process `pid` by name, with its nice value (`/proc/PID/task/TID/stat`,
+/// field 19).
+fn thread_nice(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = task.expect("task").path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the command, which is in parentheses and may hold spaces.
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        if let Some(nice) = after.split(' ').nth(16).and_then(|n| n.parse().ok()) {
+            threads.push((name.trim().to_owned(), nice));
+        }
+    }
+    threads
+}
+
+#[tokio::test]
+async fn the_roller_yields_to_the_request_threads() {
+    let stub = Stub::start().await;
+    let custody = Custody::start(&routes(&stub));
+    let threads = thread_nice(custody.pid());
+    let nice_of = |name: &str| {
+        threads
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, nice)| *nice)
+            .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+    };
+    // The request thread is the main one, named after the binary.
+    assert_eq!(
+        nice_of("custody-audit"),
+        nice_of("custody") + i64::from(custody_audit::ROLLER_NICE),
+        "{threads:?}"
+    );
+}

@@ -49,7 +49,7 @@ pub use record::{
 pub use schema::SCHEMA_VERSION;
 pub use trail::{
     Admission, AuditError, AuditHandle, AuditStats, AuditTrail, INCOMPLETE, IntentKey, OnFull,
-    Refusal, StopReport, TrailConfig,
+    ROLLER_NICE, Refusal, StopReport, TrailConfig,
 };
 pub use writer::WriteError;
 #[cfg(feature = "internals")]

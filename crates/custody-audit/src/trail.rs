@@ -34,6 +34,10 @@
 //! never completed become rows with `outcome.error = "incomplete: custody
 //! restarted"`; records lost to disk damage become `gap:` rows.
 //!
+//! The roller runs at a lower scheduling priority than the request threads
+//! ([`ROLLER_NICE`]): when they compete for a core, the kernel runs the request
+//! first.
+//!
 //! # Shutdown
 //! [`AuditHandle::shutdown`] seals, builds and uploads everything within a deadline;
 //! what is not uploaded by then stays in the spool for the next start.
@@ -565,7 +569,10 @@ impl AuditHandle {
         );
         let thread = std::thread::Builder::new()
             .name("custody-audit".into())
-            .spawn(move || roller.run(rx))
+            .spawn(move || {
+                yield_to_requests();
+                roller.run(rx)
+            })
             .map_err(|source| AuditError::Io {
                 context: "starting the audit thread".into(),
                 source,
@@ -709,5 +716,29 @@ fn record_truncation(spool: &Spool, r: &Recovery, stats: &AuditStats) {
             stats.rows_spooled.fetch_add(1, Ordering::Relaxed);
         }
         _ => tracing::error!("cannot spool the gap row for the truncated spool damage"),
+    }
+}
+
+/// How much lower the roller thread's scheduling priority is than the request
+/// threads' (a nice increment). When the two compete for one core, Linux's
+/// scheduler shares it by weight, 1024 to 335 at nice 0 and 5, so a request gets
+/// about three quarters of the core and the roller the rest. The roller needs
+/// under a tenth of custody's CPU, so it keeps up even then, and otherwise runs
+/// as before: priority matters only while both want the same core.
+pub const ROLLER_NICE: i32 = 5;
+
+/// Lowers the calling thread's scheduling priority by [`ROLLER_NICE`]. On Linux
+/// the nice value is a thread's own, so the request threads keep theirs (on other
+/// systems it may be the whole process's, so nothing is changed there). Raising
+/// one's nice value needs no privilege; a failure is logged and ignored.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let result = getpriority_process(None)
+            .and_then(|nice| setpriority_process(None, nice.saturating_add(ROLLER_NICE)));
+        if let Err(error) = result {
+            tracing::debug!(%error, "the roller's priority was not lowered");
+        }
     }
 }
