@@ -70,11 +70,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let sessions =
         Arc::new(crate::session::Sessions::new(&config.sessions).map_err(StartError::Internal)?);
     sessions.spawn_sweeper();
-    let client = build_client(&config.upstream, &config.upstream_tls)?;
-    let pool = Pool::new(
-        connector(&config.upstream, &config.upstream_tls)?,
-        &config.upstream,
-    );
+    let https = connector(&config.upstream, &config.upstream_tls)?;
+    let client = build_client(https.clone(), &config.upstream);
+    let pool = Pool::new(https, &config.upstream);
     let intercept = config
         .intercept
         .as_ref()

@@ -50,7 +50,6 @@ pub(crate) fn upstream_roots(tls: &UpstreamTlsConfig) -> Result<RootCertStore, S
         if added == 0 {
             return Err(tls_err("no PEM certificates found".into()));
         }
-        tracing::info!(path = %path.display(), certificates = added, "extra upstream CAs loaded");
     }
     Ok(roots)
 }
@@ -62,6 +61,10 @@ pub(crate) fn connector(
     tls: &UpstreamTlsConfig,
 ) -> Result<HttpsConnector<HttpConnector>, StartError> {
     let roots = upstream_roots(tls)?;
+    if let Some(path) = &tls.extra_ca_file {
+        let certificates = roots.len() - webpki_roots::TLS_SERVER_ROOTS.len();
+        tracing::info!(path = %path.display(), certificates, "extra upstream CAs loaded");
+    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
 
     let tls_config = rustls::ClientConfig::builder_with_provider(provider)
@@ -84,20 +87,19 @@ pub(crate) fn connector(
         .wrap_connector(http))
 }
 
-/// hyper-util's pooled client over [`connector`], for custody's own requests
+/// hyper-util's pooled client over the [`connector`], for custody's own requests
 /// (identity's JWKS and discovery fetches); requests on routes go through
 /// [`Pool`].
 pub(crate) fn build_client(
+    https: HttpsConnector<HttpConnector>,
     config: &UpstreamConfig,
-    tls: &UpstreamTlsConfig,
-) -> Result<HttpClient, StartError> {
-    let https = connector(config, tls)?;
-    Ok(Client::builder(TokioExecutor::new())
+) -> HttpClient {
+    Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .build(https))
+        .build(https)
 }
 
 /// The upstream stage: the connection pool and its timeouts.

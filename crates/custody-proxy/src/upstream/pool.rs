@@ -127,43 +127,26 @@ impl Pool {
                 Some(taken) => (taken, true),
                 None => (self.connect(&origin, &uri).await?, false),
             };
-            match taken {
-                Taken::Http1(mut sender) => {
-                    to_origin_form(&mut req);
-                    match sender.try_send_request(req).await {
-                        Ok(response) => {
-                            let back = GiveBack {
-                                pool: Arc::downgrade(&self.inner),
-                                origin,
-                                sender,
-                            };
-                            return Ok(response.map(|inner| ResponseBody {
-                                inner,
-                                back: Some(back),
-                            }));
+            match taken.send(req).await {
+                Ok((response, http1)) => {
+                    let back = http1.map(|sender| GiveBack {
+                        pool: Arc::downgrade(&self.inner),
+                        origin,
+                        sender,
+                    });
+                    return Ok(response.map(|inner| ResponseBody { inner, back }));
+                }
+                Err(mut e) => {
+                    self.inner.forget_closed_http2(&origin);
+                    match e.take_message() {
+                        // Not sent: the pooled connection had been closed.
+                        Some(unsent) if reused => {
+                            req = unsent;
+                            *req.uri_mut() = uri.clone();
                         }
-                        Err(mut e) => match e.take_message() {
-                            // Not sent: the idle connection had been closed.
-                            Some(unsent) if reused => {
-                                req = unsent;
-                                *req.uri_mut() = uri.clone();
-                            }
-                            _ => return Err(SendError::Exchange(e.into_error())),
-                        },
+                        _ => return Err(SendError::Exchange(e.into_error())),
                     }
                 }
-                Taken::Http2(mut sender) => match sender.try_send_request(req).await {
-                    Ok(response) => {
-                        return Ok(response.map(|inner| ResponseBody { inner, back: None }));
-                    }
-                    Err(mut e) => {
-                        self.inner.forget_closed_http2(&origin);
-                        match e.take_message() {
-                            Some(unsent) if reused => req = unsent,
-                            _ => return Err(SendError::Exchange(e.into_error())),
-                        }
-                    }
-                },
             }
         }
     }
@@ -184,11 +167,7 @@ impl Pool {
                 .handshake(io)
                 .await
                 .map_err(|e| SendError::Connect(e.into()))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
-                }
-            });
+            drive(connection);
             self.inner.share(origin, &sender);
             return Ok(Taken::Http2(sender));
         }
@@ -196,12 +175,38 @@ impl Pool {
             .handshake(io)
             .await
             .map_err(|e| SendError::Connect(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
+        drive(connection);
         Ok(Taken::Http1(sender))
+    }
+}
+
+/// Runs a connection's task until the connection closes.
+fn drive(connection: impl Future<Output = Result<(), hyper::Error>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+}
+
+impl Taken {
+    /// Sends `req` on this connection: the response, and an HTTP/1 connection to
+    /// give back once the response has ended (an HTTP/2 one stays shared).
+    async fn send(
+        self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<
+        (Response<Incoming>, Option<Http1>),
+        hyper::client::conn::TrySendError<Request<Full<Bytes>>>,
+    > {
+        match self {
+            Taken::Http1(mut sender) => {
+                to_origin_form(&mut req);
+                let response = sender.try_send_request(req).await?;
+                Ok((response, Some(sender)))
+            }
+            Taken::Http2(mut sender) => Ok((sender.try_send_request(req).await?, None)),
+        }
     }
 }
 
