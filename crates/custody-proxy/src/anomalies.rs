@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The rule prefix of a cool-down refusal (`anomaly:rate_spike`).
-const RULE_PREFIX: &str = "anomaly:";
+pub(crate) const RULE_PREFIX: &str = "anomaly:";
 
 /// The detector and what it needs around it.
 pub(crate) struct Anomalies {
@@ -286,9 +286,6 @@ impl CoolDowns {
     /// `(signal, µs left)` while `user` cools down at `now`; an ended cool-down is
     /// removed.
     fn check(&self, user: &str, now: i64) -> Option<(Signal, i64)> {
-        if !self.any() {
-            return None;
-        }
         let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
         let &(until, signal) = users.get(user)?;
         if until > now {

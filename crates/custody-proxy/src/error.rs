@@ -298,7 +298,9 @@ impl ProxyError {
         match self {
             ProxyError::Unauthenticated(r, _) => Some(format!("identity:{}", r.reason())),
             ProxyError::PolicyDenied { rule, .. } => Some(rule.clone()),
-            ProxyError::CoolingDown { signal, .. } => Some(format!("anomaly:{signal}")),
+            ProxyError::CoolingDown { signal, .. } => {
+                Some(format!("{}{signal}", crate::anomalies::RULE_PREFIX))
+            }
             ProxyError::ContentBlocked { kinds, .. } => Some(format!("safety:block:{kinds}")),
             ProxyError::SafetyUnscannable(_) => Some("safety:unscannable".to_owned()),
             ProxyError::TunnelDenied { .. } => Some("intercept.others:deny".to_owned()),
@@ -363,7 +365,7 @@ impl ProxyError {
                 message: &self.to_string(),
             };
             let mut response = jsonrpc_denial(self.status(), call, &denial, request_id);
-            self.retry_after(&mut response);
+            self.set_retry_after(&mut response);
             return response;
         }
         let mut response = json_error(
@@ -378,20 +380,9 @@ impl ProxyError {
                 header::ACCEPT_ENCODING,
                 HeaderValue::from_static(crate::decode::ACCEPTED),
             );
-        } else if let ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable, _)
-        | ProxyError::AuditUnavailable(_) = self
+        } else if let ProxyError::Unauthenticated(r, _) = self
+            && *r != custody_identity::Rejection::KeysUnavailable
         {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        } else if let ProxyError::BufferBudget(_) = self {
-            // Bodies held now are released within a request's time.
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        } else if let ProxyError::CoolingDown { .. } = self {
-            self.retry_after(&mut response);
-        } else if let ProxyError::Unauthenticated(r, _) = self {
             // RFC 6750 §3: no error code when no token was sent at all.
             let challenge = match r {
                 custody_identity::Rejection::Missing => "Bearer".to_owned(),
@@ -404,18 +395,23 @@ impl ProxyError {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
+        self.set_retry_after(&mut response);
         response
     }
-}
 
-impl ProxyError {
-    /// A cool-down says when it ends (RFC 9110 §10.2.3), whichever way it answers.
-    fn retry_after(&self, response: &mut Response<Full<Bytes>>) {
-        if let ProxyError::CoolingDown { retry_after, .. } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
-        }
+    /// Sets `Retry-After` (RFC 9110 §10.2.3) where this error says when to come
+    /// back, whichever way it is answered: the IdP's keys or the audit path
+    /// unavailable (30 s), the buffer budget spent (1 s: bodies held now are
+    /// released within a request's time), a cool-down (until it ends).
+    fn set_retry_after(&self, response: &mut Response<Full<Bytes>>) {
+        let after = match self {
+            ProxyError::Unauthenticated(custody_identity::Rejection::KeysUnavailable, _)
+            | ProxyError::AuditUnavailable(_) => HeaderValue::from_static("30"),
+            ProxyError::BufferBudget(_) => HeaderValue::from_static("1"),
+            ProxyError::CoolingDown { retry_after, .. } => HeaderValue::from(*retry_after),
+            _ => return,
+        };
+        response.headers_mut().insert(header::RETRY_AFTER, after);
     }
 }
 
@@ -619,5 +615,71 @@ mod tests {
                 .as_str()
                 .is_some_and(|m| m.contains("10 bytes"))
         );
+    }
+
+    /// `Retry-After` where an error says when to come back, and only there;
+    /// unavailable keys are not a bad token, so they carry no challenge.
+    #[test]
+    fn retry_after_and_the_challenge_go_where_they_belong() {
+        use custody_identity::Rejection;
+        let looked = |r: &Rejection| {
+            crate::identity::looked(
+                crate::config::TokenFrom::Header,
+                &http::HeaderName::from_static("x-custody-user-token"),
+                &http::HeaderMap::new(),
+                false,
+                r,
+                false,
+            )
+        };
+        let header = |e: &ProxyError, name: header::HeaderName| {
+            let response = e.to_response("key", None);
+            let value = response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            (response.status().as_u16(), value)
+        };
+        let keys = ProxyError::Unauthenticated(
+            Rejection::KeysUnavailable,
+            looked(&Rejection::KeysUnavailable),
+        );
+        assert_eq!(header(&keys, header::RETRY_AFTER), (503, Some("30".into())));
+        assert_eq!(header(&keys, header::WWW_AUTHENTICATE), (503, None));
+        let missing = ProxyError::Unauthenticated(Rejection::Missing, looked(&Rejection::Missing));
+        assert_eq!(header(&missing, header::RETRY_AFTER), (401, None));
+        assert_eq!(
+            header(&missing, header::WWW_AUTHENTICATE),
+            (401, Some("Bearer".into()))
+        );
+        let full = ProxyError::AuditUnavailable(custody_audit::Refusal::Full { used: 2, max: 1 });
+        assert_eq!(header(&full, header::RETRY_AFTER), (503, Some("30".into())));
+        let cooling = |throttle, jsonrpc| ProxyError::CoolingDown {
+            signal: "rate_spike",
+            retry_after: 42,
+            throttle,
+            jsonrpc,
+        };
+        assert_eq!(
+            header(&cooling(true, None), header::RETRY_AFTER),
+            (429, Some("42".into()))
+        );
+        assert_eq!(
+            header(&cooling(false, None), header::RETRY_AFTER),
+            (403, Some("42".into()))
+        );
+        let call = JsonRpcCall {
+            ids: vec![serde_json::json!(7)],
+            batch: false,
+        };
+        assert_eq!(
+            header(&cooling(true, Some(call)), header::RETRY_AFTER),
+            (200, Some("42".into()))
+        );
+        let denied = ProxyError::PolicyDenied {
+            rule: "r".into(),
+            jsonrpc: None,
+        };
+        assert_eq!(header(&denied, header::RETRY_AFTER), (403, None));
     }
 }

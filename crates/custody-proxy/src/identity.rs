@@ -39,6 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod looked;
 pub(crate) use looked::Looked;
+#[cfg(test)]
+pub(crate) use looked::looked;
 
 /// Least time between two on-demand key fetches for one issuer.
 pub(crate) const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
