@@ -20,6 +20,17 @@ pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
+/// The id of the segment whose file is named `name` ([`segment_path`]'s form:
+/// 20 digits and `.seg`); `None` for any other name.
+pub(super) fn segment_id(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".seg")?;
+    if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+        stem.parse().ok()
+    } else {
+        None
+    }
+}
+
 /// Creates segment `header.id` with its header written (not synced).
 pub(super) fn create_segment(dir: &Path, header: SegmentHeader) -> Result<File, SpoolError> {
     let path = segment_path(dir, header.id);

@@ -7,6 +7,7 @@
 //! the bytes at the end of the newest segment may be a record being written right
 //! now, and a segment may be released (deleted) between the listing and the read.
 
+use super::active::{segment_id, segment_path};
 use super::format::{HEADER_LEN, HeaderCheck, decode_header};
 use super::scan::{Item, Scanner};
 use super::{Position, RecordKind, SpoolError, SpoolRecord};
@@ -35,16 +36,12 @@ pub fn peek(dir: &Path, mut each: impl FnMut(SpoolRecord)) -> Result<Peeked, Spo
     let io_err = |context: String| move |source| SpoolError::Io { context, source };
     let mut ids: Vec<u64> = std::fs::read_dir(dir)
         .map_err(io_err(format!("list {}", dir.display())))?
-        .filter_map(|e| {
-            let name = e.ok()?.file_name();
-            let stem = name.to_str()?.strip_suffix(".seg")?;
-            (stem.len() == 20).then(|| stem.parse().ok())?
-        })
+        .filter_map(|e| segment_id(e.ok()?.file_name().to_str()?))
         .collect();
     ids.sort_unstable();
     let mut out = Peeked::default();
     for id in ids {
-        let path = dir.join(format!("{id:020}.seg"));
+        let path = segment_path(dir, id);
         let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

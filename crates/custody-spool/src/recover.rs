@@ -1,7 +1,7 @@
 //! Opening a spool: scan, validate and repair every segment, then start a new
 //! active segment (the recovery rules are in the [`super`] doc).
 
-use super::active::{Active, Shared, State, create_segment, segment_path};
+use super::active::{Active, Shared, State, create_segment, segment_id, segment_path};
 use super::format::{
     GAP_PAYLOAD_LEN, Gap, HEADER_LEN, HeaderCheck, PendingRecord, RECORD_HEADER_LEN, SegmentHeader,
     decode_header, encode_header,
@@ -136,11 +136,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
             let path = entry.path();
             std::fs::remove_file(&path)
                 .map_err(SpoolError::io(format_args!("delete {}", path.display())))?;
-        } else if let Some(stem) = name.strip_suffix(".seg")
-            && stem.len() == 20
-            && stem.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(id) = stem.parse()
-        {
+        } else if let Some(id) = segment_id(name) {
             ids.push(id);
         }
     }
