@@ -1205,6 +1205,11 @@ def test_dockerfile():
     assert re.search(r"cargo build --release --locked -p custody", runs)
     # The workspace's build settings (the allocator's) reach the build.
     assert any(instr == "COPY" and rest.split()[0] == ".cargo" for instr, rest in build["lines"])
+    # So does every program those settings name (the linker): the build fails without it.
+    named = re.findall(r'^linker\s*=\s*"([^"]+)"', (REPO / ".cargo/config.toml").read_text(), re.M)
+    assert named, "the workspace's linker setting"
+    for program in named:
+        assert any(instr == "COPY" and rest.split()[0] == program for instr, rest in build["lines"]), program
     # The final image: distroless (or scratch), the binary copied from the build stage,
     # a numeric non-root user, no shell needed anywhere.
     assert final["image"].startswith(("gcr.io/distroless/", "scratch"))
