@@ -310,3 +310,39 @@ async fn a_connection_still_writing_a_request_is_not_waited_on() {
     assert_eq!(answered.expect("not held by the busy connection"), "hello");
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
+
+/// Origins that `http` calls equal (the authority's case aside) hash alike, so a
+/// connection given back under one spelling is found under the other; others
+/// differ.
+#[test]
+fn origins_hash_as_they_compare() {
+    use std::hash::BuildHasher;
+    let hasher = std::collections::hash_map::RandomState::new();
+    let of = |uri: &str| origin(&uri.parse::<Uri>().expect("uri")).expect("origin");
+    for (a, b) in [
+        (
+            "http://Upstream.Example:8080/a",
+            "http://upstream.example:8080/b",
+        ),
+        ("https://API.OPENAI.COM/", "https://api.openai.com/v1"),
+        ("http://127.0.0.1:9/", "http://127.0.0.1:9/x"),
+    ] {
+        assert_eq!(of(a), of(b));
+        assert_eq!(hasher.hash_one(of(a)), hasher.hash_one(of(b)), "{a} {b}");
+    }
+    let mut idle: HashMap<Origin, usize> = HashMap::new();
+    for (i, uri) in [
+        "http://a.example/",
+        "https://a.example/",
+        "http://a.example:81/",
+        "http://a.example.org/",
+        "http://user@a.example/",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        idle.insert(of(uri), i);
+    }
+    assert_eq!(idle.len(), 5, "distinct origins stay distinct");
+    assert_eq!(idle.get(&of("HTTP://A.EXAMPLE:81/z")), Some(&2));
+}
