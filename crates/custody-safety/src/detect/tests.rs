@@ -68,6 +68,11 @@ fn ssn_card_iban_ip() {
         "2001:db8::8a2e:370:7334",
     );
     none("v1.2.3.4 and 1.2.3 and 256.1.1.1 and 10:30:00 and std::vec");
+    // The shortest addresses reported (five bytes), and shorter ones that are not.
+    one("at ::abc now", "IP_ADDRESS", "::abc");
+    one("at 1:2::3 now", "IP_ADDRESS", "1:2::3");
+    one("\"ip\":\"fe80::1\"", "IP_ADDRESS", "fe80::1");
+    none("at ::ab and a::b and ::1 and \"role\":\"user\" and a:b");
 }
 
 #[test]

@@ -204,11 +204,14 @@ pub(super) fn ipv6_at(t: &[u8], i: usize, floor: usize) -> Found {
     if !word_end(t, e) {
         return None;
     }
-    let token = std::str::from_utf8(&t[s..e]).ok()?;
-    let colons = token.bytes().filter(|&b| b == b':').count();
-    if colons < 2 {
+    // Every `:` of a JSON body (`"role":"user"`) lands here: turn those away
+    // before any text work. What the checks below accept is at least five bytes
+    // (three groups and two colons, or a group of three and `::`).
+    let token = &t[s..e];
+    if token.len() < 5 || token.iter().filter(|&&b| b == b':').count() < 2 {
         return None;
     }
+    let token = std::str::from_utf8(token).ok()?;
     let groups = token.split(':').filter(|g| !g.is_empty());
     let (count, longest) = groups.fold((0, 0), |(c, l), g| (c + 1, l.max(g.len())));
     if count < 3 && longest < 3 {
