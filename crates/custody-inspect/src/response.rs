@@ -232,6 +232,9 @@ impl ResponseObserver {
     }
 
     /// The facts; valid whether or not the body arrived complete.
+    // A function of its own, so that a profile (`scripts/instructions`) can
+    // attribute the response's inspection.
+    #[inline(never)]
     pub fn finish(self) -> ResponseFacts {
         let mut state = self.state;
         let mut facts = ResponseFacts::default();
@@ -363,7 +366,7 @@ impl State {
             self.openai_json(&v);
             return;
         }
-        let v: Value = match serde_json::from_slice(body) {
+        let v: Value = match crate::strict::from_json(body) {
             Ok(v) => v,
             Err(e) => {
                 self.set_error(format!("response body is not JSON: {e}"));

@@ -107,7 +107,7 @@ fn body_value(req: &RequestInput<'_>, body: &[u8], facts: &mut RequestFacts) -> 
     if !(declared_json || (content_type.is_none() && looks_json)) {
         return None;
     }
-    match serde_json::from_slice(body) {
+    match crate::strict::from_json(body) {
         Ok(v) => Some(v),
         Err(e) => {
             facts.note_error(not_json(&e));

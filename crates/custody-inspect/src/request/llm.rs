@@ -295,14 +295,14 @@ fn read_body<const ANTHROPIC: bool>(body: &[u8], facts: &mut RequestFacts) {
     if first_token(body) != Some(b'{') {
         // Not an object: either not JSON at all, or JSON of the wrong shape.
         facts.note_error(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            match crate::strict::from_json::<serde::de::IgnoredAny>(body) {
                 Err(e) => not_json(&e),
                 Ok(_) => "request body is not a JSON object".to_owned(),
             },
         );
         return;
     }
-    match serde_json::from_slice::<LlmBody<ANTHROPIC>>(body) {
+    match crate::strict::from_json::<LlmBody<ANTHROPIC>>(body) {
         Ok(b) => {
             if let Some(Value::String(model)) = b.model {
                 facts.model = Some(model);

@@ -12,7 +12,7 @@ pub(super) fn inspect(
 ) {
     let header_method = header(req, "mcp-method");
     let header_name = header(req, "mcp-name");
-    let parsed = body.and_then(|body| match serde_json::from_slice::<Value>(body) {
+    let parsed = body.and_then(|body| match crate::strict::from_json::<Value>(body) {
         Ok(v) => Some(v),
         Err(e) => {
             facts.note_error(not_json(&e));

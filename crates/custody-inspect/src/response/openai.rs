@@ -149,7 +149,7 @@ fn items(v: Option<&Value>) -> &[Value] {
 /// nesting limit (128), so a body deeper than that in, say, its content is still
 /// read for its model and usage instead of being reported as not JSON.
 pub(super) fn slim_body(body: &[u8]) -> Option<Value> {
-    serde_json::from_slice::<Slim<TopKeep>>(body)
+    crate::strict::from_json::<Slim<TopKeep>>(body)
         .ok()
         .map(|s| s.0)
 }
