@@ -179,33 +179,46 @@ pub(super) const SECRET_NAMES: [&[u8]; 14] = [
     b"auth",
 ];
 
-/// The last byte of each of [`SECRET_NAMES`] (all lower-case): a key that ends
-/// in any other byte names no secret. Every `:` and `=` in a body asks
-/// [`secret_name`] about the word before it, and most such words (`"role":`,
-/// `"finish_reason":`) are rejected here by one table lookup instead of a
-/// case-insensitive comparison with each name.
-static NAME_ENDS: [bool; 256] = {
-    let mut ends = [false; 256];
+/// For each byte, the [`SECRET_NAMES`] ending in it (bit `n`: name `n`; the names
+/// are lower-case): a key that ends in any other byte names no secret. Every `:`
+/// and `=` in a body asks [`secret_name`] about the word before it; most such
+/// words (`"role":`, `"finish_reason":`) are rejected here by one table lookup,
+/// and the others are compared only with the names that end as they do (in a
+/// response's usage, `"prompt_tokens":` with `credentials` alone).
+static NAMES_ENDING: [u16; 256] = {
+    let mut ends = [0u16; 256];
     let mut n = 0;
     while n < SECRET_NAMES.len() {
         let name = SECRET_NAMES[n];
-        ends[name[name.len() - 1] as usize] = true;
+        ends[name[name.len() - 1] as usize] |= 1 << n;
         n += 1;
     }
     ends
 };
+
+/// The names in `set` (a [`NAMES_ENDING`] entry).
+fn names_in(mut set: u16) -> impl Iterator<Item = &'static [u8]> {
+    std::iter::from_fn(move || {
+        if set == 0 {
+            return None;
+        }
+        let n = set.trailing_zeros() as usize;
+        set &= set - 1;
+        Some(SECRET_NAMES[n])
+    })
+}
 
 /// Whether a key (of an assignment or a JSON member) names a secret.
 pub(crate) fn secret_name(key: &[u8]) -> bool {
     let Some(&last) = key.last() else {
         return false;
     };
-    let last = last.to_ascii_lowercase();
-    if key.len() > 64 || !NAME_ENDS[last as usize] {
+    let names = NAMES_ENDING[last.to_ascii_lowercase() as usize];
+    if key.len() > 64 || names == 0 {
         return false;
     }
-    SECRET_NAMES.iter().any(|name| {
-        key.len() >= name.len() && name[name.len() - 1] == last && {
+    names_in(names).any(|name| {
+        key.len() >= name.len() && {
             let at = key.len() - name.len();
             key[at..].eq_ignore_ascii_case(name)
                 && (at == 0 || matches!(key[at - 1], b'_' | b'-' | b'.'))
@@ -263,14 +276,13 @@ pub(super) fn key_names_secret(t: &[u8], end: usize) -> bool {
     let Some(&last) = end.checked_sub(1).and_then(|i| t.get(i)) else {
         return false;
     };
-    let last = last.to_ascii_lowercase();
-    if !NAME_ENDS[last as usize] {
+    let names = NAMES_ENDING[last.to_ascii_lowercase() as usize];
+    if names == 0 {
         return false;
     }
-    SECRET_NAMES.iter().any(|name| {
+    names_in(names).any(|name| {
         let len = name.len();
-        name[len - 1] == last
-            && end >= len
+        end >= len
             && t[end - len..end].eq_ignore_ascii_case(name)
             && (end == len || {
                 let before = t[end - len - 1];
