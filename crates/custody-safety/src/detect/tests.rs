@@ -330,3 +330,112 @@ fn a_key_longer_than_the_scan_still_names_by_its_end() {
     assert!(!secret::key_names_secret(b"mytoken", 7));
     assert!(secret::key_names_secret(b"my.token", 8));
 }
+
+/// [`text::ipv6_at`] without its early exits (the neighbouring colon, the length
+/// and the colon count): what it was before they were added.
+fn ipv6_by_parse(t: &[u8], i: usize, floor: usize) -> Option<(Kind, usize, usize)> {
+    let hexc = |b: u8| b.is_ascii_hexdigit() || b == b':';
+    let mut s = i;
+    while s > floor && i - s < 40 && hexc(t[s - 1]) {
+        s -= 1;
+    }
+    if s > 0 && (is_word(t[s - 1]) || t[s - 1] == b'.') {
+        return None;
+    }
+    let mut e = i;
+    while e < t.len() && e - s < 46 && (hexc(t[e]) || t[e] == b'.') {
+        e += 1;
+    }
+    while e > i + 1 && (t[e - 1] == b'.' || (t[e - 1] == b':' && t[e - 2] != b':')) {
+        e -= 1;
+    }
+    if !word_end(t, e) {
+        return None;
+    }
+    let token = std::str::from_utf8(&t[s..e]).ok()?;
+    if token.bytes().filter(|&b| b == b':').count() < 2 {
+        return None;
+    }
+    let groups = token.split(':').filter(|g| !g.is_empty());
+    let (count, longest) = groups.fold((0, 0), |(c, l), g| (c + 1, l.max(g.len())));
+    if count < 3 && longest < 3 {
+        return None;
+    }
+    token.parse::<std::net::Ipv6Addr>().ok()?;
+    Some((Kind::IpAddress, s, e))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+    /// The early exits of the IPv6 detector turn away only colons the full check
+    /// turns away too: at every colon of texts made of hex groups, colons, dots,
+    /// digits and JSON punctuation.
+    #[test]
+    fn ipv6_early_exits_agree_with_the_parse(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                &b":"[..], b"::", b"0", b"ab", b"ffff", b"2001", b"12345", b"1.2.3.4", b"\"",
+                b",", b" ", b"x",
+            ]),
+            0..14,
+        ),
+        floor_at in 0usize..8,
+    ) {
+        let t = pieces.concat();
+        for i in (0..t.len()).filter(|&i| t[i] == b':') {
+            let floor = i.saturating_sub(floor_at * 8).min(i);
+            proptest::prop_assert_eq!(
+                text::ipv6_at(&t, i, floor),
+                ipv6_by_parse(&t, i, floor),
+                "{:?} at {}", String::from_utf8_lossy(&t), i
+            );
+        }
+    }
+}
+
+#[test]
+fn ipv6_forms_are_found() {
+    one(
+        "peer ::ffff:192.168.1.1 up",
+        "IP_ADDRESS",
+        "::ffff:192.168.1.1",
+    );
+    one(
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "IP_ADDRESS",
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+    );
+    one(
+        "[fe80::1ff:fe23:4567:890a]:443",
+        "IP_ADDRESS",
+        "fe80::1ff:fe23:4567:890a",
+    );
+    none("\"created\":1700000000,\"a\":{\"b\":12345}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+    /// The shortcut for short bare numbers skips only numbers no detector would
+    /// report: at every position of texts made of digit runs (cards, SSNs,
+    /// phone numbers, addresses among them) and the bytes around numbers.
+    #[test]
+    fn the_short_number_shortcut_agrees_with_every_validator(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                &b"0"[..], b"00", b"1", b"4", b"12", b"415", b"555", b"0199", b"4111", b"1111",
+                b"37828224631", b"0005", b"192", b"168", b"44", b"20", b"7946", b"0958",
+                b" ", b"-", b".", b"(", b")", b"+", b"/", b",", b":", b"\"", b"x",
+            ]),
+            0..16,
+        ),
+    ) {
+        let t = pieces.concat();
+        for i in 0..t.len() {
+            proptest::prop_assert_eq!(
+                numeric::at(&t, i),
+                numeric::at_by_every_validator(&t, i),
+                "{:?} at {}", String::from_utf8_lossy(&t), i
+            );
+        }
+    }
+}
