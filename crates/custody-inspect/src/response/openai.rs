@@ -168,19 +168,45 @@ enum Part {
     Choices,
     /// A choice's `message`, reduced to its tool calls.
     Message,
+    /// `usage`, reduced to the counts [`usage::openai`] reads.
+    Usage,
+    /// `usage.prompt_tokens_details` (or `input_tokens_details`), reduced to
+    /// `cached_tokens`.
+    Details,
 }
 
 struct TopKeep;
 struct ChoiceKeep;
 struct MessageKeep;
+struct UsageKeep;
+struct DetailsKeep;
 
 impl Keep for TopKeep {
     fn keep(key: &str) -> Option<Part> {
         match key {
-            "model" | "usage" | "error" | "output" => Some(Part::Whole),
+            "model" | "error" | "output" => Some(Part::Whole),
+            "usage" => Some(Part::Usage),
             "choices" => Some(Part::Choices),
             _ => None,
         }
+    }
+}
+
+impl Keep for UsageKeep {
+    fn keep(key: &str) -> Option<Part> {
+        match key {
+            "prompt_tokens" | "input_tokens" | "completion_tokens" | "output_tokens" => {
+                Some(Part::Whole)
+            }
+            "prompt_tokens_details" | "input_tokens_details" => Some(Part::Details),
+            _ => None,
+        }
+    }
+}
+
+impl Keep for DetailsKeep {
+    fn keep(key: &str) -> Option<Part> {
+        (key == "cached_tokens").then_some(Part::Whole)
     }
 }
 
@@ -228,6 +254,8 @@ impl<'de, K: Keep> Deserialize<'de> for Slim<K> {
                         Some(Part::Whole) => map.next_value::<Value>()?,
                         Some(Part::Choices) => map.next_value::<SlimChoices>()?.0,
                         Some(Part::Message) => map.next_value::<Slim<MessageKeep>>()?.0,
+                        Some(Part::Usage) => map.next_value::<Slim<UsageKeep>>()?.0,
+                        Some(Part::Details) => map.next_value::<Slim<DetailsKeep>>()?.0,
                     };
                     kept.insert(key.into_owned(), value);
                 }

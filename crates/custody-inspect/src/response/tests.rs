@@ -414,6 +414,10 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
         "/choices/0/message/content",
         "/output/0",
         "/output/0/arguments",
+        "/usage/prompt_tokens",
+        "/usage/completion_tokens",
+        "/usage/prompt_tokens_details",
+        "/usage/prompt_tokens_details/cached_tokens",
     ];
     for pointer in pointers {
         for shape in &shapes {
@@ -429,6 +433,14 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
             r#"{"choices":[{"message":{"tool_calls":[{"id":"x","function":{"name":"f"}}],"tool_calls":"gone"}}]}"#,
             r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#,
             r#"{"object":"list","data":[{"embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}"#,
+            // The usage spellings and shapes `usage::openai` reads.
+            r#"{"usage":{"input_tokens":9,"output_tokens":2,"input_tokens_details":{"cached_tokens":3}}}"#,
+            r#"{"usage":{"prompt_tokens":9.0,"completion_tokens":1e2,"prompt_tokens_details":null,"input_tokens_details":{"cached_tokens":3}}}"#,
+            r#"{"usage":{"prompt_tokens_details":7,"input_tokens_details":{"cached_tokens":"3"}}}"#,
+            r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2,"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":0}}}"#,
+            r#"{"usage":{"input_tokens":5,"prompt_tokens":null,"output_tokens":-1,"total_tokens":4}}"#,
+            r#"{"usage":{"prompt_tokens_details":{"audio_tokens":1},"completion_tokens_details":{"reasoning_tokens":2}}}"#,
+            r#"{"usage":{}}"#,
             r#"[{"model":"x"}]"#,
             r#""just text""#,
             "42",
