@@ -473,7 +473,20 @@ struct Writer<'a>(&'a mut Vec<u8>);
 
 impl Writer<'_> {
     fn uint(&mut self, v: u64) {
-        self.0.extend(uint_bytes(v));
+        // Most values (lengths, small counts, tags) fit one byte.
+        if v < 0x40 {
+            self.0.push(v as u8);
+            return;
+        }
+        // At most 11 bytes of six bits; gathered first, so that the vector grows
+        // once rather than being checked byte by byte.
+        let mut buf = [0u8; 11];
+        let mut n = 0;
+        for b in uint_bytes(v) {
+            buf[n] = b;
+            n += 1;
+        }
+        self.0.extend_from_slice(&buf[..n]);
     }
 
     fn int(&mut self, v: i64) {

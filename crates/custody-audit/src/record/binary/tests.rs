@@ -514,3 +514,24 @@ fn uint_lengths() {
         assert_eq!(Reader(&out).uint().expect("uint"), v);
     }
 }
+
+#[test]
+fn uints_are_written_as_their_six_bit_groups() {
+    let written = |v: u64| {
+        let mut out = Vec::new();
+        Writer(&mut out).uint(v);
+        out
+    };
+    assert_eq!(written(0), [0]);
+    assert_eq!(written(0x3F), [0x3F]);
+    assert_eq!(written(0x40), [0x40, 0x01]);
+    assert_eq!(written(0xFFF), [0x7F, 0x3F]);
+    assert_eq!(written(u64::MAX).len(), 11);
+    for v in (0..64)
+        .map(|s| 1u64 << s)
+        .chain((0..64).map(|s| (1u64 << s) - 1))
+    {
+        assert_eq!(written(v), uint_bytes(v).collect::<Vec<_>>(), "{v}");
+        assert_eq!(written(v).len(), uint_len(v), "{v}");
+    }
+}
