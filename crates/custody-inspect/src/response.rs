@@ -357,13 +357,13 @@ impl State {
         if body.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        // OpenAI bodies: only what `openai_json` reads is built (message content
+        // OpenAI bodies: only what `openai_json` reads is kept (message content
         // is skipped); a body that is not JSON falls through to the full read,
         // which says why.
         if self.kind == RouteKind::Openai
-            && let Some(v) = openai::slim_body(body)
+            && let Some(whole) = openai::whole_body(body)
         {
-            self.openai_json(&v);
+            self.openai_whole(&whole);
             return;
         }
         let v: Value = match crate::strict::from_json(body) {

@@ -8,9 +8,9 @@
 //! content, and anything unexpected falls back to a `serde_json::Value` read with
 //! the same meaning.
 //!
-//! Whole JSON bodies are read the same way ([`slim_body`]): only the members
-//! [`State::openai_json`] reads are built into a `Value`, and message content, ids
-//! and the like are skipped.
+//! Whole JSON bodies are read the same way ([`whole_body`]): only the members
+//! [`State::openai_json`] reads are kept, and message content, ids and the like
+//! are skipped.
 //!
 //! Tool-call arguments: chat deltas' `function.arguments` (or `custom.input`)
 //! fragments are assembled per (choice, tool index) slot and settled at the end;
@@ -138,159 +138,350 @@ fn items(v: Option<&Value>) -> &[Value] {
     v.and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
-/// A whole OpenAI body as [`State::openai_json`] sees it, built without the parts
-/// it never reads: the top-level `model`, `usage`, `error` and `output`, and of
-/// `choices` only each choice's `message.tool_calls` and `message.function_call`.
-/// A member repeated keeps its last value, as in a `Value`; a value that is not
-/// an object where one is read (a choice, a message, the body) reads as `null`,
-/// which `openai_json` treats as absent, as it does the original. `None` when the
-/// body is not JSON: the caller then reads it as a `Value` and reports why. One
+/// A whole OpenAI body reduced to what [`State::openai_json`] reads from it, read
+/// without building the rest: the top-level `model`, `usage` (as the counts the
+/// row records), `error` and `output`, and of `choices` only each choice's
+/// `message.tool_calls` and `message.function_call`. Message content, ids and the
+/// like are skipped unread; nothing is built for them.
+///
+/// It reads as the `Value` does: a member repeated keeps its last value; a value
+/// that is not an object where one is read (the body, a choice, a message) or not
+/// an array where one is (`choices`) reads as absent, as `openai_json` treats it.
+/// A test compares the two reads member by member and shape by shape. One
 /// difference, on purpose: the members skipped are not held to serde_json's
 /// nesting limit (128), so a body deeper than that in, say, its content is still
 /// read for its model and usage instead of being reported as not JSON.
-pub(super) fn slim_body(body: &[u8]) -> Option<Value> {
-    crate::strict::from_json::<Slim<TopKeep>>(body)
-        .ok()
-        .map(|s| s.0)
+#[derive(Default)]
+pub(super) struct WholeBody<'a> {
+    model: Str<'a>,
+    usage: Option<UsageCounts>,
+    error: Option<Value>,
+    /// The messages of the choices, in order (a choice without one: none).
+    messages: Vec<Message>,
+    output: Option<Value>,
 }
 
-/// Which members a [`Slim`] object keeps, and how.
-trait Keep {
-    /// How the member `key` is read, or `None` to skip it.
-    fn keep(key: &str) -> Option<Part>;
+/// A choice's message: the members that carry tool calls.
+#[derive(Default)]
+struct Message {
+    tool_calls: Option<Value>,
+    function_call: Option<Value>,
 }
 
-/// How a kept member's value is read.
-enum Part {
-    /// Whole, as a `Value`.
-    Whole,
-    /// A list of choices, each slimmed.
-    Choices,
-    /// A choice's `message`, reduced to its tool calls.
-    Message,
-    /// `usage`, reduced to the counts [`usage::openai`] reads.
-    Usage,
-    /// `usage.prompt_tokens_details` (or `input_tokens_details`), reduced to
-    /// `cached_tokens`.
-    Details,
+/// `None` when the body is not JSON: the caller then reads it as a `Value` and
+/// reports why.
+pub(super) fn whole_body(body: &[u8]) -> Option<WholeBody<'_>> {
+    crate::strict::from_json::<WholeBody<'_>>(body).ok()
 }
 
-struct TopKeep;
-struct ChoiceKeep;
-struct MessageKeep;
-struct UsageKeep;
-struct DetailsKeep;
-
-impl Keep for TopKeep {
-    fn keep(key: &str) -> Option<Part> {
-        match key {
-            "model" | "error" | "output" => Some(Part::Whole),
-            "usage" => Some(Part::Usage),
-            "choices" => Some(Part::Choices),
-            _ => None,
-        }
-    }
-}
-
-impl Keep for UsageKeep {
-    fn keep(key: &str) -> Option<Part> {
-        match key {
-            "prompt_tokens" | "input_tokens" | "completion_tokens" | "output_tokens" => {
-                Some(Part::Whole)
-            }
-            "prompt_tokens_details" | "input_tokens_details" => Some(Part::Details),
-            _ => None,
-        }
-    }
-}
-
-impl Keep for DetailsKeep {
-    fn keep(key: &str) -> Option<Part> {
-        (key == "cached_tokens").then_some(Part::Whole)
-    }
-}
-
-impl Keep for ChoiceKeep {
-    fn keep(key: &str) -> Option<Part> {
-        (key == "message").then_some(Part::Message)
-    }
-}
-
-impl Keep for MessageKeep {
-    fn keep(key: &str) -> Option<Part> {
-        matches!(key, "tool_calls" | "function_call").then_some(Part::Whole)
-    }
-}
-
-/// An object reduced to the members `K` keeps (anything else: `null`).
-struct Slim<K>(Value, std::marker::PhantomData<K>);
-
-/// A list of choices, each reduced (anything else: `null`).
-struct SlimChoices(Value);
-
-impl<'de, K: Keep> Deserialize<'de> for Slim<K> {
+impl<'de: 'a, 'a> Deserialize<'de> for WholeBody<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<K>(std::marker::PhantomData<K>);
-        impl<'de, K: Keep> serde::de::Visitor<'de> for V<K> {
-            type Value = Value;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WholeBody<'de>;
 
             crate::lenient::lenient_defaults!();
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-                crate::lenient::skip_seq(seq).map(|()| Value::Null)
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| WholeBody::default())
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Value, A::Error> {
-                let mut kept = serde_json::Map::new();
+            ) -> Result<Self::Value, A::Error> {
+                let mut body = WholeBody::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let value = match K::keep(&key) {
-                        None => {
+                    match &*key {
+                        "model" => body.model = map.next_value()?,
+                        "usage" => body.usage = Some(map.next_value()?),
+                        "error" => body.error = Some(map.next_value()?),
+                        "output" => body.output = Some(map.next_value()?),
+                        "choices" => body.messages = map.next_value::<Choices>()?.0,
+                        _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
-                            continue;
                         }
-                        Some(Part::Whole) => map.next_value::<Value>()?,
-                        Some(Part::Choices) => map.next_value::<SlimChoices>()?.0,
-                        Some(Part::Message) => map.next_value::<Slim<MessageKeep>>()?.0,
-                        Some(Part::Usage) => map.next_value::<Slim<UsageKeep>>()?.0,
-                        Some(Part::Details) => map.next_value::<Slim<DetailsKeep>>()?.0,
-                    };
-                    kept.insert(key.into_owned(), value);
+                    }
                 }
-                Ok(Value::Object(kept))
+                Ok(body)
             }
         }
-        d.deserialize_any(V::<K>(std::marker::PhantomData))
-            .map(|v| Slim(v, std::marker::PhantomData))
+        d.deserialize_any(V)
     }
 }
 
-impl<'de> Deserialize<'de> for SlimChoices {
+/// `choices`: the messages of those that have one (anything but an array: none).
+#[derive(Default)]
+struct Choices(Vec<Message>);
+
+impl<'de> Deserialize<'de> for Choices {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Value;
+            type Value = Choices;
 
             crate::lenient::lenient_defaults!();
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<Value, A::Error> {
-                let mut choices = Vec::new();
-                while let Some(choice) = seq.next_element::<Slim<ChoiceKeep>>()? {
-                    choices.push(choice.0);
+            ) -> Result<Choices, A::Error> {
+                let mut messages = Vec::new();
+                while let Some(choice) = seq.next_element::<Choice>()? {
+                    messages.extend(choice.0);
                 }
-                Ok(Value::Array(choices))
+                Ok(Choices(messages))
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-                crate::lenient::skip_map(map).map(|()| Value::Null)
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Choices, A::Error> {
+                crate::lenient::skip_map(map).map(|()| Choices::default())
             }
         }
-        d.deserialize_any(V).map(SlimChoices)
+        d.deserialize_any(V)
+    }
+}
+
+/// One choice: its `message`, if it is an object that has one.
+#[derive(Default)]
+struct Choice(Option<Message>);
+
+impl<'de> Deserialize<'de> for Choice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Choice;
+
+            crate::lenient::lenient_defaults!();
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Choice, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| Choice::default())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Choice, A::Error> {
+                let mut message = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "message" {
+                        message = Some(map.next_value::<Message>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Choice(message))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Message;
+
+            crate::lenient::lenient_defaults!();
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Message, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| Message::default())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Message, A::Error> {
+                let mut message = Message::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "tool_calls" => message.tool_calls = Some(map.next_value()?),
+                        "function_call" => message.function_call = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(message)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `usage` read as [`usage::openai`] reads a `Value`: the counts it takes, each
+/// as `int` takes it (an integer, or a finite number truncated; anything else:
+/// none), the last of a repeated member, and the cached count from
+/// `prompt_tokens_details` when that is an object, else from
+/// `input_tokens_details`.
+#[derive(Default)]
+struct UsageCounts {
+    /// Whether `usage` is an object at all.
+    object: bool,
+    prompt_tokens: Option<i64>,
+    input_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    /// `prompt_tokens_details`: `None` when absent or not an object, else its
+    /// `cached_tokens`.
+    prompt_details: Option<Option<i64>>,
+    /// `input_tokens_details`' `cached_tokens`.
+    input_details: Option<i64>,
+}
+
+impl UsageCounts {
+    fn usage(&self) -> Option<usage::Usage> {
+        if !self.object {
+            return None;
+        }
+        let u = usage::Usage {
+            input_tokens: self.prompt_tokens.or(self.input_tokens),
+            output_tokens: self.completion_tokens.or(self.output_tokens),
+            cached_input_tokens: self.prompt_details.unwrap_or(self.input_details),
+            cache_creation_input_tokens: None,
+        };
+        (!u.is_empty()).then_some(u)
+    }
+}
+
+impl<'de> Deserialize<'de> for UsageCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UsageCounts;
+
+            crate::lenient::lenient_defaults!();
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<UsageCounts, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| UsageCounts::default())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UsageCounts, A::Error> {
+                let mut u = UsageCounts {
+                    object: true,
+                    ..UsageCounts::default()
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "prompt_tokens" => u.prompt_tokens = map.next_value::<Int>()?.0,
+                        "input_tokens" => u.input_tokens = map.next_value::<Int>()?.0,
+                        "completion_tokens" => u.completion_tokens = map.next_value::<Int>()?.0,
+                        "output_tokens" => u.output_tokens = map.next_value::<Int>()?.0,
+                        "prompt_tokens_details" => {
+                            u.prompt_details = map.next_value::<Cached>()?.0;
+                        }
+                        "input_tokens_details" => {
+                            u.input_details = map.next_value::<Cached>()?.0.flatten();
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(u)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A details object's `cached_tokens` (`None` when the value is not an object;
+/// `Some(None)` for an object without a count).
+#[derive(Default)]
+struct Cached(Option<Option<i64>>);
+
+impl<'de> Deserialize<'de> for Cached {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Cached;
+
+            crate::lenient::lenient_defaults!();
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Cached, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| Cached::default())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Cached, A::Error> {
+                let mut cached = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "cached_tokens" {
+                        cached = map.next_value::<Int>()?.0;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Cached(Some(cached)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A count as `usage`'s `int` reads a `Value`: an integer that fits `i64`, else a
+/// finite number truncated (saturating); anything else is none.
+#[derive(Default)]
+struct Int(Option<i64>);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Int;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Int, E> {
+                Ok(Int::default())
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Int, E> {
+                Ok(Int::default())
+            }
+
+            fn visit_none<E: serde::de::Error>(self) -> Result<Int, E> {
+                Ok(Int::default())
+            }
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Int, E> {
+                Ok(Int::default())
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Int, E> {
+                Ok(Int(Some(n)))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Int, E> {
+                Ok(Int(Some(i64::try_from(n).unwrap_or(n as f64 as i64))))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Int, E> {
+                Ok(Int(n.is_finite().then_some(n as i64)))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Int, A::Error> {
+                crate::lenient::skip_seq(seq).map(|()| Int::default())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Int, A::Error> {
+                crate::lenient::skip_map(map).map(|()| Int::default())
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -437,30 +628,55 @@ impl State {
             self.set_error_from(err);
         }
         for choice in items(v.get("choices")) {
-            let Some(message) = choice.get("message") else {
-                continue;
-            };
-            for tc in items(message.get("tool_calls")) {
-                let (function, custom) = (tc.get("function"), tc.get("custom"));
-                let name = function.or(custom).and_then(|f| str_at(f, "name"));
-                if let Some(name) = name {
-                    let pos = self.push_tool_call(str_at(tc, "id"), name);
-                    let args = match function {
-                        Some(f) => f.get("arguments"),
-                        None => custom.and_then(|c| c.get("input")),
-                    };
-                    self.settle_args_value(pos, args);
-                }
-            }
-            if let Some(f) = message.get("function_call")
-                && let Some(name) = str_at(f, "name")
-            {
-                let pos = self.push_tool_call(None, name);
-                self.settle_args_value(pos, f.get("arguments"));
+            if let Some(message) = choice.get("message") {
+                self.message_calls(message.get("tool_calls"), message.get("function_call"));
             }
         }
         for item in items(v.get("output")) {
             self.response_item(item, ItemSource::Whole);
+        }
+    }
+
+    /// A whole JSON body as [`whole_body`] read it: what [`Self::openai_json`]
+    /// reads, in the same order.
+    pub(super) fn openai_whole(&mut self, body: &WholeBody<'_>) {
+        if let Some(model) = body.model.as_deref() {
+            self.set_model(model);
+        }
+        if let Some(u) = body.usage.as_ref().and_then(UsageCounts::usage) {
+            self.openai_usage = Some(u);
+        }
+        if let Some(err) = body.error.as_ref().filter(|e| !e.is_null()) {
+            self.set_error_from(err);
+        }
+        for message in &body.messages {
+            self.message_calls(message.tool_calls.as_ref(), message.function_call.as_ref());
+        }
+        for item in items(body.output.as_ref()) {
+            self.response_item(item, ItemSource::Whole);
+        }
+    }
+
+    /// The calls a whole body's message asks for: its `tool_calls` (functions and
+    /// custom tools), then a legacy `function_call`.
+    fn message_calls(&mut self, tool_calls: Option<&Value>, function_call: Option<&Value>) {
+        for tc in items(tool_calls) {
+            let (function, custom) = (tc.get("function"), tc.get("custom"));
+            let name = function.or(custom).and_then(|f| str_at(f, "name"));
+            if let Some(name) = name {
+                let pos = self.push_tool_call(str_at(tc, "id"), name);
+                let args = match function {
+                    Some(f) => f.get("arguments"),
+                    None => custom.and_then(|c| c.get("input")),
+                };
+                self.settle_args_value(pos, args);
+            }
+        }
+        if let Some(f) = function_call
+            && let Some(name) = str_at(f, "name")
+        {
+            let pos = self.push_tool_call(None, name);
+            self.settle_args_value(pos, f.get("arguments"));
         }
     }
 

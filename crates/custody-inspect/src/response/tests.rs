@@ -357,7 +357,7 @@ fn completeness_is_the_terminal_event_or_every_mcp_id_answered() {
 
 mod arguments;
 
-/// The slim read of a whole OpenAI body ([`openai::slim_body`]) learns exactly
+/// The slim read of a whole OpenAI body ([`openai::whole_body`]) learns exactly
 /// what the full `Value` read learns: every member `openai_json` reads is
 /// replaced, in turn, by a value of each JSON type, and the two reads must leave
 /// the same state.
@@ -431,6 +431,9 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
         [
             r#"{"model":"a","model":"b","choices":[],"choices":[{"message":{"tool_calls":[{"id":"x","function":{"name":"f","arguments":"{}"}}]}}]}"#,
             r#"{"choices":[{"message":{"tool_calls":[{"id":"x","function":{"name":"f"}}],"tool_calls":"gone"}}]}"#,
+            r#"{"choices":[{"message":{"function_call":{"name":"a"}},"message":null},{"message":[1]},7,{"message":{"function_call":{"name":"b"}}}]}"#,
+            r#"{"choices":{"message":{"function_call":{"name":"a"}}},"error":{"message":"x"},"error":null,"output":[{"type":"function_call","call_id":"c","name":"n"}],"output":"gone"}"#,
+            r#"{"usage":{"prompt_tokens":3},"usage":{"completion_tokens":4},"model":null}"#,
             r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#,
             r#"{"object":"list","data":[{"embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":5,"total_tokens":5}}"#,
             // The usage spellings and shapes `usage::openai` reads.
@@ -441,6 +444,13 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
             r#"{"usage":{"input_tokens":5,"prompt_tokens":null,"output_tokens":-1,"total_tokens":4}}"#,
             r#"{"usage":{"prompt_tokens_details":{"audio_tokens":1},"completion_tokens_details":{"reasoning_tokens":2}}}"#,
             r#"{"usage":{}}"#,
+            r#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":9.7,"output_tokens":3,"prompt_tokens_details":{},"input_tokens_details":{"cached_tokens":2}}}"#,
+            r#"{"usage":{"prompt_tokens":-4,"completion_tokens":true,"output_tokens":[1],"prompt_tokens_details":[],"input_tokens_details":{"cached_tokens":{"n":1}}}}"#,
+            r#"{"usage":{"input_tokens":{"a":1},"prompt_tokens_details":{"cached_tokens":5},"prompt_tokens_details":"x","input_tokens_details":{"cached_tokens":6}}}"#,
+            r#"{"usage":[{"prompt_tokens":1}]}"#,
+            r#"{"usage":{"prompt_tokens_details":[1],"input_tokens_details":{"cached_tokens":7}}}"#,
+            r#"{"usage":{"prompt_tokens_details":3,"input_tokens_details":{"cached_tokens":7}}}"#,
+            r#"{"usage":"n/a","usage":{"output_tokens":-1.5e3}}"#,
             r#"[{"model":"x"}]"#,
             r#""just text""#,
             "42",
@@ -458,9 +468,9 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
         )
     };
     for body in &bodies {
-        let slim = openai::slim_body(body.as_bytes()).expect("slim read");
+        let slim = openai::whole_body(body.as_bytes()).expect("slim read");
         let mut fast = observer();
-        fast.state.openai_json(&slim);
+        fast.state.openai_whole(&slim);
         let mut full = observer();
         let whole: Value = serde_json::from_str(body).expect("json");
         full.state.openai_json(&whole);
@@ -471,8 +481,8 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
         );
     }
     // A body that is not JSON is left to the full read, which says why.
-    assert!(openai::slim_body(b"{\"model\":").is_none());
-    assert!(openai::slim_body(b"{} trailing").is_none());
+    assert!(openai::whole_body(b"{\"model\":").is_none());
+    assert!(openai::whole_body(b"{} trailing").is_none());
 }
 
 /// A whole OpenAI body nested deeper than serde_json's limit in a member custody
