@@ -197,6 +197,63 @@ async fn request_is_rewritten_for_the_upstream() {
     );
 }
 
+/// Every hop-by-hop header of the upstream's response, and each it names in
+/// `Connection`, stops at custody; the end-to-end ones reach the client, and the
+/// row counts the body the client got.
+#[tokio::test]
+async fn the_upstreams_hop_by_hop_headers_stop_at_custody() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&routes(&stub));
+    let hop_by_hop = [
+        "connection=x-private, x-other",
+        "x-private=1",
+        "x-other=2",
+        "keep-alive=timeout=5",
+        "proxy-connection=keep-alive",
+        "proxy-authenticate=Basic",
+        "te=trailers",
+        "trailer=x-checksum",
+        "upgrade=h2c",
+    ];
+    let end_to_end = ["x-kept=3", "cache-control=no-store", "x-private-not=4"];
+    let req = request("GET", "/tools/echo/hops")
+        .header("x-request-id", "hops")
+        .header(
+            "x-stub-reply-headers",
+            hop_by_hop
+                .iter()
+                .chain(&end_to_end)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let (parts, body) = send_collect(&custody.tcp(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+    for pair in hop_by_hop {
+        let name = pair.split_once('=').expect("pair").0;
+        assert!(
+            parts
+                .headers
+                .get(name)
+                .is_none_or(|v| name == "connection" && v == "keep-alive"),
+            "{name} reached the client: {:?}",
+            parts.headers
+        );
+    }
+    for pair in end_to_end {
+        let (name, value) = pair.split_once('=').expect("pair");
+        assert_eq!(parts.headers[name], value, "{name}");
+    }
+    custody.stop();
+    let rows = custody.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["client_request_id"], "hops");
+    assert_eq!(rows[0]["outcome"]["status"], 200);
+    assert_eq!(rows[0]["outcome"]["bytes_out"], body.len());
+}
+
 #[tokio::test]
 async fn upstream_statuses_are_relayed_not_treated_as_custody_errors() {
     let stub = Stub::start().await;

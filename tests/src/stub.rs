@@ -11,7 +11,8 @@
 //!   `POST /v1/messages` (Anthropic Messages API), JSON and streamed: see the
 //!   `openai` and `anthropic` modules.
 //! - `ANY /echo/...`: JSON describing the request as received (method, path, query,
-//!   headers, body length, body as text).
+//!   headers, body length, body as text); `x-stub-reply-headers: a=1; b=2` adds
+//!   those headers to the response.
 //! - `GET /slow?ms=N`: answers after N milliseconds.
 //! - `GET /stall`: sends headers and one chunk, then nothing.
 //! - `GET /status/N`: answers with status N.
@@ -328,13 +329,29 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
                 )
             })
             .collect();
+        // `x-stub-reply-headers: a=1; b=2`: headers to answer with.
+        let reply: Vec<(String, String)> = header_str(req.headers(), "x-stub-reply-headers")
+            .map(|list| {
+                list.split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let body = body_of(req).await;
-        return json_response(
+        let mut response = json_response(
             StatusCode::OK,
             &json!({"method": method, "path": path, "query": query, "version": version,
                     "headers": headers, "body_len": body.len(),
                     "body": String::from_utf8_lossy(&body)}),
         );
+        for (name, value) in reply {
+            response.headers_mut().append(
+                header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        return response;
     }
     if path == "/slow" {
         let ms = query_param(&req, "ms").unwrap_or(1000);
