@@ -202,7 +202,7 @@ pub(super) fn ipv6_at(t: &[u8], i: usize, floor: usize) -> Found {
 
 /// [`ipv6_at`] past its first check.
 #[inline(never)]
-fn ipv6_around(t: &[u8], i: usize, floor: usize) -> Found {
+pub(super) fn ipv6_around(t: &[u8], i: usize, floor: usize) -> Found {
     let hexc = |b: u8| b.is_ascii_hexdigit() || b == b':';
     let mut s = i;
     while s > floor && i - s < 40 && hexc(t[s - 1]) {
