@@ -49,6 +49,45 @@ macro_rules! lenient_defaults {
 }
 pub(crate) use lenient_defaults;
 
+/// Implements `Deserialize` for `$ty`, read leniently as an object: starting
+/// from `$start`, each member is handed to `$member`, with its key as `$key` (a
+/// `Cow<str>`), the map as `$map` and the value being built as `$out`; `$member`
+/// reads the member's value or skips it. Anything but an object reads as
+/// `Default::default()`.
+macro_rules! lenient_object {
+    ($de:lifetime, $ty:ty, $start:expr, |$out:ident, $key:ident, $map:ident| $member:block) => {
+        impl<$de> ::serde::Deserialize<$de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<$de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<$de> ::serde::de::Visitor<$de> for V {
+                    type Value = $ty;
+
+                    $crate::lenient::lenient_defaults!();
+
+                    fn visit_seq<A: ::serde::de::SeqAccess<$de>>(
+                        self,
+                        seq: A,
+                    ) -> Result<$ty, A::Error> {
+                        $crate::lenient::skip_seq(seq).map(|()| Default::default())
+                    }
+
+                    fn visit_map<A: ::serde::de::MapAccess<$de>>(
+                        self,
+                        mut $map: A,
+                    ) -> Result<$ty, A::Error> {
+                        let mut $out: $ty = $start;
+                        while let Some($key) = $map.next_key::<::std::borrow::Cow<$de, str>>()?
+                            $member
+                        Ok($out)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+pub(crate) use lenient_object;
+
 /// Consumes the rest of a sequence.
 pub(crate) fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
