@@ -47,7 +47,7 @@ use bytes::Bytes;
 use clap::Parser;
 use custody_tests::stub::Stub;
 use drive::{client_tls, drive, handshakes};
-use procs::{Proc, Resident, cpu_time, peak_rss_kib, rss_kib, thread_cpu};
+use procs::{Proc, Resident, Usage, peak_rss_kib, rss_kib, thread_cpu};
 use report::{Cell, Forward, Offered, Stats, median};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -375,10 +375,10 @@ impl Mix<'_> {
         if rate.is_none() {
             send(args.warmup, None).await?;
         }
-        let cpu = || pid.map_or(Ok(Duration::ZERO), cpu_time);
-        let before = cpu()?;
+        let usage = || pid.map_or(Ok(Usage::default()), Usage::of);
+        let before = usage()?;
         let measured = send(args.requests, rate).await?;
-        Ok(Stats::of(&measured, cpu()?.saturating_sub(before)))
+        Ok(Stats::of(&measured, usage()?.since(before)))
     }
 }
 

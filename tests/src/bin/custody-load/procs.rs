@@ -97,13 +97,53 @@ fn start(
     Ok(proc)
 }
 
-/// (user + system CPU time) of `pid`.
-pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    cpu_time_of(&format!("/proc/{pid}/stat"))
+/// What a process has used so far: CPU time in user space and in the kernel (as
+/// `/proc/<pid>/stat` counts them), and its write-family system calls (`syscw` of
+/// `/proc/<pid>/io`: write, writev, pwrite and the like; sends, reads and waits are
+/// not counted).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Usage {
+    pub(crate) user: Duration,
+    pub(crate) system: Duration,
+    pub(crate) writes: u64,
+}
+
+impl Usage {
+    /// `pid`'s usage so far.
+    pub(crate) fn of(pid: u32) -> anyhow::Result<Self> {
+        let (user, system) = cpu_split_of(&format!("/proc/{pid}/stat"))?;
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+        let writes = io
+            .lines()
+            .find_map(|l| l.strip_prefix("syscw:"))
+            .context("no syscw in /proc/<pid>/io")?
+            .trim()
+            .parse()?;
+        Ok(Self {
+            user,
+            system,
+            writes,
+        })
+    }
+
+    /// What was used between `before` and `self`.
+    pub(crate) fn since(self, before: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(before.user),
+            system: self.system.saturating_sub(before.system),
+            writes: self.writes.saturating_sub(before.writes),
+        }
+    }
 }
 
 /// (user + system CPU time) from a `stat` file (a process's or a thread's).
 fn cpu_time_of(path: &str) -> anyhow::Result<Duration> {
+    let (user, system) = cpu_split_of(path)?;
+    Ok(user + system)
+}
+
+/// (user, system) CPU time from a `stat` file.
+fn cpu_split_of(path: &str) -> anyhow::Result<(Duration, Duration)> {
     let stat = std::fs::read_to_string(path)?;
     let after_comm = stat
         .rsplit_once(')')
@@ -111,8 +151,11 @@ fn cpu_time_of(path: &str) -> anyhow::Result<Duration> {
         .context("stat format")?;
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     // Fields 14 and 15 of stat are utime and stime; after "comm)" they are at 11, 12.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+    let ticks = |i: usize| -> anyhow::Result<Duration> {
+        let t: u64 = fields.get(i).context("stat format")?.parse()?;
+        Ok(Duration::from_secs_f64(t as f64 / clock_ticks() as f64))
+    };
+    Ok((ticks(11)?, ticks(12)?))
 }
 
 /// CPU time by thread name (`comm`) of `pid`'s live threads, summed over
@@ -139,7 +182,13 @@ pub(crate) fn thread_cpu(pid: u32) -> anyhow::Result<Vec<(String, Duration)>> {
     Ok(by_name)
 }
 
+/// Clock ticks per second (`getconf CLK_TCK`, asked once).
 fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(ask_clock_ticks)
+}
+
+fn ask_clock_ticks() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -2,6 +2,7 @@
 //! round's, then the per-cell medians of the rounds with their spread.
 
 use crate::drive::Phase;
+use crate::procs::Usage;
 use std::time::Duration;
 
 /// One target's figures in one cell (µs; CPU per request is 0 for the stub,
@@ -11,17 +12,25 @@ pub(crate) struct Stats {
     pub(crate) p50: f64,
     pub(crate) p99: f64,
     pub(crate) rps: f64,
+    /// CPU per request, user and kernel together.
     pub(crate) cpu: f64,
+    /// Of which in the kernel (system calls, the network stack, page faults).
+    pub(crate) kernel: f64,
+    /// Write-family system calls per request.
+    pub(crate) writes: f64,
 }
 
 impl Stats {
-    /// The figures of `phase`, with `cpu` the target's CPU time over it.
-    pub(crate) fn of(phase: &Phase, cpu: Duration) -> Self {
+    /// The figures of `phase`, with `usage` the target's over it.
+    pub(crate) fn of(phase: &Phase, usage: Usage) -> Self {
+        let n = phase.latencies.len().max(1) as f64;
         Stats {
             p50: us(phase.pct(0.5)),
             p99: us(phase.pct(0.99)),
             rps: phase.rps(),
-            cpu: us(cpu) / phase.latencies.len().max(1) as f64,
+            cpu: us(usage.user + usage.system) / n,
+            kernel: us(usage.system) / n,
+            writes: usage.writes as f64 / n,
         }
     }
 
@@ -32,7 +41,13 @@ impl Stats {
             p99: m(|s| s.p99),
             rps: m(|s| s.rps),
             cpu: m(|s| s.cpu),
+            kernel: m(|s| s.kernel),
+            writes: m(|s| s.writes),
         }
+    }
+
+    fn user(&self) -> f64 {
+        self.cpu - self.kernel
     }
 }
 
@@ -82,9 +97,10 @@ pub(crate) struct Cell {
 
 /// custody over the floor, for what each adds to the direct path: added p50,
 /// added p99 and CPU per request closed loop; added p99 and CPU per request at
-/// the offered rate (NaN when not measured).
+/// the offered rate (NaN when not measured); CPU per request in user space and
+/// in the kernel, closed loop.
 #[derive(Clone, Copy, Debug)]
-struct Ratios([f64; 5]);
+struct Ratios([f64; 7]);
 
 /// The lowest and the highest of each ratio across rounds.
 type Spread = Option<(Ratios, Ratios)>;
@@ -109,6 +125,8 @@ impl Cell {
             ratio(self.custody.cpu, floor.cpu),
             at_rate[0],
             at_rate[1],
+            ratio(self.custody.user(), floor.user()),
+            ratio(self.custody.kernel, floor.kernel),
         ]))
     }
 
@@ -170,6 +188,34 @@ impl Cell {
 }
 
 impl Cell {
+    /// The CPU line: each proxy's CPU per request split into user space and the
+    /// kernel, its write calls per request, and custody over the floor for each.
+    fn print_split(&self, ratios: Ratios, spread: Spread) {
+        let Some(floor) = self.floor else {
+            return;
+        };
+        let range = |i: usize| match spread {
+            Some((lo, hi)) => format!(" ({:.1}–{:.1})", lo.0[i], hi.0[i]),
+            None => String::new(),
+        };
+        let c = &self.custody;
+        println!(
+            "{:<5} {:>4} | {:>7.1}µs {:>7.1}µs {:>7.1} | {:>7.1}µs {:>7.1}µs {:>7.1} | {:>5.1}×{:<12} {:>5.1}×{}",
+            self.mode,
+            self.concurrency,
+            floor.user(),
+            floor.kernel,
+            floor.writes,
+            c.user(),
+            c.kernel,
+            c.writes,
+            ratios.0[5],
+            range(5),
+            ratios.0[6],
+            range(6),
+        );
+    }
+
     /// The offered-rate line: p99 added by the floor and by custody when neither
     /// is saturated, and custody over the floor.
     fn print_offered(&self, ratios: Ratios, spread: Spread) {
@@ -241,6 +287,25 @@ fn header() {
     );
 }
 
+fn split_header() {
+    println!(
+        "CPU per request closed loop, in user space and in the kernel; writes = write-family system calls per request (/proc/<pid>/io syscw)"
+    );
+    println!(
+        "{:<5} {:>4} | {:>9} {:>9} {:>7} | {:>9} {:>9} {:>7} | {:>19} {:>10}",
+        "mode",
+        "conc",
+        "floor usr",
+        "kernel",
+        "writes",
+        "cus usr",
+        "kernel",
+        "writes",
+        "× user",
+        "× kernel"
+    );
+}
+
 fn floor_header() {
     println!(
         "against the floor (a bare hyper hop, one thread): added = p - direct p; × = custody / floor"
@@ -272,6 +337,12 @@ pub(crate) fn print_round(cells: &[Cell]) {
         for c in cells {
             if let Some(ratios) = c.ratios() {
                 c.print_floor(ratios, None);
+            }
+        }
+        split_header();
+        for c in cells {
+            if let Some(ratios) = c.ratios() {
+                c.print_split(ratios, None);
             }
         }
     }
@@ -340,6 +411,10 @@ pub(crate) fn print_medians(all: &[Cell], rounds: usize) {
         );
         for (cell, spread, ratios) in &cells {
             cell.print_floor(*ratios, *spread);
+        }
+        split_header();
+        for (cell, spread, ratios) in &cells {
+            cell.print_split(*ratios, *spread);
         }
     }
     if cells.iter().any(|(c, _, _)| c.offered.is_some()) {
