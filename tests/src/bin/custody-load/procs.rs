@@ -100,25 +100,28 @@ fn start(
 /// What a process has used so far: CPU time in user space and in the kernel (as
 /// `/proc/<pid>/stat` counts them), and its write-family system calls (`syscw` of
 /// `/proc/<pid>/io`: write, writev, pwrite and the like; sends, reads and waits are
-/// not counted).
+/// not counted; `None` where `/proc/<pid>/io` cannot be read, as under some
+/// ptrace restrictions).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Usage {
     pub(crate) user: Duration,
     pub(crate) system: Duration,
-    pub(crate) writes: u64,
+    pub(crate) writes: Option<u64>,
 }
 
 impl Usage {
     /// `pid`'s usage so far.
     pub(crate) fn of(pid: u32) -> anyhow::Result<Self> {
         let (user, system) = cpu_split_of(&format!("/proc/{pid}/stat"))?;
-        let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
-        let writes = io
-            .lines()
-            .find_map(|l| l.strip_prefix("syscw:"))
-            .context("no syscw in /proc/<pid>/io")?
-            .trim()
-            .parse()?;
+        let writes = std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("syscw:"))?
+                    .trim()
+                    .parse()
+                    .ok()
+            });
         Ok(Self {
             user,
             system,
@@ -131,7 +134,10 @@ impl Usage {
         Self {
             user: self.user.saturating_sub(before.user),
             system: self.system.saturating_sub(before.system),
-            writes: self.writes.saturating_sub(before.writes),
+            writes: self
+                .writes
+                .zip(before.writes)
+                .map(|(now, then)| now.saturating_sub(then)),
         }
     }
 }

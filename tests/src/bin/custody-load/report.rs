@@ -16,7 +16,7 @@ pub(crate) struct Stats {
     pub(crate) cpu: f64,
     /// Of which in the kernel (system calls, the network stack, page faults).
     pub(crate) kernel: f64,
-    /// Write-family system calls per request.
+    /// Write-family system calls per request (NaN when they cannot be counted).
     pub(crate) writes: f64,
 }
 
@@ -30,7 +30,7 @@ impl Stats {
             rps: phase.rps(),
             cpu: us(usage.user + usage.system) / n,
             kernel: us(usage.system) / n,
-            writes: usage.writes as f64 / n,
+            writes: usage.writes.map_or(f64::NAN, |w| w as f64 / n),
         }
     }
 
