@@ -130,6 +130,7 @@
 
 mod canonical;
 mod lenient;
+mod media;
 mod price;
 mod request;
 mod response;
@@ -143,6 +144,7 @@ mod usage;
 
 pub use canonical::{canonical_json, truncate_parameters};
 pub use custody_core::RouteKind;
+pub use media::Media;
 pub use price::{Price, PriceError, PriceFile, PriceTable};
 pub use request::{
     MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput, inspect_request,

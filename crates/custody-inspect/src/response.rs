@@ -30,7 +30,7 @@ use crate::canonical_json;
 use crate::sse::{SseEvent, SseParser};
 use crate::text::truncate_chars;
 use crate::usage::{AnthropicRaw, Usage};
-use crate::{Limits, RequestFacts, RouteKind};
+use crate::{Limits, Media, RequestFacts, RouteKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -146,21 +146,14 @@ impl ResponseObserver {
         limits: &Limits,
     ) -> Self {
         let _ = status; // the mode depends on the content type, not the status
-        let ct = content_type.map(str::to_ascii_lowercase);
-        let mode = match ct.as_deref() {
+        let mode = match content_type.map(Media::of) {
             _ if kind == RouteKind::Http => Mode::Ignore,
-            Some(ct) if ct.contains("text/event-stream") => {
-                Mode::Sse(SseParser::new(limits.max_event_bytes))
-            }
-            Some(ct) if ct.contains("json") && !ct.contains("ndjson") => Mode::Json {
+            Some(Media::EventStream) => Mode::Sse(SseParser::new(limits.max_event_bytes)),
+            Some(Media::Json) | None => Mode::Json {
                 buf: Vec::new(),
                 tail: None,
             },
-            None => Mode::Json {
-                buf: Vec::new(),
-                tail: None,
-            },
-            Some(_) => Mode::Ignore,
+            Some(Media::Other) => Mode::Ignore,
         };
         Self {
             mode,

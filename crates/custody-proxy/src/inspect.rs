@@ -169,7 +169,7 @@ impl Inspection {
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let streamed = content_type.is_some_and(|c| c.contains("text/event-stream"));
+        let streamed = custody_inspect::Media::is_event_stream(content_type);
         Some(Box::new(ResponseInspection {
             observer: ResponseObserver::new(
                 request.kind,
@@ -290,6 +290,44 @@ impl ResponseInspection {
     }
 }
 
+/// `s` cut to its first [`MAX_MODEL_CHARS`] characters.
 fn short(s: &str) -> String {
-    s.chars().take(MAX_MODEL_CHARS).collect()
+    // A string of at most that many bytes has at most that many characters, so the
+    // usual model name is copied whole without walking its characters.
+    let end = if s.len() <= MAX_MODEL_CHARS {
+        s.len()
+    } else {
+        s.char_indices()
+            .nth(MAX_MODEL_CHARS)
+            .map_or(s.len(), |(at, _)| at)
+    };
+    s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The same cut as taking the characters one by one, at and around the limit.
+        #[test]
+        fn short_keeps_the_first_characters(
+            head in "[a-z0-9.-]{0,300}",
+            tail in "(\\PC|é|中|😀){0,40}",
+        ) {
+            let s = format!("{head}{tail}");
+            let by_chars: String = s.chars().take(MAX_MODEL_CHARS).collect();
+            prop_assert_eq!(short(&s), by_chars);
+        }
+    }
+
+    #[test]
+    fn short_cuts_on_a_character_boundary() {
+        let s = "é".repeat(MAX_MODEL_CHARS + 1);
+        assert_eq!(short(&s).chars().count(), MAX_MODEL_CHARS);
+        let s = "a".repeat(MAX_MODEL_CHARS);
+        assert_eq!(short(&s), s);
+        assert_eq!(short(""), "");
+    }
 }

@@ -251,8 +251,9 @@ impl Responder {
 
 /// Whether a response is an SSE stream (never held: streams are scanned in log mode).
 fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"))
+    custody_inspect::Media::is_event_stream(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
 }

@@ -322,8 +322,11 @@ impl Safety {
         }
         if let Some(upstream) = &mut action.upstream {
             // `scheme://authority/path`: the path starts at the third `/`.
+            // (A byte scan: `match_indices` with a `char` costs more per call.)
             let at = upstream
-                .match_indices('/')
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'/')
                 .nth(2)
                 .map_or(upstream.len(), |(i, _)| i);
             if let Some(redacted) = self.redact_path(upstream, at, &scanned) {
@@ -388,7 +391,7 @@ impl Safety {
     /// A scanner for the response body (log mode), by its content type.
     pub(crate) fn response_scanner(&self, content_type: Option<&str>) -> Box<ResponseScan> {
         let detectors = self.policy.detectors().clone();
-        let sse = content_type.is_some_and(|c| c.contains("text/event-stream"));
+        let sse = custody_inspect::Media::is_event_stream(content_type);
         Box::new(if sse {
             ResponseScan::Sse {
                 parser: custody_inspect::SseParser::new(MAX_EVENT_BYTES),

@@ -237,34 +237,39 @@ impl<'de: 'a, 'a> Deserialize<'de> for Block<'a> {
 }
 
 /// Path segments without empty ones (so trailing slashes do not matter).
-fn segments(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
+/// The last two non-empty segments of a path: (the one before the last, the last).
+/// Split on the byte `/` from the end: the operations are named by these alone.
+fn last_two(path: &str) -> (Option<&[u8]>, Option<&[u8]>) {
+    let mut segments = path
+        .as_bytes()
+        .rsplit(|&b| b == b'/')
+        .filter(|s| !s.is_empty());
+    let last = segments.next();
+    (segments.next(), last)
 }
 
 /// The OpenAI operation a path names, matched on its last segments so prefixes
 /// such as `/v1` or Azure's `/openai/deployments/<name>` do not matter.
 pub(super) fn openai_operation(path: &str) -> Option<&'static str> {
-    let segs = segments(path);
-    match segs.as_slice() {
-        [.., "chat", "completions"] => Some("chat.completions"),
-        [.., "responses"] => Some("responses"),
-        [.., "completions"] => Some("completions"),
-        [.., "embeddings"] => Some("embeddings"),
-        [.., "moderations"] => Some("moderations"),
-        [.., "models"] => Some("models"),
+    match last_two(path) {
+        (Some(b"chat"), Some(b"completions")) => Some("chat.completions"),
+        (_, Some(b"responses")) => Some("responses"),
+        (_, Some(b"completions")) => Some("completions"),
+        (_, Some(b"embeddings")) => Some("embeddings"),
+        (_, Some(b"moderations")) => Some("moderations"),
+        (_, Some(b"models")) => Some("models"),
         _ => None,
     }
 }
 
 /// The Anthropic operation a path names.
 pub(super) fn anthropic_operation(path: &str) -> Option<&'static str> {
-    let segs = segments(path);
-    match segs.as_slice() {
-        [.., "messages"] => Some("messages"),
-        [.., "messages", "count_tokens"] => Some("messages.count_tokens"),
-        [.., "messages", "batches"] => Some("messages.batches"),
-        [.., "complete"] => Some("complete"),
-        [.., "models"] => Some("models"),
+    match last_two(path) {
+        (_, Some(b"messages")) => Some("messages"),
+        (Some(b"messages"), Some(b"count_tokens")) => Some("messages.count_tokens"),
+        (Some(b"messages"), Some(b"batches")) => Some("messages.batches"),
+        (_, Some(b"complete")) => Some("complete"),
+        (_, Some(b"models")) => Some("models"),
         _ => None,
     }
 }

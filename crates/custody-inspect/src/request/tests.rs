@@ -561,3 +561,51 @@ fn http_tool_arguments() {
 }
 
 mod mcp;
+
+mod operations_by_last_segments {
+    use super::super::llm::{anthropic_operation, openai_operation};
+    use proptest::prelude::*;
+
+    /// How the operations were matched before: on all the segments, collected.
+    fn by_all_segments(path: &str, openai: bool) -> Option<&'static str> {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if openai {
+            match segs.as_slice() {
+                [.., "chat", "completions"] => Some("chat.completions"),
+                [.., "responses"] => Some("responses"),
+                [.., "completions"] => Some("completions"),
+                [.., "embeddings"] => Some("embeddings"),
+                [.., "moderations"] => Some("moderations"),
+                [.., "models"] => Some("models"),
+                _ => None,
+            }
+        } else {
+            match segs.as_slice() {
+                [.., "messages"] => Some("messages"),
+                [.., "messages", "count_tokens"] => Some("messages.count_tokens"),
+                [.., "messages", "batches"] => Some("messages.batches"),
+                [.., "complete"] => Some("complete"),
+                [.., "models"] => Some("models"),
+                _ => None,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_last_two_segments_name_the_operation_as_all_of_them_did(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("/"), Just("chat"), Just("completions"), Just("responses"),
+                    Just("embeddings"), Just("moderations"), Just("models"), Just("messages"),
+                    Just("count_tokens"), Just("batches"), Just("complete"), Just("v1"), Just("é"),
+                ],
+                0..8,
+            ),
+        ) {
+            let path = parts.concat();
+            prop_assert_eq!(openai_operation(&path), by_all_segments(&path, true), "{}", path);
+            prop_assert_eq!(anthropic_operation(&path), by_all_segments(&path, false), "{}", path);
+        }
+    }
+}

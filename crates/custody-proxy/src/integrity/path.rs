@@ -22,20 +22,31 @@ pub(crate) struct Normalised {
     pub(crate) path: String,
     /// The segments as the client named them (decoded, `//` collapsed, dot
     /// segments still in place), to check that a route's prefix was named, not
-    /// climbed into.
-    named: Vec<String>,
+    /// climbed into; `None` when they are the normalised path's own segments (a
+    /// path with no escape and no dot segment, the usual case).
+    named: Option<Vec<String>>,
 }
 
 impl Normalised {
     /// Whether the client named `prefix` (a route prefix, `/` or `/a/b`) literally
     /// at the start of its path, rather than reaching it through `..`.
     pub(crate) fn named_prefix(&self, prefix: &str) -> bool {
-        let mut named = self.named.iter().filter(|s| s.as_str() != ".");
-        prefix
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .all(|want| named.next().is_some_and(|got| got == want))
+        match &self.named {
+            Some(named) => starts_with(named.iter().map(String::as_bytes), prefix),
+            None => starts_with(self.path.as_bytes().split(|&b| b == b'/'), prefix),
+        }
     }
+}
+
+/// Whether `named` (`.` segments skipped, empty ones too) starts with `prefix`'s
+/// segments (split on the byte `/`: cheaper than a `char` pattern).
+fn starts_with<'a>(named: impl Iterator<Item = &'a [u8]>, prefix: &str) -> bool {
+    let mut named = named.filter(|s| !s.is_empty() && *s != b".");
+    prefix
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .filter(|s| !s.is_empty())
+        .all(|want| named.next().is_some_and(|got| got == want))
 }
 
 fn refuse(message: String) -> Refusal {
@@ -53,6 +64,44 @@ pub(crate) fn normalise(raw: &str) -> Result<Normalised, Refusal> {
         )));
     }
     let trailing_slash = raw.len() > 1 && raw.ends_with('/');
+    match plain(raw, trailing_slash) {
+        Some(path) => Ok(Normalised { path, named: None }),
+        None => normalise_segments(raw, trailing_slash),
+    }
+}
+
+/// The normalised path of a path with nothing to decode and no dot segment (only
+/// `//` to collapse), in one pass over its bytes; `None` for any other path.
+fn plain(raw: &str, trailing_slash: bool) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut path = String::with_capacity(raw.len());
+    let mut start = 0;
+    for end in 0..=bytes.len() {
+        match bytes.get(end) {
+            Some(b'%') => return None,
+            Some(b'/') | None => {
+                // `/` is ASCII, so `start..end` are character boundaries.
+                match &raw[start..end] {
+                    "" => {}
+                    "." | ".." => return None,
+                    segment => {
+                        path.push('/');
+                        path.push_str(segment);
+                    }
+                }
+                start = end + 1;
+            }
+            Some(_) => {}
+        }
+    }
+    if path.is_empty() || trailing_slash {
+        path.push('/');
+    }
+    Some(path)
+}
+
+/// Steps 1 to 3 on a path that passed the first checks, segment by segment.
+pub(super) fn normalise_segments(raw: &str, trailing_slash: bool) -> Result<Normalised, Refusal> {
     let mut named = Vec::new();
     for segment in raw.split('/').filter(|s| !s.is_empty()) {
         let decoded = decode_segment(raw, segment)?;
@@ -88,7 +137,10 @@ pub(crate) fn normalise(raw: &str) -> Result<Normalised, Refusal> {
     if path.is_empty() || ends_in_dir {
         path.push('/');
     }
-    Ok(Normalised { path, named })
+    Ok(Normalised {
+        path,
+        named: Some(named),
+    })
 }
 
 /// One segment with unreserved escapes decoded and the others upper-cased.

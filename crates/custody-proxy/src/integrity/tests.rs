@@ -149,3 +149,30 @@ fn injected_credential_replaces_every_client_credential() {
         ]
     );
 }
+
+mod plain_paths {
+    use super::super::path::{normalise, normalise_segments};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A path with no escape and no dot segment takes a shortcut; it must give
+        /// the path and the named prefixes that the segment-by-segment reading gives.
+        #[test]
+        fn the_shortcut_reads_as_segment_by_segment(
+            parts in proptest::collection::vec(
+                prop_oneof![Just("/"), Just("a"), Just("b"), Just("."), Just(".."), Just("v1"), Just("%61"), Just("x.y")],
+                0..10,
+            ),
+        ) {
+            let raw = format!("/{}", parts.concat());
+            let shortcut = normalise(&raw).map_err(|r| r.reason);
+            let slow = normalise_segments(&raw, raw.len() > 1 && raw.ends_with('/')).map_err(|r| r.reason);
+            prop_assert_eq!(shortcut.as_ref().map(|n| &n.path), slow.as_ref().map(|n| &n.path), "{}", raw);
+            if let (Ok(fast), Ok(slow)) = (&shortcut, &slow) {
+                for prefix in ["/", "/a", "/a/b", "/b", "/a/v1", "/x.y", "/a/a", "/v1/b/a"] {
+                    prop_assert_eq!(fast.named_prefix(prefix), slow.named_prefix(prefix), "{} {}", raw, prefix);
+                }
+            }
+        }
+    }
+}
