@@ -134,8 +134,22 @@ impl RequestFacts {
 
 /// Inspects one request. Never panics; problems land in [`RequestFacts::error`].
 pub fn inspect_request(req: &RequestInput<'_>, limits: &Limits) -> RequestFacts {
+    inspect(req, limits, true)
+}
+
+/// [`inspect_request`]; with `once`, an OpenAI or Anthropic body that passes the
+/// strict read is read once, checked as it is read (`strict::from_json_checked`),
+/// rather than checked and then read. The facts are the same either way; a body
+/// the one read refuses is read twice, for the strict read's message.
+fn inspect(req: &RequestInput<'_>, limits: &Limits, once: bool) -> RequestFacts {
     let mut facts = RequestFacts::default();
     let body = readable_body(req, limits, &mut facts);
+    if once
+        && let Some(body) = body
+        && llm::inspect_once(req, body, &mut facts)
+    {
+        return facts;
+    }
     if let Some(body) = body
         && expects_json(req, body)
         && let Err(why) = crate::strict::check_json(body)

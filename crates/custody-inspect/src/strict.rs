@@ -7,6 +7,8 @@
 //! than its recursion limit) and an object that names a key twice (parsers
 //! disagree on which value wins). Values are not kept: the read only validates.
 
+mod checking;
+
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -41,6 +43,18 @@ pub(crate) fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> serde_json::R
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(body),
     }
+}
+
+/// `body` read into `T` and checked as [`check_json`] checks it, in one pass: `Some`
+/// only when `check_json` would accept the body. `None` says nothing more: make the
+/// two reads then, for the messages they give (a body that is not UTF-8, or that
+/// the strict read refuses, is rare).
+pub(crate) fn from_json_checked<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = T::deserialize(checking::Checking(&mut de)).ok()?;
+    de.end().ok()?;
+    Some(value)
 }
 
 /// A validated value (nothing kept).
@@ -83,31 +97,48 @@ impl<'de> Visitor<'de> for CheckVisitor {
         Ok(Checked)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        // Small objects (the usual case) are checked with a linear scan.
-        let mut few: Vec<Cow<'de, str>> = Vec::new();
-        let mut many: Option<HashSet<Cow<'de, str>>> = None;
+        let mut keys = Keys::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let repeated = match &mut many {
-                Some(set) => !set.insert(key.clone()),
-                None if few.contains(&key) => true,
-                None => {
-                    few.push(key.clone());
-                    if few.len() > 16 {
-                        many = Some(few.drain(..).collect());
-                    }
-                    false
-                }
-            };
-            if repeated {
-                let shown: String = key.chars().take(MAX_KEY_CHARS).collect();
-                return Err(de::Error::custom(format!(
-                    "the object names the key {shown:?} more than once (parsers disagree on which value counts)"
-                )));
+            if keys.repeated(key.clone()) {
+                return Err(named_twice(&key));
             }
             map.next_value::<Checked>()?;
         }
         Ok(Checked)
     }
+}
+
+/// The keys of one object read so far.
+#[derive(Default)]
+struct Keys<'de> {
+    /// Small objects (the usual case) are checked with a linear scan.
+    few: Vec<Cow<'de, str>>,
+    many: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl<'de> Keys<'de> {
+    /// Whether `key` was read before in this object (else it is remembered).
+    fn repeated(&mut self, key: Cow<'de, str>) -> bool {
+        match &mut self.many {
+            Some(set) => !set.insert(key),
+            None if self.few.contains(&key) => true,
+            None => {
+                self.few.push(key);
+                if self.few.len() > 16 {
+                    self.many = Some(self.few.drain(..).collect());
+                }
+                false
+            }
+        }
+    }
+}
+
+/// The error for an object that names `key` twice.
+fn named_twice<E: de::Error>(key: &str) -> E {
+    let shown: String = key.chars().take(MAX_KEY_CHARS).collect();
+    E::custom(format!(
+        "the object names the key {shown:?} more than once (parsers disagree on which value counts)"
+    ))
 }
 
 /// An object key, borrowed when it has no escapes.

@@ -4,7 +4,7 @@
 //! kept), so a chat request with long messages costs little. The messages are read
 //! leniently: a shape other than the expected one is skipped, never an error.
 
-use super::{MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput};
+use super::{MAX_TOOL_RESULT_ID_BYTES, MAX_TOOL_RESULT_IDS, RequestFacts, RequestInput, RouteKind};
 use super::{first_token, not_json};
 use crate::lenient::{Str, lenient_defaults, skip_map, skip_seq};
 use serde::Deserialize;
@@ -296,6 +296,45 @@ pub(super) fn inspect_anthropic(
     }
 }
 
+/// An OpenAI or Anthropic object body read once and checked as it is read (see
+/// `inspect`); `false`, with `facts` untouched, for any other body or when that
+/// read fails.
+pub(super) fn inspect_once(req: &RequestInput<'_>, body: &[u8], facts: &mut RequestFacts) -> bool {
+    fn once<const ANTHROPIC: bool>(
+        body: &[u8],
+        operation: Option<&'static str>,
+        facts: &mut RequestFacts,
+    ) -> bool {
+        if first_token(body) != Some(b'{') {
+            return false;
+        }
+        let Some(read) = crate::strict::from_json_checked::<LlmBody<ANTHROPIC>>(body) else {
+            return false;
+        };
+        facts.operation = operation.map(str::to_owned);
+        take(read, facts);
+        true
+    }
+    match req.kind {
+        RouteKind::Openai => once::<false>(body, openai_operation(req.path), facts),
+        RouteKind::Anthropic => once::<true>(body, anthropic_operation(req.path), facts),
+        RouteKind::Mcp | RouteKind::Http => false,
+    }
+}
+
+/// What a read body gives the facts.
+fn take<const ANTHROPIC: bool>(read: LlmBody<ANTHROPIC>, facts: &mut RequestFacts) {
+    if let Some(Value::String(model)) = read.model {
+        facts.model = Some(model);
+    }
+    facts.stream = matches!(read.stream, Some(Value::Bool(true)));
+    let mut ids = read.messages.unwrap_or_default().0;
+    for id in &read.input.unwrap_or_default().0 {
+        push_id(&mut ids, id);
+    }
+    facts.tool_result_ids = ids;
+}
+
 fn read_body<const ANTHROPIC: bool>(body: &[u8], facts: &mut RequestFacts) {
     if first_token(body) != Some(b'{') {
         // Not an object: either not JSON at all, or JSON of the wrong shape.
@@ -308,17 +347,7 @@ fn read_body<const ANTHROPIC: bool>(body: &[u8], facts: &mut RequestFacts) {
         return;
     }
     match crate::strict::from_json::<LlmBody<ANTHROPIC>>(body) {
-        Ok(b) => {
-            if let Some(Value::String(model)) = b.model {
-                facts.model = Some(model);
-            }
-            facts.stream = matches!(b.stream, Some(Value::Bool(true)));
-            let mut ids = b.messages.unwrap_or_default().0;
-            for id in &b.input.unwrap_or_default().0 {
-                push_id(&mut ids, id);
-            }
-            facts.tool_result_ids = ids;
-        }
+        Ok(read) => take(read, facts),
         Err(e) => facts.note_error(not_json(&e)),
     }
 }

@@ -561,6 +561,7 @@ fn http_tool_arguments() {
 }
 
 mod mcp;
+mod once;
 
 mod operations_by_last_segments {
     use super::super::llm::{anthropic_operation, openai_operation};
