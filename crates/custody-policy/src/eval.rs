@@ -417,7 +417,10 @@ impl Policy {
                     if i > 0 {
                         rule.push_str("; ");
                     }
-                    let _ = write!(rule, "role:{role} grants ");
+                    // (Pushed, not `write!`: this runs on every granted request.)
+                    rule.push_str("role:");
+                    rule.push_str(role);
+                    rule.push_str(" grants ");
                     let mine = by.iter().filter(|&&(_, r)| r == role);
                     for (k, &(s, _)) in mine.enumerate() {
                         if k > 0 {

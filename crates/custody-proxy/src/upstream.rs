@@ -240,9 +240,16 @@ pub(crate) fn upstream_path(upstream: &Upstream, rest: &str) -> String {
     path
 }
 
-/// `scheme://authority/path`, as recorded in the row's `action.upstream`.
+/// `scheme://authority/path`, as recorded in the row's `action.upstream`
+/// (concatenated: `format!` costs more on every request).
 pub(crate) fn url(upstream: &Upstream, path: &str) -> String {
-    format!("{}://{}{}", upstream.scheme, upstream.authority, path)
+    let (scheme, authority) = (upstream.scheme.as_str(), upstream.authority.as_str());
+    let mut url = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+    url.push_str(scheme);
+    url.push_str("://");
+    url.push_str(authority);
+    url.push_str(path);
+    url
 }
 
 /// Points the request at the upstream: URI (query kept verbatim), hop-by-hop headers
@@ -282,6 +289,21 @@ fn rewrite_request(
 mod tests {
     use super::*;
     use crate::config::validate_parse_upstream;
+
+    #[test]
+    fn the_url_is_what_the_scheme_authority_and_path_display() {
+        for (base, path) in [
+            ("https://api.example.com/base/", "/base/v1/x"),
+            ("http://u:8080", "/"),
+            ("HTTP://Example.COM:443", "/a%20b"),
+        ] {
+            let upstream = validate_parse_upstream(base).expect("upstream");
+            assert_eq!(
+                url(&upstream, path),
+                format!("{}://{}{}", upstream.scheme, upstream.authority, path)
+            );
+        }
+    }
 
     #[test]
     fn upstream_request_keeps_query_and_base_path() {
