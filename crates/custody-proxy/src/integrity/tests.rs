@@ -113,6 +113,18 @@ fn exactly_one_credential_value() {
         single(&h, &auth).is_err(),
         "comma-joined values count as two"
     );
+    // A token of JWT length, the comma anywhere in it.
+    let token = format!("Bearer {}", "x".repeat(900));
+    for at in [7, 8, 31, 32, 33, 500, token.len() - 1] {
+        let mut joined = token.clone();
+        joined.replace_range(at..=at, ",");
+        let mut h = HeaderMap::new();
+        h.insert(&auth, HeaderValue::from_str(&joined).expect("value"));
+        assert!(single(&h, &auth).is_err(), "comma at {at}");
+    }
+    let mut h = HeaderMap::new();
+    h.insert(&auth, HeaderValue::from_str(&token).expect("value"));
+    assert!(single(&h, &auth).is_ok());
 }
 
 #[test]
