@@ -71,6 +71,76 @@ async fn forced_stream_usage_is_recorded_and_kept_from_the_client() {
     assert!(forced < asked, "bytes_out counts what the client got");
 }
 
+/// Media types are case-insensitive: a stream labelled `Text/Event-Stream` (or
+/// with parameters) is read as a stream by every stage that reads the response
+/// (inspection, the usage-chunk stripper, the response safety scan), exactly as
+/// one labelled `text/event-stream`.
+#[tokio::test]
+async fn a_stream_is_a_stream_whatever_the_case_of_its_content_type() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "routes:\n  - {{name: openai, prefix: /openai, upstream: '{}', kind: openai}}\n",
+        stub.url()
+    ));
+    let email = "ada.lovelace@example.org";
+    let labels = [
+        "text/event-stream",
+        "Text/Event-Stream",
+        "TEXT/EVENT-STREAM; charset=utf-8",
+        "text/event-STREAM;charset=UTF-8",
+    ];
+    let mut bodies = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let chat = json!({"model": "gpt-4o", "stream": true,
+                          "messages": [{"role": "user", "content": format!("Write to {email}.")}]});
+        let mut req = tagged(
+            post_json("/openai/v1/chat/completions", &chat),
+            &format!("s{i}"),
+        );
+        for (name, value) in [
+            ("x-stub-content-type", *label),
+            ("x-stub-echo", "1"),
+            ("x-stub-chunks", "9"),
+        ] {
+            req.headers_mut()
+                .insert(name, value.parse().expect("value"));
+        }
+        let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+        assert_eq!(parts.status, 200, "{label}");
+        assert_eq!(parts.headers["content-type"], *label, "relayed as sent");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        assert!(
+            !text.contains("\"usage\""),
+            "{label}: usage chunk reached the client:\n{text}"
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"), "{label}: {text}");
+        bodies.push(text.matches("data: ").count());
+    }
+    assert!(
+        bodies.iter().all(|n| *n == bodies[0]),
+        "same events for every label: {bodies:?}"
+    );
+    custody.stop();
+    let rows = custody.rows();
+    for (i, label) in labels.iter().enumerate() {
+        let r = row(&rows, &format!("s{i}"));
+        assert!(r["outcome"]["error"].is_null(), "{label}: {r}");
+        assert_eq!(r["usage"]["output_tokens"], 9, "{label}: read as a stream");
+        assert!(
+            r["usage"]["input_tokens"].as_i64().is_some_and(|n| n > 0),
+            "{label}"
+        );
+        // The address is cut across the deltas: only the stream's scan finds it.
+        let found = r["content_safety"]["redactions"].as_array().expect("list");
+        assert!(
+            found
+                .iter()
+                .any(|f| f["kind"] == "EMAIL" && f["path"] == "response.choices[0]"),
+            "{label}: {found:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn malformed_json_is_forwarded_and_the_row_says_why_it_was_not_inspected() {
     let stub = Stub::start().await;

@@ -29,6 +29,8 @@
 //!   snapshot of the model asked for).
 //! - `x-stub-cached: N` (OpenAI): N more input tokens, reported as cached.
 //! - `x-stub-stream-error: 1` (Anthropic): an `error` event cuts the stream short.
+//! - `x-stub-content-type: VALUE`: answer with this `Content-Type` (the body is
+//!   unchanged), e.g. a stream labelled `Text/Event-Stream`.
 
 mod anthropic;
 mod openai;
@@ -392,12 +394,19 @@ async fn handle(req: Request<Incoming>, ctx: Ctx) -> Response<StubBody> {
         let n = query_param(&req, "n").unwrap_or(1024) as usize;
         return Response::new(StubBody::Left(Full::new(Bytes::from(vec![b'x'; n]))));
     }
-    match path.as_str() {
-        "/v1/chat/completions" => return openai::chat_completions(req, gate).await,
-        "/v1/responses" => return openai::responses(req).await,
-        "/v1/embeddings" => return openai::embeddings(req).await,
-        "/v1/messages" => return anthropic::messages(req).await,
-        _ => {}
+    let content_type = req.headers().get("x-stub-content-type").cloned();
+    let provider = match path.as_str() {
+        "/v1/chat/completions" => Some(openai::chat_completions(req, gate).await),
+        "/v1/responses" => Some(openai::responses(req).await),
+        "/v1/embeddings" => Some(openai::embeddings(req).await),
+        "/v1/messages" => Some(anthropic::messages(req).await),
+        _ => None,
+    };
+    if let Some(mut response) = provider {
+        if let Some(ct) = content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        return response;
     }
     json_response(
         StatusCode::NOT_FOUND,

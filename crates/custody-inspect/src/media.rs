@@ -27,11 +27,6 @@ impl Media {
             Self::Other
         }
     }
-
-    /// Whether a `Content-Type` value (if any) is an event stream.
-    pub fn is_event_stream(content_type: Option<&str>) -> bool {
-        content_type.is_some_and(|ct| Self::of(ct) == Self::EventStream)
-    }
 }
 
 /// Whether `hay` contains `needle` (lower case) ignoring ASCII case. A header
@@ -81,8 +76,7 @@ mod tests {
         ] {
             assert_eq!(Media::of(ct), media, "{ct:?}");
         }
-        assert!(Media::is_event_stream(Some("TEXT/EVENT-STREAM")));
-        assert!(!Media::is_event_stream(None));
+        assert_eq!(Media::of("TEXT/EVENT-STREAM"), Media::EventStream);
     }
 
     proptest! {

@@ -146,7 +146,19 @@ impl ResponseObserver {
         limits: &Limits,
     ) -> Self {
         let _ = status; // the mode depends on the content type, not the status
-        let mode = match content_type.map(Media::of) {
+        Self::with_media(kind, request, content_type.map(Media::of), limits)
+    }
+
+    /// [`ResponseObserver::new`] for a `Content-Type` already read (`None`: the
+    /// response has none), so that every stage reading a response decides its
+    /// media once.
+    pub fn with_media(
+        kind: RouteKind,
+        request: &RequestFacts,
+        media: Option<Media>,
+        limits: &Limits,
+    ) -> Self {
+        let mode = match media {
             _ if kind == RouteKind::Http => Mode::Ignore,
             Some(Media::EventStream) => Mode::Sse(SseParser::new(limits.max_event_bytes)),
             Some(Media::Json) | None => Mode::Json {

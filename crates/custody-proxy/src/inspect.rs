@@ -12,7 +12,7 @@ use bytes::Bytes;
 use custody_audit::AuditRecord;
 use custody_core::{ActionKind, RouteKind, ToolCallRequest};
 use custody_inspect::{
-    Limits, PriceTable, RequestFacts, RequestInput, ResponseObserver, UsageChunkStripper,
+    Limits, Media, PriceTable, RequestFacts, RequestInput, ResponseObserver, UsageChunkStripper,
     force_stream_usage, inspect_request,
 };
 use std::sync::Arc;
@@ -161,21 +161,17 @@ impl Inspection {
         &self,
         request: RequestInspection,
         status: u16,
-        headers: &http::HeaderMap,
+        media: Option<Media>,
     ) -> Option<Box<ResponseInspection>> {
         if request.kind == RouteKind::Http {
             return None;
         }
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        let streamed = custody_inspect::Media::is_event_stream(content_type);
+        let streamed = media == Some(Media::EventStream);
         Some(Box::new(ResponseInspection {
-            observer: ResponseObserver::new(
+            observer: ResponseObserver::with_media(
                 request.kind,
                 &request.facts,
-                status,
-                content_type,
+                media,
                 &self.limits,
             ),
             stripper: (request.strip_usage_chunk && streamed).then(UsageChunkStripper::new),

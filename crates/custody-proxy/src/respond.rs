@@ -31,6 +31,7 @@ use crate::safety::Safety;
 use crate::session::SessionHandle;
 use crate::upstream::ResponseBody;
 use bytes::Bytes;
+use custody_inspect::Media;
 use http::{HeaderValue, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full};
@@ -57,6 +58,8 @@ pub(crate) struct Answered {
 /// The upstream's response made ready for the client, with its watcher.
 struct Relay {
     response: Response<UpstreamBody>,
+    /// What the response's `Content-Type` says, read once for every stage.
+    media: Option<Media>,
     inspection: Option<Box<ResponseInspection>>,
 }
 
@@ -92,6 +95,7 @@ impl Responder {
         };
         let Relay {
             response,
+            media,
             inspection,
         } = match relayed {
             Ok(relay) => relay,
@@ -101,14 +105,7 @@ impl Responder {
         exchange.record().outcome.status = Some(i32::from(status));
         let scanner = match response.body() {
             UpstreamBody::Held(_) => None,
-            UpstreamBody::Streaming(_) => Some(
-                self.safety.response_scanner(
-                    response
-                        .headers()
-                        .get(header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok()),
-                ),
-            ),
+            UpstreamBody::Streaming(_) => Some(self.safety.response_scanner(media)),
         };
         exchange.released();
         response.map(|body| {
@@ -139,9 +136,14 @@ impl Responder {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         stamp_response(&mut parts.headers, exchange.record());
-        let mut inspection =
-            self.inspection
-                .response(inspected, parts.status.as_u16(), &parts.headers);
+        let media = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(Media::of);
+        let mut inspection = self
+            .inspection
+            .response(inspected, parts.status.as_u16(), media);
         if let Some(inspection) = &mut inspection {
             inspection.set_session(session);
         }
@@ -149,7 +151,8 @@ impl Responder {
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         let body = if self.safety.redacts_responses(exchange.record())
-            && !is_event_stream(&parts.headers)
+            // Streams are never held: they are scanned in log mode.
+            && media != Some(Media::EventStream)
         {
             exchange.record().outcome.status = Some(i32::from(parts.status.as_u16()));
             if let Some(encoding) = parts
@@ -175,6 +178,7 @@ impl Responder {
         };
         Ok(Relay {
             response: Response::from_parts(parts, body),
+            media,
             inspection,
         })
     }
@@ -247,13 +251,4 @@ impl Responder {
         exchange.finish(Some(response.status().as_u16()), Some(e.to_string()), len);
         response.map(Either::Right)
     }
-}
-
-/// Whether a response is an SSE stream (never held: streams are scanned in log mode).
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    custody_inspect::Media::is_event_stream(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
 }

@@ -18,6 +18,7 @@ use crate::error::StartError;
 use crate::inspect::RequestInspection;
 use bytes::Bytes;
 use custody_audit::{AuditRecord, Redaction};
+use custody_inspect::Media;
 use custody_safety::{
     Action, Finding, Kind, RedactStyle, SafetyPolicy, Scan, StreamScanner, TokenKey, redact,
     redact_parameters, scan_body, scan_fields, scan_form, summarize,
@@ -388,11 +389,11 @@ impl Safety {
         Some(format!("{head}{}", segments.join("/")))
     }
 
-    /// A scanner for the response body (log mode), by its content type.
-    pub(crate) fn response_scanner(&self, content_type: Option<&str>) -> Box<ResponseScan> {
+    /// A scanner for the response body (log mode), by its media (`None`: no
+    /// `Content-Type`).
+    pub(crate) fn response_scanner(&self, media: Option<Media>) -> Box<ResponseScan> {
         let detectors = self.policy.detectors().clone();
-        let sse = custody_inspect::Media::is_event_stream(content_type);
-        Box::new(if sse {
+        Box::new(if media == Some(Media::EventStream) {
             ResponseScan::Sse {
                 parser: custody_inspect::SseParser::new(MAX_EVENT_BYTES),
                 detectors,
