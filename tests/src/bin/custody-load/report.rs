@@ -105,6 +105,15 @@ struct Ratios([f64; 7]);
 /// The lowest and the highest of each ratio across rounds.
 type Spread = Option<(Ratios, Ratios)>;
 
+/// Ratio `i`'s lowest and highest across rounds, as printed after its median
+/// (empty with one round).
+fn range(spread: Spread, i: usize) -> String {
+    match spread {
+        Some((lo, hi)) => format!(" ({:.1}–{:.1})", lo.0[i], hi.0[i]),
+        None => String::new(),
+    }
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { f64::NAN }
 }
@@ -161,10 +170,6 @@ impl Cell {
         };
         let r = ratios.0;
         let d = &self.direct;
-        let range = |i: usize| match spread {
-            Some((lo, hi)) => format!(" ({:.1}–{:.1})", lo.0[i], hi.0[i]),
-            None => String::new(),
-        };
         println!(
             "{:<5} {:>4} | {:>7.0}µs {:>7.0}µs {:>9.0} {:>7.1}µs | {:>7.0}µs {:>7.0}µs {:>9.0} {:>7.1}µs | {:>5.1}×{:<12} {:>5.1}×{:<12} {:>5.1}×{}",
             self.mode,
@@ -178,11 +183,11 @@ impl Cell {
             self.custody.rps,
             self.custody.cpu,
             r[0],
-            range(0),
+            range(spread, 0),
             r[1],
-            range(1),
+            range(spread, 1),
             r[2],
-            range(2),
+            range(spread, 2),
         );
     }
 }
@@ -193,10 +198,6 @@ impl Cell {
     fn print_split(&self, ratios: Ratios, spread: Spread) {
         let Some(floor) = self.floor else {
             return;
-        };
-        let range = |i: usize| match spread {
-            Some((lo, hi)) => format!(" ({:.1}–{:.1})", lo.0[i], hi.0[i]),
-            None => String::new(),
         };
         let c = &self.custody;
         println!(
@@ -210,9 +211,9 @@ impl Cell {
             c.kernel,
             c.writes,
             ratios.0[5],
-            range(5),
+            range(spread, 5),
             ratios.0[6],
-            range(6),
+            range(spread, 6),
         );
     }
 
@@ -221,10 +222,6 @@ impl Cell {
     fn print_offered(&self, ratios: Ratios, spread: Spread) {
         let Some(o) = self.offered else {
             return;
-        };
-        let range = |i: usize| match spread {
-            Some((lo, hi)) => format!(" ({:.1}–{:.1})", lo.0[i], hi.0[i]),
-            None => String::new(),
         };
         println!(
             "{:<5} {:>4} | {:>9.0} | {:>8.0}µs {:>8.0}µs | {:>7.0}µs {:>7.1}µs | {:>7.0}µs {:>7.1}µs | {:>5.1}×{:<12} {:>5.1}×{}",
@@ -238,9 +235,9 @@ impl Cell {
             o.custody.p99 - o.direct.p99,
             o.custody.cpu,
             ratios.0[3],
-            range(3),
+            range(spread, 3),
             ratios.0[4],
-            range(4),
+            range(spread, 4),
         );
     }
 }
