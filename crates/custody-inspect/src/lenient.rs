@@ -51,9 +51,9 @@ pub(crate) use lenient_defaults;
 
 /// Implements `Deserialize` for `$ty`, read leniently as an object: starting
 /// from `$start`, each member is handed to `$member`, with its key as `$key` (a
-/// `Cow<str>`), the map as `$map` and the value being built as `$out`; `$member`
-/// reads the member's value or skips it. Anything but an object reads as
-/// `Default::default()`.
+/// `Cow<str>`, borrowed unless the key has an escape: see [`Key`]), the map as
+/// `$map` and the value being built as `$out`; `$member` reads the member's value
+/// or skips it. Anything but an object reads as `Default::default()`.
 macro_rules! lenient_object {
     ($de:lifetime, $ty:ty, $start:expr, |$out:ident, $key:ident, $map:ident| $member:block) => {
         impl<$de> ::serde::Deserialize<$de> for $ty {
@@ -76,7 +76,8 @@ macro_rules! lenient_object {
                         mut $map: A,
                     ) -> Result<$ty, A::Error> {
                         let mut $out: $ty = $start;
-                        while let Some($key) = $map.next_key::<::std::borrow::Cow<$de, str>>()?
+                        while let Some($crate::lenient::Key($key)) =
+                            $map.next_key::<$crate::lenient::Key<$de>>()?
                             $member
                         Ok($out)
                     }
@@ -87,6 +88,32 @@ macro_rules! lenient_object {
     };
 }
 pub(crate) use lenient_object;
+
+/// An object key, borrowed when it has no escapes. (serde's own `Cow<str>`
+/// always copies: every key of every object read would be an allocation.)
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
 
 /// Consumes the rest of a sequence.
 pub(crate) fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {

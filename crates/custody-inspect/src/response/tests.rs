@@ -426,6 +426,22 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
             bodies.push(body.to_string());
         }
     }
+    // Keys written with escapes (read as copies, not borrowed) name the same
+    // members, at every depth.
+    let mut escaped = base.to_string();
+    for (plain, written) in [
+        ("\"model\":", r#""\u006dodel":"#),
+        ("\"usage\":", r#""us\u0061ge":"#),
+        ("\"choices\":", r#""ch\u006fices":"#),
+        ("\"message\":", r#""m\u0065ssage":"#),
+        ("\"tool_calls\":", r#""tool\u005fcalls":"#),
+        ("\"prompt_tokens\":", r#""prompt_t\u006fkens":"#),
+        ("\"cached_tokens\":", r#""cached_token\u0073":"#),
+    ] {
+        assert!(escaped.contains(plain), "{plain}");
+        escaped = escaped.replace(plain, written);
+    }
+    bodies.push(escaped.clone());
     // Repeated members keep the last value; other documents than an object.
     bodies.extend(
         [
@@ -479,6 +495,19 @@ fn slim_openai_bodies_read_as_the_whole_value_does() {
             format!("{:?}", full.state),
             "{body}"
         );
+    }
+    // Not only the same as the full read: the escaped keys were read.
+    let slim = openai::whole_body(escaped.as_bytes()).expect("escaped keys");
+    let mut o = observer();
+    o.state.openai_whole(&slim);
+    let state = format!("{:?}", o.state);
+    for learnt in [
+        "gpt-4o-mini",
+        "get_weather",
+        "input_tokens: Some(12)",
+        "cached_input_tokens: Some(4)",
+    ] {
+        assert!(state.contains(learnt), "{learnt} in {state}");
     }
     // A body that is not JSON is left to the full read, which says why.
     assert!(openai::whole_body(b"{\"model\":").is_none());

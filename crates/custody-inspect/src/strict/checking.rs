@@ -17,7 +17,8 @@
 //! values. Enums are not read through it (nothing here reads one): a visitor that
 //! asks for one gets an error, which sends the caller back to the two reads.
 
-use super::{Key, Keys, named_twice};
+use super::{Keys, named_twice};
+use crate::lenient::Key;
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
