@@ -148,6 +148,12 @@ impl Guard {
 
     /// Whether `name` (`host[:port]` as sent) is custody on `local`.
     fn answers(&self, name: &str, local: SocketAddr) -> bool {
+        plainly_own(name, local) || self.answers_parsed(name, local)
+    }
+
+    /// [`Guard::answers`] by parsing the name: what every name takes but the
+    /// usual ones ([`plainly_own`]).
+    fn answers_parsed(&self, name: &str, local: SocketAddr) -> bool {
         if name.contains('@') {
             return false;
         }
@@ -234,6 +240,20 @@ impl Guard {
             ))
         }
     }
+}
+
+/// Whether `name` is `127.0.0.1:PORT` or `localhost:PORT` (any case) with the
+/// listener's port, written plainly: the names local clients send, and ones
+/// [`Guard::answers_parsed`] takes too. Checked without parsing or allocating;
+/// anything else goes to the parse.
+fn plainly_own(name: &str, local: SocketAddr) -> bool {
+    let Some((host, port)) = name.split_once(':') else {
+        return false;
+    };
+    (host == "127.0.0.1" || host.eq_ignore_ascii_case("localhost"))
+        && !port.starts_with('0')
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>() == Ok(local.port())
 }
 
 impl Cors {

@@ -244,3 +244,47 @@ fn cors_for_a_listed_origin_only() {
     cors.expect("ok").apply(&mut headers);
     assert!(headers.is_empty());
 }
+
+proptest::proptest! {
+    /// The shortcut for plain names never answers a name the parse refuses: names
+    /// built from pieces of loopback names, ports (with leading zeros, signs, out
+    /// of range), user info, brackets and trailing dots, at listeners on several
+    /// addresses and ports.
+    #[test]
+    fn the_plain_name_shortcut_takes_only_what_the_parse_takes(
+        host in proptest::sample::select(vec![
+            "127.0.0.1", "LOCALHOST", "localhost", "LocalHost", "localhost.", "127.0.0.2",
+            "[::1]", "user@localhost", "127.0.0.1@evil", "", "evil", "localhost.evil",
+            "0x7f.1", "127.1",
+        ]),
+        sep in proptest::sample::select(vec![":", "", "::", ": "]),
+        port in proptest::sample::select(vec![
+            "15080", "015080", "+15080", "1508", "150800", "65536", "", "8080", "80", "x",
+        ]),
+        at in proptest::sample::select(vec!["127.0.0.1:15080", "10.0.0.5:15080", "127.0.0.1:8080", "[::1]:80"]),
+    ) {
+        let g = guard(&[], &[]);
+        let local: std::net::SocketAddr = at.parse().expect("addr");
+        let name = format!("{host}{sep}{port}");
+        if super::plainly_own(&name, local) {
+            proptest::prop_assert!(g.answers_parsed(&name, local), "{name} at {at}");
+        }
+    }
+}
+
+#[test]
+fn the_plain_name_shortcut_takes_the_usual_names() {
+    let local: std::net::SocketAddr = LOCAL.parse().expect("addr");
+    for name in ["127.0.0.1:15080", "localhost:15080", "LOCALHOST:15080"] {
+        assert!(super::plainly_own(name, local), "{name}");
+    }
+    for name in [
+        "127.0.0.1:8080",
+        "localhost",
+        "127.0.0.1",
+        "[::1]:15080",
+        "localhost:015080",
+    ] {
+        assert!(!super::plainly_own(name, local), "{name}");
+    }
+}
