@@ -291,16 +291,12 @@ pub(crate) type KeyBuild = std::hash::BuildHasherDefault<KeyHasher>;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Appends the lowercase hex of `bytes` (encoded 32 bytes at a time on the stack).
+/// Appends the lowercase hex of `bytes`.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    let mut buf = [0u8; 64];
-    for chunk in bytes.chunks(32) {
-        for (i, &b) in chunk.iter().enumerate() {
-            buf[2 * i] = HEX[usize::from(b >> 4)];
-            buf[2 * i + 1] = HEX[usize::from(b & 0xf)];
-        }
-        // Only ASCII hex digits were written: this never fails.
-        out.push_str(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or(""));
+    out.reserve(2 * bytes.len());
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
 }
 

@@ -133,6 +133,10 @@ pub struct SessionTracker {
     pub(crate) ttl: Ttls,
 }
 
+/// The keyed-hash domain of inactivity session nonces (tool names hash under
+/// `b'n'`).
+const NONCE: u8 = b'o';
+
 /// Slots an assisting hand advances (one operation in 32 per table).
 const ASSIST_TICK: usize = 8;
 
@@ -192,20 +196,25 @@ impl SessionTracker {
             (None, None, None) => (SessionSource::Inactivity, &[]),
         };
         let subject = self.subject_key(input.sub);
+        // The subject, the source and the value's length in one write (fixed
+        // widths, so no two inputs run together), then the value.
+        let mut head = [0u8; 25];
+        head[..8].copy_from_slice(&subject.0.to_le_bytes());
+        head[8..16].copy_from_slice(&subject.1.to_le_bytes());
+        head[16] = source.tag();
+        head[17..].copy_from_slice(&(value.len() as u64).to_le_bytes());
         let mut h = self.keys.pair();
-        h.write_u64(subject.0);
-        h.write_u64(subject.1);
-        h.write_u8(source.tag());
-        h.write_field(value);
+        h.write(&head);
+        h.write(value);
         let key = h.finish();
 
         let (step, started) = self.count_step(key, source, now_ms);
         let nonce = if source == SessionSource::Inactivity {
-            let mut h = self.keys.pair();
-            h.write_u64(key.0);
-            h.write_u64(key.1);
-            h.write_u64(started);
-            h.finish().0
+            let mut seed = [0u8; 24];
+            seed[..8].copy_from_slice(&key.0.to_le_bytes());
+            seed[8..16].copy_from_slice(&key.1.to_le_bytes());
+            seed[16..].copy_from_slice(&started.to_le_bytes());
+            self.keys.hash64(NONCE, &seed)
         } else {
             0
         };
