@@ -242,18 +242,35 @@ impl Guard {
     }
 }
 
-/// Whether `name` is `127.0.0.1:PORT` or `localhost:PORT` (any case) with the
-/// listener's port, written plainly: the names local clients send, and ones
-/// [`Guard::answers_parsed`] takes too. Checked without parsing or allocating;
-/// anything else goes to the parse.
+/// Whether `name` is a loopback name written plainly: `127.0.0.1`, `[::1]` or
+/// `localhost` (any case), alone or with the listener's port. These are the
+/// names local clients send, and ones [`Guard::answers_parsed`] takes too; they
+/// are recognised without parsing or allocating, and anything else goes to the
+/// parse.
 fn plainly_own(name: &str, local: SocketAddr) -> bool {
-    let Some((host, port)) = name.split_once(':') else {
+    const LOCALHOST: &[u8] = b"localhost";
+    let rest = if let Some(rest) = name.strip_prefix("127.0.0.1") {
+        rest
+    } else if let Some(rest) = name.strip_prefix("[::1]") {
+        rest
+    } else if name
+        .as_bytes()
+        .get(..LOCALHOST.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(LOCALHOST))
+    {
+        // The first bytes are ASCII, so this is a character boundary.
+        &name[LOCALHOST.len()..]
+    } else {
         return false;
     };
-    (host == "127.0.0.1" || host.eq_ignore_ascii_case("localhost"))
-        && !port.starts_with('0')
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && port.parse::<u16>() == Ok(local.port())
+    match rest.strip_prefix(':') {
+        None => rest.is_empty(),
+        Some(port) => {
+            !port.starts_with('0')
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>() == Ok(local.port())
+        }
+    }
 }
 
 impl Cors {

@@ -254,7 +254,8 @@ proptest::proptest! {
     fn the_plain_name_shortcut_takes_only_what_the_parse_takes(
         host in proptest::sample::select(vec![
             "127.0.0.1", "LOCALHOST", "localhost", "LocalHost", "localhost.", "127.0.0.2",
-            "[::1]", "user@localhost", "127.0.0.1@evil", "", "evil", "localhost.evil",
+            "[::1]", "[::1]x", "[::2]", "127.0.0.10", "localhostx", "user@localhost",
+            "127.0.0.1@evil", "", "evil", "localhost.evil",
             "0x7f.1", "127.1",
         ]),
         sep in proptest::sample::select(vec![":", "", "::", ": "]),
@@ -275,15 +276,26 @@ proptest::proptest! {
 #[test]
 fn the_plain_name_shortcut_takes_the_usual_names() {
     let local: std::net::SocketAddr = LOCAL.parse().expect("addr");
-    for name in ["127.0.0.1:15080", "localhost:15080", "LOCALHOST:15080"] {
+    for name in [
+        "127.0.0.1:15080",
+        "localhost:15080",
+        "LOCALHOST:15080",
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "[::1]:15080",
+    ] {
         assert!(super::plainly_own(name, local), "{name}");
     }
     for name in [
         "127.0.0.1:8080",
-        "localhost",
-        "127.0.0.1",
-        "[::1]:15080",
         "localhost:015080",
+        "localhost:",
+        "localhost.",
+        "localhostx",
+        "127.0.0.10",
+        "[::1]x",
+        "localhost:15080x",
     ] {
         assert!(!super::plainly_own(name, local), "{name}");
     }
