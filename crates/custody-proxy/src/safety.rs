@@ -36,6 +36,9 @@ pub(crate) struct Safety {
     style: RedactStyle,
     /// Paths these detectors found nothing in.
     clean_paths: CleanPaths,
+    /// The place a raw response scan reports its findings under, shared by every
+    /// response's scanner.
+    response_side: Arc<str>,
 }
 
 /// The most paths [`CleanPaths`] remembers; when full it starts again empty.
@@ -97,6 +100,7 @@ impl Safety {
             policy: policy.clone(),
             style,
             clean_paths: CleanPaths::default(),
+            response_side: Arc::from("response"),
         })
     }
 
@@ -400,7 +404,7 @@ impl Safety {
                 texts: Vec::new(),
             }
         } else {
-            ResponseScan::Raw(StreamScanner::new(detectors, Arc::<str>::from("response")))
+            ResponseScan::Raw(StreamScanner::new(detectors, self.response_side.clone()))
         })
     }
 }

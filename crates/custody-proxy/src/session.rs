@@ -5,6 +5,7 @@
 //! `docs/sessions.md`.
 
 use crate::inspect::RequestInspection;
+use bytes::Bytes;
 use custody_audit::{AuditRecord, ToolResult};
 use custody_inspect::ToolCall;
 use custody_session::{
@@ -153,7 +154,8 @@ impl Sessions {
         record.trace_id = Some(ids.trace_id);
         record.span_id = Some(ids.span_id);
         record.parent_span_id = ids.parent_span_id;
-        if let Ok(value) = HeaderValue::from_str(&step.traceparent()) {
+        // The header's own bytes become the value: no second copy.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(step.traceparent())) {
             headers.insert(TRACEPARENT, value);
         }
         if let Some(tool) = record.action.tool.as_deref() {
