@@ -31,6 +31,10 @@
 //! the record (or to `custody_core`'s `Principal` and `Action`) does not compile
 //! until it is encoded and decoded; `tests::every_field_round_trips` then checks
 //! it on a record with every field set.
+//!
+//! Because only strings hold bytes above 0x7F, a reader checks once that the
+//! whole payload is UTF-8 and then takes each string as a slice of it; a length
+//! that does not end on a character boundary is damage.
 
 use super::{
     AnomalyFinding, AuditRecord, ContentSafety, Links, Outcome, PolicyOutcome, Redaction,
@@ -65,6 +69,10 @@ pub(crate) fn decode_into(payload: &[u8], out: &mut AuditRecord) -> Result<(), D
     let Some((&TAG, body)) = payload.split_first() else {
         return Err(DecodeError::Malformed("not a binary row"));
     };
+    // Every byte outside strings is ASCII, so a row whose strings are all UTF-8
+    // is UTF-8 as a whole: one check here instead of one per string. A string is
+    // then a slice of it, which must start and end on a character boundary.
+    let body = std::str::from_utf8(body).map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
     out.read(&mut Reader(body))
 }
 
@@ -472,12 +480,18 @@ fn float_of_bits(v: u64) -> f64 {
 struct Writer<'a>(&'a mut Vec<u8>);
 
 impl Writer<'_> {
+    #[inline]
     fn uint(&mut self, v: u64) {
         // Most values (lengths, small counts, tags) fit one byte.
         if v < 0x40 {
             self.0.push(v as u8);
-            return;
+        } else {
+            self.long_uint(v);
         }
+    }
+
+    #[inline(never)]
+    fn long_uint(&mut self, v: u64) {
         // At most 11 bytes of six bits; gathered first, so that the vector grows
         // once rather than being checked byte by byte.
         let mut buf = [0u8; 11];
@@ -567,27 +581,37 @@ impl Writer<'_> {
     }
 }
 
-/// The bytes of one struct still to read. Reading past its end gives the field's
-/// default (a field the writer did not know yet).
-struct Reader<'a>(&'a [u8]);
+/// The bytes of one struct still to read, checked to be UTF-8 once for the whole
+/// row ([`decode_into`]). Reading past its end gives the field's default (a field
+/// the writer did not know yet).
+struct Reader<'a>(&'a str);
 
 impl<'a> Reader<'a> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// A byte outside a string: always ASCII.
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        let (&b, rest) = self.0.split_first().ok_or(DecodeError::Truncated)?;
-        self.0 = rest;
+        let &b = self.0.as_bytes().first().ok_or(DecodeError::Truncated)?;
+        if b >= 0x80 {
+            return Err(DecodeError::Malformed("byte above 0x7F outside a string"));
+        }
+        // One ASCII byte is one character: the rest starts on a boundary.
+        self.0 = self.0.get(1..).ok_or(DecodeError::Truncated)?;
         Ok(b)
     }
 
-    fn bytes(&mut self, n: u64) -> Result<&'a [u8], DecodeError> {
+    /// The next `n` bytes: a string or a struct. Both end before an ASCII byte
+    /// (or at the row's end), so a length that cuts a character is damage.
+    fn bytes(&mut self, n: u64) -> Result<&'a str, DecodeError> {
         let n = usize::try_from(n).map_err(|_| DecodeError::Truncated)?;
         if n > self.0.len() {
             return Err(DecodeError::Truncated);
         }
-        let (head, rest) = self.0.split_at(n);
+        let (Some(head), Some(rest)) = (self.0.get(..n), self.0.get(n..)) else {
+            return Err(DecodeError::Malformed("invalid UTF-8"));
+        };
         self.0 = rest;
         Ok(head)
     }
@@ -597,9 +621,6 @@ impl<'a> Reader<'a> {
         let mut shift = 0u32;
         loop {
             let b = self.byte()?;
-            if b >= 0x80 {
-                return Err(DecodeError::Malformed("byte above 0x7F outside a string"));
-            }
             let bits = u64::from(b & 0x3F);
             if shift >= 64 || (shift > 58 && bits >> (64 - shift) != 0) {
                 return Err(DecodeError::Malformed("integer overflow"));
@@ -662,14 +683,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn text(&mut self, len: u64) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.bytes(len)?).map_err(|_| DecodeError::Malformed("invalid UTF-8"))
-    }
-
     fn str_into(&mut self, dst: &mut String) -> Result<(), DecodeError> {
         dst.clear();
         let len = self.uint_or_0()?;
-        dst.push_str(self.text(len)?);
+        dst.push_str(self.bytes(len)?);
         Ok(())
     }
 
@@ -684,7 +701,7 @@ impl<'a> Reader<'a> {
             *dst = None;
             return Ok(());
         };
-        let s = self.text(len)?;
+        let s = self.bytes(len)?;
         match dst {
             Some(d) => {
                 d.clear();

@@ -498,6 +498,30 @@ fn damaged_payloads_are_errors_never_panics() {
 }
 
 #[test]
+fn a_length_that_cuts_a_character_is_an_error() {
+    // The row is read as one UTF-8 text and its strings are slices of it: a length
+    // one short of a string's end must not yield part of its last character.
+    let mut r = sparse();
+    r.action.route = Some("d\u{e9}j\u{e0}".to_owned());
+    let bytes = encoded(&r);
+    let len = "d\u{e9}j\u{e0}".len() as u8;
+    // The route's `opt<str>` length (`len + 1`), then its bytes.
+    let at = bytes
+        .windows(2)
+        .position(|w| w == [len + 1, b'd'])
+        .expect("the route's length");
+    let mut short = bytes.clone();
+    short[at] = len;
+    assert!(matches!(
+        decode_into(&short, &mut sparse()),
+        Err(DecodeError::Malformed("invalid UTF-8"))
+    ));
+    let mut out = sparse();
+    decode_into(&bytes, &mut out).expect("the row as written");
+    assert_eq!(out.action.route.as_deref(), Some("d\u{e9}j\u{e0}"));
+}
+
+#[test]
 fn uint_lengths() {
     for (v, len) in [
         (0, 1),
@@ -511,7 +535,12 @@ fn uint_lengths() {
         Writer(&mut out).uint(v);
         assert_eq!(out.len(), len, "{v}");
         assert_eq!(uint_len(v), len);
-        assert_eq!(Reader(&out).uint().expect("uint"), v);
+        assert_eq!(
+            Reader(std::str::from_utf8(&out).expect("ASCII"))
+                .uint()
+                .expect("uint"),
+            v
+        );
     }
 }
 
