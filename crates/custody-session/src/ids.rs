@@ -293,10 +293,18 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends the lowercase hex of `bytes`.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    out.reserve(2 * bytes.len());
-    for &b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    // The digits go to a byte buffer and are appended as one string: pushing
+    // them one `char` at a time encodes and bounds-checks each of them.
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, &b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        // Always ASCII, so always UTF-8.
+        if let Ok(digits) = std::str::from_utf8(&buf[..2 * chunk.len()]) {
+            out.push_str(digits);
+        }
     }
 }
 
@@ -363,5 +371,8 @@ mod tests {
         let long: Vec<u8> = (0..70).collect();
         let expect: String = long.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex(&long), expect);
+        let mut appended = "x".to_owned();
+        push_hex(&mut appended, &long);
+        assert_eq!(appended, format!("x{expect}"));
     }
 }
