@@ -1,8 +1,10 @@
-//! Scanning throughput: a clean 16 KiB JSON chat prompt and dense-PII text.
+//! Scanning throughput: a clean 16 KiB JSON chat prompt and dense-PII text, and
+//! a streamed answer as the response scanner sees it (its text, delta by delta).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use custody_safety::{Detectors, scan_body};
+use custody_safety::{Detectors, StreamScanner, scan_body};
 use std::hint::black_box;
+use std::sync::Arc;
 
 fn clean_prompt(size: usize) -> Vec<u8> {
     let sentence = "The quarterly pipeline review covers renewals, expansion and churn risk; \
@@ -59,6 +61,20 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(dense.len() as u64));
     group.bench_function("dense_pii_text_1m", |b| {
         b.iter(|| scan_body(&detectors, black_box(&dense)))
+    });
+    // A model's answer as the SSE scanner is fed it: ~4 KiB of prose, in deltas of
+    // a few words.
+    let shared = Arc::new(detectors.clone());
+    let answer = clean_prompt(4 * 1024);
+    group.throughput(Throughput::Bytes(answer.len() as u64));
+    group.bench_function("stream_answer_4k_in_24b_deltas", |b| {
+        b.iter(|| {
+            let mut scanner = StreamScanner::new(shared.clone(), "response.choices[0]");
+            for delta in black_box(&answer).chunks(24) {
+                scanner.feed(delta);
+            }
+            scanner.finish()
+        })
     });
     group.finish();
 }

@@ -20,14 +20,19 @@ pub const CARRY_BYTES: usize = 256;
 const MARGIN: usize = 128;
 /// Windows are scanned in pieces of at most this size.
 const PIECE: usize = 64 * 1024;
+/// Bytes gathered before a window is scanned. A window's carry-over is scanned
+/// again with the next one, so windows much larger than [`CARRY_BYTES`] scan
+/// few bytes twice, and a body shorter than this (most JSON responses) is scanned
+/// once, when it ends.
+const WINDOW: usize = 4096;
 /// At most this many findings are kept (counts stay exact, see
 /// [`StreamScanner::count`]).
 pub const MAX_STREAM_FINDINGS: usize = 4096;
 
 /// A scanner for one stream: feed chunks, then `finish`. Findings have the
 /// path given at construction and byte offsets counted from the start of the
-/// stream. Memory is bounded: the carry-over plus one chunk piece, plus at
-/// most [`MAX_STREAM_FINDINGS`] findings.
+/// stream. Memory is bounded: the carry-over plus one window or chunk piece,
+/// plus at most [`MAX_STREAM_FINDINGS`] findings.
 #[derive(Debug)]
 pub struct StreamScanner {
     detectors: Arc<Detectors>,
@@ -48,7 +53,7 @@ impl StreamScanner {
         StreamScanner {
             detectors,
             path: path.into(),
-            buf: Vec::with_capacity(2 * CARRY_BYTES),
+            buf: Vec::new(),
             base: 0,
             frontier: 0,
             findings: Vec::new(),
@@ -60,7 +65,7 @@ impl StreamScanner {
     pub fn feed(&mut self, chunk: &[u8]) {
         for piece in chunk.chunks(PIECE) {
             self.buf.extend_from_slice(piece);
-            if self.buf.len() >= 2 * CARRY_BYTES {
+            if self.buf.len() >= WINDOW {
                 self.window(false);
             }
         }
