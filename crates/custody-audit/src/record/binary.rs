@@ -609,7 +609,7 @@ impl<'a> Reader<'a> {
         if n > self.0.len() {
             return Err(DecodeError::Truncated);
         }
-        let (Some(head), Some(rest)) = (self.0.get(..n), self.0.get(n..)) else {
+        let Some((head, rest)) = self.0.split_at_checked(n) else {
             return Err(DecodeError::Malformed("invalid UTF-8"));
         };
         self.0 = rest;
