@@ -1,5 +1,6 @@
 //! Scanning throughput: a clean 16 KiB JSON chat prompt and dense-PII text, and
-//! a streamed answer as the response scanner sees it (its text, delta by delta).
+//! a streamed answer as the response scanner sees it (its text, delta by delta),
+//! and a non-streamed chat completion response scanned as JSON and as bytes.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use custody_safety::{Detectors, StreamScanner, scan_body};
@@ -73,6 +74,31 @@ fn bench(c: &mut Criterion) {
             for delta in black_box(&answer).chunks(24) {
                 scanner.feed(delta);
             }
+            scanner.finish()
+        })
+    });
+    // A chat completion as a non-streamed response holds it: an envelope of ids,
+    // keys and numbers around a short answer. Scanned as JSON (its values) and as
+    // bytes (everything), the two ways a log-mode response scan can take.
+    let response = serde_json::to_vec(&serde_json::json!({
+        "id": "chatcmpl-AB12CD34EF56GH78", "object": "chat.completion", "created": 1_733_500_000,
+        "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_0ba0d124f1",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null, "message": {
+            "role": "assistant", "refusal": null,
+            "content": "The renewal is on track; legal has signed off and the order form goes out on Friday."}}],
+        "usage": {"prompt_tokens": 1024, "completion_tokens": 21, "total_tokens": 1045,
+                  "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+    }))
+    .unwrap_or_default();
+    group.throughput(Throughput::Bytes(response.len() as u64));
+    group.bench_function("chat_response_as_json", |b| {
+        b.iter(|| scan_body(&detectors, black_box(&response)))
+    });
+    group.bench_function("chat_response_as_bytes", |b| {
+        b.iter(|| {
+            let mut scanner = StreamScanner::new(shared.clone(), "response");
+            scanner.feed(black_box(&response));
             scanner.finish()
         })
     });

@@ -284,6 +284,21 @@ fn number_len(s: &[u8]) -> Option<usize> {
 pub(crate) fn integer_digits(token: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
     let token = token.strip_prefix(b"-").unwrap_or(token);
+    // A plain integer (most numbers): its digits without the leading zeros. A
+    // number without an exponent has at most as many digits as its token has
+    // bytes, so short ones (counts, indexes, prices) are decided at once.
+    if token.iter().all(u8::is_ascii_digit) {
+        let first = token.iter().position(|&d| d != b'0').unwrap_or(token.len());
+        let digits = &token[first..];
+        if !(9..=MAX_NUMBER_DIGITS).contains(&digits.len()) {
+            return false;
+        }
+        out.extend_from_slice(digits);
+        return true;
+    }
+    if token.len() < 9 && !token.iter().any(|&b| b | 0x20 == b'e') {
+        return false;
+    }
     let (mantissa, exponent) = match token.iter().position(|&b| matches!(b, b'e' | b'E')) {
         Some(k) => (&token[..k], &token[k + 1..]),
         None => (token, &b""[..]),

@@ -49,3 +49,40 @@ fn numbers_follow_the_grammar() {
         assert_eq!(strings(bad), Err(WalkError::NotJson), "{bad}");
     }
 }
+
+#[test]
+fn a_number_is_scanned_as_the_digits_of_its_integer_value() {
+    let ones = |n: usize| "1".repeat(n);
+    let cases: Vec<(String, Option<String>)> = vec![
+        ("4111111111111111".into(), Some("4111111111111111".into())),
+        ("-4111111111111111".into(), Some("4111111111111111".into())),
+        ("4111111111111111.0".into(), Some("4111111111111111".into())),
+        (
+            "4.111111111111111e15".into(),
+            Some("4111111111111111".into()),
+        ),
+        (
+            "41111111111111110E-1".into(),
+            Some("4111111111111111".into()),
+        ),
+        ("1e9".into(), Some("1000000000".into())),
+        ("100000000".into(), Some("100000000".into())),
+        ("123456789".into(), Some("123456789".into())),
+        ("12345678".into(), None),
+        ("-12345678".into(), None),
+        ("12345678.5".into(), None),
+        ("1234567890.25".into(), None),
+        ("0".into(), None),
+        ("1e-9".into(), None),
+        (ones(24), Some(ones(24))),
+        (ones(25), None),
+        (format!("{}e1", ones(23)), Some(format!("{}0", ones(23)))),
+        (format!("{}e1", ones(24)), None),
+    ];
+    let mut out = Vec::new();
+    for (token, want) in cases {
+        let got = integer_digits(token.as_bytes(), &mut out)
+            .then(|| String::from_utf8(out.clone()).expect("digits"));
+        assert_eq!(got, want, "{token}");
+    }
+}
