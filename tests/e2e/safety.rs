@@ -58,16 +58,21 @@ async fn without_config_every_detector_logs_and_the_row_keeps_no_value() {
             "{kind} at {path}: {found:?}"
         );
     }
+    // The echo is a JSON document: scanned as JSON, its finding is placed at the
+    // member that carries the request body back.
     assert!(
         found
             .iter()
-            .any(|f| f["path"] == "response" && f["kind"] == "EMAIL"),
+            .any(|f| f["path"] == "response.body" && f["kind"] == "EMAIL"),
         "the echoed response carries the e-mail back: {found:?}"
     );
     // Schema v8: where each value was found and what happened to it, and the row's
     // one handling value.
     for f in found {
-        let side = if f["path"] == "response" {
+        let side = if f["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("response"))
+        {
             "response"
         } else {
             "request"
@@ -304,6 +309,61 @@ async fn a_value_the_model_streams_across_many_deltas_is_found_in_the_response()
             .any(|f| f["kind"] == "EMAIL" && f["path"] == "$.messages[0].content"),
         "{found:?}"
     );
+}
+
+#[tokio::test]
+async fn a_json_response_is_scanned_where_its_values_are_in_log_mode_as_in_redact_mode() {
+    let stub = Stub::start().await;
+    let mut custody = Custody::start(&format!(
+        "{}  - {{name: held, prefix: /held, upstream: '{}/echo', kind: http}}\nsafety:\n  routes: {{held: {{responses: redact, detectors: {{EMAIL: redact}}}}}}\n",
+        routes(&stub),
+        stub.url()
+    ));
+    // A model's answer (log mode): the address is placed in the message.
+    let text = format!("You can write to {EMAIL} today.");
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
+    let mut req = post_json("/openai/v1/chat/completions", &chat);
+    req.headers_mut()
+        .insert("x-request-id", "answer".parse().expect("id"));
+    req.headers_mut()
+        .insert("x-stub-echo", "1".parse().expect("v"));
+    let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+    assert_eq!(parts.status, 200);
+    let answer: Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains(EMAIL)),
+        "log mode passes the answer untouched: {answer}"
+    );
+    // The same response from the upstream's side (the echo of a header), on a
+    // route that logs and on one that redacts responses.
+    for (prefix, id) in [("/crm", "logged"), ("/held", "redacted")] {
+        let mut req = post_json(&format!("{prefix}/notes"), &json!({"contact": "c-1"}));
+        let headers = req.headers_mut();
+        headers.insert("x-request-id", id.parse().expect("id"));
+        headers.insert("x-note", format!("mail {EMAIL}").parse().expect("note"));
+        let (parts, body) = send_collect(&custody.unix(), req).await.expect("request");
+        assert_eq!(parts.status, 200, "{id}");
+        let echoed = String::from_utf8_lossy(&body).contains(EMAIL);
+        assert_eq!(echoed, id == "logged", "{id}");
+    }
+    custody.stop();
+    let rows = custody.rows();
+    for (id, path, action) in [
+        ("answer", "response.choices[0].message.content", "log"),
+        ("logged", "response.headers['x-note']", "log"),
+        ("redacted", "response.headers['x-note']", "redact"),
+    ] {
+        let found: Vec<_> = row(&rows, id)["content_safety"]["redactions"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|f| f["side"] == "response" && f["kind"] == "EMAIL")
+            .map(|f| (f["path"].clone(), f["action"].clone(), f["count"].clone()))
+            .collect();
+        assert_eq!(found, [(json!(path), json!(action), json!(1))], "{id}");
+    }
 }
 
 #[tokio::test]

@@ -397,14 +397,20 @@ impl Safety {
     /// `Content-Type`).
     pub(crate) fn response_scanner(&self, media: Option<Media>) -> Box<ResponseScan> {
         let detectors = self.policy.detectors().clone();
-        Box::new(if media == Some(Media::EventStream) {
-            ResponseScan::Sse {
+        Box::new(match media {
+            Some(Media::EventStream) => ResponseScan::Sse {
                 parser: custody_inspect::SseParser::new(MAX_EVENT_BYTES),
                 detectors,
                 texts: Vec::new(),
+            },
+            Some(Media::Json) => ResponseScan::Json {
+                detectors,
+                held: Vec::new(),
+                side: self.response_side.clone(),
+            },
+            Some(Media::Other) | None => {
+                ResponseScan::Raw(StreamScanner::new(detectors, self.response_side.clone()))
             }
-        } else {
-            ResponseScan::Raw(StreamScanner::new(detectors, self.response_side.clone()))
         })
     }
 }
@@ -413,18 +419,33 @@ impl Safety {
 const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Most separate text streams (choices, content blocks) followed in one response.
 const MAX_TEXTS: usize = 16;
+/// Largest JSON response scanned as JSON in log mode; a longer one is scanned as
+/// bytes as it streams (findings under `response`), so what a response's scan
+/// holds stays bounded by this.
+pub(crate) const MAX_JSON_SCANNED_WHOLE: usize = 64 * 1024;
 
 /// Scans a response as it streams by (log mode).
 ///
-/// A plain body is scanned as bytes. An SSE body is scanned as the texts its events
-/// carry, each text on its own scanner, so a value the model writes across many
-/// deltas is still found: OpenAI chat `choices[i].delta.content` (path
-/// `response.choices[i]`), Responses API `response.output_text.delta`
-/// (`response.output[i]`), Anthropic `content_block_delta` text and tool input
-/// (`response.content[i]`); any other event's data is scanned as it is
-/// (`response.events`).
+/// A JSON body (`Content-Type` says JSON) of up to [`MAX_JSON_SCANNED_WHOLE`]
+/// bytes is held by the scan and scanned at its end as JSON, as redact mode scans
+/// it: only its string and number values, escapes decoded, secrets named by their
+/// keys, each finding at the value's path (`response.choices[0].message.content`).
+/// A longer one, and any other plain body, is scanned as bytes (path `response`).
+/// An SSE body is scanned as the texts its events carry, each text on its own
+/// scanner, so a value the model writes across many deltas is still found: OpenAI
+/// chat `choices[i].delta.content` (path `response.choices[i]`), Responses API
+/// `response.output_text.delta` (`response.output[i]`), Anthropic
+/// `content_block_delta` text and tool input (`response.content[i]`); any other
+/// event's data is scanned as it is (`response.events`).
 #[derive(Debug)]
 pub(crate) enum ResponseScan {
+    /// A JSON body so far, while it fits in [`MAX_JSON_SCANNED_WHOLE`].
+    Json {
+        detectors: Arc<custody_safety::Detectors>,
+        held: Vec<u8>,
+        /// Where a body that turns out not to be a JSON document is reported.
+        side: Arc<str>,
+    },
     /// Bytes, findings under `response`.
     Raw(StreamScanner),
     /// SSE: one scanner per text stream.
@@ -439,6 +460,21 @@ impl ResponseScan {
     /// The next bytes of the response body.
     pub(crate) fn feed(&mut self, chunk: &[u8]) {
         match self {
+            ResponseScan::Json {
+                detectors,
+                held,
+                side,
+            } => {
+                if held.len() + chunk.len() <= MAX_JSON_SCANNED_WHOLE {
+                    held.extend_from_slice(chunk);
+                    return;
+                }
+                // Too long to hold: scanned as bytes from its start.
+                let mut scanner = StreamScanner::new(detectors.clone(), side.clone());
+                scanner.feed(held);
+                scanner.feed(chunk);
+                *self = ResponseScan::Raw(scanner);
+            }
             ResponseScan::Raw(scanner) => scanner.feed(chunk),
             ResponseScan::Sse {
                 parser,
@@ -462,14 +498,31 @@ impl ResponseScan {
         }
     }
 
-    fn finish(self) -> Vec<Finding> {
+    /// Every finding, and the prefix its JSON path (`$…`) takes in the row
+    /// (`None`: the path is already the row's).
+    fn finish(self) -> (Vec<Finding>, Option<&'static str>) {
         match self {
-            ResponseScan::Raw(scanner) => scanner.finish(),
+            ResponseScan::Json {
+                detectors,
+                held,
+                side,
+            } => match scan_body(&detectors, &held) {
+                // Text (not a JSON document) is reported at `$`: `response`.
+                Ok(scan) => (scan.findings, Some("response")),
+                // Nested too deep to walk: scanned as bytes, as a longer body is.
+                Err(_) => {
+                    let mut scanner = StreamScanner::new(detectors, side);
+                    scanner.feed(&held);
+                    (scanner.finish(), None)
+                }
+            },
+            ResponseScan::Raw(scanner) => (scanner.finish(), None),
             ResponseScan::Sse {
                 mut parser, texts, ..
             } => {
                 parser.finish();
-                texts.into_iter().flat_map(|(_, s)| s.finish()).collect()
+                let findings = texts.into_iter().flat_map(|(_, s)| s.finish()).collect();
+                (findings, None)
             }
         }
     }
@@ -531,14 +584,16 @@ fn event_text(data: &str) -> (String, Option<String>) {
     }
 }
 
-/// Adds the response's findings (logged) to the row.
+/// Adds the response's findings (logged) to the row. Not inlined, so that a
+/// profile (`scripts/instructions`) shows the response's scan as one function.
+#[inline(never)]
 pub(crate) fn record_response(record: &mut AuditRecord, scan: ResponseScan) {
-    let findings = scan.finish();
+    let (findings, prefix) = scan.finish();
     record_findings(
         record,
         findings.iter(),
         &|_| Action::Log,
-        None,
+        prefix,
         Side::Response,
     );
 }
