@@ -100,7 +100,7 @@ impl Safety {
             policy: policy.clone(),
             style,
             clean_paths: CleanPaths::default(),
-            response_side: Arc::from("response"),
+            response_side: Arc::from(RESPONSE),
         })
     }
 
@@ -284,7 +284,7 @@ impl Safety {
             record,
             kept.iter().copied(),
             &effective,
-            Some("response"),
+            Some(RESPONSE),
             Side::Response,
         );
         if kept.iter().all(|f| effective(&f.kind) != Action::Redact) {
@@ -415,6 +415,9 @@ impl Safety {
     }
 }
 
+/// Where a response's findings are placed in the row: the whole body, or the
+/// prefix of a JSON path (`response.choices[0]`).
+const RESPONSE: &str = "response";
 /// Largest SSE event whose text is scanned.
 const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Most separate text streams (choices, content blocks) followed in one response.
@@ -443,7 +446,8 @@ pub(crate) enum ResponseScan {
     Json {
         detectors: Arc<custody_safety::Detectors>,
         held: Vec<u8>,
-        /// Where a body that turns out not to be a JSON document is reported.
+        /// Where a body scanned as bytes after all (too long, or nested too
+        /// deep) reports its findings: `response`.
         side: Arc<str>,
     },
     /// Bytes, findings under `response`.
@@ -466,6 +470,8 @@ impl ResponseScan {
                 side,
             } => {
                 if held.len() + chunk.len() <= MAX_JSON_SCANNED_WHOLE {
+                    // Exactly what is held: the bound is on the allocation too.
+                    held.reserve_exact(chunk.len());
                     held.extend_from_slice(chunk);
                     return;
                 }
@@ -508,7 +514,7 @@ impl ResponseScan {
                 side,
             } => match scan_body(&detectors, &held) {
                 // Text (not a JSON document) is reported at `$`: `response`.
-                Ok(scan) => (scan.findings, Some("response")),
+                Ok(scan) => (scan.findings, Some(RESPONSE)),
                 // Nested too deep to walk: scanned as bytes, as a longer body is.
                 Err(_) => {
                     let mut scanner = StreamScanner::new(detectors, side);

@@ -10,6 +10,7 @@
 //! turns it into a string. A body that is not well-formed JSON is reported as
 //! such and the caller scans it as text.
 
+use crate::detect::Detectors;
 use memchr::memchr2;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -396,8 +397,9 @@ pub(crate) fn decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<(), WalkError> 
 }
 
 /// The path of `stack` in `body`: `$.messages[0].content`, with keys that are
-/// not identifiers in brackets: `$['x-api key']`.
-pub(crate) fn path(body: &[u8], stack: &[Seg]) -> String {
+/// not identifiers in brackets: `$['x-api key']`, and what `detectors` find in a
+/// key replaced by its label ([`push_key_redacted`]).
+pub(crate) fn path(body: &[u8], stack: &[Seg], detectors: &Detectors) -> String {
     let mut out = String::from("$");
     let mut scratch = Vec::new();
     for seg in stack {
@@ -412,11 +414,41 @@ pub(crate) fn path(body: &[u8], stack: &[Seg]) -> String {
                     scratch.clear();
                     scratch.extend_from_slice(inner);
                 }
-                push_key(&mut out, &String::from_utf8_lossy(&scratch));
+                push_key_redacted(&mut out, &String::from_utf8_lossy(&scratch), detectors);
             }
         }
     }
     out
+}
+
+/// Appends a member step (as [`push_key`]) whose key may itself hold a value
+/// the detectors find (`{"ada@example.org": {…}}`): each such value is replaced
+/// by its label, `['[REDACTED:EMAIL]']`, so that a path stored in the row never
+/// carries a value it was scanned for.
+pub(crate) fn push_key_redacted(out: &mut String, key: &str, detectors: &Detectors) {
+    let hits = detectors.find(key.as_bytes());
+    if hits.is_empty() {
+        push_key(out, key);
+        return;
+    }
+    let mut clean = String::with_capacity(key.len());
+    let mut at = 0;
+    for hit in hits {
+        // Matches cover whole characters; a range that did not would take the
+        // rest of the key with it rather than leave part of a value.
+        let Some(before) = key.get(at..hit.start) else {
+            break;
+        };
+        clean.push_str(before);
+        let _ = write!(clean, "[REDACTED:{}]", hit.kind.as_str());
+        at = if key.is_char_boundary(hit.end) {
+            hit.end
+        } else {
+            key.len()
+        };
+    }
+    clean.push_str(key.get(at..).unwrap_or_default());
+    push_key(out, &clean);
 }
 
 /// Appends a member step to a path: `.key` for identifiers, `['x-api key']`

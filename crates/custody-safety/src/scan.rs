@@ -186,7 +186,7 @@ impl BodyScan<'_> {
             && let Some(array) = text_part(self.body, stack)
         {
             let part = Part {
-                path: Arc::from(json::path(self.body, stack)),
+                path: Arc::from(json::path(self.body, stack, self.detectors)),
                 raw: value.raw.clone(),
                 text: value.text.to_vec(),
             };
@@ -234,7 +234,7 @@ impl BodyScan<'_> {
             self.hits[0].start = 0;
             self.hits[0].end = value.raw.len();
         }
-        let path: Arc<str> = Arc::from(json::path(self.body, stack));
+        let path: Arc<str> = Arc::from(json::path(self.body, stack, self.detectors));
         let string = self.scan.strings.len();
         self.scan.strings.push(value.raw.clone());
         self.scan

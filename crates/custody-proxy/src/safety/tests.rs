@@ -129,6 +129,17 @@ fn a_json_response_is_scanned_at_the_paths_of_its_values() {
 }
 
 #[test]
+fn a_json_response_s_keys_never_reach_a_path() {
+    // A tool's answer keyed by address: what is found under a key is placed at
+    // its member, and the address is not written into the row's path.
+    let body = br#"{"users": {"ada@example.org": {"plan": "pro"}, "bob@example.org": {"card": "4111 1111 1111 1111"}}}"#;
+    assert_eq!(
+        response_findings(Some(Media::Json), body, 9),
+        owned(&[("CARD", "response.users['[REDACTED:EMAIL]'].card", 1)])
+    );
+}
+
+#[test]
 fn a_json_response_past_the_limit_is_scanned_as_bytes() {
     // An address at each end of a body one byte too long to hold.
     let mut text = String::from("{\"a\": \"ada@example.org\", \"pad\": \"");

@@ -4,7 +4,7 @@ fn strings(body: &str) -> Result<Vec<(String, String)>, WalkError> {
     let mut out = Vec::new();
     walk(body.as_bytes(), &mut |stack, v| {
         out.push((
-            path(body.as_bytes(), stack),
+            path(body.as_bytes(), stack, &Detectors::builtin()),
             String::from_utf8_lossy(v.text).into_owned(),
         ));
     })?;

@@ -14,7 +14,7 @@
 
 use super::{Encoding, Finding, Scan};
 use crate::detect::{Detectors, Hit, secret_name, secret_value};
-use crate::json::push_key;
+use crate::json::{push_key, push_key_redacted};
 use crate::kind::Kind;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -47,7 +47,7 @@ pub fn scan_form(detectors: &Detectors, text: &[u8], prefix: &str) -> Scan {
             continue;
         }
         let mut path = String::from(prefix);
-        push_key(&mut path, &String::from_utf8_lossy(key));
+        push_key_redacted(&mut path, &String::from_utf8_lossy(key), detectors);
         if count > 1 {
             path.push_str(&format!("[{index}]"));
         }

@@ -272,3 +272,33 @@ fn parts_and_their_neighbours_are_reported_in_body_order() {
             .contains(r#""note":"4111 1111 1111 1111","text":"""#)
     );
 }
+
+#[test]
+fn a_value_in_a_key_never_reaches_a_path() {
+    let d = Detectors::builtin();
+    // Values found in the keys above a finding: a map keyed by address, a field
+    // named with a card, an escaped address.
+    let body = br#"{"contacts": {"ada@example.org": {"note": "card 4111 1111 1111 1111"}},
+                    "paid by 4111 1111 1111 1111": "mail bob@example.org",
+                    "c\u0040example.org": ["call 415-555-2671"]}"#;
+    let scan = scan_body(&d, body).expect("scan");
+    let found = kinds_at(&scan);
+    assert_eq!(
+        found,
+        [
+            ("CARD".into(), "$.contacts['[REDACTED:EMAIL]'].note".into()),
+            ("EMAIL".into(), "$['paid by [REDACTED:CARD]']".into()),
+            ("PHONE".into(), "$['[REDACTED:EMAIL]'][0]".into()),
+        ],
+        "{found:?}"
+    );
+    // A form's field names too.
+    let form = scan_form(&d, b"ada%40example.org=4111+1111+1111+1111", "$.body");
+    assert_eq!(
+        kinds_at(&form),
+        [("CARD".into(), "$.body['[REDACTED:EMAIL]']".into())]
+    );
+    // A key holding nothing keeps its name.
+    let plain = scan_body(&d, br#"{"x-note": "bob@example.org"}"#).expect("scan");
+    assert_eq!(kinds_at(&plain), [("EMAIL".into(), "$['x-note']".into())]);
+}
