@@ -165,7 +165,8 @@ struct Parts {
 }
 
 struct Part {
-    path: Arc<str>,
+    /// Where the part is; its path is built only for a part with a finding.
+    stack: Vec<Seg>,
     raw: Range<usize>,
     text: Vec<u8>,
 }
@@ -186,7 +187,7 @@ impl BodyScan<'_> {
             && let Some(array) = text_part(self.body, stack)
         {
             let part = Part {
-                path: Arc::from(json::path(self.body, stack, self.detectors)),
+                stack: stack.to_vec(),
                 raw: value.raw.clone(),
                 text: value.text.to_vec(),
             };
@@ -290,6 +291,15 @@ impl BodyScan<'_> {
                 scan.strings.len() - 1
             })
         };
+        // A part's path, built when a finding is placed in it.
+        let mut paths: Vec<Option<Arc<str>>> = vec![None; items.len()];
+        let (body, detectors) = (self.body, self.detectors);
+        let mut path_of = |k: usize| -> Arc<str> {
+            Arc::clone(
+                paths[k]
+                    .get_or_insert_with(|| Arc::from(json::path(body, &items[k].stack, detectors))),
+            )
+        };
         // The finding each crossing match became.
         let mut cross_finding: Vec<usize> = Vec::with_capacity(crossing.len());
         for (k, item) in items.iter().enumerate() {
@@ -310,7 +320,7 @@ impl BodyScan<'_> {
                 let string = number(k, &mut self.scan);
                 self.scan.findings.push(Finding {
                     kind: l.kind.clone(),
-                    path: Arc::clone(&item.path),
+                    path: path_of(k),
                     start: l.start,
                     end: l.end,
                     string,
@@ -323,7 +333,7 @@ impl BodyScan<'_> {
                 cross_finding.push(self.scan.findings.len());
                 self.scan.findings.push(Finding {
                     kind: h.kind.clone(),
-                    path: Arc::clone(&item.path),
+                    path: path_of(k),
                     start: h.start - offsets[k],
                     end: item.text.len(),
                     string,
