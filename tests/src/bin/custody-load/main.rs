@@ -21,6 +21,9 @@
 //! added p50, the added p99 and the CPU per request. `--stages all` turns every
 //! stage on (see `stages.rs`): RS256 identity from a JWKS file, a policy, content
 //! safety (e-mail redacted, cards blocked), OpenAI inspection, the spool and Parquet.
+//! `--durable-floor` also measures, after the floor, the floor plus one
+//! `write(2)` of each request body before forwarding and one of each response
+//! body (`custody-floor --spool`): the least custody's spool guarantee costs.
 //!
 //! custody's resident size is reported idle (before the first request), at its
 //! peak (VmHWM) and at the end, split into anonymous and file-backed pages; with
@@ -97,6 +100,11 @@ struct Args {
     /// fraction of the floor's closed-loop rate, open loop (0: do not).
     #[arg(long, default_value_t = 0.5)]
     offered: f64,
+    /// Also measure the durable floor in every cell: the floor plus one `write(2)`
+    /// of each request body to a file before forwarding it and one of each
+    /// response body, the least custody's spool guarantee costs.
+    #[arg(long)]
+    durable_floor: bool,
     /// Leave out the floor (the bare hyper hop measured in every cell).
     #[arg(long)]
     no_floor: bool,
@@ -162,7 +170,16 @@ async fn main() -> anyhow::Result<()> {
             Some(bin) => bin.clone(),
             None => std::env::current_exe()?.with_file_name("custody-floor"),
         };
-        Some(procs::start_floor(&bin, &stub)?)
+        Some(procs::start_floor(&bin, &stub, None)?)
+    };
+    let durable = match (&args.floor_bin, floor.is_some() && args.durable_floor) {
+        (_, false) => None,
+        (Some(bin), true) => Some(procs::start_floor(bin, &stub, Some(dir.path()))?),
+        (None, true) => Some(procs::start_floor(
+            &std::env::current_exe()?.with_file_name("custody-floor"),
+            &stub,
+            Some(dir.path()),
+        )?),
     };
     let tls = if args.forward {
         Some(client_tls(&dir.path().join("ca/ca.pem"))?)
@@ -172,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let targets = Targets {
         stub: &stub,
         floor: floor.as_ref(),
+        durable: durable.as_ref(),
         custody: &custody,
     };
     match args.soak {
@@ -184,6 +202,8 @@ async fn main() -> anyhow::Result<()> {
 struct Targets<'a> {
     stub: &'a Stub,
     floor: Option<&'a Proc>,
+    /// The durable floor (`--durable-floor`).
+    durable: Option<&'a Proc>,
     custody: &'a Proc,
 }
 
@@ -406,6 +426,10 @@ async fn measure(
         Some(f) => Some(mix.phase(f.tcp, Some(f.pid), THROUGH, None, None).await?),
         None => None,
     };
+    let durable = match t.durable {
+        Some(f) => Some(mix.phase(f.tcp, Some(f.pid), THROUGH, None, None).await?),
+        None => None,
+    };
     let custody = mix.phase(addr, pid, THROUGH, None, None).await?;
     let mut forward = Forward::default();
     if let Some(tls) = tls {
@@ -429,6 +453,7 @@ async fn measure(
         concurrency: c,
         direct,
         floor,
+        durable,
         custody,
         forward,
         offered,

@@ -89,6 +89,8 @@ pub(crate) struct Cell {
     pub(crate) direct: Stats,
     /// The bare forwarding hop, when measured.
     pub(crate) floor: Option<Stats>,
+    /// The durable floor (`--durable-floor`), when measured.
+    pub(crate) durable: Option<Stats>,
     pub(crate) custody: Stats,
     pub(crate) forward: Forward,
     /// At a fixed offered rate, when measured.
@@ -98,9 +100,10 @@ pub(crate) struct Cell {
 /// custody over the floor, for what each adds to the direct path: added p50,
 /// added p99 and CPU per request closed loop; added p99 and CPU per request at
 /// the offered rate (NaN when not measured); CPU per request in user space and
-/// in the kernel, closed loop.
+/// in the kernel, closed loop; the durable floor's CPU per request over the
+/// floor's, and custody's over the durable floor's (NaN when not measured).
 #[derive(Clone, Copy, Debug)]
-struct Ratios([f64; 7]);
+struct Ratios([f64; 9]);
 
 /// The lowest and the highest of each ratio across rounds.
 type Spread = Option<(Ratios, Ratios)>;
@@ -136,6 +139,9 @@ impl Cell {
             at_rate[1],
             ratio(self.custody.user(), floor.user()),
             ratio(self.custody.kernel, floor.kernel),
+            self.durable.map_or(f64::NAN, |d| ratio(d.cpu, floor.cpu)),
+            self.durable
+                .map_or(f64::NAN, |d| ratio(self.custody.cpu, d.cpu)),
         ]))
     }
 
@@ -214,6 +220,27 @@ impl Cell {
             range(spread, 5),
             ratios.0[6],
             range(spread, 6),
+        );
+    }
+
+    /// The durable floor's line: its CPU per request (user space, the kernel, write
+    /// calls), over the floor's, and custody's over it.
+    fn print_durable(&self, ratios: Ratios, spread: Spread) {
+        let Some(d) = self.durable else {
+            return;
+        };
+        println!(
+            "{:<5} {:>4} | {:>7.1}µs {:>7.1}µs {:>7.1}µs {:>7.1} | {:>5.1}×{:<12} {:>5.1}×{}",
+            self.mode,
+            self.concurrency,
+            d.cpu,
+            d.user(),
+            d.kernel,
+            d.writes,
+            ratios.0[7],
+            range(spread, 7),
+            ratios.0[8],
+            range(spread, 8),
         );
     }
 
@@ -303,6 +330,23 @@ fn split_header() {
     );
 }
 
+fn durable_header() {
+    println!(
+        "the durable floor: the floor + one write(2) of each request body before forwarding and one of each response body (the least the spool's guarantee costs)"
+    );
+    println!(
+        "{:<5} {:>4} | {:>9} {:>9} {:>9} {:>7} | {:>19} {:>19}",
+        "mode",
+        "conc",
+        "cpu/req",
+        "usr",
+        "kernel",
+        "writes",
+        "× the floor's cpu",
+        "custody × this cpu"
+    );
+}
+
 fn floor_header() {
     println!(
         "against the floor (a bare hyper hop, one thread): added = p - direct p; × = custody / floor"
@@ -343,6 +387,14 @@ pub(crate) fn print_round(cells: &[Cell]) {
             }
         }
     }
+    if cells.iter().any(|c| c.durable.is_some()) {
+        durable_header();
+        for c in cells {
+            if let Some(ratios) = c.ratios() {
+                c.print_durable(ratios, None);
+            }
+        }
+    }
     if cells.iter().any(|c| c.offered.is_some()) {
         offered_header();
         for c in cells {
@@ -371,12 +423,14 @@ pub(crate) fn print_medians(all: &[Cell], rounds: usize) {
         let pick =
             |f: fn(&Cell) -> Stats| Stats::median(&same.iter().map(|c| f(c)).collect::<Vec<_>>());
         let floors: Vec<Stats> = same.iter().filter_map(|c| c.floor).collect();
+        let durables: Vec<Stats> = same.iter().filter_map(|c| c.durable).collect();
         let offered: Vec<Offered> = same.iter().filter_map(|c| c.offered).collect();
         let cell = Cell {
             mode,
             concurrency: conc,
             direct: pick(|c| c.direct),
             floor: (!floors.is_empty()).then(|| Stats::median(&floors)),
+            durable: (!durables.is_empty()).then(|| Stats::median(&durables)),
             custody: pick(|c| c.custody),
             forward: Forward {
                 stats: pick(|c| c.forward.stats),
@@ -412,6 +466,12 @@ pub(crate) fn print_medians(all: &[Cell], rounds: usize) {
         split_header();
         for (cell, spread, ratios) in &cells {
             cell.print_split(*ratios, *spread);
+        }
+    }
+    if cells.iter().any(|(c, _, _)| c.durable.is_some()) {
+        durable_header();
+        for (cell, spread, ratios) in &cells {
+            cell.print_durable(*ratios, *spread);
         }
     }
     if cells.iter().any(|(c, _, _)| c.offered.is_some()) {
