@@ -28,7 +28,8 @@
 //! custody's resident size is reported idle (before the first request), at its
 //! peak (VmHWM) and at the end, split into anonymous and file-backed pages; with
 //! `--settle 60s` the harness then waits that long without load and reports it
-//! again, against the idle size.
+//! again, against the idle size and against the warm size: after a warm-up's
+//! worth of requests on one connection and the same wait, before the load.
 //!
 //! Every connection is keep-alive; each of `concurrency` connections sends its share
 //! of the requests back to back. This is a benchmark, not a test: it asserts nothing.
@@ -309,6 +310,19 @@ async fn run(
     );
     // Idle: started and ready, before any request.
     let idle = Resident::of(targets.custody.pid)?;
+    // Warm: after a warm-up's worth of requests and the settle time, so the code
+    // and the caches the first requests bring in are there before the load.
+    let warm = match args.settle {
+        Some(settle) => {
+            let mode = args.mode.first().map_or("json", String::as_str);
+            let body = request_body(mode, args.body_size);
+            let (addr, n) = (targets.custody.tcp, args.warmup.max(1));
+            drive(addr, None, THROUGH, body, &tokens, 1, n, None).await?;
+            tokio::time::sleep(settle).await;
+            Some(Resident::of(targets.custody.pid)?)
+        }
+        None => None,
+    };
     let mut all: Vec<Cell> = Vec::new();
     for round in 1..=args.rounds {
         println!("round {round}");
@@ -326,6 +340,13 @@ async fn run(
         report::print_medians(&all, args.rounds);
     }
     println!("custody RSS idle, before the load: {idle}");
+    if let Some(warm) = &warm {
+        println!(
+            "custody RSS warm, {} after {} requests on one connection, before the load: {warm}",
+            humantime::format_duration(args.settle.unwrap_or_default()),
+            args.warmup.max(1)
+        );
+    }
     println!(
         "custody peak RSS (VmHWM): {:.1} MiB; now, at the end of the load: {}",
         peak_rss_kib(targets.custody.pid)? as f64 / 1024.0,
@@ -356,11 +377,16 @@ async fn run(
     if let Some(settle) = args.settle {
         tokio::time::sleep(settle).await;
         let after = Resident::of(targets.custody.pid)?;
-        println!(
+        let against = |before: &Resident| (after.total as f64 - before.total as f64) / 1024.0;
+        print!(
             "custody RSS {} after the load: {after}; {:+.1} MiB against idle",
             humantime::format_duration(settle),
-            (after.total as f64 - idle.total as f64) / 1024.0
+            against(&idle)
         );
+        match &warm {
+            Some(warm) => println!(", {:+.1} MiB against warm", against(warm)),
+            None => println!(),
+        }
     }
     Ok(())
 }
