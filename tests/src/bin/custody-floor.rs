@@ -3,7 +3,6 @@
 //!
 //! ```text
 //! custody-floor --listen 127.0.0.1:9001 --upstream 127.0.0.1:9000
-//! custody-floor --listen 127.0.0.1:9002 --upstream 127.0.0.1:9000 --spool /tmp/floor.spool
 //! ```
 
 use clap::Parser;
@@ -17,30 +16,16 @@ struct Args {
     /// Where to forward every request.
     #[arg(long)]
     upstream: SocketAddr,
-    /// The durable floor: append every request body to this file before
-    /// forwarding it, and every response body after it (created, or appended to).
-    #[arg(long)]
-    spool: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let spool = match &args.spool {
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        custody_tests::floor::serve(listener, args.upstream, spool).await?;
+        custody_tests::floor::serve(listener, args.upstream).await?;
         anyhow::Ok(())
     })
 }

@@ -23,7 +23,8 @@
 //! safety (e-mail redacted, cards blocked), OpenAI inspection, the spool and Parquet.
 //! `--durable-floor` also measures, after the floor, the floor plus one
 //! `write(2)` of each request body before forwarding and one of each response
-//! body (`custody-floor --spool`): the least custody's spool guarantee costs.
+//! body (`custody-durable-floor`, next to the floor's binary): the least
+//! custody's spool guarantee costs.
 //!
 //! custody's resident size is reported idle (before the first request), at its
 //! peak (VmHWM) and at the end, split into anonymous and file-backed pages; with
@@ -164,23 +165,22 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let custody = procs::start_custody(&bin, dir.path(), &stub, &extra)?;
+    let floor_bin = match &args.floor_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?.with_file_name("custody-floor"),
+    };
     let floor = if args.no_floor || args.soak.is_some() {
         None
     } else {
-        let bin = match &args.floor_bin {
-            Some(bin) => bin.clone(),
-            None => std::env::current_exe()?.with_file_name("custody-floor"),
-        };
-        Some(procs::start_floor(&bin, &stub, None)?)
+        Some(procs::start_floor(&floor_bin, &stub, None)?)
     };
-    let durable = match (&args.floor_bin, floor.is_some() && args.durable_floor) {
-        (_, false) => None,
-        (Some(bin), true) => Some(procs::start_floor(bin, &stub, Some(dir.path()))?),
-        (None, true) => Some(procs::start_floor(
-            &std::env::current_exe()?.with_file_name("custody-floor"),
-            &stub,
-            Some(dir.path()),
-        )?),
+    // A binary of its own, next to the floor's, so the floor's code is untouched.
+    let durable = if floor.is_some() && args.durable_floor {
+        let bin = floor_bin.with_file_name("custody-durable-floor");
+        let spool = dir.path().join("durable-floor.spool");
+        Some(procs::start_floor(&bin, &stub, Some(&spool))?)
+    } else {
+        None
     };
     let tls = if args.forward {
         Some(client_tls(&dir.path().join("ca/ca.pem"))?)

@@ -57,13 +57,9 @@ pub(crate) fn start_custody(
 }
 
 /// The floor (`custody-floor`, a bare forwarding hop) in front of the stub;
-/// accepting connections when this returns. With `spool_dir`, the durable
-/// floor, appending the bodies to a file there.
-pub(crate) fn start_floor(
-    bin: &Path,
-    stub: &Stub,
-    spool_dir: Option<&Path>,
-) -> anyhow::Result<Proc> {
+/// accepting connections when this returns. With `spool`, the durable floor
+/// (`custody-durable-floor`), appending the bodies to that file.
+pub(crate) fn start_floor(bin: &Path, stub: &Stub, spool: Option<&Path>) -> anyhow::Result<Proc> {
     let [tcp] = free_ports::<1>().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
     let mut command = Command::new(bin);
     command
@@ -71,8 +67,8 @@ pub(crate) fn start_floor(
         .arg(tcp.to_string())
         .arg("--upstream")
         .arg(stub.addr.to_string());
-    if let Some(dir) = spool_dir {
-        command.arg("--spool").arg(dir.join("floor.spool"));
+    if let Some(spool) = spool {
+        command.arg("--spool").arg(spool);
     }
     start(command, tcp, "the floor did not start", || {
         std::net::TcpStream::connect(tcp).is_ok()
