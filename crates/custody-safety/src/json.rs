@@ -429,26 +429,30 @@ pub(crate) fn push_key_redacted(out: &mut String, key: &str, detectors: &Detecto
     let hits = detectors.find(key.as_bytes());
     if hits.is_empty() {
         push_key(out, key);
-        return;
+    } else {
+        push_key(out, &replace_hits(key, &hits));
     }
+}
+
+/// `key` with each of `hits` (sorted, non-overlapping) replaced by its label.
+/// Matches cover whole characters; a range that does not is widened to the
+/// character boundaries around it, so no part of a value is ever kept.
+fn replace_hits(key: &str, hits: &[crate::detect::Hit]) -> String {
     let mut clean = String::with_capacity(key.len());
     let mut at = 0;
     for hit in hits {
-        // Matches cover whole characters; a range that did not would take the
-        // rest of the key with it rather than leave part of a value.
-        let Some(before) = key.get(at..hit.start) else {
-            break;
-        };
-        clean.push_str(before);
+        let start = (at..=hit.start.min(key.len()))
+            .rev()
+            .find(|&i| key.is_char_boundary(i))
+            .unwrap_or(at);
+        clean.push_str(key.get(at..start).unwrap_or_default());
         let _ = write!(clean, "[REDACTED:{}]", hit.kind.as_str());
-        at = if key.is_char_boundary(hit.end) {
-            hit.end
-        } else {
-            key.len()
-        };
+        at = (hit.end.max(start)..=key.len())
+            .find(|&i| key.is_char_boundary(i))
+            .unwrap_or(key.len());
     }
     clean.push_str(key.get(at..).unwrap_or_default());
-    push_key(out, &clean);
+    clean
 }
 
 /// Appends a member step to a path: `.key` for identifiers, `['x-api key']`

@@ -86,3 +86,24 @@ fn a_number_is_scanned_as_the_digits_of_its_integer_value() {
         assert_eq!(got, want, "{token}");
     }
 }
+
+#[test]
+fn a_hit_in_a_key_is_replaced_whole_even_off_a_character_boundary() {
+    use crate::detect::Hit;
+    use crate::kind::Kind;
+    let hit = |start, end| Hit {
+        kind: Kind::Email,
+        start,
+        end,
+    };
+    // "é" is bytes 1..3: ranges that start or end inside it take the whole of it.
+    let key = "aébc@d.org";
+    assert_eq!(replace_hits(key, &[hit(2, 5)]), "a[REDACTED:EMAIL]@d.org");
+    assert_eq!(replace_hits(key, &[hit(0, 2)]), "[REDACTED:EMAIL]bc@d.org");
+    assert_eq!(replace_hits(key, &[hit(3, 11)]), "aé[REDACTED:EMAIL]");
+    assert_eq!(
+        replace_hits(key, &[hit(0, 1), hit(3, 4)]),
+        "[REDACTED:EMAIL]é[REDACTED:EMAIL]c@d.org"
+    );
+    assert_eq!(replace_hits(key, &[]), key);
+}
