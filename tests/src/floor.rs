@@ -24,7 +24,53 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 /// The path prefix the load harness sends through a proxy (custody's route).
-pub(crate) const PREFIX: &str = "/openai";
+const PREFIX: &str = "/openai";
+
+/// What both floors' command lines give: where to listen and where to forward.
+#[derive(clap::Args, Debug)]
+pub struct Hop {
+    /// Where to listen.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where to forward every request.
+    #[arg(long)]
+    pub upstream: SocketAddr,
+}
+
+impl Hop {
+    /// Runs `serve` on this hop's listener and upstream, on one thread (so that
+    /// the process's CPU time is the hop's), until it fails.
+    pub fn run<F, Fut>(&self, serve: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(TcpListener, SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<()>>,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let listener = TcpListener::bind(self.listen).await?;
+            serve(listener, self.upstream).await?;
+            anyhow::Ok(())
+        })
+    }
+}
+
+/// Takes the route's prefix (`/openai`) off the request's path, as custody does.
+// Inlined as the floor had it written in place: a call here is measurable in
+// its instruction count (27 755 instead of 27 747 per request).
+#[inline(always)]
+fn strip_prefix<B>(req: &mut http::Request<B>) -> anyhow::Result<()> {
+    if let Some(rest) = req.uri().path_and_query().and_then(|p| {
+        p.as_str()
+            .strip_prefix(PREFIX)
+            .filter(|r| r.starts_with('/'))
+            .map(str::to_owned)
+    }) {
+        *req.uri_mut() = rest.parse()?;
+    }
+    Ok(())
+}
 
 /// Serves `listener` forever, forwarding every request to `upstream`.
 pub async fn serve(listener: TcpListener, upstream: SocketAddr) -> std::io::Result<()> {
@@ -48,14 +94,7 @@ async fn connection(io: TcpStream, upstream: SocketAddr) -> anyhow::Result<()> {
     let svc = service_fn(move |mut req: http::Request<Incoming>| {
         let sender = Arc::clone(&sender);
         async move {
-            if let Some(rest) = req.uri().path_and_query().and_then(|p| {
-                p.as_str()
-                    .strip_prefix(PREFIX)
-                    .filter(|r| r.starts_with('/'))
-                    .map(str::to_owned)
-            }) {
-                *req.uri_mut() = rest.parse()?;
-            }
+            strip_prefix(&mut req)?;
             let mut sender = sender.lock().await;
             sender.ready().await?;
             anyhow::Ok(sender.send_request(req).await?)

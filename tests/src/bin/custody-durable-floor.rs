@@ -7,17 +7,15 @@
 //! ```
 
 use clap::Parser;
-use std::net::SocketAddr;
+use custody_tests::floor::{Hop, durable};
 use std::path::PathBuf;
 
+/// The floor plus one write(2) of each request body before forwarding it and
+/// one of each response body: the load harness's durable floor.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Where to listen.
-    #[arg(long)]
-    listen: SocketAddr,
-    /// Where to forward every request.
-    #[arg(long)]
-    upstream: SocketAddr,
+    #[command(flatten)]
+    hop: Hop,
     /// The file every request and response body is appended to (created, or
     /// appended to; emptied whenever it passes 64 MiB).
     #[arg(long)]
@@ -31,12 +29,6 @@ fn main() -> anyhow::Result<()> {
         .append(true)
         .open(&args.spool)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.spool.display()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        custody_tests::floor::durable::serve(listener, args.upstream, spool).await?;
-        anyhow::Ok(())
-    })
+    args.hop
+        .run(|listener, upstream| durable::serve(listener, upstream, spool))
 }

@@ -6,26 +6,15 @@
 //! ```
 
 use clap::Parser;
-use std::net::SocketAddr;
+use custody_tests::floor::{Hop, serve};
 
+/// A bare hyper forwarding hop on one thread: the load harness's floor.
 #[derive(Parser, Debug)]
 struct Args {
-    /// Where to listen.
-    #[arg(long)]
-    listen: SocketAddr,
-    /// Where to forward every request.
-    #[arg(long)]
-    upstream: SocketAddr,
+    #[command(flatten)]
+    hop: Hop,
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        custody_tests::floor::serve(listener, args.upstream).await?;
-        anyhow::Ok(())
-    })
+    Args::parse().hop.run(serve)
 }

@@ -6,7 +6,7 @@
 //! encoded or checked: the load harness measures it (`--durable-floor`) to show
 //! how much of custody's cost over the floor these two writes alone account for.
 
-use super::PREFIX;
+use super::strip_prefix;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -66,19 +66,6 @@ async fn keep(body: Incoming, spool: &Spool) -> anyhow::Result<Full<Bytes>> {
         spool.written.store(0, Ordering::Relaxed);
     }
     Ok(Full::new(bytes))
-}
-
-/// Takes the route's prefix (`/openai`) off the request's path, as custody does.
-fn strip_prefix<B>(req: &mut http::Request<B>) -> anyhow::Result<()> {
-    if let Some(rest) = req.uri().path_and_query().and_then(|p| {
-        p.as_str()
-            .strip_prefix(PREFIX)
-            .filter(|r| r.starts_with('/'))
-            .map(str::to_owned)
-    }) {
-        *req.uri_mut() = rest.parse()?;
-    }
-    Ok(())
 }
 
 /// The durable floor: each body read whole and kept in `spool`, the request's
